@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian machine with Python 3.11 for w3sipagent: Debian tools (when missing),
+# a virtual environment in .venv and the package with its extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || need_apt+=(sox libsox-fmt-all)
+if [ "${W3SIPAGENT_SETUP_PEERS:-1}" = "1" ]; then
+  command -v baresip >/dev/null 2>&1 || need_apt+=(baresip-core)
+  command -v kamailio >/dev/null 2>&1 || need_apt+=(kamailio)
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
+  command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+fi
+ls /usr/lib/*/libopus.so.0 >/dev/null 2>&1 || need_apt+=(libopus0)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages (${need_apt[*]}); tests that need them are skipped" >&2
+  fi
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.w3sipagent-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all,dev]"
+  touch "$stamp"
+fi
