@@ -1,0 +1,612 @@
+"""Process settings: a TOML file, ``W3SIPAGENT_…`` environment variables and CLI flags.
+
+Precedence: flag > environment > file > default. Environment variables nest with ``__``
+(``W3SIPAGENT_SIP__LISTEN=0.0.0.0:5090``, ``W3SIPAGENT_TENANTS__ACME__MAX_CONCURRENT_CALLS=5``);
+a value starting with ``[`` or ``{`` is read as JSON, and lists also take ``a,b,c``.
+CLI flags arrive as a dict (nested, or dotted keys such as ``{"sip.listen": "0.0.0.0:5090"}``;
+None values are ignored).
+
+:func:`load_settings` returns a validated :class:`Settings` that remembers where each value
+came from (:meth:`Settings.source_of`: ``default``, ``file:PATH``, ``env:NAME`` or ``flag``).
+A bad configuration raises :class:`ConfigError` with a one-line message naming the file,
+the tenant and the key, e.g.::
+
+    w3sipagent.toml: tenant 'acme': agents.support.voice: must be one of alloy, ash, … (got 'bob')
+
+Secrets (API keys, passwords) are :class:`pydantic.SecretStr` or references to an environment
+variable / file; their values never appear in messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from w3sipagent.errors import ConfigError
+from w3sipagent.tenants.loader import (
+    ConfigDocument,
+    Origins,
+    ownership_conflicts,
+    read_config_file,
+    record_origins,
+)
+from w3sipagent.tenants.models import (
+    Duration,
+    NetworkList,
+    StrList,
+    TenancySettings,
+    TenantConfig,
+    parse_network,
+)
+
+ENV_PREFIX = "W3SIPAGENT_"
+DEFAULT_CONFIG_NAME = "w3sipagent.toml"
+CONFIG_PATH_ENV = "W3SIPAGENT_CONFIG"
+"""Names the config file when no path is given (not a setting itself)."""
+
+
+class ConfigProblems(ConfigError):
+    """A :class:`ConfigError` carrying every problem found (``problems``), one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        shown = "; ".join(problems[:3])
+        if len(problems) > 3:
+            shown += f" (+{len(problems) - 3} more)"
+        super().__init__(shown)
+        self.problems = problems
+
+
+def parse_hostport(value: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """``host:port`` / ``[v6]:port`` → (host, port). Raises ValueError naming the defect."""
+    v = value.strip()
+    if v.startswith("["):
+        end = v.find("]")
+        if end < 0:
+            raise ValueError(f"unclosed '[' in {value!r}")
+        host, rest = v[1:end], v[end + 1 :]
+        port_s = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"expected HOST:PORT (got {value!r})")
+    elif v.count(":") == 1:
+        host, port_s = v.split(":")
+    elif v.count(":") > 1:
+        raise ValueError(f"write an IPv6 address as [ADDR]:PORT (got {value!r})")
+    else:
+        host, port_s = v, ""
+    if not host:
+        raise ValueError(f"expected HOST:PORT (got {value!r})")
+    if not port_s:
+        if default_port is None:
+            raise ValueError(f"expected HOST:PORT, the port is missing (got {value!r})")
+        return host, default_port
+    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise ValueError(f"port must be 0-65535 (got {value!r})")
+    return host, int(port_s)
+
+
+def _check_hostport(value: object) -> object:
+    if isinstance(value, str):
+        parse_hostport(value)
+    return value
+
+
+HostPort = Annotated[str, BeforeValidator(_check_hostport)]
+"""``host:port`` (``[::1]:5090`` for IPv6); port 0 picks a free one."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
+class SipSettings(_Section):
+    """SIP listener, transports, timers and global admission limits."""
+
+    listen: HostPort = "0.0.0.0:5090"
+    transports: Annotated[
+        list[Literal["udp", "tcp", "tls"]],
+        BeforeValidator(lambda v: [p.strip() for p in v.split(",")] if isinstance(v, str) else v),
+    ] = Field(default_factory=lambda: ["udp", "tcp"])  # type: ignore[arg-type]
+    tls_listen: HostPort | None = None
+    """TLS listener (default: the listen host, port + 1)."""
+    advertised: str | None = None
+    """Address put in Contact / Via / SDP when behind NAT (host or host:port)."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_key_password: SecretStr | None = None
+    t1: Duration = 0.5
+    t2: Duration = 4.0
+    t4: Duration = 5.0
+    ack_wait: Duration = 32.0
+    """How long a 2xx is retransmitted waiting for the ACK (64*T1)."""
+    allowed_sources: NetworkList = Field(
+        default_factory=lambda: [parse_network(n) for n in LOOPBACK]
+    )
+    """Who may send us INVITEs at all (default: loopback only)."""
+    max_calls: int = Field(default=200, ge=1)
+    drain_timeout: Duration = 30.0
+    user_agent: str = "w3sipagent"
+
+    @model_validator(mode="after")
+    def _checks(self) -> SipSettings:
+        if "tls" in self.transports and (self.tls_cert is None or self.tls_key is None):
+            raise ValueError("transports: tls needs tls_cert and tls_key")
+        if not self.transports:
+            raise ValueError("transports: at least one of udp, tcp, tls")
+        if self.t1 <= 0 or self.t2 < self.t1:
+            raise ValueError("t1/t2: need 0 < t1 <= t2")
+        return self
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """The listen address as (host, port)."""
+        return parse_hostport(self.listen)
+
+
+class RtpSettings(_Section):
+    """RTP port range and media policies."""
+
+    port_min: int = Field(default=20000, ge=1024, le=65534)
+    port_max: int = Field(default=20999, ge=1025, le=65535)
+    inactivity_timeout: Duration = 30.0
+    source_policy: Literal["latch", "strict", "latch-any"] = "latch"
+    """``latch``: follow the first source seen from the SDP address' host; ``strict``: only
+    the SDP address; ``latch-any``: latch onto whatever source sends first (NAT)."""
+    send_silence: bool = True
+    """Send silence frames while the agent is quiet (keeps NAT bindings and jitter buffers happy)."""
+
+    @model_validator(mode="after")
+    def _range(self) -> RtpSettings:
+        if self.port_max <= self.port_min:
+            raise ValueError(
+                f"port_max: must be above port_min ({self.port_max} <= {self.port_min})"
+            )
+        return self
+
+
+class RealtimeSettings(_Section):
+    """The Realtime API endpoint and defaults."""
+
+    base_url: str = "wss://api.openai.com/v1/realtime"
+    model: str = "gpt-realtime"
+    connect_timeout: Duration = 10.0
+    reconnect_timeout: Duration = 3.0
+    api_key: SecretStr | None = None
+    """Key for tenants without their own ``api_key`` reference (None: no default key)."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("ws://", "wss://", "http://", "https://")):
+            raise ValueError("must start with ws://, wss://, http:// or https://")
+        return v.rstrip("/")
+
+
+class RecordsSettings(_Section):
+    """CDR database, recordings and activity log."""
+
+    database_url: str = "sqlite+aiosqlite:///./var/w3sipagent.db"
+    """SQLAlchemy URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB."""
+    database_password: SecretStr | None = None
+    """Kept apart from the URL so that it can come from the environment."""
+    recordings_dir: Path = Path("var/recordings")
+    activity_window: Duration = 60.0
+    """Admission decisions are counted per (source, tenant, code, reason) per window."""
+    activity_retention: Duration = 30 * 86400.0
+    retention_interval: Duration = 3600.0
+    """How often expired transcripts and recordings are purged."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(v)
+        except ArgumentError:
+            raise ValueError("not a database URL such as sqlite+aiosqlite:///var/db") from None
+        drivers = {
+            "sqlite": "sqlite+aiosqlite",
+            "sqlite+aiosqlite": "sqlite+aiosqlite",
+            "postgresql": "postgresql+asyncpg",
+            "postgres": "postgresql+asyncpg",
+            "postgresql+asyncpg": "postgresql+asyncpg",
+        }
+        driver = drivers.get(url.drivername)
+        if driver is None:
+            raise ValueError(
+                f"database {url.drivername!r} is not supported: use sqlite+aiosqlite or postgresql+asyncpg"
+            )
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+
+    def url(self) -> str:
+        """The URL to connect with, the password added (do not log it)."""
+        from sqlalchemy.engine import make_url
+
+        u = make_url(self.database_url)
+        if self.database_password is not None:
+            u = u.set(password=self.database_password.get_secret_value())
+        return u.render_as_string(hide_password=False)
+
+    def display_url(self) -> str:
+        """The URL with any password masked: safe to log and print."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+class MetricsSettings(_Section):
+    """Prometheus metrics and the health endpoint (None: off)."""
+
+    listen: HostPort | None = "127.0.0.1:9464"
+
+
+class LoggingSettings(_Section):
+    """Log level and format, SIP message trace."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    json_logs: bool | None = Field(default=None, alias="json")
+    """JSON lines (True), human text (False), or JSON unless on a terminal (None)."""
+    sip_trace: bool = False
+    sip_trace_path: Path = Path("var/sip-trace.jsonl")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+
+class Settings(BaseSettings):
+    """All settings of one w3sipagent process. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    sip: SipSettings = Field(default_factory=SipSettings)
+    rtp: RtpSettings = Field(default_factory=RtpSettings)
+    realtime: RealtimeSettings = Field(default_factory=RealtimeSettings)
+    records: RecordsSettings = Field(default_factory=RecordsSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    tenancy: TenancySettings = Field(default_factory=TenancySettings)
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
+
+    _origins: Origins = PrivateAttr(default_factory=dict)
+    _files: list[Path] = PrivateAttr(default_factory=list)
+    _include_globs: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The main config file read (None when there was none)."""
+        return self._files[0] if self._files else None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every config file read: the main file then the included ones."""
+        return list(self._files)
+
+    @property
+    def include_globs(self) -> list[str]:
+        """The absolute include patterns of the main file (for the reload watcher)."""
+        return list(self._include_globs)
+
+    def source_of(self, key: str) -> str:
+        """Where ``key`` (dotted, e.g. ``sip.listen``) was set: default / file:PATH / env:NAME / flag."""
+        return _origin_of(tuple(key.split(".")), self._origins, tables=False) or "default"
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """Every leaf setting as (dotted key, display value, source); secrets masked."""
+        rows: list[tuple[str, str, str]] = []
+        for key, value in _leaves(self.model_dump(mode="json", by_alias=True), ()):
+            shown = "**********" if value == "**********" else json.dumps(value)
+            if key == ("records", "database_url"):
+                shown = json.dumps(self.records.display_url())
+            dotted = ".".join(key)
+            rows.append((dotted, shown, self.source_of(dotted)))
+        return rows
+
+
+def _leaves(data: Any, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(data, dict) and data:
+        for k, v in data.items():
+            yield from _leaves(v, (*prefix, str(k)))
+    else:
+        yield prefix, data
+
+
+def _origin_of(loc: tuple[str, ...], origins: Origins, *, tables: bool = True) -> str | None:
+    """The origin of ``loc`` or of the nearest enclosing value (or table, with ``tables``)."""
+    for n in range(len(loc), 0, -1):
+        o = origins.get(loc[:n])
+        if o is None and tables:
+            o = origins.get((*loc[:n], "*"))
+        if o is not None:
+            return o
+    return None
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _deep_set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    old = node.get(path[-1])
+    if isinstance(old, dict) and isinstance(value, dict):
+        _deep_merge(old, value)
+    else:
+        node[path[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for k, v in extra.items():
+        _deep_set(base, (k,), v)
+
+
+def _env_layer(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
+    """(path, value, env var name) for every ``W3SIPAGENT_…`` variable naming a section."""
+    out: list[tuple[tuple[str, ...], Any, str]] = []
+    sections = set(Settings.model_fields)
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() == CONFIG_PATH_ENV:
+            continue
+        path = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split("__"))
+        if not path or path[0] not in sections or any(not p for p in path):
+            continue
+        raw = environ[name]
+        value: Any = raw
+        if raw.strip()[:1] in ("[", "{"):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        out.append((path, value, name))
+    return out
+
+
+def _flag_layer(overrides: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
+    out: list[tuple[tuple[str, ...], Any]] = []
+
+    def walk(prefix: tuple[str, ...], value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk((*prefix, *str(k).split(".")), v)
+        else:
+            out.append((prefix, value))
+
+    for k, v in overrides.items():
+        walk(tuple(str(k).split(".")), v)
+    return out
+
+
+def find_config_file(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$W3SIPAGENT_CONFIG`` if set, else ``./w3sipagent.toml`` if it exists, else None."""
+    env = os.environ if environ is None else environ
+    named = env.get(CONFIG_PATH_ENV)
+    if named:
+        return Path(named)
+    local = Path(DEFAULT_CONFIG_NAME)
+    return local if local.is_file() else None
+
+
+def load_settings(
+    path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    discover: bool = True,
+) -> Settings:
+    """Read the file (and its includes), the environment and the flags; validate.
+
+    ``path`` None: :func:`find_config_file` when ``discover``, else defaults only.
+    Relative paths inside a file are taken relative to that file's folder.
+    Raises :class:`ConfigError` (a :class:`ConfigProblems`) with one line per problem.
+    """
+    env = os.environ if environ is None else environ
+    if path is None and discover:
+        path = find_config_file(env)
+    doc = read_config_file(path) if path is not None else ConfigDocument()
+    data = doc.data
+    origins: Origins = dict(doc.origins)
+    for key, value, name in _env_layer(env):
+        _deep_set(data, key, value)
+        record_origins(value, key, f"env:{name}", origins)
+    for key, value in _flag_layer(overrides or {}):
+        _deep_set(data, key, value)
+        record_origins(value, key, "flag", origins)
+    main = str(path) if path is not None else "config"
+    problems = _prepare_tenants(data, origins, main)
+    if problems:
+        raise ConfigProblems(problems)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as e:
+        raise ConfigProblems(format_validation_error(e, origins, main)) from None
+    _resolve_paths(settings, (), origins)
+    conflicts = ownership_conflicts(settings.tenants)
+    if conflicts:
+        raise ConfigProblems(
+            [
+                _line(origins, ("tenants", tid, *key.split(".")), main, tid, key, msg)
+                for tid, key, msg in conflicts
+            ]
+        )
+    settings._origins = origins
+    settings._files = list(doc.files)
+    settings._include_globs = list(doc.include_globs)
+    return settings
+
+
+def _prepare_tenants(data: dict[str, Any], origins: Origins, main: str) -> list[str]:
+    tenants = data.get("tenants")
+    if tenants is None:
+        return []
+    if not isinstance(tenants, dict):
+        return [
+            _line(origins, ("tenants",), main, None, "tenants", "must be tables [tenants.NAME]")
+        ]
+    problems = []
+    for tid, table in tenants.items():
+        if not isinstance(table, dict):
+            problems.append(
+                _line(origins, ("tenants", tid), main, tid, "", "must be a table [tenants.NAME]")
+            )
+            continue
+        given = table.get("id", tid)
+        if given != tid:
+            problems.append(
+                _line(
+                    origins,
+                    ("tenants", tid, "id"),
+                    main,
+                    tid,
+                    "id",
+                    f"differs from the table name (got {given!r})",
+                )
+            )
+        table["id"] = tid
+    return problems
+
+
+# ---------------------------------------------------------------- messages
+
+_SECRET_WORDS = ("key", "password", "secret", "token", "auth")
+
+
+def _where(origin: str | None, main: str) -> str:
+    if origin is None:
+        return main
+    if origin.startswith("file:"):
+        return origin[5:]
+    if origin.startswith("env:"):
+        return f"environment {origin[4:]}"
+    return "command-line flag"
+
+
+def _line(
+    origins: Origins,
+    loc: tuple[str, ...],
+    main: str,
+    tenant: str | None,
+    key: str,
+    msg: str,
+) -> str:
+    parts = [_where(_origin_of(loc, origins), main)]
+    if tenant is not None:
+        parts.append(f"tenant '{tenant}'")
+    if key:
+        parts.append(key)
+    return ": ".join([*parts, msg])
+
+
+def _short(value: Any) -> str:
+    r = repr(value)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def format_validation_error(err: ValidationError, origins: Origins, main: str) -> list[str]:
+    """One line per pydantic error: where, tenant, dotted key, what is wrong (got …)."""
+    lines: list[str] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(
+            str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p[:1].isupper()))
+        )
+        etype = e["type"]
+        msg = e["msg"]
+        if etype == "literal_error":
+            expected = str(e.get("ctx", {}).get("expected", ""))
+            choices = expected.replace("'", "").replace(" or ", ", ")
+            msg = f"must be one of {choices}"
+        elif etype == "missing":
+            msg = "required key is missing"
+        elif etype == "extra_forbidden":
+            msg = "unknown key"
+        elif etype == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        elif etype == "string_pattern_mismatch":
+            msg = f"must match {e.get('ctx', {}).get('pattern', '')}"
+        else:
+            msg = msg[:1].lower() + msg[1:]
+        value = e.get("input")
+        secret = any(w in p.lower() for p in loc for w in _SECRET_WORDS)
+        if (
+            etype not in ("missing", "extra_forbidden")
+            and not secret
+            and isinstance(value, str | int | float | bool)
+            and "(got" not in msg
+        ):
+            msg += f" (got {_short(value)})"
+        tenant = loc[1] if len(loc) >= 2 and loc[0] == "tenants" else None
+        key = ".".join(loc[2:] if tenant is not None else loc)
+        lines.append(_line(origins, loc, main, tenant, key, msg))
+    return lines
+
+
+# ---------------------------------------------------------------- relative paths
+
+
+def _resolve_paths(model: BaseModel, loc: tuple[str, ...], origins: Origins) -> None:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        sub = (*loc, name)
+        if isinstance(value, Path):
+            origin = _origin_of(sub, origins)
+            if origin and origin.startswith("file:") and not value.is_absolute():
+                object.__setattr__(model, name, Path(origin[5:]).parent / value)
+        elif isinstance(value, BaseModel):
+            _resolve_paths(value, sub, origins)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if isinstance(v, BaseModel):
+                    _resolve_paths(v, (*sub, str(k)), origins)
+        elif isinstance(value, list):
+            for v in value:
+                if isinstance(v, BaseModel):
+                    _resolve_paths(v, sub, origins)
+
+
+__all__ = [
+    "ConfigError",
+    "ConfigProblems",
+    "LoggingSettings",
+    "MetricsSettings",
+    "RealtimeSettings",
+    "RecordsSettings",
+    "RtpSettings",
+    "Settings",
+    "SipSettings",
+    "StrList",
+    "TenancySettings",
+    "find_config_file",
+    "load_settings",
+    "parse_hostport",
+]

@@ -1,0 +1,164 @@
+"""Reloading tenants on a config file change or on demand (SIGHUP), without dropping calls.
+
+:class:`TenantRegistry` holds the current :class:`TenantTable`. A call takes
+``registry.table`` once when it is admitted and keeps that snapshot to its end; a reload
+only swaps the registry's reference. A new file that fails validation keeps the running
+table and logs one line saying why. The CLI wires SIGHUP to :meth:`TenantRegistry.reload`
+(or :meth:`TenantRegistry.areload`); :meth:`TenantRegistry.watch` polls the files' mtimes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from w3sipagent.config import Settings, load_settings
+from w3sipagent.errors import ConfigError
+from w3sipagent.tenants.resolver import TenantTable
+
+log = logging.getLogger("w3sipagent.tenants")
+
+Signature = tuple[tuple[str, int, int], ...]
+RESTART_SECTIONS = ("sip", "rtp", "realtime", "records", "metrics", "logging")
+"""Sections read once at start: a change is logged as needing a restart, not applied
+(except ``sip.allowed_sources``, which the resolver applies at once)."""
+
+
+def table_from_settings(settings: Settings) -> TenantTable:
+    """The :class:`TenantTable` for ``settings`` (tenants, tenancy, sip.allowed_sources)."""
+    return TenantTable(settings.tenants, settings.tenancy, list(settings.sip.allowed_sources))
+
+
+def files_signature(settings: Settings) -> Signature:
+    """(path, mtime_ns, size) of every config file, include globs re-expanded; -1 if missing."""
+    paths: list[str] = [str(p) for p in settings.files]
+    for pattern in settings.include_globs:
+        matches = glob.glob(pattern) if glob.has_magic(pattern) else [pattern]
+        paths.extend(m for m in matches if m not in paths)
+    sig = []
+    for p in sorted(set(paths)):
+        try:
+            st = Path(p).stat()
+            sig.append((p, st.st_mtime_ns, st.st_size))
+        except OSError:
+            sig.append((p, -1, -1))
+    return tuple(sig)
+
+
+class TenantRegistry:
+    """The live tenant table, reloadable.
+
+    ``loader`` builds fresh :class:`Settings` (default: the same main file, no flags —
+    pass a closure over the CLI overrides to keep them).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        loader: Callable[[], Settings] | None = None,
+        *,
+        interval: float | None = None,
+    ) -> None:
+        self._settings = settings
+        self._table = table_from_settings(settings)
+        path = settings.config_file
+        self._loader = loader or (lambda: load_settings(path, discover=False))
+        self.interval = settings.tenancy.reload_interval if interval is None else interval
+        self._signature = files_signature(settings)
+        self._listeners: list[Callable[[TenantTable], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.reloads = 0
+        """Successful reloads so far."""
+        self.failures = 0
+        """Reloads refused because the new config was bad."""
+        self.last_error: str | None = None
+
+    @property
+    def table(self) -> TenantTable:
+        """The current snapshot: take it once per call and keep it."""
+        return self._table
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the current table was built from."""
+        return self._settings
+
+    def add_listener(self, callback: Callable[[TenantTable], None]) -> None:
+        """Call ``callback(new_table)`` after every successful reload."""
+        self._listeners.append(callback)
+
+    def changed(self) -> bool:
+        """True when a config file (or an include match) changed since the last load."""
+        return files_signature(self._settings) != self._signature
+
+    def reload(self) -> bool:
+        """Load and validate now; swap the table if good. False (old kept, logged) if bad."""
+        signature = files_signature(self._settings)
+        try:
+            new = self._loader()
+        except ConfigError as e:
+            self._signature = signature
+            return self._refuse(str(e))
+        return self._apply(new)
+
+    async def areload(self) -> bool:
+        """:meth:`reload` with the file reading done in a worker thread."""
+        signature = files_signature(self._settings)
+        try:
+            new = await asyncio.to_thread(self._loader)
+        except ConfigError as e:
+            self._signature = signature
+            return self._refuse(str(e))
+        return self._apply(new)
+
+    def _refuse(self, why: str) -> bool:
+        self.failures += 1
+        self.last_error = why
+        log.error("config reload refused, keeping the running tenants: %s", why)
+        return False
+
+    def _apply(self, new: Settings) -> bool:
+        old = self._settings
+        for section in RESTART_SECTIONS:
+            a = getattr(old, section).model_dump(exclude={"allowed_sources"})
+            b = getattr(new, section).model_dump(exclude={"allowed_sources"})
+            if a != b:
+                log.warning("config reload: [%s] changed; restart to apply it", section)
+        self._settings = new
+        self._table = table_from_settings(new)
+        self._signature = files_signature(new)
+        self.reloads += 1
+        self.last_error = None
+        log.info(
+            "config reloaded: %d tenants (%s)", len(self._table), ", ".join(self._table.tenants)
+        )
+        for cb in self._listeners:
+            cb(self._table)
+        return True
+
+    async def watch(self) -> None:
+        """Poll the files every ``interval`` seconds and reload on change (until cancelled)."""
+        if self.interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.interval)
+            if await asyncio.to_thread(self.changed):
+                await self.areload()
+
+    def start(self) -> asyncio.Task[None]:
+        """Start :meth:`watch` as a task (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self.watch(), name="w3sipagent-config-watch")
+        return self._task
+
+    async def stop(self) -> None:
+        """Stop the watcher task."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
