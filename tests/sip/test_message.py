@@ -1,0 +1,213 @@
+"""SipRequest / SipResponse: parse, typed views, serialize, make_response."""
+
+from __future__ import annotations
+
+import pytest
+
+from w3sipagent.errors import SipParseError
+from w3sipagent.sip import (
+    MAX_HEADERS,
+    MAX_LINE_LENGTH,
+    MAX_MESSAGE_SIZE,
+    CSeq,
+    Headers,
+    NameAddr,
+    SipMessageError,
+    SipRequest,
+    SipResponse,
+    SipUri,
+    TelUri,
+    make_response,
+    parse_message,
+    partial_message,
+)
+
+INVITE = (
+    b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;rport\r\n"
+    b"Via: SIP/2.0/TCP proxy.example.com:5061;branch=z9hG4bKp1, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp0\r\n"
+    b"Max-Forwards: 70\r\n"
+    b'To: "Bob" <sip:bob@biloxi.example.com>\r\n'
+    b"From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n"
+    b"Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n"
+    b"CSeq: 314159 INVITE\r\n"
+    b'Contact: <sip:alice@pc33.atlanta.example.com>, "Al, B" <sip:al@[2001:db8::1]:5070;transport=tcp>\r\n'
+    b"Record-Route: <sip:p1.example.com;lr>\r\n"
+    b"Record-Route: <sip:p2.example.com;lr>\r\n"
+    b"Require: timer\r\n"
+    b"Supported: replaces, timer\r\n"
+    b"Session-Expires: 1800;refresher=uac\r\n"
+    b"Content-Type: Application/SDP; charset=utf-8\r\n"
+    b"Content-Length: 4\r\n"
+    b"\r\n"
+    b"v=0\n"
+)
+
+
+def test_request_fields() -> None:
+    m = parse_message(INVITE)
+    assert isinstance(m, SipRequest)
+    assert m.method == "INVITE"
+    assert m.uri == "sip:bob@biloxi.example.com"
+    assert m.version == "SIP/2.0"
+    ru = m.request_uri
+    assert isinstance(ru, SipUri) and ru.user == "bob" and ru.host == "biloxi.example.com"
+    assert m.via.branch == "z9hG4bK776asdhds"
+    assert m.via.has_rport and m.via.rport is None
+    assert [v.branch for v in m.vias] == ["z9hG4bK776asdhds", "z9hG4bKp1", "z9hG4bKp0"]
+    assert [(v.transport, v.host, v.port) for v in m.vias] == [
+        ("UDP", "pc33.atlanta.example.com", None),
+        ("TCP", "proxy.example.com", 5061),
+        ("UDP", "10.0.0.1", None),
+    ]
+    assert m.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+    assert m.cseq == CSeq(314159, "INVITE")
+    assert m.from_.display_name == "Alice" and m.from_.tag == "1928301774"
+    assert m.to.display_name == "Bob" and m.to.tag is None
+    assert m.max_forwards == 70
+    assert m.content_type == "application/sdp"
+    assert m.content_length == 4
+    assert m.body == b"v=0\n"
+    assert m.require == ["timer"]
+    assert m.supported == ["replaces", "timer"]
+    contacts = m.contact
+    assert len(contacts) == 2
+    assert contacts[1].display_name == "Al, B"
+    assert isinstance(contacts[1].uri, SipUri)
+    assert contacts[1].uri.host == "[2001:db8::1]" and contacts[1].uri.port == 5070
+    assert contacts[1].uri.hostname == "2001:db8::1"
+    assert [str(r.uri) for r in m.record_route] == [
+        "sip:p1.example.com;lr",
+        "sip:p2.example.com;lr",
+    ]
+    se = m.session_expires
+    assert se is not None and se.delta == 1800 and se.refresher == "uac"
+    assert m.route == [] and m.event is None and m.refer_to is None
+
+
+def test_serialize_round_trip_and_content_length() -> None:
+    m = parse_message(INVITE)
+    out = bytes(m)
+    assert out.startswith(b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\nVia: ")
+    assert out.endswith(b"Content-Length: 4\r\n\r\nv=0\n")
+    assert parse_message(out) == m
+    m.body = b"hello world"
+    assert b"\r\nContent-Length: 11\r\n\r\nhello world" in bytes(m)
+
+
+def test_response_fields() -> None:
+    data = (
+        b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n"
+        b"To: <sip:b@h>;tag=abc\r\nFrom: <sip:a@h>;tag=def\r\nCall-ID: c1\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    m = parse_message(data)
+    assert isinstance(m, SipResponse)
+    assert (m.status, m.reason) == (180, "Ringing")
+    assert m.to.tag == "abc" and m.cseq.method == "INVITE"
+    assert bytes(m) == data
+
+
+def test_make_response_copies_headers_and_adds_tag() -> None:
+    req = parse_message(INVITE)
+    assert isinstance(req, SipRequest)
+    resp = make_response(req, 200, to_tag="xyz", body=b"v=0\r\n", content_type="application/sdp")
+    assert resp.reason == "OK"
+    assert resp.to.tag == "xyz"
+    assert resp.headers.get_all("Via") == req.headers.get_all("Via")
+    assert resp.call_id == req.call_id and resp.cseq == req.cseq
+    assert resp.from_ == req.from_
+    assert resp.headers.get_all("Record-Route") == req.headers.get_all("Record-Route")
+    assert resp.content_type == "application/sdp"
+    wire = bytes(resp)
+    assert wire.startswith(b"SIP/2.0 200 OK\r\n")
+    assert b"Content-Length: 5\r\n\r\nv=0\r\n" in wire
+    again = parse_message(wire)
+    assert isinstance(again, SipResponse) and again.to.tag == "xyz"
+
+
+def test_make_response_keeps_existing_tag_and_no_record_route_on_error() -> None:
+    req = parse_message(
+        INVITE.replace(b'To: "Bob" <sip:bob@biloxi.example.com>', b"To: <sip:bob@b>;tag=old")
+    )
+    assert isinstance(req, SipRequest)
+    resp = make_response(req, 486, to_tag="new", headers=[("Retry-After", "30")])
+    assert resp.to.tag == "old"
+    assert resp.reason == "Busy Here"
+    assert "Record-Route" not in resp.headers
+    assert resp.headers.get("Retry-After") == "30"
+
+
+def test_built_request_typed_views_follow_header_changes() -> None:
+    req = SipRequest("OPTIONS", "tel:+15551234567", [("Via", "SIP/2.0/UDP a;branch=z9hG4bK1")])
+    assert req.via.host == "a"
+    assert isinstance(req.request_uri, TelUri)
+    req.headers.insert(0, "v", "SIP/2.0/TCP b:5060;branch=z9hG4bK2")
+    assert req.via.host == "b"
+    assert [v.branch for v in req.vias] == ["z9hG4bK2", "z9hG4bK1"]
+    with pytest.raises(SipParseError, match="missing Call-ID"):
+        _ = req.call_id
+    assert req.max_forwards is None and req.content_type is None
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "needle"),
+    [
+        (INVITE.replace(b"SIP/2.0\r\nVia", b"SIP/3.0\r\nVia", 1), 505, "version"),
+        (INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: 314159 BYE"), 400, "CSeq method"),
+        (INVITE.replace(b"Max-Forwards: 70", b"Max-Forwards: 256"), 400, "Max-Forwards"),
+        (INVITE.replace(b"Content-Length: 4", b"Content-Length: 40"), 400, "Content-Length"),
+        (INVITE.replace(b"Call-ID: a84b", b"X-Call-ID: a84b"), 400, "missing Call-ID"),
+        (INVITE.replace(b"Require: timer", b"Require: ti mer"), 400, "token"),
+    ],
+)
+def test_request_errors_carry_status_and_message(data: bytes, status: int, needle: str) -> None:
+    with pytest.raises(SipMessageError) as ei:
+        parse_message(data)
+    assert ei.value.status == status
+    assert needle in str(ei.value)
+    msg = partial_message(ei.value)
+    assert isinstance(msg, SipRequest)
+    resp = make_response(msg, ei.value.status, to_tag="t1")
+    assert resp.status == status and resp.headers.get("Call-ID") == msg.headers.get("Call-ID")
+    assert len(resp.headers.get_all("Via")) == 3
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\r\n\r\n",
+        b"SIP/2.0 99 Too Low\r\n\r\n",
+        b"SIP/2.0 700 High\r\n\r\n",
+        b"SIP/2.0 2000 Big\r\n\r\n",
+        b"SIP/1.0 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\n",
+        b"INV<ITE sip:a@b SIP/2.0\r\n\r\n",
+    ],
+)
+def test_garbage_raises_parse_error(data: bytes) -> None:
+    with pytest.raises(SipParseError):
+        parse_message(data)
+
+
+def test_limits() -> None:
+    head = INVITE.split(b"\r\n\r\n")[0]
+    big = head + b"\r\n\r\n" + b"x" * MAX_MESSAGE_SIZE
+    big = big.replace(b"Content-Length: 4", b"Content-Length: %d" % MAX_MESSAGE_SIZE)
+    with pytest.raises(SipMessageError) as ei:
+        parse_message(big)
+    assert ei.value.status == 513 and isinstance(ei.value.message, SipRequest)
+    many = head + b"".join(b"\r\nX-H: %d" % i for i in range(MAX_HEADERS)) + b"\r\n\r\nv=0\n"
+    with pytest.raises(SipParseError, match="too many"):
+        parse_message(many)
+    long = head + b"\r\nX-Long: " + b"a" * MAX_LINE_LENGTH + b"\r\n\r\nv=0\n"
+    with pytest.raises(SipParseError, match="too long"):
+        parse_message(long)
+
+
+def test_headers_object_passed_through() -> None:
+    h = Headers([("f", "<sip:a@b>;tag=1")])
+    req = SipRequest("MESSAGE", "sip:x@y", h)
+    assert req.headers is h
+    assert req.from_ == NameAddr(SipUri(host="b", user="a"), None, {"tag": "1"})
