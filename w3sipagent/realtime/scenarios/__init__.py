@@ -1,0 +1,1 @@
+"""Scenarios bundled with the local Realtime server (TOML files)."""
