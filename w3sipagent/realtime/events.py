@@ -259,7 +259,7 @@ class ResponseInfo(_Wire):
             status=_convert(str, data.get("status") or "in_progress", f"{where}.status"),
             reason=_convert(str | None, details.get("reason"), f"{where}.status_details.reason"),
             error=_convert(ErrorInfo | None, details.get("error"), f"{where}.status_details.error"),
-            output=_convert(tuple[Item, ...], data.get("output") or [], f"{where}.output"),
+            output=_convert(tuple[Item, ...] | None, data.get("output"), f"{where}.output") or (),
             conversation_id=_convert(str | None, data.get("conversation_id"), where),
             usage=None if usage is None else parse_usage(usage, f"{where}.usage"),
         )
