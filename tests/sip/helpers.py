@@ -75,7 +75,9 @@ class Network:
                     busy = True
                     sent = Sent(self.clock.now, addr, dest, transport, data, False)
                     self.wire.append(sent)
-                    if len(self.wire) in self.drop or (self.drop_if is not None and self.drop_if(sent)):
+                    if len(self.wire) in self.drop or (
+                        self.drop_if is not None and self.drop_if(sent)
+                    ):
                         sent.dropped = True
                         continue
                     target = self.cores.get(dest)
@@ -132,7 +134,9 @@ BOB: Address = ("127.0.0.2", 5070)
 FAST = TimerConfig(t1=0.5, t2=4.0, t4=5.0)
 
 
-def make_core(addr: Address, timers: TimerConfig = FAST, prefix: str = "x", **kw: object) -> SipCore:
+def make_core(
+    addr: Address, timers: TimerConfig = FAST, prefix: str = "x", **kw: object
+) -> SipCore:
     """A core whose Via sent-by is ``addr`` and whose ids are predictable."""
     config = CoreConfig(via_host=addr[0], via_port=addr[1], timers=timers, **kw)  # type: ignore[arg-type]
     return SipCore(config, ids=CountingIdSource(prefix))

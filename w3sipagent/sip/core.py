@@ -170,7 +170,7 @@ class _AckWaiter:
             self.core._out.append((self.data, self.destination, self.transport))
             self.interval = min(2 * self.interval, self.core.config.timers.t2)
             self.next_send = now + self.interval
-            self.core._arm(self, self.next_send)
+            self.core._arm(self, min(self.next_send, self.give_up))
 
 
 class SipCore:
