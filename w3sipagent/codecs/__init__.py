@@ -116,6 +116,22 @@ def _l16(clock_rate: int, channels: int, fmtp: dict[str, str], frame_ms: int) ->
     return L16Codec(clock_rate, channels, frame_ms=frame_ms, fmtp=fmtp)
 
 
+def _g722(clock_rate: int, channels: int, fmtp: dict[str, str], frame_ms: int) -> Codec:
+    _need("G722", clock_rate, channels, 8000, 1)  # RFC 3551: clock 8000 for 16 kHz audio
+    from w3sipagent.codecs.g722 import G722Codec  # imports PyAV on first use
+
+    return G722Codec(frame_ms=frame_ms, fmtp=fmtp)
+
+
+def _opus(clock_rate: int, channels: int, fmtp: dict[str, str], frame_ms: int) -> Codec:
+    _need("opus", clock_rate, channels, 48000, 2)  # RFC 7587: always opus/48000/2
+    from w3sipagent.codecs.opus import OpusCodec  # loads libopus on first use
+
+    return OpusCodec(channels, frame_ms=frame_ms, fmtp=fmtp)
+
+
 register_codec("PCMU", _pcmu)
 register_codec("PCMA", _pcma)
 register_codec("L16", _l16)
+register_codec("G722", _g722)
+register_codec("opus", _opus)

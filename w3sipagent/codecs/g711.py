@@ -466,6 +466,10 @@ class G711Decoder:
         """One frame repeating the last pitch period, fading to silence over a few losses."""
         return self._plc.conceal().tobytes()
 
+    def reset(self) -> None:
+        """Forget the concealment history (new stream: SSRC change)."""
+        self._plc.reset()
+
 
 class G711Codec(BaseCodec):
     """PCMU (payload type 0) or PCMA (payload type 8): 8 kHz, one byte a sample."""

@@ -62,6 +62,10 @@ class L16Decoder:
         """One frame of fade-out concealment."""
         return self._plc.conceal().tobytes()
 
+    def reset(self) -> None:
+        """Forget the concealment history (new stream: SSRC change)."""
+        self._plc.reset()
+
 
 class L16Codec(BaseCodec):
     """L16 at ``clock_rate`` (the PCM rate equals the RTP clock rate)."""
