@@ -534,7 +534,7 @@ def _lines(text: str | bytes) -> list[str]:
 
 def _split_attr(value: str) -> tuple[str, str | None]:
     name, sep, v = value.partition(":")
-    if not name or any(c.isspace() for c in name):
+    if not name or " " in name or "\t" in name or "\r" in name:
         raise SdpError(f"bad a= line: {value[:80]!r}")
     return name, (v if sep else None)
 
@@ -946,6 +946,10 @@ def negotiate_answer(
     * ``rtcp-mux`` is echoed when offered and ``rtcp_mux`` is on; ``ptime`` adds ``a=ptime``.
     * SRTP protos are only accepted with ``allow_srtp`` (the caller then adds its crypto
       attributes to the answer); an SRTP-only offer fails with warning 302.
+
+    ``session_id``/``session_version`` fill our ``o=`` line; in a re-INVITE pass the values of
+    the previous answer and apply :func:`assign_version` against it (the version moves only
+    when the answer changed).
 
     Failures come back as data: :attr:`AnswerResult.failure` (488 + Warning); this function
     raises :class:`SdpError` only for a bad argument (an unknown direction never happens).
