@@ -17,7 +17,12 @@ from w3sipagent.realtime.server import RealtimeServer, Scenario, ServerOptions
 AUTH = {"Authorization": "Bearer test-key"}
 
 TOOLS = [
-    {"type": "function", "name": "check_order", "description": "Look up an order", "parameters": {"type": "object"}},
+    {
+        "type": "function",
+        "name": "check_order",
+        "description": "Look up an order",
+        "parameters": {"type": "object"},
+    },
 ]
 
 SCENARIO = Scenario.loads(
@@ -64,7 +69,10 @@ class Client:
     async def append(self, audio: bytes, chunk: int = 160) -> None:
         for i in range(0, len(audio), chunk):
             await self.send(
-                {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio[i : i + chunk]).decode()}
+                {
+                    "type": "input_audio_buffer.append",
+                    "audio": base64.b64encode(audio[i : i + chunk]).decode(),
+                }
             )
 
     async def update(self, **session: Any) -> dict[str, Any]:
@@ -121,4 +129,13 @@ async def client(server: RealtimeServer) -> AsyncIterator[Client]:
     await c.ws.close()
 
 
-__all__ = ["AUTH", "SCENARIO", "TOOLS", "Client", "ServerOptions", "connect", "g711_session", "types"]
+__all__ = [
+    "AUTH",
+    "SCENARIO",
+    "TOOLS",
+    "Client",
+    "ServerOptions",
+    "connect",
+    "g711_session",
+    "types",
+]

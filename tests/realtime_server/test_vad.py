@@ -17,7 +17,9 @@ def feed_in_frames(vad: EnergyVad, pcm: bytes, rate: int, frame_ms: int = 20) ->
 
 
 @pytest.mark.parametrize("rate", [8000, 24000])
-@pytest.mark.parametrize(("onset", "length", "prefix", "silence_ms"), [(1000, 600, 300, 200), (730, 450, 100, 350)])
+@pytest.mark.parametrize(
+    ("onset", "length", "prefix", "silence_ms"), [(1000, 600, 300, 200), (730, 450, 100, 350)]
+)
 def test_burst_timing(rate: int, onset: int, length: int, prefix: int, silence_ms: int) -> None:
     vad = EnergyVad(threshold=0.5, prefix_padding_ms=prefix, silence_duration_ms=silence_ms)
     pcm = silence(onset, rate) + tone(440, length, rate, -20.0) + silence(1000, rate)

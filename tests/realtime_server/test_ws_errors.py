@@ -33,18 +33,48 @@ async def error_of(client: Client, event: dict[str, Any]) -> dict[str, Any]:
         ({"input_audio_format": "g711_ulaw"}, "unknown_parameter", "session.input_audio_format"),
         ({"voice": "alloy"}, "unknown_parameter", "session.voice"),
         ({"audio": {"output": {"voice": "robot"}}}, "invalid_value", "session.audio.output.voice"),
-        ({"audio": {"input": {"format": {"type": "g711_ulaw"}}}}, "invalid_value", "session.audio.input.format.type"),
+        (
+            {"audio": {"input": {"format": {"type": "g711_ulaw"}}}},
+            "invalid_value",
+            "session.audio.input.format.type",
+        ),
         ({"audio": {"input": {"format": "pcm16"}}}, "invalid_type", "session.audio.input.format"),
-        ({"audio": {"output": {"format": {"type": "audio/pcm"}}}}, "missing_required_parameter", "session.audio.output.format.rate"),
-        ({"audio": {"input": {"turn_detection": {"threshold": 0.3}}}}, "missing_required_parameter", "session.audio.input.turn_detection.type"),
-        ({"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2}}}}, "decimal_above_max_value", "session.audio.input.turn_detection.threshold"),
+        (
+            {"audio": {"output": {"format": {"type": "audio/pcm"}}}},
+            "missing_required_parameter",
+            "session.audio.output.format.rate",
+        ),
+        (
+            {"audio": {"input": {"turn_detection": {"threshold": 0.3}}}},
+            "missing_required_parameter",
+            "session.audio.input.turn_detection.type",
+        ),
+        (
+            {"audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2}}}},
+            "decimal_above_max_value",
+            "session.audio.input.turn_detection.threshold",
+        ),
         ({"output_modalities": ["audio", "text"]}, "invalid_value", "session.output_modalities"),
-        ({"audio": {"output": {"speed": 3.0}}}, "decimal_above_max_value", "session.audio.output.speed"),
+        (
+            {"audio": {"output": {"speed": 3.0}}},
+            "decimal_above_max_value",
+            "session.audio.output.speed",
+        ),
     ],
 )
-async def test_bad_session_fields(client: Client, session: dict[str, Any], code: str, param: str) -> None:
-    err = await error_of(client, {"type": "session.update", "event_id": "evt_1", "session": {"type": "realtime", **session}})
-    assert (err["type"], err["code"], err["param"], err["event_id"]) == ("invalid_request_error", code, param, "evt_1")
+async def test_bad_session_fields(
+    client: Client, session: dict[str, Any], code: str, param: str
+) -> None:
+    err = await error_of(
+        client,
+        {"type": "session.update", "event_id": "evt_1", "session": {"type": "realtime", **session}},
+    )
+    assert (err["type"], err["code"], err["param"], err["event_id"]) == (
+        "invalid_request_error",
+        code,
+        param,
+        "evt_1",
+    )
     # rejected updates change nothing
     ok = await client.update(instructions="x")
     assert ok["session"]["audio"]["output"]["voice"] == "marin"
@@ -59,7 +89,11 @@ async def test_missing_session_type(client: Client) -> None:
 
 async def test_unknown_event_type(client: Client) -> None:
     err = await error_of(client, {"type": "response.audio.delta", "event_id": "e9"})
-    assert err["type"] == "invalid_request_error" and err["param"] == "type" and err["event_id"] == "e9"
+    assert (
+        err["type"] == "invalid_request_error"
+        and err["param"] == "type"
+        and err["event_id"] == "e9"
+    )
     assert "response.audio.delta" in err["message"]
     err2 = await error_of(client, {"no_type": 1})
     assert err2["code"] == "missing_required_parameter"
@@ -80,7 +114,9 @@ async def test_commit_too_small(client: Client) -> None:
     assert ev["type"] == "input_audio_buffer.committed"
 
 
-async def test_response_create_while_active_and_cancel(make_server: Callable[..., RealtimeServer]) -> None:
+async def test_response_create_while_active_and_cancel(
+    make_server: Callable[..., RealtimeServer],
+) -> None:
     async with make_server(options=ServerOptions(realtime_pacing=True)) as srv:
         c = await connect(srv)
         err = await error_of(c, {"type": "response.cancel"})
@@ -99,7 +135,9 @@ async def test_response_create_while_active_and_cancel(make_server: Callable[...
         assert done["status"] == "cancelled"
         assert done["status_details"] == {"type": "cancelled", "reason": "client_cancelled"}
         assert done["output"][0]["status"] == "incomplete"
-        assert srv.sessions[0].cancels[-1].accepted and srv.sessions[0].cancels[-1].response_id == rid
+        assert (
+            srv.sessions[0].cancels[-1].accepted and srv.sessions[0].cancels[-1].response_id == rid
+        )
         await c.ws.close()
 
 
@@ -123,22 +161,62 @@ async def test_truncate_validation(client: Client, server: RealtimeServer) -> No
     await client.send({"type": "response.create"})
     events = await client.until("response.done")
     item = events[-1]["response"]["output"][0]
-    audio_ms = sum(len(base64.b64decode(e["delta"])) for e in events if e["type"] == "response.output_audio.delta") // 8
+    audio_ms = (
+        sum(
+            len(base64.b64decode(e["delta"]))
+            for e in events
+            if e["type"] == "response.output_audio.delta"
+        )
+        // 8
+    )
     err = await error_of(
-        client, {"type": "conversation.item.truncate", "item_id": item["id"], "content_index": 0, "audio_end_ms": audio_ms + 1}
+        client,
+        {
+            "type": "conversation.item.truncate",
+            "item_id": item["id"],
+            "content_index": 0,
+            "audio_end_ms": audio_ms + 1,
+        },
     )
     assert err["code"] == "invalid_value" and err["param"] == "audio_end_ms"
-    assert err["message"] == f"Audio content of {audio_ms}ms is already shorter than {audio_ms + 1}ms"
-    err = await error_of(client, {"type": "conversation.item.truncate", "item_id": "item_nope", "content_index": 0, "audio_end_ms": 0})
+    assert (
+        err["message"] == f"Audio content of {audio_ms}ms is already shorter than {audio_ms + 1}ms"
+    )
+    err = await error_of(
+        client,
+        {
+            "type": "conversation.item.truncate",
+            "item_id": "item_nope",
+            "content_index": 0,
+            "audio_end_ms": 0,
+        },
+    )
     assert err["param"] == "item_id"
-    await client.send({"type": "conversation.item.truncate", "item_id": item["id"], "content_index": 0, "audio_end_ms": 300})
+    await client.send(
+        {
+            "type": "conversation.item.truncate",
+            "item_id": item["id"],
+            "content_index": 0,
+            "audio_end_ms": 300,
+        }
+    )
     ev = await client.recv()
-    assert ev == {**ev, "type": "conversation.item.truncated", "item_id": item["id"], "content_index": 0, "audio_end_ms": 300}
+    assert ev == {
+        **ev,
+        "type": "conversation.item.truncated",
+        "item_id": item["id"],
+        "content_index": 0,
+        "audio_end_ms": 300,
+    }
     await client.send({"type": "conversation.item.retrieve", "item_id": item["id"]})
     got = await client.recv()
     assert len(base64.b64decode(got["item"]["content"][0]["audio"])) == 300 * 8
     rec = server.sessions[0].truncates
-    assert [(t.audio_end_ms, t.accepted) for t in rec] == [(audio_ms + 1, False), (0, False), (300, True)]
+    assert [(t.audio_end_ms, t.accepted) for t in rec] == [
+        (audio_ms + 1, False),
+        (0, False),
+        (300, True),
+    ]
     assert rec[2].item_audio_ms == audio_ms
 
 
@@ -147,18 +225,55 @@ async def test_voice_frozen_after_audio(client: Client) -> None:
     assert ok["session"]["audio"]["output"]["voice"] == "ash"
     await client.send({"type": "response.create"})
     await client.until("response.done")
-    err = await error_of(client, {"type": "session.update", "session": {"type": "realtime", "audio": {"output": {"voice": "cedar"}}}})
+    err = await error_of(
+        client,
+        {
+            "type": "session.update",
+            "session": {"type": "realtime", "audio": {"output": {"voice": "cedar"}}},
+        },
+    )
     assert err["code"] == "cannot_update_voice"
     same = await client.update(audio={"output": {"voice": "ash"}})
     assert same["type"] == "session.updated"
 
 
 async def test_item_create_errors_and_delete(client: Client) -> None:
-    err = await error_of(client, {"type": "conversation.item.create", "previous_item_id": "item_x", "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}})
+    err = await error_of(
+        client,
+        {
+            "type": "conversation.item.create",
+            "previous_item_id": "item_x",
+            "item": {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}],
+            },
+        },
+    )
     assert err["param"] == "previous_item_id"
-    err = await error_of(client, {"type": "conversation.item.create", "item": {"type": "message", "role": "assistant", "content": [{"type": "output_audio", "audio": "AAAA"}]}})
+    err = await error_of(
+        client,
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "output_audio", "audio": "AAAA"}],
+            },
+        },
+    )
     assert err["code"] == "invalid_value"
-    await client.send({"type": "conversation.item.create", "item": {"id": "item_a", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}})
+    await client.send(
+        {
+            "type": "conversation.item.create",
+            "item": {
+                "id": "item_a",
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}],
+            },
+        }
+    )
     ev = await client.until("conversation.item.done")
     assert ev[0]["item"]["id"] == "item_a" and ev[0]["previous_item_id"] is None
     await client.send({"type": "conversation.item.delete", "item_id": "item_a"})
@@ -185,7 +300,9 @@ say = "Second."
 
 
 async def test_injected_error_after_turn(make_server: Callable[..., RealtimeServer]) -> None:
-    scen = injected('[[inject]]\nturn = 1\nat = "response.done"\naction = "error"\ncode = "server_error"\nmessage = "boom"\n')
+    scen = injected(
+        '[[inject]]\nturn = 1\nat = "response.done"\naction = "error"\ncode = "server_error"\nmessage = "boom"\n'
+    )
     async with make_server(scenario=scen) as srv:
         c = await connect(srv)
         await c.update(**g711_session(None))
@@ -211,7 +328,9 @@ async def test_injected_error_after_turn(make_server: Callable[..., RealtimeServ
 
 @pytest.mark.parametrize("action", ["close", "abort"])
 async def test_injected_disconnect(make_server: Callable[..., RealtimeServer], action: str) -> None:
-    scen = injected(f'[[inject]]\nturn = 0\nat = "first_audio"\naction = "{action}"\nclose_code = 4001\nclose_reason = "bye"\n')
+    scen = injected(
+        f'[[inject]]\nturn = 0\nat = "first_audio"\naction = "{action}"\nclose_code = 4001\nclose_reason = "bye"\n'
+    )
     async with make_server(scenario=scen) as srv:
         c = await connect(srv)
         await c.send({"type": "response.create"})
@@ -219,14 +338,20 @@ async def test_injected_disconnect(make_server: Callable[..., RealtimeServer], a
             while True:
                 await c.recv()
         if action == "close":
-            assert exc.value.rcvd is not None and exc.value.rcvd.code == 4001 and exc.value.rcvd.reason == "bye"
+            assert (
+                exc.value.rcvd is not None
+                and exc.value.rcvd.code == 4001
+                and exc.value.rcvd.reason == "bye"
+            )
         else:
             assert exc.value.rcvd is None
         assert "response.done" not in [e["type"] for e in c.received]
 
 
 async def test_injected_failed_response(make_server: Callable[..., RealtimeServer]) -> None:
-    scen = injected('[[inject]]\nturn = 0\nat = "response.created"\naction = "fail"\ncode = "rate_limit_exceeded"\n')
+    scen = injected(
+        '[[inject]]\nturn = 0\nat = "response.created"\naction = "fail"\ncode = "rate_limit_exceeded"\n'
+    )
     async with make_server(scenario=scen) as srv:
         c = await connect(srv)
         await c.send({"type": "response.create"})
@@ -240,7 +365,9 @@ async def test_injected_failed_response(make_server: Callable[..., RealtimeServe
 async def test_auth(make_server: Callable[..., RealtimeServer]) -> None:
     async with make_server(api_keys=["good"]) as srv:
         with pytest.raises(InvalidStatus) as exc:
-            await websockets.connect(srv.ws_url, additional_headers={"Authorization": "Bearer bad-secret"})
+            await websockets.connect(
+                srv.ws_url, additional_headers={"Authorization": "Bearer bad-secret"}
+            )
         resp = exc.value.response
         assert resp.status_code == 401
         body = json.loads(resp.body)
@@ -264,7 +391,9 @@ async def test_recording(make_server: Callable[..., RealtimeServer], tmp_path: P
         await asyncio.sleep(0.1)
         rec = srv.sessions[0]
         assert bytes(rec.audio) == caller
-        assert rec.types() == ["session.update"] + ["input_audio_buffer.append"] * (len(caller) // 160) + ["input_audio_buffer.commit"]
+        assert rec.types() == ["session.update"] + ["input_audio_buffer.append"] * (
+            len(caller) // 160
+        ) + ["input_audio_buffer.commit"]
         assert rec.events[-1].event["event_id"] == "c1"
         assert all(a.t <= b.t for a, b in zip(rec.events, rec.events[1:], strict=False))
         assert rec.closed
@@ -278,9 +407,17 @@ async def test_http_errors(server: RealtimeServer) -> None:
     import httpx
 
     async with httpx.AsyncClient() as h:
-        r = await h.post(server.http_url + "/realtime/calls", content=b"v=0\r\n", headers={"Content-Type": "application/sdp"})
+        r = await h.post(
+            server.http_url + "/realtime/calls",
+            content=b"v=0\r\n",
+            headers={"Content-Type": "application/sdp"},
+        )
         assert r.status_code == 401 and r.json()["error"]["type"] == "invalid_request_error"
         r = await h.post(server.http_url + "/nope", content=b"x", headers=AUTH)
         assert r.status_code == 404
-        r = await h.post(server.http_url + "/realtime/calls", content=b"hello", headers={**AUTH, "Content-Type": "text/plain"})
+        r = await h.post(
+            server.http_url + "/realtime/calls",
+            content=b"hello",
+            headers={**AUTH, "Content-Type": "text/plain"},
+        )
         assert r.status_code == 415

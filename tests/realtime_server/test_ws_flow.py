@@ -32,7 +32,9 @@ RESPONSE_AUDIO_ORDER = [
 
 
 def audio_of(events: list[dict[str, Any]]) -> bytes:
-    return b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta")
+    return b"".join(
+        base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta"
+    )
 
 
 async def test_session_created_defaults(server: RealtimeServer) -> None:
@@ -40,7 +42,11 @@ async def test_session_created_defaults(server: RealtimeServer) -> None:
     ev = json.loads(await ws.recv())
     assert ev["type"] == "session.created" and ev["event_id"].startswith("event_")
     s = ev["session"]
-    assert s["id"].startswith("sess_") and s["object"] == "realtime.session" and s["type"] == "realtime"
+    assert (
+        s["id"].startswith("sess_")
+        and s["object"] == "realtime.session"
+        and s["type"] == "realtime"
+    )
     assert abs(s["expires_at"] - (time.time() + 3600)) < 5
     assert s["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
     assert s["audio"]["input"]["turn_detection"]["type"] == "server_vad"
@@ -50,17 +56,27 @@ async def test_session_created_defaults(server: RealtimeServer) -> None:
 
 
 async def test_session_update_merges_partially(client: Client) -> None:
-    ev = await client.update(instructions="Be brief.", **g711_session({"type": "server_vad", "silence_duration_ms": 200}))
+    ev = await client.update(
+        instructions="Be brief.", **g711_session({"type": "server_vad", "silence_duration_ms": 200})
+    )
     assert ev["type"] == "session.updated"
     s = ev["session"]
     assert s["instructions"] == "Be brief."
     assert s["audio"]["input"]["format"] == {"type": "audio/pcmu"}
     td = s["audio"]["input"]["turn_detection"]
-    assert td["silence_duration_ms"] == 200 and td["threshold"] == 0.5 and td["prefix_padding_ms"] == 300
+    assert (
+        td["silence_duration_ms"] == 200
+        and td["threshold"] == 0.5
+        and td["prefix_padding_ms"] == 300
+    )
     ev2 = await client.update(audio={"output": {"voice": "cedar"}})
     s2 = ev2["session"]
-    assert s2["instructions"] == "Be brief." and s2["audio"]["input"]["format"] == {"type": "audio/pcmu"}
-    assert s2["audio"]["output"]["voice"] == "cedar" and s2["audio"]["output"]["format"] == {"type": "audio/pcmu"}
+    assert s2["instructions"] == "Be brief." and s2["audio"]["input"]["format"] == {
+        "type": "audio/pcmu"
+    }
+    assert s2["audio"]["output"]["voice"] == "cedar" and s2["audio"]["output"]["format"] == {
+        "type": "audio/pcmu"
+    }
 
 
 async def test_greeting_event_order_and_audio(client: Client) -> None:
@@ -72,14 +88,19 @@ async def test_greeting_event_order_and_audio(client: Client) -> None:
     assert deltas[0] == "response.output_audio_transcript.delta"
     assert "response.output_audio.delta" in deltas
     done = events[-1]["response"]
-    assert done["status"] == "completed" and done["output"][0]["content"][0]["transcript"] == "Hello caller."
+    assert (
+        done["status"] == "completed"
+        and done["output"][0]["content"][0]["transcript"] == "Hello caller."
+    )
     audio = audio_of(events)
     assert len(audio) // 8 > 500  # at least half a second of G.711
     assert rms_dbfs(ulaw_decode(audio)) > -35.0
     usage = done["usage"]
     assert usage["output_token_details"]["audio_tokens"] == -(-(len(audio) // 8) // 50)
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
-    transcript = "".join(e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta")
+    transcript = "".join(
+        e["delta"] for e in events if e["type"] == "response.output_audio_transcript.delta"
+    )
     assert transcript == "Hello caller."
     added = next(e for e in events if e["type"] == "response.output_item.added")
     assert added["item"]["status"] == "in_progress" and added["item"]["content"] == []
@@ -142,7 +163,9 @@ async def test_function_call_round_trip(client: Client) -> None:
     await client.until("conversation.item.done")
     await client.send({"type": "response.create"})
     events = await client.until("response.done")
-    args = "".join(e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta")
+    args = "".join(
+        e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"
+    )
     done_args = next(e for e in events if e["type"] == "response.function_call_arguments.done")
     assert json.loads(args) == {"order_id": "42"} and done_args["arguments"] == args
     assert done_args["name"] == "check_order" and done_args["call_id"].startswith("call_")
@@ -152,7 +175,11 @@ async def test_function_call_round_trip(client: Client) -> None:
     await client.send(
         {
             "type": "conversation.item.create",
-            "item": {"type": "function_call_output", "call_id": done_args["call_id"], "output": '{"status":"shipped"}'},
+            "item": {
+                "type": "function_call_output",
+                "call_id": done_args["call_id"],
+                "output": '{"status":"shipped"}',
+            },
         }
     )
     ack = await client.until("conversation.item.done")
@@ -214,7 +241,9 @@ async def test_text_modality(client: Client) -> None:
     assert "response.output_audio.delta" not in t and "response.output_text.done" in t
     text = next(e for e in events if e["type"] == "response.output_text.done")["text"]
     assert text == "Hello caller."
-    assert events[-1]["response"]["output"][0]["content"] == [{"type": "output_text", "text": "Hello caller."}]
+    assert events[-1]["response"]["output"][0]["content"] == [
+        {"type": "output_text", "text": "Hello caller."}
+    ]
 
 
 async def test_pcm24k_output_format(client: Client) -> None:

@@ -23,6 +23,7 @@ from w3sipagent.errors import CodecError
 
 __all__ = [
     "PCM_RATE",
+    "WavError",
     "alaw_decode",
     "alaw_encode",
     "from_pcm24k",
@@ -85,6 +86,10 @@ def rms_dbfs(pcm: bytes) -> float:
     return max(-120.0, 20.0 * float(np.log10(rms / 32768.0)))
 
 
+class WavError(CodecError, ValueError):
+    """A WAV file is malformed or not 16-bit PCM."""
+
+
 def wav_bytes(pcm: bytes, rate: int) -> bytes:
     """A mono 16-bit WAV file holding ``pcm``."""
     buf = io.BytesIO()
@@ -100,10 +105,10 @@ def parse_wav(data: bytes) -> tuple[bytes, int, int]:
     """Parse a PCM WAV (as espeak-ng writes it to stdout, sizes possibly unset).
 
     Returns ``(pcm16_mono, sample_rate, channels)``; multi-channel input is
-    down-mixed to mono. Raises :class:`CodecError` when it is not 16-bit PCM WAV.
+    down-mixed to mono. Raises :class:`WavError` when it is not 16-bit PCM WAV.
     """
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise CodecError("not a RIFF/WAVE file")
+        raise WavError("not a RIFF/WAVE file")
     pos = 12
     rate = channels = bits = 0
     while pos + 8 <= len(data):
@@ -112,13 +117,13 @@ def parse_wav(data: bytes) -> tuple[bytes, int, int]:
         body = pos + 8
         if cid == b"fmt ":
             if size < 16 or body + 16 > len(data):
-                raise CodecError("WAV fmt chunk too short")
+                raise WavError("WAV fmt chunk too short")
             fmt_tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[body : body + 16])
             if fmt_tag != 1 or bits != 16 or channels < 1:
-                raise CodecError(f"WAV is not 16-bit PCM (format {fmt_tag}, {bits} bits)")
+                raise WavError(f"WAV is not 16-bit PCM (format {fmt_tag}, {bits} bits)")
         elif cid == b"data":
             if rate == 0:
-                raise CodecError("WAV data chunk before fmt chunk")
+                raise WavError("WAV data chunk before fmt chunk")
             end = len(data) if size in (0, 0xFFFFFFFF, 0x7FFFFFFF) else min(len(data), body + size)
             pcm = data[body:end]
             pcm = pcm[: len(pcm) - len(pcm) % (2 * channels)]
@@ -127,7 +132,7 @@ def parse_wav(data: bytes) -> tuple[bytes, int, int]:
                 pcm = x.mean(axis=1).astype("<i2").tobytes()
             return pcm, rate, channels
         pos = body + size + (size & 1)
-    raise CodecError("WAV has no data chunk")
+    raise WavError("WAV has no data chunk")
 
 
 def tone(freq: float, ms: int, rate: int = PCM_RATE, dbfs: float = -20.0) -> bytes:
