@@ -279,6 +279,10 @@ class RealtimeProtocol:
         elif self._create_in_flight is not None:
             self._cancel_when_created = True
 
+    def clear_output_audio(self) -> None:
+        """WebRTC/SIP: drop the audio the server has not played yet (after a cancel)."""
+        self._send(ev.OutputAudioBufferClear())
+
     def truncate(self, item_id: str, audio_end_ms: int) -> int | None:
         """Queue a truncate clamped to the item's received audio; returns the ms sent, or None.
 

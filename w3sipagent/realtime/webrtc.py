@@ -1,0 +1,392 @@
+"""OpenAI Realtime (GA) over WebRTC with aiortc: the same AISession API as the WebSocket client.
+
+Call set-up is the "unified interface": the offer goes to ``POST {base}/realtime/calls``
+as ``multipart/form-data`` with ``sdp`` and ``session`` (the GA session object, JSON),
+authorised with the server's own API key; the answer SDP comes back in the body
+(201) and ``Location: /v1/realtime/calls/rtc_...`` names the call. Caller audio goes
+out on an Opus track fed by :meth:`RealtimeWebRTCClient.send_audio`; the model's
+audio arrives on the remote track and is yielded as
+:class:`~w3sipagent.ai.session.AudioDelta` in the session's output format. Events
+travel on the ``oai-events`` data channel. The server tracks playout and truncates
+interrupted items itself (``truncates_itself`` is True).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+import httpx
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from w3sipagent.ai import session as ai
+from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from w3sipagent.errors import AIError
+from w3sipagent.realtime import events as ev
+from w3sipagent.realtime.client import Channel, ChannelClosed, Link, RealtimeSessionBase, redact
+from w3sipagent.realtime.protocol import session_object
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HTTP_BASE_URL = "https://api.openai.com/v1"
+
+
+def to_pcm16(audio: bytes, fmt: ai.AudioFormat) -> bytes:
+    """Audio in ``fmt`` as 16-bit PCM at the format's own rate."""
+    if fmt is ai.AudioFormat.PCMU:
+        return ulaw_decode(audio)
+    if fmt is ai.AudioFormat.PCMA:
+        return alaw_decode(audio)
+    return audio[: len(audio) & ~1]
+
+
+def from_pcm16(pcm: bytes, fmt: ai.AudioFormat) -> bytes:
+    """16-bit PCM at the format's rate encoded in ``fmt``."""
+    if fmt is ai.AudioFormat.PCMU:
+        return ulaw_encode(pcm)
+    if fmt is ai.AudioFormat.PCMA:
+        return alaw_encode(pcm)
+    return pcm
+
+
+class CallerAudioTrack(MediaStreamTrack):
+    """An aiortc audio track fed with caller audio; silence when nothing arrives in time.
+
+    Frames go out as they are fed (never held to batch); ``gap_s`` without audio
+    produces one 20 ms silence frame so the RTP clock keeps running.
+    """
+
+    kind = "audio"
+
+    def __init__(self, fmt: ai.AudioFormat, *, gap_s: float = 0.03) -> None:
+        super().__init__()
+        self.fmt = fmt
+        self.rate = fmt.sample_rate
+        self.gap_s = gap_s
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._pts = 0
+        self.frames_sent = 0
+
+    def feed(self, audio: bytes) -> None:
+        """Queue caller audio in the session's input format."""
+        pcm = to_pcm16(audio, self.fmt)
+        if pcm:
+            self._queue.put_nowait(pcm)
+
+    async def recv(self) -> av.AudioFrame:
+        try:
+            pcm = await asyncio.wait_for(self._queue.get(), self.gap_s)
+        except TimeoutError:
+            pcm = bytes(2 * self.rate // 50)
+        samples = len(pcm) // 2
+        frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = self.rate
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, self.rate)
+        self._pts += samples
+        self.frames_sent += 1
+        return frame
+
+
+@dataclass
+class _Playout:
+    """Which agent item the remote track is playing now (from data-channel events)."""
+
+    response_id: str | None = None
+    item_id: str | None = None
+    buffer_events: bool = False  # the server sends output_audio_buffer.* events
+    draining: bool = False  # response done, no buffer events: close on silence
+    silent_ms: int = 0
+    track: CallerAudioTrack | None = None
+    pc: RTCPeerConnection | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class _DataChannel:
+    def __init__(self, pc: RTCPeerConnection, dc: Any) -> None:
+        self._pc = pc
+        self._dc = dc
+        self._queue: asyncio.Queue[str | ChannelClosed] = asyncio.Queue()
+        self.opened = asyncio.Event()
+        dc.on("open", self.opened.set)
+        dc.on("message", self._message)
+        dc.on("close", lambda: self._queue.put_nowait(ChannelClosed("data channel closed")))
+        pc.on("connectionstatechange", self._state)
+
+    def _message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        self._queue.put_nowait(message)
+
+    def _state(self) -> None:
+        if self._pc.connectionState in ("failed", "closed"):
+            self._queue.put_nowait(ChannelClosed(f"peer connection {self._pc.connectionState}"))
+
+    async def send(self, text: str) -> None:
+        if self._dc.readyState != "open":
+            raise ChannelClosed("data channel closed")
+        self._dc.send(text)
+
+    async def recv(self) -> str:
+        item = await self._queue.get()
+        if isinstance(item, ChannelClosed):
+            self._queue.put_nowait(item)
+            raise item
+        return item
+
+    async def close(self) -> None:
+        await self._pc.close()
+
+
+class RealtimeWebRTCClient(RealtimeSessionBase):
+    """The OpenAI Realtime GA API over WebRTC (aiortc).
+
+    ``base_url``: the HTTP API base (``https://api.openai.com/v1``; a ``ws``/``wss``
+    URL is converted). ``ice_servers``: STUN/TURN URLs (none by default: the service
+    has public candidates). ``connect_timeout`` bounds the HTTP exchange and the data
+    channel opening; ``silence_close_ms`` ends an item's audio when the server sends
+    no ``output_audio_buffer.stopped``; ``gap_s`` see :class:`CallerAudioTrack`.
+    """
+
+    _wire_audio = False
+    _send_session_update = False
+
+    def __init__(
+        self,
+        config: ai.AISessionConfig,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_HTTP_BASE_URL,
+        connect_timeout: float = 10.0,
+        ice_servers: list[str] | None = None,
+        silence_close_ms: int = 300,
+        gap_s: float = 0.03,
+        **options: Any,
+    ) -> None:
+        super().__init__(config, **options)
+        self._api_key = api_key
+        base = base_url.rstrip("/")
+        if base.startswith("ws://") or base.startswith("wss://"):
+            base = "http" + base[2:]
+        self.base_url = base
+        self.connect_timeout = connect_timeout
+        self.ice_servers = list(ice_servers or [])
+        self.silence_close_ms = silence_close_ms
+        self.gap_s = gap_s
+        self.call_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"RealtimeWebRTCClient(url={self.calls_url!r}, call_id={self.call_id!r})"
+
+    @property
+    def calls_url(self) -> str:
+        """Where the SDP offer is posted (no secret in it)."""
+        return f"{self.base_url}/realtime/calls"
+
+    @property
+    def truncates_itself(self) -> bool:
+        return True
+
+    # ------------------------------------------------------------ set-up
+
+    async def _post_offer(self, offer_sdp: str) -> str:
+        session = session_object(self._config, with_model=True, with_formats=False)
+        files = {
+            "sdp": (None, offer_sdp.encode(), "application/sdp"),
+            "session": (None, json.dumps(session).encode(), "application/json"),
+        }
+        try:
+            async with httpx.AsyncClient(timeout=self.connect_timeout, trust_env=False) as http:
+                resp = await http.post(
+                    self.calls_url,
+                    files=files,
+                    headers={"Authorization": f"Bearer {self._api_key}"},
+                )
+        except httpx.HTTPError as exc:
+            text = redact(f"{type(exc).__name__}: {exc}", self._api_key)
+            raise AIError(f"cannot reach {self.calls_url}: {text}") from None
+        if resp.status_code not in (200, 201):
+            detail = ""
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                err = resp.json()["error"]
+                detail = f" ({err.get('code') or err.get('type')})"
+                if resp.status_code not in (401, 403) and err.get("message"):
+                    detail += f": {str(err['message'])[:200]}"
+            hint = ": check the API key" if resp.status_code in (401, 403) else ""
+            raise AIError(
+                redact(
+                    f"{self.calls_url} refused the call: HTTP {resp.status_code}{detail}{hint}",
+                    self._api_key,
+                )
+            )
+        location = resp.headers.get("Location", "")
+        self.call_id = location.rstrip("/").rsplit("/", 1)[-1] or None
+        return resp.text
+
+    async def _open_channel(self, link: Link) -> Channel:
+        pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[RTCIceServer(u) for u in self.ice_servers])
+        )
+        track = CallerAudioTrack(self._config.input_format, gap_s=self.gap_s)
+        state = _Playout(track=track, pc=pc)
+        link.extra = state
+        pc.addTrack(track)
+        channel = _DataChannel(pc, pc.createDataChannel("oai-events"))
+
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                state.tasks.append(
+                    asyncio.create_task(self._pump(link, track), name="webrtc-audio")
+                )
+
+        pc.on("track", on_track)
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await self._post_offer(pc.localDescription.sdp)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            await asyncio.wait_for(channel.opened.wait(), self.connect_timeout)
+        except TimeoutError:
+            await pc.close()
+            raise AIError(
+                f"WebRTC data channel not open within {self.connect_timeout:g} s"
+            ) from None
+        except AIError:
+            await pc.close()
+            raise
+        except ValueError as exc:  # aiortc: unusable answer SDP
+            await pc.close()
+            raise AIError(f"WebRTC set-up failed: {exc}") from None
+        return channel
+
+    async def _close_channel(self, link: Link) -> None:
+        state = link.extra
+        if isinstance(state, _Playout):
+            for task in state.tasks:
+                task.cancel()
+        await super()._close_channel(link)
+
+    # ------------------------------------------------------------ audio
+
+    def _send_audio_on(self, link: Link, audio: bytes) -> None:
+        state = link.extra
+        if link.proto.ready and isinstance(state, _Playout) and state.track is not None:
+            state.track.feed(audio)
+        link.proto.append_audio(audio)  # held until ready, else counted for commits
+
+    def _on_ready(self, link: Link) -> None:
+        state = link.extra
+        if isinstance(state, _Playout) and state.track is not None:
+            for chunk in link.proto.take_held_audio():
+                state.track.feed(chunk)
+
+    async def _pump(self, link: Link, track: MediaStreamTrack) -> None:
+        """Remote track -> AudioDelta of the item being played, in the output format."""
+        fmt = self._config.output_format
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=fmt.sample_rate)
+        state: _Playout = link.extra
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(frame, av.AudioFrame):
+                continue
+            pcm = b"".join(bytes(f.planes[0])[: 2 * f.samples] for f in resampler.resample(frame))
+            if state.item_id is None or state.response_id is None:
+                continue
+            if link.proto.is_cancelled(state.response_id):
+                self._end_item(link, state)
+                continue
+            if state.draining:
+                if _is_silent(pcm):
+                    state.silent_ms += 1000 * (len(pcm) // 2) // fmt.sample_rate
+                    if state.silent_ms >= self.silence_close_ms:
+                        self._end_item(link, state)
+                    continue
+                state.silent_ms = 0
+            self._dispatch(
+                link, ai.AudioDelta(state.response_id, state.item_id, from_pcm16(pcm, fmt))
+            )
+
+    def _end_item(self, link: Link, state: _Playout) -> None:
+        if state.item_id is not None and state.response_id is not None:
+            done = ai.AudioDone(state.response_id, state.item_id)
+            state.item_id = None
+            if not link.proto.is_cancelled(state.response_id):
+                self._dispatch(link, done)
+        state.draining = False
+        state.silent_ms = 0
+
+    def _dispatch(self, link: Link, event: ai.AIEvent) -> None:
+        if isinstance(event, ai.AudioDone) and event.item_id == getattr(
+            link.extra, "item_id", None
+        ):
+            return  # data-channel audio.done: the track still plays; done when playout ends
+        super()._dispatch(link, event)
+
+    def _observe(self, link: Link, event: ev.ServerEvent) -> None:
+        state = link.extra
+        if not isinstance(state, _Playout):
+            return
+        if isinstance(event, ev.ResponseOutputItemAdded):
+            item = event.item
+            if item.type == "message" and item.role == "assistant" and item.id:
+                if state.item_id is not None:
+                    self._end_item(link, state)
+                state.response_id, state.item_id = event.response_id, item.id
+        elif isinstance(event, ev.OutputAudioBufferStarted):
+            state.buffer_events = True
+        elif isinstance(event, ev.OutputAudioBufferStopped | ev.OutputAudioBufferCleared):
+            state.buffer_events = True
+            if event.response_id in ("", state.response_id):
+                self._end_item(link, state)
+        elif (
+            isinstance(event, ev.ResponseDone)
+            and event.response.id == state.response_id
+            and not state.buffer_events
+        ):
+            state.draining = True
+
+    # ------------------------------------------------------------ API differences
+
+    async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """Nothing to do: over WebRTC the server knows what was played and truncates itself."""
+        log.debug(
+            "truncate(%s, %d) ignored: the WebRTC server truncates itself", item_id, audio_end_ms
+        )
+
+    async def cancel_response(self) -> None:
+        """Cancel the active response and clear the server's unplayed audio."""
+
+        def cancel(p: Any) -> None:
+            active = p.response_active
+            p.cancel_response()
+            if active:
+                p.clear_output_audio()
+
+        self._act(cancel)
+        link = self._link
+        if link is not None and isinstance(link.extra, _Playout):
+            self._end_item(link, link.extra)
+
+
+def _is_silent(pcm: bytes, threshold: int = 64) -> bool:
+    if not pcm:
+        return True
+    x = np.frombuffer(pcm, dtype="<i2")
+    return bool(np.abs(x.astype(np.int32)).max() < threshold)
