@@ -33,6 +33,8 @@ from w3sipagent.codecs.g711 import (
     ulaw_encode,
     ulaw_to_alaw,
 )
+from w3sipagent.codecs.opus import PCM_RATES as OPUS_PCM_RATES
+from w3sipagent.codecs.opus import OpusCodec
 from w3sipagent.codecs.plc import Concealer
 from w3sipagent.codecs.resample import Resampler
 from w3sipagent.errors import CodecError
@@ -276,6 +278,10 @@ def build_converters(
         )
         outbound = OutboundConverter(framer, passthrough=same, transform=to_call)
         return inbound, outbound
+
+    if isinstance(codec, OpusCodec) and ai_rate in OPUS_PCM_RATES:
+        codec = codec.with_pcm_rate(ai_rate)  # libopus codes 24 kHz itself: no resampling
+        spf = codec.samples_per_frame
 
     def resampler(src: int, dst: int) -> Resampler | None:
         return None if src == dst else Resampler(src, dst, delay_ms=resampler_delay_ms)

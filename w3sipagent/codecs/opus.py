@@ -169,7 +169,22 @@ class OpusCodec(BaseCodec):
                 if playback <= rate:
                     self.max_bandwidth = bandwidth
                     break
+        self._requested_bitrate = bitrate
         load_libopus()  # fail at negotiation time, with the package name, not mid-call
+
+    def with_pcm_rate(self, pcm_rate: int) -> OpusCodec:
+        """The same negotiated codec with PCM at ``pcm_rate`` (libopus codes 8/12/16/24/48 kHz
+        natively: a bridge to 24 kHz audio then needs no resampler)."""
+        return OpusCodec(
+            self.channels,
+            frame_ms=self.frame_ms,
+            fmtp=self.fmtp,
+            pcm_rate=pcm_rate,
+            bitrate=self._requested_bitrate,
+            complexity=self.complexity,
+            packet_loss_perc=self.packet_loss_perc,
+            inband_fec=self.inband_fec,
+        )
 
     def encoder(self) -> OpusEncoder:
         return OpusEncoder(self)
