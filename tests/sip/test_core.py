@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from w3sipagent.errors import TransactionError
@@ -14,6 +16,7 @@ from w3sipagent.sip.events import (
     MalformedRequest,
     RequestReceived,
     ResponseReceived,
+    SipEvent,
     TransactionTimedOut,
     TransportFailed,
 )
@@ -29,6 +32,10 @@ CONTACT_B = ("Contact", f"<sip:bob@{BOB[0]}:{BOB[1]}>")
 
 def times(sent: list) -> list[float]:  # type: ignore[type-arg]
     return [round(s.time, 6) for s in sent]
+
+
+def responses(events: list[SipEvent]) -> list[ResponseReceived]:
+    return [e for e in events if isinstance(e, ResponseReceived)]
 
 
 def only(events: list, kind: type):  # type: ignore[no-untyped-def, type-arg]
@@ -110,7 +117,7 @@ def test_lost_ack_for_non2xx_final_is_recovered_by_timer_g() -> None:
         s.first_line.startswith("ACK")
         and not any(x.first_line.startswith("ACK") for x in net.wire[:-1])
     )
-    ctx, stx = invite_to_bob(net, a, b)
+    _ctx, stx = invite_to_bob(net, a, b)
     b.send_response(stx, b.create_response(stx, 603), 0.0)
     net.advance(10)
     assert times(net.sent("SIP/2.0 603")) == [0.0, 0.5]
@@ -206,7 +213,7 @@ def test_retransmitted_non_invite_request_gets_the_last_response_again() -> None
 
 
 def test_retransmitted_invite_resends_provisional_and_trying_timer() -> None:
-    net, a, b = pair()
+    net, a, _b = pair()
     net.drop = {2}  # lose the automatic 100 Trying
     a.send_request(request("INVITE"), BOB, 0.0)
     net.run_until(0.6)
@@ -228,7 +235,7 @@ def test_no_trying_when_the_user_agent_answers_in_time() -> None:
 
 def test_2xx_retransmitted_until_ack_then_stops() -> None:
     net, a, b = pair()
-    first_ack = []
+    first_ack: list[object] = []
 
     def lose_first_ack(s):  # type: ignore[no-untyped-def]
         if s.first_line.startswith("ACK") and not first_ack:
@@ -297,7 +304,7 @@ def test_cancel_matches_the_invite_and_gets_200_and_487() -> None:
     assert cancel.uri == invite.uri and cancel.to.tag is None
     event = only(net.take(BOB), CancelReceived)
     assert event.transaction == stx and event.request.method == "CANCEL"
-    statuses = {(e.transaction, e.response.status) for e in net.take(ALICE)}
+    statuses = {(e.transaction, e.response.status) for e in responses(net.take(ALICE))}
     assert statuses == {(cancel_tx, 200), (ctx, 487)}
     assert len(net.sent("ACK")) == 1  # ACK for the 487
     # Bob's UA is too late: the transaction no longer takes a final response
@@ -319,7 +326,7 @@ def test_cancel_before_any_provisional_waits_for_one() -> None:
 
 
 def test_cancel_without_invite_gets_481() -> None:
-    net, a, b = pair()
+    net, a, _b = pair()
     cancel = request("CANCEL")
     a.send_request(cancel, BOB, 0.0)
     net.pump()
@@ -363,9 +370,7 @@ def test_rfc2543_retransmission_ack_and_cancel_match_by_fallback_rule() -> None:
     b = net.add(BOB, make_core(BOB))
     src = ("127.0.0.9", 5099)
     b.receive_datagram(_raw("INVITE"), src, 0.0)
-    stx = only(
-        net.take(BOB) + [b.next_event()] if False else [b.next_event()], RequestReceived
-    ).transaction
+    stx = only([b.next_event()], RequestReceived).transaction
     b.send_response(stx, b.create_response(stx, 180), 0.0)
     b.receive_datagram(_raw("INVITE"), src, 0.1)  # retransmission: absorbed, 180 again
     assert b.next_event() is None
@@ -430,7 +435,7 @@ def test_tcp_rejected_invite_ack_and_termination() -> None:
 
 
 def test_connection_lost_fails_transactions() -> None:
-    net, a, b = pair()
+    _net, a, _b = pair()
     ctx = a.send_request(request("INVITE"), BOB, 0.0, "TCP")
     a.connection_lost(BOB, "tcp", 1.0)
     assert a.next_event() == TransportFailed(ctx)
@@ -499,7 +504,7 @@ def test_stamping_keeps_the_other_vias_in_place() -> None:
         "SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKp0",
         "SIP/2.0/UDP 192.0.2.8;branch=z9hG4bKq",
     ]
-    assert [name for name, _ in event.request.headers][0] == "Via"
+    assert next(name for name, _ in event.request.headers) == "Via"
 
 
 def test_response_destination_function() -> None:
@@ -551,13 +556,13 @@ def test_mid_dialog_request_with_lower_cseq_gets_500() -> None:
     a.send_request(old, BOB, 2.0)
     net.pump()
     assert net.take(BOB) == []
-    statuses = [e.response.status for e in net.take(ALICE)]
+    statuses = [e.response.status for e in responses(net.take(ALICE))]
     assert 500 in statuses
     assert uas.remote_seq == 2
 
 
 def test_request_for_unknown_dialog_gets_481() -> None:
-    net, a, b = pair()
+    net, a, _b = pair()
     a.send_request(request("BYE", to_tag="nope"), BOB, 0.0)
     net.pump()
     assert net.take(BOB) == []
@@ -565,7 +570,7 @@ def test_request_for_unknown_dialog_gets_481() -> None:
 
 
 def test_unknown_dialog_passes_up_when_checks_are_off() -> None:
-    net, a, b = pair(reject_unknown_dialogs=False)
+    net, a, _b = pair(reject_unknown_dialogs=False)
     a.send_request(request("NOTIFY", to_tag="nope"), BOB, 0.0)
     net.pump()
     event = only(net.take(BOB), RequestReceived)
@@ -597,7 +602,6 @@ def test_forked_early_dialogs_are_separate_and_die_with_the_failure() -> None:
     net = Network()
     a = net.add(ALICE, make_core(ALICE))
     ctx = a.send_request(request("INVITE"), BOB, 0.0)
-    invite = net.sent("INVITE") if False else None
     [(data, _, _)] = a.datagrams_to_send(0.0)
     inv = parse_message(data)
     assert isinstance(inv, SipRequest)
@@ -609,9 +613,9 @@ def test_forked_early_dialogs_are_separate_and_die_with_the_failure() -> None:
     assert {d.remote_tag for d in a.dialogs} == {"f1", "f2"}
     a.receive_datagram(bytes(make_response(inv, 486, to_tag="f2")), BOB, 0.2)
     assert a.dialogs == []
-    statuses = [e.response.status for e in iter(a.next_event, None)]  # type: ignore[union-attr]
+    statuses = [e.response.status for e in responses(list(iter(a.next_event, None)))]
     assert statuses == [180, 180, 486]
-    assert invite is None and ctx == 1
+    assert ctx == 1
 
 
 # -- bad input and misuse --------------------------------------------------------------------------
@@ -644,7 +648,7 @@ def test_garbage_is_reported_not_answered() -> None:
 
 
 def test_keepalives_and_stray_responses_are_ignored() -> None:
-    net, a, b = pair()
+    _net, _a, b = pair()
     b.receive_datagram(b"\r\n\r\n", ALICE, 0.0)
     inv = request("INVITE")
     inv.headers.insert(0, "Via", "SIP/2.0/UDP 127.0.0.2:5070;branch=z9hG4bKstray")
@@ -658,7 +662,7 @@ def test_keepalives_and_stray_responses_are_ignored() -> None:
 
 
 def test_response_with_extra_via_is_discarded() -> None:
-    net, a, b = pair()
+    _net, a, _b = pair()
     a.send_request(request("OPTIONS"), BOB, 0.0)
     [(data, _, _)] = a.datagrams_to_send(0.0)
     from w3sipagent.sip.message import make_response
@@ -730,7 +734,7 @@ def test_server_header_and_queries() -> None:
 
 def test_add_and_remove_dialog() -> None:
     net, a, b = pair()
-    uac, uas = _established(net, a, b)
+    _uac, uas = _established(net, a, b)
     b.remove_dialog(uas)
     assert b.dialog(uas.id) is None and uas.state is DialogState.TERMINATED
     b.add_dialog(uas)
@@ -739,3 +743,104 @@ def test_add_and_remove_dialog() -> None:
 
 def test_fast_timers_keep_the_suite_fast() -> None:
     assert FAST.transaction_timeout == 32.0
+
+
+def test_ack_for_2xx_reusing_the_invite_branch_reaches_the_ua() -> None:
+    net = Network()
+    b = net.add(BOB, make_core(BOB))
+    src = ("127.0.0.9", 5099)
+    b.receive_datagram(
+        RFC2543_INVITE.replace("5099\r\n", "5099;branch=z9hG4bKsame\r\n", 1).encode(), src, 0.0
+    )
+    stx = only([b.next_event()], RequestReceived).transaction
+    ok = b.create_response(stx, 200, headers=[CONTACT_B])
+    b.send_response(stx, ok, 0.0)
+    assert ok.to.tag is not None
+    ack = _raw("ACK", to_tag=ok.to.tag).replace(b"5099\r\n", b"5099;branch=z9hG4bKsame\r\n", 1)
+    b.receive_datagram(ack, src, 0.1)
+    event = only([b.next_event()], AckReceived)
+    assert event.transaction == stx and event.source == src
+    b.receive_datagram(ack, src, 0.2)  # a second ACK: nothing waits for it any more
+    assert b.next_event() is None
+    net.run_until(40)
+    assert len([s for s in net.outside if s.first_line.startswith("SIP/2.0 200")]) == 1
+
+
+def test_max_forwards_added_when_missing() -> None:
+    a = make_core(ALICE)
+    opts = request("OPTIONS")
+    opts.headers.remove("Max-Forwards")
+    a.send_request(opts, BOB, 0.0)
+    ack = request("ACK", to_tag="x")
+    ack.headers.remove("Max-Forwards")
+    a.send_ack(ack, BOB)
+    sent = [parse_message(d) for d, _, _ in a.datagrams_to_send(0.0)]
+    assert [m.max_forwards for m in sent] == [70, 70]
+
+
+def test_mid_dialog_request_with_bad_contact_gets_400() -> None:
+    net, a, b = pair()
+    uac, uas = _established(net, a, b)
+    reinvite = uac.create_request("INVITE")
+    reinvite.headers.set("Contact", "<not a uri>")
+    a.send_request(reinvite, BOB, 1.0)
+    net.pump()
+    assert net.take(BOB) == []
+    assert only(net.take(ALICE), ResponseReceived).response.status == 400
+    assert uas.remote_target == "sip:alice@127.0.0.1:5060"
+
+
+def test_no_dialog_when_the_messages_cannot_make_one() -> None:
+    net, a, b = pair()
+    inv = request("INVITE")
+    inv.headers.set("From", "<sip:alice@127.0.0.1>")  # no From tag
+    a.send_request(inv, BOB, 0.0)
+    net.pump()
+    stx = only(net.take(BOB), RequestReceived).transaction
+    ok = b.create_response(stx, 200, headers=[("Contact", "<bad uri>")])
+    assert b.send_response(stx, ok, 0.0)
+    net.pump()
+    assert b.dialogs == []  # the 2xx Contact does not parse: no UAS dialog, still retransmitted
+    answered = only(net.take(ALICE), ResponseReceived)
+    assert answered.response.status == 200 and answered.dialog is None and a.dialogs == []
+
+
+def test_2xx_sent_again_by_the_ua_restarts_its_retransmission() -> None:
+    net, a, b = pair()
+    net.drop_if = lambda s: s.first_line.startswith("SIP/2.0 200")
+    _, stx = invite_to_bob(net, a, b)
+    ok = b.create_response(stx, 200, headers=[CONTACT_B])
+    assert b.send_response(stx, ok, 0.0)
+    net.run_until(1.0)
+    assert b.send_response(stx, ok, 1.0)  # Accepted takes another 2xx from the UA
+    net.run_until(40)
+    sent = times(net.sent("SIP/2.0 200"))
+    assert sent[:4] == [0.0, 0.5, 1.0, 1.5]
+    timeouts = [(t, e) for t, e in net.events[BOB] if isinstance(e, AckTimedOut)]
+    assert [t for t, _ in timeouts] == [33.0]  # one waiter: the second replaced the first
+
+
+def test_handle_timer_without_get_timer_skips_stopped_waiters() -> None:
+    net, a, b = pair()
+    _uac, _ = _established(net, a, b)
+    b.handle_timer(0.5)  # the 2xx waiter was stopped by the ACK: nothing happens
+    assert b.datagrams_to_send(0.5) == [] and b.next_event() is None
+
+
+def test_malformed_request_that_cannot_be_answered_is_still_reported(
+    vectors: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import w3sipagent.sip.core as core_module
+    from w3sipagent.errors import SipParseError
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise SipParseError("cannot build")
+
+    monkeypatch.setattr(core_module, "make_response", broken)
+    b = make_core(BOB)
+    b.receive_datagram(
+        (vectors / "rfc4475" / "badinv01.dat").read_bytes(), ("127.0.0.9", 5099), 0.0
+    )
+    event = b.next_event()
+    assert isinstance(event, MalformedRequest) and not event.answered
+    assert b.datagrams_to_send(0.0) == []

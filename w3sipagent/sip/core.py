@@ -143,14 +143,8 @@ class _AckWaiter:
         self.next_send: float | None = now + timers.t1
         self.give_up: float | None = now + timers.ack_timeout
 
-    @property
-    def terminated(self) -> bool:
-        return self.give_up is None
-
     def next_deadline(self) -> float | None:
-        if self.give_up is None:
-            return None
-        if self.next_send is None:
+        if self.give_up is None or self.next_send is None:
             return self.give_up
         return min(self.next_send, self.give_up)
 
@@ -195,6 +189,7 @@ class SipCore:
         self._sent_acks: dict[tuple[str, int, str], Datagram] = {}
         self._dialogs: dict[DialogId, Dialog] = {}
         self._checked_destinations: set[Address] = set()
+        self._source: Address = ("0.0.0.0", 0)
 
     # -- identifiers -----------------------------------------------------------------------------
 
@@ -441,7 +436,7 @@ class SipCore:
         self._events.append(ResponseReceived(response, tx.id, dialog))
 
     def ack_received(self, tx: Transaction, ack: SipRequest) -> None:
-        self._ack_for_2xx(ack, tx.destination)
+        self._ack_for_2xx(ack, self._source)
 
     def timed_out(self, tx: Transaction, timer: str) -> None:
         self._events.append(TransactionTimedOut(tx.id, timer))
@@ -471,6 +466,7 @@ class SipCore:
         tx = self._server_txs.get(key)
         method = request.method
         if tx is not None and (not is_rfc2543_key(key) or to_tag_matches(tx, request)):
+            self._source = source
             tx.handle(Input.ACK if method == "ACK" else Input.REQUEST, now, request)
             return
         if method == "ACK":
