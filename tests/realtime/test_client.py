@@ -929,3 +929,242 @@ async def test_renews_before_expiry_at_an_idle_moment() -> None:
         assert len(srv.conns) == 2
         assert client.expires_at is not None and client.expires_at > time.time() + 29
         await client.close()
+
+
+# ---------------------------------------------------------------- against the local Realtime server
+
+server_mod = pytest.importorskip("w3sipagent.realtime.server")
+RealtimeServer = server_mod.RealtimeServer
+Scenario, Turn, FunctionCall, Injection = (
+    server_mod.Scenario,
+    server_mod.Turn,
+    server_mod.FunctionCall,
+    server_mod.Injection,
+)
+ServerOptions = server_mod.ServerOptions
+
+SCRIPT = Scenario(
+    name="test",
+    greeting="Hello, this is the test line.",
+    turns=(
+        Turn(caller="What time do you open?", say="We open at nine."),
+        Turn(
+            caller="Is my order ready?",
+            say="Let me check.",
+            call=FunctionCall(name="check_order", arguments='{"order":"42"}', after="It is ready."),
+        ),
+    ),
+)
+
+
+def g711_or_pcm(pcm: bytes, fmt: ai.AudioFormat) -> bytes:
+    from w3sipagent.realtime.webrtc import from_pcm16
+
+    return from_pcm16(pcm, fmt)
+
+
+def frames(fmt: ai.AudioFormat, ms: int, amp: int) -> list[bytes]:
+    """20 ms frames of a 300 Hz tone (amp 0: silence) in ``fmt``."""
+    import numpy as np
+
+    rate = fmt.sample_rate
+    t = np.arange(rate * ms // 1000) / rate
+    pcm = (amp * np.sin(2 * np.pi * 300 * t)).astype("<i2").tobytes()
+    step = rate // 50 * 2
+    return [g711_or_pcm(pcm[i : i + step], fmt) for i in range(0, len(pcm), step)]
+
+
+def energy(audio: bytes, fmt: ai.AudioFormat) -> float:
+    import numpy as np
+
+    from w3sipagent.realtime.webrtc import to_pcm16
+
+    x = np.frombuffer(to_pcm16(audio, fmt), dtype="<i2").astype(np.float64)
+    return float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
+
+
+def local(srv: Any, config: ai.AISessionConfig, **kw: Any) -> RealtimeClient:
+    kw.setdefault("session_timeout", 5.0)
+    kw.setdefault("proxy", None)
+    return RealtimeClient(config, api_key=KEY, base_url=srv.http_url.replace("http", "ws"), **kw)
+
+
+@pytest.mark.parametrize("fmt", list(ai.AudioFormat), ids=lambda f: f.name)
+async def test_local_server_audio_both_ways_and_a_vad_turn(fmt: ai.AudioFormat) -> None:
+    config = ai.AISessionConfig(
+        instructions="Test agent.",
+        voice="cedar",
+        input_format=fmt,
+        output_format=fmt,
+        turn_detection=ai.TurnDetection(
+            threshold=0.5, prefix_padding_ms=100, silence_duration_ms=300
+        ),
+    )
+    async with RealtimeServer(scenario=SCRIPT, tts_engine="tone") as srv:
+        client = local(srv, config)
+        await client.start()
+        eff = client.server_session
+        assert eff is not None
+        wire = (
+            {"type": "audio/pcm", "rate": 24000}
+            if fmt is ai.AudioFormat.PCM24K
+            else {"type": fmt.value}
+        )
+        assert eff["audio"]["input"]["format"] == wire and eff["audio"]["output"]["format"] == wire
+        assert eff["audio"]["output"]["voice"] == "cedar" and eff["instructions"] == "Test agent."
+        assert eff["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 300
+
+        await client.create_response()
+        got = await events_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        audio = b"".join(e.audio for e in got if isinstance(e, ai.AudioDelta))
+        assert fmt.duration_ms(len(audio)) >= 300 and energy(audio, fmt) > 300
+        assert any(
+            isinstance(e, ai.AgentTranscript) and e.final and e.text == SCRIPT.greeting for e in got
+        )
+
+        sent = frames(fmt, 200, 0) + frames(fmt, 600, 8000) + frames(fmt, 800, 0)
+        for f in sent:
+            client.send_audio(f)
+        turn = await events_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        started = next(e for e in turn if isinstance(e, ai.SpeechStarted))
+        stopped = next(e for e in turn if isinstance(e, ai.SpeechStopped))
+        assert 0 <= started.audio_start_ms <= 300
+        assert 750 <= stopped.audio_end_ms <= 1300
+        assert ai.CallerTranscript(stopped.item_id or "", "What time do you open?", True) in turn
+        assert any(
+            isinstance(e, ai.AgentTranscript) and e.final and e.text == "We open at nine."
+            for e in turn
+        )
+        rec = srv.sessions[0]
+        assert bytes(rec.audio) == b"".join(sent)  # every frame arrived, in order, untouched
+        assert rec.types().count("input_audio_buffer.append") == len(sent)
+        await client.close()
+
+
+async def test_local_server_function_call_round_trip_manual_turns() -> None:
+    tool = ai.ToolSpec("check_order", "Look up an order", {"type": "object", "properties": {}})
+    config = ai.AISessionConfig(turn_detection=None, tools=(tool,))
+    async with RealtimeServer(scenario=SCRIPT, tts_engine="tone") as srv:
+        client = local(srv, config)
+        await client.start()
+        for n in (1, 2):
+            for f in frames(ai.AudioFormat.PCMU, 300, 8000):
+                client.send_audio(f)
+            await asyncio.sleep(0.05)
+            await client.create_response()
+            got = await events_until(
+                client, lambda e: isinstance(e, ai.ResponseDone | ai.ToolCall), timeout=10
+            )
+            if n == 2:
+                call = got[-1]
+                assert isinstance(call, ai.ToolCall)
+                assert (call.name, json.loads(call.arguments)) == ("check_order", {"order": "42"})
+                await client.send_tool_result(call.call_id, '{"status":"ready"}')
+                got = await events_until(
+                    client,
+                    lambda e: (
+                        isinstance(e, ai.AgentTranscript) and e.final and e.text == "It is ready."
+                    ),
+                    timeout=10,
+                )
+                got += await events_until(
+                    client, lambda e: isinstance(e, ai.ResponseDone), timeout=10
+                )
+            assert not any(isinstance(e, ai.AIErrorEvent) for e in got), got
+        types = srv.sessions[0].types()
+        assert types.count("input_audio_buffer.commit") == 2
+        out = types.index("conversation.item.create")
+        assert types[out + 1] == "response.create"  # after the tool output, exactly one create
+        await client.close()
+
+
+async def test_local_server_truncate_is_clamped_and_accepted() -> None:
+    opts = ServerOptions(burst_speed=2.0)
+    async with RealtimeServer(scenario=SCRIPT, tts_engine="tone", options=opts) as srv:
+        client = local(srv, ai.AISessionConfig())
+        await client.start()
+        await client.create_response()
+        got = await events_until(client, lambda e: isinstance(e, ai.AudioDelta), timeout=10)
+        delta = got[-1]
+        assert isinstance(delta, ai.AudioDelta)
+        await client.truncate(delta.item_id, 60_000)  # far beyond what arrived
+        done = await events_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        assert not any(isinstance(e, ai.AudioDelta | ai.AIErrorEvent) for e in done)
+        (tr,) = srv.sessions[0].truncates
+        assert tr.accepted and tr.item_id == delta.item_id
+        assert 0 < tr.audio_end_ms <= (tr.item_audio_ms or 0) < 60_000
+        await client.close()
+
+
+async def test_local_server_cancel_and_barge_in() -> None:
+    opts = ServerOptions(realtime_pacing=True)
+    async with RealtimeServer(scenario=SCRIPT, tts_engine="tone", options=opts) as srv:
+        client = local(srv, ai.AISessionConfig())
+        await client.start()
+        await client.create_response()
+        await events_until(client, lambda e: isinstance(e, ai.AudioDelta), timeout=10)
+        await client.cancel_response()
+        got = await events_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        assert [type(e) for e in got if isinstance(e, ai.AudioDelta)] == []
+        assert got[-1].status == "cancelled"  # type: ignore[attr-defined]
+        assert [c.accepted for c in srv.sessions[0].cancels] == [True]
+        await client.close()
+
+
+async def test_local_server_injected_error_then_disconnect() -> None:
+    script = Scenario(
+        greeting="Hello.",
+        turns=(Turn(say="Bye."),),
+        inject=(
+            Injection(
+                at="response.created", action="error", turn=0, code="server_error", message="boom"
+            ),
+            Injection(
+                at="response.done", action="close", turn=0, close_code=1011, close_reason="injected"
+            ),
+        ),
+    )
+    async with RealtimeServer(scenario=script, tts_engine="tone") as srv:
+        client = local(srv, ai.AISessionConfig())
+        await client.start()
+        await client.create_response()
+        got = await events_until(client, lambda e: isinstance(e, ai.Closed), timeout=10)
+        assert ai.AIErrorEvent("server_error", "boom", fatal=False) in got
+        closed = got[-1]
+        assert isinstance(closed, ai.Closed) and closed.error and "1011" in closed.reason
+
+        # reconnection: a new session seeded with what was said
+        again = local(srv, replace_history(client))
+        await again.start()
+        rec = srv.sessions[1]
+        assert rec.types()[:2] == ["session.update", "conversation.item.create"]
+        seeded = [
+            e.event["item"]["content"][0]["text"]
+            for e in rec.events
+            if e.type == "conversation.item.create"
+        ]
+        assert seeded == ["Hello."]
+        await again.close()
+
+
+def replace_history(client: RealtimeClient) -> ai.AISessionConfig:
+    from dataclasses import replace
+
+    return replace(client.config, history=client.history)
+
+
+async def test_local_server_session_expiry_is_renewed() -> None:
+    opts = ServerOptions(session_duration_s=0.5)
+    async with RealtimeServer(scenario=SCRIPT, tts_engine="tone", options=opts) as srv:
+        client = local(srv, ai.AISessionConfig(), renew_margin_s=0)
+        await client.start()
+        await srv.wait_for_sessions(2, timeout=5)
+        deadline = asyncio.get_running_loop().time() + 5
+        while client.renewals < 1 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        assert client.renewals == 1
+        await client.create_response()
+        got = await events_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        assert not any(isinstance(e, ai.Closed) for e in got)
+        assert srv.sessions[1].types().count("response.create") == 1
+        await client.close()

@@ -175,6 +175,12 @@ class RealtimeSessionBase:
         return self._link.proto.history() if self._link else self._config.history
 
     @property
+    def server_session(self) -> dict[str, Any] | None:
+        """The effective session object the server last reported (session.created/updated)."""
+        link = self._link
+        return link.proto.session.raw if link and link.proto.session else None
+
+    @property
     def expires_at(self) -> int | None:
         """Unix time at which the server will end the current session."""
         return self._link.proto.expires_at if self._link else None
