@@ -1168,3 +1168,26 @@ async def test_local_server_session_expiry_is_renewed() -> None:
         assert not any(isinstance(e, ai.Closed) for e in got)
         assert srv.sessions[1].types().count("response.create") == 1
         await client.close()
+
+
+def test_open_session_selects_the_transport() -> None:
+    from w3sipagent.realtime import open_session
+    from w3sipagent.realtime.webrtc import RealtimeWebRTCClient
+
+    config = ai.AISessionConfig()
+    ws = open_session(config, api_key=KEY)
+    assert (
+        isinstance(ws, RealtimeClient)
+        and ws.url == "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+    )
+    assert not ws.truncates_itself and isinstance(ws, ai.AISession)
+    rtc = open_session(config, api_key=KEY, transport="webrtc")
+    assert isinstance(rtc, RealtimeWebRTCClient) and rtc.truncates_itself
+    assert rtc.calls_url == "https://api.openai.com/v1/realtime/calls"
+    local_rtc = open_session(
+        config, api_key=KEY, transport="webrtc", base_url="ws://127.0.0.1:9/v1"
+    )
+    assert local_rtc.calls_url == "http://127.0.0.1:9/v1/realtime/calls"  # type: ignore[attr-defined]
+    assert KEY not in repr(ws) + repr(rtc)
+    with pytest.raises(AIError, match="unknown Realtime transport 'sip'"):
+        open_session(config, api_key=KEY, transport="sip")  # type: ignore[arg-type]

@@ -249,7 +249,11 @@ class AISession(Protocol):
         ...
 
     async def create_response(self, instructions: str | None = None) -> None:
-        """Ask the agent to speak now (greeting, after a tool result); no-op while one is active."""
+        """Ask the agent to speak now (greeting, after a tool result).
+
+        Never overlaps a response: while one is active the request waits (at most one)
+        and is sent when it ends; dropped if the caller starts a turn of their own.
+        """
         ...
 
     async def add_message(self, text: str, role: Literal["user", "system"] = "system") -> None:
