@@ -69,8 +69,19 @@ class PostgresCluster:
         if self._as_postgres:
             shutil.chown(self.base, "postgres", "postgres")
             shutil.chown(self.sock, "postgres", "postgres")
-        r = self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
-                      "-E", "UTF8", "--no-sync", "--no-instructions")
+        r = self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed: {r.stderr.strip() or r.stdout.strip()}")
         self.port = _free_port()
@@ -79,8 +90,19 @@ class PostgresCluster:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c shared_buffers=16MB -c max_connections=50"
         )
-        r = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts,
-                      "-w", "-t", "60", "start")
+        r = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if r.returncode != 0:
             tail = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {r.stderr.strip()} {tail}")

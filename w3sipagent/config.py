@@ -452,6 +452,7 @@ def load_settings(
     except ValidationError as e:
         raise ConfigProblems(format_validation_error(e, origins, main)) from None
     _resolve_paths(settings, (), origins)
+    _resolve_sqlite_path(settings, origins)
     conflicts = ownership_conflicts(settings.tenants)
     if conflicts:
         raise ConfigProblems(
@@ -563,6 +564,7 @@ def format_validation_error(err: ValidationError, origins: Origins, main: str) -
             and not secret
             and isinstance(value, str | int | float | bool)
             and "(got" not in msg
+            and repr(value) not in msg
         ):
             msg += f" (got {_short(value)})"
         tenant = loc[1] if len(loc) >= 2 and loc[0] == "tenants" else None
@@ -572,6 +574,28 @@ def format_validation_error(err: ValidationError, origins: Origins, main: str) -
 
 
 # ---------------------------------------------------------------- relative paths
+
+
+def _resolve_sqlite_path(settings: Settings, origins: Origins) -> None:
+    """A relative SQLite file named in a config file is relative to that file."""
+    from sqlalchemy.engine import make_url
+
+    origin = _origin_of(("records", "database_url"), origins, tables=False)
+    url = make_url(settings.records.database_url)
+    db = url.database
+    if (
+        origin
+        and origin.startswith("file:")
+        and url.get_backend_name() == "sqlite"
+        and db
+        and db != ":memory:"
+        and not db.startswith("file:")
+        and not Path(db).is_absolute()
+    ):
+        path = Path(origin[5:]).parent / db
+        settings.records.database_url = url.set(database=str(path)).render_as_string(
+            hide_password=False
+        )
 
 
 def _resolve_paths(model: BaseModel, loc: tuple[str, ...], origins: Origins) -> None:

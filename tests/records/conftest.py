@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from postgres import PostgresCluster, pg_cluster
 
+from tests.postgres import PostgresCluster, pg_cluster
 from w3sipagent.records.store import CdrStore
 
 __all__ = ["pg_cluster"]

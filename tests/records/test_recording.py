@@ -81,7 +81,9 @@ async def test_lagging_side_is_padded_and_memory_bounded(tmp_path: Path) -> None
     assert len(left) == 2 * RATE and rms(right) == 0
 
 
-async def test_writes_happen_off_the_calling_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_writes_happen_off_the_calling_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     threads: set[str] = set()
     real = wave.Wave_write.writeframesraw
 

@@ -38,11 +38,24 @@ async def test_purge_by_tenant_setting(store: CdrStore, tmp_path: Path) -> None:
     store.record_admission("203.0.113.1", None, 404, "no tenant", when=NOW - timedelta(days=40))
     store.record_admission("203.0.113.1", None, 404, "no tenant", when=NOW - timedelta(days=1))
     await store.flush()
-    tenants = {"acme": tenant("acme", transcripts="30d", recordings="7d"), "globex": tenant("globex")}
+    tenants = {
+        "acme": tenant("acme", transcripts="30d", recordings="7d"),
+        "globex": tenant("globex"),
+    }
     report = await purge_expired(store, tenants, now=NOW, activity_retention=30 * 86400)
-    assert (report.transcripts, report.recordings, report.files_deleted, report.activity_rows) == (1, 1, 1, 1)
+    assert (report.transcripts, report.recordings, report.files_deleted, report.activity_rows) == (
+        1,
+        1,
+        1,
+        1,
+    )
     old = await store.get_cdr("a_old")
-    assert old is not None and old.transcript == [] and old.transcript_purged and old.recording_path is None
+    assert (
+        old is not None
+        and old.transcript == []
+        and old.transcript_purged
+        and old.recording_path is None
+    )
     assert old.disposition is Disposition.CALLER_HANGUP and old.tenant == "acme"  # metadata kept
     new = await store.get_cdr("a_new")
     assert new is not None and new.transcript[0].text == "my account number is a_new"

@@ -28,7 +28,9 @@ from w3sipagent.tenants.models import TenantConfig
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def make_cdr(call_id: str, tenant: str = "acme", *, start: datetime = T0, seconds: float = 30.0) -> CallRecord:
+def make_cdr(
+    call_id: str, tenant: str = "acme", *, start: datetime = T0, seconds: float = 30.0
+) -> CallRecord:
     c = CallRecord(
         call_id=call_id,
         tenant=tenant,
@@ -45,14 +47,26 @@ def make_cdr(call_id: str, tenant: str = "acme", *, start: datetime = T0, second
     c.answered(start + timedelta(seconds=0.2))
     c.add_transcript("agent", "Hello, Acme support.", at=0.9, item_id="item_1")
     c.add_transcript("caller", "I need my invoice.", at=3.2, item_id="item_2")
-    c.add_tool_call(ToolCallRecord(name="lookup_invoice", call_id="call_9", arguments={"n": 42},
-                                   result={"total": "12.50"}, at=4.0, duration_ms=120.0))
+    c.add_tool_call(
+        ToolCallRecord(
+            name="lookup_invoice",
+            call_id="call_9",
+            arguments={"n": 42},
+            result={"total": "12.50"},
+            at=4.0,
+            duration_ms=120.0,
+        )
+    )
     c.usage.add(Usage(input_tokens=100, output_tokens=50, total_tokens=150))
     c.usage.add(Usage(input_tokens=10, output_tokens=5, total_tokens=15))
     c.turn_latencies_ms.extend([640.0, 720.5])
     c.rtp.update({"packets_received": 1500, "lost": 2, "jitter_ms": 3.5})
-    c.transfer = TransferRecord(destination="human", uri="sip:100@pbx.example", outcome="busy", status=486)
-    c.finish(Disposition.CALLER_HANGUP, hangup_by="caller", when=start + timedelta(seconds=0.2 + seconds))
+    c.transfer = TransferRecord(
+        destination="human", uri="sip:100@pbx.example", outcome="busy", status=486
+    )
+    c.finish(
+        Disposition.CALLER_HANGUP, hangup_by="caller", when=start + timedelta(seconds=0.2 + seconds)
+    )
     return c
 
 
@@ -138,12 +152,17 @@ async def test_export_csv_and_json(store: CdrStore) -> None:
     assert r["call_id"] == "x1" and r["disposition"] == "caller_hangup"
     assert r["total_tokens"] == "165" and r["duration_s"] == "30.000"
     assert r["transfer_outcome"] == "busy" and r["turns"] == "2"
-    assert r["transcript"].splitlines() == ["[0.9] agent: Hello, Acme support.", "[3.2] caller: I need my invoice."]
+    assert r["transcript"].splitlines() == [
+        "[0.9] agent: Hello, Acme support.",
+        "[3.2] caller: I need my invoice.",
+    ]
     doc = json.loads(export_json(rows))
     assert doc[0]["call_id"] == "x1" and doc[0]["transcript"][1]["text"] == "I need my invoice."
 
 
-async def test_slow_database_never_blocks_call_ended(store: CdrStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_slow_database_never_blocks_call_ended(
+    store: CdrStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_commit = store._commit
     gate = asyncio.Event()
 
@@ -188,7 +207,9 @@ async def test_write_failure_is_retried(store: CdrStore, monkeypatch: pytest.Mon
 async def test_activity_flood_is_aggregated(store: CdrStore) -> None:
     when = T0 + timedelta(seconds=5)
     for i in range(20_000):
-        store.record_admission("203.0.113.9", None, 404, "no tenant", when=when + timedelta(milliseconds=i))
+        store.record_admission(
+            "203.0.113.9", None, 404, "no tenant", when=when + timedelta(milliseconds=i)
+        )
     for _ in range(3):
         store.record_admission("127.0.0.1", "acme", 200, "accepted", when=when)
     store.record_admission("127.0.0.1", "acme", 486, "max concurrent calls", when=when)
@@ -210,15 +231,21 @@ async def test_activity_flood_is_aggregated(store: CdrStore) -> None:
 async def test_activity_windows_and_key_cap(db_url: str) -> None:
     async with CdrStore(db_url, activity_window=60.0, max_activity_keys=100) as s:
         for i in range(1000):  # a scanner rotating source addresses
-            s.record_admission(f"198.51.100.{i % 250}", None, 404, "no tenant", when=T0 + timedelta(seconds=i % 60))
-        s.record_admission("192.0.2.1", None, 403, "source not allowed", when=T0 + timedelta(minutes=1))
+            s.record_admission(
+                f"198.51.100.{i % 250}", None, 404, "no tenant", when=T0 + timedelta(seconds=i % 60)
+            )
+        s.record_admission(
+            "192.0.2.1", None, 403, "source not allowed", when=T0 + timedelta(minutes=1)
+        )
         await s.flush()
         entries = await s.list_activity(limit=1000)
     first = [e for e in entries if e.window_start == T0]
     assert len(first) == 101  # 100 distinct keys + the overflow bucket
     assert sum(e.count for e in first) == 1000
     overflow = next(e for e in first if e.reason == "overflow")
-    assert overflow.source == "*" and overflow.count == 1000 - sum(e.count for e in first if e.reason != "overflow")
+    assert overflow.source == "*" and overflow.count == 1000 - sum(
+        e.count for e in first if e.reason != "overflow"
+    )
     second = [e for e in entries if e.window_start == T0 + timedelta(minutes=1)]
     assert [(e.code, e.count) for e in second] == [(403, 1)]
 
@@ -226,8 +253,8 @@ async def test_activity_windows_and_key_cap(db_url: str) -> None:
 async def test_usage_counts_and_caps(db_url: str) -> None:
     now = T0 + timedelta(hours=3)
     async with CdrStore(db_url, clock=lambda: now) as s:
-        await s.call_ended(make_cdr("u1", start=T0, seconds=120))        # 2 min, 165 tokens
-        await s.call_ended(make_cdr("u2", start=T0, seconds=60))         # 1 min
+        await s.call_ended(make_cdr("u1", start=T0, seconds=120))  # 2 min, 165 tokens
+        await s.call_ended(make_cdr("u2", start=T0, seconds=60))  # 1 min
         await s.call_ended(make_cdr("u3", "globex", start=T0, seconds=600))
         await s.call_ended(make_cdr("old", start=T0 - timedelta(days=1), seconds=600))
         used = await s.usage("acme")
@@ -238,10 +265,18 @@ async def test_usage_counts_and_caps(db_url: str) -> None:
         assert used.calls == 3 and used.minutes == pytest.approx(5.0) and used.tokens == 495
         base = {"id": "acme", "agents": {"a": {}}}
         assert not await s.over_cap(TenantConfig.model_validate(base))
-        assert await s.over_cap(TenantConfig.model_validate({**base, "usage_caps": {"minutes_per_day": 5}}))
-        assert not await s.over_cap(TenantConfig.model_validate({**base, "usage_caps": {"minutes_per_day": 5.5}}))
-        assert await s.over_cap(TenantConfig.model_validate({**base, "usage_caps": {"tokens_per_day": 400}}))
-        assert not await s.over_cap(TenantConfig.model_validate({**base, "usage_caps": {"tokens_per_day": 496}}))
+        assert await s.over_cap(
+            TenantConfig.model_validate({**base, "usage_caps": {"minutes_per_day": 5}})
+        )
+        assert not await s.over_cap(
+            TenantConfig.model_validate({**base, "usage_caps": {"minutes_per_day": 5.5}})
+        )
+        assert await s.over_cap(
+            TenantConfig.model_validate({**base, "usage_caps": {"tokens_per_day": 400}})
+        )
+        assert not await s.over_cap(
+            TenantConfig.model_validate({**base, "usage_caps": {"tokens_per_day": 496}})
+        )
         yesterday = await s.usage("acme", (T0 - timedelta(days=1)).date())
         assert yesterday.calls == 1 and yesterday.minutes == pytest.approx(10.0)
     # a new process sees the same totals from the database

@@ -28,13 +28,17 @@ class Hook:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode().split("\r\n")
-            headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+            headers = {
+                k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)
+            }
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.requests.append((lines[0], headers, body, time.monotonic()))
             if self.delay:
                 await asyncio.sleep(self.delay)
             status = self.statuses.pop(0) if self.statuses else 200
-            writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+            )
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -131,7 +135,9 @@ async def test_connection_refused_is_retried_then_reported() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     poster = CdrWebhookPoster()
-    result = await poster.submit(cdr(), CdrWebhookConfig(url=f"http://127.0.0.1:{port}/", attempts=2, backoff=0.01))
+    result = await poster.submit(
+        cdr(), CdrWebhookConfig(url=f"http://127.0.0.1:{port}/", attempts=2, backoff=0.01)
+    )
     await poster.close()
     assert not result.delivered and result.attempts == 2 and "ConnectError" in (result.error or "")
 
