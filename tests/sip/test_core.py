@@ -844,3 +844,16 @@ def test_malformed_request_that_cannot_be_answered_is_still_reported(
     event = b.next_event()
     assert isinstance(event, MalformedRequest) and not event.answered
     assert b.datagrams_to_send(0.0) == []
+
+
+def test_stamping_replaces_a_received_the_client_put_itself() -> None:
+    b = make_core(BOB)
+    via = "SIP/2.0/UDP 192.0.2.1:5080;received=1.1.1.1;rport;branch=z9hG4bKr"
+    b.receive_datagram(_options_from(via), ("10.0.0.9", 40000), 0.0)
+    event = b.next_event()
+    assert isinstance(event, RequestReceived)
+    assert event.request.headers.get("Via") == (
+        "SIP/2.0/UDP 192.0.2.1:5080;received=10.0.0.9;rport=40000;branch=z9hG4bKr"
+    )
+    assert event.request.via.received == "10.0.0.9" and event.request.via.rport == 40000
+    assert event.request.from_.tag == "1"  # typed values still readable after the edit

@@ -37,6 +37,7 @@ import heapq
 import ipaddress
 import itertools
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ from w3sipagent.sip.events import (
     TransactionTimedOut,
     TransportFailed,
 )
-from w3sipagent.sip.headers import Headers, Via, split_header_list
+from w3sipagent.sip.headers import Via, split_header_list
 from w3sipagent.sip.ids import IdSource
 from w3sipagent.sip.message import (
     SipRequest,
@@ -694,29 +695,43 @@ def response_destination(via: Via, source: Address, transport: str) -> Address:
     return (source[0], via.port if via.port is not None else 5060)
 
 
+_BARE_RPORT_RE = re.compile(r";[ \t]*rport[ \t]*(?=;|$)", re.IGNORECASE)
+
+
 def _stamp_via(request: SipRequest, source: Address) -> None:
-    """Add ``received`` (sent-by host differs from the source IP) and ``rport`` (asked for)
-    to the top Via of a received request (RFC 3261 §18.2.1, RFC 3581 §4)."""
+    """Add ``received`` (sent-by host differs from the source IP) and fill in ``rport`` (when
+    asked for) on the top Via of a received request (RFC 3261 §18.2.1, RFC 3581 §4)."""
     via = request.via
     host = via.host[1:-1] if via.host.startswith("[") else via.host
-    changed = False
-    if host != source[0]:
-        via.params["received"] = source[0]
-        changed = True
-    if via.has_rport and via.rport is None:
-        via.params["rport"] = str(source[1])
-        if "received" not in via.params:
-            via.params["received"] = source[0]
-        changed = True
-    if changed:
-        _replace_top_via(request.headers, str(via))
-
-
-def _replace_top_via(headers: Headers, top: str) -> None:
+    fill_rport = via.has_rport and via.rport is None
+    if host == source[0] and not fill_rport:
+        return
+    headers = request.headers
     lines = headers.get_lines("Via")
-    first = split_header_list(lines[0])
-    first[0] = top
-    index = next(i for i, (name, _) in enumerate(headers) if name == "Via")
-    headers.remove("Via")
-    for offset, value in enumerate([", ".join(first), *lines[1:]]):
-        headers.insert(index + offset, "Via", value)
+    values = split_header_list(lines[0])
+    top = values[0]
+    fast = "received" not in via.params
+    via.params["received"] = source[0]
+    if fill_rport:
+        via.params["rport"] = str(source[1])
+        if fast:
+            top, found = _BARE_RPORT_RE.subn(f";rport={source[1]}", top, count=1)
+            fast = found == 1
+    top = f"{top};received={source[0]}" if fast else str(via)
+    values[0] = top
+    # Keep the message's typed-value cache (From, To, CSeq... parsed once) valid across the
+    # edit: only the Via values change. (Touches the message's cache; see message.py.)
+    cache = request._cache
+    cache_valid = request._cache_hdrs is headers and request._cache_gen == headers._gen
+    new_first = ", ".join(values)
+    if len(lines) == 1:
+        headers.set("Via", new_first)
+    else:
+        index = next(i for i, (name, _) in enumerate(headers) if name == "Via")
+        headers.remove("Via")
+        for offset, value in enumerate([new_first, *lines[1:]]):
+            headers.insert(index + offset, "Via", value)
+    if cache_valid:
+        cache.pop("vias", None)
+        cache["via"] = via
+        request._cache_gen = headers._gen
