@@ -590,6 +590,7 @@ class TenantConfig(_Model):
                     f"dtmf.{digit}: action must be transfer:NAME, hangup or message:TEXT "
                     f"(got {action!r})"
                 )
+        self.dtmf = {d.upper(): a for d, a in self.dtmf.items()}
         fb = self.fallback.transfer
         if fb is not None and fb not in self.transfers:
             try:
@@ -615,7 +616,7 @@ class TenantConfig(_Model):
 
     def dtmf_action(self, digit: str) -> str | None:
         """The action mapped to ``digit`` (``transfer:human``, ``hangup``...), or None."""
-        return self.dtmf.get(digit) or self.dtmf.get(digit.upper())
+        return self.dtmf.get(digit.upper())
 
 
 RESOLUTION_STEPS = ("request_uri_host", "to_host", "registration", "did", "trusted_header")
