@@ -822,6 +822,20 @@ async def test_dropped_connection_reported_promptly(how: str) -> None:
         await client.close()  # idempotent after a failure
 
 
+async def test_dead_peer_detected_by_keepalive() -> None:
+    async with ScriptedServer() as srv:
+        # detection time = ping_interval + ping_timeout + close_timeout
+        client = make_client(srv.url, ping_interval=0.1, ping_timeout=0.2, close_timeout=0.2)
+        await client.start()
+        srv.conns[0].ws.transport.pause_reading()  # a black hole: no pong, no close
+        t0 = asyncio.get_running_loop().time()
+        got = await events_until(client, lambda e: isinstance(e, ai.Closed), timeout=3.0)
+        assert asyncio.get_running_loop().time() - t0 < 1.5
+        assert got[-1] == ai.Closed(got[-1].reason, error=True)  # type: ignore[attr-defined]
+        srv.conns[0].ws.transport.resume_reading()
+        await client.close()
+
+
 async def test_close_is_idempotent_and_ends_events() -> None:
     async with ScriptedServer() as srv:
         client = make_client(srv.url)

@@ -518,7 +518,9 @@ class RealtimeClient(RealtimeSessionBase):
     ``base_url`` may point at a compatible server (``ws://127.0.0.1:PORT/v1``). The key
     goes in ``Authorization: Bearer``; there is no beta header. ``connect_timeout``
     bounds the TCP/TLS/HTTP handshake; ``ping_interval``/``ping_timeout`` detect a dead
-    connection; ``proxy`` is passed to websockets (True: from the environment).
+    connection within ``ping_interval + ping_timeout + close_timeout`` (12 s by default);
+    ``proxy`` is passed to websockets (True: from
+    the environment).
     """
 
     def __init__(
@@ -528,8 +530,8 @@ class RealtimeClient(RealtimeSessionBase):
         api_key: str,
         base_url: str = DEFAULT_BASE_URL,
         connect_timeout: float = 10.0,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
+        ping_interval: float | None = 5.0,
+        ping_timeout: float | None = 5.0,
         max_message_bytes: int = 16 * 1024 * 1024,
         proxy: str | bool | None = True,
         **options: Any,

@@ -72,7 +72,7 @@ class CallerAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, fmt: ai.AudioFormat, *, gap_s: float = 0.03) -> None:
+    def __init__(self, fmt: ai.AudioFormat, *, gap_s: float = 0.06) -> None:
         super().__init__()
         self.fmt = fmt
         self.rate = fmt.sample_rate
@@ -160,7 +160,8 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
     URL is converted). ``ice_servers``: STUN/TURN URLs (none by default: the service
     has public candidates). ``connect_timeout`` bounds the HTTP exchange and the data
     channel opening; ``silence_close_ms`` ends an item's audio when the server sends
-    no ``output_audio_buffer.stopped``; ``gap_s`` see :class:`CallerAudioTrack`.
+    no ``output_audio_buffer.stopped``; ``gap_s`` see :class:`CallerAudioTrack`;
+    ``trust_env`` lets httpx take proxy settings from the environment.
     """
 
     _wire_audio = False
@@ -175,7 +176,8 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
         connect_timeout: float = 10.0,
         ice_servers: list[str] | None = None,
         silence_close_ms: int = 300,
-        gap_s: float = 0.03,
+        gap_s: float = 0.06,
+        trust_env: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(config, **options)
@@ -188,6 +190,7 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
         self.ice_servers = list(ice_servers or [])
         self.silence_close_ms = silence_close_ms
         self.gap_s = gap_s
+        self.trust_env = trust_env
         self.call_id: str | None = None
 
     def __repr__(self) -> str:
@@ -211,7 +214,9 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
             "session": (None, json.dumps(session).encode(), "application/json"),
         }
         try:
-            async with httpx.AsyncClient(timeout=self.connect_timeout, trust_env=False) as http:
+            async with httpx.AsyncClient(
+                timeout=self.connect_timeout, trust_env=self.trust_env
+            ) as http:
                 resp = await http.post(
                     self.calls_url,
                     files=files,
