@@ -53,7 +53,7 @@ def parse_datagram(data: bytes) -> SipRequest | SipResponse | KeepAlive:
     """
     if data and not data.strip(b"\r\n"):
         return KeepAlive(ping=len(data) >= 4)
-    return _parse(data, stream=False)
+    return _parse(data)
 
 
 class StreamFramer:
@@ -132,7 +132,7 @@ class StreamFramer:
             chunk = bytes(buf[:total])
             del buf[:total]
             try:
-                out.append(_parse(chunk, stream=True))
+                out.append(_parse(chunk))
             except SipParseError as e:
                 out.append(e)
         return out
@@ -142,7 +142,7 @@ class StreamFramer:
         """A framing error carrying what could be read of the message (for the reply)."""
         err = SipMessageError(reason, status)
         try:
-            msg = _parse(head + b"\r\n\r\n", stream=False)
+            msg = _parse(head + b"\r\n\r\n")
         except SipMessageError as e:
             msg = e.message  # type: ignore[assignment]
         except SipParseError:

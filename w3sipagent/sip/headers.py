@@ -320,12 +320,19 @@ def _split_semis(text: str) -> list[str]:
     return out
 
 
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_SIMPLE_PARAMS_RE = re.compile(rf"(?:\s*;\s*{_TOKEN}(?:\s*=\s*[A-Za-z0-9\-.!%*_+`'~:\[\]]+)?)+\s*")
+_SIMPLE_PARAM_RE = re.compile(rf"({_TOKEN})(?:\s*=\s*([A-Za-z0-9\-.!%*_+`'~:\[\]]+))?")
+
+
 def parse_params(text: str, what: str = "header") -> dict[str, str | None]:
     """Parse ``;name=value;flag`` header parameters (the text from the first ``;``).
 
     Names are lowercased; a flag has value None; quoted values keep their quotes.
     Empty parameters (``;;``) and malformed values raise :class:`SipParseError`.
     """
+    if _SIMPLE_PARAMS_RE.fullmatch(text):
+        return {n.lower(): (v or None) for n, v in _SIMPLE_PARAM_RE.findall(text)}
     text = text.strip()
     if not text:
         return {}
@@ -368,6 +375,11 @@ _VIA_RE = re.compile(
     re.DOTALL,
 )
 
+_VIA_FAST_RE = re.compile(
+    r"SIP/2\.0/([A-Za-z0-9\-.!%*_+`'~]+) ([A-Za-z0-9][A-Za-z0-9.\-]*)(?::([0-9]{1,5}))?(;.*)?",
+    re.DOTALL,
+)
+
 
 @dataclass(slots=True)
 class Via:
@@ -381,6 +393,15 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one Via value (not a comma-separated list)."""
+        f = _VIA_FAST_RE.fullmatch(text)
+        if f is not None:
+            transport, host, port_text, ptext = f.groups()
+            port = None
+            if port_text is not None:
+                port = int(port_text)
+                if port > 65535:
+                    raise SipParseError("port out of range in Via sent-by")
+            return cls(transport.upper(), host, port, parse_params(ptext, "Via") if ptext else {})
         m = _VIA_RE.fullmatch(text.strip())
         if m is None:
             raise SipParseError("malformed Via")
@@ -435,6 +456,11 @@ _DISPLAY_TOKENS_RE = re.compile(
 )
 
 
+_NAME_ADDR_RE = re.compile(
+    r'\s*(?:"((?:[^"\\]|\\.)*)"\s*|([^"<>]*?)\s*)<\s*([^<>\s]*)\s*>\s*(;.*)?', re.DOTALL
+)
+
+
 @dataclass(slots=True)
 class NameAddr:
     """A name-addr or addr-spec (From, To, Contact, Route, Refer-To...) with header params.
@@ -450,6 +476,22 @@ class NameAddr:
     @classmethod
     def parse(cls, text: str) -> NameAddr:
         """Parse one name-addr / addr-spec with its parameters."""
+        m = _NAME_ADDR_RE.fullmatch(text)
+        if m is not None:
+            quoted, plain, uri_text, ptext = m.groups()
+            if quoted is not None:
+                display: str | None = _unquote(quoted)
+            elif plain:
+                if not _DISPLAY_TOKENS_RE.fullmatch(plain):
+                    raise SipParseError("invalid characters in unquoted display name")
+                display = plain
+            else:
+                display = None
+            return cls(parse_any_uri(uri_text), display, parse_params(ptext) if ptext else {})
+        return cls._parse_slow(text)
+
+    @classmethod
+    def _parse_slow(cls, text: str) -> NameAddr:
         text = text.strip()
         if not text:
             raise SipParseError("empty address")

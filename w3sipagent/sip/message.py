@@ -39,6 +39,7 @@ from typing import Any, TypeVar, cast
 
 from w3sipagent.errors import SipParseError
 from w3sipagent.sip.headers import (
+    _NAME_CACHE,
     CSeq,
     Event,
     Headers,
@@ -440,10 +441,10 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
     Raises :class:`SipParseError` (a :class:`SipMessageError` carrying the partly
     parsed message when the header lines could be split) and nothing else.
     """
-    return _parse(data, stream=False)
+    return _parse(data)
 
 
-def _parse(data: bytes, stream: bool) -> SipRequest | SipResponse:
+def _parse(data: bytes) -> SipRequest | SipResponse:
     if type(data) is not bytes:
         data = bytes(data)
     if data[:1] in (b"\r", b"\n"):
@@ -529,6 +530,8 @@ def _parse(data: bytes, stream: bool) -> SipRequest | SipResponse:
 
     # -- header lines
     items: list[tuple[str, str, str]] = []
+    append = items.append
+    cache_get = _NAME_CACHE.get
     for line in lines[1:] if len(lines) <= MAX_HEADERS + 1 else lines[1 : MAX_HEADERS + 1]:
         if not line:
             continue
@@ -544,13 +547,15 @@ def _parse(data: bytes, stream: bool) -> SipRequest | SipResponse:
             if error is None:
                 error = SipMessageError("header line without colon")
             continue
-        try:
-            key, canon = _resolve(name)
-        except SipParseError as e:
-            if error is None:
-                error = SipMessageError(e.reason)
-            continue
-        items.append((key, canon, value.strip()))
+        kc = cache_get(name)
+        if kc is None:
+            try:
+                kc = _resolve(name)
+            except SipParseError as e:
+                if error is None:
+                    error = SipMessageError(e.reason)
+                continue
+        append((kc[0], kc[1], value.strip()))
     headers = Headers._from_parsed(items)
     msg.headers = headers
     msg.version = version
@@ -619,8 +624,6 @@ def _parse(data: bytes, stream: bool) -> SipRequest | SipResponse:
     # -- body
     available = len(data) - body_start
     if cl is None:
-        if stream and error is None and "content-length" not in found:
-            error = SipMessageError("missing Content-Length on a stream transport")
         msg.body = data[body_start:] if available > 0 else b""
     elif cl > available:
         if error is None:

@@ -45,6 +45,12 @@ _TEL_NUMBER_RE = re.compile(r"\+?[0-9A-Fa-f*#().\-]+")
 _TEL_VISUAL = str.maketrans("", "", "-.()")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
+# Fast path: a plain SIP URI (no escapes, password, IPv6 or headers) in one regex.
+_PLAIN_SIP_RE = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]+)@)?([A-Za-z0-9][A-Za-z0-9.\-]*)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$=]+)*)"
+)
+
 #: URI parameters that must match when present in either URI (RFC 3261 §19.1.4).
 _MUST_MATCH_PARAMS = ("user", "ttl", "method", "maddr", "transport")
 
@@ -251,6 +257,16 @@ Uri = SipUri | TelUri | AbsoluteUri
 
 
 def _parse_sip(scheme: str, rest: str) -> SipUri:
+    m = _PLAIN_SIP_RE.fullmatch(rest)
+    if m is not None:
+        p_user, p_host, p_port, p_params = m.groups()
+        port_num = None
+        if p_port is not None:
+            port_num = int(p_port)
+            if port_num > 65535:
+                raise SipParseError("port out of range in URI host")
+        plain = _parse_uri_params(p_params[1:].split(";")) if p_params else {}
+        return SipUri(scheme, p_user, None, p_host, port_num, plain, {})
     at = rest.find("@")
     user: str | None = None
     password: str | None = None
