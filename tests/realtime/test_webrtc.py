@@ -114,3 +114,30 @@ async def test_webrtc_rejected_session_surfaces_server_code() -> None:
         client = RealtimeWebRTCClient(config, api_key=KEY, base_url=srv.http_url)
         with pytest.raises(AIError, match=r"HTTP 400 \(invalid_value\)"):
             await client.start()
+
+
+async def test_webrtc_cancel_clears_server_playout_and_drops_audio() -> None:
+    async with RealtimeServer(scenario="demo") as srv:
+        client = RealtimeWebRTCClient(ai.AISessionConfig(), api_key=KEY, base_url=srv.http_url)
+        await client.start()
+        await client.create_response()
+        await collect_until(client, lambda e: isinstance(e, ai.AudioDelta), timeout=20)
+        await client.truncate("whatever", 100)  # a no-op over WebRTC: nothing sent
+        await client.cancel_response()
+        drain(client)  # what was yielded before the cancel
+        got = await collect_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        assert not any(isinstance(e, ai.AudioDelta) for e in got)
+        assert got[-1].status == "cancelled"  # type: ignore[attr-defined]
+        types = srv.sessions[0].types()
+        assert "conversation.item.truncate" not in types
+        assert types[types.index("response.cancel") + 1] == "output_audio_buffer.clear"
+        await asyncio.sleep(0.3)
+        assert not any(isinstance(e, ai.AudioDelta) for e in drain(client))
+        await client.close()
+
+
+def drain(client: RealtimeWebRTCClient) -> list[ai.AIEvent]:
+    out = []
+    while not client._events.empty():
+        out.append(client._events.get_nowait())
+    return out
