@@ -317,3 +317,33 @@ def test_freeswitch_200_with_wrong_content_length(vectors: Path) -> None:
     assert m.from_.params == {"tag": "h7g4Esbg_420545701-1568717783909-"}
     assert isinstance(m.from_.uri, SipUri) and m.from_.uri.params == {"user": "phone"}
     assert m.to.display_name == "000155917690 000155917690"
+
+
+def test_misc_message_behaviour() -> None:
+    m = parse_message(bytearray(INVITE))
+    assert isinstance(m, SipRequest) and isinstance(m.body, bytes)
+    assert repr(m) == "<SipRequest INVITE sip:bob@biloxi.example.com>"
+    r = SipResponse(404)
+    assert r.reason == "Not Found" and repr(r) == "<SipResponse 404 Not Found>"
+    assert (m == 1) is False and (r == 1) is False
+    with pytest.raises(SipParseError, match="continuation"):
+        parse_message(b"OPTIONS sip:a@b SIP/2.0\r\n folded: x\r\n\r\n")
+    with pytest.raises(SipParseError, match="Call-ID"):
+        parse_message(INVITE.replace(b"Call-ID: a84b4c76e66710", b"Call-ID: a84b c76e66710"))
+    built = SipRequest("BYE", "sip:a@b", [("Call-ID", "has space"), ("Via", ", SIP/2.0/UDP h")])
+    with pytest.raises(SipParseError, match="Call-ID"):
+        _ = built.call_id
+    assert built.via.host == "h"
+
+
+def test_sip_benchmark_runs(vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from w3sipagent.bench.__main__ import main
+
+    assert main(["sip", "--loops", "3", "--repeat", "1", "--json"]) == 0
+    out = capsys.readouterr().out
+    import json
+
+    rows = json.loads(out)["results"]
+    assert [r["operation"] for r in rows[:3]] == ["parse", "parse + Request-URI", "serialize"]
+    assert all(r["median_us"] > 0 for r in rows)
+    assert main(["nope"]) == 2
