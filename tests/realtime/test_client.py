@@ -1205,3 +1205,44 @@ def test_open_session_selects_the_transport() -> None:
     assert KEY not in repr(ws) + repr(rtc)
     with pytest.raises(AIError, match="unknown Realtime transport 'sip'"):
         open_session(config, api_key=KEY, transport="sip")  # type: ignore[arg-type]
+
+
+async def test_expired_and_closed_at_once_still_renews() -> None:
+    async with ScriptedServer() as srv:
+        client = make_client(srv.url)
+        await client.start()
+        first = srv.conns[0]
+        await first.send(
+            "error",
+            error={
+                "type": "invalid_request_error",
+                "code": "session_expired",
+                "message": "60 minutes.",
+            },
+        )
+        await first.ws.close(1000, "session expired")  # right behind the error, like the service
+        await srv.wait_for(lambda: client.renewals == 1, what="renewal")
+        await srv.conns[1].send("input_audio_buffer.speech_stopped", audio_end_ms=5, item_id="x")
+        got = await events_until(client, lambda e: isinstance(e, ai.SpeechStopped))
+        assert not any(isinstance(e, ai.Closed | ai.AIErrorEvent) for e in got)
+        await client.close()
+
+
+async def test_expired_without_auto_renew_is_reported() -> None:
+    async with ScriptedServer() as srv:
+        client = make_client(srv.url, auto_renew=False)
+        await client.start()
+        first = srv.conns[0]
+        await first.send(
+            "error",
+            error={
+                "type": "invalid_request_error",
+                "code": "session_expired",
+                "message": "60 minutes.",
+            },
+        )
+        await first.ws.close(1000, "session expired")
+        got = await events_until(client, lambda e: isinstance(e, ai.Closed))
+        assert ai.AIErrorEvent("session_expired", "60 minutes.", fatal=True) in got
+        assert isinstance(got[-1], ai.Closed) and got[-1].error and "1000" in got[-1].reason
+        assert len(srv.conns) == 1

@@ -276,8 +276,8 @@ class RealtimeSessionBase:
             link.ready.exception()  # retrieved: no "never retrieved" warning
         if link.closing or self._closed or link is not self._link:
             return
-        if link.expired and self._renewing:
-            return  # the renewal takes over
+        if link.expired and self.auto_renew:
+            return  # the renewal takes over (and reports Closed if it fails)
         log.warning("Realtime session lost: %s", reason)
         self._closed = True
         self._cancel_renewal()
