@@ -49,6 +49,7 @@ def test_defaults_without_file() -> None:
     assert s.tenants == {} and s.config_file is None
     assert s.source_of("sip.listen") == "default"
     assert s.rtp.source_policy == "latch" and s.sip.t1 == 0.5
+    assert s.sip.tls_address == ("0.0.0.0", 5091)
 
 
 def test_precedence_flag_env_file_default(tmp_path: Path) -> None:

@@ -160,6 +160,14 @@ class SipSettings(_Section):
         """The listen address as (host, port)."""
         return parse_hostport(self.listen)
 
+    @property
+    def tls_address(self) -> tuple[str, int]:
+        """The TLS listen address: ``tls_listen``, else the listen host and port + 1."""
+        if self.tls_listen is not None:
+            return parse_hostport(self.tls_listen)
+        host, port = self.listen_address
+        return host, (port + 1 if port else 0)
+
 
 class RtpSettings(_Section):
     """RTP port range and media policies."""

@@ -20,7 +20,7 @@ class Hook:
     """A tiny HTTP/1.1 server answering with the scripted statuses, then 200."""
 
     statuses: list[int] = field(default_factory=list)
-    delay: float = 0.0
+    delays: list[float] = field(default_factory=list)
     requests: list[tuple[str, dict[str, str], bytes, float]] = field(default_factory=list)
     port: int = 0
 
@@ -33,8 +33,9 @@ class Hook:
             }
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.requests.append((lines[0], headers, body, time.monotonic()))
-            if self.delay:
-                await asyncio.sleep(self.delay)
+            delay = self.delays.pop(0) if self.delays else 0.0
+            if delay:
+                await asyncio.sleep(delay)
             status = self.statuses.pop(0) if self.statuses else 200
             writer.write(
                 f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
@@ -117,15 +118,12 @@ async def test_429_is_retried(hook: Hook) -> None:
 
 
 async def test_timeout_then_success(hook: Hook) -> None:
-    hook.delay = 0.3
+    hook.delays = [0.5]  # the first answer comes too late, the second at once
     poster = CdrWebhookPoster()
     cfg = CdrWebhookConfig(url=hook.url, attempts=2, timeout=0.1, backoff=0.01)
-    task = poster.submit(cdr(), cfg)
-    await asyncio.sleep(0.15)
-    hook.delay = 0.0
-    result = await asyncio.wait_for(task, 5)
+    result = await asyncio.wait_for(poster.submit(cdr(), cfg), 5)
     await poster.close()
-    assert result.delivered and result.attempts == 2
+    assert result.delivered and result.attempts == 2 and len(hook.requests) == 2
 
 
 async def test_connection_refused_is_retried_then_reported() -> None:
