@@ -1,0 +1,559 @@
+"""Blind transfer (REFER) logic against a scripted peer that behaves like the measured FreeSWITCH.
+
+The peer here is a fake user agent: ``request_in_dialog`` records the REFER and plays
+a scenario from /work/shared/reference/freeswitch-refer.md (202 after ~20 ms, NOTIFYs
+with the sipfrags FreeSWITCH writes, a BYE or none) by calling the transferer's NOTIFY
+handler and ``call_ended``, as the user agent would. Network-level tests with a real
+transferee (baresip) are in tests/interop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from w3sipagent.asyncio.call_api import CallInfo, TransferOutcome
+from w3sipagent.asyncio.refer import (
+    ReferProgress,
+    ReferRequest,
+    TransferConfig,
+    Transferer,
+    allow_all,
+    classify_final,
+)
+from w3sipagent.sip.message import SipRequest, SipResponse
+from w3sipagent.sip.sipfrag import parse_sipfrag
+
+FAST = TransferConfig(
+    refer_timeout=0.5,
+    default_timeout=0.6,
+    immediate_window=0.15,
+    bye_window=0.15,
+    after_bye_grace=0.2,
+    attempt_timeout=0.5,
+)
+
+
+class FakeCall:
+    """A call as the transferer sees it: info and hangup()."""
+
+    def __init__(self, call_id: str = "c1") -> None:
+        self.info = CallInfo(
+            call_id=call_id,
+            direction="inbound",
+            request_uri="sip:agent@127.0.0.1:5090",
+            from_uri="sip:caller@127.0.0.1",
+            to_uri="sip:agent@127.0.0.1:5090",
+        )
+        self.hangups: list[str] = []
+
+    async def hangup(self, reason: str = "local_hangup") -> None:
+        self.hangups.append(reason)
+
+
+_cseq = itertools.count(100)
+
+
+def notify(
+    body: bytes | None,
+    state: str = "terminated;reason=noresource",
+    *,
+    event: str | None = "refer;id={id}",
+    ctype: str = "message/sipfrag;version=2.0",
+    event_id: int = 0,
+) -> SipRequest:
+    """A NOTIFY as FreeSWITCH sends it in the call's dialog."""
+    headers = [
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKfs" + str(next(_cseq))),
+        ("From", "<sip:caller@127.0.0.1>;tag=fs1"),
+        ("To", "<sip:agent@127.0.0.1:5090>;tag=ag1"),
+        ("Call-ID", "c1"),
+        ("CSeq", f"{next(_cseq)} NOTIFY"),
+        ("Subscription-State", state),
+    ]
+    if event is not None:
+        headers.append(("Event", event.format(id=event_id)))
+    if body is not None:
+        headers.append(("Content-Type", ctype))
+    return SipRequest("NOTIFY", "sip:agent@127.0.0.1:5090", headers, body or b"")
+
+
+Step = tuple[float, str, Any]  # (delay after REFER, kind, payload)
+
+
+@dataclass
+class FakePeer:
+    """Answers the REFER and plays NOTIFY / BYE steps at scripted times."""
+
+    refer_status: int = 202
+    refer_delay: float = 0.02
+    steps: list[Step] = field(default_factory=list)
+    transferer: Transferer | None = None
+    call: FakeCall | None = None
+    sent: list[tuple[str, list[tuple[str, str]], bytes, str | None]] = field(default_factory=list)
+    notify_replies: list[SipResponse] = field(default_factory=list)
+    refer_seq: int = 7
+
+    async def request_in_dialog(
+        self,
+        dialog_or_call: Any,
+        method: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> SipResponse:
+        hdrs = list(headers)
+        self.sent.append((method, hdrs, body, content_type))
+        if method != "REFER":
+            return SipResponse(200, headers=[("CSeq", f"{self.refer_seq + 1} {method}")])
+        loop = asyncio.get_running_loop()
+        for delay, kind, payload in self.steps:
+            loop.call_later(delay, self._play, kind, payload)
+        await asyncio.sleep(self.refer_delay)
+        if self.refer_status == 0:  # never answers
+            await asyncio.sleep(3600)
+        return SipResponse(
+            self.refer_status,
+            headers=[("CSeq", f"{self.refer_seq} REFER"), ("Expires", "60")],
+        )
+
+    def _play(self, kind: str, payload: Any) -> None:
+        assert self.transferer is not None and self.call is not None
+        if kind == "notify":
+            req = payload
+            ev = req.headers.get("Event")
+            if ev is not None:  # the id of the REFER's CSeq, unless the step names another
+                req.headers.set("Event", ev.replace("id=0", f"id={self.refer_seq}"))
+            self.notify_replies.append(self.transferer.handle_notify(self.call, req))
+        elif kind == "bye":
+            self.transferer.call_ended(self.call)
+
+
+def setup(peer: FakePeer, config: TransferConfig = FAST) -> tuple[Transferer, FakeCall]:
+    t = Transferer(peer, config)
+    call = FakeCall()
+    peer.transferer, peer.call = t, call
+    return t, call
+
+
+async def run(
+    peer: FakePeer, config: TransferConfig = FAST, timeout: float | None = None
+) -> tuple[TransferOutcome, FakeCall, float]:
+    t, call = setup(peer, config)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    outcome = await t.transfer(call, "sip:1000@127.0.0.1", timeout=timeout)
+    return outcome, call, loop.time() - t0
+
+
+# ----------------------------------------------------------------- the REFER request
+
+
+async def test_refer_request_headers() -> None:
+    peer = FakePeer(steps=[(0.03, "notify", notify(b"SIP/2.0 200 OK\r\n"))])
+    await run(peer)
+    method, headers, body, _ = peer.sent[0]
+    assert method == "REFER"
+    h = dict(headers)
+    assert h["Refer-To"] == "<sip:1000@127.0.0.1>"
+    assert h["Referred-By"] == "<sip:agent@127.0.0.1:5090>"
+    assert "Refer-Sub" not in h
+    assert body == b""
+    assert [r.status for r in peer.notify_replies] == [200]
+
+
+async def test_refer_sub_false_is_final_at_202() -> None:
+    cfg = TransferConfig(subscribe=False, refer_timeout=0.5)
+    peer = FakePeer(refer_status=202)
+
+    async def reply_no_sub(*a: Any, **k: Any) -> SipResponse:
+        peer.sent.append(("REFER", list(k.get("headers", ())), b"", None))
+        return SipResponse(202, headers=[("CSeq", "3 REFER"), ("Refer-Sub", "false")])
+
+    peer.request_in_dialog = reply_no_sub  # type: ignore[method-assign]
+    outcome, call, _ = await run(peer, cfg)
+    assert dict(peer.sent[0][1])["Refer-Sub"] == "false"
+    assert outcome.status == "accepted" and outcome.code == 202
+    assert call.hangups == ["transferred"]
+
+
+# ----------------------------------------------------------------- FreeSWITCH, default profile
+# One NOTIFY "SIP/2.0 200 OK" ~20 ms after the REFER, then a BYE ~40 ms after it, whatever
+# happens to the caller next (answer, long ringing, busy, no such extension).
+
+DEFAULT_PROFILE = [
+    (0.02, "notify", notify(b"SIP/2.0 200 OK\r\n")),
+    (0.04, "bye", None),
+]
+
+
+@pytest.mark.parametrize("case", ["answers", "rings long", "busy", "no extension"])
+async def test_freeswitch_default_profile_is_accepted(case: str) -> None:
+    peer = FakePeer(steps=list(DEFAULT_PROFILE))
+    outcome, call, elapsed = await run(peer)
+    assert outcome.status == "accepted", case
+    assert outcome.code == 200
+    assert outcome.notifications == (200,)
+    assert call.hangups == ["transferred"]  # idempotent on an ended call
+    assert elapsed < 0.3
+
+
+async def test_bye_before_the_notify_is_still_accepted() -> None:
+    peer = FakePeer(steps=[(0.02, "bye", None), (0.03, "notify", notify(b"SIP/2.0 200 OK\r\n"))])
+    outcome, _, _ = await run(peer)
+    assert outcome.status == "accepted"
+
+
+async def test_one_legged_call_gets_403_and_stays() -> None:
+    peer = FakePeer(steps=[(0.02, "notify", notify(b"SIP/2.0 403 Forbidden\r\n"))])
+    outcome, call, _ = await run(peer)
+    assert outcome == TransferOutcome("rejected", 403, "Forbidden", (403,))
+    assert call.hangups == []
+
+
+# ----------------------------------------------------------------- confirm-blind-transfer
+
+
+async def test_confirm_blind_bridged_is_succeeded_and_we_hang_up() -> None:
+    # Target answers after 0.3 s, NOTIFY 200 13 ms later, no BYE from FreeSWITCH.
+    peer = FakePeer(steps=[(0.313, "notify", notify(b"SIP/2.0 200 OK\r\n"))])
+    outcome, call, elapsed = await run(peer)
+    assert outcome == TransferOutcome("succeeded", 200, "OK", (200,))
+    assert call.hangups == ["transferred"]
+    assert elapsed < 0.45  # no bye_window wait after a late 2xx
+
+
+async def test_confirm_blind_fast_answer_without_bye_is_succeeded() -> None:
+    # An auto-answering target: the 2xx comes within the immediate window, but no BYE follows.
+    peer = FakePeer(steps=[(0.05, "notify", notify(b"SIP/2.0 200 OK\r\n"))])
+    outcome, call, elapsed = await run(peer)
+    assert outcome.status == "succeeded"
+    assert call.hangups == ["transferred"]
+    assert 0.19 <= elapsed < 0.4  # waited bye_window for a BYE that never came
+
+
+async def test_confirm_blind_busy_486_486() -> None:
+    peer = FakePeer(steps=[(0.2, "notify", notify(b"SIP/2.0 486 486\r\n"))])
+    outcome, call, _ = await run(peer)
+    assert outcome == TransferOutcome("busy", 486, "486", (486,))
+    assert call.hangups == []  # the caller is back with us
+
+
+async def test_confirm_blind_no_extension_403() -> None:
+    peer = FakePeer(steps=[(0.03, "notify", notify(b"SIP/2.0 403 Forbidden\r\n"))])
+    outcome, call, _ = await run(peer)
+    assert outcome.status == "rejected" and outcome.code == 403
+    assert call.hangups == []
+
+
+async def test_confirm_blind_decline_603() -> None:
+    peer = FakePeer(steps=[(0.1, "notify", notify(b"SIP/2.0 603 603\r\n"))])
+    outcome, call, _ = await run(peer)
+    assert outcome.status == "rejected" and outcome.code == 603
+    assert call.hangups == []
+
+
+async def test_confirm_blind_unavailable_is_failed() -> None:
+    peer = FakePeer(steps=[(0.1, "notify", notify(b"SIP/2.0 480 480\r\n"))])
+    outcome, call, _ = await run(peer)
+    assert outcome.status == "failed" and outcome.code == 480
+    assert call.hangups == []
+
+
+async def test_confirm_blind_unbridged_answer_times_out_and_hangs_up() -> None:
+    peer = FakePeer(steps=[])  # parked: no NOTIFY at all
+    outcome, call, elapsed = await run(peer, timeout=0.4)
+    assert outcome.status == "timed_out" and outcome.code is None
+    assert call.hangups == ["transferred"]
+    assert 0.38 <= elapsed < 0.6
+
+
+async def test_timeout_without_hangup_when_configured() -> None:
+    cfg = TransferConfig(
+        refer_timeout=0.5, default_timeout=0.3, hangup_on_timeout=False, immediate_window=0.1
+    )
+    outcome, call, _ = await run(FakePeer(), cfg)
+    assert outcome.status == "timed_out"
+    assert call.hangups == []
+
+
+# ----------------------------------------------------------------- progress, RFC 3515 peers
+
+
+async def test_progress_then_success() -> None:
+    peer = FakePeer(
+        steps=[
+            (0.01, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active;expires=60")),
+            (0.05, "notify", notify(b"SIP/2.0 180 Ringing\r\n", "active;expires=60")),
+            (0.09, "notify", notify(b"SIP/2.0 200 OK\r\n")),
+        ]
+    )
+    outcome, call, elapsed = await run(peer)
+    assert outcome == TransferOutcome("succeeded", 200, "OK", (100, 180, 200))
+    assert elapsed < 0.14  # a 2xx after progress is final at once
+    assert call.hangups == ["transferred"]
+    assert [r.status for r in peer.notify_replies] == [200, 200, 200]
+
+
+async def test_notify_before_202_is_counted() -> None:
+    peer = FakePeer(
+        refer_delay=0.1,
+        steps=[
+            (0.02, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active")),
+            (0.2, "notify", notify(b"SIP/2.0 486 Busy Here\r\n")),
+        ],
+    )
+    outcome, _, _ = await run(peer)
+    assert outcome == TransferOutcome("busy", 486, "Busy Here", (100, 486))
+
+
+async def test_terminated_without_final_is_accepted() -> None:
+    peer = FakePeer(
+        steps=[
+            (0.01, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active")),
+            (0.05, "notify", notify(None, "terminated;reason=timeout")),
+        ]
+    )
+    outcome, _, elapsed = await run(peer)
+    assert outcome.status == "accepted" and outcome.code is None
+    assert outcome.notifications == (100,)
+    assert elapsed < 0.2
+
+
+async def test_peer_hangs_up_without_final_waits_grace() -> None:
+    peer = FakePeer(
+        steps=[
+            (0.01, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active")),
+            (0.05, "bye", None),
+        ]
+    )
+    outcome, _, elapsed = await run(peer)
+    assert outcome.status == "accepted"
+    assert "ended the call" in outcome.reason
+    assert 0.24 <= elapsed < 0.45  # BYE at 0.05 + grace 0.2
+
+
+async def test_final_after_bye_within_grace() -> None:
+    peer = FakePeer(
+        steps=[
+            (0.01, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active")),
+            (0.3, "bye", None),
+            (0.35, "notify", notify(b"SIP/2.0 200 OK\r\n")),
+        ]
+    )
+    outcome, _, _ = await run(peer, timeout=1.0)
+    assert outcome.status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(403, "rejected"), (405, "rejected"), (481, "rejected"), (603, "rejected"), (500, "rejected")],
+)
+async def test_refer_refused(status: int, expected: str) -> None:
+    outcome, call, _ = await run(FakePeer(refer_status=status))
+    assert outcome.status == expected and outcome.code == status
+    assert call.hangups == []
+
+
+async def test_refer_unanswered_is_failed_408() -> None:
+    cfg = TransferConfig(refer_timeout=0.1)
+    outcome, call, elapsed = await run(FakePeer(refer_status=0), cfg)
+    assert outcome.status == "failed" and outcome.code == 408
+    assert call.hangups == []
+    assert elapsed < 1.3
+
+
+async def test_second_transfer_while_pending() -> None:
+    peer = FakePeer(steps=[(0.2, "notify", notify(b"SIP/2.0 200 OK\r\n"))])
+    t, call = setup(peer)
+    first = asyncio.ensure_future(t.transfer(call, "sip:1@127.0.0.1"))
+    await asyncio.sleep(0.05)
+    second = await t.transfer(call, "sip:2@127.0.0.1")
+    assert second.status == "failed" and "already" in second.reason
+    assert (await first).status == "succeeded"
+
+
+async def test_bad_target_raises_value_error() -> None:
+    t, call = setup(FakePeer())
+    with pytest.raises(ValueError, match="transfer target"):
+        await t.transfer(call, "not a uri <<")
+
+
+# ----------------------------------------------------------------- NOTIFY answers
+
+
+async def test_notify_answers_for_bad_notifies() -> None:
+    peer = FakePeer(
+        steps=[
+            (0.01, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active", event="presence")),
+            (0.02, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active", event=None)),
+            (0.03, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active", event="refer;id=999")),
+            (0.04, "notify", notify(b"hello\r\n", "active")),
+            (0.05, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active", ctype="text/plain")),
+            (0.06, "notify", notify(b"SIP/2.0 180 Ringing\r\n", "active")),
+            (0.1, "notify", notify(b"SIP/2.0 200 OK\r\n")),
+        ]
+    )
+    outcome, _, _ = await run(peer)
+    assert [r.status for r in peer.notify_replies] == [489, 400, 481, 400, 415, 200, 200]
+    assert peer.notify_replies[0].headers.get("Allow-Events") == "refer"
+    assert outcome.notifications == (180, 200)
+    assert outcome.status == "succeeded"
+
+
+async def test_notify_without_transfer_is_481() -> None:
+    t, call = setup(FakePeer())
+    resp = t.handle_notify(call, notify(b"SIP/2.0 200 OK\r\n"))
+    assert resp.status == 481
+
+
+# ----------------------------------------------------------------- pure pieces
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (200, "succeeded"),
+        (202, "succeeded"),
+        (486, "busy"),
+        (600, "busy"),
+        (403, "rejected"),
+        (603, "rejected"),
+        (404, "failed"),
+        (480, "failed"),
+        (487, "failed"),
+        (503, "failed"),
+    ],
+)
+def test_classify_final(code: int, status: str) -> None:
+    assert classify_final(code) == status
+
+
+def test_progress_ignores_statuses_after_final() -> None:
+    p = ReferProgress(sent_at=0.0, config=FAST)
+    p.notify(100, "Trying", False, 0.01)
+    p.notify(486, "Busy", False, 0.5)
+    p.notify(200, "OK", True, 0.6)
+    assert p.notifications == [100, 486]
+    assert p.outcome(0.7) == TransferOutcome("busy", 486, "Busy", (100, 486))
+
+
+def test_config_rejects_negative_timers() -> None:
+    with pytest.raises(ValueError, match="bye_window"):
+        TransferConfig(bye_window=-1)
+
+
+# ----------------------------------------------------------------- incoming REFER
+
+
+def refer_request(
+    refer_to: str | None = "<sip:bob@127.0.0.1:5070>", extra: Iterable[tuple[str, str]] = ()
+) -> SipRequest:
+    headers = [
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKr1"),
+        ("From", "<sip:caller@127.0.0.1>;tag=fs1"),
+        ("To", "<sip:agent@127.0.0.1:5090>;tag=ag1"),
+        ("Call-ID", "c1"),
+        ("CSeq", "42 REFER"),
+        ("Referred-By", "<sip:caller@127.0.0.1>"),
+    ]
+    if refer_to is not None:
+        headers.append(("Refer-To", refer_to))
+    headers += list(extra)
+    return SipRequest("REFER", "sip:agent@127.0.0.1:5090", headers)
+
+
+async def test_incoming_refer_declined_by_default() -> None:
+    peer = FakePeer()
+    t = Transferer(peer, FAST)
+    resp = t.handle_refer(FakeCall(), refer_request())
+    assert resp.status == 603
+    await asyncio.sleep(0.05)
+    assert peer.sent == []  # no NOTIFY
+
+
+@pytest.mark.parametrize(
+    ("refer_to", "extra"),
+    [(None, ()), ("not-a-uri", ()), ("<sip:a@b>", [("Refer-To", "<sip:c@d>")])],
+)
+async def test_incoming_refer_malformed_400(
+    refer_to: str | None, extra: list[tuple[str, str]]
+) -> None:
+    t = Transferer(FakePeer(), FAST, policy=allow_all)
+    assert t.handle_refer(FakeCall(), refer_request(refer_to, extra)).status == 400
+
+
+async def test_incoming_refer_attempted_and_notified() -> None:
+    peer = FakePeer()
+    seen: list[ReferRequest] = []
+
+    async def attempt(call: Any, refer: ReferRequest) -> tuple[int, str]:
+        seen.append(refer)
+        await asyncio.sleep(0.02)
+        return 200, "OK"
+
+    t = Transferer(peer, FAST, policy=allow_all, attempt=attempt)
+    call = FakeCall()
+    resp = t.handle_refer(call, refer_request())
+    assert resp.status == 202 and resp.headers.get("Expires") == "60"
+    await asyncio.sleep(0.1)
+    assert seen[0].target == "sip:bob@127.0.0.1:5070"
+    assert seen[0].referred_by == "<sip:caller@127.0.0.1>"
+    methods = [
+        (m, dict(h)["Event"], dict(h)["Subscription-State"], parse_sipfrag(b).status, ct)
+        for m, h, b, ct in peer.sent
+    ]
+    assert methods == [
+        ("NOTIFY", "refer;id=42", "active;expires=60", 100, "message/sipfrag;version=2.0"),
+        (
+            "NOTIFY",
+            "refer;id=42",
+            "terminated;reason=noresource",
+            200,
+            "message/sipfrag;version=2.0",
+        ),
+    ]
+    assert call.hangups == ["transferred"]
+
+
+@pytest.mark.parametrize(("behaviour", "code"), [("busy", 486), ("raise", 500), ("slow", 408)])
+async def test_incoming_refer_failure_reported(behaviour: str, code: int) -> None:
+    peer = FakePeer()
+
+    async def attempt(call: Any, refer: ReferRequest) -> tuple[int, str]:
+        if behaviour == "raise":
+            raise RuntimeError("boom")
+        if behaviour == "slow":
+            await asyncio.sleep(5)
+        return 486, "Busy Here"
+
+    cfg = TransferConfig(attempt_timeout=0.1)
+    t = Transferer(peer, cfg, policy=allow_all, attempt=attempt)
+    call = FakeCall()
+    assert t.handle_refer(call, refer_request()).status == 202
+    await asyncio.sleep(0.25)
+    final = peer.sent[-1]
+    assert parse_sipfrag(final[2]).status == code
+    assert dict(final[1])["Subscription-State"].startswith("terminated")
+    assert call.hangups == []
+    await t.aclose()
+
+
+async def test_incoming_refer_sub_false_sends_no_notify() -> None:
+    peer = FakePeer()
+
+    async def attempt(call: Any, refer: ReferRequest) -> tuple[int, str]:
+        return 200, "OK"
+
+    t = Transferer(peer, FAST, policy=allow_all, attempt=attempt)
+    resp = t.handle_refer(FakeCall(), refer_request(extra=[("Refer-Sub", "false")]))
+    assert resp.status == 202 and resp.headers.get("Refer-Sub") == "false"
+    await asyncio.sleep(0.05)
+    assert peer.sent == []

@@ -1,0 +1,545 @@
+"""Blind transfer with REFER (RFC 3515), both directions.
+
+Outgoing (:meth:`Transferer.transfer`): send ``REFER`` with ``Refer-To`` in the call's
+dialog, take 202 (or 200), then follow the implicit ``refer`` subscription: every
+``NOTIFY`` (``Event: refer;id=<CSeq>``, a ``message/sipfrag`` body ``SIP/2.0 180 Ringing``)
+is answered 200 and fed to :class:`ReferProgress`, which turns the sipfrag statuses into
+a :class:`~w3sipagent.asyncio.call_api.TransferOutcome`:
+
+===========  ==============================================================================
+succeeded    a final 2xx sipfrag (after progress, or without the peer hanging up at once)
+accepted     a 2xx sipfrag that arrives at once and is followed by a BYE: FreeSWITCH's
+             default profile, which only says it took the transfer; or a 202 taken as final
+busy         486 / 600
+rejected     403 / 603, or the REFER itself refused (4xx-6xx)
+failed       any other final >= 300: the caller is back with us, the call goes on
+timed_out    no final NOTIFY within the timeout: our leg is hung up, because FreeSWITCH
+             with ``confirm-blind-transfer`` parks it while the caller may be with the target
+===========  ==============================================================================
+
+After ``succeeded`` / ``accepted`` our leg is hung up (FreeSWITCH with
+``confirm-blind-transfer`` sends no BYE). Measured FreeSWITCH behaviour:
+``/work/shared/reference/freeswitch-refer.md`` (docs/ of the project).
+
+Incoming (:meth:`Transferer.handle_refer`): a REFER is answered 603 Decline unless the
+:data:`ReferPolicy` allows it; then 202, a NOTIFY ``100 Trying``, the
+:data:`ReferAttempt` (e.g. dial the target with ``UserAgent.dial``) and a final NOTIFY
+with its status (``Subscription-State: terminated``).
+
+The user agent is reached only through :class:`InDialogRequester` (send a request in a
+call's dialog); the UA routes in-dialog NOTIFY and REFER requests to
+:meth:`Transferer.handle_notify` / :meth:`Transferer.handle_refer` (see :meth:`install`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from w3sipagent.asyncio.call_api import CallInfo, TransferOutcome, TransferStatus
+from w3sipagent.errors import SipParseError, W3SipError
+from w3sipagent.sip.headers import NameAddr, parse_media_type
+from w3sipagent.sip.message import SipRequest, SipResponse, make_response
+from w3sipagent.sip.sipfrag import parse_sipfrag, status_sipfrag
+
+__all__ = [
+    "InDialogRequester",
+    "ReferAttempt",
+    "ReferPolicy",
+    "ReferProgress",
+    "ReferRequest",
+    "TransferConfig",
+    "TransferableCall",
+    "Transferer",
+    "allow_all",
+    "classify_final",
+    "forbid_all",
+]
+
+log = logging.getLogger(__name__)
+
+SIPFRAG_TYPE = "message/sipfrag;version=2.0"
+
+
+class InDialogRequester(Protocol):
+    """What the transfer code needs from the user agent: a request in a call's dialog."""
+
+    async def request_in_dialog(
+        self,
+        dialog_or_call: Any,
+        method: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> SipResponse:
+        """Send ``method`` in the dialog and return its final response."""
+        ...
+
+
+class TransferableCall(Protocol):
+    """What the transfer code needs of a call (a subset of ``call_api.CallLike``)."""
+
+    @property
+    def info(self) -> CallInfo: ...
+
+    async def hangup(self, reason: str = "local_hangup") -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransferConfig:
+    """Timers and choices of blind transfer (seconds).
+
+    - ``refer_timeout``: wait this long for the answer to the REFER (then ``failed`` 408).
+    - ``default_timeout``: wait for the final NOTIFY when ``transfer()`` is given none.
+    - ``immediate_window``: a 2xx sipfrag arriving this soon after the REFER, as the first
+      NOTIFY, may be a mere "accepted" (FreeSWITCH default profile: ~20 ms) ...
+    - ``bye_window``: ... and it is one when the peer's BYE follows within this time
+      (FreeSWITCH: ~20 ms after the NOTIFY).
+    - ``after_bye_grace``: when the peer hangs up before any final NOTIFY, keep listening
+      this long for one (NOTIFYs may follow the BYE), then report ``accepted``.
+    - ``accept_202_as_final``: report ``accepted`` right after the 202 (no NOTIFY wait).
+    - ``subscribe``: False sends ``Refer-Sub: false`` (RFC 4488): the 202 is then final.
+    - ``hangup_after_success`` / ``hangup_on_timeout``: hang up our leg in those cases.
+    - ``referred_by``: ``Referred-By`` value; None derives it from the call's local URI.
+    - ``notify_expires``: ``Subscription-State`` expires of our NOTIFYs (incoming REFER).
+    - ``attempt_timeout``: limit of the incoming-REFER attempt (then NOTIFY 408).
+    """
+
+    refer_timeout: float = 8.0
+    default_timeout: float = 30.0
+    immediate_window: float = 0.5
+    bye_window: float = 0.5
+    after_bye_grace: float = 2.0
+    accept_202_as_final: bool = False
+    subscribe: bool = True
+    hangup_after_success: bool = True
+    hangup_on_timeout: bool = True
+    referred_by: str | None = None
+    notify_expires: int = 60
+    attempt_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "refer_timeout",
+            "default_timeout",
+            "immediate_window",
+            "bye_window",
+            "after_bye_grace",
+            "attempt_timeout",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TransferConfig.{name} must not be negative")
+
+
+def classify_final(code: int) -> TransferStatus:
+    """The outcome of a final sipfrag status (>= 200)."""
+    if 200 <= code < 300:
+        return "succeeded"
+    if code in (486, 600):
+        return "busy"
+    if code in (403, 603):
+        return "rejected"
+    return "failed"
+
+
+@dataclass(slots=True)
+class ReferProgress:
+    """Pure bookkeeping of one outgoing REFER: statuses seen, when, and the outcome.
+
+    Times are seconds on any monotonic clock; ``sent_at`` is when the REFER left.
+    """
+
+    sent_at: float
+    config: TransferConfig = field(default_factory=TransferConfig)
+    event_id: str | None = None
+    notifications: list[int] = field(default_factory=list)
+    final: tuple[int, str] | None = None
+    final_at: float | None = None
+    terminated: bool = False
+    peer_ended_at: float | None = None
+
+    def notify(self, status: int | None, reason: str, terminated: bool, now: float) -> None:
+        """Record one NOTIFY (``status`` None when the body held no status line)."""
+        if status is not None and self.final is None:
+            self.notifications.append(status)
+            if status >= 200:
+                self.final = (status, reason)
+                self.final_at = now
+        if terminated:
+            self.terminated = True
+
+    def peer_ended(self, now: float) -> None:
+        """The peer ended the call (BYE)."""
+        if self.peer_ended_at is None:
+            self.peer_ended_at = now
+
+    @property
+    def done(self) -> bool:
+        """A final status arrived or the subscription ended."""
+        return self.final is not None or self.terminated
+
+    def maybe_accepted_only(self) -> bool:
+        """A 2xx as the very first NOTIFY, arriving within ``immediate_window``."""
+        return (
+            self.final is not None
+            and 200 <= self.final[0] < 300
+            and len(self.notifications) == 1
+            and self.final_at is not None
+            and self.final_at - self.sent_at <= self.config.immediate_window
+        )
+
+    def outcome(self, now: float) -> TransferOutcome:
+        """The outcome from what was seen so far (call when done, or at the deadline)."""
+        notes = tuple(self.notifications)
+        if self.final is not None:
+            code, reason = self.final
+            status = classify_final(code)
+            if status == "succeeded" and self.maybe_accepted_only():
+                ended, final_at = self.peer_ended_at, self.final_at
+                if (
+                    ended is not None
+                    and final_at is not None
+                    and ended - final_at <= self.config.bye_window
+                ):
+                    status = "accepted"
+            return TransferOutcome(status, code, reason, notes)
+        if self.terminated:
+            return TransferOutcome(
+                "accepted", None, "subscription ended without a final status", notes
+            )
+        if self.peer_ended_at is not None:
+            return TransferOutcome(
+                "accepted", None, "the peer ended the call before a final status", notes
+            )
+        return TransferOutcome("timed_out", None, "no final NOTIFY within the timeout", notes)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferRequest:
+    """An incoming REFER as the policy sees it."""
+
+    target: str
+    referred_by: str | None
+    subscribe: bool
+    request: SipRequest
+
+
+ReferPolicy = Callable[[TransferableCall, ReferRequest], bool]
+"""Decides at once whether an incoming REFER is attempted (True) or declined with 603 (False)."""
+
+ReferAttempt = Callable[[TransferableCall, ReferRequest], Awaitable[tuple[int, str]]]
+"""Carries out an accepted incoming REFER; returns the final status and reason to report."""
+
+
+def forbid_all(call: TransferableCall, refer: ReferRequest) -> bool:
+    """The default policy: decline every incoming REFER (603)."""
+    return False
+
+
+def allow_all(call: TransferableCall, refer: ReferRequest) -> bool:
+    """A policy that attempts every incoming REFER."""
+    return True
+
+
+def _call_key(call: Any) -> str:
+    info = getattr(call, "info", None)
+    key = getattr(info, "call_id", None)
+    return str(key) if key is not None else str(id(call))
+
+
+class _Pending:
+    """One outgoing REFER waiting for NOTIFYs."""
+
+    def __init__(self, progress: ReferProgress) -> None:
+        self.progress = progress
+        self.changed = asyncio.Event()
+
+
+class Transferer:
+    """Blind transfer for a user agent: outgoing REFER and incoming REFER / NOTIFY.
+
+    ``ua`` sends in-dialog requests (:class:`InDialogRequester`). The UA must route
+    in-dialog NOTIFY requests to :meth:`handle_notify` and REFER requests to
+    :meth:`handle_refer` (:meth:`install` does so with ``ua.on_request``), and tell
+    :meth:`call_ended` when a call ends (or give ``wait_ended``).
+    """
+
+    def __init__(
+        self,
+        ua: InDialogRequester,
+        config: TransferConfig | None = None,
+        *,
+        policy: ReferPolicy = forbid_all,
+        attempt: ReferAttempt | None = None,
+        wait_ended: Callable[[Any], Awaitable[object]] | None = None,
+    ) -> None:
+        self.ua = ua
+        self.config = config or TransferConfig()
+        self.policy = policy
+        self.attempt = attempt
+        self._wait_ended = wait_ended
+        self._pending: dict[str, _Pending] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ wiring
+
+    def install(self, ua: Any) -> None:
+        """Register the NOTIFY and REFER handlers with ``ua.on_request(method, handler)``."""
+        ua.on_request("NOTIFY", self.handle_notify)
+        ua.on_request("REFER", self.handle_refer)
+
+    def call_ended(self, call: Any) -> None:
+        """Tell the transferer the call ended (the peer's BYE)."""
+        p = self._pending.get(_call_key(call))
+        if p is not None:
+            p.progress.peer_ended(asyncio.get_running_loop().time())
+            p.changed.set()
+
+    async def aclose(self) -> None:
+        """Cancel incoming-REFER attempts still running."""
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await t
+
+    # ------------------------------------------------------------------ outgoing
+
+    async def transfer(
+        self, call: TransferableCall, target: str, *, timeout: float | None = None
+    ) -> TransferOutcome:
+        """Blind-transfer ``call`` to ``target`` (a SIP URI) and return the real outcome."""
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        timeout = cfg.default_timeout if timeout is None else timeout
+        key = _call_key(call)
+        if key in self._pending:
+            return TransferOutcome("failed", None, "a transfer is already in progress")
+        try:
+            refer_to = str(NameAddr.parse(target if "<" in target else f"<{target}>"))
+        except SipParseError as exc:
+            raise SipParseError(f"bad transfer target: {exc}") from None
+        headers = [("Refer-To", refer_to)]
+        referred_by = cfg.referred_by or _local_uri(call)
+        if referred_by:
+            headers.append(("Referred-By", referred_by))
+        if not cfg.subscribe:
+            headers += [("Refer-Sub", "false"), ("Supported", "norefersub")]
+        pending = _Pending(ReferProgress(loop.time(), cfg))
+        self._pending[key] = pending
+        ender = asyncio.ensure_future(self._watch_end(call, pending))
+        try:
+            return await self._run(call, pending, headers, timeout)
+        finally:
+            ender.cancel()
+            with contextlib.suppress(BaseException):
+                await ender
+            self._pending.pop(key, None)
+
+    async def _watch_end(self, call: Any, pending: _Pending) -> None:
+        if self._wait_ended is None:
+            return
+        await self._wait_ended(call)
+        pending.progress.peer_ended(asyncio.get_running_loop().time())
+        pending.changed.set()
+
+    async def _run(
+        self,
+        call: TransferableCall,
+        pending: _Pending,
+        headers: list[tuple[str, str]],
+        timeout: float,
+    ) -> TransferOutcome:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        progress = pending.progress
+        try:
+            resp = await asyncio.wait_for(
+                self.ua.request_in_dialog(
+                    call, "REFER", headers=headers, timeout=cfg.refer_timeout
+                ),
+                cfg.refer_timeout,
+            )
+        except (TimeoutError, W3SipError) as exc:
+            log.info("REFER got no answer: %s", exc)
+            return TransferOutcome("failed", 408, "no answer to the REFER")
+        if resp.status >= 300:
+            return TransferOutcome("rejected", resp.status, resp.reason)
+        with contextlib.suppress(SipParseError):
+            progress.event_id = str(resp.cseq.seq)
+        no_sub = (resp.headers.get("Refer-Sub") or "").strip().lower() == "false"
+        if cfg.accept_202_as_final or (no_sub and not cfg.subscribe):
+            outcome = TransferOutcome("accepted", resp.status, resp.reason)
+            await self._hangup(call, cfg.hangup_after_success)
+            return outcome
+        deadline = progress.sent_at + timeout
+        grace_end: float | None = None
+        while True:
+            now = loop.time()
+            if progress.final is not None and progress.maybe_accepted_only():
+                # Wait a little for the BYE that tells "accepted" from "succeeded".
+                assert progress.final_at is not None
+                end = progress.final_at + cfg.bye_window
+                if progress.peer_ended_at is None and now < end:
+                    await _wait(pending.changed, end - now)
+                    continue
+                break
+            if progress.done:
+                break
+            if progress.peer_ended_at is not None:
+                if grace_end is None:
+                    grace_end = progress.peer_ended_at + cfg.after_bye_grace
+                if now >= grace_end:
+                    break
+                await _wait(pending.changed, min(grace_end, deadline) - now)
+            elif now >= deadline:
+                break
+            else:
+                await _wait(pending.changed, deadline - now)
+            if loop.time() >= deadline:
+                break
+        outcome = progress.outcome(loop.time())
+        if outcome.status in ("succeeded", "accepted"):
+            await self._hangup(call, cfg.hangup_after_success)
+        elif outcome.status == "timed_out":
+            await self._hangup(call, cfg.hangup_on_timeout)
+        return outcome
+
+    async def _hangup(self, call: TransferableCall, wanted: bool) -> None:
+        if not wanted:
+            return
+        try:
+            await call.hangup("transferred")
+        except Exception:  # the outcome matters more than a failed BYE
+            log.warning("hanging up after a transfer failed", exc_info=True)
+
+    def handle_notify(self, call: Any, request: SipRequest) -> SipResponse:
+        """Answer an in-dialog NOTIFY of a ``refer`` subscription (200, or 4xx when it is not ours)."""
+        try:
+            event = request.event
+        except SipParseError:
+            return make_response(request, 400, "Bad Event header")
+        if event is None:
+            return make_response(request, 400, "Missing Event header")
+        if event.package.lower() != "refer":
+            return make_response(request, 489, headers=[("Allow-Events", "refer")])
+        pending = self._pending.get(_call_key(call))
+        if pending is None:
+            return make_response(request, 481, "Subscription does not exist")
+        progress = pending.progress
+        if event.id is not None and progress.event_id is not None and event.id != progress.event_id:
+            return make_response(request, 481, "Subscription does not exist")
+        try:
+            state = request.subscription_state
+        except SipParseError:
+            return make_response(request, 400, "Bad Subscription-State header")
+        terminated = state is not None and state.state == "terminated"
+        status: int | None = None
+        reason = ""
+        if request.body:
+            try:
+                ctype = request.content_type
+                mtype = parse_media_type(ctype)[0].lower() if ctype else "message/sipfrag"
+            except SipParseError:
+                return make_response(request, 400, "Bad Content-Type header")
+            if mtype != "message/sipfrag":
+                return make_response(request, 415, headers=[("Accept", "message/sipfrag")])
+            try:
+                frag = parse_sipfrag(request.body)
+            except SipParseError as exc:
+                return make_response(request, 400, f"Bad sipfrag: {exc.reason}"[:100])
+            status, reason = frag.status, frag.reason
+        log.info("REFER NOTIFY %s %s%s", status, reason, " (terminated)" if terminated else "")
+        progress.notify(status, reason, terminated, asyncio.get_running_loop().time())
+        pending.changed.set()
+        return make_response(request, 200)
+
+    # ------------------------------------------------------------------ incoming
+
+    def handle_refer(self, call: Any, request: SipRequest) -> SipResponse:
+        """Answer an incoming REFER: 400 when malformed, 603 unless the policy allows it,
+        else 202 and the attempt starts in the background (NOTIFY 100, then the final)."""
+        if request.headers.count("Refer-To") != 1:
+            return make_response(request, 400, "Exactly one Refer-To header required")
+        try:
+            refer_to = request.refer_to
+        except SipParseError as exc:
+            return make_response(request, 400, f"Bad Refer-To: {exc.reason}"[:100])
+        if refer_to is None:
+            return make_response(request, 400, "Missing Refer-To header")
+        subscribe = (request.headers.get("Refer-Sub") or "").strip().lower() != "false"
+        refer = ReferRequest(
+            str(refer_to.uri), request.headers.get("Referred-By"), subscribe, request
+        )
+        try:
+            allowed = bool(self.policy(call, refer))
+        except Exception:
+            log.warning("REFER policy raised; declining", exc_info=True)
+            allowed = False
+        if not allowed:
+            return make_response(request, 603, "Decline")
+        task = asyncio.ensure_future(self._incoming(call, refer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        extra = [] if subscribe else [("Refer-Sub", "false")]
+        return make_response(
+            request, 202, headers=[*extra, ("Expires", str(self.config.notify_expires))]
+        )
+
+    async def _incoming(self, call: Any, refer: ReferRequest) -> None:
+        await asyncio.sleep(0)  # let the 202 leave first
+        cfg = self.config
+        event = f"refer;id={refer.request.cseq.seq}"
+        if refer.subscribe:
+            await self._notify(call, event, 100, "Trying", f"active;expires={cfg.notify_expires}")
+        status, reason = 503, "Service Unavailable"
+        if self.attempt is not None:
+            try:
+                status, reason = await asyncio.wait_for(
+                    self.attempt(call, refer), cfg.attempt_timeout
+                )
+            except TimeoutError:
+                status, reason = 408, "Request Timeout"
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("incoming REFER attempt failed", exc_info=True)
+                status, reason = 500, "Server Internal Error"
+        if refer.subscribe:
+            await self._notify(call, event, status, reason, "terminated;reason=noresource")
+        if 200 <= status < 300 and cfg.hangup_after_success:
+            await self._hangup(call, True)
+
+    async def _notify(self, call: Any, event: str, status: int, reason: str, state: str) -> None:
+        try:
+            await self.ua.request_in_dialog(
+                call,
+                "NOTIFY",
+                headers=[("Event", event), ("Subscription-State", state)],
+                body=status_sipfrag(status, reason),
+                content_type=SIPFRAG_TYPE,
+            )
+        except (W3SipError, TimeoutError) as exc:
+            log.info("REFER NOTIFY %d not delivered: %s", status, exc)
+
+
+def _local_uri(call: Any) -> str | None:
+    info = getattr(call, "info", None)
+    if info is None:
+        return None
+    uri = info.to_uri if getattr(info, "direction", "inbound") == "inbound" else info.from_uri
+    return f"<{uri}>" if uri and not uri.startswith("<") else uri
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    event.clear()
+    if seconds <= 0:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
