@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import json
 import os
 import resource
@@ -55,6 +56,16 @@ HOST = "127.0.0.1"
 PERIOD = 0.020
 TARGET_P99_MS = 2.0
 VARIANTS = ("passthrough", "transcode", "opus")
+GC_FREEZE = False
+
+
+def _runqueue_wait() -> float:
+    """Seconds this thread has waited for a CPU (host contention), from /proc schedstat."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _rss_kb() -> int:
@@ -131,7 +142,11 @@ def run_peer(variant: str, seconds: float) -> None:
             except BlockingIOError:
                 break
         k += 1
-    print(json.dumps({"sent": sent, "received": received}), flush=True)
+    cpu = time.process_time() / max(1e-9, time.monotonic() - start)
+    print(
+        json.dumps({"sent": sent, "received": received, "cpu_core_pct": round(100 * cpu, 1)}),
+        flush=True,
+    )
 
 
 # --------------------------------------------------------------------- calls
@@ -229,12 +244,25 @@ async def _run_point(n: int, seconds: float, variant: str, warmup: float) -> dic
     tracemalloc.stop()
     rss1 = _rss_kb()
     # measure
+    gc_pauses: list[float] = []
+    gc_t = [0.0]
+
+    def _gc_cb(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_t[0] = time.perf_counter()
+        else:
+            gc_pauses.append(time.perf_counter() - gc_t[0])
+
+    if GC_FREEZE:
+        gc.freeze()
+    gc.callbacks.append(_gc_cb)
     pacer.lateness.reset()
     rx0 = sum(c.endpoint.stats.packets_received for c in calls)
     tx0 = sum(c.endpoint.session.packets_sent for c in calls)
-    cpu0, wall0 = time.process_time(), time.monotonic()
+    cpu0, wall0, wait0 = time.process_time(), time.monotonic(), _runqueue_wait()
     await asyncio.sleep(seconds)
-    cpu1, wall1 = time.process_time(), time.monotonic()
+    cpu1, wall1, wait1 = time.process_time(), time.monotonic(), _runqueue_wait()
+    gc.callbacks.remove(_gc_cb)
     lat = pacer.lateness.as_dict()
     snaps = [c.endpoint.snapshot() for c in calls]
     rx = sum(s.packets_received for s in snaps) - rx0
@@ -252,10 +280,13 @@ async def _run_point(n: int, seconds: float, variant: str, warmup: float) -> dic
         "seconds": round(wall, 2),
         "cpu_core_pct": round(100 * cpu, 1),
         "cpu_per_call_pct": round(100 * cpu / n, 3),
+        "runqueue_wait_pct": round(100 * (wait1 - wait0) / wall, 1),
         "lateness_p50_ms": round(lat["p50_ms"], 3),
         "lateness_p99_ms": round(lat["p99_ms"], 3),
         "lateness_max_ms": round(lat["max_ms"], 3),
         "sends_measured": int(lat["count"]),
+        "gc_collections": len(gc_pauses),
+        "gc_max_pause_ms": round(max(gc_pauses, default=0.0) * 1000, 2),
         "mem_per_call_kb": round((mem1 - mem0) / 1024 / n, 1),
         "rss_per_call_kb": round((rss1 - rss0) / n, 1),
         "rx_pps": round(rx / wall),
@@ -316,10 +347,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", choices=VARIANTS, default="passthrough")
     ap.add_argument("--loop", choices=("asyncio", "uvloop", "both"), default="both")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the calls' process (negative needs privileges; shows host contention)",
+    )
     ap.add_argument("--point", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     ns = [int(x) for x in args.calls.split(",") if x]
     if args.point:
+        if args.nice:
+            os.nice(args.nice)
         print(json.dumps(run_point(ns[0], args.seconds, args.variant, args.loop, args.warmup)))
         return 0
     results: list[dict[str, Any]] = []
@@ -327,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         "loop",
         "calls",
         "cpu_core_pct",
+        "runqueue_wait_pct",
         "cpu_per_call_pct",
         "lateness_p50_ms",
         "lateness_p99_ms",
@@ -338,9 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         "lost",
     )
     print(
-        f"variant {args.variant}, {args.seconds:g} s per point, host load {os.getloadavg()[0]:.2f}"
+        f"variant {args.variant}, {args.seconds:g} s per point, nice {args.nice}, "
+        f"host load {os.getloadavg()[0]:.2f}"
     )
-    print(" ".join(f"{c:>16}" for c in cols))
+    print(" ".join(f"{c:>{len(c)}}" for c in cols))
     for loop_kind in _loops(args.loop):
         for n in ns:
             cmd = [
@@ -358,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.variant,
                 "--loop",
                 loop_kind,
+                "--nice",
+                str(args.nice),
             ]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
@@ -365,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.append(r)
-            print(" ".join(f"{r[c]!s:>16}" for c in cols), flush=True)
+            print(" ".join(f"{r[c]!s:>{len(c)}}" for c in cols), flush=True)
     summary: dict[str, Any] = {
         "variant": args.variant,
         "target_p99_ms": TARGET_P99_MS,
