@@ -1,0 +1,459 @@
+"""SIP transports on asyncio: UDP, TCP and TLS listeners and connections feeding a :class:`SipCore`.
+
+:class:`SipDriver` follows the sans-IO contract of :mod:`w3sipagent.sip.core` (aioquic's):
+every input (a datagram, a framed stream message, a timer, a user action) ends with one
+call of :meth:`SipDriver.transmit`, which
+
+1. hands every pending core event to the user agent (``on_event``),
+2. sends every datagram the core queued (``datagrams_to_send``), and
+3. re-arms *one* ``loop.call_at`` timer from ``core.get_timer()``.
+
+Responses go where the core says (RFC 3261 §18.2.2, RFC 3581): the core computes the
+destination; over TCP/TLS that is the source address, so the response leaves on the
+connection the request came in on. Nothing here resolves a host name: every destination is
+an IP literal.
+
+:class:`TransportSet` owns the sockets:
+
+- one UDP socket per listener (the same port serves requests and responses);
+- TCP (and TLS when a certificate and key are configured) listeners; accepted and outgoing
+  connections are kept in one table keyed by (transport, peer address) and reused for every
+  message to that peer; a connection with no traffic for ``tcp_idle_timeout`` seconds is
+  closed;
+- CRLF keep-alive pings (``\\r\\n\\r\\n``, RFC 5626 §3.5.1) on a stream are answered with
+  ``\\r\\n``;
+- stream messages are framed by Content-Length (:class:`~w3sipagent.sip.framing.StreamFramer`);
+  a framing error that cannot be recovered closes the connection after answering 400 when
+  the request was readable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from w3sipagent.errors import ConfigError, SipParseError, TransactionError
+from w3sipagent.sip.core import SipCore
+from w3sipagent.sip.events import Address, SipEvent
+from w3sipagent.sip.framing import KeepAlive, StreamFramer
+from w3sipagent.sip.message import SipRequest, make_response, partial_message
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[[bytes, Address, str], None]
+"""``send(payload, destination, transport)``: how the driver puts bytes on the wire."""
+
+
+def _addr(raw: object) -> Address:
+    """(host, port) from a socket address (IPv6 4-tuples included)."""
+    t = cast("tuple[object, ...]", raw)
+    return (str(t[0]), int(cast(int, t[1])))
+
+
+class SipDriver:
+    """Runs a :class:`SipCore` on an event loop: input, events, output, the one timer.
+
+    ``on_event`` gets every core event; ``send`` puts a datagram on the wire (normally
+    :meth:`TransportSet.send`). ``clock`` defaults to ``loop.time``.
+    """
+
+    def __init__(
+        self,
+        core: SipCore,
+        on_event: Callable[[SipEvent], None],
+        send: Sender,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.core = core
+        self.on_event = on_event
+        self.send = send
+        self.loop = loop or asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._busy = False
+        self._again = False
+        self.closed = False
+
+    def now(self) -> float:
+        """The loop's monotonic clock (what the core's ``now`` is measured on)."""
+        return self.loop.time()
+
+    def receive(self, data: bytes, addr: Address, transport: str) -> None:
+        """One datagram / framed stream message from ``addr``."""
+        if self.closed:
+            return
+        try:
+            self.core.receive_datagram(data, addr, self.loop.time(), transport)
+        except Exception:  # the core is meant never to raise; keep the loop alive if it does
+            log.exception("SIP core failed on a message from %s", addr)
+        self.transmit()
+
+    def transmit(self) -> None:
+        """Deliver pending events, send queued datagrams, re-arm the timer.
+
+        Re-entrant calls (a user agent acting from inside ``on_event``) are folded into the
+        running one.
+        """
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        core = self.core
+        try:
+            while True:
+                self._again = False
+                while (event := core.next_event()) is not None:
+                    try:
+                        self.on_event(event)
+                    except Exception:
+                        log.exception("user agent failed on %s", type(event).__name__)
+                for payload, addr, transport in core.datagrams_to_send(self.loop.time()):
+                    try:
+                        self.send(payload, addr, transport)
+                    except Exception:
+                        log.exception("send to %s over %s failed", addr, transport)
+                if not self._again:
+                    break
+            self._arm()
+        finally:
+            self._busy = False
+
+    def _arm(self) -> None:
+        if self.closed:
+            return
+        deadline = self.core.get_timer()
+        if deadline == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.closed:
+            return
+        try:
+            self.core.handle_timer(self.loop.time())
+        except Exception:
+            log.exception("SIP core timer failed")
+        self.transmit()
+
+    def close(self) -> None:
+        """Stop the timer; further input is ignored."""
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+# -- listeners and connections ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    """Where and how to listen.
+
+    ``host``/``port``: the bind address (port 0 picks a free one; UDP and TCP share it).
+    ``tls_port``: the TLS listener (None: the SIP port + 1 when ``tls_cert`` is set).
+    ``tcp_idle_timeout``: close a connection after this many seconds without traffic.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 5090
+    udp: bool = True
+    tcp: bool = True
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_port: int | None = None
+    tls_verify: bool = True
+    tls_ca: str | None = None
+    tcp_idle_timeout: float = 300.0
+    tcp_connect_timeout: float = 5.0
+    max_message_size: int = 65535
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, owner: TransportSet) -> None:
+        self.owner = owner
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        self.owner.received(data, _addr(addr), "UDP")
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP UDP socket error: %s", exc)
+
+
+class StreamConnection(asyncio.Protocol):
+    """One TCP or TLS connection: framing in, writes out, idle timer, keep-alive pongs."""
+
+    def __init__(self, owner: TransportSet, transport_name: str) -> None:
+        self.owner = owner
+        self.name = transport_name
+        self.framer = StreamFramer(max_message_size=owner.config.max_message_size)
+        self.transport: asyncio.Transport | None = None
+        self.peer: Address = ("", 0)
+        self.last_activity = owner.loop.time()
+        self._idle: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.pending: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = _addr(transport.get_extra_info("peername"))
+        self.owner._register(self)
+        for data in self.pending:
+            self.transport.write(data)
+        self.pending.clear()
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.owner.loop.time()
+        for item in self.framer.feed(data):
+            if isinstance(item, KeepAlive):
+                if item.ping and self.transport is not None:
+                    self.transport.write(KeepAlive.PONG)
+            elif isinstance(item, SipParseError):
+                self._reply_error(item)
+            else:
+                # The core parses datagrams itself: hand it the framed message's bytes.
+                self.owner.received(bytes(item), self.peer, self.name)
+        if self.framer.failed:
+            self.close()
+
+    def _reply_error(self, err: SipParseError) -> None:
+        partial = partial_message(err)
+        if not isinstance(partial, SipRequest) or partial.method == "ACK":
+            log.debug("unanswerable bad message on %s from %s: %s", self.name, self.peer, err)
+            return
+        try:
+            response = make_response(partial, err.status, err.reason)
+            self.write(bytes(response))
+        except SipParseError:
+            log.debug("cannot answer bad message from %s: %s", self.peer, err)
+
+    def write(self, data: bytes) -> None:
+        """Send bytes on this connection (queued until connected)."""
+        self.last_activity = self.owner.loop.time()
+        if self.transport is None:
+            self.pending.append(data)
+        elif not self.closed:
+            self.transport.write(data)
+
+    def _arm_idle(self) -> None:
+        timeout = self.owner.config.tcp_idle_timeout
+        self._idle = self.owner.loop.call_at(self.last_activity + timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle = None
+        if self.closed:
+            return
+        if self.owner.loop.time() - self.last_activity >= self.owner.config.tcp_idle_timeout:
+            log.debug("closing idle %s connection to %s", self.name, self.peer)
+            self.close()
+        else:
+            self._arm_idle()
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self._finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self.owner._unregister(self)
+
+
+class TransportSet:
+    """The UDP socket(s), TCP/TLS listeners and stream connections of one user agent.
+
+    ``received(data, addr, transport)`` is called for each SIP message; :meth:`send` is the
+    driver's sender. Start with :meth:`start`, stop with :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        config: TransportConfig,
+        received: Callable[[bytes, Address, str], None],
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        on_connection_lost: Callable[[Address, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.received = received
+        self.loop = loop or asyncio.get_running_loop()
+        self.on_connection_lost = on_connection_lost
+        self._udp: _Udp | None = None
+        self._servers: list[asyncio.Server] = []
+        self._connections: dict[tuple[str, Address], StreamConnection] = {}
+        self._connecting: dict[tuple[str, Address], asyncio.Task[None]] = {}
+        self._server_ssl: ssl.SSLContext | None = None
+        self._client_ssl: ssl.SSLContext | None = None
+        self.udp_address: Address | None = None
+        self.tcp_address: Address | None = None
+        self.tls_address: Address | None = None
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when a certificate and key are configured."""
+        return self.config.tls_cert is not None and self.config.tls_key is not None
+
+    @property
+    def port(self) -> int:
+        """The bound SIP port (UDP, else TCP)."""
+        addr = self.udp_address or self.tcp_address or self.tls_address
+        return addr[1] if addr else self.config.port
+
+    async def start(self) -> None:
+        """Bind the listeners. UDP first; with port 0, TCP takes the port UDP got."""
+        c = self.config
+        port = c.port
+        try:
+            if c.udp:
+                transport, proto = await self.loop.create_datagram_endpoint(
+                    lambda: _Udp(self), local_addr=(c.host, port)
+                )
+                self._udp = proto
+                self.udp_address = _addr(transport.get_extra_info("sockname"))
+                port = self.udp_address[1]
+            if c.tcp:
+                server = await self.loop.create_server(
+                    lambda: StreamConnection(self, "TCP"), c.host, port
+                )
+                self._servers.append(server)
+                self.tcp_address = _addr(server.sockets[0].getsockname())
+                port = self.tcp_address[1]
+            if self.tls_enabled:
+                self._server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                self._server_ssl.load_cert_chain(cast(str, c.tls_cert), cast(str, c.tls_key))
+                tls_port = c.tls_port if c.tls_port is not None else (port + 1 if port else 0)
+                server = await self.loop.create_server(
+                    lambda: StreamConnection(self, "TLS"), c.host, tls_port, ssl=self._server_ssl
+                )
+                self._servers.append(server)
+                self.tls_address = _addr(server.sockets[0].getsockname())
+        except OSError as exc:
+            self.close()
+            raise ConfigError(f"SIP listener on {c.host}:{port}: {exc.strerror or exc}") from exc
+        except ssl.SSLError as exc:
+            self.close()
+            raise ConfigError(f"SIP TLS certificate/key: {exc}") from exc
+
+    def send(self, data: bytes, addr: Address, transport: str) -> None:
+        """Send one message to an IP literal over ``transport`` (UDP, TCP, TLS)."""
+        transport = transport.upper()
+        if transport == "UDP":
+            if self._udp is None or self._udp.transport is None:
+                raise TransactionError("no UDP listener")
+            self._udp.transport.sendto(data, addr)
+            return
+        key = (transport, addr)
+        conn = self._connections.get(key)
+        if conn is not None and not conn.closed:
+            conn.write(data)
+            return
+        self._connect(key).pending.append(data)
+
+    def _connect(self, key: tuple[str, Address]) -> StreamConnection:
+        transport, addr = key
+        conn = StreamConnection(self, transport)
+        conn.peer = addr
+        self._connections[key] = conn
+
+        async def connect() -> None:
+            ssl_ctx: ssl.SSLContext | None = None
+            if transport == "TLS":
+                ssl_ctx = self._client_context()
+            try:
+                await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: conn,
+                        addr[0],
+                        addr[1],
+                        ssl=ssl_ctx,
+                        server_hostname=addr[0] if ssl_ctx is not None else None,
+                    ),
+                    self.config.tcp_connect_timeout,
+                )
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                log.info("%s connection to %s failed: %s", transport, addr, exc)
+                conn.pending.clear()
+                conn._finish()
+            finally:
+                self._connecting.pop(key, None)
+
+        if transport == "TLS" and not self.tls_enabled and self._client_ssl is None:
+            self._client_context()
+        self._connecting[key] = self.loop.create_task(connect())
+        return conn
+
+    def _client_context(self) -> ssl.SSLContext:
+        if self._client_ssl is None:
+            ctx = ssl.create_default_context(cafile=self.config.tls_ca)
+            if not self.config.tls_verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._client_ssl = ctx
+        return self._client_ssl
+
+    def has_connection(self, addr: Address, transport: str) -> bool:
+        """Whether a live stream connection to ``addr`` exists."""
+        conn = self._connections.get((transport.upper(), addr))
+        return conn is not None and not conn.closed
+
+    @property
+    def connections(self) -> list[StreamConnection]:
+        """The live stream connections."""
+        return [c for c in self._connections.values() if not c.closed]
+
+    def _register(self, conn: StreamConnection) -> None:
+        key = (conn.name, conn.peer)
+        old = self._connections.get(key)
+        if old is not None and old is not conn and not old.closed:
+            old.close()
+        self._connections[key] = conn
+
+    def _unregister(self, conn: StreamConnection) -> None:
+        key = (conn.name, conn.peer)
+        if self._connections.get(key) is conn:
+            del self._connections[key]
+        if self.on_connection_lost is not None:
+            try:
+                self.on_connection_lost(conn.peer, conn.name)
+            except Exception:
+                log.exception("connection-lost handler failed")
+
+    def close(self) -> None:
+        """Close every socket and connection."""
+        for task in list(self._connecting.values()):
+            task.cancel()
+        for conn in list(self._connections.values()):
+            conn.close()
+        self._connections.clear()
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+        if self._udp is not None and self._udp.transport is not None:
+            self._udp.transport.close()
+        self._udp = None
