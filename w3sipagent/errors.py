@@ -21,6 +21,11 @@ Messages never contain secrets (API keys, SIP passwords).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # type-only: errors.py imports nothing at run time
+    from w3sipagent.sip.message import SipRequest, SipResponse
+
 
 class W3SipError(Exception):
     """Base class of every error raised by w3sipagent."""
@@ -32,12 +37,21 @@ class SipParseError(W3SipError, ValueError):
     ``status`` is the SIP response code an endpoint should answer a request with
     (400 by default; 505 for a wrong version, 416 for an unsupported URI scheme...).
     ``reason`` is a short reason phrase naming the defect, safe to put on the wire.
+    ``message`` is the request or response as far as it could be read when the defect
+    was found after the start line and header lines were split (None otherwise), so a
+    user agent can still answer a bad request with ``status``.
     """
 
-    def __init__(self, reason: str, status: int = 400) -> None:
+    def __init__(
+        self,
+        reason: str,
+        status: int = 400,
+        message: SipRequest | SipResponse | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.message = message
 
 
 class SdpError(W3SipError, ValueError):

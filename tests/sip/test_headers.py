@@ -357,3 +357,13 @@ def test_refer_to_with_replaces() -> None:
     assert isinstance(r.uri, SipUri)
     assert r.uri.headers == {"Replaces": "12345@a.com;to-tag=1;from-tag=2"}
     assert str(r) == "<sip:bob@b.com?Replaces=12345%40a.com%3Bto-tag%3D1%3Bfrom-tag%3D2>"
+
+
+def test_replace_first_keeps_position_and_later_lines() -> None:
+    h = Headers([("Via", "a"), ("To", "t"), ("v", "b"), ("Via", "c")])
+    h.replace_first("VIA", "a2")
+    assert list(h) == [("Via", "a2"), ("To", "t"), ("Via", "b"), ("Via", "c")]
+    h.replace_first("Contact", "<sip:x@y>")  # absent: appended
+    assert list(h)[-1] == ("Contact", "<sip:x@y>")
+    with pytest.raises(SipParseError, match="CR or LF"):
+        h.replace_first("Via", "x\r\nEvil: 1")

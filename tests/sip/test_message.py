@@ -347,3 +347,57 @@ def test_sip_benchmark_runs(vectors: Path, capsys: pytest.CaptureFixture[str]) -
     assert [r["operation"] for r in rows[:3]] == ["parse", "parse + Request-URI", "serialize"]
     assert all(r["median_us"] > 0 for r in rows)
     assert main(["nope"]) == 2
+
+
+def test_replace_top_via_keeps_other_vias_and_cached_values() -> None:
+    m = parse_message(INVITE)
+    assert isinstance(m, SipRequest)
+    from_before = m.from_
+    via = m.via
+    via.params["received"] = "192.0.2.9"
+    m.replace_top_via(via)
+    lines = m.headers.get_lines("Via")
+    assert lines[0] == (
+        "SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;rport;received=192.0.2.9"
+    )
+    assert (
+        lines[1]
+        == "SIP/2.0/TCP proxy.example.com:5061;branch=z9hG4bKp1, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKp0"
+    )
+    assert next(name for name, _ in m.headers) == "Via"  # still the first header line
+    assert m.from_ is from_before  # the parsed From was kept, not reparsed
+    assert m.via.received == "192.0.2.9"
+    assert [v.received for v in m.vias] == ["192.0.2.9", None, None]  # Via list refreshed
+    assert b";received=192.0.2.9\r\n" in bytes(m)
+
+
+def test_replace_top_via_inside_a_comma_list_and_with_given_text() -> None:
+    m = SipRequest(
+        "OPTIONS", "sip:a@b", [("Via", "SIP/2.0/UDP h1;branch=z9hG4bK1, SIP/2.0/UDP h2")]
+    )
+    top = m.vias[0]
+    top.params["rport"] = "5062"
+    m.replace_top_via(top, "SIP/2.0/UDP h1;branch=z9hG4bK1;rport=5062")
+    assert m.headers.get_lines("Via") == [
+        "SIP/2.0/UDP h1;branch=z9hG4bK1;rport=5062, SIP/2.0/UDP h2"
+    ]
+    assert m.via.rport == 5062 and [v.host for v in m.vias] == ["h1", "h2"]
+    with pytest.raises(SipParseError, match="missing Via"):
+        SipRequest("OPTIONS", "sip:a@b").replace_top_via(top)
+
+
+def test_every_parse_error_has_a_message_attribute() -> None:
+    # The partly parsed request is reachable from SipParseError itself (err.message);
+    # SipMessageError and partial_message() keep working.
+    bad = INVITE.replace(b"CSeq: 314159 INVITE", b"CSeq: 314159 BYE")
+    with pytest.raises(SipParseError) as ei:
+        parse_message(bad)
+    assert isinstance(ei.value, SipMessageError)
+    assert isinstance(ei.value.message, SipRequest)
+    assert ei.value.message.method == "INVITE"
+    assert partial_message(ei.value) is ei.value.message
+    with pytest.raises(SipParseError) as ei2:
+        parse_message(b"SIP/2.0 2000 Big\r\n\r\n")
+    assert ei2.value.message is None and partial_message(ei2.value) is None
+    plain = SipParseError("bad", 416)
+    assert (plain.reason, plain.status, plain.message) == ("bad", 416, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from w3sipagent.errors import SipParseError
@@ -159,3 +161,50 @@ def test_tel_uri() -> None:
     local = parse_uri("tel:7042;phone-context=*isdn;flag")
     assert isinstance(local, TelUri) and not local.is_global
     assert str(local) == "tel:7042;phone-context=*isdn;flag"
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        # RFC 3261 §19.1.4: reserved characters are NOT equivalent to their escapes.
+        ("sip:alice%3Bday%3Dtuesday@atlanta.com", "sip:alice;day=tuesday@atlanta.com"),
+        ("sip:user%3Fx@h", "sip:user?x@h"),
+        ("sip:a:p%26w@h", "sip:a:p&w@h"),
+        ("sip:h;x=a%2Fb", "sip:h;x=a/b"),
+        ("sip:h?to=sip:bob%40b", "sip:h?to=sip:bob@b"),
+        # '%' itself: one level of unescaping only.
+        ("sip:a%25@h", "sip:a%2525@h"),
+        ("sip:a%253B@h", "sip:a%3B@h"),
+    ],
+)
+def test_escaped_reserved_characters_are_not_equivalent(a: str, b: str) -> None:
+    assert not sip(a).equivalent(sip(b))
+    assert not sip(b).equivalent(sip(a))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("sip:alice%3bday@h", "sip:alice%3Bday@h"),  # hex digits compare case-insensitively
+        ("sip:%61%6c%69ce@h", "sip:alice@h"),  # unreserved escapes equal the characters
+        ("sip:h;maddr=%31.2.3.4", "sip:h;maddr=1.2.3.4"),
+        ("sip:%C3%A9@h", "sip:%c3%a9@h"),
+        ("sip:u@[2001:db8::1]", "sip:u@[2001:DB8:0::1]"),  # IPv6 compares as an address
+    ],
+)
+def test_escaped_unreserved_characters_are_equivalent(a: str, b: str) -> None:
+    assert sip(a).equivalent(sip(b))
+    assert sip(b).equivalent(sip(a))
+
+
+def test_equivalence_of_built_and_edited_uris() -> None:
+    # A URI built from decoded values compares as if its reserved characters were plain.
+    assert SipUri(user="alice;day", host="h").equivalent(sip("sip:alice;day@h"))
+    assert not SipUri(user="alice;day", host="h").equivalent(sip("sip:alice%3Bday@h"))
+    assert SipUri(user="é", host="h").equivalent(sip("sip:%C3%A9@h"))
+    # The raw forms are not part of ==, and an edited field no longer uses its old raw form.
+    escaped = sip("sip:alice%3Bday@h")
+    assert escaped == sip("sip:alice;day@h")
+    edited = dataclasses.replace(escaped, user="bob")
+    assert edited.equivalent(sip("sip:bob@h"))
+    assert dataclasses.replace(escaped).equivalent(escaped)

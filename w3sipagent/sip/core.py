@@ -706,10 +706,8 @@ def _stamp_via(request: SipRequest, source: Address) -> None:
     fill_rport = via.has_rport and via.rport is None
     if host == source[0] and not fill_rport:
         return
-    headers = request.headers
-    lines = headers.get_lines("Via")
-    values = split_header_list(lines[0])
-    top = values[0]
+    first = request.headers.get("Via") or ""
+    top = split_header_list(first)[0] if "," in first else first
     fast = "received" not in via.params
     via.params["received"] = source[0]
     if fill_rport:
@@ -717,21 +715,4 @@ def _stamp_via(request: SipRequest, source: Address) -> None:
         if fast:
             top, found = _BARE_RPORT_RE.subn(f";rport={source[1]}", top, count=1)
             fast = found == 1
-    top = f"{top};received={source[0]}" if fast else str(via)
-    values[0] = top
-    # Keep the message's typed-value cache (From, To, CSeq... parsed once) valid across the
-    # edit: only the Via values change. (Touches the message's cache; see message.py.)
-    cache = request._cache
-    cache_valid = request._cache_hdrs is headers and request._cache_gen == headers._gen
-    new_first = ", ".join(values)
-    if len(lines) == 1:
-        headers.set("Via", new_first)
-    else:
-        index = next(i for i, (name, _) in enumerate(headers) if name == "Via")
-        headers.remove("Via")
-        for offset, value in enumerate([new_first, *lines[1:]]):
-            headers.insert(index + offset, "Via", value)
-    if cache_valid:
-        cache.pop("vias", None)
-        cache["via"] = via
-        request._cache_gen = headers._gen
+    request.replace_top_via(via, f"{top};received={source[0]}" if fast else None)

@@ -141,12 +141,11 @@ class StreamFramer:
     def _with_message(reason: str, head: bytes, status: int = 400) -> SipParseError:
         """A framing error carrying what could be read of the message (for the reply)."""
         err = SipMessageError(reason, status)
+        msg: SipRequest | SipResponse | None
         try:
             msg = _parse(head + b"\r\n\r\n")
-        except SipMessageError as e:
-            msg = e.message  # type: ignore[assignment]
-        except SipParseError:
-            return err
+        except SipParseError as e:
+            msg = e.message
         if isinstance(msg, SipRequest):
             err.message = msg
         return err

@@ -258,6 +258,22 @@ class Headers:
         self._items = out
         self._gen += 1
 
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the value of the first ``name`` line where it stands (append when absent).
+
+        Unlike :meth:`set`, later lines of ``name`` are kept (e.g. the other Via lines).
+        """
+        item = self._check(name, value)
+        key = item[0]
+        items = self._items
+        for i, it in enumerate(items):
+            if it[0] == key:
+                items[i] = (key, it[1], item[2])
+                break
+        else:
+            items.append(item)
+        self._gen += 1
+
     def insert(self, index: int, name: str, value: str) -> None:
         """Insert a header line at ``index`` (0 = first), e.g. a new top Via."""
         self._items.insert(index, self._check(name, value))

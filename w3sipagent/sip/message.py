@@ -119,23 +119,24 @@ _T = TypeVar("_T")
 
 
 class SipMessageError(SipParseError):
-    """A :class:`SipParseError` that carries the partly parsed message.
+    """A :class:`SipParseError` raised after the header lines could be split.
 
-    ``message`` is the request or response as far as it could be read (start line
-    and header lines split; typed values may be broken), so that a user agent can
-    answer a bad request with ``status`` via :func:`make_response`.
+    Every :class:`SipParseError` has a ``message`` attribute; this subclass marks the
+    errors of :func:`parse_message` where it may be set: ``message`` is then the request
+    as far as it could be read (start line and header lines split; typed values may be
+    broken), so that a user agent can answer it with ``status`` via :func:`make_response`.
+    Catching :class:`SipParseError` and reading ``err.message`` is enough.
     """
 
     def __init__(
         self, reason: str, status: int = 400, message: SipRequest | SipResponse | None = None
     ) -> None:
-        super().__init__(reason, status)
-        self.message = message
+        super().__init__(reason, status, message)
 
 
 def partial_message(err: SipParseError) -> SipRequest | SipResponse | None:
-    """The partly parsed message an error carries, if any."""
-    return err.message if isinstance(err, SipMessageError) else None
+    """The partly parsed message an error carries, if any (same as ``err.message``)."""
+    return err.message
 
 
 class SipMessage:
@@ -296,6 +297,30 @@ class SipMessage:
     def refer_to(self) -> NameAddr | None:
         """The Refer-To address, or None."""
         return self._cached("refer-to", lambda: _opt(self.headers, "Refer-To", NameAddr.parse))
+
+    # -- editing -------------------------------------------------------------------------
+
+    def replace_top_via(self, via: Via, text: str | None = None) -> None:
+        """Replace the top Via value (first value of the first Via line) by ``via``.
+
+        ``text`` is its wire form when the caller has one (default ``str(via)``). The other
+        Via values stay where they are, and the typed values already parsed (From, To,
+        CSeq...) stay cached: only the Via views are refreshed. Used by a UAS to stamp
+        ``received``/``rport`` (RFC 3261 §18.2.1, RFC 3581).
+        """
+        headers = self.headers
+        first = headers.get("Via")
+        if first is None:
+            raise SipParseError("missing Via header")
+        values = split_header_list(first) if "," in first else [first]
+        values[0] = str(via) if text is None else text
+        cache_valid = self._cache_hdrs is headers and self._cache_gen == headers._gen
+        headers.replace_first("Via", ", ".join(values))
+        if cache_valid:
+            cache = self._cache
+            cache.pop("vias", None)
+            cache["via"] = via
+            self._cache_gen = headers._gen
 
     # -- serialization -------------------------------------------------------------------
 

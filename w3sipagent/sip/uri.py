@@ -67,6 +67,24 @@ def _escape(text: str, safe: str) -> str:
     return quote(text, safe=safe, errors="surrogateescape")
 
 
+_UNRESERVED = frozenset(_ALNUM + _MARK)
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def _canonical_escape(match: re.Match[str]) -> str:
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+
+def _canonical(text: str) -> str:
+    """A URI component as written, in the form RFC 3261 §19.1.4 compares: escapes of
+    unreserved characters decoded, every other escape kept (upper-case hex), so ``%61``
+    equals ``a`` but ``%3B`` differs from ``;``."""
+    text = quote(text, safe=_PRINTABLE, errors="surrogateescape")
+    return _ESCAPE_RE.sub(_canonical_escape, text) if "%" in text else text
+
+
 def parse_hostport(text: str, what: str = "host") -> tuple[str, int | None]:
     """Split ``host[:port]`` (host name, IPv4 or bracketed IPv6) and validate both.
 
@@ -107,7 +125,7 @@ def parse_hostport(text: str, what: str = "host") -> tuple[str, int | None]:
     return host, port
 
 
-def _parse_uri_params(parts: list[str]) -> dict[str, str | None]:
+def _parse_uri_params(parts: list[str], raw: dict[str, str] | None = None) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     for p in parts:
         name, eq, value = p.partition("=")
@@ -115,6 +133,8 @@ def _parse_uri_params(parts: list[str]) -> dict[str, str | None]:
             raise SipParseError("empty URI parameter")
         name = _unescape(name, "parameter").lower()
         params[name] = _unescape(value, "parameter") if eq else None
+        if raw is not None and "%" in value:
+            raw[";" + name] = value
     return params
 
 
@@ -129,6 +149,9 @@ class SipUri:
     port: int | None = None
     params: dict[str, str | None] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, str] | None = field(default=None, compare=False, repr=False)
+    """Components as written, kept only when they held %-escapes (for §19.1.4 comparison):
+    keys ``user``, ``password``, ``;<param>``, ``?<header>``. Not part of ``==``."""
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
@@ -150,29 +173,53 @@ class SipUri:
         t = self.params.get("transport")
         return t.lower() if t else None
 
+    def _cmp(self, key: str, value: str | None, safe: str) -> str | None:
+        """``value`` in comparison form: from its raw text when it was written with escapes,
+        else as :func:`str` writes it (``safe``: what that component leaves unescaped)."""
+        if value is None:
+            return None
+        raw = self.raw.get(key) if self.raw is not None else None
+        if raw is None or unquote(raw, errors="surrogateescape") != value:
+            if value.isascii() and value.isalnum():
+                return value
+            raw = _escape(value, safe)
+        return _canonical(raw)
+
     def equivalent(self, other: object) -> bool:
-        """Compare two URIs by the rules of RFC 3261 §19.1.4."""
+        """Compare two URIs by the rules of RFC 3261 §19.1.4.
+
+        Scheme, host, parameter names and values and header names compare
+        case-insensitively, user and password case-sensitively; an escaped unreserved
+        character equals the character, an escaped reserved one (``%3B``...) does not.
+        ``user``, ``ttl``, ``method``, ``maddr`` and ``transport`` must be in both or
+        neither; other parameters count only when in both; headers must all match.
+        IPv6 references compare as addresses.
+        """
         if not isinstance(other, SipUri):
             return False
-        if self.scheme.lower() != other.scheme.lower():
+        if self.scheme.lower() != other.scheme.lower() or self.port != other.port:
             return False
-        if self.user != other.user or self.password != other.password:
+        if not _same_host(self.host, other.host):
             return False
-        if self.host.lower() != other.host.lower() or self.port != other.port:
+        if self._cmp("user", self.user, _USER_SAFE) != other._cmp("user", other.user, _USER_SAFE):
             return False
-        a = {k.lower(): v for k, v in self.params.items()}
-        b = {k.lower(): v for k, v in other.params.items()}
+        if self._cmp("password", self.password, _PASSWORD_SAFE) != other._cmp(
+            "password", other.password, _PASSWORD_SAFE
+        ):
+            return False
+        a, b = self.params, other.params
         for name in _MUST_MATCH_PARAMS:
             if (name in a) != (name in b):
                 return False
         for name in a.keys() & b.keys():
-            va, vb = a[name], b[name]
+            va = self._cmp(";" + name, a[name], _PARAM_SAFE)
+            vb = other._cmp(";" + name, b[name], _PARAM_SAFE)
             if (va is None) != (vb is None):
                 return False
             if va is not None and vb is not None and va.lower() != vb.lower():
                 return False
-        ha = {k.lower(): v for k, v in self.headers.items()}
-        hb = {k.lower(): v for k, v in other.headers.items()}
+        ha = {k.lower(): self._cmp("?" + k, v, _HEADER_SAFE) for k, v in self.headers.items()}
+        hb = {k.lower(): other._cmp("?" + k, v, _HEADER_SAFE) for k, v in other.headers.items()}
         return ha == hb
 
     def __str__(self) -> str:
@@ -256,6 +303,17 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+def _same_host(a: str, b: str) -> bool:
+    if a.lower() == b.lower():
+        return True
+    if a.startswith("[") and b.startswith("["):
+        try:
+            return ipaddress.IPv6Address(a[1:-1]) == ipaddress.IPv6Address(b[1:-1])
+        except ValueError:
+            return False
+    return False
+
+
 def _parse_sip(scheme: str, rest: str) -> SipUri:
     m = _PLAIN_SIP_RE.fullmatch(rest)
     if m is not None:
@@ -270,6 +328,7 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
     at = rest.find("@")
     user: str | None = None
     password: str | None = None
+    raw: dict[str, str] = {}
     if at >= 0:
         userinfo = rest[:at]
         rest = rest[at + 1 :]
@@ -277,13 +336,17 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
         if not u:
             raise SipParseError("empty user in SIP URI")
         user = _unescape(u, "user")
+        if "%" in u:
+            raw["user"] = u
         if colon:
             password = _unescape(pw, "password")
+            if "%" in pw:
+                raw["password"] = pw
     before, qmark, htext = rest.partition("?")
     if ";" in before:
         parts = before.split(";")
         hostport = parts[0]
-        params = _parse_uri_params(parts[1:])
+        params = _parse_uri_params(parts[1:], raw)
     else:
         hostport = before
         params = {}
@@ -294,8 +357,11 @@ def _parse_sip(scheme: str, rest: str) -> SipUri:
             name, eq, value = item.partition("=")
             if not name or not eq:
                 raise SipParseError("malformed URI header")
-            headers[_unescape(name, "header")] = _unescape(value, "header")
-    return SipUri(scheme, user, password, host, port, params, headers)
+            hname = _unescape(name, "header")
+            headers[hname] = _unescape(value, "header")
+            if "%" in value:
+                raw["?" + hname] = value
+    return SipUri(scheme, user, password, host, port, params, headers, raw or None)
 
 
 def _parse_tel(rest: str) -> TelUri:
