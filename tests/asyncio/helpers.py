@@ -107,10 +107,15 @@ class RawUac:
         data = await asyncio.wait_for(loop.sock_recv(self.sock, 65535), timeout)
         return parse_message(data)
 
-    async def recv_response(self, timeout: float = 2.0, *, skip_100: bool = True) -> SipResponse:
+    async def recv_response(
+        self, timeout: float = 2.0, *, skip_100: bool = True, any_call: bool = False
+    ) -> SipResponse:
+        """The next response of the current Call-ID (retransmissions of others skipped)."""
         while True:
             msg = await self.recv(timeout)
-            if isinstance(msg, SipResponse) and not (skip_100 and msg.status == 100):
+            if not isinstance(msg, SipResponse) or (skip_100 and msg.status == 100):
+                continue
+            if any_call or msg.call_id == self.call_id:
                 return msg
 
     async def recv_request(self, timeout: float = 2.0) -> SipRequest:
