@@ -1,1 +1,1 @@
-"""cli."""
+"""The ``w3sipagent`` command line (typer + rich); nothing else imports it."""

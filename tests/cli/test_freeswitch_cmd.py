@@ -1,0 +1,119 @@
+"""`w3sipagent freeswitch dialplan`: generated XML matches the tenants and the documented dial strings."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from tests.cli.conftest import TWO_TENANTS, invoke, write_config
+
+
+def actions(xml: str) -> dict[str, list[tuple[str, str]]]:
+    root = ET.fromstring(xml)
+    out = {}
+    for ext in root.iter("extension"):
+        out[ext.get("name")] = [(a.get("application"), a.get("data")) for a in ext.iter("action")]
+    return out
+
+
+def conditions(xml: str) -> dict[str, str]:
+    root = ET.fromstring(xml)
+    return {e.get("name"): e.find("condition").get("expression") for e in root.iter("extension")}
+
+
+def test_direct_mode(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = write_config(tmp_path, TWO_TENANTS)
+    result = invoke(runner, "freeswitch", "dialplan", "-c", str(cfg))
+    assert result.exit_code == 0, result.output
+    acts = actions(result.output)
+    assert set(acts) == {
+        "w3sipagent-acme-support",
+        "w3sipagent-acme-sales",
+        "w3sipagent-globex-main",
+    }
+    bridge = dict(acts["w3sipagent-acme-support"])["bridge"]
+    assert bridge == (
+        "{absolute_codec_string='PCMU,PCMA,G722',sip_h_X-Tenant=acme}"
+        "sofia/external/support@acme.example;fs_path=sip:127.0.0.1:5090"
+    )
+    # a tenant without hosts keeps the dialled number, resolved by DID on the agent
+    assert dict(acts["w3sipagent-globex-main"])["bridge"] == (
+        "{absolute_codec_string='PCMA,PCMU',sip_h_X-Tenant=globex}"
+        "sofia/external/${destination_number}@127.0.0.1:5090"
+    )
+    import re
+
+    expr = conditions(result.output)
+    assert expr["w3sipagent-acme-support"] == r"^\+?(15551230000)$"
+    assert re.match(expr["w3sipagent-acme-sales"], "+15551230001")
+    assert re.match(expr["w3sipagent-acme-sales"], "15551230001")
+    assert not re.match(expr["w3sipagent-acme-sales"], "15551230000")
+    assert re.match(expr["w3sipagent-globex-main"], "+442071234567")
+
+
+def test_agent_override_profile_fallback(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = write_config(tmp_path, TWO_TENANTS)
+    out = tmp_path / "dp.xml"
+    result = invoke(
+        runner,
+        "freeswitch",
+        "dialplan",
+        "-c",
+        str(cfg),
+        "--agent",
+        "10.1.2.3:5080",
+        "--profile",
+        "internal",
+        "--fallback",
+        "1000 XML default",
+        "-o",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    acts = actions(out.read_text())["w3sipagent-acme-sales"]
+    names = [a for a, _ in acts]
+    # continue_on_fail before bridge, transfer after it
+    assert names.index("bridge") < names.index("transfer")
+    assert any(
+        a == "set" and d.startswith("continue_on_fail=") for a, d in acts[: names.index("bridge")]
+    )
+    assert dict(acts)["bridge"].endswith(
+        "sofia/internal/sales@acme.example;fs_path=sip:10.1.2.3:5080"
+    )
+    assert dict(acts)["transfer"] == "1000 XML default"
+
+
+def test_register_mode(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = write_config(tmp_path, TWO_TENANTS)
+    result = invoke(runner, "freeswitch", "dialplan", "-c", str(cfg), "--mode", "register")
+    acts = actions(result.output)
+    assert list(acts) == ["w3sipagent-globex-pbx"]
+    assert dict(acts["w3sipagent-globex-pbx"])["bridge"] == (
+        "{absolute_codec_string='PCMA,PCMU'}user/ai-agent@${domain_name}"
+    )
+
+
+def test_wildcard_listen_needs_agent(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = write_config(tmp_path, TWO_TENANTS.replace("127.0.0.1:5090", "0.0.0.0:5090"))
+    result = invoke(runner, "freeswitch", "dialplan", "-c", str(cfg))
+    assert result.exit_code == 2
+    assert "--agent HOST:PORT" in result.output
+
+
+def test_example_config(runner) -> None:  # type: ignore[no-untyped-def]
+    root = Path(__file__).resolve().parents[2]
+    result = invoke(
+        runner,
+        "freeswitch",
+        "dialplan",
+        "-c",
+        str(root / "examples/w3sipagent.toml"),
+        "--agent",
+        "127.0.0.1:5090",
+    )
+    assert result.exit_code == 0, result.output
+    acts = actions(result.output)
+    assert dict(acts["w3sipagent-acme-support"])["bridge"] == (
+        "{absolute_codec_string='PCMU,PCMA,G722',sip_h_X-Tenant=acme}"
+        "sofia/external/support@acme.example;fs_path=sip:127.0.0.1:5090"
+    )

@@ -1,0 +1,10 @@
+"""Placeholder: wired once the user agent lands."""
+
+from __future__ import annotations
+
+from w3sipagent.cli.common import fail
+
+
+def dial() -> None:
+    """Not available yet."""
+    fail("not available yet")

@@ -1,0 +1,15 @@
+"""Placeholder: wired once the user agent lands."""
+
+from __future__ import annotations
+
+from w3sipagent.cli.common import fail
+
+
+def serve() -> None:
+    """Not available yet."""
+    fail("not available yet")
+
+
+def run() -> None:
+    """Not available yet."""
+    fail("not available yet")
