@@ -317,7 +317,10 @@ class Reply:
     content_type: str | None = None
 
 
-RequestHandler = Callable[[Call | None, SipRequest], "int | Reply | Awaitable[int | Reply]"]
+HandlerResult = int | Reply | SipResponse
+RequestHandler = Callable[[Call | None, SipRequest], "HandlerResult | Awaitable[HandlerResult]"]
+"""``handler(call, request)``: returns (or awaits to) a status code, a :class:`Reply` or a
+ready :class:`SipResponse` (built with ``make_response(request, ...)``)."""
 
 
 # -- errors of outbound calls ---------------------------------------------------------------------
@@ -724,11 +727,11 @@ class UserAgent:
             log.exception("%s handler failed", ev.request.method)
             self._respond(ev.transaction, 500)
             return
-        if isinstance(result, (int, Reply)):
+        if isinstance(result, (int, Reply, SipResponse)):
             self._send_reply(ev.transaction, result)
             return
 
-        async def finish(awaitable: Awaitable[int | Reply]) -> None:
+        async def finish(awaitable: Awaitable[HandlerResult]) -> None:
             try:
                 reply = await awaitable
             except Exception:
@@ -738,7 +741,11 @@ class UserAgent:
 
         self._spawn(finish(result))
 
-    def _send_reply(self, tx: TransactionId, reply: int | Reply) -> None:
+    def _send_reply(self, tx: TransactionId, reply: HandlerResult) -> None:
+        if isinstance(reply, SipResponse):
+            self.core.send_response(tx, reply, self.loop.time())
+            self.driver.transmit()
+            return
         if isinstance(reply, int):
             self._respond(tx, reply)
         else:
