@@ -1,0 +1,427 @@
+"""The bridge driven by an in-memory call and the scripted (non-Realtime) AI session.
+
+These tests prove that the bridge works through the AISession interface alone: the scripted
+session has no network, no Realtime wire format, and records what the bridge asked of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+
+from tests.agent.helpers import Rig, config, rms, tone_ulaw, ulaw_frames, wait_until
+from w3sipagent.agent.bridge import BridgeOptions, CallBridge, choose_ai_format
+from w3sipagent.agent.memcall import MemoryCall
+from w3sipagent.agent.scripted import ScriptedBackend, ScriptedReply, ScriptedSession
+from w3sipagent.agent.tools import ToolRegistry, builtin_tools
+from w3sipagent.ai.session import AudioDelta, AudioFormat, CallerTranscript, SpeechStopped
+from w3sipagent.asyncio.call_api import MediaFormat, TransferOutcome
+from w3sipagent.records.cdr import Disposition
+
+
+def test_ai_format_avoids_transcoding() -> None:
+    assert choose_ai_format("PCMU") is AudioFormat.PCMU
+    assert choose_ai_format("pcma") is AudioFormat.PCMA
+    assert choose_ai_format("G722") is AudioFormat.PCM24K
+    assert choose_ai_format("opus") is AudioFormat.PCM24K
+
+
+async def test_caller_audio_passthrough_with_nothing_lost_before_ready() -> None:
+    backend = ScriptedBackend(start_delay=0.4)
+    sent = ulaw_frames(600, amp=6000)
+    async with Rig(backend) as rig:
+        await rig.call.play(sent[:10])  # 200 ms before the session is ready
+        assert rig.bridge.session is None
+        await rig.ready()
+        await rig.call.play(sent[10:])
+        s = rig.session
+        assert bytes(s.audio) == b"".join(sent)  # passthrough: bytes untouched, in order
+        assert s.audio_chunks == len(sent)  # one send_audio per frame, never batched
+        assert s.audio_before_start == 0  # the bridge held them until start() returned
+        assert s.config.input_format is AudioFormat.PCMU
+        assert s.config.output_format is AudioFormat.PCMU
+    cdr = rig.bridge.cdr
+    assert cdr.codec == "PCMU" and cdr.ai_format == "audio/pcmu"
+    assert cdr.disposition is Disposition.CALLER_HANGUP and cdr.hangup_by == "caller"
+
+
+async def test_greeting_first_and_heard_byte_exact() -> None:
+    greeting = tone_ulaw(1000, amp=9000)
+    backend = ScriptedBackend(greeting=ScriptedReply(greeting, "Hello, Acme here."))
+    async with Rig(backend, options=BridgeOptions(greeting="Greet the caller.")) as rig:
+        await rig.ready()
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 50, what="greeting played")
+        assert rig.session.responses_requested == ["Greet the caller."]
+        heard = b"".join(f.payload or b"" for f in rig.call.audio_frames())
+        assert heard == greeting  # framing only, no transcoding
+        assert rms(heard) > 3000
+        frames = rig.call.audio_frames()
+        gaps = [b.deadline - a.deadline for a, b in itertools.pairwise(frames)]
+        assert max(gaps) < 0.021  # contiguous: one frame per tick
+    tr = rig.bridge.cdr.transcript
+    assert [(e.speaker, e.text) for e in tr] == [("agent", "Hello, Acme here.")]
+    assert rig.bridge.cdr.usage.output_audio_tokens == 20
+
+
+async def _barge(interrupt: bool) -> tuple[Rig, float]:
+    greeting = tone_ulaw(3000, amp=9000)
+    reply = ScriptedReply(greeting, "A long greeting.", chunk_ms=100, pace=0.04)
+    backend = ScriptedBackend(greeting=reply)
+    rig = Rig(backend, cfg=config(interrupt=interrupt), options=BridgeOptions(greeting="hi"))
+    await rig.__aenter__()
+    await rig.ready()
+    await wait_until(lambda: len(rig.call.audio_frames()) >= 25, what="500 ms played")
+    loop = asyncio.get_running_loop()
+    rig.session.speech_started()
+    t_speech = loop.time()
+    await wait_until(lambda: bool(rig.bridge.barge_ins), what="barge-in")
+    await asyncio.sleep(0.1)
+    return rig, t_speech
+
+
+async def test_barge_in_truncates_at_what_was_sent_and_stops_within_a_frame() -> None:
+    for interrupt in (True, False):
+        rig, t_speech = await _barge(interrupt)
+        s = rig.session
+        frames = rig.call.audio_frames()
+        sent_ms = 20 * len(frames)
+        ((item, ms),) = s.truncates
+        assert item == rig.bridge.barge_ins[0].item_id
+        assert ms == sent_ms  # exactly what the pacer took, nothing after
+        assert frames[-1].at <= t_speech + 0.021  # at most one frame after speech started
+        late = [f for f in rig.call.sent if f.at > t_speech + 0.021 and f.payload]
+        assert late == []
+        # the server cancels by itself with interrupt_response; otherwise the bridge does
+        assert s.cancels == (0 if interrupt else 1)
+        rid = rig.bridge.barge_ins[0]
+        assert rid.cancelled is (not interrupt)
+        # late deltas of the cancelled response are dropped
+        resp = f"resp_{s._n}_1"
+        s.emit(AudioDelta(resp, item, tone_ulaw(200)))
+        await asyncio.sleep(0.08)
+        assert len(rig.call.audio_frames()) == len(frames)
+        ev = [e for e in rig.bridge.cdr.events if e["kind"] == "barge_in"]
+        assert ev and ev[0]["heard_ms"] == ms
+        await rig.__aexit__()
+
+
+async def test_no_truncate_once_the_item_was_heard_completely() -> None:
+    backend = ScriptedBackend(greeting=ScriptedReply(tone_ulaw(200), "Hi."))
+    async with Rig(backend, options=BridgeOptions(greeting="hi")) as rig:
+        await rig.ready()
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 10, what="played")
+        await asyncio.sleep(0.05)
+        rig.session.speech_started()
+        await asyncio.sleep(0.05)
+        assert rig.session.truncates == [] and rig.session.cancels == 0
+
+
+async def test_interruption_guard_ignores_short_noises_and_cuts_real_speech() -> None:
+    reply = ScriptedReply(tone_ulaw(4000), "Long.", chunk_ms=100, pace=0.05)
+    backend = ScriptedBackend(greeting=reply)
+    opts = BridgeOptions(greeting="hi", min_interrupt_ms=150)
+    async with Rig(backend, options=opts) as rig:
+        await rig.ready()
+        s = rig.session
+        assert s.config.turn_detection is not None
+        assert s.config.turn_detection.interrupt_response is False  # the bridge decides
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 10, what="playing")
+        s.speech_started()
+        await asyncio.sleep(0.05)
+        s.emit(SpeechStopped(0, None))
+        await asyncio.sleep(0.25)
+        assert rig.bridge.barge_ins == [] and s.truncates == []
+        assert any(e["kind"] == "false_interruption" for e in rig.bridge.cdr.events)
+        n = len(rig.call.audio_frames())
+        assert n >= 20  # still talking
+        s.speech_started()
+        await asyncio.sleep(0.1)
+        assert rig.bridge.barge_ins == []  # not yet: 150 ms guard
+        await wait_until(lambda: bool(rig.bridge.barge_ins), what="guarded barge-in")
+        assert len(s.truncates) == 1 and s.cancels == 1
+
+
+async def test_dtmf_reaches_the_model_and_digit_actions() -> None:
+    backend = ScriptedBackend()
+    opts = BridgeOptions(
+        dtmf_collect_timeout=0.1,
+        dtmf_actions={"0": "transfer:human", "9": "message:The caller wants the menu."},
+        transfers={"human": "sip:reception@pbx.example"},
+    )
+    call = MemoryCall(transfer=TransferOutcome("busy", 486, notifications=(486,)))
+    async with Rig(backend, call=call, options=opts) as rig:
+        await rig.ready()
+        s = rig.session
+        rig.call.press("3")
+        await wait_until(lambda: bool(s.messages), what="dtmf message")
+        assert s.messages == [("system", "The caller pressed 3 on the keypad.")]
+        assert s.responses_requested == [None]
+        rig.call.press("1")
+        rig.call.press("2")
+        await wait_until(lambda: len(s.messages) == 2, what="second message")
+        assert "pressed 12" in s.messages[1][1]
+        rig.call.press("9")
+        await wait_until(lambda: len(s.messages) == 3, what="mapped message")
+        assert s.messages[2][1] == "The caller wants the menu."
+        rig.call.press("0")
+        await wait_until(lambda: len(s.messages) == 4, what="transfer failure told")
+        assert rig.call.transfers == ["sip:reception@pbx.example"]
+        assert "busy" in s.messages[3][1]
+    cdr = rig.bridge.cdr
+    assert (
+        cdr.transfer is not None and cdr.transfer.outcome == "busy" and cdr.transfer.status == 486
+    )
+    assert cdr.disposition is Disposition.CALLER_HANGUP
+
+
+async def test_end_call_waits_for_the_last_words() -> None:
+    bye = tone_ulaw(600)
+    reply = ScriptedReply(bye, "Goodbye!", tool=("end_call", '{"reason": "done"}'))
+    backend = ScriptedBackend(greeting=reply)
+    tools = ToolRegistry(builtin_tools({}))
+    async with Rig(
+        backend, options=BridgeOptions(greeting="hi", end_call_tail=0.05), tools=tools
+    ) as rig:
+        cdr = await rig.done()
+    frames = rig.call.audio_frames()
+    assert b"".join(f.payload or b"" for f in frames) == bye  # every word played
+    assert rig.call.hangups and rig.call.ended is not None
+    assert cdr.disposition is Disposition.COMPLETED and cdr.hangup_by == "agent"
+    assert cdr.reason == "end_call: done"
+    (tc,) = cdr.tool_calls
+    assert tc.name == "end_call" and tc.arguments == {"reason": "done"}
+    assert rig.backend.sessions[0].tool_results[0][2] is False  # no new response
+
+
+async def test_transfer_tool_reports_each_real_outcome() -> None:
+    dests = {"sales": "sip:sales@pbx.example", "support": "sip:2000@pbx.example"}
+    outcomes = [
+        TransferOutcome("succeeded", 200, notifications=(100, 200)),
+        TransferOutcome("accepted", 200),
+        TransferOutcome("busy", 486),
+        TransferOutcome("rejected", 603),
+        TransferOutcome("failed", 480),
+        TransferOutcome("timed_out"),
+    ]
+    for outcome in outcomes:
+        reply = ScriptedReply(
+            tone_ulaw(100), "Transferring.", tool=("transfer_call", '{"destination": "sales"}')
+        )
+        backend = ScriptedBackend(greeting=reply)
+        call = MemoryCall(transfer=outcome)
+        async with Rig(
+            backend,
+            call=call,
+            options=BridgeOptions(greeting="hi"),
+            tools=ToolRegistry(builtin_tools(dests)),
+        ) as rig:
+            await wait_until(lambda: bool(rig.call.transfers), what="transfer")
+            if outcome.status in ("succeeded", "accepted", "timed_out"):
+                cdr = await rig.done()
+                assert cdr.disposition is Disposition.TRANSFERRED
+                assert cdr.transfer is not None and cdr.transfer.outcome == outcome.status
+            else:
+                _call_id, output, respond = (await rig.tool_results())[0]
+                assert json.loads(output)["status"] == outcome.status
+                assert json.loads(output)["sip_code"] == outcome.code
+                assert respond is True  # the agent tells the caller
+                assert rig.task is not None and not rig.task.done()  # the call goes on
+        assert rig.call.transfers == ["sip:sales@pbx.example"]
+
+
+async def test_transfer_tool_refuses_raw_uris_and_unknown_names() -> None:
+    dests = {"sales": "sip:sales@pbx.example"}
+    for args in (
+        '{"destination": "sip:+441234567890@evil.example"}',
+        '{"destination": "boss"}',
+        "{}",
+    ):
+        reply = ScriptedReply(b"", "", tool=("transfer_call", args))
+        backend = ScriptedBackend(greeting=reply)
+        async with Rig(
+            backend, options=BridgeOptions(greeting="hi"), tools=ToolRegistry(builtin_tools(dests))
+        ) as rig:
+            out = json.loads((await rig.tool_results())[0][1])
+            assert "allowed: sales" in out["error"]
+            assert rig.call.transfers == []
+
+
+async def test_send_dtmf_tool() -> None:
+    reply = ScriptedReply(b"", "", tool=("send_dtmf", '{"digits": "12#"}'))
+    backend = ScriptedBackend(greeting=reply)
+    async with Rig(
+        backend, options=BridgeOptions(greeting="hi"), tools=ToolRegistry(builtin_tools({}))
+    ) as rig:
+        await rig.tool_results()
+        assert rig.call.dtmf_sent == ["12#"]
+        assert json.loads(rig.session.tool_results[0][1]) == {"status": "sent", "digits": "12#"}
+
+
+async def test_reconnect_reseeds_the_conversation() -> None:
+    greeting = ScriptedReply(tone_ulaw(100), "Welcome to Acme.")
+    backend = ScriptedBackend(greeting=greeting)
+    async with Rig(backend, options=BridgeOptions(greeting="hi", reconnect_timeout=1.0)) as rig:
+        await rig.ready()
+        await wait_until(lambda: len(rig.bridge.cdr.transcript) == 1, what="greeting text")
+        s = rig.session
+        s.emit(CallerTranscript("u1", "I need a plumber.", True))
+        await wait_until(lambda: len(rig.bridge.cdr.transcript) == 2, what="caller text")
+        s.drop("server closed the WebSocket: code 1011")
+        await rig.ready(2)
+        second = rig.backend.configs[1]
+        assert [(h.role, h.text) for h in second.history] == [
+            ("assistant", "Welcome to Acme."),
+            ("user", "I need a plumber."),
+        ]
+        await rig.call.play(ulaw_frames(100))
+        assert len(rig.backend.sessions[1].audio) == 800  # audio goes to the new session
+    kinds = [e["kind"] for e in rig.bridge.cdr.events]
+    assert "ai_lost" in kinds and "ai_reconnected" in kinds
+    assert rig.bridge.cdr.disposition is Disposition.CALLER_HANGUP
+
+
+def _fail_all(cfg, n):  # type: ignore[no-untyped-def]
+    return ScriptedSession(cfg, fail_start="HTTP 401: check the API key")
+
+
+async def test_ai_unavailable_plays_fallback_wav_then_transfers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import wave
+
+    from tests.agent.helpers import tone_pcm
+
+    wav = tmp_path / "sorry.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(tone_pcm(400, 16000, 8000))
+    backend = ScriptedBackend(_fail_all)
+    opts = BridgeOptions(
+        fallback_wav=wav, fallback_uri="sip:operator@pbx.example", end_call_tail=0.01
+    )
+    async with Rig(backend, options=opts) as rig:
+        cdr = await rig.done()
+    assert len(backend.sessions) == 2  # one retry
+    heard = b"".join(f.payload or b"" for f in rig.call.audio_frames())
+    assert 400 * 8 <= len(heard) <= 440 * 8  # the prompt (+ resampler tail), one frame a tick
+    assert rms(heard[: 400 * 8]) > 3000  # in the call's codec
+    assert rig.call.transfers == ["sip:operator@pbx.example"]
+    assert cdr.disposition is Disposition.FALLBACK
+    assert cdr.transfer is not None and cdr.transfer.outcome == "succeeded"
+    assert any(e["kind"] == "fallback" for e in cdr.events)
+
+
+async def test_ai_unavailable_without_fallback_hangs_up_as_ai_error() -> None:
+    backend = ScriptedBackend(_fail_all)
+    async with Rig(backend, options=BridgeOptions(reconnect_attempts=0)) as rig:
+        cdr = await rig.done()
+    assert len(backend.sessions) == 1
+    assert rig.call.hangups and cdr.disposition is Disposition.AI_ERROR
+    assert cdr.reason == "ai_error: AI unavailable" and cdr.hangup_by == "agent"
+    failed = [e for e in cdr.events if e["kind"] == "ai_connect_failed"]
+    assert failed and "401" in failed[0]["error"]
+
+
+async def test_drop_then_failed_reconnect_falls_back() -> None:
+    def make(cfg, n):  # type: ignore[no-untyped-def]
+        return ScriptedSession(cfg) if n == 0 else ScriptedSession(cfg, fail_start="refused")
+
+    backend = ScriptedBackend(make)
+    async with Rig(backend, options=BridgeOptions(fallback_uri="sip:op@pbx.example")) as rig:
+        await rig.ready()
+        rig.session.fail("server_error", "fatal")
+        cdr = await rig.done()
+    assert cdr.disposition is Disposition.FALLBACK and rig.call.transfers == ["sip:op@pbx.example"]
+
+
+async def test_usage_cap_gets_the_fallback_without_ai() -> None:
+    backend = ScriptedBackend()
+    opts = BridgeOptions(ai_enabled=False, fallback_uri="sip:op@pbx.example")
+    async with Rig(backend, options=opts) as rig:
+        cdr = await rig.done()
+    assert backend.sessions == [] and cdr.disposition is Disposition.FALLBACK
+    assert any(e.get("reason") == "usage cap reached" for e in cdr.events)
+
+
+async def test_timeouts_end_the_call_cleanly() -> None:
+    cases = [
+        (BridgeOptions(max_duration=0.2, housekeeping_interval=0.02), "max_duration"),
+        (BridgeOptions(caller_silence_timeout=0.2, housekeeping_interval=0.02), "caller_silence"),
+        (BridgeOptions(), "rtp_timeout"),
+    ]
+    for opts, reason in cases:
+        async with Rig(ScriptedBackend(), options=opts) as rig:
+            await rig.ready()
+            if reason == "rtp_timeout":
+                rig.call.rtp_timeout()
+            cdr = await rig.done()
+        assert cdr.disposition is Disposition.TIMEOUT and cdr.reason == reason
+        assert cdr.hangup_by == "system" and rig.call.hangups
+        assert rig.backend.sessions[0].closed
+
+
+async def test_cdr_collects_transcript_usage_latency_and_rtp() -> None:
+    replies = [ScriptedReply(tone_ulaw(300), "We open at nine.", first_audio_delay=0.05)]
+    backend = ScriptedBackend(replies=replies)
+    async with Rig(backend) as rig:
+        await rig.ready()
+        s = rig.session
+        await rig.call.play(ulaw_frames(200, amp=7000))
+        item = s.speech_started(item_id="u1")
+        await rig.call.play(ulaw_frames(100, amp=7000))
+        s.speech_stopped(item, "When do you open?")
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 15, what="answer played")
+    cdr = rig.bridge.cdr
+    assert [(e.speaker, e.text) for e in cdr.transcript] == [
+        ("caller", "When do you open?"),
+        ("agent", "We open at nine."),
+    ]
+    assert cdr.transcript[0].at <= cdr.transcript[1].at
+    (lat,) = cdr.turn_latencies_ms
+    assert 50 <= lat <= 120  # 50 ms model delay + at most one pacer period + slack
+    turn = next(e for e in cdr.events if e["kind"] == "turn")
+    assert turn["to_first_rtp_ms"] is not None and turn["to_first_rtp_ms"] <= 25
+    assert cdr.usage.total_tokens > 0
+    assert cdr.rtp["packets_received"] == 15 and cdr.rtp["packets_sent"] == 15
+
+
+async def test_g722_call_uses_24k_pcm_both_ways() -> None:
+    from tests.agent.helpers import tone_pcm
+    from w3sipagent.codecs import get_codec
+
+    call = MemoryCall(MediaFormat("G722", 8000, payload_type=9))
+    backend = ScriptedBackend(greeting=ScriptedReply(tone_pcm(400, 24000, 8000), "Hi."))
+    async with Rig(backend, call=call, options=BridgeOptions(greeting="hi")) as rig:
+        await rig.ready()
+        s = rig.session
+        assert s.config.input_format is AudioFormat.PCM24K
+        codec = get_codec("G722", 8000)
+        enc = codec.encoder()
+        frames = [enc.encode(tone_pcm(20, 16000, 6000)) for _ in range(20)]
+        await rig.call.play(frames)
+        assert len(s.audio) == 20 * 960  # 20 ms at 24 kHz s16le per frame
+        assert rms(bytes(s.audio[960 * 5 :]), AudioFormat.PCM24K) > 2000
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 20, what="greeting")
+        dec = codec.decoder()
+        pcm = b"".join(dec.decode(f.payload or b"") for f in rig.call.audio_frames())
+        assert rms(pcm[len(pcm) // 4 :], AudioFormat.PCM24K) > 2000
+
+
+async def test_bridge_never_touches_a_network() -> None:
+    """The scripted session is the only AI here: the bridge needs nothing but AISession."""
+    import socket
+
+    real = socket.socket.connect
+
+    def forbidden(*a: object, **k: object) -> None:
+        raise AssertionError("the bridge opened a connection")
+
+    socket.socket.connect = forbidden  # type: ignore[method-assign]
+    try:
+        backend = ScriptedBackend(greeting=ScriptedReply(tone_ulaw(100), "Hi."))
+        async with Rig(backend, options=BridgeOptions(greeting="hi")) as rig:
+            await wait_until(lambda: len(rig.call.audio_frames()) >= 5, what="greeting")
+    finally:
+        socket.socket.connect = real  # type: ignore[method-assign]
+    assert isinstance(rig.bridge, CallBridge)
