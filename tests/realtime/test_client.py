@@ -224,6 +224,7 @@ async def test_connect_and_full_ga_session_update(
         ),
         tool_choice="auto",
         max_output_tokens=800,
+        truncation={"type": "retention_ratio", "retention_ratio": 0.8},
     )
     async with ScriptedServer() as srv:
         client = make_client(srv.url, config=config)
@@ -265,7 +266,7 @@ async def test_connect_and_full_ga_session_update(
         ]
         assert s["tool_choice"] == "auto"
         assert s["max_output_tokens"] == 800
-        assert s["truncation"] == "auto"
+        assert s["truncation"] == {"type": "retention_ratio", "retention_ratio": 0.8}
         assert "model" not in s  # in the URL, not updatable
         await client.close()
 
@@ -294,6 +295,7 @@ async def test_semantic_vad_and_no_turn_detection() -> None:
     assert s1["audio"]["input"]["transcription"] is None
     assert s2["audio"]["input"]["turn_detection"] is None
     assert s2["max_output_tokens"] == "inf"
+    assert "truncation" not in s1 and "truncation" not in s2  # None: the service default
 
 
 async def test_rejected_session_update_raises_with_code_and_message() -> None:
@@ -312,7 +314,10 @@ async def test_rejected_session_update_raises_with_code_and_message() -> None:
 
     async with ScriptedServer(reject) as srv:
         client = make_client(srv.url)
-        with pytest.raises(AIError, match=r"invalid_value: Invalid value: 'fable'\."):
+        with pytest.raises(
+            AIError,
+            match=r"invalid_value \(session\.audio\.output\.voice\): Invalid value: 'fable'\.",
+        ):
             await client.start()
         await srv.wait_for(lambda: srv.conns[0].ws.state.name == "CLOSED", what="socket closed")
 
@@ -538,8 +543,9 @@ async def test_full_turn_maps_to_ai_events_with_usage() -> None:
         )
         await conn.response_done(rid, usage=usage)
 
+    manual = ai.AISessionConfig(turn_detection=ai.TurnDetection(create_response=False))
     async with ScriptedServer(responder(turn)) as srv:
-        client = make_client(srv.url)
+        client = make_client(srv.url, config=manual)
         await client.start()
         conn = srv.conns[0]
         await conn.send("input_audio_buffer.speech_started", audio_start_ms=1200, item_id="item_u")
@@ -939,6 +945,12 @@ async def test_renews_before_expiry_at_an_idle_moment() -> None:
         await asyncio.sleep(0.8)
         assert len(srv.conns) == 1  # the caller is speaking: wait
         await conn.send("input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="u")
+        await asyncio.sleep(0.3)
+        assert len(srv.conns) == 1  # the server is about to answer the turn: wait
+        await conn.send("response.created", response={"id": "resp_v", "status": "in_progress"})
+        await asyncio.sleep(0.3)
+        assert len(srv.conns) == 1  # the response is active: wait
+        await conn.response_done("resp_v")
         await srv.wait_for(lambda: client.renewals == 1, timeout=2.0, what="renewal")
         assert len(srv.conns) == 2
         assert client.expires_at is not None and client.expires_at > time.time() + 29
@@ -1246,3 +1258,124 @@ async def test_expired_without_auto_renew_is_reported() -> None:
         assert ai.AIErrorEvent("session_expired", "60 minutes.", fatal=True) in got
         assert isinstance(got[-1], ai.Closed) and got[-1].error and "1000" in got[-1].reason
         assert len(srv.conns) == 1
+
+
+# ---------------------------------------------------------------- review additions
+
+
+async def test_each_frame_goes_out_on_its_own_before_the_next_arrives() -> None:
+    """No batching by count or by time: frame N is on the wire before frame N+1 is given."""
+    async with ScriptedServer() as srv:
+        client = make_client(srv.url)
+        await client.start()
+        conn = srv.conns[0]
+        latencies = []
+        loop = asyncio.get_running_loop()
+        for i in range(10):
+            t0 = loop.time()
+            client.send_audio(bytes([i]) * 160)
+            await srv.wait_for(
+                lambda i=i: len(conn.of(ev.InputAudioBufferAppend)) == i + 1,  # type: ignore[misc]
+                timeout=1.0,
+                what=f"frame {i} alone",
+            )
+            latencies.append(loop.time() - t0)
+        assert [a.audio for a in conn.of(ev.InputAudioBufferAppend)] == [
+            bytes([i]) * 160 for i in range(10)
+        ]
+        assert sorted(latencies)[5] < 0.05  # median well under a 20 ms frame period x 2.5
+        await client.close()
+
+
+async def test_no_create_between_the_callers_turn_and_the_vad_response() -> None:
+    """A create asked for right after speech_stopped waits; the VAD's response answers it."""
+    async with ScriptedServer(responder()) as srv:
+        client = make_client(srv.url)
+        await client.start()
+        conn = srv.conns[0]
+        await conn.send("input_audio_buffer.speech_started", audio_start_ms=100, item_id="u1")
+        await conn.send("input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="u1")
+        await events_until(client, lambda e: isinstance(e, ai.SpeechStopped))
+        await client.send_tool_result("call_1", '{"ok":true}')  # respond=True: wants a create
+        await srv.wait_for(lambda: len(conn.of(ev.ConversationItemCreate)) == 1, what="output")
+        await asyncio.sleep(0.1)
+        assert conn.of(ev.ResponseCreate) == []  # the server is about to answer the turn
+        await conn.send("response.created", response={"id": "resp_vad", "status": "in_progress"})
+        await conn.response_done("resp_vad")
+        await events_until(client, lambda e: isinstance(e, ai.ResponseDone))
+        await asyncio.sleep(0.1)
+        assert conn.of(ev.ResponseCreate) == []  # dropped: the turn's response answered
+        await client.close()
+
+
+async def test_create_sent_when_the_vad_response_never_comes() -> None:
+    async with ScriptedServer(responder()) as srv:
+        client = make_client(srv.url, auto_response_wait_s=0.2)
+        await client.start()
+        conn = srv.conns[0]
+        await conn.send("input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="u1")
+        await events_until(client, lambda e: isinstance(e, ai.SpeechStopped))
+        t0 = asyncio.get_running_loop().time()
+        await client.create_response("Say something.")
+        await srv.wait_for(lambda: len(conn.of(ev.ResponseCreate)) == 1, what="late create")
+        assert asyncio.get_running_loop().time() - t0 >= 0.15
+        assert conn.of(ev.ResponseCreate)[0].response == {"instructions": "Say something."}
+        await client.close()
+
+
+async def test_local_server_idle_timeout_prompts_the_silent_caller() -> None:
+    script = Scenario(greeting="Hello.", idle="Are you still there?")
+    config = ai.AISessionConfig(
+        turn_detection=ai.TurnDetection(silence_duration_ms=300, idle_timeout_ms=5000)
+    )
+    async with RealtimeServer(scenario=script, tts_engine="tone") as srv:
+        client = local(srv, config)
+        await client.start()
+        for f in frames(ai.AudioFormat.PCMU, 5100, 0):  # 5.1 s of silence, faster than real time
+            client.send_audio(f)
+        got = await events_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        assert not any(isinstance(e, ai.SpeechStarted | ai.AIErrorEvent) for e in got)
+        assert any(
+            isinstance(e, ai.AgentTranscript) and e.final and e.text == "Are you still there?"
+            for e in got
+        )
+        assert "input_audio_buffer.timeout_triggered" in [e["type"] for e in srv.sessions[0].sent]
+        assert srv.sessions[0].types().count("response.create") == 0  # the server's own response
+        await client.close()
+
+
+async def test_local_server_barge_in_cancels_and_the_bridge_truncates() -> None:
+    opts = ServerOptions(realtime_pacing=True)
+    config = ai.AISessionConfig(
+        turn_detection=ai.TurnDetection(prefix_padding_ms=100, silence_duration_ms=300)
+    )
+    async with RealtimeServer(scenario=SCRIPT, tts_engine="tone", options=opts) as srv:
+        client = local(srv, config)
+        await client.start()
+        await client.create_response()
+        got = await events_until(client, lambda e: isinstance(e, ai.AudioDelta), timeout=10)
+        first = got[-1]
+        assert isinstance(first, ai.AudioDelta)
+        for f in frames(ai.AudioFormat.PCMU, 300, 8000):  # the caller talks over the agent
+            client.send_audio(f)
+        got = await events_until(client, lambda e: isinstance(e, ai.SpeechStarted), timeout=10)
+        await client.truncate(first.item_id, 40)  # the caller heard 40 ms of it
+        got = await events_until(
+            client,
+            lambda e: isinstance(e, ai.ResponseDone) and e.response_id == first.response_id,
+            timeout=10,
+        )
+        assert not any(isinstance(e, ai.AudioDelta) for e in got)  # late deltas dropped
+        done = got[-1]
+        assert isinstance(done, ai.ResponseDone)
+        assert (done.status, done.reason) == ("cancelled", "turn_detected")
+        rec = srv.sessions[0]
+        assert [(c.reason, c.accepted) for c in rec.cancels] == [("turn_detected", True)]
+        assert rec.types().count("response.cancel") == 0  # interrupt_response: the server did it
+        for _ in range(100):
+            if rec.truncates:
+                break
+            await asyncio.sleep(0.01)
+        (tr,) = rec.truncates
+        assert tr.accepted and (tr.item_id, tr.audio_end_ms) == (first.item_id, 40)
+        await client.close()

@@ -91,6 +91,10 @@ class AISessionConfig:
     max_output_tokens: int | None = None
     speed: float | None = None
     history: tuple[HistoryItem, ...] = ()
+    truncation: Literal["auto", "disabled"] | dict[str, Any] | None = None
+    """How the back end trims a long conversation: None leaves the service default
+    (``"auto"``); ``"disabled"``; or a GA truncation object such as
+    ``{"type": "retention_ratio", "retention_ratio": 0.8}``."""
 
 
 # ---------------------------------------------------------------- events

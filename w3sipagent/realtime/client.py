@@ -97,6 +97,7 @@ class Link:
         self.tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self.expired = False
+        self.auto_timer: asyncio.TimerHandle | None = None
         self.extra: Any = None  # transport-specific state (WebRTC tracks)
 
 
@@ -107,7 +108,9 @@ class RealtimeSessionBase:
     session.updated, ``close_timeout`` for closing, ``renew_margin_s`` before
     ``expires_at`` to start looking for an idle moment to renew (no response, caller
     silent), ``renew_deadline_s`` before it to renew regardless; never more often than
-    ``renew_min_interval_s``.
+    ``renew_min_interval_s``. ``auto_response_wait_s``: how long a ``create_response()``
+    made just after the caller's turn ended waits for the server's own response to the
+    turn before it is sent anyway.
     """
 
     _wire_audio = True
@@ -127,8 +130,10 @@ class RealtimeSessionBase:
         min_commit_ms: int = 100,
         max_held_audio_ms: int = 10_000,
         history_limit: int = 20,
+        auto_response_wait_s: float = 2.0,
     ) -> None:
         self._config = config
+        self.auto_response_wait_s = auto_response_wait_s
         self.session_timeout = session_timeout
         self.close_timeout = close_timeout
         self.auto_renew = auto_renew
@@ -261,6 +266,7 @@ class RealtimeSessionBase:
                     self._on_ready(link)
                 if not link.ready.done() and (link.proto.ready or link.proto.setup_error):
                     link.ready.set_result(None)
+                self._watch_auto_response(link)
                 for a in out:
                     self._dispatch(link, a)
         except ChannelClosed as exc:
@@ -269,6 +275,25 @@ class RealtimeSessionBase:
             log.exception("Realtime reader failed")
             reason = f"internal error: {type(exc).__name__}"
         self._link_ended(link, reason)
+
+    def _watch_auto_response(self, link: Link) -> None:
+        """Bound the wait for the server's response to a caller turn (see the protocol)."""
+        if link.proto.awaiting_auto_response:
+            if link.auto_timer is None:
+                link.auto_timer = asyncio.get_running_loop().call_later(
+                    self.auto_response_wait_s, self._auto_response_overdue, link
+                )
+        elif link.auto_timer is not None:
+            link.auto_timer.cancel()
+            link.auto_timer = None
+
+    def _auto_response_overdue(self, link: Link) -> None:
+        link.auto_timer = None
+        if link.closing or self._closed:
+            return
+        log.debug("no response.created after the caller's turn; not waiting any longer")
+        link.proto.auto_response_overdue()
+        self._flush(link)
 
     def _link_ended(self, link: Link, reason: str) -> None:
         if not link.ready.done():
@@ -308,10 +333,15 @@ class RealtimeSessionBase:
         err = link.proto.setup_error
         if err is not None:
             await self._drop(link)
-            raise AIError(f"Realtime session rejected: {err.code or err.type}: {err.message}")
+            where = f" ({err.param})" if err.param else ""
+            raise AIError(
+                f"Realtime session rejected: {err.code or err.type}{where}: {err.message}"
+            )
 
     async def _drop(self, link: Link) -> None:
         link.closing = True
+        if link.auto_timer is not None:
+            link.auto_timer.cancel()
         for task in link.tasks:
             task.cancel()
         await self._close_channel(link)

@@ -7,7 +7,11 @@ GA server events into :mod:`w3sipagent.ai.session` events (returned by
 protocol hygiene rules:
 
 - never a ``response.create`` while a response is active or requested: one create
-  waits and is sent after ``response.done``;
+  waits and is sent after ``response.done``; nor between the end of a caller turn
+  (``speech_stopped`` with ``create_response``, or ``timeout_triggered``) and the
+  ``response.created`` of the response the server makes for it: a create asked for in
+  that window is dropped when that response starts (it answers the turn and sees every
+  item), or sent by :meth:`RealtimeProtocol.auto_response_overdue` if none comes;
 - never an ``input_audio_buffer.commit`` of less than ``min_commit_ms``;
 - ``conversation.item.truncate`` clamped to the audio received for the item;
 - no deltas of a response once it was cancelled, truncated or interrupted;
@@ -28,6 +32,15 @@ log = logging.getLogger(__name__)
 
 #: Error codes after which the session cannot be used any more.
 FATAL_ERROR_CODES = frozenset({"session_expired"})
+
+_ITEMS_TRACKED = 256  # per-item bookkeeping kept for the most recent items only
+
+
+def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > _ITEMS_TRACKED:
+        table.popitem(last=False)
 
 
 def audio_format_object(fmt: ai.AudioFormat) -> dict[str, Any]:
@@ -111,7 +124,8 @@ def session_object(
     session["max_output_tokens"] = (
         config.max_output_tokens if config.max_output_tokens is not None else "inf"
     )
-    session["truncation"] = "auto"
+    if config.truncation is not None:  # None: the service default ("auto")
+        session["truncation"] = config.truncation
     return session
 
 
@@ -159,8 +173,9 @@ class RealtimeProtocol:
         self._pending_create: tuple[str | None] | None = None  # one waiting create (instructions)
         self._cancel_when_created = False
         self._cancelled: deque[str] = deque(maxlen=32)
-        self._item_response: dict[str, str] = {}
-        self._item_audio_bytes: dict[str, int] = {}
+        self._item_response: OrderedDict[str, str] = OrderedDict()
+        self._item_audio_bytes: OrderedDict[str, int] = OrderedDict()
+        self._auto_expected = False  # the server is about to answer a caller turn by itself
         self._tool_calls_seen: deque[str] = deque(maxlen=64)
         self._speaking = False
         self._seed = list(config.history)
@@ -189,9 +204,19 @@ class RealtimeProtocol:
         return bool(self._active) or self._create_in_flight is not None
 
     @property
+    def awaiting_auto_response(self) -> bool:
+        """A caller turn ended and the server's own response for it has not started yet."""
+        return self._auto_expected
+
+    @property
     def idle(self) -> bool:
         """No response active or waiting and the caller is not speaking: a safe moment to swap."""
-        return not self.response_active and self._pending_create is None and not self._speaking
+        return (
+            not self.response_active
+            and self._pending_create is None
+            and not self._speaking
+            and not self._auto_expected
+        )
 
     @property
     def expires_at(self) -> int | None:
@@ -240,7 +265,7 @@ class RealtimeProtocol:
         With no turn detection the input buffer is committed first when it holds at
         least ``min_commit_ms`` of audio.
         """
-        if self.response_active:
+        if self.response_active or self._auto_expected:
             self._pending_create = (instructions,)
             return
         if self.config.turn_detection is None and self._appended_ms >= self.min_commit_ms:
@@ -248,6 +273,22 @@ class RealtimeProtocol:
             self._appended_ms = 0
         body = {"instructions": instructions} if instructions else None
         self._create_in_flight = self._send(ev.ResponseCreate(response=body))
+
+    def auto_response_overdue(self) -> None:
+        """The server did not start the response expected after a caller turn: stop waiting.
+
+        A create asked for meanwhile is sent now. The runner calls this after a timeout.
+        """
+        if not self._auto_expected:
+            return
+        self._auto_expected = False
+        self._send_pending_create()
+
+    def _send_pending_create(self) -> None:
+        if self._pending_create is not None and not self.response_active:
+            (instructions,) = self._pending_create
+            self._pending_create = None
+            self.create_response(instructions)
 
     def commit(self) -> bool:
         """Commit the input buffer if it holds at least ``min_commit_ms``; True if sent."""
@@ -276,8 +317,8 @@ class RealtimeProtocol:
             for rid in sorted(self._active):
                 self._mark_cancelled(rid)
                 self._send(ev.ResponseCancel(response_id=rid))
-        elif self._create_in_flight is not None:
-            self._cancel_when_created = True
+        elif self._create_in_flight is not None or self._auto_expected:
+            self._cancel_when_created = True  # cancel the response about to start
 
     def clear_output_audio(self) -> None:
         """WebRTC/SIP: drop the audio the server has not played yet (after a cancel)."""
@@ -381,7 +422,20 @@ class RealtimeProtocol:
         self, e: ev.InputAudioBufferSpeechStopped, out: list[ai.AIEvent]
     ) -> None:
         self._speaking = False
+        td = self.config.turn_detection
+        if td is not None and td.create_response and (td.interrupt_response or not self._active):
+            self._auto_expected = True
         out.append(ai.SpeechStopped(e.audio_end_ms, e.item_id))
+
+    def _on_InputAudioBufferTimeoutTriggered(
+        self, e: ev.InputAudioBufferTimeoutTriggered, out: list[ai.AIEvent]
+    ) -> None:
+        # the silent audio is committed and the server makes a response by itself
+        log.info(
+            "caller silent for %d ms (idle_timeout_ms): the server prompts them",
+            e.audio_end_ms - e.audio_start_ms,
+        )
+        self._auto_expected = True
 
     def _on_InputAudioBufferCommitted(
         self, e: ev.InputAudioBufferCommitted, out: list[ai.AIEvent]
@@ -424,6 +478,11 @@ class RealtimeProtocol:
     def _on_ResponseCreated(self, e: ev.ResponseCreated, out: list[ai.AIEvent]) -> None:
         rid = e.response.id
         self._active.add(rid)
+        if self._auto_expected and self._create_in_flight is None:
+            self._auto_expected = False  # the server's answer to the turn: it sees every item
+            if self._pending_create is not None:
+                log.debug("dropping a waiting response.create: the turn's response answers")
+                self._pending_create = None
         self._create_in_flight = None
         if self._cancel_when_created:
             self._cancel_when_created = False
@@ -435,7 +494,7 @@ class RealtimeProtocol:
         self, e: ev.ResponseOutputItemAdded, out: list[ai.AIEvent]
     ) -> None:
         if e.item.id is not None:
-            self._item_response[e.item.id] = e.response_id
+            _remember(self._item_response, e.item.id, e.response_id)
         self._note_item(e.item)
 
     def _on_ResponseOutputItemDone(
@@ -450,8 +509,13 @@ class RealtimeProtocol:
     ) -> None:
         if e.response_id in self._cancelled:
             return
-        self._item_response.setdefault(e.item_id, e.response_id)
-        self._item_audio_bytes[e.item_id] = self._item_audio_bytes.get(e.item_id, 0) + len(e.delta)
+        if e.item_id not in self._item_response:
+            _remember(self._item_response, e.item_id, e.response_id)
+        _remember(
+            self._item_audio_bytes,
+            e.item_id,
+            self._item_audio_bytes.get(e.item_id, 0) + len(e.delta),
+        )
         out.append(ai.AudioDelta(e.response_id, e.item_id, e.delta))
 
     def _on_ResponseOutputAudioDone(
@@ -511,10 +575,8 @@ class RealtimeProtocol:
                 self._tool_call(r.id, item.call_id, item.name or "", item.arguments or "", out)
         reason = r.reason or (r.error.code if r.error else None)
         out.append(ai.ResponseDone(r.id, r.status, r.usage, reason))
-        if self._pending_create is not None and not self.response_active:
-            (instructions,) = self._pending_create
-            self._pending_create = None
-            self.create_response(instructions)
+        if not self._auto_expected:
+            self._send_pending_create()
 
     def _on_ConversationItemTruncated(
         self, e: ev.ConversationItemTruncated, out: list[ai.AIEvent]

@@ -5,11 +5,13 @@ A scenario is a script of *responses*. Response 0 is the greeting (the first
 turn advances to the next ``[[turns]]`` entry. A turn may speak (``say``),
 call a function (``[turns.call]``) and, once the client returned the tool
 output, speak ``after``. When the script runs out the server speaks
-``fallback``. ``[[inject]]`` entries break the session on purpose at a
-chosen point. See docs/realtime-server.md for the full format::
+``fallback``. ``idle`` is said when server_vad's ``idle_timeout_ms`` fires (the
+caller stayed silent; ``fallback`` when unset). ``[[inject]]`` entries break the
+session on purpose at a chosen point. See docs/realtime-server.md for the full format::
 
     name = "support-desk"
     fallback = "Is there anything else?"
+    idle = "Are you still there?"
 
     [greeting]
     say = "Hello, thanks for calling."
@@ -100,6 +102,7 @@ class Scenario:
     fallback: str = DEFAULT_FALLBACK
     instructions: str = ""
     inject: tuple[Injection, ...] = field(default=())
+    idle: str = ""
 
     def turn(self, n: int) -> Turn | None:
         """The script entry for caller turn ``n`` (1-based), or None past the end."""
@@ -116,7 +119,16 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<scenario>") -> Scenario:
         """Build a scenario from parsed TOML; raises :class:`ConfigError` naming the key."""
-        known = {"name", "description", "greeting", "turns", "fallback", "instructions", "inject"}
+        known = {
+            "name",
+            "description",
+            "greeting",
+            "turns",
+            "fallback",
+            "idle",
+            "instructions",
+            "inject",
+        }
         for key in data:
             if key not in known:
                 raise ConfigError(f"{source}: unknown key {key!r}")
@@ -143,6 +155,7 @@ class Scenario:
             fallback=_str(data, "fallback", source, DEFAULT_FALLBACK),
             instructions=_str(data, "instructions", source, ""),
             inject=inject,
+            idle=_str(data, "idle", source, ""),
         )
 
     @classmethod

@@ -97,6 +97,9 @@ class ServerOptions:
     ``realtime_pacing`` sends response audio at 1x real time; otherwise at
     ``burst_speed`` x real time, or as fast as possible when that is None
     (the service sends audio faster than real time; clients must queue it).
+    ``vad_keep_ms``: with turn detection on, input audio older than this (plus the
+    prefix padding) is dropped from the buffer while the caller is silent, so a long
+    silence does not grow it.
     """
 
     realtime_pacing: bool = False
@@ -107,6 +110,7 @@ class ServerOptions:
     session_duration_s: float = 3600.0
     vad_min_speech_ms: int = 30
     token_limit: int = 40000
+    vad_keep_ms: int = 2000
 
 
 @dataclass
@@ -152,6 +156,7 @@ class _Response:
     task: asyncio.Task[None] | None = None
     out_text: str = ""
     out_audio_ms: int = 0
+    input_ms_at_start: float = 0.0
 
     @property
     def cancelled(self) -> bool:
@@ -200,6 +205,7 @@ class ServerSession:
         self._vad: EnergyVad | None = self._make_vad()
         self._speech_item: str | None = None
         self._speech_start_ms = 0
+        self._idle_from_ms: float | None = 0.0  # idle_timeout_ms counts from here (None: off)
         self.active: _Response | None = None
         self.user_turns = 0
         self._answered_turn = 0
@@ -384,6 +390,7 @@ class ServerSession:
         if self.config["audio"]["input"]["turn_detection"] != old_td:
             self._vad = self._make_vad()
             self._speech_item = None
+            self._idle_from_ms = self._input_ms
         if self.config["audio"]["input"]["format"] != old_fmt and self.transport.kind != "webrtc":
             self._input_fmt = self._fmt_in()
             self._buf.clear()
@@ -422,10 +429,57 @@ class ServerSession:
                 await self._speech_started(vev.audio_start_ms)
             elif isinstance(vev, VadSpeechStopped):
                 await self._speech_stopped(vev.audio_end_ms)
+        if self._speech_item is None and not self._vad.speaking:
+            self._trim_silence()
+            await self._check_idle()
+
+    def _trim_silence(self) -> None:
+        """Drop input audio that can no longer be part of a turn (bounded buffer)."""
+        td = self.config["audio"]["input"]["turn_detection"]
+        keep_ms = self.options.vad_keep_ms + int(td.get("prefix_padding_ms", 300))
+        bpm = self._input_fmt.bytes_per_ms
+        excess = len(self._buf) - keep_ms * bpm
+        if excess > self.options.vad_keep_ms * bpm // 2:  # trim in steps, not per frame
+            drop = excess - excess % bpm
+            del self._buf[:drop]
+            self._buf_start_ms += drop / bpm
+
+    async def _check_idle(self) -> None:
+        """server_vad ``idle_timeout_ms``: the caller stayed silent after the agent spoke.
+
+        Measured on the input audio clock from the end of the last response's audio
+        (``response.done`` plus what was still to play) or the end of the last turn:
+        ``input_audio_buffer.timeout_triggered``, the silent audio committed as a user
+        item, and a response (the scenario's ``idle`` text), as the service does.
+        """
+        td = self.config["audio"]["input"]["turn_detection"]
+        timeout = td.get("idle_timeout_ms") if td is not None else None
+        start = self._idle_from_ms
+        if timeout is None or start is None or self.active is not None:
+            return
+        if self._input_ms - start < timeout:
+            return
+        self._idle_from_ms = None  # re-armed when the prompt's response is done
+        item_id = self._new_id("item")
+        await self._emit(
+            {
+                "type": "input_audio_buffer.timeout_triggered",
+                "audio_start_ms": int(start),
+                "audio_end_ms": int(self._input_ms),
+                "item_id": item_id,
+            }
+        )
+        audio = bytes(self._buf)
+        self._buf.clear()
+        self._buf_start_ms = self._input_ms
+        await self._commit(item_id, audio, caller_turn=False)
+        idle = self.scenario.idle or self.scenario.fallback
+        await self._start_response({}, _Plan(idle, None, self._answered_turn))
 
     async def _speech_started(self, audio_start_ms: int) -> None:
         self._speech_item = self._new_id("item")
         self._speech_start_ms = audio_start_ms
+        self._idle_from_ms = None
         await self._emit(
             {
                 "type": "input_audio_buffer.speech_started",
@@ -459,6 +513,7 @@ class ServerSession:
         audio = bytes(self._buf[start:end])
         del self._buf[:end]
         self._buf_start_ms = float(audio_end_ms)
+        self._idle_from_ms = float(audio_end_ms)
         await self._commit(item_id, audio)
         td = self.config["audio"]["input"]["turn_detection"]
         if td is not None and td["create_response"]:
@@ -484,11 +539,16 @@ class ServerSession:
         audio = bytes(self._buf)
         self._buf.clear()
         self._buf_start_ms = self._input_ms
+        self._idle_from_ms = self._input_ms
         await self._commit(item_id, audio)
 
-    async def _commit(self, item_id: str, audio: bytes) -> None:
-        self.user_turns += 1
-        turn = self.user_turns
+    async def _commit(self, item_id: str, audio: bytes, *, caller_turn: bool = True) -> None:
+        """Commit input audio as a user item; ``caller_turn`` False (idle timeout) does
+        not advance the scenario's turns."""
+        turn: int | None = None
+        if caller_turn:
+            self.user_turns += 1
+            turn = self.user_turns
         data = {
             "id": item_id,
             "type": "message",
@@ -508,7 +568,8 @@ class ServerSession:
         await self._emit(
             {"type": "conversation.item.done", "previous_item_id": prev, "item": item.public()}
         )
-        await self._inject("committed", turn)
+        if turn is not None:
+            await self._inject("committed", turn)
         if self.config["audio"]["input"]["transcription"] is not None:
             if self.options.transcription_delay_s > 0:
                 self._spawn(self._transcribe(item, self.options.transcription_delay_s))
@@ -547,6 +608,7 @@ class ServerSession:
         self._buf.clear()
         self._buf_start_ms = self._input_ms
         self._speech_item = None
+        self._idle_from_ms = self._input_ms
         if self._vad is not None:
             self._vad.reset()
         await self._emit({"type": "input_audio_buffer.cleared"})
@@ -829,7 +891,7 @@ class ServerSession:
             return _Plan(self.scenario.greeting or self.scenario.fallback, None, 0)
         return _Plan(self.scenario.fallback, None, self._answered_turn)
 
-    async def _start_response(self, params: dict[str, Any]) -> None:
+    async def _start_response(self, params: dict[str, Any], plan: _Plan | None = None) -> None:
         out_cfg = self.config["audio"]["output"]
         resp = _Response(
             id=self._new_id("resp"),
@@ -843,8 +905,9 @@ class ServerSession:
             tools=params.get("tools", self.config["tools"]),
             tool_choice=params.get("tool_choice", self.config["tool_choice"]),
         )
-        plan = self._plan(params)
+        plan = plan or self._plan(params)
         resp.turn = plan.turn
+        resp.input_ms_at_start = self._input_ms
         self.active = resp
         resp.task = self._spawn(self._run_response(resp, plan))
 
@@ -952,6 +1015,10 @@ class ServerSession:
             done["usage"] = self._usage(resp)
             if self.active is resp:
                 self.active = None
+                # idle_timeout_ms counts from the end of this response's playout
+                played_out = resp.input_ms_at_start + resp.out_audio_ms
+                if self._speech_item is None:
+                    self._idle_from_ms = max(self._input_ms, played_out)
             await self._emit({"type": "response.done", "response": done})
             if self.player is not None:
                 self.player.end_response(resp.id)
