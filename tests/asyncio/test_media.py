@@ -404,6 +404,11 @@ async def test_inactivity_timeout_and_hold(ports: RtpPortRange, pacer: Pacer) ->
         await asyncio.sleep(0.15)
         timeouts = [e for e in rb.events if isinstance(e, RtpTimeout)]
         assert len(timeouts) == 1 and timeouts[0].seconds >= 0.15
+        await asyncio.sleep(0.2)
+        assert len([e for e in rb.events if isinstance(e, RtpTimeout)]) == 1  # once per silence
+        peer.sendto(rtp(2), (HOST, b.local_port))  # RTP is back: a new silence is reported again
+        await asyncio.sleep(0.4)
+        assert len([e for e in rb.events if isinstance(e, RtpTimeout)]) == 2
         assert rh.events == []
         held_sent = held.snapshot().packets_sent
         held.set_remote_direction("sendrecv")  # resumed: the timer runs again

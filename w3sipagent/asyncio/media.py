@@ -568,10 +568,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             return
         idle = self._loop.time() - self._last_rx
         if idle >= self.config.inactivity_timeout:
-            if not self._timeout_reported:
+            if not self._timeout_reported:  # once per silence: re-armed when RTP comes back
                 self._timeout_reported = True
                 self._emit(RtpTimeout(idle))
-            self._last_rx = self._loop.time()  # report again after another full timeout
+            self._last_rx = self._loop.time()
+        else:
+            self._timeout_reported = False
         self._arm_inactivity()
 
     def _rtcp_due(self) -> None:

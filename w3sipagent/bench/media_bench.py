@@ -257,6 +257,7 @@ async def _run_point(n: int, seconds: float, variant: str, warmup: float) -> dic
         gc.freeze()
     gc.callbacks.append(_gc_cb)
     pacer.lateness.reset()
+    skipped0 = pacer.skipped_periods
     rx0 = sum(c.endpoint.stats.packets_received for c in calls)
     tx0 = sum(c.endpoint.session.packets_sent for c in calls)
     cpu0, wall0, wait0 = time.process_time(), time.monotonic(), _runqueue_wait()
@@ -285,6 +286,7 @@ async def _run_point(n: int, seconds: float, variant: str, warmup: float) -> dic
         "lateness_p99_ms": round(lat["p99_ms"], 3),
         "lateness_max_ms": round(lat["max_ms"], 3),
         "sends_measured": int(lat["count"]),
+        "skipped_periods": pacer.skipped_periods - skipped0,
         "gc_collections": len(gc_pauses),
         "gc_max_pause_ms": round(max(gc_pauses, default=0.0) * 1000, 2),
         "mem_per_call_kb": round((mem1 - mem0) / 1024 / n, 1),
