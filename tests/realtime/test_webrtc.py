@@ -141,3 +141,42 @@ def drain(client: RealtimeWebRTCClient) -> list[ai.AIEvent]:
     while not client._events.empty():
         out.append(client._events.get_nowait())
     return out
+
+
+async def test_webrtc_session_expiry_renews_on_a_new_call() -> None:
+    """The 60-minute limit over WebRTC: a new call seeded with the conversation takes over."""
+    script = server_mod.Scenario(greeting="Hello there.", fallback="Yes?")
+    opts = server_mod.ServerOptions(session_duration_s=1.5)
+    async with RealtimeServer(scenario=script, tts_engine="tone", options=opts) as srv:
+        client = RealtimeWebRTCClient(ai.AISessionConfig(), api_key=KEY, base_url=srv.http_url)
+        await client.start()
+        first_call = client.call_id
+        srv.options = server_mod.ServerOptions()  # the next session lives an hour
+        await client.create_response()
+        await collect_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        got = await collect_until(client, lambda e: isinstance(e, ai.AudioDone), timeout=10)
+        deadline = asyncio.get_running_loop().time() + 8
+        while client.renewals < 1 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert client.renewals == 1 and client.call_id not in (None, first_call)
+        assert not any(isinstance(e, ai.Closed) for e in drain(client) + got)
+        new = srv.sessions[1]
+        assert new.transport == "webrtc"
+        seeded = [e.event["item"] for e in new.events if e.type == "conversation.item.create"]
+        assert [(i["role"], i["content"][0]["text"]) for i in seeded] == [
+            ("assistant", "Hello there.")
+        ]
+        for frame in tone(ai.AudioFormat.PCMU, 400):  # caller audio now goes to the new call
+            client.send_audio(frame)
+            await asyncio.sleep(0.02)
+        for _ in range(100):
+            if len(new.audio) >= 2 * 24000 * 3 // 10:
+                break
+            await asyncio.sleep(0.02)
+        pcm = np.frombuffer(new.audio_pcm16(24000), dtype="<i2").astype(np.float64)
+        assert len(pcm) >= 24000 * 3 // 10 and float(np.sqrt(np.mean(pcm * pcm))) > 1000
+        await client.create_response()
+        got = await collect_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
+        assert got[-1].status == "completed"  # type: ignore[attr-defined]
+        assert new.types().count("response.create") == 1
+        await client.close()

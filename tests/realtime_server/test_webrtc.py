@@ -113,8 +113,15 @@ async def test_webrtc_call(make_server: Callable[..., RealtimeServer]) -> None:
             assert len(loud) >= 10, peer.frames_rms[-50:]
             rec = srv.sessions[0]
             assert rec.transport == "webrtc" and rec.types() == ["response.create"]
+            assert len(srv.calls) == 1 and len(srv.live) == 1
         finally:
             await peer.close()
+        # the hang-up is noticed: the call and its session are released
+        for _ in range(200):
+            if not srv.calls and not srv.live:
+                break
+            await asyncio.sleep(0.025)
+        assert srv.calls == {} and srv.live == {} and srv.sessions[0].closed
 
 
 async def test_webrtc_bad_session_and_sdp(server: RealtimeServer) -> None:

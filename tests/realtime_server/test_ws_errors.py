@@ -403,6 +403,20 @@ async def test_recording(make_server: Callable[..., RealtimeServer], tmp_path: P
         assert json.loads(lines[0])["type"] == "session.update" and len(lines) == len(rec.events)
 
 
+async def test_ended_recordings_are_bounded(make_server: Callable[..., RealtimeServer]) -> None:
+    async with make_server(keep_recordings=2) as srv:
+        for n in range(4):
+            c = await connect(srv)
+            await c.update(instructions=f"session {n}")
+            await c.ws.close()
+            for _ in range(100):
+                if not srv.live:
+                    break
+                await asyncio.sleep(0.01)
+        kept = [r.events[0].event["session"]["instructions"] for r in srv.sessions]
+        assert kept == ["session 2", "session 3"]  # the two most recent ended sessions
+
+
 async def test_http_errors(server: RealtimeServer) -> None:
     import httpx
 

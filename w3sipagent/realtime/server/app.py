@@ -140,8 +140,10 @@ class RealtimeServer:
     ``api_keys``: accepted keys (None = any non-empty key). Pacing: see
     :class:`ServerOptions` (``options`` overrides the individual keywords).
     ``record_dir``: when set, each session's received events (JSONL) and input
-    audio (WAV) are written there when it ends. ``sessions`` holds a
-    :class:`SessionRecording` per session, in order.
+    audio (WAV) are written there when it ends (off the event loop). ``sessions``
+    holds a :class:`SessionRecording` per session, in order; once more than
+    ``keep_recordings`` sessions have ended the oldest ended ones are dropped, so a
+    long-running server does not grow without bound.
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class RealtimeServer:
         ids: IdSource | None = None,
         ice_host: str = "127.0.0.1",
         default_model: str = "gpt-realtime",
+        keep_recordings: int = 100,
     ) -> None:
         self.host = host
         self._port = port
@@ -173,6 +176,7 @@ class RealtimeServer:
         self.ids: IdSource = ids or SecureIdSource()
         self.ice_host = ice_host
         self.default_model = default_model
+        self.keep_recordings = keep_recordings
         self.sessions: list[SessionRecording] = []
         self.live: dict[str, ServerSession] = {}
         self.calls: dict[str, Any] = {}
@@ -270,13 +274,26 @@ class RealtimeServer:
         async with self._session_added:
             self._session_added.notify_all()
 
-    def _session_ended(self, session: ServerSession) -> None:
-        self.live.pop(session.id, None)
+    async def _session_ended(self, session: ServerSession) -> None:
+        if self.live.pop(session.id, None) is None:
+            return  # already handled
+        rec = session.recording
         if self.record_dir is not None:
-            self.record_dir.mkdir(parents=True, exist_ok=True)
-            session.recording.write_events(self.record_dir / f"{session.id}.events.jsonl")
-            if session.recording.audio:
-                session.recording.write_wav(self.record_dir / f"{session.id}.wav")
+            await asyncio.to_thread(self._write_recording, self.record_dir, session.id, rec)
+        ended = [r for r in self.sessions if r.closed]
+        for old in ended[: max(0, len(ended) - self.keep_recordings)]:
+            self.sessions.remove(old)
+
+    @staticmethod
+    def _write_recording(directory: Path, session_id: str, rec: SessionRecording) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        rec.write_events(directory / f"{session_id}.events.jsonl")
+        if rec.audio:
+            rec.write_wav(directory / f"{session_id}.wav")
+
+    async def _call_ended(self, call: Any) -> None:
+        self.calls.pop(call.call_id, None)
+        await self._session_ended(call.session)
 
     # ------------------------------------------------------------ HTTP / auth
 
@@ -389,7 +406,7 @@ class RealtimeServer:
         def factory(call: WebRtcCall) -> ServerSession:
             return self._new_session(DataChannelTransport(call), str(model), player=call.player)
 
-        call = WebRtcCall(call_id, factory)
+        call = WebRtcCall(call_id, factory, on_closed=self._call_ended)
         if session_cfg is not None:
             try:
                 call.session.config = apply_session_update(
@@ -423,7 +440,7 @@ class RealtimeServer:
         try:
             await run_websocket_session(connection, session)
         finally:
-            self._session_ended(session)
+            await self._session_ended(session)
 
 
 async def serve_realtime(

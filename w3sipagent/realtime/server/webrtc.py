@@ -22,7 +22,7 @@ import fractions
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -209,9 +209,14 @@ class WebRtcCall:
     """One WebRTC call: a peer connection, its session and its tracks."""
 
     def __init__(
-        self, call_id: str, session_factory: Callable[[WebRtcCall], ServerSession]
+        self,
+        call_id: str,
+        session_factory: Callable[[WebRtcCall], ServerSession],
+        *,
+        on_closed: Callable[[WebRtcCall], Awaitable[None]] | None = None,
     ) -> None:
         self.call_id = call_id
+        self.on_closed = on_closed
         self.pc = RTCPeerConnection()
         self.player = PlayoutTrack()
         self.channel: Any = None
@@ -286,8 +291,11 @@ class WebRtcCall:
         self._closed.set()
         self.session.closed("call closed")
         for t in list(self._tasks):
-            t.cancel()
+            if t is not asyncio.current_task():
+                t.cancel()
         await self.pc.close()
+        if self.on_closed is not None:
+            await self.on_closed(self)
 
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
