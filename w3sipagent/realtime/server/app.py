@@ -32,7 +32,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from w3sipagent.ids import SecureIdSource
-from w3sipagent.realtime.server.protocol import RealtimeProtocolError, apply_session_update
+from w3sipagent.realtime.server.protocol import RealtimeProtocolError
 from w3sipagent.realtime.server.recorder import SessionRecording
 from w3sipagent.realtime.server.scenario import Scenario, load_scenario
 from w3sipagent.realtime.server.session import ServerOptions, ServerSession
@@ -409,10 +409,7 @@ class RealtimeServer:
         call = WebRtcCall(call_id, factory, on_closed=self._call_ended)
         if session_cfg is not None:
             try:
-                call.session.config = apply_session_update(
-                    call.session.config, session_cfg, audio_sent=False
-                )
-                call.session._vad = call.session._make_vad()
+                call.session.update_config(session_cfg)
             except RealtimeProtocolError as err:
                 await call.close()
                 return openai_error(400, err.message, code=err.code, param=err.param)

@@ -396,6 +396,26 @@ def validate_voice(param: str, v: Any) -> Any:
     return v
 
 
+def _common_fields(src: dict[str, Any], dst: dict[str, Any], prefix: str) -> None:
+    """Validate the fields a session and a response share, copying the present ones."""
+    if "output_modalities" in src:
+        dst["output_modalities"] = _modalities(
+            f"{prefix}.output_modalities", src["output_modalities"]
+        )
+    if "instructions" in src:
+        if not isinstance(src["instructions"], str):
+            raise bad_type(f"{prefix}.instructions", "a string", src["instructions"])
+        dst["instructions"] = src["instructions"]
+    if "tools" in src:
+        dst["tools"] = _tools(f"{prefix}.tools", src["tools"])
+    if "tool_choice" in src:
+        dst["tool_choice"] = _tool_choice(f"{prefix}.tool_choice", src["tool_choice"])
+    if "max_output_tokens" in src:
+        dst["max_output_tokens"] = _max_tokens(
+            f"{prefix}.max_output_tokens", src["max_output_tokens"]
+        )
+
+
 def apply_session_update(
     current: dict[str, Any], update: Any, *, audio_sent: bool
 ) -> dict[str, Any]:
@@ -423,18 +443,7 @@ def apply_session_update(
         raise RealtimeProtocolError(
             "Cannot update a session's model.", code="invalid_value", param="session.model"
         )
-    if "output_modalities" in s:
-        new["output_modalities"] = _modalities("session.output_modalities", s["output_modalities"])
-    if "instructions" in s:
-        if not isinstance(s["instructions"], str):
-            raise bad_type("session.instructions", "a string", s["instructions"])
-        new["instructions"] = s["instructions"]
-    if "tools" in s:
-        new["tools"] = _tools("session.tools", s["tools"])
-    if "tool_choice" in s:
-        new["tool_choice"] = _tool_choice("session.tool_choice", s["tool_choice"])
-    if "max_output_tokens" in s:
-        new["max_output_tokens"] = _max_tokens("session.max_output_tokens", s["max_output_tokens"])
+    _common_fields(s, new, "session")
     if "truncation" in s:
         tr = s["truncation"]
         if isinstance(tr, str):
@@ -557,18 +566,7 @@ def validate_response_params(params: Any) -> dict[str, Any]:
         "response",
     )
     out: dict[str, Any] = {}
-    if "output_modalities" in r:
-        out["output_modalities"] = _modalities("response.output_modalities", r["output_modalities"])
-    if "instructions" in r:
-        if not isinstance(r["instructions"], str):
-            raise bad_type("response.instructions", "a string", r["instructions"])
-        out["instructions"] = r["instructions"]
-    if "tools" in r:
-        out["tools"] = _tools("response.tools", r["tools"])
-    if "tool_choice" in r:
-        out["tool_choice"] = _tool_choice("response.tool_choice", r["tool_choice"])
-    if "max_output_tokens" in r:
-        out["max_output_tokens"] = _max_tokens("response.max_output_tokens", r["max_output_tokens"])
+    _common_fields(r, out, "response")
     if "conversation" in r:
         if r["conversation"] not in ("auto", "none"):
             raise bad_value("response.conversation", r["conversation"], ("auto", "none"))

@@ -382,10 +382,16 @@ class ServerSession:
             await self._emit_error(err, cid)
 
     async def _on_session_update(self, ev: dict[str, Any], cid: str | None) -> None:
+        self.update_config(ev.get("session"))
+        await self._emit({"type": "session.updated", "session": self._session_obj()})
+
+    def update_config(self, update: Any) -> None:
+        """Apply a GA ``session`` object (a ``session.update``, or the WebRTC ``session``
+        field before the call starts); raises :class:`RealtimeProtocolError`."""
         old_td = self.config["audio"]["input"]["turn_detection"]
         old_fmt = self.config["audio"]["input"]["format"]
         self.config = apply_session_update(
-            self.config, ev.get("session"), audio_sent=self.assistant_audio_sent
+            self.config, update, audio_sent=self.assistant_audio_sent
         )
         if self.config["audio"]["input"]["turn_detection"] != old_td:
             self._vad = self._make_vad()
@@ -397,7 +403,6 @@ class ServerSession:
             self._buf_start_ms = self._input_ms
             if self._vad is not None:
                 self._vad = self._make_vad()
-        await self._emit({"type": "session.updated", "session": self._session_obj()})
 
     async def _on_input_audio_buffer_append(self, ev: dict[str, Any], cid: str | None) -> None:
         audio = ev.get("audio")
@@ -1052,6 +1057,41 @@ class ServerSession:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(resp.cancel_event.wait(), seconds)
 
+    async def _output_item_added(self, resp: _Response, item: _Item, index: int) -> str | None:
+        """``response.output_item.added`` then, in the conversation, ``conversation.item.added``."""
+        await self._emit(
+            {
+                "type": "response.output_item.added",
+                "response_id": resp.id,
+                "output_index": index,
+                "item": item.public(),
+            }
+        )
+        if not resp.conversation:
+            return None
+        prev = self._add_item(item)
+        await self._emit(
+            {"type": "conversation.item.added", "previous_item_id": prev, "item": item.public()}
+        )
+        return prev
+
+    async def _output_item_done(
+        self, resp: _Response, item: _Item, index: int, prev: str | None
+    ) -> None:
+        """``response.output_item.done`` then, in the conversation, ``conversation.item.done``."""
+        await self._emit(
+            {
+                "type": "response.output_item.done",
+                "response_id": resp.id,
+                "output_index": index,
+                "item": item.public(),
+            }
+        )
+        if resp.conversation:
+            await self._emit(
+                {"type": "conversation.item.done", "previous_item_id": prev, "item": item.public()}
+            )
+
     async def _message(self, resp: _Response, text: str, index: int, turn: int) -> None:
         audio_mode = resp.modalities == ["audio"]
         fmt = format_enum(resp.fmt)
@@ -1078,20 +1118,7 @@ class ServerSession:
             "content": [],
         }
         item = _Item(item_id, data, bytearray(), fmt if audio_mode else None, turn)
-        await self._emit(
-            {
-                "type": "response.output_item.added",
-                "response_id": resp.id,
-                "output_index": index,
-                "item": item.public(),
-            }
-        )
-        prev: str | None = None
-        if resp.conversation:
-            prev = self._add_item(item)
-            await self._emit(
-                {"type": "conversation.item.added", "previous_item_id": prev, "item": item.public()}
-            )
+        prev = await self._output_item_added(resp, item, index)
         part_type = "audio" if audio_mode else "text"
         key = "transcript" if audio_mode else "text"
         await self._emit(
@@ -1178,18 +1205,7 @@ class ServerSession:
             {"type": "output_audio" if audio_mode else "output_text", key: transcript}
         ]
         resp.output.append(item.public())
-        await self._emit(
-            {
-                "type": "response.output_item.done",
-                "response_id": resp.id,
-                "output_index": index,
-                "item": item.public(),
-            }
-        )
-        if resp.conversation:
-            await self._emit(
-                {"type": "conversation.item.done", "previous_item_id": prev, "item": item.public()}
-            )
+        await self._output_item_done(resp, item, index, prev)
         if resp.cancelled and self.player is not None and resp.cancel_reason == "turn_detected":
             await self._clear_playout()
 
@@ -1208,20 +1224,7 @@ class ServerSession:
             "arguments": "",
         }
         item = _Item(item_id, data, turn=turn)
-        await self._emit(
-            {
-                "type": "response.output_item.added",
-                "response_id": resp.id,
-                "output_index": index,
-                "item": item.public(),
-            }
-        )
-        prev: str | None = None
-        if resp.conversation:
-            prev = self._add_item(item)
-            await self._emit(
-                {"type": "conversation.item.added", "previous_item_id": prev, "item": item.public()}
-            )
+        prev = await self._output_item_added(resp, item, index)
         args = call.arguments
         step = max(1, math.ceil(len(args) / 3))
         base = {
@@ -1251,18 +1254,7 @@ class ServerSession:
         data["status"] = "completed"
         resp.out_text += args
         resp.output.append(item.public())
-        await self._emit(
-            {
-                "type": "response.output_item.done",
-                "response_id": resp.id,
-                "output_index": index,
-                "item": item.public(),
-            }
-        )
-        if resp.conversation:
-            await self._emit(
-                {"type": "conversation.item.done", "previous_item_id": prev, "item": item.public()}
-            )
+        await self._output_item_done(resp, item, index, prev)
         self._pending_calls[call_id] = (call, turn)
 
     # ------------------------------------------------------------ injections
