@@ -36,7 +36,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,16 @@ from w3sipagent.records.cdr import (
 )
 from w3sipagent.records.recording import StereoRecorder
 
-__all__ = ["BridgeOptions", "CallBridge", "SessionFactory", "choose_ai_format"]
+__all__ = [
+    "BargeIn",
+    "BridgeOptions",
+    "CallBridge",
+    "EarlySession",
+    "SessionFactory",
+    "bridge_session_config",
+    "choose_ai_format",
+    "codec_of",
+]
 
 log = logging.getLogger("w3sipagent.agent.bridge")
 
@@ -115,6 +124,34 @@ def codec_of(media: MediaFormat) -> Codec:
     """The codec object of a negotiated media format (raises CodecError)."""
     return get_codec(
         media.encoding, media.clock_rate, media.channels, media.fmtp, frame_ms=media.ptime_ms
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EarlySession:
+    """An AI session started before the call was answered, and its start task."""
+
+    session: AISession
+    start: asyncio.Task[None]
+
+
+def bridge_session_config(
+    base: AISessionConfig,
+    ai_format: AudioFormat,
+    tools: ToolRegistry | None = None,
+    min_interrupt_ms: int = 0,
+) -> AISessionConfig:
+    """The session configuration the bridge uses: the call's audio format both ways, the
+    call's tool specs, and ``interrupt_response`` off when the bridge guards barge-in."""
+    td = base.turn_detection
+    if td is not None and min_interrupt_ms > 0 and td.interrupt_response:
+        td = replace(td, interrupt_response=False)  # the bridge decides barge-in itself
+    return replace(
+        base,
+        input_format=ai_format,
+        output_format=ai_format,
+        turn_detection=td,
+        tools=tools.specs() if tools is not None and tools.tools else base.tools,
     )
 
 
@@ -182,7 +219,9 @@ class CallBridge:
     ``session_factory`` builds the AI session from the configuration the bridge derives
     from ``session_config`` (audio formats of the call, tool specs, interrupt guard).
     ``tools`` are this call's tools; ``cdr`` the record to fill (one is created from the
-    call's info when None). ``clock`` is monotonic seconds.
+    call's info when None). ``clock`` is monotonic seconds. ``early``: a session already
+    starting since admission (in parallel with answering); used when its audio format is
+    the one the negotiated codec needs, else closed.
     """
 
     def __init__(
@@ -195,6 +234,7 @@ class CallBridge:
         options: BridgeOptions | None = None,
         cdr: CallRecord | None = None,
         clock: Callable[[], float] = time.monotonic,
+        early: EarlySession | None = None,
     ) -> None:
         self.call = call
         self.options = opts = options or BridgeOptions()
@@ -210,17 +250,12 @@ class CallBridge:
             source=f"{info.source[0]}:{info.source[1]}",
         )
         self.ai_format = choose_ai_format(call.media.encoding)
-        td = session_config.turn_detection
-        if td is not None and opts.min_interrupt_ms > 0 and td.interrupt_response:
-            td = replace(td, interrupt_response=False)  # the bridge decides barge-in itself
-        self.session_config = replace(
-            session_config,
-            input_format=self.ai_format,
-            output_format=self.ai_format,
-            turn_detection=td,
-            tools=self.tools.specs() if self.tools.tools else session_config.tools,
+        self.session_config = bridge_session_config(
+            session_config, self.ai_format, self.tools, opts.min_interrupt_ms
         )
+        td = self.session_config.turn_detection
         self._server_cancels = td is not None and td.interrupt_response
+        self._early = early
         self.codec: Codec | None = None
         self.playout = PlayoutQueue(call.media.ptime_ms, clock=clock, on_sent=self._on_frame_sent)
         self.latency = LatencyTracker()
@@ -413,7 +448,17 @@ class CallBridge:
                 await announce
             await self._fallback(opts.ai_disabled_reason)
             return
-        ok = await self._connect(history=(), timeout=opts.connect_timeout)
+        early, self._early = self._early, None
+        if early is not None and early.session.config == self.session_config:
+            ok = await self._go_live(early.session, early.start, opts.connect_timeout)
+        else:
+            if early is not None:  # the negotiated codec needs another format
+                early.start.cancel()
+                with contextlib.suppress(BaseException):
+                    await early.start
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(early.session.close(), opts.close_timeout)
+            ok = await self._connect(history=(), timeout=opts.connect_timeout)
         while not ok and self._reconnects_left > 0 and not self.ended:
             self._reconnects_left -= 1
             self.cdr.add_event("ai_retry")
@@ -437,9 +482,13 @@ class CallBridge:
             log.error("call %s: cannot create the AI session: %s", self.call.info.call_id, exc)
             self.cdr.add_event("ai_connect_failed", error=str(exc)[:200])
             return False
+        return await self._go_live(session, session.start(), timeout)
+
+    async def _go_live(self, session: AISession, starting: Awaitable[None], timeout: float) -> bool:
+        """Wait for ``session`` to start; then flush the held audio and make it live."""
         self.sessions.append(session)
         try:
-            await asyncio.wait_for(session.start(), timeout)
+            await asyncio.wait_for(starting, timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -1,0 +1,444 @@
+"""The agent service: user agent + tenants + records + one bridge per call.
+
+:class:`AgentService` is what ``w3sipagent serve`` runs::
+
+    async with AgentService(settings, store=store) as svc:   # SIP listening on svc.port
+        await svc.serve_forever()
+
+Admission (before the 200 OK, called by the user agent for every INVITE):
+
+1. the tenant table snapshot resolves the request (Request-URI host, To host, registration,
+   DID, trusted header) → 404 unknown tenant, 403 source not allowed;
+2. the tenant's concurrent-call limit → 486 (the user agent enforces it too);
+3. the decision goes to the activity log (aggregated counts, never one row per INVITE);
+4. accepted: the CDR is created (invite time), the usage cap is checked (over it the caller
+   gets the tenant's fallback instead of the AI), and the AI session **starts connecting now**,
+   in parallel with the SDP answer and the 200 OK, in the format the offer predicts.
+
+Per call (the user agent's handler, after the ACK): the bridge runs with that tenant's key,
+prompt, tools, destinations and webhooks only; the CDR is queued to the store (off the media
+path) and, when the tenant has one, posted to its webhook in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from w3sipagent.agent.bridge import (
+    BridgeOptions,
+    CallBridge,
+    EarlySession,
+    SessionFactory,
+    bridge_session_config,
+    choose_ai_format,
+)
+from w3sipagent.agent.tools import ToolRegistry
+from w3sipagent.ai.session import AISession, AISessionConfig
+from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.media import MediaConfig
+from w3sipagent.asyncio.useragent import (
+    Accept,
+    AdmissionRequest,
+    Reject,
+    UserAgent,
+    UserAgentConfig,
+)
+from w3sipagent.config import Settings
+from w3sipagent.errors import AIError, ConfigError, SdpError
+from w3sipagent.records.cdr import CallRecord
+from w3sipagent.records.store import CdrStore, RecordsSink
+from w3sipagent.records.webhook import CdrWebhookPoster
+from w3sipagent.sdp import SessionDescription
+from w3sipagent.sip.uri import SipUri
+from w3sipagent.tenants.resolver import CallRequest, Rejection, Resolution, TenantTable
+from w3sipagent.tenants.secrets import resolve_api_key
+
+__all__ = ["AIFactory", "Admitted", "AgentService", "default_ai_factory", "ua_config_from_settings"]
+
+log = logging.getLogger("w3sipagent.agent.service")
+
+AIFactory = Callable[[str, str, str, AISessionConfig], AISession]
+"""``factory(tenant_id, api_key, transport, config)`` → a not yet started AI session."""
+
+
+def default_ai_factory(settings: Settings) -> AIFactory:
+    """Realtime sessions (WebSocket or WebRTC per tenant) at ``settings.realtime.base_url``."""
+    from w3sipagent.realtime import open_session
+
+    base = settings.realtime.base_url.rstrip("/")
+    if base.endswith("/realtime"):
+        base = base[: -len("/realtime")]
+    timeout = settings.realtime.connect_timeout
+
+    def make(tenant_id: str, api_key: str, transport: str, config: AISessionConfig) -> AISession:
+        url = base if transport == "websocket" else base.replace("ws", "http", 1)
+        extra = {"connect_timeout": timeout} if transport == "websocket" else {}
+        return open_session(
+            config,
+            api_key=api_key,
+            transport="webrtc" if transport == "webrtc" else "websocket",
+            base_url=url,
+            session_timeout=timeout,
+            **extra,
+        )
+
+    return make
+
+
+def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgentConfig:
+    """The user agent configuration of a deployment's ``[sip]`` and ``[rtp]`` settings."""
+    sip, rtp = settings.sip, settings.rtp
+    host, port = sip.listen_address
+    adv_host: str | None = None
+    adv_port: int | None = None
+    if sip.advertised:
+        h, _, p = sip.advertised.rpartition(":")
+        if h and p.isdigit() and not sip.advertised.endswith("]"):
+            adv_host, adv_port = h.strip("[]"), int(p)
+        else:
+            adv_host = sip.advertised.strip("[]")
+    values: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "transports": tuple(sip.transports),
+        "advertised_host": adv_host,
+        "advertised_port": adv_port,
+        "tls_cert": str(sip.tls_cert) if sip.tls_cert else None,
+        "tls_key": str(sip.tls_key) if sip.tls_key else None,
+        "tls_port": sip.tls_address[1] if "tls" in sip.transports else None,
+        "t1": sip.t1,
+        "t2": sip.t2,
+        "t4": sip.t4,
+        "ack_wait": sip.ack_wait,
+        "rtp_port_min": rtp.port_min,
+        "rtp_port_max": rtp.port_max,
+        "media": MediaConfig(
+            source_policy=rtp.source_policy,
+            inactivity_timeout=rtp.inactivity_timeout,
+            silence="silence" if rtp.send_silence else "none",
+        ),
+        "allowed_sources": tuple(str(n) for n in sip.allowed_sources),
+        "max_calls": sip.max_calls,
+        "drain_timeout": sip.drain_timeout,
+        "user_agent": sip.user_agent,
+    }
+    values.update(overrides)
+    return UserAgentConfig(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Admitted:
+    """What admission attaches to a call (:attr:`Call.context`)."""
+
+    resolution: Resolution
+    table: TenantTable
+    cdr: CallRecord
+    over_cap: bool = False
+    early: EarlySession | None = None
+    api_key_error: str | None = None
+
+    @property
+    def tenant_id(self) -> str:
+        return self.resolution.tenant.id
+
+
+@dataclass
+class _Stats:
+    admitted: int = 0
+    rejected: dict[int, int] = field(default_factory=dict)
+    bridged: int = 0
+
+
+class AgentService:
+    """The whole agent: answers SIP calls and bridges each to its tenant's AI.
+
+    ``tenants``: the table, or a callable giving the current snapshot (a
+    :class:`~w3sipagent.tenants.reload.TenantRegistry`'s ``lambda: reg.table``), so that a
+    reload applies to new calls while active calls keep theirs. ``store``: the CDR store
+    (activity log, usage caps) or any records sink. ``ai_factory`` builds AI sessions (tests
+    inject a scripted one). ``environ``: where API keys and auth variables are read.
+    ``early_connect``: start the AI session at admission (default) or only after the ACK.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tenants: TenantTable | Callable[[], TenantTable] | None = None,
+        store: CdrStore | RecordsSink | None = None,
+        webhooks: CdrWebhookPoster | None = None,
+        ai_factory: AIFactory | None = None,
+        ua_config: UserAgentConfig | None = None,
+        http: httpx.AsyncClient | None = None,
+        environ: Mapping[str, str] | None = None,
+        early_connect: bool = True,
+        bridge_defaults: BridgeOptions | None = None,
+    ) -> None:
+        self.settings = settings
+        if tenants is None:
+            table = TenantTable(
+                settings.tenants, settings.tenancy, list(settings.sip.allowed_sources)
+            )
+            self._tables: Callable[[], TenantTable] = lambda: table
+        elif isinstance(tenants, TenantTable):
+            fixed = tenants
+            self._tables = lambda: fixed
+        else:
+            self._tables = tenants
+        self.store = store
+        self.webhooks = webhooks
+        self.ai_factory = ai_factory or default_ai_factory(settings)
+        self.ua_config = ua_config or ua_config_from_settings(settings)
+        self._http = http
+        self._own_http = http is None
+        self._environ = os.environ if environ is None else environ
+        self.early_connect = early_connect
+        self.bridge_defaults = bridge_defaults or BridgeOptions()
+        self.ua: UserAgent | None = None
+        self.bridges: dict[str, CallBridge] = {}
+        """Live bridges by Call-ID."""
+        self.finished: list[CallRecord] = []
+        """CDRs of the calls that ended (most recent last, bounded)."""
+        self.stats = _Stats()
+        self._stop = asyncio.Event()
+
+    # ------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Create the user agent and bind its listeners."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        self.ua = UserAgent(self.ua_config, handler=self._handle, admission=self._admit)
+        await self.ua.start()
+
+    @property
+    def port(self) -> int:
+        """The SIP port (useful with port 0)."""
+        assert self.ua is not None
+        return self.ua.port
+
+    async def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
+        """Stop admitting (503), let calls finish up to ``timeout``, then end the rest."""
+        if self.ua is not None:
+            await self.ua.close(drain=drain, timeout=timeout)
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        self._stop.set()
+
+    async def __aenter__(self) -> AgentService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close(timeout=0)
+
+    async def serve_forever(self) -> None:
+        """Run until :meth:`close`."""
+        await self._stop.wait()
+
+    # ------------------------------------------------------------ admission
+
+    def _activity(self, source: str, tenant: str | None, code: int, reason: str) -> None:
+        record = getattr(self.store, "record_admission", None)
+        if record is not None:
+            record(source, tenant, code, reason)
+        if code >= 300:
+            self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
+
+    async def _admit(self, req: AdmissionRequest) -> Accept | Reject:
+        table = self._tables()
+        to = req.request.to.uri
+        cr = CallRequest(
+            request_uri_host=req.host,
+            source_ip=req.source[0],
+            request_uri_user=req.user,
+            to_host=to.hostname if isinstance(to, SipUri) else None,
+            to_user=to.user if isinstance(to, SipUri) else None,
+            registration=req.registration,
+            header=req.header,
+        )
+        result = table.resolve(cr)
+        source = req.source[0]
+        if isinstance(result, Rejection):
+            self._activity(source, result.tenant_id, result.status, result.detail)
+            return Reject(result.status, result.reason)
+        tenant = result.tenant
+        limit = tenant.max_concurrent_calls
+        if limit is not None and self._live_calls(tenant.id) >= limit:
+            self._activity(source, tenant.id, 486, "tenant call limit")
+            return Reject(486, "Busy Here")
+        self._activity(source, tenant.id, 200, "accepted")
+        self.stats.admitted += 1
+        cdr = CallRecord(
+            call_id=req.request.call_id,
+            tenant=tenant.id,
+            agent=result.agent_name,
+            did=result.did,
+            caller=req.from_uri,
+            callee=req.to_uri,
+            request_uri=req.request_uri,
+            source=f"{req.source[0]}:{req.source[1]}",
+        )
+        ctx = Admitted(result, table, cdr)
+        over_cap = getattr(self.store, "over_cap", None)
+        if over_cap is not None:
+            try:
+                ctx.over_cap = bool(await over_cap(tenant))
+            except Exception as exc:  # the cap check must not refuse calls
+                log.warning("usage cap check failed for %s: %r", tenant.id, exc)
+        if not ctx.over_cap and self.early_connect:
+            ctx.early = self._early_session(ctx, req)
+        return Accept(ctx, limit_key=f"tenant:{tenant.id}", limit=limit)
+
+    def _live_calls(self, tenant_id: str) -> int:
+        if self.ua is None:
+            return 0
+        n = 0
+        for call in self.ua.calls:
+            ctx = call.context
+            if isinstance(ctx, Admitted) and ctx.tenant_id == tenant_id and not call.ended:
+                n += 1
+        return n
+
+    def _predict_encoding(self, req: AdmissionRequest) -> str | None:
+        """The codec the user agent will pick from the offer (its preference order)."""
+        if not req.request.body:
+            return None
+        try:
+            offer = SessionDescription.parse(req.request.body)
+        except SdpError:
+            return None
+        offered: set[str] = set()
+        for m in offer.media:
+            if m.media == "audio" and m.port != 0:
+                offered.update(c.encoding.upper() for c in m.codecs)
+        for pref in self.ua_config.codecs:
+            enc = pref.split("/", 1)[0].upper()
+            if enc in offered:
+                return enc
+        return None
+
+    def _session_parts(
+        self, ctx: Admitted, encoding: str
+    ) -> tuple[AISessionConfig, ToolRegistry, BridgeOptions, SessionFactory]:
+        res = ctx.resolution
+        tenant, agent = res.tenant, res.agent
+        tools = ToolRegistry.for_tenant(tenant, agent.tools, http=self._http, environ=self._environ)
+        fmt = choose_ai_format(encoding)
+        options = self._options(ctx)
+        config = bridge_session_config(
+            agent.session_config(fmt), fmt, tools, options.min_interrupt_ms
+        )
+        default_key = self.settings.realtime.api_key
+        transport = tenant.realtime_transport
+        tenant_id = tenant.id
+        environ = self._environ
+
+        def factory(cfg: AISessionConfig) -> AISession:
+            try:
+                key = resolve_api_key(tenant, default_key, environ=environ)
+            except ConfigError as exc:
+                raise AIError(str(exc)) from None
+            if key is None:
+                raise AIError(f"tenant '{tenant_id}': no API key configured")
+            return self.ai_factory(tenant_id, key.get_secret_value(), transport, cfg)
+
+        return config, tools, options, factory
+
+    def _early_session(self, ctx: Admitted, req: AdmissionRequest) -> EarlySession | None:
+        encoding = self._predict_encoding(req)
+        if encoding is None:
+            return None
+        config, _, _, factory = self._session_parts(ctx, encoding)
+        try:
+            session = factory(config)
+        except AIError as exc:
+            ctx.api_key_error = str(exc)
+            return None
+        task = asyncio.get_running_loop().create_task(session.start(), name="ai-early-start")
+        task.add_done_callback(_retrieve)
+        return EarlySession(session, task)
+
+    def _options(self, ctx: Admitted) -> BridgeOptions:
+        res = ctx.resolution
+        tenant, agent = res.tenant, res.agent
+        rt = self.settings.realtime
+        recording: Path | None = None
+        if tenant.recording.enabled:
+            day = datetime.now(UTC).strftime("%Y-%m-%d")
+            safe_id = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in ctx.cdr.call_id)
+            recording = self.settings.records.recordings_dir / tenant.id / day / f"{safe_id}.wav"
+        d = self.bridge_defaults
+        return BridgeOptions(
+            greeting=agent.greeting,
+            connect_timeout=rt.connect_timeout,
+            reconnect_timeout=rt.reconnect_timeout,
+            reconnect_attempts=d.reconnect_attempts,
+            resume_instructions=d.resume_instructions,
+            max_duration=tenant.max_call_duration or None,
+            caller_silence_timeout=tenant.caller_silence_timeout or None,
+            min_interrupt_ms=agent.turn_detection.min_interrupt_ms,
+            dtmf_collect_timeout=d.dtmf_collect_timeout,
+            dtmf_actions=dict(tenant.dtmf),
+            transfers=dict(tenant.transfers),
+            transfer_timeout=d.transfer_timeout,
+            quiet_timeout=d.quiet_timeout,
+            end_call_tail=d.end_call_tail,
+            fallback_wav=tenant.fallback.wav,
+            fallback_uri=tenant.fallback_uri(),
+            recording_path=recording,
+            announcement=tenant.recording.announcement if recording is not None else None,
+            ai_enabled=not ctx.over_cap,
+            housekeeping_interval=d.housekeeping_interval,
+            max_held_audio_ms=d.max_held_audio_ms,
+            hangup_timeout=d.hangup_timeout,
+            close_timeout=d.close_timeout,
+        )
+
+    # ------------------------------------------------------------ a call
+
+    async def _handle(self, call: Call) -> None:
+        ctx = call.context
+        if not isinstance(ctx, Admitted):
+            log.error("call %s without admission context", call.call_id)
+            await call.hangup("error")
+            return
+        cdr = ctx.cdr
+        cdr.answered()
+        config, tools, options, factory = self._session_parts(ctx, call.media.encoding)
+        bridge = CallBridge(
+            call, factory, config, tools=tools, options=options, cdr=cdr, early=ctx.early
+        )
+        ctx.early = None
+        self.bridges[call.call_id] = bridge
+        self.stats.bridged += 1
+        sink = self.store
+        if sink is not None:
+            await sink.call_started(cdr)
+        try:
+            await bridge.run()
+        finally:
+            self.bridges.pop(call.call_id, None)
+            self.finished.append(cdr)
+            del self.finished[:-100]
+            if sink is not None:
+                with contextlib.suppress(Exception):
+                    await sink.call_ended(cdr)
+            hook = ctx.resolution.tenant.cdr_webhook
+            if hook is not None and self.webhooks is not None:
+                self.webhooks.submit(cdr, hook)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved here; the bridge reports the failure
