@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from w3sipagent.realtime.server import RealtimeServer, Scenario, ServerOptions
 from w3sipagent.realtime.server.audio import silence, tone, ulaw_encode
@@ -435,3 +437,31 @@ async def test_http_errors(server: RealtimeServer) -> None:
             headers={**AUTH, "Content-Type": "text/plain"},
         )
         assert r.status_code == 415
+
+
+async def test_keys_never_logged_by_the_server(
+    make_server: Callable[..., RealtimeServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "sk-local-0123456789abcdefSECRET"
+    caplog.set_level(logging.DEBUG)
+    async with make_server(api_keys=[secret]) as srv:
+        ws = await websockets.connect(
+            srv.ws_url, additional_headers={"Authorization": f"Bearer {secret}"}
+        )
+        await ws.close()
+        ws = await websockets.connect(
+            srv.ws_url,
+            subprotocols=[
+                Subprotocol(f"openai-insecure-api-key.{secret}"),
+                Subprotocol("realtime"),
+            ],
+        )
+        await ws.close()
+        with pytest.raises(InvalidStatus):
+            await websockets.connect(srv.ws_url, additional_headers={"Authorization": "Bearer x"})
+    server_log = "\n".join(
+        r.getMessage() for r in caplog.records if r.name.startswith("w3sipagent.realtime.server")
+    )
+    assert "Authorization: [redacted]" in server_log  # the handshake was logged...
+    assert "openai-insecure-api-key.[redacted]" in server_log
+    assert secret not in server_log and secret[:12] not in server_log  # ...without the key

@@ -32,6 +32,7 @@ from w3sipagent.ai import session as ai
 from w3sipagent.errors import AIError
 from w3sipagent.realtime import events as ev
 from w3sipagent.realtime.protocol import RealtimeProtocol
+from w3sipagent.realtime.redaction import redact, wire_logger
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +40,18 @@ DEFAULT_BASE_URL = "wss://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-realtime"
 
 
-class _RedactAuthorization(logging.Filter):
-    """Keeps the Authorization header out of websockets' debug handshake log."""
+_WIRE_LOG = wire_logger("w3sipagent.realtime.wire")
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
-            record.args = (args[0], "[redacted]")
-        return True
-
-
-_WIRE_LOG = logging.getLogger("w3sipagent.realtime.wire")
-_WIRE_LOG.addFilter(_RedactAuthorization())
-
-
-def redact(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` (and of a long prefix of it) removed."""
-    if secret:
-        text = text.replace(secret, "[redacted]")
-        if len(secret) > 12:
-            text = text.replace(secret[:12], "[redacted]")
-    return text
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "Channel",
+    "ChannelClosed",
+    "Link",
+    "RealtimeClient",
+    "RealtimeSessionBase",
+    "redact",
+]
 
 
 class ChannelClosed(Exception):

@@ -32,6 +32,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from w3sipagent.ids import SecureIdSource
+from w3sipagent.realtime.redaction import wire_logger
 from w3sipagent.realtime.server.protocol import RealtimeProtocolError
 from w3sipagent.realtime.server.recorder import SessionRecording
 from w3sipagent.realtime.server.scenario import Scenario, load_scenario
@@ -215,6 +216,7 @@ class RealtimeServer:
             max_size=16 * 1024 * 1024 * 4 // 3 + 4096,
             ping_interval=None,
             server_header="w3sipagent-realtime-server",
+            logger=wire_logger("w3sipagent.realtime.server.wire"),
         )
         log.info(
             "local Realtime server on %s (WebSocket) and %s/realtime/calls (WebRTC)",
