@@ -59,7 +59,7 @@ def test_wav_round_trip() -> None:
 def test_bundled_demo() -> None:
     assert "demo" in bundled_scenarios()
     s = load_scenario()
-    assert s.greeting and len(s.turns) >= 3
+    assert s.greeting and s.idle and len(s.turns) >= 3
     calls = [t.call for t in s.turns if t.call is not None]
     assert {c.name for c in calls} == {"check_reservation", "transfer_call"}
     assert all(c.after for c in calls)
@@ -76,6 +76,9 @@ def test_bundled_demo() -> None:
         ("[[inject]]\nclose_code = 999", "not a valid WebSocket close code"),
         ("greeting = [1]", "greeting must be"),
         ("name = ", "invalid TOML"),
+        ("idle = 3", "idle must be a string"),
+        ("[[turns]]\nsay = 'a'\n[[turns]]\ncall = { arguments = {} }", "turns[1].call: name"),
+        ("[[inject]]\nturn = 1\n[[inject]]\nturn = -1", "inject[1]: turn must be >= 0"),
     ],
 )
 def test_scenario_errors(text: str, needle: str) -> None:
