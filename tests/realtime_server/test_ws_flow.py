@@ -96,6 +96,28 @@ async def test_greeting_event_order_and_audio(client: Client) -> None:
     assert len(audio) // 8 > 500  # at least half a second of G.711
     assert rms_dbfs(ulaw_decode(audio)) > -35.0
     usage = done["usage"]
+    # the GA usage shape of the reference, key for key
+    assert set(usage) == {
+        "total_tokens",
+        "input_tokens",
+        "output_tokens",
+        "input_token_details",
+        "output_token_details",
+    }
+    assert set(usage["input_token_details"]) == {
+        "cached_tokens",
+        "text_tokens",
+        "audio_tokens",
+        "image_tokens",
+        "cached_tokens_details",
+    }
+    assert set(usage["input_token_details"]["cached_tokens_details"]) == {
+        "text_tokens",
+        "audio_tokens",
+        "image_tokens",
+    }
+    assert set(usage["output_token_details"]) == {"text_tokens", "audio_tokens"}
+    assert done["object"] == "realtime.response" and done["id"].startswith("resp_")
     assert usage["output_token_details"]["audio_tokens"] == -(-(len(audio) // 8) // 50)
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     transcript = "".join(
@@ -168,6 +190,25 @@ async def test_function_call_round_trip(client: Client) -> None:
     )
     done_args = next(e for e in events if e["type"] == "response.function_call_arguments.done")
     assert json.loads(args) == {"order_id": "42"} and done_args["arguments"] == args
+    # reference §6, deltas included: the function call item after the spoken message
+    t = types(events, skip_deltas=False)
+    fc = t[len(t) - 1 - t[::-1].index("response.output_item.added") :]
+    n = fc.count("response.function_call_arguments.delta")
+    assert n >= 1 and fc == [
+        "response.output_item.added",
+        "conversation.item.added",
+        *["response.function_call_arguments.delta"] * n,
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    added = [e for e in events if e["type"] == "response.output_item.added"][-1]["item"]
+    assert (added["type"], added["status"], added["arguments"]) == (
+        "function_call",
+        "in_progress",
+        "",
+    )
     assert done_args["name"] == "check_order" and done_args["call_id"].startswith("call_")
     out = events[-1]["response"]["output"]
     assert [o["type"] for o in out] == ["message", "function_call"]

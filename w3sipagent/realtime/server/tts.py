@@ -2,7 +2,7 @@
 
 Synthesis never touches the network and downloads nothing. espeak-ng runs as a
 subprocess (``espeak-ng --stdout``), off the event loop, with a timeout; its WAV
-is resampled to 24 kHz 16-bit PCM and cached per (text, voice, speed). Without
+is resampled to 24 kHz 16-bit PCM in a worker thread and cached per (text, voice, speed). Without
 espeak-ng (or when it fails) each word becomes a short tone burst, so the audio
 still has speech-like length, energy and pauses.
 """
@@ -127,11 +127,17 @@ class Synthesizer:
             log.warning("espeak-ng failed (exit %s): %s; using tones", proc.returncode, err[:200])
             return None
         try:
-            pcm, rate, _ = parse_wav(out)
+            # resampling seconds of speech takes tens of ms: keep it off the event loop,
+            # which may also be pacing RTP (the embedded demo AI)
+            return await asyncio.to_thread(_wav_to_pcm24k, out)
         except ValueError as exc:
             log.warning("espeak-ng output unusable (%s); using tones", exc)
             return None
-        return resample(pcm, rate, PCM_RATE)
+
+
+def _wav_to_pcm24k(wav: bytes) -> bytes:
+    pcm, rate, _ = parse_wav(wav)
+    return resample(pcm, rate, PCM_RATE)
 
 
 def tone_speech(text: str, speed: float = 1.0) -> bytes:
