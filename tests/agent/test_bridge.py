@@ -425,3 +425,42 @@ async def test_bridge_never_touches_a_network() -> None:
     finally:
         socket.socket.connect = real  # type: ignore[method-assign]
     assert isinstance(rig.bridge, CallBridge)
+
+
+async def test_recording_after_the_announcement_caller_left_agent_right(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import wave
+
+    import numpy as np
+
+    from tests.agent.helpers import tone_pcm
+
+    ann = tmp_path / "ann.wav"
+    with wave.open(str(ann), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(tone_pcm(300, 8000, 3000, 1000.0))
+    out = tmp_path / "rec" / "call.wav"
+    greeting = ScriptedReply(tone_ulaw(400, amp=9000, hz=440.0), "Hi.")
+    backend = ScriptedBackend(greeting=greeting)
+    opts = BridgeOptions(greeting="hi", recording_path=out, announcement=ann)
+    async with Rig(backend, options=opts) as rig:
+        await rig.ready()
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 35, what="announcement + greeting")
+        first = rig.call.audio_frames()[:15]
+        assert rms(b"".join(f.payload or b"" for f in first)) > 1000  # the announcement first
+        assert rig.session.responses_requested == ["hi"]
+        await rig.call.play(ulaw_frames(300, amp=7000))
+        await asyncio.sleep(0.2)
+    cdr = rig.bridge.cdr
+    assert cdr.recording_path == str(out)
+    with wave.open(str(out), "rb") as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 8000)
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    left, right = x[:, 0].astype(float), x[:, 1].astype(float)
+    assert np.sqrt(np.mean(left**2)) > 500  # the caller's tone
+    assert np.sqrt(np.mean(right**2)) > 500  # the agent's greeting
+    # the announcement (1 kHz) is not in the recording: it played before recording began
+    spec = np.abs(np.fft.rfft(right))
+    freqs = np.fft.rfftfreq(len(right), 1 / 8000)
+    assert spec[np.argmin(np.abs(freqs - 440))] > 5 * spec[np.argmin(np.abs(freqs - 1000))]
