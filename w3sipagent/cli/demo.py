@@ -1,10 +1,313 @@
-"""Placeholder: wired once the user agent lands."""
+"""``w3sipagent demo``: a whole phone call on this machine, offline, no API key.
+
+It starts the local Realtime-compatible server (the Bistro Lumen scenario), a webhook tool
+server (``check_reservation``), an agent for the demo tenant ``bistro`` (SQLite CDR and
+recordings in ``--dir``, default ``./var/demo``) and calls it from the built-in softphone,
+which speaks three lines (espeak-ng, or tones without it), waiting for the agent to finish
+each answer so that the server's VAD sees real turns. The agent looks the booking up
+through the tool and finally transfers the caller to the manager (REFER; the softphone
+plays a PBX and reports the transfer done). Then it prints the transcript, the per-turn
+latencies and where the recording and the CDR are.
+
+``--openai`` talks to the real OpenAI Realtime API instead (needs ``OPENAI_API_KEY``).
+"""
 
 from __future__ import annotations
 
-from w3sipagent.cli.common import fail
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from w3sipagent.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    cli_errors,
+    console,
+    err_console,
+    fail,
+    run_async,
+)
+from w3sipagent.records.cdr import CallRecord
+
+TENANT = "bistro"
+HOST = "bistro.example"
+AGENT = "host"
 
 
-def demo() -> None:
-    """Not available yet."""
-    fail("not available yet")
+async def _tool_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """check_reservation: POST JSON {name, party_size} → the booking found."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        length = 0
+        for line in head.decode("latin-1").split("\r\n"):
+            if line.lower().startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        body = await reader.readexactly(length) if length else b"{}"
+        args = json.loads(body or b"{}")
+        name = str(args.get("name", "")).strip() or "guest"
+        result = {
+            "found": True,
+            "name": name,
+            "party_size": int(args.get("party_size", 2)),
+            "time": "20:00",
+            "table": 12,
+        }
+        data = json.dumps(result).encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        await writer.drain()
+    except (asyncio.IncompleteReadError, TimeoutError, ValueError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def tool_server() -> AsyncIterator[str]:
+    """The demo's webhook tool on 127.0.0.1: yields its URL."""
+    server = await asyncio.start_server(_tool_http, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/tools/check_reservation"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def demo_config(run_dir: Path, realtime_url: str, tool_url: str, *, codec: str) -> str:
+    """The demo tenant's configuration file (TOML)."""
+    return f"""# Written by `w3sipagent demo`: the demo tenant. Try:
+#   w3sipagent cdr list -c {run_dir / "w3sipagent.toml"}
+[sip]
+listen = "127.0.0.1:0"
+transports = ["udp"]
+
+[realtime]
+base_url = "{realtime_url}"
+connect_timeout = "10s"
+
+[records]
+database_url = "sqlite+aiosqlite:///demo.db"
+recordings_dir = "recordings"
+
+[metrics]
+listen = "127.0.0.1:0"
+
+[logging]
+sip_trace = true
+sip_trace_path = "sip-trace.jsonl"
+
+[tenancy]
+reload_interval = 0
+
+[tenants.{TENANT}]
+hosts = ["{HOST}"]
+codecs = ["{codec}"]
+transfers = {{ manager = "sip:manager@{HOST}" }}
+max_call_duration = "2m"
+recording = {{ enabled = true }}
+
+[tenants.{TENANT}.agents.{AGENT}]
+voice = "marin"
+instructions = "You are the phone host of Bistro Lumen. Be brief and friendly."
+greeting = "Greet the caller and ask how you can help."
+turn_detection = {{ type = "server_vad", threshold = 0.5, silence_duration_ms = 500 }}
+
+[[tenants.{TENANT}.agents.{AGENT}.tools]]
+name = "check_reservation"
+description = "Find a table booking by the guest's name"
+url = "{tool_url}"
+timeout = "3s"
+parameters = {{ type = "object", properties = {{ name = {{ type = "string" }}, party_size = {{ type = "integer" }} }}, required = ["name"] }}
+"""
+
+
+async def run_demo(
+    run_dir: Path,
+    *,
+    use_openai: bool = False,
+    codec: str = "PCMU",
+    tts: str = "auto",
+    max_duration: float = 50.0,
+    progress: Any = None,
+) -> tuple[CallRecord | None, Any, Path]:
+    """Run the demo call; returns (CDR, softphone summary, config path)."""
+    from w3sipagent.cli.call import place_call
+    from w3sipagent.cli.runner import AgentRunner
+    from w3sipagent.config import load_settings
+    from w3sipagent.demo_assets import CALLER_LINES, caller_utterances, scenario_path, write_wav
+
+    say = progress or (lambda _m: None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        if use_openai:
+            key = os.environ.get("OPENAI_API_KEY", "").strip()
+            realtime_url = "wss://api.openai.com/v1"
+        else:
+            from w3sipagent.realtime.server import RealtimeServer
+
+            key = "sk-local-demo"
+            server = RealtimeServer(
+                "127.0.0.1",
+                0,
+                scenario=scenario_path(),
+                tts_engine=tts,  # type: ignore[arg-type]
+            )
+            await stack.enter_async_context(server)
+            realtime_url = f"ws://127.0.0.1:{server.port}/v1"
+            say(f"local Realtime server on {server.ws_url.split('?')[0]} (scenario bistro-demo)")
+        tool_url = await stack.enter_async_context(tool_server())
+        cfg_path = run_dir / "w3sipagent.toml"
+        cfg_path.write_text(demo_config(run_dir, realtime_url, tool_url, codec=codec))
+        settings = load_settings(cfg_path, environ={}, discover=False)
+        runner = AgentRunner(settings, api_key=key)
+        await runner.start()
+        stack.push_async_callback(runner.close, timeout=3.0)
+        say(f"agent for tenant '{TENANT}' on udp 127.0.0.1:{runner.port}")
+        utterances = await caller_utterances(8000, engine=tts)
+        write_wav(run_dir / "caller.wav", b"".join(u + bytes(16000) for u in utterances))
+        say(
+            f"caller will say {len(CALLER_LINES)} lines ("
+            + ("espeak-ng" if tts != "tone" else "tones")
+            + ")"
+        )
+        summary = await place_call(
+            f"sip:{AGENT}@{HOST}",
+            proxy=("127.0.0.1", runner.port),
+            codec=codec,
+            turns=utterances,
+            turn_gap=0.9,
+            turn_timeout=15.0,
+            accept_refer=True,
+            record=run_dir / "caller-heard.wav",
+            duration=max_duration,
+            rtp_ports=(40000, 40999),
+            from_uri="sip:+15550001234@caller.example",
+            progress=say,
+        )
+        deadline = time.monotonic() + 10.0
+        while not runner.records and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        cdr = runner.records[0] if runner.records else None
+    return cdr, summary, cfg_path
+
+
+def print_report(cdr: CallRecord | None, summary: Any, cfg_path: Path) -> None:
+    """Transcript, latencies, tools, transfer, and where the files are."""
+    if cdr is None:
+        err_console.print("[red]no CDR was written[/]")
+        return
+    console.print()
+    console.print("[bold]Conversation[/]")
+    lines: list[tuple[float, str, str]] = []
+    for e in cdr.transcript:
+        who = "[cyan]caller[/]" if e.speaker == "caller" else "[green]agent [/]"
+        lines.append((e.at, who, e.text))
+    for tc in cdr.tool_calls:
+        res = tc.error or json.dumps(tc.result)
+        lines.append(
+            (tc.at, "[magenta]tool  [/]", f"{tc.name}({json.dumps(tc.arguments)}) → {res}")
+        )
+    for at, who, text in sorted(lines, key=lambda x: x[0]):
+        console.print(f"  {at:6.1f}s  {who}  ", end="")
+        console.print(text, markup=False, soft_wrap=True)
+    t = Table(title="per-turn latency (caller stops speaking → first agent audio)")
+    t.add_column("turn")
+    t.add_column("latency", justify="right")
+    for i, ms in enumerate(cdr.turn_latencies_ms, 1):
+        t.add_row(str(i), f"{ms:.0f} ms")
+    console.print(t)
+    transfer = (
+        f"{cdr.transfer.destination} ({cdr.transfer.uri}): {cdr.transfer.outcome}"
+        if cdr.transfer
+        else "none"
+    )
+    rows = [
+        ("call", f"{cdr.call_id}, {cdr.codec} ↔ {cdr.ai_format}, {cdr.disposition.value}"),
+        (
+            "set-up / first audio",
+            f"{summary.setup_ms or 0:.0f} ms / "
+            + ("-" if summary.first_audio_ms is None else f"{summary.first_audio_ms:.0f} ms"),
+        ),
+        (
+            "RTP",
+            f"sent {summary.packets_sent}, received {summary.packets_received}, "
+            f"lost {summary.lost}, jitter {summary.jitter_ms:.1f} ms",
+        ),
+        ("transfer", transfer),
+        ("recording (stereo)", cdr.recording_path or "-"),
+        ("caller heard", str(summary.recording) if summary.recording else "-"),
+        ("SIP trace", str(cfg_path.parent / "sip-trace.jsonl")),
+        (
+            "CDR",
+            f"{cfg_path.parent / 'demo.db'}  →  w3sipagent cdr show {cdr.call_id} -c {cfg_path}",
+        ),
+    ]
+    for k, v in rows:
+        console.print(f"[bold]{k:>22}[/]  ", end="")
+        console.print(v, markup=False, soft_wrap=True)
+
+
+@cli_errors
+def demo(
+    run_dir: Path = typer.Option(
+        Path("var/demo"), "--dir", help="Where the demo's config, CDR database and recordings go."
+    ),
+    openai: bool = typer.Option(
+        False, "--openai", help="Use the real OpenAI Realtime API (needs OPENAI_API_KEY)."
+    ),
+    codec: str = typer.Option("PCMU", "--codec", help="PCMU, PCMA, G722 or opus."),
+    tts: str = typer.Option("auto", "--tts", help="Caller and agent speech: auto, espeak, tone."),
+    max_duration: float = typer.Option(
+        50.0, "--max-duration", min=5, help="Hang up after this many seconds at the latest."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the agent's log lines."),
+) -> None:
+    """Run a complete phone call offline: local Realtime server, agent, softphone.
+
+    No network and no API key are needed. Prints the transcript, the per-turn latency, the
+    recording and the CDR. Exit 0 when the call went through with a transcript.
+    """
+    from w3sipagent.logs import setup_logging
+
+    if codec not in ("PCMU", "PCMA", "G722", "opus"):
+        fail(f"--codec must be PCMU, PCMA, G722 or opus (got {codec!r})", code=EXIT_USAGE)
+    if tts not in ("auto", "espeak", "tone"):
+        fail(f"--tts must be auto, espeak or tone (got {tts!r})", code=EXIT_USAGE)
+    if openai and not os.environ.get("OPENAI_API_KEY", "").strip():
+        fail(
+            "--openai needs OPENAI_API_KEY",
+            code=EXIT_USAGE,
+            hint="export OPENAI_API_KEY=sk-... or run without --openai (offline)",
+        )
+    setup_logging("INFO" if verbose else "ERROR", False)
+    started = time.monotonic()
+
+    def say(msg: str) -> None:
+        err_console.print(f"[dim]{time.monotonic() - started:5.1f}s[/] {msg}", soft_wrap=True)
+
+    cdr, summary, cfg = run_async(
+        run_demo(
+            run_dir,
+            use_openai=openai,
+            codec=codec,
+            tts=tts,
+            max_duration=max_duration,
+            progress=say,
+        )
+    )
+    print_report(cdr, summary, cfg)
+    console.print(f"\ndone in {time.monotonic() - started:.1f} s")
+    if cdr is None or not summary.answered or not cdr.transcript:
+        raise typer.Exit(EXIT_FAILED)
