@@ -444,3 +444,39 @@ async def test_ports_exhausted_and_released_on_every_path(pacer: Pacer) -> None:
         small, HOST, pacer, CountingIdSource(), payload_type=0, clock_rate=8000
     )
     b.close()
+
+
+async def test_clean_network_zero_hold_jittery_network_holds_then_recovers(
+    ports: RtpPortRange, pacer: Pacer
+) -> None:
+    """In-order packets leave the endpoint inside ``datagram_received`` (no added delay),
+    even with arrival jitter; a reordered packet is waited for (the hold grows), and the
+    buffer goes back to holding nothing once the stream is in order again."""
+    b = await open_ep(ports, pacer)
+    try:
+        rb = Recorder(b)
+        src = (HOST, 40000)
+        b.set_remote(src)
+        for seq in range(50):  # clean: each frame out before datagram_received returns
+            b.datagram_received(rtp(seq), src)
+            assert rb.frames[-1].sequence_number == seq
+            assert len(b.jitter) == 0
+        # fed in one burst, the stream looks jittery (wait > 0): in-order packets still pass
+        assert b.jitter.wait > 0
+        # reordering: 51 before 50 is held (not concealed) until 50 arrives
+        b.datagram_received(rtp(51), src)
+        assert rb.frames[-1].sequence_number == 49 and len(b.jitter) == 1
+        b.datagram_received(rtp(50), src)
+        assert [f.sequence_number for f in rb.frames[-2:]] == [50, 51]
+        assert not any(f.lost for f in rb.frames)
+        # a gap nobody fills is concealed by the housekeeping timer, without new packets
+        b.datagram_received(rtp(53), src)
+        assert rb.frames[-1].sequence_number == 51
+        await asyncio.sleep(b.config.jitter_max_delay + 0.05)
+        assert [(f.sequence_number, f.lost) for f in rb.frames[-2:]] == [(52, True), (53, False)]
+        assert rb.frames[-2].next_payload == rtp(53)[12:]  # FEC source for the lost one
+        for seq in range(54, 80):
+            b.datagram_received(rtp(seq), src)
+            assert rb.frames[-1].sequence_number == seq and len(b.jitter) == 0
+    finally:
+        b.close()

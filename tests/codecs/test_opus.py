@@ -162,3 +162,33 @@ def test_decode_at_lower_pcm_rate() -> None:
 def test_missing_library_names_the_package() -> None:
     with pytest.raises(CodecError, match="libopus0"):
         load_libopus("/nonexistent/libopus.so.0")
+
+
+def test_jitter_buffer_lost_frame_reaches_fec_with_the_next_packet() -> None:
+    """RTP packets -> jitter buffer (one lost) -> ``conceal(frame.next_payload)``: the lost
+    frame is rebuilt from the in-band FEC of the packet after it, not guessed by PLC."""
+    from w3sipagent.rtp.jitter import JitterBuffer
+    from w3sipagent.rtp.packet import RtpPacket
+
+    codec = get_codec("opus", 48000, 2, "useinbandfec=1")
+    enc = codec.encoder()
+    x = chirp(48000, 960 * 30, f0=200, f1=2000, amp=8000)
+    packets = [enc.encode(pcm(x[i * 960 : (i + 1) * 960])) for i in range(30)]
+    ref = codec.decoder()
+    clean = [samples(ref.decode(p)) for p in packets]
+    jb = JitterBuffer(clock_rate=48000)
+    dec = codec.decoder()
+    out: list[np.ndarray] = []
+    for i, p in enumerate(packets):
+        if i == 20:
+            continue
+        jb.push(RtpPacket(111, i, 960 * i, 7, p), i * 0.02)
+        for f in jb.pop(i * 0.02):
+            out.append(
+                samples(
+                    dec.decode(f.payload) if f.payload is not None else dec.conceal(f.next_payload)
+                )
+            )
+    assert len(out) == 30  # audio time preserved
+    assert dec.fec_recovered == 1  # type: ignore[attr-defined]
+    assert correlation(out[20], clean[20]) > 0.8

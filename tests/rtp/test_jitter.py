@@ -261,3 +261,42 @@ def test_flush_releases_everything() -> None:
 def test_bad_parameters() -> None:
     with pytest.raises(ValueError):
         JitterBuffer(clock_rate=0)
+
+
+def test_long_loss_200ms_keeps_audio_time_continuous() -> None:
+    """10 packets (200 ms) lost: 10 lost frames come out, so the consumer's audio time
+    (frames x 20 ms) equals the sender's and the timestamps stay on the 160 grid."""
+    jb = JitterBuffer()
+    arrivals = [(i * FRAME, pkt(i)) for i in range(60) if not 20 <= i < 30]
+    out = feed(jb, arrivals)
+    assert seqs(out) == [*range(20), *[f"L{i}" for i in range(20, 30)], *range(30, 60)]
+    assert len(out) * 20 == 60 * 20  # 1200 ms of audio for 1200 ms of stream
+    ts = [f.timestamp for _, f in out]
+    assert ts == [160 * i for i in range(60)]
+    assert (jb.lost, jb.concealed) == (10, 10)
+
+
+def test_max_conceal_caps_the_fill_and_counts_the_rest() -> None:
+    jb = JitterBuffer(max_conceal=3)
+    out = feed(jb, [(i * FRAME, pkt(i)) for i in range(20) if not 5 <= i < 12])
+    assert seqs(out) == [0, 1, 2, 3, 4, "L5", "L6", "L7", *range(12, 20)]
+    assert (jb.lost, jb.concealed) == (7, 3)
+
+
+def test_lost_frame_before_a_received_packet_carries_its_payload_for_fec() -> None:
+    jb = JitterBuffer()
+    out = feed(jb, [(i * FRAME, pkt(i)) for i in range(12) if i not in (3, 4, 8)])
+    lost = {f.sequence_number: f for _, f in out if f.lost}
+    assert sorted(lost) == [3, 4, 8]
+    assert lost[3].next_payload is None  # 4 is lost too: only PLC for 3
+    assert lost[4].next_payload == bytes([5]) * 160  # FEC for 4 travels in 5
+    assert lost[8].next_payload == bytes([9]) * 160
+    assert all(f.next_payload is None for _, f in out if not f.lost)
+
+
+def test_no_fec_payload_from_a_packet_of_another_payload_type() -> None:
+    jb = JitterBuffer()
+    arrivals = [(0.0, pkt(0)), (0.02, pkt(1)), (0.06, pkt(3, pt=101))]
+    out = feed(jb, arrivals)
+    assert seqs(out) == [0, 1, "L2", 3]
+    assert out[2][1].next_payload is None

@@ -70,7 +70,7 @@ class MediaConfig:
     comfort_noise_every: int = 10  # frames between CN updates while silent
     jitter_max_delay: float = 0.2
     jitter_window: int = 100
-    jitter_max_conceal: int = 5
+    jitter_max_conceal: int | None = None  # None: conceal every lost frame of a gap
     dtmf_end_timeout: float = 0.5
     dtmf_volume: int = 10
     dtmf_gap_ms: int = 60

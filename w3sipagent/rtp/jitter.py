@@ -9,9 +9,17 @@ loopback or LAN stream the buffer never holds anything and adds no delay
 packets after the gap, for at most :attr:`JitterBuffer.wait` seconds, hoping the
 missing one was merely reordered. When the wait expires the missing packets
 are declared lost and one :class:`Frame` with ``payload=None`` is emitted per
-lost packet (up to ``max_conceal`` per gap) so the codec layer runs its packet
-loss concealment (G.711 repeat/fade, Opus PLC or in-band FEC from the next
-packet, which is released right after).
+lost packet so the codec layer runs its packet loss concealment (G.711
+repeat/fade, Opus PLC). The lost frame right before the packet that ends the gap
+carries that packet's payload in :attr:`Frame.next_payload`, so an Opus decoder
+can rebuild it from the in-band FEC (``Decoder.conceal(frame.next_payload)``).
+
+Every lost slot of a gap is emitted (a gap is at most ``window`` packets; a
+larger jump restarts the stream instead), so the consumer's audio time stays
+equal to the sender's: 200 ms lost = 10 frames concealed, and an AI fed with
+these frames keeps the same timeline as the wall clock (``audio_end_ms`` of a
+turn matches what was said). ``max_conceal`` can cap this (the rest is then
+counted in :attr:`JitterBuffer.lost` but not filled; timing then shrinks).
 
 The wait adapts: it is ``jitter_factor`` x the measured interarrival jitter
 (RFC 3550 A.8, in seconds) plus a reorder allowance that grows by one frame
@@ -42,7 +50,15 @@ from w3sipagent.rtp.packet import RtpPacket, seq_diff, ts_diff
 class Frame:
     """One frame out of the jitter buffer; ``payload is None`` means lost (conceal it)."""
 
-    __slots__ = ("marker", "payload", "payload_type", "sequence_number", "ssrc", "timestamp")
+    __slots__ = (
+        "marker",
+        "next_payload",
+        "payload",
+        "payload_type",
+        "sequence_number",
+        "ssrc",
+        "timestamp",
+    )
 
     def __init__(
         self,
@@ -52,8 +68,12 @@ class Frame:
         payload_type: int,
         marker: bool,
         ssrc: int,
+        next_payload: bytes | None = None,
     ) -> None:
         self.payload = payload
+        #: For a lost frame: the payload of the packet right after it, when that one
+        #: arrived (Opus in-band FEC for this frame travels in it); else None.
+        self.next_payload = next_payload
         self.timestamp = timestamp
         self.sequence_number = sequence_number
         self.payload_type = payload_type
@@ -84,7 +104,7 @@ class JitterBuffer:
         frame_ms: int = 20,
         max_delay: float = 0.2,
         window: int = 100,
-        max_conceal: int = 5,
+        max_conceal: int | None = None,
         jitter_factor: float = 2.0,
         reorder_decay: float = 5.0,
         ssrc_grace: float = 0.5,
@@ -277,13 +297,17 @@ class JitterBuffer:
         self.lost += missing
         ts = self._last_ts
         ssrc = self._ssrc or 0
+        fill = missing if self.max_conceal is None else min(missing, self.max_conceal)
+        following = self._buf[first][0]
+        fec = following.payload if following.payload_type == self._last_pt else None
         for i in range(missing):
             s = (nxt + i) & 0xFFFF
             self._lost_recent[s] = None
-            if i < self.max_conceal:
+            if i < fill:
                 self.concealed += 1
                 t = 0 if ts is None else (ts + (i + 1) * self._ts_step) & 0xFFFFFFFF
-                self._ready.append(Frame(None, t, s, self._last_pt, False, ssrc))
+                nextp = fec if i == missing - 1 else None
+                self._ready.append(Frame(None, t, s, self._last_pt, False, ssrc, nextp))
         if len(self._lost_recent) > 4 * self.window:
             for s in list(self._lost_recent)[: len(self._lost_recent) - 2 * self.window]:
                 del self._lost_recent[s]
