@@ -1,15 +1,193 @@
-"""Placeholder: wired once the user agent lands."""
+"""``w3sipagent serve`` (all tenants) and ``w3sipagent run TENANT`` (one tenant, its own port).
+
+On a terminal a live table of the active calls; otherwise JSON log lines. SIGTERM / SIGINT
+drain (new INVITEs get 503, /readyz turns 503, active calls get ``sip.drain_timeout``
+seconds), SIGHUP or a change of the config file reloads the tenants.
+"""
 
 from __future__ import annotations
 
-from w3sipagent.cli.common import fail
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from w3sipagent.cli.common import (
+    EXIT_USAGE,
+    ConfigOption,
+    cli_errors,
+    err_console,
+    fail,
+    hostport_flag,
+    is_terminal,
+    load,
+    port_range_flag,
+    run_async,
+)
+from w3sipagent.config import Settings, load_settings, parse_hostport
+
+log = logging.getLogger("w3sipagent.serve")
+
+SipOption = typer.Option(None, "--sip", help="SIP listen address HOST:PORT (sip.listen).")
+RtpOption = typer.Option(None, "--rtp-ports", help="RTP port range MIN-MAX (rtp.port_min/max).")
+RealtimeOption = typer.Option(
+    None, "--realtime-url", help="Realtime base URL, e.g. ws://127.0.0.1:8765/v1 (local server)."
+)
+MetricsOption = typer.Option(
+    None, "--metrics", help="Metrics/health address HOST:PORT, or 'off' (metrics.listen)."
+)
+DrainOption = typer.Option(None, "--drain-timeout", help="Seconds active calls get on SIGTERM.")
+LiveOption = typer.Option(
+    None, "--live/--no-live", help="Live table of calls (default: on a terminal)."
+)
 
 
-def serve() -> None:
-    """Not available yet."""
-    fail("not available yet")
+def overrides(
+    sip: str | None,
+    rtp_ports: str | None,
+    realtime_url: str | None,
+    metrics: str | None,
+    drain_timeout: float | None,
+) -> dict[str, Any]:
+    """The command-line flags as settings overrides."""
+    out: dict[str, Any] = {"sip.listen": hostport_flag(sip, "--sip"), **port_range_flag(rtp_ports)}
+    out["realtime.base_url"] = realtime_url
+    out["sip.drain_timeout"] = drain_timeout
+    if metrics is not None:
+        out["metrics.listen"] = None if metrics == "off" else hostport_flag(metrics, "--metrics")
+    return out
 
 
-def run() -> None:
-    """Not available yet."""
-    fail("not available yet")
+async def run_agent(
+    settings: Settings,
+    flags: dict[str, Any],
+    config: Path | None,
+    *,
+    only_tenant: str | None = None,
+    live: bool = False,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain. Returns the number of calls handled."""
+    from w3sipagent.cli.runner import AgentRunner
+    from w3sipagent.metrics import HealthState, Metrics, MetricsServer
+    from w3sipagent.tenants.reload import TenantRegistry
+
+    metrics = Metrics()
+    health = HealthState(metrics)
+    path = settings.config_file
+    registry = TenantRegistry(settings, lambda: load_settings(path, flags, discover=False))
+    runner = AgentRunner(
+        settings, registry=registry, only_tenant=only_tenant, metrics=metrics, health=health
+    )
+    server: MetricsServer | None = None
+    if settings.metrics.listen is not None:
+        mhost, mport = parse_hostport(settings.metrics.listen)
+        server = MetricsServer(metrics, health, mhost, mport)
+        await server.start()
+        log.info("metrics on %s/metrics, health on /healthz and /readyz", server.url)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def hup() -> None:
+        task = loop.create_task(registry.areload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, hup)
+    await runner.start()
+    try:
+        if live:
+            from rich.live import Live
+
+            from w3sipagent.cli.live import calls_table
+
+            with Live(calls_table(runner), refresh_per_second=2, console=err_console) as view:
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.5)
+                    view.update(calls_table(runner))
+        else:
+            await stop.wait()
+        n = len(runner.live)
+        log.info("draining: %d active call(s), up to %.0f s", n, settings.sip.drain_timeout)
+        runner.drain()
+        await runner.close()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        if server is not None:
+            await server.close()
+    log.info("stopped after %d call(s)", len(runner.records))
+    return len(runner.records)
+
+
+def _setup_logs(settings: Settings, live: bool) -> None:
+    from w3sipagent.logs import setup_logging
+
+    json_logs = settings.logging.json_logs
+    if live:
+        json_logs = False
+    setup_logging(settings.logging.level if not live else "WARNING", json_logs)
+
+
+@cli_errors
+def serve(
+    config: Path | None = ConfigOption,
+    sip: str | None = SipOption,
+    rtp_ports: str | None = RtpOption,
+    realtime_url: str | None = RealtimeOption,
+    metrics: str | None = MetricsOption,
+    drain_timeout: float | None = DrainOption,
+    live: bool | None = LiveOption,
+) -> None:
+    """Answer calls for every tenant of the configuration, in one process.
+
+    SIGTERM drains (new calls get 503, active calls finish up to sip.drain_timeout);
+    SIGHUP or a change of the config file reloads the tenants.
+    """
+    flags = overrides(sip, rtp_ports, realtime_url, metrics, drain_timeout)
+    settings = load(config, flags)
+    if not settings.tenants:
+        fail(
+            "no tenants configured",
+            code=EXIT_USAGE,
+            hint="add [tenants.NAME] tables (see examples/w3sipagent.toml)",
+        )
+    show = is_terminal() if live is None else live
+    _setup_logs(settings, show)
+    run_async(run_agent(settings, flags, config, live=show))
+
+
+@cli_errors
+def run(
+    tenant: str = typer.Argument(..., help="The tenant id ([tenants.ID] in the config)."),
+    config: Path | None = ConfigOption,
+    sip: str | None = SipOption,
+    rtp_ports: str | None = RtpOption,
+    realtime_url: str | None = RealtimeOption,
+    metrics: str | None = MetricsOption,
+    drain_timeout: float | None = DrainOption,
+    live: bool | None = LiveOption,
+) -> None:
+    """Run one tenant's agent on its own SIP port (other tenants' calls get 404)."""
+    flags = overrides(sip, rtp_ports, realtime_url, metrics, drain_timeout)
+    settings = load(config, flags)
+    if tenant not in settings.tenants:
+        fail(
+            f"no tenant {tenant!r} in the configuration",
+            code=EXIT_USAGE,
+            hint=f"known: {', '.join(settings.tenants) or 'none'}",
+        )
+    show = is_terminal() if live is None else live
+    _setup_logs(settings, show)
+    run_async(run_agent(settings, flags, config, only_tenant=tenant, live=show))
