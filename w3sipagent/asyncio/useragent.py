@@ -55,6 +55,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -91,7 +92,7 @@ from w3sipagent.sdp import (
     negotiate_answer,
     process_answer,
 )
-from w3sipagent.sip.auth import DigestClient
+from w3sipagent.sip.auth import AuthStatus, DigestClient, DigestServer
 from w3sipagent.sip.core import CoreConfig, SipCore
 from w3sipagent.sip.dialog import Dialog, DialogError, DialogState, uri_address
 from w3sipagent.sip.events import (
@@ -138,6 +139,14 @@ class UserAgentConfig:
     containers); default the bind address. ``allowed_sources``: IPs / CIDRs that may send
     requests at all (others get 403). ``max_calls``: global capacity (503 beyond).
     ``retry_after``: the Retry-After of every 503. ``session_expires``/``min_se``: RFC 4028.
+
+    Digest challenge of incoming INVITEs (optional, RFC 3261 §22, RFC 8760): set
+    ``auth_password(user, realm) -> password | None`` or ``auth_ha1(user, realm, algorithm)
+    -> HA1 hex | None``. The realm is ``auth_realm``, or the Request-URI host (the tenant)
+    when None. ``auth_proxy`` answers 407 / Proxy-Authenticate instead of 401 /
+    WWW-Authenticate; a nonce is stale ``auth_nonce_lifetime`` seconds after it was issued
+    (challenged again with ``stale=true``). ``send_ringing`` sends 180 before the 200;
+    ``early_media`` sends 183 Session Progress with the SDP answer before the 200.
     """
 
     host: str = "127.0.0.1"
@@ -175,6 +184,14 @@ class UserAgentConfig:
     max_calls: int = 200
     retry_after: int = 5
     send_ringing: bool = False
+    early_media: bool = False
+    # digest challenge of incoming INVITEs
+    auth_realm: str | None = None
+    auth_password: Callable[[str, str], str | None] | None = None
+    auth_ha1: Callable[[str, str, str], str | None] | None = None
+    auth_proxy: bool = False
+    auth_nonce_lifetime: float = 300.0
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     # session timers (RFC 4028)
     session_timers: bool = True
     session_expires: int = 1800
@@ -200,6 +217,10 @@ class UserAgentConfig:
             raise ConfigError(f"UserAgentConfig.transports: unknown {sorted(bad)}")
         if "tls" in {t.lower() for t in self.transports} and not (self.tls_cert and self.tls_key):
             raise ConfigError("UserAgentConfig.transports: tls needs tls_cert and tls_key")
+        if self.auth_password is not None and self.auth_ha1 is not None:
+            raise ConfigError("UserAgentConfig: set auth_password or auth_ha1, not both")
+        if self.auth_nonce_lifetime <= 0:
+            raise ConfigError("UserAgentConfig.auth_nonce_lifetime: must be > 0")
         if self.max_calls < 0 or self.min_se < 1 or self.session_expires < self.min_se:
             raise ConfigError(
                 "UserAgentConfig: need max_calls >= 0, 1 <= min_se <= session_expires"
@@ -236,6 +257,8 @@ class AdmissionRequest:
     source: Address
     transport: str
     registration: str | None = None
+    auth_user: str | None = None
+    """The digest-authenticated user name when INVITEs are challenged, else None."""
 
     @property
     def request_uri(self) -> str:
@@ -367,11 +390,12 @@ class _ClientTx:
 class _Incoming:
     """An incoming INVITE being admitted / answered."""
 
-    __slots__ = ("call", "cancelled", "request", "task", "tx")
+    __slots__ = ("auth_user", "call", "cancelled", "request", "task", "tx")
 
-    def __init__(self, tx: TransactionId, request: SipRequest) -> None:
+    def __init__(self, tx: TransactionId, request: SipRequest, auth_user: str | None) -> None:
         self.tx = tx
         self.request = request
+        self.auth_user = auth_user
         self.task: asyncio.Task[None] | None = None
         self.call: Call | None = None
         self.cancelled = False
@@ -466,6 +490,14 @@ class UserAgent:
         self._silence: dict[tuple[str, int, int, str | None], bytes | None] = {}
         self._session_id = self.ids.randbits(32) or 1
         self._stats = {"invites": 0, "rejected": 0, "answered": 0}
+        self._digest: DigestServer | None = None
+        if c.auth_password is not None or c.auth_ha1 is not None:
+            self._digest = DigestServer(
+                secrets.token_bytes(32),
+                ids=self.ids,
+                nonce_lifetime=c.auth_nonce_lifetime,
+                algorithms=c.auth_algorithms,
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -786,9 +818,57 @@ class UserAgent:
         if len(self._calls) >= c.max_calls:
             self._respond(ev.transaction, 503, "Over capacity", headers=_retry_after(c))
             return
-        inc = _Incoming(ev.transaction, request)
+        auth_user: str | None = None
+        if self._digest is not None:
+            auth_user = self._authenticate(ev)
+            if auth_user is None:
+                return
+        inc = _Incoming(ev.transaction, request, auth_user)
         self._incoming[ev.transaction] = inc
         inc.task = self._spawn(self._answer_invite(inc, ev))
+
+    def _authenticate(self, ev: RequestReceived) -> str | None:
+        """Digest check of an incoming INVITE: the user name, or None after answering
+        401/407 (no or wrong credentials, stale nonce)."""
+        digest = self._digest
+        assert digest is not None
+        c = self.config
+        request = ev.request
+        uri = request.request_uri
+        realm = c.auth_realm or (uri.hostname.lower() if isinstance(uri, SipUri) else "")
+        now = self.loop.time()
+        stale = False
+        name = "Proxy-Authorization" if c.auth_proxy else "Authorization"
+        for value in request.headers.get_all(name):
+            result = digest.verify(
+                value,
+                method=request.method,
+                realm=realm,
+                now=now,
+                lookup_password=c.auth_password,
+                lookup_ha1=c.auth_ha1,
+                request_uri=request.uri,
+                body=request.body,
+            )
+            if result.ok:
+                return result.username
+            if result.status is AuthStatus.STALE:
+                stale = True
+            elif result.reason != "wrong realm":
+                log.info(
+                    "INVITE %s from %s: digest failed for %r: %s",
+                    request.call_id,
+                    ev.source[0],
+                    result.username,
+                    result.reason,
+                )
+        header = "Proxy-Authenticate" if c.auth_proxy else "WWW-Authenticate"
+        self._respond(
+            ev.transaction,
+            407 if c.auth_proxy else 401,
+            headers=[(header, v) for v in digest.challenges(realm, now=now, stale=stale)],
+        )
+        return None
 
     async def _answer_invite(self, inc: _Incoming, ev: RequestReceived) -> None:
         c = self.config
@@ -800,7 +880,7 @@ class UserAgent:
             decision: AdmissionDecision = Accept()
             if self.admission is not None:
                 result = self.admission(
-                    AdmissionRequest(request, ev.source, ev.transport, registration)
+                    AdmissionRequest(request, ev.source, ev.transport, registration, inc.auth_user)
                 )
                 decision = await result if not isinstance(result, (Accept, Reject)) else result
             if inc.cancelled:
@@ -860,6 +940,16 @@ class UserAgent:
             headers += self._session_timer_answer(call, request, uas=True)
             if c.send_ringing:
                 self._respond(tx, 180, headers=[("Contact", headers[0][1])])
+            if c.early_media and offer is not None:
+                # RFC 3261 §13.3.1.1: the answer may go in a provisional response too; the
+                # 200 repeats it (the same session version: not a new offer/answer)
+                self._respond(
+                    tx,
+                    183,
+                    headers=[("Contact", headers[0][1])],
+                    body=bytes(answer_sdp),
+                    content_type="application/sdp",
+                )
             response = self._respond(
                 tx, 200, headers=headers, body=bytes(answer_sdp), content_type="application/sdp"
             )
