@@ -703,3 +703,112 @@ def test_server_configuration_errors() -> None:
         _server(algorithms=[])
     with pytest.raises(AuthError, match="unsupported qop"):
         _server(qop=["auth-conf"])
+
+
+def test_407_from_two_proxies_gets_one_credential_per_realm() -> None:
+    """RFC 3261 §22.3: a 407 that crossed two proxies carries a challenge per realm; the
+    retry carries a Proxy-Authorization for each, and each proxy's check passes."""
+    outer = DigestServer(SECRET, ids=CountingIdSource("o"), algorithms=["SHA-256", "MD5"])
+    inner = DigestServer(SECRET + b"2", ids=CountingIdSource("i"), algorithms=["MD5"])
+    values = [
+        *outer.challenges("outer.example", now=0.0),  # SHA-256 and MD5 for one realm
+        inner.challenge("inner.example", now=0.0),
+    ]
+    client = DigestClient()
+    assert client.should_retry(values)
+    passwords = {"outer.example": ("alice", "pw-outer"), "inner.example": ("al", "pw-inner")}
+    auths = client.build_authorizations(
+        values,
+        method="INVITE",
+        uri="sip:bob@b.example",
+        username="unused",
+        password="unused",
+        ids=CountingIdSource("c"),
+        proxy=True,
+        credentials=passwords.get,
+    )
+    assert [name for name, _ in auths] == ["Proxy-Authorization"] * 2
+    realms = [params(v)["realm"] for _, v in auths]
+    assert realms == ["outer.example", "inner.example"]
+    assert params(auths[0][1])["algorithm"] == "SHA-256"  # strongest of its realm
+    assert params(auths[1][1])["algorithm"] == "MD5"
+
+    def lookup(user: str, realm: str) -> str | None:
+        found = passwords.get(realm)
+        return found[1] if found is not None and found[0] == user else None
+
+    for server, realm, (_, value) in zip((outer, inner), realms, auths, strict=True):
+        res = server.verify(value, method="INVITE", realm=realm, now=1.0, lookup_password=lookup)
+        assert res.ok, res.reason
+        # The other proxy's credential is not for this realm.
+        other = auths[1 - realms.index(realm)][1]
+        assert not server.verify(
+            other, method="INVITE", realm=realm, now=1.0, lookup_password=lookup
+        ).ok
+
+    # Both realms answered: the same challenges again mean rejected credentials.
+    assert not client.should_retry(values)
+    # A third proxy appearing later is a new realm: retry.
+    assert client.should_retry([*values, 'Digest realm="third", nonce="n"'])
+    # Pre-emptive credentials for the next request cover both realms, nc counting on.
+    again = client.authorizations_for(
+        method="BYE",
+        uri="sip:bob@b.example",
+        username="unused",
+        password="unused",
+        ids=CountingIdSource("d"),
+        proxy=True,
+        credentials=passwords.get,
+    )
+    assert [params(v)["realm"] for _, v in again] == realms
+    assert [params(v)["nc"] for _, v in again] == ["00000002", "00000002"]
+
+
+def test_build_authorizations_defaults_and_errors() -> None:
+    client = DigestClient()
+    ids = CountingIdSource()
+    values = ['Digest realm="a", nonce="n1", qop="auth"', 'Digest realm="b", nonce="n2"']
+    auths = client.build_authorizations(
+        values, method="REGISTER", uri="sip:r", username="u", password="p", ids=ids
+    )
+    assert [(n, params(v)["username"], params(v)["realm"]) for n, v in auths] == [
+        ("Authorization", "u", "a"),
+        ("Authorization", "u", "b"),
+    ]
+    assert "qop" not in params(auths[1][1])  # RFC 2069 form where no qop is offered
+    with pytest.raises(AuthError, match="no credentials"):
+        DigestClient().build_authorizations(
+            values,
+            method="REGISTER",
+            uri="sip:r",
+            username="u",
+            password="p",
+            ids=ids,
+            credentials=lambda realm: None,
+        )
+    with pytest.raises(AuthError, match="no Digest challenge"):
+        DigestClient().build_authorizations(
+            ['Digest realm="a", nonce="n", qop="auth-conf"'],
+            method="REGISTER",
+            uri="sip:r",
+            username="u",
+            password="p",
+            ids=ids,
+        )
+    assert (
+        DigestClient().authorizations_for(
+            method="BYE", uri="sip:r", username="u", password="p", ids=ids
+        )
+        == []
+    )
+    # One realm skipped for lack of credentials, the other answered.
+    only_b = DigestClient().build_authorizations(
+        values,
+        method="REGISTER",
+        uri="sip:r",
+        username="u",
+        password="p",
+        ids=ids,
+        credentials=lambda realm: ("u", "p") if realm == "b" else None,
+    )
+    assert [params(v)["realm"] for _, v in only_b] == ["b"]

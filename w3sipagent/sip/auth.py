@@ -34,6 +34,23 @@ from enum import Enum
 from w3sipagent.errors import AuthError
 from w3sipagent.sip.ids import IdSource
 
+__all__ = [
+    "ALGORITHMS",
+    "MAX_AUTH_HEADER",
+    "MAX_TRACKED_NONCES",
+    "AuthResult",
+    "AuthStatus",
+    "DigestChallenge",
+    "DigestClient",
+    "DigestServer",
+    "best_challenge",
+    "best_per_realm",
+    "compute_ha1",
+    "compute_response",
+    "parse_auth_params",
+    "parse_challenges",
+]
+
 #: Supported algorithms, strongest first (RFC 7616 §6.1, RFC 8760 §2.4).
 ALGORITHMS: tuple[str, ...] = (
     "SHA-512-256",
@@ -255,6 +272,26 @@ def best_challenge(challenges: Sequence[DigestChallenge]) -> DigestChallenge:
     return max(usable, key=lambda c: c.strength)  # max keeps the first of equals
 
 
+def best_per_realm(challenges: Sequence[DigestChallenge]) -> list[DigestChallenge]:
+    """The strongest usable challenge of each realm, realms in order of first appearance.
+
+    A 401/407 that went through several proxies carries one challenge (or one per
+    algorithm) for each realm; RFC 3261 §22.3 wants credentials for every one of them.
+    """
+    by_realm: dict[str, list[DigestChallenge]] = {}
+    for c in challenges:
+        by_realm.setdefault(c.realm, []).append(c)
+    out: list[DigestChallenge] = []
+    for group in by_realm.values():
+        try:
+            out.append(best_challenge(group))
+        except AuthError:
+            continue
+    if not out:
+        raise AuthError("no Digest challenge with a supported algorithm and qop")
+    return out
+
+
 def _quote(v: str) -> str:
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -275,6 +312,7 @@ class DigestClient:
         self._nc: OrderedDict[str, int] = OrderedDict()
         self._answered: dict[str, int] = {}  # realm -> stale retries used
         self._last: dict[bool, DigestChallenge] = {}
+        self._last_all: dict[bool, list[DigestChallenge]] = {}
 
     def __repr__(self) -> str:
         return f"DigestClient(realms={sorted(self._answered)!r})"
@@ -292,13 +330,14 @@ class DigestClient:
         challenge is usable.
         """
         try:
-            c = best_challenge(parse_challenges(challenge_header_values))
+            realms = best_per_realm(parse_challenges(challenge_header_values))
         except AuthError:
             return False
-        used = self._answered.get(c.realm)
-        if used is None:
-            return True
-        return c.stale and used < self.max_stale_retries
+        for c in realms:
+            used = self._answered.get(c.realm)
+            if used is None or (c.stale and used < self.max_stale_retries):
+                return True
+        return False
 
     def reset(self) -> None:
         """Forget answered realms (call after a successful request); nc counters are kept."""
@@ -322,12 +361,56 @@ class DigestClient:
         values of the response. Raises :class:`AuthError` when none is usable.
         """
         c = best_challenge(parse_challenges(challenge_header_values))
+        self._note_answered(c)
+        self._last[proxy] = c
+        self._last_all[proxy] = [c]
+        return self._authorize(c, method, uri, username, password, body, ids, proxy)
+
+    def build_authorizations(
+        self,
+        challenge_header_values: Sequence[str],
+        *,
+        method: str,
+        uri: str,
+        username: str,
+        password: str,
+        body: bytes = b"",
+        ids: IdSource,
+        proxy: bool = False,
+        credentials: Callable[[str], tuple[str, str] | None] | None = None,
+    ) -> list[tuple[str, str]]:
+        """One ``(header name, value)`` per challenged realm (RFC 3261 §22.3).
+
+        A 407 that crossed several proxies carries a challenge for each proxy's realm; the
+        retried request must carry a ``Proxy-Authorization`` for each (every proxy consumes
+        only the one with its realm). For each realm the strongest usable challenge is
+        answered. ``credentials(realm)`` may supply ``(username, password)`` per realm
+        (None: no credentials, that realm is skipped); by default ``username``/``password``
+        serve every realm. Raises :class:`AuthError` when no realm can be answered.
+        """
+        out: list[tuple[str, str]] = []
+        answered: list[DigestChallenge] = []
+        for c in best_per_realm(parse_challenges(challenge_header_values)):
+            user, pw = username, password
+            if credentials is not None:
+                found = credentials(c.realm)
+                if found is None:
+                    continue
+                user, pw = found
+            self._note_answered(c)
+            answered.append(c)
+            out.append(self._authorize(c, method, uri, user, pw, body, ids, proxy))
+        if not out:
+            raise AuthError("no credentials for any challenged realm")
+        self._last[proxy] = answered[0]
+        self._last_all[proxy] = answered
+        return out
+
+    def _note_answered(self, c: DigestChallenge) -> None:
         if c.realm in self._answered and c.stale:
             self._answered[c.realm] += 1
         else:
             self._answered.setdefault(c.realm, 0)
-        self._last[proxy] = c
-        return self._authorize(c, method, uri, username, password, body, ids, proxy)
 
     def authorization_for(
         self,
@@ -348,6 +431,29 @@ class DigestClient:
         if c is None:
             return None
         return self._authorize(c, method, uri, username, password, body, ids, proxy)
+
+    def authorizations_for(
+        self,
+        *,
+        method: str,
+        uri: str,
+        username: str,
+        password: str,
+        body: bytes = b"",
+        ids: IdSource,
+        proxy: bool = False,
+        credentials: Callable[[str], tuple[str, str] | None] | None = None,
+    ) -> list[tuple[str, str]]:
+        """Pre-emptive credentials for every realm answered last time (nc + 1 each).
+
+        Empty when no challenge has been answered yet.
+        """
+        out: list[tuple[str, str]] = []
+        for c in self._last_all.get(proxy, ()):
+            found = (username, password) if credentials is None else credentials(c.realm)
+            if found is not None:
+                out.append(self._authorize(c, method, uri, *found, body, ids, proxy))
+        return out
 
     def _next_nc(self, nonce: str) -> int:
         n = self._nc.pop(nonce, 0) + 1

@@ -81,6 +81,14 @@ from w3sipagent.sip.transaction import (
     to_tag_matches,
 )
 
+__all__ = [
+    "CoreConfig",
+    "Datagram",
+    "InvalidDestination",
+    "SipCore",
+    "response_destination",
+]
+
 log = logging.getLogger(__name__)
 
 Datagram = tuple[bytes, Address, str]

@@ -21,6 +21,16 @@ from w3sipagent.sip.headers import Headers, NameAddr
 from w3sipagent.sip.message import SipRequest, SipResponse
 from w3sipagent.sip.uri import SipUri
 
+__all__ = [
+    "TARGET_REFRESH_METHODS",
+    "Dialog",
+    "DialogError",
+    "DialogId",
+    "DialogState",
+    "record_route",
+    "uri_address",
+]
+
 TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 """Requests whose Contact replaces the remote target (RFC 3261 §12.2, RFC 6665, RFC 3515)."""
 

@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     from w3sipagent.sip.dialog import Dialog
     from w3sipagent.sip.message import SipRequest, SipResponse
 
+__all__ = [
+    "AckReceived",
+    "AckTimedOut",
+    "Address",
+    "CancelReceived",
+    "MalformedRequest",
+    "RequestReceived",
+    "ResponseReceived",
+    "SipEvent",
+    "TransactionId",
+    "TransactionTimedOut",
+    "TransportFailed",
+]
+
 Address = tuple[str, int]
 """An IP literal and a port: where a datagram came from or goes to."""
 

@@ -460,7 +460,7 @@ class SipResponse(SipMessage):
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_message(data: bytes) -> SipRequest | SipResponse:
+def parse_message(data: bytes | bytearray | memoryview) -> SipRequest | SipResponse:
     """Parse one SIP message from a datagram (RFC 3261 §18.3 rules).
 
     Raises :class:`SipParseError` (a :class:`SipMessageError` carrying the partly
@@ -469,8 +469,8 @@ def parse_message(data: bytes) -> SipRequest | SipResponse:
     return _parse(data)
 
 
-def _parse(data: bytes) -> SipRequest | SipResponse:
-    if type(data) is not bytes:
+def _parse(data: bytes | bytearray | memoryview) -> SipRequest | SipResponse:
+    if not isinstance(data, bytes):
         data = bytes(data)
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")

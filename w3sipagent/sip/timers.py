@@ -29,6 +29,10 @@ from dataclasses import dataclass
 
 from w3sipagent.errors import ConfigError
 
+__all__ = [
+    "TimerConfig",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class TimerConfig:

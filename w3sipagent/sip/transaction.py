@@ -38,6 +38,30 @@ from w3sipagent.sip.timers import TimerConfig
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "INVITE_CLIENT",
+    "INVITE_SERVER",
+    "MAGIC_COOKIE",
+    "NON_INVITE_CLIENT",
+    "NON_INVITE_SERVER",
+    "RELIABLE_TRANSPORTS",
+    "TABLES",
+    "Action",
+    "Input",
+    "Kind",
+    "State",
+    "Table",
+    "Transaction",
+    "TransactionSink",
+    "build_cancel",
+    "build_non2xx_ack",
+    "client_key",
+    "is_rfc2543_key",
+    "response_input",
+    "server_key",
+    "to_tag_matches",
+]
+
 MAGIC_COOKIE = "z9hG4bK"
 """RFC 3261 branch prefix: the branch alone identifies the transaction."""
 
