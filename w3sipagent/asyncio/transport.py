@@ -10,8 +10,9 @@ call of :meth:`SipDriver.transmit`, which
 
 Responses go where the core says (RFC 3261 §18.2.2, RFC 3581): the core computes the
 destination; over TCP/TLS that is the source address, so the response leaves on the
-connection the request came in on. Nothing here resolves a host name: every destination is
-an IP literal.
+connection the request came in on. Nothing here resolves a host name: every destination must
+be an IP literal (:meth:`TransportSet.send` refuses anything else with TransactionError
+rather than let ``sendto`` / ``create_connection`` look it up).
 
 :class:`TransportSet` owns the sockets:
 
@@ -21,7 +22,10 @@ an IP literal.
   message to that peer; a connection with no traffic for ``tcp_idle_timeout`` seconds is
   closed;
 - CRLF keep-alive pings (``\\r\\n\\r\\n``, RFC 5626 §3.5.1) on a stream are answered with
-  ``\\r\\n``;
+  ``\\r\\n``. Over UDP RFC 5626 §4.4.2 defines STUN, not CRLF, as the keep-alive (and
+  only for edge proxies that offer ``outbound``); the CRLF datagrams that some NAT helpers
+  send anyway are dropped by the core without an answer (never a 400), as RFC 3261 §7.5
+  has stray CRLFs ignored;
 - stream messages are framed by Content-Length (:class:`~w3sipagent.sip.framing.StreamFramer`);
   a framing error that cannot be recovered closes the connection after answering 400 when
   the request was readable.
@@ -30,6 +34,8 @@ an IP literal.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
 import ssl
 from collections.abc import Callable
@@ -52,6 +58,16 @@ def _addr(raw: object) -> Address:
     """(host, port) from a socket address (IPv6 4-tuples included)."""
     t = cast("tuple[object, ...]", raw)
     return (str(t[0]), int(cast(int, t[1])))
+
+
+@functools.lru_cache(maxsize=1024)
+def is_ip_literal(host: str) -> bool:
+    """Whether ``host`` is an IPv4 / IPv6 address (no DNS look-up may ever be needed)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class SipDriver:
@@ -362,6 +378,8 @@ class TransportSet:
 
     def send(self, data: bytes, addr: Address, transport: str) -> None:
         """Send one message to an IP literal over ``transport`` (UDP, TCP, TLS)."""
+        if not is_ip_literal(addr[0]):
+            raise TransactionError(f"{addr[0][:64]!r} is not an IP address (no DNS here)")
         transport = transport.upper()
         if transport == "UDP":
             if self._udp is None or self._udp.transport is None:

@@ -72,7 +72,7 @@ from w3sipagent.asyncio.call_api import (
 from w3sipagent.asyncio.media import MediaConfig, RtpEndpoint
 from w3sipagent.asyncio.pacer import Pacer
 from w3sipagent.asyncio.ports import RtpPortRange
-from w3sipagent.asyncio.transport import SipDriver, TransportConfig, TransportSet
+from w3sipagent.asyncio.transport import SipDriver, TransportConfig, TransportSet, is_ip_literal
 from w3sipagent.codecs import get_codec
 from w3sipagent.errors import (
     AuthError,
@@ -85,6 +85,7 @@ from w3sipagent.errors import (
 )
 from w3sipagent.ids import SecureIdSource
 from w3sipagent.sdp import (
+    AnswerResult,
     NegotiatedStream,
     SessionDescription,
     assign_version,
@@ -1034,14 +1035,10 @@ class UserAgent:
             ptime=c.ptime,
         )
         stream = result.audio
-        if result.failure is not None or stream is None or stream.codec is None:
-            failure = result.failure
-            warning = (
-                failure.warning_header(c.user_agent) if failure else '304 w3sipagent "no audio"'
-            )
-            self._respond(
-                tx, 488, failure.reason if failure else None, headers=[("Warning", warning)]
-            )
+        refusal = _refusal(result, c.user_agent)
+        if refusal is not None or stream is None or stream.codec is None:
+            reason, warning = refusal or (None, _NO_AUDIO)
+            self._respond(tx, 488, reason, headers=[("Warning", warning)])
             return None
         fmt = _format_of_stream(stream)
         endpoint = await RtpEndpoint.open(
@@ -1107,13 +1104,13 @@ class UserAgent:
             )
         call._set_media(fmt)
         hold = stream.hold
-        if stream.remote_address is not None:
-            remote = (stream.remote_address, stream.remote_port)
+        address = stream.remote_address
+        usable = address is not None and is_ip_literal(address)  # never resolve a name
+        if address is not None and usable:
+            remote = (address, stream.remote_port)
             if remote != ep.sdp_address:
                 ep.set_remote(remote, stream.remote_rtcp)
-        ep.set_remote_direction(
-            "inactive" if stream.remote_address is None else stream.remote_direction
-        )
+        ep.set_remote_direction(stream.remote_direction if usable else "inactive")
         if initial:
             call.on_hold = hold
             return
@@ -1325,12 +1322,10 @@ class UserAgent:
                 rtcp_mux=ep.rtcp_mux,
             )
             stream = result.audio
-            if result.failure is not None or stream is None:
-                failure = result.failure
-                warning = (
-                    failure.warning_header(c.user_agent) if failure else '304 w3sipagent "no audio"'
-                )
-                self._respond(ev.transaction, 488, headers=[("Warning", warning)])
+            refusal = _refusal(result, c.user_agent)
+            if refusal is not None or stream is None:
+                reason, warning = refusal or (None, _NO_AUDIO)
+                self._respond(ev.transaction, 488, reason, headers=[("Warning", warning)])
                 return
             answer = assign_version(result.answer, previous) if previous else result.answer
             call.local_sdp = answer
@@ -1505,6 +1500,8 @@ class UserAgent:
         transport: str,
         on_provisional: Callable[[ResponseReceived], None] | None = None,
     ) -> tuple[TransactionId, asyncio.Future[ResponseReceived]]:
+        if not is_ip_literal(destination[0]):
+            raise TransactionError(f"{destination[0][:64]!r} is not an IP address (no DNS here)")
         if "User-Agent" not in request.headers:
             request.headers.add("User-Agent", self.config.user_agent)
         tx = self.core.send_request(request, destination, self.loop.time(), transport)
@@ -2002,6 +1999,21 @@ def _dialog_address(dialog: Dialog, call: Call | None, proxy: Address | None) ->
     if call is not None:
         return call.peer
     raise TransactionError("the dialog's next hop is a host name and no proxy is configured")
+
+
+_NO_AUDIO = '304 w3sipagent "no audio stream"'
+
+
+def _refusal(result: AnswerResult, agent: str) -> tuple[str | None, str] | None:
+    """(reason, Warning) when an offer cannot be taken: negotiation failed, or the audio
+    connection address is a host name (we never resolve one: 488 with Warning 301)."""
+    failure = result.failure
+    if failure is not None:
+        return failure.reason, failure.warning_header(agent)
+    stream = result.audio
+    if stream is not None and stream.remote_address and not is_ip_literal(stream.remote_address):
+        return "Host name in SDP", f'301 {agent} "c= must be an IP address (no DNS here)"'
+    return None
 
 
 def _peer_allow(call: Call) -> list[str]:
