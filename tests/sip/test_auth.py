@@ -9,6 +9,7 @@ import pytest
 
 from w3sipagent.errors import AuthError
 from w3sipagent.sip.auth import (
+    AuthParseError,
     AuthStatus,
     DigestChallenge,
     DigestClient,
@@ -812,3 +813,20 @@ def test_build_authorizations_defaults_and_errors() -> None:
         credentials=lambda realm: ("u", "p") if realm == "b" else None,
     )
     assert [params(v)["realm"] for _, v in only_b] == ["b"]
+
+
+@pytest.mark.parametrize(
+    "value", ['Digest realm="x', "Digest realm=a realm=b", 'Digest realm="r"', "=x"]
+)
+def test_malformed_challenges_are_value_errors(value: str) -> None:
+    # Bad input from the network: a ValueError (and still an AuthError for old callers).
+    with pytest.raises(ValueError) as ei:
+        DigestClient().build_authorization(
+            [value],
+            method="INVITE",
+            uri="sip:b",
+            username="u",
+            password="p",
+            ids=CountingIdSource(),
+        )
+    assert isinstance(ei.value, AuthError) and isinstance(ei.value, AuthParseError)

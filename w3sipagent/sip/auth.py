@@ -38,6 +38,7 @@ __all__ = [
     "ALGORITHMS",
     "MAX_AUTH_HEADER",
     "MAX_TRACKED_NONCES",
+    "AuthParseError",
     "AuthResult",
     "AuthStatus",
     "DigestChallenge",
@@ -50,6 +51,12 @@ __all__ = [
     "parse_auth_params",
     "parse_challenges",
 ]
+
+
+class AuthParseError(AuthError, ValueError):
+    """A ``WWW-Authenticate``/``Authorization`` value is malformed (bad input from the
+    network, so also a :class:`ValueError`; still an :class:`AuthError` for old callers)."""
+
 
 #: Supported algorithms, strongest first (RFC 7616 §6.1, RFC 8760 §2.4).
 ALGORITHMS: tuple[str, ...] = (
@@ -165,7 +172,7 @@ def _quoted(s: str, i: int) -> tuple[str, int]:
             return "".join(out), i + 1
         out.append(c)
         i += 1
-    raise AuthError("unterminated quoted string in authentication header")
+    raise AuthParseError("unterminated quoted string in authentication header")
 
 
 def parse_auth_params(value: str) -> list[tuple[str, dict[str, str]]]:
@@ -176,7 +183,7 @@ def parse_auth_params(value: str) -> list[tuple[str, dict[str, str]]]:
     Parameter names are lower-cased. Raises :class:`AuthError` on malformed input.
     """
     if len(value) > MAX_AUTH_HEADER:
-        raise AuthError(f"authentication header longer than {MAX_AUTH_HEADER} characters")
+        raise AuthParseError(f"authentication header longer than {MAX_AUTH_HEADER} characters")
     out: list[tuple[str, dict[str, str]]] = []
     s = value
     i = _skip_ws(s, 0)
@@ -186,11 +193,11 @@ def parse_auth_params(value: str) -> list[tuple[str, dict[str, str]]]:
             continue
         name, j = _token(s, i)
         if not name:
-            raise AuthError(f"unexpected character {s[i]!r} in authentication header")
+            raise AuthParseError(f"unexpected character {s[i]!r} in authentication header")
         k = _skip_ws(s, j)
         if k < len(s) and s[k] == "=":
             if not out:
-                raise AuthError("authentication parameter before the scheme")
+                raise AuthParseError("authentication parameter before the scheme")
             k = _skip_ws(s, k + 1)
             if k < len(s) and s[k] == '"':
                 v, k = _quoted(s, k)
@@ -198,16 +205,16 @@ def parse_auth_params(value: str) -> list[tuple[str, dict[str, str]]]:
                 v, k = _token(s, k)
             key = name.lower()
             if key in out[-1][1]:
-                raise AuthError(f"duplicate authentication parameter {key!r}")
+                raise AuthParseError(f"duplicate authentication parameter {key!r}")
             out[-1][1][key] = v
             i = _skip_ws(s, k)
             if i < len(s) and s[i] != ",":
-                raise AuthError(f"expected ',' after parameter {key!r}")
+                raise AuthParseError(f"expected ',' after parameter {key!r}")
         else:
             out.append((name, {}))
             i = k
     if not out:
-        raise AuthError("empty authentication header")
+        raise AuthParseError("empty authentication header")
     return out
 
 
@@ -246,7 +253,7 @@ def parse_challenges(values: Sequence[str]) -> list[DigestChallenge]:
             if algo is None:
                 continue
             if "realm" not in params or "nonce" not in params:
-                raise AuthError("Digest challenge without realm or nonce")
+                raise AuthParseError("Digest challenge without realm or nonce")
             qop = tuple(q.strip().lower() for q in params.get("qop", "").split(",") if q.strip())
             out.append(
                 DigestChallenge(

@@ -572,35 +572,30 @@ def build_non2xx_ack(request: SipRequest, response: SipResponse) -> SipRequest:
     Same Request-URI, top Via (so the same branch), From, Call-ID and CSeq number as the
     INVITE; the To of the response (with its tag); the INVITE's Route set.
     """
-    headers = Headers()
-    vias = request.headers.get_all("Via")
-    if vias:
-        headers.add("Via", vias[0])
-    headers.add("Max-Forwards", "70")
-    _copy(request.headers, headers, "From")
-    _copy(response.headers, headers, "To")
-    _copy(request.headers, headers, "Call-ID")
-    headers.add("CSeq", f"{request.cseq.seq} ACK")
-    for route in request.headers.get_all("Route"):
-        headers.add("Route", route)
-    return SipRequest("ACK", request.uri, headers)
+    return _same_transaction_request("ACK", request, response.headers)
 
 
 def build_cancel(request: SipRequest) -> SipRequest:
     """A CANCEL for ``request`` (RFC 3261 §9.1): same Request-URI, Call-ID, From, To, CSeq
     number, top Via (so the same branch) and Route as the request it cancels."""
+    return _same_transaction_request("CANCEL", request, request.headers)
+
+
+def _same_transaction_request(method: str, request: SipRequest, to_source: Headers) -> SipRequest:
+    """ACK/CANCEL sharing ``request``'s top Via, From, Call-ID, CSeq number and Route; To
+    comes from ``to_source`` (the response for an ACK, the request for a CANCEL)."""
     headers = Headers()
     vias = request.headers.get_all("Via")
     if vias:
         headers.add("Via", vias[0])
     headers.add("Max-Forwards", "70")
     _copy(request.headers, headers, "From")
-    _copy(request.headers, headers, "To")
+    _copy(to_source, headers, "To")
     _copy(request.headers, headers, "Call-ID")
-    headers.add("CSeq", f"{request.cseq.seq} CANCEL")
+    headers.add("CSeq", f"{request.cseq.seq} {method}")
     for route in request.headers.get_all("Route"):
         headers.add("Route", route)
-    return SipRequest("CANCEL", request.uri, headers)
+    return SipRequest(method, request.uri, headers)
 
 
 def _copy(src: Headers, dst: Headers, name: str) -> None:
