@@ -401,3 +401,10 @@ def test_every_parse_error_has_a_message_attribute() -> None:
     assert ei2.value.message is None and partial_message(ei2.value) is None
     plain = SipParseError("bad", 416)
     assert (plain.reason, plain.status, plain.message) == ("bad", 416, None)
+
+
+def test_deterministic_error_paths() -> None:
+    with pytest.raises(SipParseError, match="malformed SIP version in Status-Line"):
+        parse_message(b"SIP/2.0x 200 OK\r\n\r\n")
+    with pytest.raises(SipParseError, match="garbage before parameters"):
+        NameAddr.parse("Bob <sip:a@b>x")

@@ -433,3 +433,61 @@ def test_timer_config_defaults_and_derived_values() -> None:
 def test_timer_config_rejects_bad_values(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         TimerConfig(**kwargs)
+
+
+# Odd values so that any hard-coded default (0.5 / 4 / 5 / 32 / 64*T1 / 180) would show.
+ODD = {"t1": 0.03, "t2": 0.1, "t4": 0.7, "timer_d": 1.3, "timeout": 2.9, "timer_c": 3.7}
+
+
+def _fired(tx: Transaction, sink: Sink, until: float = 100.0) -> list[tuple[float, int, str]]:
+    """(time, datagrams sent so far, timeouts) at each timer deadline until termination."""
+    out: list[tuple[float, int, str]] = []
+    while (d := tx.next_deadline()) is not None and d <= until:
+        tx.handle_timers(d)
+        out.append((round(d, 6), len(sink.sent), ",".join(sink.timeouts)))
+    return out
+
+
+def test_every_timer_follows_the_configuration() -> None:
+    """Timers A-K (and C, L, M, 100 Trying) take their values from TimerConfig."""
+    # A doubles from T1 without cap, B = timeout.
+    tx, sink = tx_of(Kind.INVITE_CLIENT, invite(), **ODD)
+    fired = _fired(tx, sink)
+    assert [t for t, _, _ in fired][:5] == [0.03, 0.09, 0.21, 0.45, 0.93]
+    assert fired[-1] == (2.9, 7, "B") and tx.terminated
+    # C after a provisional, then B again for the final answer.
+    tx, sink = tx_of(Kind.INVITE_CLIENT, invite(), **ODD)
+    tx.receive_response(resp(tx.request, 180), 0.0)
+    assert tx.timers == {"C": 3.7}
+    # D = timer_d after a non-2xx (UDP).
+    tx, sink = tx_of(Kind.INVITE_CLIENT, invite(), **ODD)
+    tx.receive_response(resp(tx.request, 486), 0.0)
+    assert tx.timers == {"D": 1.3}
+    # M = timeout after a 2xx.
+    tx, sink = tx_of(Kind.INVITE_CLIENT, invite(), **ODD)
+    tx.receive_response(resp(tx.request, 200), 0.0)
+    assert tx.timers == {"M": 2.9}
+    # E doubles from T1 capped at T2, F = timeout; K = T4 after the final.
+    tx, sink = tx_of(Kind.NON_INVITE_CLIENT, options(), **ODD)
+    fired = _fired(tx, sink, until=0.5)
+    assert [t for t, _, _ in fired] == [0.03, 0.09, 0.19, 0.29, 0.39, 0.49]
+    assert tx.timers["F"] == 2.9
+    tx.receive_response(resp(tx.request, 200), 0.5)
+    assert tx.timers == {"K": 0.5 + 0.7}
+    # 100 Trying delay, G doubles from T1 capped at T2, H = timeout; I = T4 after the ACK.
+    tx, sink = tx_of(Kind.INVITE_SERVER, invite(), trying_delay=0.011, **ODD)
+    assert tx.timers == {"100": 0.011}
+    tx.receive_response(resp(tx.request, 486), 0.0)
+    assert tx.timers == {"G": 0.03, "H": 2.9}
+    fired = _fired(tx, sink, until=0.5)
+    assert [t for t, _, _ in fired] == [0.03, 0.09, 0.19, 0.29, 0.39, 0.49]
+    tx.handle(Input.ACK, 0.5)
+    assert tx.timers == {"I": 0.5 + 0.7}
+    # L = timeout after a 2xx.
+    tx, sink = tx_of(Kind.INVITE_SERVER, invite(), trying_delay=None, **ODD)
+    tx.receive_response(resp(tx.request, 200), 0.0)
+    assert tx.timers == {"L": 2.9}
+    # J = timeout over UDP after a non-INVITE final response.
+    tx, sink = tx_of(Kind.NON_INVITE_SERVER, options(), **ODD)
+    tx.receive_response(resp(tx.request, 200), 0.0)
+    assert tx.timers == {"J": 2.9}

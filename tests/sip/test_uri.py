@@ -208,3 +208,10 @@ def test_equivalence_of_built_and_edited_uris() -> None:
     edited = dataclasses.replace(escaped, user="bob")
     assert edited.equivalent(sip("sip:bob@h"))
     assert dataclasses.replace(escaped).equivalent(escaped)
+
+
+def test_host_comparison_edge_cases() -> None:
+    # Built URIs are not validated: malformed IPv6 references compare as different, not crash.
+    assert not SipUri(host="[zz]").equivalent(SipUri(host="[yy]"))
+    assert not SipUri(host="[::1]").equivalent(SipUri(host="localhost"))
+    assert SipUri(host="[::1]").equivalent(SipUri(host="[0::1]"))
