@@ -33,7 +33,7 @@ PCMU_SILENCE = b"\xff" * 160
 
 @pytest.fixture
 def ports() -> RtpPortRange:
-    return RtpPortRange(43500, 43899)
+    return RtpPortRange(30900, 31299)
 
 
 @pytest.fixture
@@ -422,7 +422,7 @@ async def test_inactivity_timeout_and_hold(ports: RtpPortRange, pacer: Pacer) ->
 
 
 async def test_ports_exhausted_and_released_on_every_path(pacer: Pacer) -> None:
-    small = RtpPortRange(43900, 43902)  # one pair
+    small = RtpPortRange(31300, 31302)  # one pair
     a = await RtpEndpoint.open(
         small, HOST, pacer, CountingIdSource(), payload_type=0, clock_rate=8000
     )
@@ -480,3 +480,39 @@ async def test_clean_network_zero_hold_jittery_network_holds_then_recovers(
             assert rb.frames[-1].sequence_number == seq and len(b.jitter) == 0
     finally:
         b.close()
+
+
+async def test_full_socket_buffer_falls_back_to_the_transport_queue(
+    ports: RtpPortRange, pacer: Pacer
+) -> None:
+    """Packets go straight to the socket; when it would block, the transport queues them
+    (nothing lost, order kept), and an ICMP error on send is not raised into the pacer."""
+    peer = udp_socket()
+    b = await open_ep(ports, pacer)
+    try:
+        b.set_remote(peer.getsockname())
+        pacer.remove(b)  # drive ticks by hand
+
+        class Full:
+            def __init__(self, exc: OSError) -> None:
+                self.exc = exc
+
+            def sendto(self, data: bytes, addr: object) -> int:
+                raise self.exc
+
+        src = Source()
+        b.set_source(src.next_frame, src.on_sent)
+        real = b._sock
+        b._sock = Full(BlockingIOError())  # type: ignore[assignment]
+        b.on_pacer_tick(0.0)
+        b._sock = Full(ConnectionRefusedError())  # type: ignore[assignment]
+        b.on_pacer_tick(0.0)  # swallowed (reported like the transport's error_received)
+        b._sock = real
+        b.on_pacer_tick(0.0)
+        await asyncio.sleep(0.05)
+        got = [RtpPacket.parse(d).payload for d in drain(peer)]
+        assert got == [(1).to_bytes(2, "big") * 80, (3).to_bytes(2, "big") * 80]
+        assert len(src.sent) == 3
+    finally:
+        b.close()
+        peer.close()

@@ -191,6 +191,12 @@ class JitterBuffer:
             return
         nxt = self._next
         assert nxt is not None
+        if seq == nxt and not self._buf:  # the usual case: in order, nothing held
+            self.received += 1
+            self._track(packet, now)
+            self._emit(packet)
+            self._next = (seq + 1) & 0xFFFF
+            return
         d = seq_diff(seq, nxt)
         if d == 0:
             self.received += 1
@@ -260,21 +266,16 @@ class JitterBuffer:
 
     def _emit(self, packet: RtpPacket) -> None:
         last = self._last_ts
-        if last is not None and packet.payload_type == self._last_pt:
-            step = ts_diff(packet.timestamp, last)
+        ts = packet.timestamp
+        pt = packet.payload_type
+        if last is not None and pt == self._last_pt:
+            step = (ts - last) & 0xFFFFFFFF  # forward steps only (a backward one is huge)
             if 0 < step <= self.clock_rate // 10:
                 self._ts_step = step
-        self._last_ts = packet.timestamp
-        self._last_pt = packet.payload_type
+        self._last_ts = ts
+        self._last_pt = pt
         self._ready.append(
-            Frame(
-                packet.payload,
-                packet.timestamp,
-                packet.sequence_number,
-                packet.payload_type,
-                packet.marker,
-                packet.ssrc,
-            )
+            Frame(packet.payload, ts, packet.sequence_number, pt, packet.marker, packet.ssrc)
         )
 
     def _drain(self) -> None:

@@ -174,6 +174,8 @@ class RtpPacket:
         if n < RTP_HEADER_SIZE:
             raise RtpError("RTP packet length is less than 12 bytes")
         b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
+        if b0 == 0x80:  # the usual packet: no padding, extension or CSRC
+            return cls(b1 & 0x7F, seq, ts, ssrc, data[12:], marker=b1 > 0x7F)
         if b0 >> 6 != RTP_VERSION:
             raise RtpError(f"RTP packet has invalid version {b0 >> 6}")
         pos = RTP_HEADER_SIZE
