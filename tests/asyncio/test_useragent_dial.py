@@ -400,3 +400,22 @@ async def test_srtp_only_offer_488_with_warning(make_ua: UaFactory) -> None:
     finally:
         uac.close()
     assert get_codec("PCMU", 8000).sample_rate == 8000
+
+
+async def test_shutdown_while_admitting_answers_503(make_ua: UaFactory) -> None:
+    gate = asyncio.Event()
+
+    async def slow(req: AdmissionRequest) -> Accept:
+        await gate.wait()
+        return Accept()
+
+    server = await make_ua(handler=lambda call: call.wait_ended(), admission=slow, retry_after=9)
+    client = await make_ua()
+    dial = asyncio.create_task(client.dial(f"sip:a@127.0.0.1:{server.port}", timeout=2))
+    await _wait_for(lambda: server._incoming)
+    await server.close(timeout=0.1)
+    with pytest.raises(CallRejected) as info:
+        await dial
+    assert info.value.status == 503
+    assert info.value.response.headers.get("Retry-After") == "9"
+    assert server.ports.in_use == 0 and client.ports.in_use == 0

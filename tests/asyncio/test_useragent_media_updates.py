@@ -4,6 +4,7 @@ stop, restart and move the RTP we send; the advertised address; 180 / 183 early 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from tests.asyncio.conftest import UaFactory
 from tests.asyncio.helpers import RawUac, RtpPeer, sdp
@@ -198,3 +199,48 @@ async def test_dial_early_media_then_timeout_cancels(make_ua: UaFactory) -> None
     finally:
         uas.close()
         rtp.close()
+
+
+async def test_glare_our_reinvite_pending_gives_491(make_ua: UaFactory) -> None:
+    answered: list[Call] = []
+
+    async def handler(call: Call) -> None:
+        answered.append(call)
+        await call.wait_ended()
+
+    ua = await make_ua(handler=handler)
+    uac = RawUac(ua.port)
+    try:
+        uac.send(uac.request("INVITE", body=sdp(40050)))
+        ok = await uac.recv_response()
+        uac.send(uac.ack(ok))
+        tag = ok.to.tag
+        assert tag
+        for _ in range(100):
+            if answered:
+                break
+            await asyncio.sleep(0.01)
+        call = answered[0]
+        assert isinstance(call.local_sdp, SessionDescription)
+        ours = asyncio.create_task(
+            ua.request_in_dialog(
+                call,
+                "INVITE",
+                body=bytes(call.local_sdp),
+                content_type="application/sdp",
+                timeout=0.5,
+            )
+        )
+        theirs = await uac.recv_request()
+        assert theirs.method == "INVITE"
+        r = await _offer(uac, "INVITE", tag, sdp(40050, version=2))
+        assert r.status == 491
+        r = await _offer(uac, "UPDATE", tag, sdp(40050, version=2))
+        assert r.status == 491
+        with contextlib.suppress(Exception):
+            await ours
+        assert not call.reinvite_pending
+        r = await _offer(uac, "UPDATE", tag, sdp(40050, version=2))
+        assert r.status == 200
+    finally:
+        uac.close()

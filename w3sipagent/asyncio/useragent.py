@@ -314,6 +314,9 @@ class Accept:
     context: object = None
     limit_key: str | None = None
     limit: int | None = None
+    codecs: tuple[str, ...] | None = None
+    """This call's codec preference (``"PCMU/8000"``...), e.g. the tenant's; None: the
+    configured :attr:`UserAgentConfig.codecs`."""
 
 
 @dataclass(frozen=True)
@@ -443,6 +446,7 @@ class UserAgent:
         self.pacer = pacer or Pacer()
         self.ports = ports or RtpPortRange(c.rtp_port_min, c.rtp_port_max)
         self._networks = [ipaddress.ip_network(n, strict=False) for n in c.allowed_sources]
+        self._allowed: dict[str, bool] = {}  # source IP -> allowlist verdict
         self.core = SipCore(
             CoreConfig(
                 via_host=self.advertised_host,
@@ -666,11 +670,37 @@ class UserAgent:
     # -- requests ------------------------------------------------------------------------------
 
     def _source_allowed(self, source: Address) -> bool:
-        try:
-            ip = ipaddress.ip_address(source[0])
-        except ValueError:
-            return False
-        return any(ip in net for net in self._networks)
+        host = source[0]
+        allowed = self._allowed.get(host)
+        if allowed is None:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                return False
+            allowed = any(ip in net for net in self._networks)
+            if len(self._allowed) >= 4096:  # bounded: a flood of sources cannot grow it
+                self._allowed.clear()
+            self._allowed[host] = allowed
+        return allowed
+
+    def _merged(self, request: SipRequest, branch: str) -> bool:
+        """RFC 3261 §8.2.2.2: the same request (From tag, Call-ID, CSeq) seen within
+        ``merge_window`` on another branch. Entries are kept in expiry order (a dict keeps
+        insertion order and every entry lives ``merge_window``), so pruning is O(expired)."""
+        merge = self._merge
+        key = (request.from_.tag or "", request.call_id, request.cseq.seq)
+        now = self.loop.time()
+        while merge:
+            oldest = next(iter(merge))
+            if merge[oldest][1] > now:
+                break
+            del merge[oldest]
+        seen = merge.get(key)
+        if seen is not None and seen[0] != branch and seen[1] > now:
+            return True
+        merge.pop(key, None)  # re-inserted at the end: the dict stays in expiry order
+        merge[key] = (branch, now + self.config.merge_window)
+        return False
 
     def _check_request(
         self, ev: RequestReceived
@@ -690,15 +720,8 @@ class UserAgent:
             return (exc.status, exc.reason, [])
         if ev.dialog is None and request.to.tag is None:
             branch = request.via.branch
-            if branch:
-                key = (request.from_.tag or "", request.call_id, request.cseq.seq)
-                now = self.loop.time()
-                seen = self._merge.get(key)
-                if seen is not None and seen[1] > now and seen[0] != branch:
-                    return (482, "Loop Detected (merged request)", [])
-                self._merge[key] = (branch, now + self.config.merge_window)
-                if len(self._merge) > 4096:
-                    self._merge = {k: v for k, v in self._merge.items() if v[1] > now}
+            if branch and self._merged(request, branch):
+                return (482, "Loop Detected (merged request)", [])
         try:
             require = request.require
         except SipParseError as exc:
@@ -923,7 +946,7 @@ class UserAgent:
             )
             call.invite_tx = tx
             inc.call = call
-            answer_sdp = await self._prepare_media(call, offer, tx)
+            answer_sdp = await self._prepare_media(call, offer, tx, decision.codecs)
             if answer_sdp is None:
                 return
             if inc.cancelled:
@@ -939,6 +962,7 @@ class UserAgent:
                 ("Supported", ", ".join(SUPPORTED_EXTENSIONS)),
             ]
             headers += self._session_timer_answer(call, request, uas=True)
+            answer_body = bytes(answer_sdp)
             if c.send_ringing:
                 self._respond(tx, 180, headers=[("Contact", headers[0][1])])
             if c.early_media and offer is not None:
@@ -948,11 +972,11 @@ class UserAgent:
                     tx,
                     183,
                     headers=[("Contact", headers[0][1])],
-                    body=bytes(answer_sdp),
+                    body=answer_body,
                     content_type="application/sdp",
                 )
             response = self._respond(
-                tx, 200, headers=headers, body=bytes(answer_sdp), content_type="application/sdp"
+                tx, 200, headers=headers, body=answer_body, content_type="application/sdp"
             )
             if response is None:  # cancelled meanwhile
                 self._end(call, "cancelled", "remote", 487)
@@ -968,9 +992,10 @@ class UserAgent:
             self._respond(tx, 503, "RTP ports exhausted", headers=_retry_after(c))
             if call is not None:
                 self._end(call, "ports_exhausted", "system", 503)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # shutdown while admitting: a dispatcher retries elsewhere
+            self._respond(tx, 503, "Shutting down", headers=_retry_after(c))
             if call is not None:
-                self._end(call, "cancelled", "system", 487)
+                self._end(call, "shutdown", "system", 503)
             raise
         except Exception:
             log.exception("answering INVITE %s failed", request.call_id)
@@ -981,15 +1006,21 @@ class UserAgent:
             self._incoming.pop(tx, None)
 
     async def _prepare_media(
-        self, call: Call, offer: SessionDescription | None, tx: TransactionId
+        self,
+        call: Call,
+        offer: SessionDescription | None,
+        tx: TransactionId,
+        codecs: Sequence[str] | None = None,
     ) -> SessionDescription | None:
-        """Open the RTP endpoint and build our SDP (answer, or offer for an offerless INVITE).
-        Answers the INVITE itself (488) and returns None when the offer is unacceptable."""
+        """Open the RTP endpoint and build our SDP (answer, or offer for an offerless INVITE)
+        with ``codecs`` (default: the configured preference). Answers the INVITE itself (488)
+        and returns None when the offer is unacceptable."""
         c = self.config
+        prefs = list(codecs or c.codecs)
         host = c.rtp_host or c.host
         sdp_host = _sdp_address(self.advertised_host)
         if offer is None:
-            first = get_codec_spec(c.codecs[0])
+            first = get_codec_spec(prefs[0])
             endpoint = await RtpEndpoint.open(
                 self.ports,
                 host,
@@ -1002,7 +1033,7 @@ class UserAgent:
             )
             try:
                 ours = create_offer(
-                    list(c.codecs),
+                    prefs,
                     local_address=sdp_host,
                     port=endpoint.local_port,
                     session_id=self._next_session_id(),
@@ -1028,7 +1059,7 @@ class UserAgent:
             offer,
             local_address=sdp_host,
             ports=port_for,
-            codec_preference=list(c.codecs),
+            codec_preference=prefs,
             session_id=sid,
             session_version=1,
             telephone_event=c.telephone_event,
@@ -1279,7 +1310,8 @@ class UserAgent:
         if se is not None and c.session_timers and se.delta < c.min_se:
             self._respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
             return
-        if is_invite and call.reinvite_pending:
+        if call.reinvite_pending and (is_invite or request.body):
+            # glare: our own offer is outstanding (RFC 3261 §14.2, RFC 3311 §5.2)
             self._respond(ev.transaction, 491)
             return
         headers = [
@@ -1594,8 +1626,34 @@ class UserAgent:
         destination = self._destination(dialog, call)
         extra = list(headers)
         credentials = (call.credentials if call is not None else None) or self.config.credentials
-        digest = DigestClient()
         request = dialog.create_request(method, body=body, content_type=content_type, headers=extra)
+        offering = call is not None and (method == "INVITE" or (method == "UPDATE" and bool(body)))
+        if offering:
+            assert call is not None
+            call.reinvite_pending = True
+        try:
+            return await self._in_dialog_transaction(
+                dialog, request, method, destination, transport, credentials, extra, timeout
+            )
+        finally:
+            if offering:
+                assert call is not None
+                call.reinvite_pending = False
+
+    async def _in_dialog_transaction(
+        self,
+        dialog: Dialog,
+        request: SipRequest,
+        method: str,
+        destination: Address,
+        transport: str,
+        credentials: tuple[str, str] | None,
+        extra: list[tuple[str, str]],
+        timeout: float | None,
+    ) -> SipResponse:
+        body = request.body
+        content_type = request.headers.get("Content-Type")
+        digest = DigestClient()
         while True:
             _, future = self._send(request, destination, transport)
             ev = await self._await_final(future, timeout or self.config.request_timeout)
