@@ -26,7 +26,24 @@ fi
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "setup: w3sipagent needs Python >= 3.11; $PY is $("$PY" -V 2>&1). Set PYTHON=/path/to/python3.11." >&2
+  exit 2
+fi
 if [ ! -x .venv/bin/python ]; then
+  # Debian ships venv/ensurepip in a separate package (python3-venv).
+  if ! "$PY" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+      echo "setup: installing python3-venv"
+      apt-get update -qq
+      pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv "python${pyver}-venv" >/dev/null \
+        || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    else
+      echo "setup: the venv module is missing; install python3-venv (as root: apt-get install python3-venv)" >&2
+      exit 2
+    fi
+  fi
   "$PY" -m venv .venv
 fi
 stamp=.venv/.w3sipagent-installed

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check w3sipagent tests examples benchmarks
+ruff format --check -q w3sipagent tests examples benchmarks
 echo "== mypy --strict"; mypy
 echo "== pytest"
 exec pytest -q -p no:cacheprovider "$@"

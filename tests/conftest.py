@@ -27,6 +27,8 @@ VECTORS: Path | None = _vectors_dir()
 def vectors() -> Path:
     """The shared/vectors folder (RFC 4475/5118, G.711, RTP, SDP, FreeSWITCH)."""
     if VECTORS is None:
-        pytest.skip("test vectors not found: expected ../shared/vectors beside the checkout "
-                    "or W3SIPAGENT_VECTORS=/path/to/vectors")
+        pytest.skip(
+            "test vectors not found: expected ../shared/vectors beside the checkout "
+            "or W3SIPAGENT_VECTORS=/path/to/vectors"
+        )
     return VECTORS
