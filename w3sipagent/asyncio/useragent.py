@@ -1020,33 +1020,8 @@ class UserAgent:
         host = c.rtp_host or c.host
         sdp_host = _sdp_address(self.advertised_host)
         if offer is None:
-            first = get_codec_spec(prefs[0])
-            endpoint = await RtpEndpoint.open(
-                self.ports,
-                host,
-                self.pacer,
-                self.ids,
-                payload_type=0,
-                clock_rate=first[1],
-                signalling_ip=call.peer[0],
-                config=c.media,
-            )
-            try:
-                ours = create_offer(
-                    prefs,
-                    local_address=sdp_host,
-                    port=endpoint.local_port,
-                    session_id=self._next_session_id(),
-                    session_version=1,
-                    telephone_event=c.telephone_event,
-                    ptime=c.ptime or 20,
-                )
-            except SdpError:
-                endpoint.close()
-                raise
-            call._attach(endpoint, _format_of_codec(ours.media[0].codecs[0], ours.media[0]))
             call.remote_sdp = None
-            return ours
+            return await self._open_with_offer(call, prefs)
         audio_index = next(
             (i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None
         )
@@ -1092,6 +1067,36 @@ class UserAgent:
         call.remote_sdp = offer
         self._apply_stream(call, stream, initial=True)
         return result.answer
+
+    async def _open_with_offer(self, call: Call, prefs: Sequence[str]) -> SessionDescription:
+        """Open the call's RTP endpoint and make our offer of ``prefs`` on its port (an
+        outbound call, or the 200 of an offerless INVITE); the endpoint is closed on error."""
+        c = self.config
+        endpoint = await RtpEndpoint.open(
+            self.ports,
+            c.rtp_host or c.host,
+            self.pacer,
+            self.ids,
+            payload_type=0,
+            clock_rate=get_codec_spec(prefs[0])[1],
+            signalling_ip=call.peer[0],
+            config=c.media,
+        )
+        try:
+            ours = create_offer(
+                list(prefs),
+                local_address=_sdp_address(self.advertised_host),
+                port=endpoint.local_port,
+                session_id=self._next_session_id(),
+                session_version=1,
+                telephone_event=c.telephone_event,
+                ptime=c.ptime or 20,
+            )
+        except SdpError:
+            endpoint.close()
+            raise
+        call._attach(endpoint, _format_of_codec(ours.media[0].codecs[0], ours.media[0]))
+        return ours
 
     def _next_session_id(self) -> int:
         self._session_id = (self._session_id + 1) % (1 << 62) or 1
@@ -1822,32 +1827,7 @@ class UserAgent:
         )
         call = Call(self, info, transport=transport.upper(), peer=destination, state="outgoing")
         call.credentials = credentials
-        first = get_codec_spec(codec_list[0])
-        endpoint = await RtpEndpoint.open(
-            self.ports,
-            c.rtp_host or c.host,
-            self.pacer,
-            self.ids,
-            payload_type=0,
-            clock_rate=first[1],
-            signalling_ip=destination[0],
-            config=c.media,
-        )
-        our_offer: SessionDescription | None = None
-        try:
-            our_offer = create_offer(
-                codec_list,
-                local_address=_sdp_address(self.advertised_host),
-                port=endpoint.local_port,
-                session_id=self._next_session_id(),
-                session_version=1,
-                telephone_event=c.telephone_event,
-                ptime=c.ptime or 20,
-            )
-        except SdpError:
-            endpoint.close()
-            raise
-        call._attach(endpoint, _format_of_codec(our_offer.media[0].codecs[0], our_offer.media[0]))
+        our_offer = await self._open_with_offer(call, codec_list)
         call.local_sdp = our_offer
         self._calls[call_id] = call
         h = Headers()
