@@ -516,3 +516,32 @@ async def test_full_socket_buffer_falls_back_to_the_transport_queue(
     finally:
         b.close()
         peer.close()
+
+
+@pytest.mark.parametrize(("ptime", "ticks", "packets"), [(20, 50, 50), (40, 50, 25), (30, 60, 40)])
+async def test_ptime_other_than_the_pacer_period_keeps_real_time(
+    ports: RtpPortRange, pacer: Pacer, ptime: int, ticks: int, packets: int
+) -> None:
+    """The pacer ticks every 20 ms; a 40 ms (or 30 ms) stream must still carry exactly one
+    second of audio per second: one packet per ptime, timestamps +8 x ptime each."""
+    peer = udp_socket()
+    b = await open_ep(ports, pacer, ptime_ms=ptime)
+    try:
+        b.set_remote(peer.getsockname())
+        pacer.remove(b)
+        b.silence_payload = b"\xff" * (8 * ptime)
+        t0 = b.session.timestamp
+        for _ in range(ticks):
+            b.on_pacer_tick(0.0)
+        b.on_pacer_skip(3)  # 60 ms stall: the clock moves by whole frames, remainder kept
+        await asyncio.sleep(0.05)
+        got = [RtpPacket.parse(d) for d in drain(peer)]
+        assert len(got) == packets
+        steps = {(q.timestamp - p.timestamp) & 0xFFFFFFFF for p, q in itertools.pairwise(got)}
+        assert steps == {8 * ptime}
+        total_ms = ticks * 20 + 60
+        assert (b.session.timestamp - t0) & 0xFFFFFFFF == 8 * (total_ms - b._credit)
+        assert b._credit < ptime
+    finally:
+        b.close()
+        peer.close()

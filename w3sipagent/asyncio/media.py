@@ -177,19 +177,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             ids=ids,
         )
         self.clock_rate = clock_rate
-        self.telephone_event_pt = telephone_event_pt
-        self._payload_types: frozenset[int] = frozenset(
-            [payload_type, *payload_types]
-            + ([telephone_event_pt] if telephone_event_pt is not None else [])
-        )
+        self._set_payload_types(payload_type, payload_types, telephone_event_pt)
         self.jitter = self._new_jitter(clock_rate, ptime_ms)
-        self.dtmf_receiver = DtmfReceiver(clock_rate, end_timeout=self.config.dtmf_end_timeout)
-        self.dtmf_sender = DtmfSender(
-            clock_rate,
-            frame_ms=ptime_ms,
-            volume=self.config.dtmf_volume,
-            gap_ms=self.config.dtmf_gap_ms,
-        )
+        self._new_dtmf(clock_rate, ptime_ms)
         self._rx_stats: ReceiverStatistics | None = None
         # addresses
         self.sdp_address: Address | None = None
@@ -220,7 +210,22 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._last_rx = self._loop.time()
         self._timeout_reported = False
         self._paced = False
+        self._credit = 0  # ms of pacer time not yet used by a frame (ptime != period)
         self.closed = False
+
+    def _set_payload_types(
+        self, payload_type: int, others: Iterable[int], telephone_event_pt: int | None
+    ) -> None:
+        self.telephone_event_pt = telephone_event_pt
+        te = [] if telephone_event_pt is None else [telephone_event_pt]
+        self._payload_types: frozenset[int] = frozenset([payload_type, *others, *te])
+
+    def _new_dtmf(self, clock_rate: int, ptime_ms: int) -> None:
+        c = self.config
+        self.dtmf_receiver = DtmfReceiver(clock_rate, end_timeout=c.dtmf_end_timeout)
+        self.dtmf_sender = DtmfSender(
+            clock_rate, frame_ms=ptime_ms, volume=c.dtmf_volume, gap_ms=c.dtmf_gap_ms
+        )
 
     def _new_jitter(self, clock_rate: int, ptime_ms: int) -> JitterBuffer:
         c = self.config
@@ -354,27 +359,26 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         silence_payload: bytes | None = None,
     ) -> None:
         """Swap the payload type / codec clock (re-INVITE). The receive side restarts cleanly."""
+        old_ptime = self.session.ptime_ms
         self.session.set_codec(payload_type, clock_rate, ptime_ms)
         ptime = self.session.ptime_ms
-        if clock_rate != self.clock_rate:
-            self.clock_rate = clock_rate
-            self.rtcp.clock_rate = clock_rate
-            for f in self.jitter.flush():
-                self._deliver(f, self._loop.time())
-            self.jitter = self._new_jitter(clock_rate, ptime)
-            self.dtmf_receiver = DtmfReceiver(clock_rate, end_timeout=self.config.dtmf_end_timeout)
+        if clock_rate == self.clock_rate and ptime != old_ptime:
+            self.jitter.frame_time = ptime / 1000.0
             self.dtmf_sender = DtmfSender(
                 clock_rate,
                 frame_ms=ptime,
                 volume=self.config.dtmf_volume,
                 gap_ms=self.config.dtmf_gap_ms,
             )
+        if clock_rate != self.clock_rate:
+            self.clock_rate = clock_rate
+            self.rtcp.clock_rate = clock_rate
+            for f in self.jitter.flush():
+                self._deliver(f, self._loop.time())
+            self.jitter = self._new_jitter(clock_rate, ptime)
+            self._new_dtmf(clock_rate, ptime)
             self._rx_stats = None
-        self.telephone_event_pt = telephone_event_pt
-        self._payload_types = frozenset(
-            [payload_type, *payload_types]
-            + ([telephone_event_pt] if telephone_event_pt is not None else [])
-        )
+        self._set_payload_types(payload_type, payload_types, telephone_event_pt)
         self.silence_payload = silence_payload
 
     def set_source(
@@ -617,7 +621,29 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------ send (pacer)
     def on_pacer_tick(self, deadline: float) -> None:
-        """Send this frame period's packet (called by the shared pacer)."""
+        """Send this period's packet(s) (called by the shared pacer every period).
+
+        With a ptime other than the pacer's period (a=ptime:30 / 40 from the peer) the
+        frames are sent at their own rate: a 40 ms stream every other period, a 30 ms
+        one on the nearest period (1 frame per 30 ms on average, 10 ms jitter at most);
+        the RTP timestamp advances by one frame per frame, never per period.
+        """
+        ptime = self.session.ptime_ms
+        period = self._period_ms
+        if ptime == period:
+            self._send_frame(deadline)
+            return
+        credit = self._credit + period
+        while credit >= ptime:
+            credit -= ptime
+            self._send_frame(deadline)
+        self._credit = credit
+
+    @property
+    def _period_ms(self) -> int:
+        return round(self.pacer.period * 1000)
+
+    def _send_frame(self, deadline: float) -> None:
         session = self.session
         addr = self.send_address
         if self._transport is None or addr is None or not self._send_enabled:
@@ -691,5 +717,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     def on_pacer_skip(self, periods: int) -> None:
         """The loop stalled: advance the stream clock without sending a burst."""
-        self.session.advance(periods)
+        frames, self._credit = divmod(
+            self._credit + periods * self._period_ms, self.session.ptime_ms
+        )
+        self.session.advance(frames)
         self.session.talkspurt()
