@@ -1,0 +1,530 @@
+"""REGISTER client (RFC 3261 §10): keep one or more registrations alive at registrars.
+
+For agents behind NAT, or deployments that prefer registration to bridging by address,
+the agent registers a contact per registration (e.g. one per tenant) at a registrar
+(a FreeSWITCH directory user, Kamailio...):
+
+- digest authentication on 401/407 with :class:`~w3sipagent.sip.auth.DigestClient`
+  (a wrong password stops after one answered challenge instead of looping);
+- refresh before expiry: at ``refresh_ratio`` of the granted interval, but at least
+  ``refresh_margin`` seconds before it runs out (never earlier than half of it);
+- 423 Interval Too Brief: retry at once with the registrar's ``Min-Expires``;
+- after a failure (4xx-6xx, no answer) retry with exponential backoff
+  (``backoff_initial`` doubling up to ``backoff_max``, with ``backoff_jitter``);
+- on shutdown, unregister (``Expires: 0``) what is registered;
+- the Contact user is per registration (``contact_user``, default ``reg-<id>``) and is
+  announced to the user agent with ``add_local_contact(user, registration_id)``, so a
+  call arriving through the registration carries ``CallInfo.registration``.
+
+Each registration's :class:`RegistrationStatus` (registered / failed with the reason,
+expiry, failures in a row) is observable for the CLI and metrics, also through an
+``on_change`` callback. The password is never logged nor shown in a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+from w3sipagent.errors import AuthError, ConfigError, SipParseError, W3SipError
+from w3sipagent.ids import SecureIdSource
+from w3sipagent.sip.auth import DigestClient
+from w3sipagent.sip.dialog import uri_address
+from w3sipagent.sip.headers import NameAddr
+from w3sipagent.sip.ids import IdSource
+from w3sipagent.sip.message import SipRequest, SipResponse
+from w3sipagent.sip.uri import SipUri
+
+__all__ = [
+    "OutOfDialogRequester",
+    "RegisterConfig",
+    "Registration",
+    "RegistrationClient",
+    "RegistrationManager",
+    "RegistrationState",
+    "RegistrationStatus",
+    "refresh_delay",
+]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+RegistrationState = Literal["idle", "registering", "registered", "failed", "unregistered"]
+
+
+class OutOfDialogRequester(Protocol):
+    """What the client needs from the user agent: send a request, get its final response."""
+
+    async def request(
+        self, request: SipRequest, destination: Address, transport: str = "UDP"
+    ) -> SipResponse:
+        """Send ``request`` (the UA adds the Via) and return its final response."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One registration: where, as whom, and the credentials.
+
+    - ``id``: the registration id (e.g. the tenant), reported in ``CallInfo.registration``;
+    - ``registrar``: the registrar URI, with an IP literal host (``sip:127.0.0.1:25060``);
+      its ``transport`` parameter selects UDP / TCP / TLS;
+    - ``aor``: the address of record (To / From), e.g. ``sip:1000@pbx.example.com``;
+    - ``username`` / ``password``: digest credentials (username defaults to the AOR user);
+    - ``contact_user``: the user part of our Contact (default ``reg-<id>``);
+    - ``expires``: the interval asked for (seconds).
+    """
+
+    id: str
+    registrar: str
+    aor: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    contact_user: str | None = None
+    expires: int = 600
+
+    def __post_init__(self) -> None:
+        if not self.id or any(c in self.id for c in " \t\r\n;<>"):
+            raise ConfigError(f"registration id {self.id!r} is empty or has separators")
+        try:
+            reg = SipUri.parse(self.registrar)
+            aor = SipUri.parse(self.aor)
+        except SipParseError as exc:
+            raise ConfigError(f"registration {self.id}: bad URI: {exc.reason}") from None
+        if uri_address(reg) is None:
+            raise ConfigError(
+                f"registration {self.id}: registrar host {reg.host!r} is not an IP address"
+            )
+        if not aor.user:
+            raise ConfigError(f"registration {self.id}: the AOR {self.aor!r} has no user part")
+        if self.expires < 0:
+            raise ConfigError(f"registration {self.id}: expires must not be negative")
+
+    @property
+    def contact_user_part(self) -> str:
+        """The Contact user of this registration."""
+        return self.contact_user or f"reg-{self.id}"
+
+    @property
+    def auth_username(self) -> str:
+        """The digest username (the AOR user unless given)."""
+        return self.username or (SipUri.parse(self.aor).user or "")
+
+    @property
+    def destination(self) -> tuple[Address, str]:
+        """(registrar address, transport)."""
+        uri = SipUri.parse(self.registrar)
+        addr = uri_address(uri)
+        assert addr is not None
+        transport = (uri.transport or ("TLS" if uri.scheme == "sips" else "UDP")).upper()
+        return addr, transport
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterConfig:
+    """Timers of the REGISTER client (seconds)."""
+
+    refresh_ratio: float = 0.8
+    refresh_margin: float = 30.0
+    request_timeout: float = 32.0
+    backoff_initial: float = 2.0
+    backoff_max: float = 300.0
+    backoff_jitter: float = 0.1
+    unregister_timeout: float = 4.0
+    user_agent: str = "w3sipagent"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.refresh_ratio < 1.0:
+            raise ConfigError("RegisterConfig.refresh_ratio must be between 0 and 1")
+        for name in ("refresh_margin", "request_timeout", "backoff_initial", "backoff_max",
+                     "backoff_jitter", "unregister_timeout"):  # fmt: skip
+            if getattr(self, name) < 0:
+                raise ConfigError(f"RegisterConfig.{name} must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationStatus:
+    """What a registration is doing, for the CLI and metrics.
+
+    ``expires_at`` / ``changed_at`` are on the event loop's clock (``loop.time()``).
+    """
+
+    id: str
+    state: RegistrationState = "idle"
+    code: int | None = None
+    reason: str = ""
+    expires: int | None = None
+    expires_at: float | None = None
+    failures: int = 0
+    changed_at: float = 0.0
+
+
+def refresh_delay(granted: float, config: RegisterConfig) -> float:
+    """When to refresh a registration granted for ``granted`` seconds.
+
+    ``refresh_ratio`` of it, at least ``refresh_margin`` before expiry, never before half.
+    """
+    return max(granted * 0.5, min(granted * config.refresh_ratio, granted - config.refresh_margin))
+
+
+def backoff_delay(failures: int, config: RegisterConfig, rand: float = 0.5) -> float:
+    """Delay before retry number ``failures`` (1, 2, ...); ``rand`` in [0, 1) spreads it."""
+    base = min(config.backoff_max, config.backoff_initial * (2.0 ** max(0, failures - 1)))
+    return max(0.0, base * (1.0 + config.backoff_jitter * (2.0 * rand - 1.0)))
+
+
+class RegistrationClient:
+    """Keeps one :class:`Registration` alive (a task), and unregisters on :meth:`stop`."""
+
+    def __init__(
+        self,
+        ua: OutOfDialogRequester,
+        registration: Registration,
+        contact: str,
+        config: RegisterConfig | None = None,
+        *,
+        ids: IdSource | None = None,
+        on_change: Callable[[RegistrationStatus], None] | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.ua = ua
+        self.registration = registration
+        self.contact = contact
+        """Our Contact URI for this registration (``sip:reg-acme@203.0.113.5:5060``)."""
+        self.config = config or RegisterConfig()
+        self.ids = ids or SecureIdSource()
+        self.on_change = on_change
+        self._rand = rand
+        self._auth = DigestClient()
+        self._call_id = f"{self.ids.token(12)}"
+        self._from_tag = self.ids.token(6)
+        self._cseq = 0
+        self._expires = registration.expires
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self.status = RegistrationStatus(registration.id)
+        self.registered = asyncio.Event()
+        """Set while the registration is registered."""
+
+    def __repr__(self) -> str:
+        return f"<RegistrationClient {self.registration.id} {self.status.state}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start registering (and refreshing) in the background."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.ensure_future(self._run())
+
+    def refresh_now(self) -> None:
+        """Re-register at once (e.g. after a network change)."""
+        self._wake.set()
+
+    async def stop(self, *, unregister: bool = True) -> None:
+        """Stop refreshing; unregister (``Expires: 0``) when registered."""
+        task, self._task = self._task, None
+        self._stopping = True
+        if task is not None:
+            # The flag ends the loop even if a wait_for() swallowed the cancellation
+            # (CPython gh-86296); cancel() interrupts a REGISTER in flight.
+            self._wake.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if unregister and self.status.state in ("registered", "registering"):
+            try:
+                resp = await asyncio.wait_for(self._transaction(0), self.config.unregister_timeout)
+                ok = 200 <= resp.status < 300
+                self._set("unregistered" if ok else "failed", resp.status, resp.reason)
+            except (TimeoutError, W3SipError) as exc:
+                self._set("failed", None, f"unregister failed: {_brief(exc)}")
+        elif self.status.state != "failed":
+            self._set("unregistered", None, "stopped")
+        self.registered.clear()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            if self.status.state != "registered":
+                self._set("registering", self.status.code, self.status.reason)
+            delay = await self._register_once()
+            if self._stopping:
+                break
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _register_once(self) -> float:
+        """One REGISTER (with auth / 423 handling); returns the delay until the next."""
+        cfg = self.config
+        try:
+            resp = await self._transaction(self._expires)
+        except (TimeoutError, W3SipError) as exc:
+            return self._failed(408 if isinstance(exc, TimeoutError) else None, _brief(exc))
+        if 200 <= resp.status < 300:
+            granted = self._granted(resp)
+            if granted is None or granted <= 0:
+                return self._failed(resp.status, "registrar did not keep our contact")
+            loop = asyncio.get_running_loop()
+            self.status = replace(
+                self.status,
+                state="registered",
+                code=resp.status,
+                reason=resp.reason,
+                expires=granted,
+                expires_at=loop.time() + granted,
+                failures=0,
+                changed_at=loop.time(),
+            )
+            self.registered.set()
+            self._notify()
+            log.info("registration %s: registered for %d s", self.registration.id, granted)
+            return refresh_delay(granted, cfg)
+        return self._failed(resp.status, resp.reason)
+
+    def _failed(self, code: int | None, reason: str) -> float:
+        failures = self.status.failures + 1
+        loop = asyncio.get_running_loop()
+        self.status = replace(
+            self.status,
+            state="failed",
+            code=code,
+            reason=reason,
+            expires=None,
+            expires_at=None,
+            failures=failures,
+            changed_at=loop.time(),
+        )
+        self.registered.clear()
+        self._notify()
+        delay = backoff_delay(failures, self.config, self._rand())
+        log.warning(
+            "registration %s failed (%s %s); retry in %.1f s",
+            self.registration.id,
+            code,
+            reason,
+            delay,
+        )
+        return delay
+
+    async def _transaction(self, expires: int) -> SipResponse:
+        """REGISTER, answering challenges and one 423; the final response."""
+        reg = self.registration
+        dest, transport = reg.destination
+        auth: tuple[str, str] | None = None
+        min_expires_tried = False
+        self._auth.reset()  # every attempt may answer one challenge per realm again
+        for _ in range(4):
+            req = self._build(expires, auth)
+            resp = await asyncio.wait_for(
+                self.ua.request(req, dest, transport), self.config.request_timeout
+            )
+            if resp.status in (401, 407) and reg.password is not None:
+                proxy = resp.status == 407
+                name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+                values = resp.headers.get_all(name)
+                if not values or not self._auth.should_retry(values):
+                    return resp
+                try:
+                    auth = self._auth.build_authorization(
+                        values,
+                        method="REGISTER",
+                        uri=str(SipUri.parse(reg.registrar)),
+                        username=reg.auth_username,
+                        password=reg.password,
+                        ids=self.ids,
+                        proxy=proxy,
+                    )
+                except AuthError as exc:
+                    return SipResponse(resp.status, f"cannot authenticate: {exc}"[:80])
+                continue
+            if resp.status == 423 and expires and not min_expires_tried:
+                min_expires_tried = True
+                raw = resp.headers.get("Min-Expires")
+                if raw is not None and raw.strip().isdigit():
+                    expires = max(expires, int(raw.strip()))
+                    self._expires = expires
+                    auth = self._fresh_auth(auth, req)
+                    continue
+            if 200 <= resp.status < 300:
+                self._auth.reset()
+            return resp
+        return SipResponse(500, "too many authentication rounds")
+
+    def _fresh_auth(self, auth: tuple[str, str] | None, req: SipRequest) -> tuple[str, str] | None:
+        """Credentials for the next request on the last challenge (nc + 1), never a replay."""
+        reg = self.registration
+        if auth is None or reg.password is None:
+            return None
+        return self._auth.authorization_for(
+            method="REGISTER",
+            uri=req.uri,
+            username=reg.auth_username,
+            password=reg.password,
+            ids=self.ids,
+            proxy=auth[0] == "Proxy-Authorization",
+        )
+
+    def _build(self, expires: int, auth: tuple[str, str] | None) -> SipRequest:
+        reg = self.registration
+        self._cseq += 1
+        aor = SipUri.parse(reg.aor)
+        to = str(NameAddr(aor))
+        headers: list[tuple[str, str]] = [
+            ("Max-Forwards", "70"),
+            ("From", f"{to};tag={self._from_tag}"),
+            ("To", to),
+            ("Call-ID", self._call_id),
+            ("CSeq", f"{self._cseq} REGISTER"),
+            ("Contact", f"<{self.contact}>;expires={expires}"),
+            ("Expires", str(expires)),
+            ("User-Agent", self.config.user_agent),
+            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"),
+        ]
+        if auth is not None:
+            headers.append(auth)
+        return SipRequest("REGISTER", reg.registrar, headers)
+
+    def _granted(self, resp: SipResponse) -> int | None:
+        """The interval granted to our contact (its ``expires`` param, else Expires)."""
+        ours = SipUri.parse(self.contact)
+        try:
+            contacts = resp.contact
+        except SipParseError:
+            contacts = []
+        for c in contacts:
+            if isinstance(c.uri, SipUri) and c.uri.equivalent(ours):
+                value = c.params.get("expires")
+                if value is not None and value.strip().isdigit():
+                    return int(value)
+                break
+        else:
+            if contacts:
+                return None  # the registrar listed contacts, but not ours
+        raw = resp.headers.get("Expires")
+        if raw is not None and raw.strip().isdigit():
+            return int(raw.strip())
+        return self._expires
+
+    def _set(self, state: RegistrationState, code: int | None, reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.status = replace(
+            self.status, state=state, code=code, reason=reason, changed_at=loop.time()
+        )
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(self.status)
+            except Exception:
+                log.warning("registration on_change callback raised", exc_info=True)
+
+
+def _brief(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class RegistrationManager:
+    """Several registrations at once (one per tenant, say), sharing one user agent.
+
+    ``contact_host`` / ``contact_port`` are the advertised address our Contact names;
+    ``ua`` may offer ``add_local_contact(user, registration_id)``, which is called for
+    each registration so that calls to its Contact user are tagged with it.
+    """
+
+    def __init__(
+        self,
+        ua: OutOfDialogRequester,
+        *,
+        contact_host: str,
+        contact_port: int,
+        config: RegisterConfig | None = None,
+        ids: IdSource | None = None,
+        on_change: Callable[[RegistrationStatus], None] | None = None,
+    ) -> None:
+        self.ua = ua
+        self.contact_host = contact_host
+        self.contact_port = contact_port
+        self.config = config or RegisterConfig()
+        self.ids = ids or SecureIdSource()
+        self.on_change = on_change
+        self._clients: dict[str, RegistrationClient] = {}
+
+    def add(self, registration: Registration, *, start: bool = True) -> RegistrationClient:
+        """Add (and by default start) a registration; ids must be unique."""
+        if registration.id in self._clients:
+            raise ConfigError(f"registration {registration.id!r} is configured twice")
+        user = registration.contact_user_part
+        if any(c.registration.contact_user_part == user for c in self._clients.values()):
+            raise ConfigError(f"registration {registration.id!r}: contact user {user!r} in use")
+        _, transport = registration.destination
+        host = f"[{self.contact_host}]" if ":" in self.contact_host else self.contact_host
+        tparam = "" if transport == "UDP" else f";transport={transport.lower()}"
+        contact = f"sip:{user}@{host}:{self.contact_port}{tparam}"
+        add_contact = getattr(self.ua, "add_local_contact", None)
+        if add_contact is not None:
+            add_contact(user, registration.id)
+        client = RegistrationClient(
+            self.ua,
+            registration,
+            contact,
+            self.config,
+            ids=self.ids,
+            on_change=self.on_change,
+        )
+        self._clients[registration.id] = client
+        if start:
+            client.start()
+        return client
+
+    def add_all(self, registrations: Iterable[Registration]) -> list[RegistrationClient]:
+        """Add and start several registrations."""
+        return [self.add(r) for r in registrations]
+
+    def get(self, registration_id: str) -> RegistrationClient | None:
+        """The client of a registration id."""
+        return self._clients.get(registration_id)
+
+    def statuses(self) -> dict[str, RegistrationStatus]:
+        """Every registration's status, by id."""
+        return {k: c.status for k, c in self._clients.items()}
+
+    async def remove(self, registration_id: str, *, unregister: bool = True) -> None:
+        """Stop one registration (unregistering it)."""
+        client = self._clients.pop(registration_id, None)
+        if client is not None:
+            await client.stop(unregister=unregister)
+
+    async def wait_registered(
+        self, ids: Sequence[str] | None = None, timeout: float = 10.0
+    ) -> bool:
+        """Wait until the given (default: all) registrations are registered."""
+        clients = (
+            [self._clients[i] for i in ids] if ids is not None else list(self._clients.values())
+        )
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.registered.wait() for c in clients)), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def aclose(self, *, unregister: bool = True) -> None:
+        """Stop every registration, unregistering them concurrently."""
+        clients = list(self._clients.values())
+        self._clients.clear()
+        await asyncio.gather(*(c.stop(unregister=unregister) for c in clients))
+
+    async def __aenter__(self) -> RegistrationManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
