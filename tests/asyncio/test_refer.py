@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.asyncio.helpers import RawUac, RtpPeer, sdp
 from w3sipagent.asyncio.call_api import CallInfo, TransferOutcome
 from w3sipagent.asyncio.refer import (
     ReferProgress,
@@ -26,7 +27,7 @@ from w3sipagent.asyncio.refer import (
     allow_all,
     classify_final,
 )
-from w3sipagent.sip.message import SipRequest, SipResponse
+from w3sipagent.sip.message import SipRequest, SipResponse, make_response
 from w3sipagent.sip.sipfrag import parse_sipfrag
 
 FAST = TransferConfig(
@@ -410,8 +411,13 @@ async def test_notify_answers_for_bad_notifies() -> None:
 
 async def test_notify_without_transfer_is_481() -> None:
     t, call = setup(FakePeer())
-    resp = t.handle_notify(call, notify(b"SIP/2.0 200 OK\r\n"))
-    assert resp.status == 481
+    assert t.handle_notify(call, notify(b"SIP/2.0 200 OK\r\n")).status == 481
+    assert t.handle_notify(None, notify(b"SIP/2.0 200 OK\r\n")).status == 481  # no dialog
+
+
+async def test_refer_outside_a_dialog_is_481() -> None:
+    t = Transferer(FakePeer(), FAST, policy=allow_all)
+    assert t.handle_refer(None, refer_request()).status == 481
 
 
 # ----------------------------------------------------------------- pure pieces
@@ -557,3 +563,116 @@ async def test_incoming_refer_sub_false_sends_no_notify() -> None:
     assert resp.status == 202 and resp.headers.get("Refer-Sub") == "false"
     await asyncio.sleep(0.05)
     assert peer.sent == []
+
+
+# ----------------------------------------------------------------- over the network, with the UserAgent
+# A raw-socket stand-in plays FreeSWITCH: it bridges a call to the agent (INVITE), answers
+# the agent's REFER 202 after 20 ms and then sends exactly what FreeSWITCH 1.10.12 sent in
+# each measured case (freeswitch-refer.md). The agent runs the real UserAgent with the
+# Transferer installed, and its handler calls ``call.transfer()``.
+
+
+@dataclass
+class FsCase:
+    name: str
+    notify: bytes | None  # the one sipfrag FreeSWITCH sends (None: no NOTIFY)
+    notify_at: float  # seconds after the REFER
+    bye_at: float | None  # FreeSWITCH's BYE to the agent, seconds after the REFER
+    status: str
+    code: int | None
+    agent_hangs_up: bool
+
+
+FS_CASES = [
+    FsCase("default: answered", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "accepted", 200, False),
+    FsCase("default: busy target", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "accepted", 200, False),
+    FsCase("default: no extension", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "accepted", 200, False),
+    FsCase("one-legged call", b"SIP/2.0 403 Forbidden\r\n", 0.02, None, "rejected", 403, False),
+    FsCase("confirm: bridged", b"SIP/2.0 200 OK\r\n", 0.31, None, "succeeded", 200, True),
+    FsCase("confirm: busy", b"SIP/2.0 486 486\r\n", 0.2, None, "busy", 486, False),
+    FsCase(
+        "confirm: no extension", b"SIP/2.0 403 Forbidden\r\n", 0.03, None, "rejected", 403, False
+    ),
+    FsCase("confirm: answered unbridged", None, 0.0, None, "timed_out", None, True),
+]
+
+
+async def _next_request(uac: RawUac, method: str, timeout: float) -> SipRequest:
+    while True:
+        req = await uac.recv_request(timeout)
+        if req.method == method:
+            return req
+
+
+@pytest.mark.parametrize("case", FS_CASES, ids=lambda c: c.name)
+async def test_agent_transfer_against_freeswitch_standin(case: FsCase, make_ua: Any) -> None:
+    outcomes: asyncio.Queue[tuple[TransferOutcome, bool]] = asyncio.Queue()
+
+    async def handler(call: Any) -> None:
+        outcome = await call.transfer("sip:1000@127.0.0.1", timeout=0.6)
+        await outcomes.put((outcome, call.ended))
+        await asyncio.wait_for(call.wait_ended(), 3)
+
+    ua = await make_ua(handler=handler)
+    t = Transferer(ua, FAST)
+    t.install(ua)
+    ua.transferer = t
+    rtp = await RtpPeer.open()
+    fs = RawUac(ua.port)
+    try:
+        fs.send(fs.request("INVITE", body=sdp(rtp.port)))
+        ok = await fs.recv_response()
+        assert ok.status == 200
+        agent_tag = ok.to.tag
+        agent_contact = str(ok.contact[0].uri)
+        fs.send(fs.ack(ok))
+        refer = await _next_request(fs, "REFER", 2.0)
+        loop = asyncio.get_running_loop()
+        t_refer = loop.time()
+        assert refer.refer_to is not None and str(refer.refer_to.uri) == "sip:1000@127.0.0.1"
+        await asyncio.sleep(0.02)
+        accepted = make_response(refer, 202, headers=[("Expires", "60")])
+        fs.sock.sendto(bytes(accepted), ("127.0.0.1", refer.via.port or 5060))
+        fs.cseq = 2
+
+        async def later(at: float) -> None:
+            await asyncio.sleep(max(0.0, t_refer + at - loop.time()))
+
+        if case.notify is not None:
+            await later(case.notify_at)
+            fs.send(
+                fs.request(
+                    "NOTIFY",
+                    uri=agent_contact,
+                    to_tag=agent_tag,
+                    body=case.notify,
+                    content_type="message/sipfrag;version=2.0",
+                    extra=[
+                        f"Event: refer;id={refer.cseq.seq}",
+                        "Subscription-State: terminated;reason=noresource",
+                    ],
+                )
+            )
+            fs.cseq += 1
+            resp = await fs.recv_response()
+            assert resp.status == 200 and resp.cseq.method == "NOTIFY"
+        if case.bye_at is not None:
+            await later(case.bye_at)
+            fs.send(fs.request("BYE", uri=agent_contact, to_tag=agent_tag, content_type=None))
+            assert (await fs.recv_response()).status == 200
+        outcome, ended = await asyncio.wait_for(outcomes.get(), 3)
+        assert outcome.status == case.status, outcome
+        assert outcome.code == case.code
+        if case.agent_hangs_up:
+            bye = await _next_request(fs, "BYE", 2.0)
+            fs.sock.sendto(bytes(make_response(bye, 200)), ("127.0.0.1", ua.port))
+        elif case.bye_at is None:
+            # the caller is back with the agent: the call goes on until FreeSWITCH hangs up
+            assert not ended
+            with pytest.raises(TimeoutError):
+                await _next_request(fs, "BYE", 0.3)
+            fs.send(fs.request("BYE", uri=agent_contact, to_tag=agent_tag, content_type=None))
+            assert (await fs.recv_response()).status == 200
+    finally:
+        fs.close()
+        rtp.close()

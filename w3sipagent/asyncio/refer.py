@@ -266,8 +266,10 @@ class Transferer:
 
     ``ua`` sends in-dialog requests (:class:`InDialogRequester`). The UA must route
     in-dialog NOTIFY requests to :meth:`handle_notify` and REFER requests to
-    :meth:`handle_refer` (:meth:`install` does so with ``ua.on_request``), and tell
-    :meth:`call_ended` when a call ends (or give ``wait_ended``).
+    :meth:`handle_refer` (:meth:`install` does so with ``ua.on_request``). The end of a
+    call is learnt from ``wait_ended`` (default: the call's own ``wait_ended()``) or
+    :meth:`call_ended`. The instance is itself the ``transferer(call, target, timeout)``
+    hook of ``Call.transfer``.
     """
 
     def __init__(
@@ -342,10 +344,21 @@ class Transferer:
                 await ender
             self._pending.pop(key, None)
 
+    async def __call__(
+        self, call: TransferableCall, target: str, timeout: float
+    ) -> TransferOutcome:
+        """``transferer(call, target, timeout)``: the hook ``Call.transfer`` calls."""
+        return await self.transfer(call, target, timeout=timeout)
+
     async def _watch_end(self, call: Any, pending: _Pending) -> None:
-        if self._wait_ended is None:
-            return
-        await self._wait_ended(call)
+        waiter = self._wait_ended
+        if waiter is None:
+            method = getattr(call, "wait_ended", None)
+            if method is None:
+                return
+            await method()
+        else:
+            await waiter(call)
         pending.progress.peer_ended(asyncio.get_running_loop().time())
         pending.changed.set()
 
@@ -465,6 +478,8 @@ class Transferer:
     def handle_refer(self, call: Any, request: SipRequest) -> SipResponse:
         """Answer an incoming REFER: 400 when malformed, 603 unless the policy allows it,
         else 202 and the attempt starts in the background (NOTIFY 100, then the final)."""
+        if call is None:
+            return make_response(request, 481, "REFER outside a dialog")
         if request.headers.count("Refer-To") != 1:
             return make_response(request, 400, "Exactly one Refer-To header required")
         try:
