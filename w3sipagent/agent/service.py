@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,7 @@ from w3sipagent.agent.tools import ToolRegistry
 from w3sipagent.ai.session import AISession, AISessionConfig
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.media import MediaConfig
+from w3sipagent.asyncio.refer import TransferConfig, Transferer
 from w3sipagent.asyncio.useragent import (
     Accept,
     AdmissionRequest,
@@ -55,14 +56,24 @@ from w3sipagent.asyncio.useragent import (
 from w3sipagent.config import Settings
 from w3sipagent.errors import AIError, ConfigError, SdpError
 from w3sipagent.records.cdr import CallRecord
+from w3sipagent.records.retention import RetentionTask
 from w3sipagent.records.store import CdrStore, RecordsSink
 from w3sipagent.records.webhook import CdrWebhookPoster
-from w3sipagent.sdp import SessionDescription
+from w3sipagent.sdp import SessionDescription, negotiate_answer
 from w3sipagent.sip.uri import SipUri
 from w3sipagent.tenants.resolver import CallRequest, Rejection, Resolution, TenantTable
 from w3sipagent.tenants.secrets import resolve_api_key
 
-__all__ = ["AIFactory", "Admitted", "AgentService", "default_ai_factory", "ua_config_from_settings"]
+__all__ = [
+    "CODEC_SPECS",
+    "AIFactory",
+    "Admitted",
+    "AgentService",
+    "default_ai_factory",
+    "negotiated_encoding",
+    "tenant_codec_preference",
+    "ua_config_from_settings",
+]
 
 log = logging.getLogger("w3sipagent.agent.service")
 
@@ -92,6 +103,56 @@ def default_ai_factory(settings: Settings) -> AIFactory:
         )
 
     return make
+
+
+CODEC_SPECS: dict[str, str] = {
+    "PCMU": "PCMU/8000",
+    "PCMA": "PCMA/8000",
+    "G722": "G722/8000",
+    "opus": "opus/48000/2",
+}
+"""A tenant's codec names (:data:`w3sipagent.tenants.models.CODECS`) → SDP codec specs."""
+
+
+def tenant_codec_preference(names: Sequence[str], configured: Sequence[str]) -> tuple[str, ...]:
+    """The codec preference of a tenant's calls: its ``codecs`` in its order, each as the
+    user agent's configured spec of that codec when there is one (else the standard spec)."""
+    out: list[str] = []
+    for name in names:
+        spec = next(
+            (c for c in configured if c.split("/", 1)[0].upper() == name.upper()),
+            CODEC_SPECS.get(name, name),
+        )
+        if spec not in out:
+            out.append(spec)
+    return tuple(out)
+
+
+def negotiated_encoding(
+    body: bytes, preference: Sequence[str], *, telephone_event: bool = True
+) -> str | None:
+    """The audio codec (``"PCMU"``...) answering the SDP offer ``body`` with ``preference``
+    will pick: the very :func:`~w3sipagent.sdp.negotiate_answer` the user agent runs, so the
+    AI format chosen at admission is the one the call gets. None: no offer, or no codec."""
+    if not body:
+        return None
+    try:
+        offer = SessionDescription.parse(body)
+        result = negotiate_answer(
+            offer,
+            local_address="0.0.0.0",
+            ports=lambda _i, _m: 9,
+            codec_preference=list(preference),
+            session_id=1,
+            session_version=1,
+            telephone_event=telephone_event,
+        )
+    except SdpError:
+        return None
+    stream = result.audio
+    if result.failure is not None or stream is None or stream.codec is None:
+        return None
+    return stream.codec.encoding.upper()
 
 
 def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgentConfig:
@@ -142,6 +203,8 @@ class Admitted:
     resolution: Resolution
     table: TenantTable
     cdr: CallRecord
+    codecs: tuple[str, ...] = ()
+    """The codec preference the call is answered with (the tenant's)."""
     over_cap: bool = False
     early: EarlySession | None = None
     api_key_error: str | None = None
@@ -167,6 +230,10 @@ class AgentService:
     (activity log, usage caps) or any records sink. ``ai_factory`` builds AI sessions (tests
     inject a scripted one). ``environ``: where API keys and auth variables are read.
     ``early_connect``: start the AI session at admission (default) or only after the ACK.
+    ``webhooks``: the CDR webhook poster (default: one of the service's own, closed with it).
+    ``transfer_config``: REFER timers; transfers report the real outcome from the NOTIFYs.
+    ``retention_interval``: with a :class:`CdrStore`, purge expired transcripts and
+    recordings this often (first run at start; None: not run by the service).
     """
 
     def __init__(
@@ -182,6 +249,8 @@ class AgentService:
         environ: Mapping[str, str] | None = None,
         early_connect: bool = True,
         bridge_defaults: BridgeOptions | None = None,
+        transfer_config: TransferConfig | None = None,
+        retention_interval: float | None = 3600.0,
     ) -> None:
         self.settings = settings
         if tenants is None:
@@ -196,6 +265,11 @@ class AgentService:
             self._tables = tenants
         self.store = store
         self.webhooks = webhooks
+        self._own_webhooks = webhooks is None
+        self.transfer_config = transfer_config
+        self.transferer: Transferer | None = None
+        self.retention: RetentionTask | None = None
+        self.retention_interval = retention_interval
         self.ai_factory = ai_factory or default_ai_factory(settings)
         self.ua_config = ua_config or ua_config_from_settings(settings)
         self._http = http
@@ -217,8 +291,18 @@ class AgentService:
         """Create the user agent and bind its listeners."""
         if self._http is None:
             self._http = httpx.AsyncClient(follow_redirects=False)
-        self.ua = UserAgent(self.ua_config, handler=self._handle, admission=self._admit)
-        await self.ua.start()
+        if self.webhooks is None:
+            self.webhooks = CdrWebhookPoster(self._http, environ=self._environ)
+        self.ua = ua = UserAgent(self.ua_config, handler=self._handle, admission=self._admit)
+        self.transferer = Transferer(ua, self.transfer_config)
+        self.transferer.install(ua)
+        ua.transferer = self.transferer
+        await ua.start()
+        if isinstance(self.store, CdrStore) and self.retention_interval is not None:
+            self.retention = RetentionTask(
+                self.store, lambda: self._tables().tenants, interval=self.retention_interval
+            )
+            self.retention.start()
 
     @property
     def port(self) -> int:
@@ -230,6 +314,14 @@ class AgentService:
         """Stop admitting (503), let calls finish up to ``timeout``, then end the rest."""
         if self.ua is not None:
             await self.ua.close(drain=drain, timeout=timeout)
+        if self.retention is not None:
+            await self.retention.stop()
+            self.retention = None
+        if self.transferer is not None:
+            await self.transferer.aclose()
+        if self._own_webhooks and self.webhooks is not None:
+            await self.webhooks.close()  # bounded by its close_timeout
+            self.webhooks = None
         if self._own_http and self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -289,7 +381,8 @@ class AgentService:
             request_uri=req.request_uri,
             source=f"{req.source[0]}:{req.source[1]}",
         )
-        ctx = Admitted(result, table, cdr)
+        codecs = tenant_codec_preference(tenant.codecs, self.ua_config.codecs)
+        ctx = Admitted(result, table, cdr, codecs)
         over_cap = getattr(self.store, "over_cap", None)
         if over_cap is not None:
             try:
@@ -298,7 +391,7 @@ class AgentService:
                 log.warning("usage cap check failed for %s: %r", tenant.id, exc)
         if not ctx.over_cap and self.early_connect:
             ctx.early = self._early_session(ctx, req)
-        return Accept(ctx, limit_key=f"tenant:{tenant.id}", limit=limit)
+        return Accept(ctx, limit_key=f"tenant:{tenant.id}", limit=limit, codecs=codecs)
 
     def _live_calls(self, tenant_id: str) -> int:
         if self.ua is None:
@@ -309,24 +402,6 @@ class AgentService:
             if isinstance(ctx, Admitted) and ctx.tenant_id == tenant_id and not call.ended:
                 n += 1
         return n
-
-    def _predict_encoding(self, req: AdmissionRequest) -> str | None:
-        """The codec the user agent will pick from the offer (its preference order)."""
-        if not req.request.body:
-            return None
-        try:
-            offer = SessionDescription.parse(req.request.body)
-        except SdpError:
-            return None
-        offered: set[str] = set()
-        for m in offer.media:
-            if m.media == "audio" and m.port != 0:
-                offered.update(c.encoding.upper() for c in m.codecs)
-        for pref in self.ua_config.codecs:
-            enc = pref.split("/", 1)[0].upper()
-            if enc in offered:
-                return enc
-        return None
 
     def _session_parts(
         self, ctx: Admitted, encoding: str
@@ -356,7 +431,9 @@ class AgentService:
         return config, tools, options, factory
 
     def _early_session(self, ctx: Admitted, req: AdmissionRequest) -> EarlySession | None:
-        encoding = self._predict_encoding(req)
+        encoding = negotiated_encoding(
+            req.request.body, ctx.codecs, telephone_event=self.ua_config.telephone_event
+        )
         if encoding is None:
             return None
         config, _, _, factory = self._session_parts(ctx, encoding)
