@@ -222,12 +222,15 @@ def print_report(cdr: CallRecord | None, summary: Any, cfg_path: Path) -> None:
     for at, who, text in sorted(lines, key=lambda x: x[0]):
         console.print(f"  {at:6.1f}s  {who}  ", end="")
         console.print(text, markup=False, soft_wrap=True)
-    t = Table(title="per-turn latency (caller stops speaking → first agent audio)")
-    t.add_column("turn")
+    console.print()
+    console.print("[bold]Per-turn latency[/] (caller stops speaking → first agent audio)")
+    t = Table(show_header=True, box=None, padding=(0, 2))
+    t.add_column("turn", justify="right")
     t.add_column("latency", justify="right")
     for i, ms in enumerate(cdr.turn_latencies_ms, 1):
         t.add_row(str(i), f"{ms:.0f} ms")
     console.print(t)
+    console.print()
     transfer = (
         f"{cdr.transfer.destination} ({cdr.transfer.uri}): {cdr.transfer.outcome}"
         if cdr.transfer
