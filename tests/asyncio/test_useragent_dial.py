@@ -419,3 +419,23 @@ async def test_shutdown_while_admitting_answers_503(make_ua: UaFactory) -> None:
     assert info.value.status == 503
     assert info.value.response.headers.get("Retry-After") == "9"
     assert server.ports.in_use == 0 and client.ports.in_use == 0
+
+
+async def test_admission_exception_gives_500_and_agent_keeps_serving(make_ua: UaFactory) -> None:
+    fail = [True]
+
+    def admission(req: AdmissionRequest) -> Accept:
+        if fail[0]:
+            raise RuntimeError("tenant store down")
+        return Accept()
+
+    server = await make_ua(handler=lambda call: call.wait_ended(), admission=admission)
+    client = await make_ua()
+    with pytest.raises(CallRejected) as info:
+        await client.dial(f"sip:a@127.0.0.1:{server.port}")
+    assert info.value.status == 500
+    assert server.calls == [] and server.ports.in_use == 0
+    fail[0] = False
+    call = await client.dial(f"sip:a@127.0.0.1:{server.port}")
+    assert call.state == "active"
+    await call.hangup()

@@ -204,3 +204,41 @@ async def test_response_to_nothing_is_dropped() -> None:
         assert sent == []
     finally:
         await ua.close(timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("via", "transport", "expected"),
+    [
+        ("SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKr1", "UDP", ("127.0.0.1", 5999)),
+        ("SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKr2", "UDP", ("127.0.0.1", 5060)),
+        ("SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKr3;rport", "UDP", SOURCE),
+        # sent-by names another host: the reply still goes to the source IP (received)
+        ("SIP/2.0/UDP 192.0.2.1:5999;branch=z9hG4bKr4", "UDP", ("127.0.0.1", 5999)),
+        (
+            "SIP/2.0/UDP host.example.com:5999;branch=z9hG4bKr5;maddr=192.0.2.9",
+            "UDP",
+            ("127.0.0.1", 5999),
+        ),
+        ("SIP/2.0/TCP 192.0.2.1:5999;branch=z9hG4bKr6", "TCP", SOURCE),
+    ],
+)
+async def test_responses_routed_per_18_2_2(
+    via: str, transport: str, expected: tuple[str, int]
+) -> None:
+    sent: list[tuple[bytes, tuple[str, int], str]] = []
+    ua = UserAgent(fast_config(), sender=lambda d, a, t: sent.append((d, a, t)))
+    try:
+        ua.feed(
+            (
+                f"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: {via}\r\nFrom: <sip:p@127.0.0.1>;tag=r\r\n"
+                f"To: <sip:a@127.0.0.1>\r\nCall-ID: route-{via[-2:]}\r\nCSeq: 1 OPTIONS\r\n"
+                "Content-Length: 0\r\n\r\n"
+            ).encode(),
+            SOURCE,
+            transport,
+        )
+        assert [(a, t) for _, a, t in sent] == [(expected, transport)]
+        reply = parse_message(sent[0][0])
+        assert isinstance(reply, SipResponse) and reply.status == 200
+    finally:
+        await ua.close(timeout=0)
