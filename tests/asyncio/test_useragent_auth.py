@@ -45,10 +45,13 @@ async def test_dial_with_good_credentials_is_admitted_as_that_user(make_ua: UaFa
 
 async def test_no_or_wrong_credentials_get_401_and_no_call(make_ua: UaFactory) -> None:
     admitted: list[AdmissionRequest] = []
+
+    def admission(req: AdmissionRequest) -> Accept:
+        admitted.append(req)
+        return Accept()
+
     server = await make_ua(
-        handler=lambda call: call.wait_ended(),
-        admission=lambda req: admitted.append(req) or Accept(),
-        auth_password=_password,
+        handler=lambda call: call.wait_ended(), admission=admission, auth_password=_password
     )
     client = await make_ua()
     with pytest.raises(CallRejected) as none:
