@@ -13,16 +13,20 @@ caller's context, and `confirm-blind-transfer` on the profile makes the NOTIFY c
 real outcome (200: the human answered; 486/480: back to the agent, which says so).
 
 This script shows the same thing with the library: the caller asks for a person, the agent
-(a Realtime session with the built-in transfer_call tool) transfers, and the outcome is
-in the CDR. Run the local Realtime server's demo scenario against it, or use OpenAI:
+(a Realtime session with the built-in transfer_call tool) transfers with REFER, and the
+outcome is in the CDR it prints. Offline, with the local Realtime server and the softphone
+standing in for the PBX (`--accept-refer` answers the REFER like FreeSWITCH would)::
 
-    w3sipagent realtime-server &            # its demo scenario ends with a transfer
-    python examples/transfer_to_human.py
-    w3sipagent call sip:agent@127.0.0.1:5090 -d 40
+    w3sipagent realtime-server --port 8765 --scenario examples/transfer_scenario.toml &
+    python examples/transfer_to_human.py --realtime-url ws://127.0.0.1:8765/v1
+    w3sipagent call sip:agent@127.0.0.1:5090 --play hello.wav --accept-refer -d 30
+
+With OpenAI, export OPENAI_API_KEY and leave out --realtime-url.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 
@@ -35,12 +39,12 @@ from w3sipagent.asyncio.server import UserAgentConfig
 from w3sipagent.asyncio.useragent import UserAgent
 from w3sipagent.realtime import open_session
 
-DESTINATIONS = {"human": "sip:1000@127.0.0.1:5060", "manager": "sip:1001@127.0.0.1:5060"}
-BASE_URL = os.environ.get("REALTIME_BASE_URL", "ws://127.0.0.1:8765/v1")
-KEY = os.environ.get("OPENAI_API_KEY", "sk-local")
+DESTINATIONS = {"human": "sip:1000@pbx.example", "manager": "sip:1001@pbx.example"}
+"""Where the agent may send callers: the model only picks a name."""
+BASE_URL = "wss://api.openai.com/v1"
 
 
-async def agent(call: Call) -> None:
+async def agent(call: Call, base_url: str, key: str) -> None:
     fmt = choose_ai_format(call.media.encoding)
     config = AISessionConfig(
         instructions="You answer for Acme. If the caller asks for a person, use transfer_call.",
@@ -50,22 +54,36 @@ async def agent(call: Call) -> None:
     )
     bridge = CallBridge(
         call,
-        lambda cfg: open_session(cfg, api_key=KEY, base_url=BASE_URL),
+        lambda cfg: open_session(cfg, api_key=key, base_url=base_url),
         config,
         tools=ToolRegistry(builtin_tools(DESTINATIONS)),
         options=BridgeOptions(greeting="Greet the caller.", transfers=DESTINATIONS),
     )
     cdr = await bridge.run()
-    print("disposition:", cdr.disposition.value, "transfer:", cdr.transfer)
+    t = cdr.transfer
+    where = f"{t.destination} ({t.uri}): {t.outcome}" if t else "none"
+    print(f"call {cdr.call_id}: {cdr.disposition.value}, transfer {where}", flush=True)
 
 
 async def main() -> None:
-    ua = UserAgent(UserAgentConfig(host="127.0.0.1", port=5090), handler=agent)
+    ap = argparse.ArgumentParser(description="An agent that transfers callers to a human.")
+    ap.add_argument("--port", type=int, default=5090, help="SIP port on 127.0.0.1")
+    ap.add_argument("--realtime-url", default=BASE_URL, help="Realtime base URL (…/v1)")
+    args = ap.parse_args()
+    key = os.environ.get("OPENAI_API_KEY", "")
+    if not key and args.realtime_url == BASE_URL:
+        raise SystemExit("set OPENAI_API_KEY, or use --realtime-url with the local server")
+    key = key or "sk-local"
+
+    async def handler(call: Call) -> None:
+        await agent(call, args.realtime_url, key)
+
+    ua = UserAgent(UserAgentConfig(host="127.0.0.1", port=args.port), handler=handler)
     transferer = Transferer(ua)  # REFER with NOTIFY tracking: the real outcome
     transferer.install(ua)
     ua.transferer = transferer
     await ua.start()
-    print("agent on 127.0.0.1:5090; Ctrl-C stops")
+    print(f"agent on 127.0.0.1:{ua.port} → {args.realtime_url}; Ctrl-C stops", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -47,6 +47,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8088
-    print(f"lookup_order tool on http://127.0.0.1:{port}/tools/lookup_order")
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 8088), Handler
+    )
+    port = server.server_address[1]
+    print(f"lookup_order tool on http://127.0.0.1:{port}/tools/lookup_order", flush=True)
+    server.serve_forever()

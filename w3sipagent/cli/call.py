@@ -393,6 +393,8 @@ def summary_table(s: CallSummary) -> Table:
         ]
         if s.dtmf_sent:
             rows.append(("DTMF sent", s.dtmf_sent))
+        if s.transferred_to:
+            rows.append(("transferred to", s.transferred_to))
         if s.recording is not None:
             rows.append(("recording", str(s.recording)))
     for k, v in rows:
@@ -431,6 +433,12 @@ def call(
     ),
     rtp_ports: str = typer.Option("40000-40999", "--rtp-ports", help="Local RTP ports MIN-MAX."),
     from_uri: str | None = typer.Option(None, "--from", help="The From URI."),
+    accept_refer: bool = typer.Option(
+        False,
+        "--accept-refer",
+        help="Play the PBX when the far end transfers us: answer its REFER 202, report the "
+        "transfer done (NOTIFY 100, then 200) and show the Refer-To. Default: decline it.",
+    ),
 ) -> None:
     """Call a SIP URI like a phone would: play, record, DTMF, then print a summary.
 
@@ -467,6 +475,7 @@ def call(
             bind_host=bind,
             rtp_ports=(ports["rtp.port_min"], ports["rtp.port_max"]),
             from_uri=from_uri,
+            accept_refer=accept_refer,
             progress=say,
         )
     )
