@@ -1227,10 +1227,7 @@ class UserAgent:
     def _cancelled(self, ev: CancelReceived) -> None:
         inc = self._incoming.get(ev.transaction)
         if inc is not None:
-            inc.cancelled = True
-            if inc.call is not None and not inc.call.ended and inc.call.state == "incoming":
-                # the 487 was sent by the core; the answering task sees `cancelled`
-                pass
+            inc.cancelled = True  # the core sent 487; the answering task sees this and stops
             return
         call = self._ack_wait.get(ev.transaction)
         if call is not None:
