@@ -286,6 +286,7 @@ class CallBridge:
         self._recovering = False
         self._reconnects_left = opts.reconnect_attempts
         self._transferring = False
+        self._ended_in_transfer: CallEnded | None = None
         self._on_hold = False
         self._t0 = 0.0
         self._last_activity = 0.0
@@ -708,6 +709,8 @@ class CallBridge:
                 f"transferred to {destination} ({outcome.status})",
                 sip_code=outcome.code,
             )
+        elif self._ended_in_transfer is not None:  # the caller left while we transferred
+            self._call_ended(self._ended_in_transfer)
         return outcome
 
     async def end_call(self, reason: str) -> None:
@@ -760,6 +763,11 @@ class CallBridge:
 
     def _call_ended(self, ev: CallEnded) -> None:
         self._call_gone = True
+        if self._transferring:
+            # our leg ended by the transfer (the transferer hangs up after success): the
+            # outcome decides the CDR once known, and the tool call keeps its real result
+            self._ended_in_transfer = ev
+            return
         reason = ev.reason
         disp: Disposition
         by: HangupSide
