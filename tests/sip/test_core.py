@@ -857,3 +857,14 @@ def test_stamping_replaces_a_received_the_client_put_itself() -> None:
     )
     assert event.request.via.received == "10.0.0.9" and event.request.via.rport == 40000
     assert event.request.from_.tag == "1"  # typed values still readable after the edit
+
+
+def test_garbage_without_reply_headers_is_dropped_not_answered() -> None:
+    """A datagram like b"\\r\\n\\r\\nOPTIONS" cannot be answered (no Via to route a reply): drop it."""
+    core = make_core(("127.0.0.1", 5060))
+    for junk in (b"\r\n\r\nOPTIONS", b"OPTIONS sip:a@b SIP/2.0\r\n\r\n", b"INVITE\r\n\r\n"):
+        core.receive_datagram(junk, ("127.0.0.1", 40000), now=0.0)
+        assert core.datagrams_to_send(0.0) == []
+        event = core.next_event()
+        assert event is not None and type(event).__name__ == "MalformedRequest"
+        assert event.answered is False

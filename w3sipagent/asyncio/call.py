@@ -323,7 +323,11 @@ class Call:
         try:
             if self._decoder is None:
                 self._decoder = self.codec.decoder()
-            pcm = self._decoder.decode(payload) if payload is not None else self._decoder.conceal()
+            pcm = (
+                self._decoder.decode(payload)
+                if payload is not None
+                else self._decoder.conceal(frame.next_payload)
+            )
         except Exception:
             log.debug("decode failed on call %s", self.call_id, exc_info=True)
             return

@@ -520,7 +520,10 @@ class SipCore:
             log.debug("dropping malformed response from %s: %s", source, exc.reason)
             return
         answered = False
-        if isinstance(partial, SipRequest) and partial.method != "ACK":
+        # A reply is routed by the request's Via (RFC 3261 §18.2.2); garbage without one
+        # (stray CRLFs, a bare method name) is dropped, not answered. RFC 4475 insuf.dat
+        # (Via present, From/To/Call-ID missing) still gets its 400.
+        if isinstance(partial, SipRequest) and partial.method != "ACK" and "Via" in partial.headers:
             try:
                 response = make_response(partial, exc.status, exc.reason)
                 data = bytes(response)
