@@ -676,3 +676,74 @@ async def test_agent_transfer_against_freeswitch_standin(case: FsCase, make_ua: 
     finally:
         fs.close()
         rtp.close()
+
+
+# ----------------------------------------------------------------- both directions, three user agents
+# A calls B; A transfers B to C with REFER; B (a w3sipagent too) follows it with
+# dial_attempt and reports the NOTIFY sipfrags that A's Transferer turns into the outcome.
+
+
+@pytest.mark.parametrize(
+    ("policy", "target_answer", "status", "code", "notes"),
+    [
+        ("allow", None, "succeeded", 200, (100, 200)),
+        ("allow", 486, "busy", 486, (100, 486)),
+        ("allow", 404, "failed", 404, (100, 404)),
+        ("forbid", None, "rejected", 603, ()),
+    ],
+)
+async def test_refer_between_user_agents(
+    make_ua: Any,
+    policy: str,
+    target_answer: int | None,
+    status: str,
+    code: int,
+    notes: tuple[int, ...],
+) -> None:
+    from w3sipagent.asyncio.refer import dial_attempt, forbid_all
+    from w3sipagent.asyncio.useragent import Accept, Reject
+
+    c_calls: list[Any] = []
+
+    async def c_handler(call: Any) -> None:
+        c_calls.append(call)
+        await asyncio.wait_for(call.wait_ended(), 3)
+
+    def c_admission(req: Any) -> Accept | Reject:
+        return Reject(target_answer) if target_answer else Accept()
+
+    b_transferred: list[Any] = []
+
+    async def b_on_call(call: Any) -> None:
+        b_transferred.append(call)
+        await asyncio.sleep(0.2)
+
+    async def b_handler(call: Any) -> None:
+        await asyncio.wait_for(call.wait_ended(), 3)
+
+    ua_c = await make_ua(handler=c_handler, admission=c_admission)
+    ua_b = await make_ua(handler=b_handler)
+    ua_a = await make_ua()
+    tb = Transferer(
+        ua_b,
+        FAST,
+        policy=allow_all if policy == "allow" else forbid_all,
+        attempt=dial_attempt(ua_b, b_on_call, timeout=2),
+    )
+    tb.install(ua_b)
+    Transferer(ua_a, FAST).install(ua_a)
+    call = await ua_a.dial(f"sip:b@127.0.0.1:{ua_b.port}")
+    outcome = await call.transfer(f"sip:c@127.0.0.1:{ua_c.port}", timeout=2)
+    assert outcome.status == status, outcome
+    assert outcome.code == code
+    assert outcome.notifications == notes
+    if status == "succeeded":
+        end = await asyncio.wait_for(call.wait_ended(), 2)
+        assert end.reason == "transferred" and end.by == "local"
+        assert len(b_transferred) == 1 and len(c_calls) == 1
+        assert c_calls[0].info.call_id == b_transferred[0].info.call_id
+    else:
+        assert not call.ended  # the transferee is still with us
+        assert c_calls == [] and b_transferred == []
+        await call.hangup()
+    await tb.aclose()

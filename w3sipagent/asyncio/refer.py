@@ -47,6 +47,7 @@ from w3sipagent.sip.message import SipRequest, SipResponse, make_response
 from w3sipagent.sip.sipfrag import parse_sipfrag, status_sipfrag
 
 __all__ = [
+    "Dialer",
     "InDialogRequester",
     "ReferAttempt",
     "ReferPolicy",
@@ -57,6 +58,7 @@ __all__ = [
     "Transferer",
     "allow_all",
     "classify_final",
+    "dial_attempt",
     "forbid_all",
 ]
 
@@ -292,9 +294,12 @@ class Transferer:
     # ------------------------------------------------------------------ wiring
 
     def install(self, ua: Any) -> None:
-        """Register the NOTIFY and REFER handlers with ``ua.on_request(method, handler)``."""
+        """Register the NOTIFY and REFER handlers with ``ua.on_request(method, handler)``
+        and make this the user agent's ``transferer`` (the hook of ``Call.transfer``)."""
         ua.on_request("NOTIFY", self.handle_notify)
         ua.on_request("REFER", self.handle_refer)
+        if hasattr(ua, "transferer"):
+            ua.transferer = self
 
     def call_ended(self, call: Any) -> None:
         """Tell the transferer the call ended (the peer's BYE)."""
@@ -558,3 +563,61 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
         return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+class Dialer(Protocol):
+    """What :func:`dial_attempt` needs: ``UserAgent.dial``."""
+
+    async def dial(self, uri: str, *, timeout: float | None = None) -> Any:
+        """Call ``uri``; the answered call, or a ``DialError`` (``status``, ``reason``)."""
+        ...
+
+
+def dial_attempt(
+    ua: Dialer,
+    on_call: Callable[[Any], Awaitable[None]] | None = None,
+    *,
+    timeout: float | None = None,
+) -> ReferAttempt:
+    """A :data:`ReferAttempt` that dials the Refer-To target with ``ua.dial``.
+
+    Reports 200 when the target answered, the target's status when it refused
+    (``CallRejected``), 408 when nobody answered in ``timeout`` and 503 when the call
+    could not be placed (e.g. a host name, which this agent does not resolve). The
+    answered call is handed to ``on_call(call)`` in a task (default: the user agent's
+    ``handler``, if any), and hung up when that returns.
+    """
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def run(new_call: Any) -> None:
+        handler = on_call or getattr(ua, "handler", None)
+        try:
+            if handler is not None:
+                await handler(new_call)
+            else:
+                await new_call.wait_ended()
+        except Exception:
+            log.warning("handler of a transferred call failed", exc_info=True)
+        finally:
+            with contextlib.suppress(Exception):
+                await new_call.hangup()
+
+    async def attempt(call: TransferableCall, refer: ReferRequest) -> tuple[int, str]:
+        try:
+            new_call = await ua.dial(refer.target, timeout=timeout)
+        except asyncio.CancelledError:
+            raise
+        except (W3SipError, ValueError) as exc:
+            status = getattr(exc, "status", None)
+            if isinstance(status, int) and 300 <= status <= 699:
+                return status, str(getattr(exc, "reason", "") or "")
+            if type(exc).__name__ == "DialTimeout":
+                return 408, "Request Timeout"
+            log.info("transfer target %s not reachable: %s", refer.target, exc)
+            return 503, "Service Unavailable"
+        task = asyncio.ensure_future(run(new_call))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return 200, "OK"
+
+    return attempt
