@@ -343,6 +343,28 @@ async def test_manager_tcp_contact_and_destination() -> None:
     await mgr.aclose()
 
 
+async def test_manager_takes_the_contact_from_the_user_agent() -> None:
+    ua = FakeRegistrar()
+    made: list[tuple[str, str]] = []
+
+    def contact(user: str, transport: str = "UDP") -> str:
+        made.append((user, transport))
+        return f"sip:{user}@192.0.2.7:5099"  # an advertised (NAT) address
+
+    ua.contact = contact  # type: ignore[attr-defined]
+    mgr = RegistrationManager(ua, config=FAST)
+    c = mgr.add(reg())
+    assert made == [("reg-acme", "UDP")]
+    assert await mgr.wait_registered(timeout=2)
+    assert ua.bindings["1000"][0] == "sip:reg-acme@192.0.2.7:5099"
+    await mgr.aclose()
+    assert c.status.state == "unregistered"
+    bare = FakeRegistrar()  # no contact() and no address given: nothing to register
+    with pytest.raises(ConfigError, match="contact_host"):
+        RegistrationManager(bare, config=FAST).add(reg("x"))
+    assert bare.local_contacts == {}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [

@@ -437,6 +437,7 @@ class RegistrationManager:
     """Several registrations at once (one per tenant, say), sharing one user agent.
 
     ``contact_host`` / ``contact_port`` are the advertised address our Contact names;
+    without them the user agent's ``contact(user, transport)`` gives the Contact URI.
     ``ua`` may offer ``add_local_contact(user, registration_id)``, which is called for
     each registration so that calls to its Contact user are tagged with it.
     """
@@ -445,8 +446,8 @@ class RegistrationManager:
         self,
         ua: OutOfDialogRequester,
         *,
-        contact_host: str,
-        contact_port: int,
+        contact_host: str | None = None,
+        contact_port: int | None = None,
         config: RegisterConfig | None = None,
         ids: IdSource | None = None,
         on_change: Callable[[RegistrationStatus], None] | None = None,
@@ -466,10 +467,7 @@ class RegistrationManager:
         user = registration.contact_user_part
         if any(c.registration.contact_user_part == user for c in self._clients.values()):
             raise ConfigError(f"registration {registration.id!r}: contact user {user!r} in use")
-        _, transport = registration.destination
-        host = f"[{self.contact_host}]" if ":" in self.contact_host else self.contact_host
-        tparam = "" if transport == "UDP" else f";transport={transport.lower()}"
-        contact = f"sip:{user}@{host}:{self.contact_port}{tparam}"
+        contact = self._contact(user, registration.destination[1])
         add_contact = getattr(self.ua, "add_local_contact", None)
         if add_contact is not None:
             add_contact(user, registration.id)
@@ -485,6 +483,17 @@ class RegistrationManager:
         if start:
             client.start()
         return client
+
+    def _contact(self, user: str, transport: str) -> str:
+        if self.contact_host is None or self.contact_port is None:
+            make = getattr(self.ua, "contact", None)
+            if make is None:
+                raise ConfigError("RegistrationManager needs contact_host and contact_port")
+            return str(make(user, transport))
+        host = self.contact_host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        tparam = "" if transport == "UDP" else f";transport={transport.lower()}"
+        return f"sip:{user}@{host}:{self.contact_port}{tparam}"
 
     def add_all(self, registrations: Iterable[Registration]) -> list[RegistrationClient]:
         """Add and start several registrations."""
