@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 
 from w3sipagent.agent.bridge import (
     BridgeOptions,
@@ -208,6 +209,8 @@ class Admitted:
     over_cap: bool = False
     early: EarlySession | None = None
     api_key_error: str | None = None
+    api_key: SecretStr | None = None
+    """Read once at admission (a key file off the event loop); the call's sessions use it."""
 
     @property
     def tenant_id(self) -> str:
@@ -389,8 +392,10 @@ class AgentService:
                 ctx.over_cap = bool(await over_cap(tenant))
             except Exception as exc:  # the cap check must not refuse calls
                 log.warning("usage cap check failed for %s: %r", tenant.id, exc)
-        if not ctx.over_cap and self.early_connect:
-            ctx.early = self._early_session(ctx, req)
+        if not ctx.over_cap:
+            await self._read_api_key(ctx)
+            if self.early_connect:
+                ctx.early = self._early_session(ctx, req)
         return Accept(ctx, limit_key=f"tenant:{tenant.id}", limit=limit, codecs=codecs)
 
     def _live_calls(self, tenant_id: str) -> int:
@@ -403,6 +408,24 @@ class AgentService:
                 n += 1
         return n
 
+    async def _read_api_key(self, ctx: Admitted) -> None:
+        """The tenant's key, read now: in a worker thread when it lives in a file."""
+        tenant = ctx.resolution.tenant
+        default = self.settings.realtime.api_key
+        try:
+            if tenant.api_key is not None and tenant.api_key.file is not None:
+                key = await asyncio.to_thread(
+                    resolve_api_key, tenant, default, environ=self._environ
+                )
+            else:
+                key = resolve_api_key(tenant, default, environ=self._environ)
+        except ConfigError as exc:
+            ctx.api_key_error = str(exc)
+            return
+        if key is None:
+            ctx.api_key_error = f"tenant '{tenant.id}': no API key configured"
+        ctx.api_key = key
+
     def _session_parts(
         self, ctx: Admitted, encoding: str
     ) -> tuple[AISessionConfig, ToolRegistry, BridgeOptions, SessionFactory]:
@@ -414,18 +437,13 @@ class AgentService:
         config = bridge_session_config(
             agent.session_config(fmt), fmt, tools, options.min_interrupt_ms
         )
-        default_key = self.settings.realtime.api_key
         transport = tenant.realtime_transport
         tenant_id = tenant.id
-        environ = self._environ
 
         def factory(cfg: AISessionConfig) -> AISession:
-            try:
-                key = resolve_api_key(tenant, default_key, environ=environ)
-            except ConfigError as exc:
-                raise AIError(str(exc)) from None
+            key = ctx.api_key
             if key is None:
-                raise AIError(f"tenant '{tenant_id}': no API key configured")
+                raise AIError(ctx.api_key_error or f"tenant '{tenant_id}': no API key read")
             return self.ai_factory(tenant_id, key.get_secret_value(), transport, cfg)
 
         return config, tools, options, factory
@@ -439,8 +457,7 @@ class AgentService:
         config, _, _, factory = self._session_parts(ctx, encoding)
         try:
             session = factory(config)
-        except AIError as exc:
-            ctx.api_key_error = str(exc)
+        except AIError:
             return None
         task = asyncio.get_running_loop().create_task(session.start(), name="ai-early-start")
         task.add_done_callback(_retrieve)
