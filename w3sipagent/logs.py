@@ -61,6 +61,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+QUIET_LOGGERS = ("alembic", "aiosqlite", "websockets", "httpx", "httpcore")
+"""Third-party loggers kept at WARNING: their INFO lines say nothing an operator needs."""
+
+
 def setup_logging(
     level: str = "INFO",
     json_logs: bool | None = None,
@@ -91,6 +95,8 @@ def setup_logging(
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for noisy in QUIET_LOGGERS:  # library chatter at INFO (alembic's plugin set-up lines)
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return handler
 
 

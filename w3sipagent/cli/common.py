@@ -78,9 +78,20 @@ def _translate(exc: BaseException) -> CliError | None:
             if len(lines) == 1
             else f"{len(lines)} problems in the configuration:\n  " + "\n  ".join(lines)
         )
-        return CliError(
-            msg, code=EXIT_USAGE, hint="correct the file, then `w3sipagent config check`"
+        origins = {
+            "flag"
+            if p.startswith("command-line flag")
+            else "env"
+            if p.startswith("environment")
+            else "file"
+            for p in lines
+        }
+        what = " and ".join(
+            {"file": "the file", "env": "the environment variable", "flag": "the flag"}[o]
+            for o in sorted(origins)
         )
+        hint = f"correct {what}" + (", then `w3sipagent config check`" if "file" in origins else "")
+        return CliError(msg, code=EXIT_USAGE, hint=hint)
     if isinstance(exc, ConfigError):
         return CliError(str(exc), code=EXIT_USAGE)
     if isinstance(exc, AIError):

@@ -48,9 +48,22 @@ def _short(value: str, limit: int = 60) -> str:
     return one if len(one) <= limit else one[: limit - 1] + "…"
 
 
-def _short_source(source: str) -> str:
-    """``file:NAME`` (the file's name only; the paths are listed above the table)."""
-    return f"file:{Path(source[5:]).name}" if source.startswith("file:") else source
+def _short_source(source: str, files: int = 1) -> str:
+    """``file`` (one config file) or ``file:NAME`` (the paths are listed above the table)."""
+    if not source.startswith("file:"):
+        return source
+    return "file" if files == 1 else f"file:{Path(source[5:]).name}"
+
+
+def _group(key: str) -> tuple[str, str]:
+    """``tenants.acme.agents.support.voice`` → (``tenants.acme.agents.support``, ``voice``):
+    the TOML table a key is written in, so that the key column stays narrow."""
+    parts = key.split(".")
+    n = 1
+    if parts[0] == "tenants" and len(parts) > 2:
+        n = 4 if parts[2] in ("agents", "registrations") and len(parts) > 4 else 2
+    n = min(n, len(parts) - 1) or 1
+    return ".".join(parts[:n]), ".".join(parts[n:])
 
 
 def _json_value(shown: str) -> object:
@@ -96,14 +109,33 @@ def check(
     else:
         files = ", ".join(str(f) for f in settings.files) or "none (defaults and environment)"
         console.print(f"config files: {files}")
-        table = Table(title="settings" if show_all else "settings (not defaults; --all for all)")
-        table.add_column("key", overflow="fold", ratio=4)
-        table.add_column("value", overflow="fold", ratio=4)
-        table.add_column("source", overflow="fold", ratio=2)
-        for key, value, source in rows:
-            if show_all or source != "default":
-                table.add_row(key, _short(value), _short_source(source))
+        shown = [
+            (k, v, _short_source(src, len(settings.files)))
+            for k, v, src in rows
+            if show_all or src != "default"
+        ]
+        sources = {src for _, _, src in shown}
+        title = "settings" if show_all else "settings that are not defaults (--all: every one)"
+        one_source = len(sources) == 1
+        if one_source:
+            only = next(iter(sources))
+            title += ", all from " + ("the config file" if only == "file" else only)
+        console.print(f"[bold]{title}[/]")
+        table = Table(box=None, padding=(0, 2, 0, 0), show_edge=False)
+        table.add_column("key", no_wrap=True)
+        table.add_column("value", overflow="fold", min_width=24)
+        if not one_source:
+            table.add_column("source", no_wrap=True, overflow="ellipsis", max_width=32)
+        group = None
+        for key, value, source in shown:
+            head, rest = _group(key)
+            if head != group:
+                group = head
+                table.add_row(f"[bold cyan]\\[{head}][/]")
+            cells = [f"  {rest}", _short(value)]
+            table.add_row(*cells, *([] if one_source else [source]))
         console.print(table)
+        console.print()
         tt = Table(title="tenants")
         for col in ("tenant", "hosts", "DIDs", "agents", "codecs", "max calls"):
             tt.add_column(col, overflow="fold")

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from w3sipagent.agent.bridge import BridgeOptions, CallBridge, choose_ai_format
@@ -155,9 +156,9 @@ class AgentRunner:
         self.transferer = Transferer(self.ua)
         self.transferer.install(self.ua)
         self.ua.transferer = self.transferer
+        self._install_trace(self.ua)
         if self.settings.logging.sip_trace:
-            self.trace = SipTrace(self.settings.logging.sip_trace_path)
-            self._install_trace(self.ua, self.trace)
+            self.set_trace(True)
         await self.ua.start()
         self.registry.start()
         self.health.set_started()
@@ -169,18 +170,40 @@ class AgentRunner:
             self.only_tenant or ", ".join(self.registry.table.tenants) or "no tenants",
         )
 
-    @staticmethod
-    def _install_trace(ua: UserAgent, trace: SipTrace) -> None:
-        """Trace every SIP message the user agent sends and receives (redacted)."""
+    def set_trace(self, on: bool) -> Path | None:
+        """Switch the SIP message trace on or off at run time (``serve``: SIGUSR1).
+
+        ``logging.sip_trace_path`` names a file (every call's messages, one JSON line each
+        with its ``call_id``) or a folder (no suffix, or an existing directory): one
+        ``<call-id>.jsonl`` per call. Authorization and other secrets are masked.
+        Returns where the trace goes (None: off).
+        """
+        if not on:
+            if self.trace is not None:
+                self.trace.close()
+                self.trace = None
+            return None
+        if self.trace is None:
+            path = self.settings.logging.sip_trace_path
+            per_call = path.is_dir() or not path.suffix
+            self.trace = SipTrace(path, per_call=per_call)
+        return self.trace.path
+
+    def _install_trace(self, ua: UserAgent) -> None:
+        """Pass every SIP message sent and received through :attr:`trace` while it is on."""
         send = ua.driver.send
         received = ua.transports.received
 
         def traced_send(data: bytes, addr: Any, transport: str) -> None:
-            trace.record("out", data, (str(addr[0]), int(addr[1])), transport)
+            trace = self.trace
+            if trace is not None:
+                trace.record("out", data, (str(addr[0]), int(addr[1])), transport)
             send(data, addr, transport)
 
         def traced_received(data: bytes, addr: Any, transport: str) -> None:
-            trace.record("in", data, (str(addr[0]), int(addr[1])), transport)
+            trace = self.trace
+            if trace is not None:
+                trace.record("in", data, (str(addr[0]), int(addr[1])), transport)
             received(data, addr, transport)
 
         ua.driver.send = traced_send

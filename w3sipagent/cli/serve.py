@@ -2,7 +2,8 @@
 
 On a terminal a live table of the active calls; otherwise JSON log lines. SIGTERM / SIGINT
 drain (new INVITEs get 503, /readyz turns 503, active calls get ``sip.drain_timeout``
-seconds), SIGHUP or a change of the config file reloads the tenants.
+seconds), SIGHUP or a change of the config file reloads the tenants, SIGUSR1 switches the
+SIP message trace on and off.
 """
 
 from __future__ import annotations
@@ -101,8 +102,13 @@ async def run_agent(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
+    def usr1() -> None:
+        where = runner.set_trace(runner.trace is None)
+        log.warning("SIP trace %s", f"on → {where}" if where else "off")
+
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, hup)
+        loop.add_signal_handler(signal.SIGUSR1, usr1)
     await runner.start()
     try:
         if live:
@@ -122,7 +128,7 @@ async def run_agent(
         runner.drain()
         await runner.close()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         if server is not None:
@@ -153,7 +159,8 @@ def serve(
     """Answer calls for every tenant of the configuration, in one process.
 
     SIGTERM drains (new calls get 503, active calls finish up to sip.drain_timeout);
-    SIGHUP or a change of the config file reloads the tenants.
+    SIGHUP or a change of the config file reloads the tenants; SIGUSR1 switches the SIP
+    message trace (logging.sip_trace_path) on or off.
     """
     flags = overrides(sip, rtp_ports, realtime_url, metrics, drain_timeout)
     settings = load(config, flags)
