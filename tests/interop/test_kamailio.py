@@ -63,9 +63,7 @@ async def test_register_at_kamailio_and_receive_a_call(
     await agent.start()
     await caller.start()
     mgr = RegistrationManager(
-        agent,
-        contact_host=agent.advertised_host,
-        contact_port=agent.advertised_port,
+        agent,  # the Contact comes from agent.contact(user, transport)
         config=RegisterConfig(request_timeout=3, backoff_initial=0.2, backoff_jitter=0),
     )
     try:
