@@ -616,7 +616,7 @@ async def test_agent_transfer_against_freeswitch_standin(case: FsCase, make_ua: 
     ua = await make_ua(handler=handler)
     t = Transferer(ua, FAST)
     t.install(ua)
-    ua.transferer = t
+    assert ua.transferer is t
     rtp = await RtpPeer.open()
     fs = RawUac(ua.port)
     try:

@@ -49,7 +49,6 @@ async def transfer_from_baresip(
     await ua.start()
     transferer = Transferer(ua, TransferConfig(default_timeout=timeout))
     transferer.install(ua)
-    ua.transferer = transferer
     caller = await baresip("baresip-caller", codecs="PCMU/8000/1")
     await caller.ctrl.command("dial", f"sip:support@127.0.0.1:{ua.port}")
     await caller.ctrl.wait_event("CALL_ESTABLISHED", 5)
