@@ -93,7 +93,7 @@ class FakeRegistrar:
                 headers=[("WWW-Authenticate", self.server.challenge(REALM, now=now, stale=True))],
             )  # fmt: skip
         result = self.server.verify(
-            authz, method="REGISTER", realm=REALM, now=now,
+            authz, method="REGISTER", realm=REALM, now=now, request_uri=parsed.uri,
             lookup_password=lambda u, r: PASSWORDS.get(u),
         )  # fmt: skip
         if not result.ok:
@@ -158,7 +158,9 @@ async def test_register_with_digest_and_unregister() -> None:
     assert c.status.state == "registered" and c.status.code == 200 and c.status.expires == 600
     assert ua.bindings["1000"][0] == "sip:reg-acme@127.0.0.1:5090"
     first, second = ua.requests
-    assert first.method == "REGISTER" and first.uri == "sip:127.0.0.1:25060"
+    # Request-URI: the AOR's domain; the registrar address is only where it is sent
+    assert first.method == "REGISTER" and first.uri == f"sip:{REALM}"
+    assert 'uri="sip:pbx.example.com"' in (second.headers.get("Authorization") or "")
     assert "Authorization" not in first.headers and "Authorization" in second.headers
     assert "SHA-256" in (second.headers.get("Authorization") or "")  # strongest offered
     assert first.call_id == second.call_id  # one Call-ID per registration

@@ -72,7 +72,7 @@ class Registration:
     """One registration: where, as whom, and the credentials.
 
     - ``id``: the registration id (e.g. the tenant), reported in ``CallInfo.registration``;
-    - ``registrar``: the registrar URI, with an IP literal host (``sip:127.0.0.1:25060``);
+    - ``registrar``: where REGISTERs go, with an IP literal host (``sip:127.0.0.1:25060``);
       its ``transport`` parameter selects UDP / TCP / TLS;
     - ``aor``: the address of record (To / From), e.g. ``sip:1000@pbx.example.com``;
     - ``username`` / ``password``: digest credentials (username defaults to the AOR user);
@@ -114,6 +114,15 @@ class Registration:
     def auth_username(self) -> str:
         """The digest username (the AOR user unless given)."""
         return self.username or (SipUri.parse(self.aor).user or "")
+
+    @property
+    def request_uri(self) -> str:
+        """The REGISTER Request-URI: the AOR's domain, no user (RFC 3261 §10.2); the
+        registrar URI only says where to send it (FreeSWITCH picks the directory domain
+        from it)."""
+        aor = SipUri.parse(self.aor)
+        port = "" if aor.port is None else f":{aor.port}"
+        return f"{aor.scheme}:{aor.host}{port}"
 
     @property
     def destination(self) -> tuple[Address, str]:
@@ -337,7 +346,7 @@ class RegistrationClient:
                     auth = self._auth.build_authorization(
                         values,
                         method="REGISTER",
-                        uri=str(SipUri.parse(reg.registrar)),
+                        uri=req.uri,
                         username=reg.auth_username,
                         password=reg.password,
                         ids=self.ids,
@@ -391,7 +400,7 @@ class RegistrationClient:
         ]
         if auth is not None:
             headers.append(auth)
-        return SipRequest("REGISTER", reg.registrar, headers)
+        return SipRequest("REGISTER", reg.request_uri, headers)
 
     def _granted(self, resp: SipResponse) -> int | None:
         """The interval granted to our contact (its ``expires`` param, else Expires)."""
