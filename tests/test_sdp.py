@@ -20,6 +20,7 @@ from w3sipagent.sdp import (
     assign_version,
     bump_version,
     create_offer,
+    negotiate_answer,
 )
 
 # Bodies whose serialization is already canonical: str(parse(x)) must give back the same bytes.
@@ -249,12 +250,6 @@ BAD = [
     ("v=0\r\no=- 1 1 IN IP4 a\r\ns=-\r\nm=audio 1/x RTP/AVP 0\r\n", "port count"),
     ("v=0\r\no=- 1 1 IN IP4 a\r\ns=-\r\nm=audio 1 RTP/AVP PCMU\r\n", "RTP payload type"),
     ("v=0\r\no=- 1 1 IN IP4 a\r\ns=-\r\nm=audio 1 RTP/AVP 128\r\n", "RTP payload type"),
-    ("v=0\r\no=- 1 1 IN IP4 a\r\ns=-\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:0\r\n", "a=rtpmap"),
-    ("v=0\r\no=- 1 1 IN IP4 a\r\ns=-\r\nm=audio 1 RTP/AVP 96\r\na=rtpmap:96 x/y\r\n", "clock rate"),
-    (
-        "v=0\r\no=- 1 1 IN IP4 a\r\ns=-\r\nm=audio 1 RTP/AVP 96\r\na=rtpmap:96 x/8000/0\r\n",
-        "channels",
-    ),
     (
         "v=0\r\no=- 1 1 IN IP4 a\r\ns=-\r\nm=audio 1 RTP/AVP 96\r\na=rtpmap:96 a/8000\r\na=rtpmap:96 b/8000\r\n",
         "duplicate a=rtpmap",
@@ -450,3 +445,31 @@ def test_mutated_sdp_parses_or_raises_sdp_error(edits: list[tuple[int, int]]) ->
     except SdpError:
         return
     assert SessionDescription.parse(str(sd)) == sd
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["a=rtpmap:31 LPC", "a=rtpmap:0", "a=rtpmap:96 x/y", "a=rtpmap:96 x/8000/0"],
+)
+def test_unreadable_rtpmap_makes_only_that_format_unusable(bad: str) -> None:
+    """RFC 4475 §3.1.1.3 (esc01/longreq carry "a=rtpmap:31 LPC"): process the offer normally."""
+    pt = bad.split(":")[1].split(" ")[0]
+    text = (
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        f"m=audio 4000 RTP/AVP 8 {pt}\r\n{bad}\r\n"
+    )
+    sd = SessionDescription.parse(text)
+    audio = sd.media[0]
+    assert [c.payload_type for c in audio.codecs] == [8]
+    assert ("rtpmap", bad.split(":", 1)[1]) in audio.attributes
+    assert SessionDescription.parse(str(sd)) == sd
+    result = negotiate_answer(
+        sd,
+        local_address="127.0.0.1",
+        ports=[5000],
+        codec_preference=["PCMU/8000", "PCMA/8000"],
+        session_id=1,
+        session_version=1,
+    )
+    assert result.ok and result.audio is not None and result.audio.codec is not None
+    assert result.audio.codec.payload_type == 8

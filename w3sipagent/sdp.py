@@ -451,6 +451,7 @@ class _MediaBuilder:
     def __init__(self, m: MediaDescription) -> None:
         self.m = m
         self.rtpmaps: dict[int, tuple[str, int, int]] = {}
+        self.unreadable: set[str] = set()  # formats whose a=rtpmap is malformed
         self.fmtps: dict[str, str] = {}
         self.seen_direction = False
 
@@ -463,7 +464,14 @@ class _MediaBuilder:
             m.direction = name
             m.direction_explicit = True
         elif name == "rtpmap" and value is not None and m.is_rtp:
-            pt, enc, rate, ch = _parse_rtpmap(value)
+            try:
+                pt, enc, rate, ch = _parse_rtpmap(value)
+            except SdpError:
+                # RFC 4475 §3.1.1.3 (esc01, longreq: "a=rtpmap:31 LPC"): a format we cannot
+                # read is unusable, the rest of the offer is processed normally.
+                self.unreadable.add(value.strip().partition(" ")[0])
+                m.attributes.append((name, value))
+                return
             if pt in self.rtpmaps:
                 raise SdpError(f"m={m.media}: duplicate a=rtpmap for payload type {pt}")
             self.rtpmaps[pt] = (enc, rate, ch)
@@ -491,6 +499,8 @@ class _MediaBuilder:
             m.direction = session_direction
         if m.is_rtp:
             for f in m.formats:
+                if f in self.unreadable:
+                    continue
                 pt = int(f)
                 fmtp = self.fmtps.pop(f, None)
                 if pt in self.rtpmaps:

@@ -242,3 +242,16 @@ async def test_responses_routed_per_18_2_2(
         assert isinstance(reply, SipResponse) and reply.status == 200
     finally:
         await ua.close(timeout=0)
+
+
+def test_accepts_sdp_rules() -> None:
+    """An INVITE whose Accept excludes application/sdp gets 406; absent Accept means SDP."""
+    from w3sipagent.asyncio.useragent import _accepts_sdp
+
+    assert _accepts_sdp([])
+    assert _accepts_sdp(["application/sdp"])
+    assert _accepts_sdp(["text/plain", "application/*"])
+    assert _accepts_sdp(["*/*;q=0.5"])
+    assert not _accepts_sdp(["text/nobodyknowsthis"])
+    assert not _accepts_sdp(["application/sdp;q=0"])
+    assert not _accepts_sdp(["application/sdp;q=x"])

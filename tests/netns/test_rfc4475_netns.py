@@ -33,12 +33,7 @@ AGENT_T1 = 0.02  # Timer J = 64 * T1 = 1.28 s: how long a UDP server transaction
 # a closed connection, or in silence while the agent waits for the promised bytes.
 TCP_FRAMING = {"clerr.dat", "ncl.dat", "mcl01.dat", "inv2543.dat"}
 # Known defects of the agent, reported to the owners; strict: the test fails once fixed.
-KNOWN: dict[str, str] = {
-    "esc01.dat": "SDP 'a=rtpmap:31 LPC' (no clock rate) fails the whole offer with 400 "
-    "instead of ignoring that format (RFC 4475 §3.1.1.3: process normally)",
-    "longreq.dat": "SDP 'a=rtpmap:31 LPC' (no clock rate) fails the whole offer with 400 "
-    "instead of ignoring that format (RFC 4475 §3.1.1.7: process normally)",
-}
+KNOWN: dict[str, str] = {}
 
 
 def owed_replies(endpoint_md: Path) -> dict[str, str]:

@@ -146,7 +146,9 @@ def raw_messages(draw: st.DrawFn) -> tuple[bytes, dict[str, object]]:
         lines.append(f"{spelled}{sep}{value}")
     lines.append(f"{draw(st.sampled_from(['Content-Length', 'l', 'content-length']))}: {len(body)}")
     if is_request:
-        start = f"{method} {draw(sip_uris()).__str__().partition('?')[0]} SIP/2.0"
+        request_uri = draw(sip_uris())
+        request_uri.headers = {}  # no URI headers in a Request-URI (a user part may hold "?")
+        start = f"{method} {request_uri} SIP/2.0"
     else:
         status = draw(st.integers(100, 699))
         start = f"SIP/2.0 {status} {draw(free_text).strip()}"

@@ -739,6 +739,10 @@ class UserAgent:
                 return (400, exc.reason, [])
             if ctype != "application/sdp":
                 return (415, None, [("Accept", "application/sdp")])
+        if method in ("INVITE", "UPDATE") and not _accepts_sdp(request.headers.get_all("Accept")):
+            # Our answer carries SDP; a caller that cannot take it gets 406 (RFC 3261 §21.4.7,
+            # RFC 4475 §3.3.15 sdp01).
+            return (406, None, [("Accept", "application/sdp")])
         return None
 
     def _request(self, ev: RequestReceived) -> None:
@@ -2056,3 +2060,24 @@ def _peer_allow(call: Call) -> list[str]:
     if allow is None:
         return []
     return [a.strip() for a in allow.split(",") if a.strip()]
+
+
+def _accepts_sdp(accept: list[str]) -> bool:
+    """Whether an Accept header (absent means application/sdp, RFC 3261 §20.1) admits SDP."""
+    if not accept:
+        return True
+    for item in accept:
+        media, _, params = item.partition(";")
+        media = media.strip().lower()
+        if media in ("application/sdp", "application/*", "*/*"):
+            q = 1.0
+            for param in params.split(";"):
+                name, _, value = param.partition("=")
+                if name.strip().lower() == "q":
+                    try:
+                        q = float(value)
+                    except ValueError:
+                        q = 0.0
+            if q > 0:
+                return True
+    return False
