@@ -37,9 +37,12 @@ async def test_sink_updates_metrics_and_forwards() -> None:
     c = cdr("c1")
     await sink.call_started(c)
     assert value(m, "w3sipagent_active_calls", tenant="acme") == 1
-    await sink.call_event("c1", "barge_in")
-    await sink.call_event("c1", "realtime_error", {"code": "server_error"})
-    await sink.call_event("c1", "realtime_reconnect")
+    # what the bridge notes in the CDR during a call (counted once, when the call ends)
+    c.add_event("barge_in", item_id="i1", heard_ms=420, dropped_frames=3)
+    c.add_event("ai_error", code="server_error", message="boom", fatal=False)
+    c.add_event("ai_lost", reason="socket closed")
+    c.add_event("ai_reconnected")
+    await sink.call_event("c1", "barge_in")  # forwarded to the store, not counted twice
     await sink.call_ended(c)
     assert seen == ["c1"]
     assert value(m, "w3sipagent_active_calls", tenant="acme") == 0
@@ -51,6 +54,7 @@ async def test_sink_updates_metrics_and_forwards() -> None:
     assert value(m, "w3sipagent_turn_latency_seconds_bucket", tenant="acme", le="1.0") == 2
     assert value(m, "w3sipagent_barge_ins_total", tenant="acme") == 1
     assert value(m, "w3sipagent_realtime_errors_total", tenant="acme", code="server_error") == 1
+    assert value(m, "w3sipagent_realtime_errors_total", tenant="acme", code="connection_lost") == 1
     assert value(m, "w3sipagent_realtime_reconnects_total", tenant="acme") == 1
     assert value(m, "w3sipagent_rtp_packets_lost_total", tenant="acme") == 3
     assert value(m, "w3sipagent_rtp_jitter_seconds_sum", tenant="acme") == 0.004

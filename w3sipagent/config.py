@@ -193,7 +193,9 @@ class RtpSettings(_Section):
 class RealtimeSettings(_Section):
     """The Realtime API endpoint and defaults."""
 
-    base_url: str = "wss://api.openai.com/v1/realtime"
+    base_url: str = "wss://api.openai.com/v1"
+    """The API base (``…/v1``); the client adds ``/realtime`` (WebSocket) or
+    ``/realtime/calls`` (WebRTC). A URL ending in ``/realtime`` is accepted and trimmed."""
     model: str = "gpt-realtime"
     connect_timeout: Duration = 10.0
     reconnect_timeout: Duration = 3.0
@@ -205,7 +207,8 @@ class RealtimeSettings(_Section):
     def _url(cls, v: str) -> str:
         if not v.startswith(("ws://", "wss://", "http://", "https://")):
             raise ValueError("must start with ws://, wss://, http:// or https://")
-        return v.rstrip("/")
+        v = v.rstrip("/")
+        return v[: -len("/realtime")] if v.endswith("/realtime") else v
 
 
 class RecordsSettings(_Section):

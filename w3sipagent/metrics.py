@@ -22,6 +22,9 @@ CDRs the bridge reports, so the bridge needs no metrics code of its own.
 :class:`MetricsServer` serves ``GET /metrics`` (Prometheus text format), ``GET /healthz``
 (200 while the process runs) and ``GET /readyz`` (200 when ready, 503 before start-up is
 complete and while draining), on a small asyncio HTTP/1.1 server.
+The per-call figures (set-up time, turn latencies, RTP loss and jitter, barge-ins, Realtime
+errors and reconnections) are taken from each CDR when its call ends
+(:meth:`Metrics.call_ended`), so they appear when the call is over.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ log = logging.getLogger("w3sipagent.metrics")
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 JITTER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
 NO_TENANT = "-"
+CDR_EVENT_CODES = {
+    "ai_error": "error",
+    "ai_connect_failed": "connect_failed",
+    "ai_lost": "connection_lost",
+    "response_failed": "response_failed",
+}
+"""CDR event kinds counted as Realtime errors (``code``: the event's own, else this)."""
 
 
 class Metrics:
@@ -133,6 +143,14 @@ class Metrics:
             self.rtp_jitter.labels(tenant).observe(jitter_ms / 1000.0)
         elif jitter_s is not None:
             self.rtp_jitter.labels(tenant).observe(jitter_s)
+        for ev in cdr.events:  # what the bridge noted during the call
+            kind = str(ev.get("kind", ""))
+            if kind in CDR_EVENT_CODES:
+                self.event(
+                    tenant, "realtime_error", {"code": ev.get("code") or CDR_EVENT_CODES[kind]}
+                )
+            elif kind in ("barge_in", "ai_reconnected"):
+                self.event(tenant, kind)
 
     def event(self, tenant: str | None, kind: str, data: Mapping[str, Any] | None = None) -> None:
         """A call event: ``barge_in``, ``realtime_error`` (``code``), ``realtime_reconnect``."""
@@ -142,7 +160,7 @@ class Metrics:
         elif kind in ("realtime_error", "ai_error"):
             code = str((data or {}).get("code") or "error")
             self.realtime_errors.labels(t, code[:64]).inc()
-        elif kind in ("realtime_reconnect", "reconnect", "reconnected"):
+        elif kind in ("realtime_reconnect", "reconnect", "reconnected", "ai_reconnected"):
             self.realtime_reconnects.labels(t).inc()
 
     def rejected_call(self, code: int) -> None:
@@ -179,7 +197,7 @@ class MetricsSink:
     async def call_event(
         self, call_id: str, kind: str, data: Mapping[str, Any] | None = None
     ) -> None:
-        self.metrics.event(self._tenants.get(call_id), kind, data)
+        # counted from the CDR's events at the end of the call (call_ended), not here
         if self.inner is not None:
             await self.inner.call_event(call_id, kind, data)
 

@@ -38,7 +38,11 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert 'check_reservation({"name": "Martin", "party_size": 2})' in text
     assert '"time": "20:00"' in text
     assert "far end transfers us to sip:manager@bistro.example" in out.stderr
-    assert "per-turn latency" in text
+    assert "Per-turn latency" in text
+    # the transfer: the agent says so, REFERs, and learns the real outcome (NOTIFY 200)
+    assert "transferring you to the manager" in text
+    assert "transfer  manager (sip:manager@bistro.example): succeeded" in text
+    assert '"status": "succeeded"' in text and "cancelled" not in text
     # the CDR row, read back with the store
     cfg = load_settings(run_dir / "w3sipagent.toml", environ={}, discover=False)
 
@@ -52,7 +56,9 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
     assert cdr.tenant == "bistro" and cdr.agent == "host" and cdr.codec == "PCMU"
     assert cdr.ai_format == "audio/pcmu"
     assert [e.text for e in cdr.transcript if e.speaker == "caller"] == list(CALLER_LINES)
-    assert len(cdr.turn_latencies_ms) >= 2
+    assert cdr.transfer is not None and cdr.transfer.outcome == "succeeded"
+    assert cdr.disposition.value == "transferred"
+    assert len(cdr.turn_latencies_ms) == 3
     assert all(0 < ms < 3000 for ms in cdr.turn_latencies_ms)
     assert cdr.call_id in text
     # the stereo recording: caller left, agent right, both with speech

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from w3sipagent.agent.service import AgentService
 from w3sipagent.cli.call import place_call
-from w3sipagent.cli.runner import AgentRunner
 from w3sipagent.config import load_settings
 from w3sipagent.realtime.server import RealtimeServer
 
@@ -45,7 +45,7 @@ greeting = "Hi."
     return load_settings(cfg, environ={}, discover=False)
 
 
-async def call(runner: AgentRunner) -> str:
+async def call(runner: AgentService) -> str:
     s = await place_call(
         "sip:support@acme.example",
         proxy=("127.0.0.1", runner.port),
@@ -59,7 +59,7 @@ async def call(runner: AgentRunner) -> str:
 
 async def test_per_call_trace_is_redacted_and_switchable(tmp_path: Path) -> None:
     async with RealtimeServer(port=0, tts_engine="tone") as rt:
-        runner = AgentRunner(settings_for(tmp_path, rt.port, trace=True))
+        runner = AgentService(settings_for(tmp_path, rt.port, trace=True), retention_interval=None)
         await runner.start()
         try:
             first = await call(runner)

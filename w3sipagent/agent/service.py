@@ -18,6 +18,12 @@ Admission (before the 200 OK, called by the user agent for every INVITE):
 Per call (the user agent's handler, after the ACK): the bridge runs with that tenant's key,
 prompt, tools, destinations and webhooks only; the CDR is queued to the store (off the media
 path) and, when the tenant has one, posted to its webhook in the background.
+
+Also here, for the command line and for operators: :meth:`AgentService.dial` (an outbound AI
+call with the same records), :meth:`AgentService.live_calls` (what the live table shows),
+Prometheus :class:`~w3sipagent.metrics.Metrics` updates (``metrics=``), one tenant only
+(``only_tenant=``, ``w3sipagent run``) and the SIP message trace
+(:meth:`AgentService.set_trace`).
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -50,13 +58,17 @@ from w3sipagent.asyncio.refer import TransferConfig, Transferer
 from w3sipagent.asyncio.useragent import (
     Accept,
     AdmissionRequest,
+    CallRejected,
+    DialTimeout,
     Reject,
     UserAgent,
     UserAgentConfig,
 )
 from w3sipagent.config import Settings
 from w3sipagent.errors import AIError, ConfigError, SdpError
-from w3sipagent.records.cdr import CallRecord
+from w3sipagent.logs import SipTrace
+from w3sipagent.metrics import Metrics
+from w3sipagent.records.cdr import CallRecord, Disposition
 from w3sipagent.records.retention import RetentionTask
 from w3sipagent.records.store import CdrStore, RecordsSink
 from w3sipagent.records.webhook import CdrWebhookPoster
@@ -70,6 +82,7 @@ __all__ = [
     "AIFactory",
     "Admitted",
     "AgentService",
+    "LiveCall",
     "default_ai_factory",
     "negotiated_encoding",
     "tenant_codec_preference",
@@ -86,9 +99,7 @@ def default_ai_factory(settings: Settings) -> AIFactory:
     """Realtime sessions (WebSocket or WebRTC per tenant) at ``settings.realtime.base_url``."""
     from w3sipagent.realtime import open_session
 
-    base = settings.realtime.base_url.rstrip("/")
-    if base.endswith("/realtime"):
-        base = base[: -len("/realtime")]
+    base = settings.realtime.base_url  # ``…/v1``: the settings trim a trailing /realtime
     timeout = settings.realtime.connect_timeout
 
     def make(tenant_id: str, api_key: str, transport: str, config: AISessionConfig) -> AISession:
@@ -217,6 +228,20 @@ class Admitted:
         return self.resolution.tenant.id
 
 
+@dataclass(frozen=True)
+class LiveCall:
+    """One call in progress, as ``w3sipagent serve``'s live table shows it."""
+
+    call_id: str
+    tenant: str
+    caller: str
+    codec: str
+    duration_s: float
+    state: str
+    """``connecting`` (no AI session yet), ``talking`` or ``fallback``."""
+    last_turn_ms: float | None
+
+
 @dataclass
 class _Stats:
     admitted: int = 0
@@ -237,6 +262,8 @@ class AgentService:
     ``transfer_config``: REFER timers; transfers report the real outcome from the NOTIFYs.
     ``retention_interval``: with a :class:`CdrStore`, purge expired transcripts and
     recordings this often (first run at start; None: not run by the service).
+    ``metrics``: Prometheus metrics to update (calls, refusals, set-up, turns, RTP, Realtime
+    errors, from each CDR). ``only_tenant``: answer that tenant's calls only (others 404).
     """
 
     def __init__(
@@ -254,8 +281,14 @@ class AgentService:
         bridge_defaults: BridgeOptions | None = None,
         transfer_config: TransferConfig | None = None,
         retention_interval: float | None = 3600.0,
+        metrics: Metrics | None = None,
+        only_tenant: str | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
+        self.only_tenant = only_tenant
+        self.trace: SipTrace | None = None
+        """The SIP message trace while it is on (:meth:`set_trace`)."""
         if tenants is None:
             table = TenantTable(
                 settings.tenants, settings.tenancy, list(settings.sip.allowed_sources)
@@ -300,6 +333,9 @@ class AgentService:
         self.transferer = Transferer(ua, self.transfer_config)
         self.transferer.install(ua)
         ua.transferer = self.transferer
+        self._install_trace(ua)
+        if self.settings.logging.sip_trace:
+            self.set_trace(True)
         await ua.start()
         if isinstance(self.store, CdrStore) and self.retention_interval is not None:
             self.retention = RetentionTask(
@@ -313,10 +349,16 @@ class AgentService:
         assert self.ua is not None
         return self.ua.port
 
+    def drain(self) -> None:
+        """Stop taking calls (new INVITEs get 503); the active ones go on."""
+        if self.ua is not None:
+            self.ua.drain()
+
     async def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
         """Stop admitting (503), let calls finish up to ``timeout``, then end the rest."""
         if self.ua is not None:
             await self.ua.close(drain=drain, timeout=timeout)
+        self.set_trace(False)
         if self.retention is not None:
             await self.retention.stop()
             self.retention = None
@@ -341,6 +383,138 @@ class AgentService:
         """Run until :meth:`close`."""
         await self._stop.wait()
 
+    # ------------------------------------------------------------ operators
+
+    def set_trace(self, on: bool) -> Path | None:
+        """Switch the SIP message trace on or off at run time (``serve``: SIGUSR1).
+
+        ``logging.sip_trace_path`` names a file (every call's messages, one JSON line each
+        with its ``call_id``) or a folder (no suffix, or an existing directory): one
+        ``<call-id>.jsonl`` per call. Authorization and other secrets are masked.
+        Returns where the trace goes (None: off).
+        """
+        if not on:
+            if self.trace is not None:
+                self.trace.close()
+                self.trace = None
+            return None
+        if self.trace is None:
+            path = self.settings.logging.sip_trace_path
+            self.trace = SipTrace(path, per_call=path.is_dir() or not path.suffix)
+        return self.trace.path
+
+    def _install_trace(self, ua: UserAgent) -> None:
+        """Pass every SIP message sent and received through :attr:`trace` while it is on."""
+        send = ua.driver.send
+        received = ua.transports.received
+
+        def traced_send(data: bytes, addr: Any, transport: str) -> None:
+            trace = self.trace
+            if trace is not None:
+                trace.record("out", data, (str(addr[0]), int(addr[1])), transport)
+            send(data, addr, transport)
+
+        def traced_received(data: bytes, addr: Any, transport: str) -> None:
+            trace = self.trace
+            if trace is not None:
+                trace.record("in", data, (str(addr[0]), int(addr[1])), transport)
+            received(data, addr, transport)
+
+        ua.driver.send = traced_send
+        ua.transports.received = traced_received
+
+    def live_calls(self) -> list[LiveCall]:
+        """The calls in progress, oldest first."""
+        now = datetime.now(UTC)
+        out: list[LiveCall] = []
+        for call_id, b in self.bridges.items():
+            cdr = b.cdr
+            began = cdr.answer_at or cdr.invite_at
+            lat = cdr.turn_latencies_ms
+            state = "talking" if b.session is not None else "connecting"
+            if any(e.get("kind") == "fallback" for e in cdr.events):
+                state = "fallback"
+            out.append(
+                LiveCall(
+                    call_id=call_id,
+                    tenant=cdr.tenant or "-",
+                    caller=cdr.caller or "",
+                    codec=cdr.codec or b.call.media.encoding,
+                    duration_s=max(0.0, (now - began).total_seconds()),
+                    state=state,
+                    last_turn_ms=lat[-1] if lat else None,
+                )
+            )
+        out.sort(key=lambda c: -c.duration_s)
+        return out
+
+    async def dial(
+        self,
+        uri: str,
+        tenant_id: str,
+        *,
+        agent: str | None = None,
+        proxy: tuple[str, int] | None = None,
+        timeout: float = 60.0,
+    ) -> CallRecord:
+        """An outbound AI call: the tenant's agent calls ``uri`` (reminders, call-backs).
+
+        The INVITE goes to ``proxy`` (FreeSWITCH) when given. The call gets the same bridge,
+        CDR, metrics and webhook as an inbound one; a refused or unanswered call gets a CDR
+        too (``rejected`` / ``timeout``). Returns the CDR. Raises ValueError for an unknown
+        tenant or agent.
+        """
+        if self.ua is None:
+            raise RuntimeError("dial() before start()")
+        table = self._tables()
+        tenant = table.get(tenant_id)
+        if tenant is None:
+            known = ", ".join(table.tenants) or "none"
+            raise ValueError(f"no tenant {tenant_id!r} (known: {known})")
+        agent_name = agent or tenant.default_agent or next(iter(tenant.agents))
+        if agent_name not in tenant.agents:
+            raise ValueError(f"tenant '{tenant_id}' has no agent {agent_name!r}")
+        host = tenant.hosts[0] if tenant.hosts else self.ua.advertised_host
+        me = f"sip:{agent_name}@{host}"
+        cdr = CallRecord(
+            call_id="pending", tenant=tenant.id, agent=agent_name, caller=me, callee=uri,
+            request_uri=uri,
+        )  # fmt: skip
+        resolution = Resolution(tenant, agent_name, tenant.agents[agent_name], "outbound")
+        codecs = tenant_codec_preference(tenant.codecs, self.ua_config.codecs)
+        ctx = Admitted(resolution, table, cdr, codecs)
+        await self._read_api_key(ctx)
+        try:
+            call = await self.ua.dial(
+                uri, proxy=proxy, from_uri=me, codecs=list(codecs), timeout=timeout
+            )
+        except (CallRejected, DialTimeout) as exc:
+            cdr.call_id = f"outbound-{int(time.time() * 1000)}"
+            rejected = isinstance(exc, CallRejected)
+            cdr.finish(
+                Disposition.REJECTED if rejected else Disposition.TIMEOUT,
+                hangup_by="system",
+                sip_code=exc.status,
+                reason=str(exc)[:200],
+            )
+            if self.metrics is not None:
+                self.metrics.call_started(tenant.id)
+                self.metrics.call_ended(cdr)
+            if self.store is not None:
+                await self.store.call_started(cdr)
+                await self.store.call_ended(cdr)
+            self._remember(cdr)
+            return cdr
+        cdr.call_id = call.call_id
+        cdr.source = f"{call.info.source[0]}:{call.info.source[1]}"
+        call.context = ctx
+        await self._bridge(call, ctx)
+        return cdr
+
+    def _remember(self, cdr: CallRecord) -> None:
+        self.finished.append(cdr)
+        del self.finished[:-100]
+
     # ------------------------------------------------------------ admission
 
     def _activity(self, source: str, tenant: str | None, code: int, reason: str) -> None:
@@ -349,6 +523,8 @@ class AgentService:
             record(source, tenant, code, reason)
         if code >= 300:
             self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
+            if self.metrics is not None:
+                self.metrics.rejected_call(code)
 
     async def _admit(self, req: AdmissionRequest) -> Accept | Reject:
         table = self._tables()
@@ -368,6 +544,9 @@ class AgentService:
             self._activity(source, result.tenant_id, result.status, result.detail)
             return Reject(result.status, result.reason)
         tenant = result.tenant
+        if self.only_tenant is not None and tenant.id != self.only_tenant:
+            self._activity(source, tenant.id, 404, f"only {self.only_tenant} served here")
+            return Reject(404, "Not Found")
         limit = tenant.max_concurrent_calls
         if limit is not None and self._live_calls(tenant.id) >= limit:
             self._activity(source, tenant.id, 486, "tenant call limit")
@@ -507,8 +686,12 @@ class AgentService:
             log.error("call %s without admission context", call.call_id)
             await call.hangup("error")
             return
+        ctx.cdr.answered()
+        await self._bridge(call, ctx)
+
+    async def _bridge(self, call: Call, ctx: Admitted) -> None:
+        """Run the call's bridge to the end; store, count and post its CDR."""
         cdr = ctx.cdr
-        cdr.answered()
         config, tools, options, factory = self._session_parts(ctx, call.media.encoding)
         bridge = CallBridge(
             call, factory, config, tools=tools, options=options, cdr=cdr, early=ctx.early
@@ -517,14 +700,19 @@ class AgentService:
         self.bridges[call.call_id] = bridge
         self.stats.bridged += 1
         sink = self.store
+        if self.metrics is not None:
+            self.metrics.call_started(cdr.tenant)
         if sink is not None:
             await sink.call_started(cdr)
         try:
             await bridge.run()
         finally:
             self.bridges.pop(call.call_id, None)
-            self.finished.append(cdr)
-            del self.finished[:-100]
+            if not cdr.rtp:
+                cdr.rtp = {k: v for k, v in call.stats().items() if isinstance(v, int | float)}
+            if self.metrics is not None:
+                self.metrics.call_ended(cdr)
+            self._remember(cdr)
             if sink is not None:
                 with contextlib.suppress(Exception):
                     await sink.call_ended(cdr)

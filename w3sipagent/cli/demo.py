@@ -85,8 +85,13 @@ async def tool_server() -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-def demo_config(run_dir: Path, realtime_url: str, tool_url: str, *, codec: str) -> str:
-    """The demo tenant's configuration file (TOML)."""
+def demo_config(
+    run_dir: Path, realtime_url: str, tool_url: str, *, codec: str, openai: bool = False
+) -> str:
+    """The demo tenant's configuration file (TOML); the key is read from OPENAI_API_KEY with
+    ``openai``, else a placeholder (the local server accepts any key)."""
+    tenant_key = 'api_key = { env = "OPENAI_API_KEY" }\n' if openai else ""
+    default_key = "" if openai else 'api_key = "sk-local-demo"\n'
     return f"""# Written by `w3sipagent demo`: the demo tenant. Try:
 #   w3sipagent cdr list -c {run_dir / "w3sipagent.toml"}
 [sip]
@@ -96,7 +101,7 @@ transports = ["udp"]
 [realtime]
 base_url = "{realtime_url}"
 connect_timeout = "10s"
-
+{default_key}
 [records]
 database_url = "sqlite+aiosqlite:///demo.db"
 recordings_dir = "recordings"
@@ -113,7 +118,7 @@ reload_interval = 0
 
 [tenants.{TENANT}]
 hosts = ["{HOST}"]
-codecs = ["{codec}"]
+{tenant_key}codecs = ["{codec}"]
 transfers = {{ manager = "sip:manager@{HOST}" }}
 max_call_duration = "2m"
 recording = {{ enabled = true }}
@@ -143,21 +148,20 @@ async def run_demo(
     progress: Any = None,
 ) -> tuple[CallRecord | None, Any, Path]:
     """Run the demo call; returns (CDR, softphone summary, config path)."""
+    from w3sipagent.agent.service import AgentService
     from w3sipagent.cli.call import place_call
-    from w3sipagent.cli.runner import AgentRunner
     from w3sipagent.config import load_settings
     from w3sipagent.demo_assets import CALLER_LINES, caller_utterances, scenario_path, write_wav
+    from w3sipagent.records.store import CdrStore
 
     say = progress or (lambda _m: None)
     run_dir.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
         if use_openai:
-            key = os.environ.get("OPENAI_API_KEY", "").strip()
             realtime_url = "wss://api.openai.com/v1"
         else:
             from w3sipagent.realtime.server import RealtimeServer
 
-            key = "sk-local-demo"
             server = RealtimeServer(
                 "127.0.0.1",
                 0,
@@ -169,12 +173,15 @@ async def run_demo(
             say(f"local Realtime server on {server.ws_url.split('?')[0]} (scenario bistro-demo)")
         tool_url = await stack.enter_async_context(tool_server())
         cfg_path = run_dir / "w3sipagent.toml"
-        cfg_path.write_text(demo_config(run_dir, realtime_url, tool_url, codec=codec))
+        cfg_path.write_text(
+            demo_config(run_dir, realtime_url, tool_url, codec=codec, openai=use_openai)
+        )
         settings = load_settings(cfg_path, environ={}, discover=False)
-        runner = AgentRunner(settings, api_key=key)
-        await runner.start()
-        stack.push_async_callback(runner.close, timeout=3.0)
-        say(f"agent for tenant '{TENANT}' on udp 127.0.0.1:{runner.port}")
+        store = await stack.enter_async_context(CdrStore.from_settings(settings.records))
+        service = AgentService(settings, store=store, retention_interval=None)
+        await service.start()
+        stack.push_async_callback(service.close, timeout=3.0)
+        say(f"agent for tenant '{TENANT}' on udp 127.0.0.1:{service.port}")
         utterances = await caller_utterances(8000, engine=tts)
         write_wav(run_dir / "caller.wav", b"".join(u + bytes(16000) for u in utterances))
         say(
@@ -184,7 +191,7 @@ async def run_demo(
         )
         summary = await place_call(
             f"sip:{AGENT}@{HOST}",
-            proxy=("127.0.0.1", runner.port),
+            proxy=("127.0.0.1", service.port),
             codec=codec,
             turns=utterances,
             turn_gap=0.9,
@@ -197,9 +204,9 @@ async def run_demo(
             progress=say,
         )
         deadline = time.monotonic() + 10.0
-        while not runner.records and time.monotonic() < deadline:
+        while not service.finished and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        cdr = runner.records[0] if runner.records else None
+        cdr = service.finished[0] if service.finished else None
     return cdr, summary, cfg_path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -40,18 +41,23 @@ def dial(
 
     The CDR is written like for inbound calls. Exit 0 when the call was answered.
     """
+    from w3sipagent.agent.service import AgentService
     from w3sipagent.cli.cdr import render_cdr
-    from w3sipagent.cli.runner import AgentRunner
     from w3sipagent.logs import setup_logging
+    from w3sipagent.records.store import CdrStore
 
     hostport_flag(proxy, "--proxy")
-    flags = {
-        "sip.listen": hostport_flag(sip, "--sip") or "127.0.0.1:0",
+    flags: dict[str, Any] = {
+        "sip.listen": hostport_flag(sip, "--sip"),
         **port_range_flag(rtp_ports),
         "realtime.base_url": realtime_url,
         "metrics.listen": None,
     }
     settings = load(config, flags)
+    if sip is None:  # the configured address on any free port (a running serve keeps its own)
+        host = settings.sip.listen_address[0]
+        flags["sip.listen"] = f"[{host}]:0" if ":" in host else f"{host}:0"
+        settings = load(config, flags)
     if tenant not in settings.tenants:
         fail(
             f"no tenant {tenant!r}",
@@ -62,13 +68,16 @@ def dial(
     setup_logging("WARNING", False)
 
     async def main() -> CallRecord:
-        runner = AgentRunner(settings)
-        await runner.start()
-        try:
-            err_console.print(f"{tenant}: calling {uri} ...")
-            return await runner.dial(uri, tenant, agent=agent, proxy=target, timeout=answer_timeout)
-        finally:
-            await runner.close(timeout=2.0)
+        async with CdrStore.from_settings(settings.records) as store:
+            service = AgentService(settings, store=store, retention_interval=None)
+            await service.start()
+            try:
+                err_console.print(f"{tenant}: calling {uri} ...")
+                return await service.dial(
+                    uri, tenant, agent=agent, proxy=target, timeout=answer_timeout
+                )
+            finally:
+                await service.close(timeout=2.0)
 
     cdr = run_async(main())
     render_cdr(cdr)

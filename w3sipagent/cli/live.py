@@ -2,39 +2,35 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.table import Table
 
-from w3sipagent.cli.runner import AgentRunner
+from w3sipagent.agent.service import AgentService
+from w3sipagent.metrics import HealthState
 
 
-def calls_table(runner: AgentRunner, *, now: float | None = None) -> Table:
+def calls_table(service: AgentService, health: HealthState | None = None) -> Table:
     """Active calls: tenant, caller, codec, duration, state, last turn latency."""
-    now = time.monotonic() if now is None else now
-    m = runner.metrics
-    title = f"w3sipagent: {len(runner.live)} active call(s)"
-    if runner.health.draining:
+    calls = service.live_calls()
+    title = f"w3sipagent: {len(calls)} active call(s)"
+    if health is not None and health.draining:
         title += " [yellow](draining: new calls get 503)[/]"
-    t = Table(title=title, caption=_caption(runner))
+    t = Table(title=title, caption=_caption(service, len(calls)))
     for col in ("tenant", "caller", "codec", "duration", "state", "last turn"):
         t.add_column(col, overflow="fold")
-    for live in sorted(runner.live.values(), key=lambda c: c.started):
-        live.refresh()
-        secs = int(now - live.started)
+    for c in calls:
+        secs = int(c.duration_s)
         t.add_row(
-            live.tenant,
-            live.caller,
-            live.codec,
+            c.tenant,
+            c.caller,
+            c.codec,
             f"{secs // 60}:{secs % 60:02d}",
-            live.state,
-            "-" if live.last_turn_ms is None else f"{live.last_turn_ms:.0f} ms",
+            c.state,
+            "-" if c.last_turn_ms is None else f"{c.last_turn_ms:.0f} ms",
         )
-    _ = m
     return t
 
 
-def _caption(runner: AgentRunner) -> str:
-    done = len(runner.records)
-    port = runner.ua.port if runner.ua is not None else 0
+def _caption(service: AgentService, active: int) -> str:
+    done = service.stats.bridged - active
+    port = service.ua.port if service.ua is not None else 0
     return f"SIP :{port} · calls ended {done} · Ctrl-C drains and stops"

@@ -72,17 +72,28 @@ async def run_agent(
     live: bool = False,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or ``stop``), then drain. Returns the number of calls handled."""
-    from w3sipagent.cli.runner import AgentRunner
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain. Returns the number of calls handled.
+
+    The composition of a deployment: the CDR store, the reloadable tenant table, the metrics
+    and health server, and :class:`~w3sipagent.agent.service.AgentService` answering calls.
+    """
+    from w3sipagent.agent.service import AgentService
     from w3sipagent.metrics import HealthState, Metrics, MetricsServer
+    from w3sipagent.records.store import CdrStore
     from w3sipagent.tenants.reload import TenantRegistry
 
     metrics = Metrics()
     health = HealthState(metrics)
     path = settings.config_file
     registry = TenantRegistry(settings, lambda: load_settings(path, flags, discover=False))
-    runner = AgentRunner(
-        settings, registry=registry, only_tenant=only_tenant, metrics=metrics, health=health
+    store = CdrStore.from_settings(settings.records)
+    service = AgentService(
+        settings,
+        tenants=lambda: registry.table,
+        store=store,
+        metrics=metrics,
+        only_tenant=only_tenant,
+        retention_interval=settings.records.retention_interval,
     )
     server: MetricsServer | None = None
     if settings.metrics.listen is not None:
@@ -103,38 +114,56 @@ async def run_agent(
         task.add_done_callback(reloads.discard)
 
     def usr1() -> None:
-        where = runner.set_trace(runner.trace is None)
+        where = service.set_trace(service.trace is None)
         log.warning("SIP trace %s", f"on → {where}" if where else "off")
 
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, hup)
         loop.add_signal_handler(signal.SIGUSR1, usr1)
-    await runner.start()
     try:
+        await store.open()
+        await service.start()
+        registry.start()
+        health.set_started()
+        assert service.ua is not None
+        log.info(
+            "agent listening on %s:%d (%s) for %s",
+            service.ua.config.host,
+            service.port,
+            ",".join(service.ua.config.transports),
+            only_tenant or ", ".join(registry.table.tenants) or "no tenants",
+        )
         if live:
             from rich.live import Live
 
             from w3sipagent.cli.live import calls_table
 
-            with Live(calls_table(runner), refresh_per_second=2, console=err_console) as view:
+            with Live(
+                calls_table(service, health), refresh_per_second=2, console=err_console
+            ) as view:
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 0.5)
-                    view.update(calls_table(runner))
+                    view.update(calls_table(service, health))
         else:
             await stop.wait()
-        n = len(runner.live)
+        n = len(service.bridges)
         log.info("draining: %d active call(s), up to %.0f s", n, settings.sip.drain_timeout)
-        runner.drain()
-        await runner.close()
+        health.set_draining()
+        service.drain()
+        await service.close()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        await registry.stop()
+        if service.ua is not None and not service.ua.closed:
+            await service.close(timeout=0)
+        await store.close()
         if server is not None:
             await server.close()
-    log.info("stopped after %d call(s)", len(runner.records))
-    return len(runner.records)
+    log.info("stopped after %d call(s)", service.stats.bridged)
+    return service.stats.bridged
 
 
 def _setup_logs(settings: Settings, live: bool) -> None:
