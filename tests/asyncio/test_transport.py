@@ -70,6 +70,25 @@ async def test_malformed_stream_message_gets_400_and_close(make_ua: UaFactory) -
         writer.close()
 
 
+async def test_garbage_without_via_after_a_message_is_not_answered(make_ua: UaFactory) -> None:
+    """Bytes past a message's Content-Length (RFC 4475 dblreq over TCP) desynchronise the
+    stream: the message is answered, the garbage (no Via to answer to) is not, and the
+    agent closes the connection."""
+    ua = await make_ua()
+    reader, writer = await asyncio.open_connection("127.0.0.1", ua.port)
+    local_port = writer.get_extra_info("sockname")[1]
+    try:
+        writer.write(_options(1, local_port) + b"C\r\n\r\n")
+        data = b""
+        while chunk := await asyncio.wait_for(reader.read(65535), 2):
+            data += chunk
+        assert data.count(b"SIP/2.0 ") == 1, data
+        items = StreamFramer().feed(data)
+        assert [(r.status, r.call_id) for r in items] == [(200, "tcp-1")]  # type: ignore[union-attr]
+    finally:
+        writer.close()
+
+
 async def test_call_over_tcp_reuses_the_connection(make_ua: UaFactory) -> None:
     answered: list[Call] = []
 

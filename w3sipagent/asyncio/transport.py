@@ -251,7 +251,14 @@ class StreamConnection(asyncio.Protocol):
 
     def _reply_error(self, err: SipParseError) -> None:
         partial = partial_message(err)
-        if not isinstance(partial, SipRequest) or partial.method == "ACK":
+        # As SipCore does for datagrams: garbage without a Via (the stray bytes after a
+        # body shorter than the stream carries, RFC 4475 dblreq over TCP) is not answered
+        # with a headerless 400; the framing failure still closes the connection.
+        if (
+            not isinstance(partial, SipRequest)
+            or partial.method == "ACK"
+            or "Via" not in partial.headers
+        ):
             log.debug("unanswerable bad message on %s from %s: %s", self.name, self.peer, err)
             return
         try:
