@@ -4,13 +4,12 @@ stop, restart and move the RTP we send; the advertised address; 180 / 183 early 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from tests.asyncio.conftest import UaFactory
 from tests.asyncio.helpers import RawUac, RtpPeer, sdp
 from w3sipagent.asyncio.call import Call
 from w3sipagent.sdp import SessionDescription
-from w3sipagent.sip.message import SipRequest, SipResponse
+from w3sipagent.sip.message import SipRequest, SipResponse, make_response
 
 
 async def _idle(call: Call) -> None:
@@ -203,9 +202,11 @@ async def test_dial_early_media_then_timeout_cancels(make_ua: UaFactory) -> None
 
 async def test_glare_our_reinvite_pending_gives_491(make_ua: UaFactory) -> None:
     answered: list[Call] = []
+    got_call = asyncio.Event()
 
     async def handler(call: Call) -> None:
         answered.append(call)
+        got_call.set()
         await call.wait_ended()
 
     ua = await make_ua(handler=handler)
@@ -216,19 +217,18 @@ async def test_glare_our_reinvite_pending_gives_491(make_ua: UaFactory) -> None:
         uac.send(uac.ack(ok))
         tag = ok.to.tag
         assert tag
-        for _ in range(100):
-            if answered:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(got_call.wait(), 5)
         call = answered[0]
         assert isinstance(call.local_sdp, SessionDescription)
+        # Our re-INVITE stays pending until the peer answers it (a long timeout: the
+        # glare window must not close by itself on a slow machine).
         ours = asyncio.create_task(
             ua.request_in_dialog(
                 call,
                 "INVITE",
                 body=bytes(call.local_sdp),
                 content_type="application/sdp",
-                timeout=0.5,
+                timeout=10,
             )
         )
         theirs = await uac.recv_request()
@@ -237,8 +237,11 @@ async def test_glare_our_reinvite_pending_gives_491(make_ua: UaFactory) -> None:
         assert r.status == 491
         r = await _offer(uac, "UPDATE", tag, sdp(40050, version=2))
         assert r.status == 491
-        with contextlib.suppress(Exception):
-            await ours
+        assert call.reinvite_pending
+        # the peer resolves the glare its way (491 to ours): the offer is no longer pending
+        uac.send(bytes(make_response(theirs, 491)))
+        mine = await asyncio.wait_for(ours, 5)
+        assert mine.status == 491
         assert not call.reinvite_pending
         r = await _offer(uac, "UPDATE", tag, sdp(40050, version=2))
         assert r.status == 200
