@@ -16,7 +16,9 @@ import numpy as np
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.server import UserAgentConfig, serve
 from w3sipagent.cli.call import place_call
+from w3sipagent.config import load_settings
 from w3sipagent.realtime.server import RealtimeServer
+from w3sipagent.records.store import CdrStore
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -204,3 +206,12 @@ async def test_dial_outbound(tmp_path: Path) -> None:
     assert "acme / support" in out.decode()
     pcm = np.frombuffer(b"".join(heard), dtype="<i2").astype(float)
     assert np.sqrt(np.mean(pcm**2)) > 100  # the agent's greeting reached the callee
+    # the same records as an inbound call: one CDR row in the configured store
+    settings = load_settings(cfg, environ={}, discover=False)
+    async with CdrStore.from_settings(settings.records) as store:
+        (row,) = await store.list_cdrs()
+    assert row.tenant == "acme" and row.agent == "support"
+    assert row.callee == f"sip:bob@127.0.0.1:{ua.port}" and row.caller == "sip:support@acme.example"
+    assert row.answer_at is not None and row.disposition.value == "caller_hangup"
+    assert row.transcript and row.transcript[0].speaker == "agent"  # the greeting
+    assert row.rtp.get("packets_received", 0) > 50
