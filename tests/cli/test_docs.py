@@ -127,3 +127,18 @@ def test_the_checks_can_fail() -> None:
     assert "--nosuch" not in flags_of(serve[0])
     assert setting_exists("sip.listen") and setting_exists("logging.json")
     assert not setting_exists("sip.lissten")
+
+
+def test_docker_files_name_real_settings_and_extras() -> None:
+    compose = (ROOT / "docker" / "compose.yaml").read_text(encoding="utf-8")
+    names = re.findall(r"\bW3SIPAGENT_([A-Z_]+?)__([A-Z_]+)\b", compose)
+    assert names
+    for section, key in names:
+        assert setting_exists(f"{section.lower()}.{key.lower()}"), f"{section}__{key}"
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    extras = re.search(r'pip install [^\n]*"\.\[([a-z,]+)\]"', dockerfile)
+    assert extras is not None
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    for extra in extras.group(1).split(","):
+        assert re.search(rf"^{extra} = \[", pyproject, flags=re.M), extra
+    assert "USER w3sipagent" in dockerfile  # not root
