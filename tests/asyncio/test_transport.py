@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
+
+import pytest
 
 from tests.asyncio.conftest import UaFactory
 from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.transport import TransportConfig, TransportSet
+from w3sipagent.errors import ConfigError
 from w3sipagent.sip.framing import StreamFramer
 from w3sipagent.sip.message import SipResponse
 
@@ -107,3 +112,58 @@ async def test_call_over_tcp_reuses_the_connection(make_ua: UaFactory) -> None:
     assert len(server.transports.connections) == 1
     assert len(client.transports.connections) == 1
     assert server.ports.in_use == 0 and client.ports.in_use == 0
+
+
+async def test_port_0_binds_again_when_udps_port_is_taken_on_tcp() -> None:
+    """With port 0 the kernel picks UDP's port without looking at TCP; a TCP socket already
+    on that number must not make start() fail (seen as a flaky 'address already in use')."""
+    import socket
+
+    loop = asyncio.get_running_loop()
+    taken: list[socket.socket] = []
+    real_create_datagram_endpoint = loop.create_datagram_endpoint
+
+    async def udp_then_occupy_tcp(*args: Any, **kwargs: Any) -> Any:
+        transport, proto = await real_create_datagram_endpoint(*args, **kwargs)
+        if not taken:  # the first port UDP gets is already somebody's TCP port
+            blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            blocker.bind(("127.0.0.1", transport.get_extra_info("sockname")[1]))
+            blocker.listen()
+            taken.append(blocker)
+        return transport, proto
+
+    received: list[bytes] = []
+    ts = TransportSet(TransportConfig(port=0), lambda data, addr, t: received.append(data))
+    loop.create_datagram_endpoint = udp_then_occupy_tcp  # type: ignore[method-assign]
+    try:
+        await ts.start()
+    finally:
+        loop.create_datagram_endpoint = real_create_datagram_endpoint  # type: ignore[method-assign]
+    try:
+        assert taken and ts.port != taken[0].getsockname()[1]
+        assert ts.udp_address is not None and ts.tcp_address is not None
+        assert ts.udp_address[1] == ts.tcp_address[1] == ts.port
+        _, writer = await asyncio.open_connection("127.0.0.1", ts.port)
+        writer.write(_options(1, 5060))
+        await writer.drain()
+        for _ in range(200):
+            if received:
+                break
+            await asyncio.sleep(0.01)
+        assert received and received[0].startswith(b"OPTIONS ")
+        writer.close()
+    finally:
+        ts.close()
+        for s in taken:
+            s.close()
+    # a fixed port that is taken is still an error at once
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    try:
+        busy = blocker.getsockname()[1]
+        fixed = TransportSet(TransportConfig(port=busy, udp=False), lambda *a: None)
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{busy}"):
+            await fixed.start()
+    finally:
+        blocker.close()

@@ -34,6 +34,7 @@ rather than let ``sendto`` / ``create_connection`` look it up).
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ipaddress
 import logging
@@ -181,6 +182,7 @@ class TransportConfig:
     ``host``/``port``: the bind address (port 0 picks a free one; UDP and TCP share it).
     ``tls_port``: the TLS listener (None: the SIP port + 1 when ``tls_cert`` is set).
     ``tcp_idle_timeout``: close a connection after this many seconds without traffic.
+    ``bind_attempts``: with port 0, how many fresh ports to try when UDP's port is taken on TCP.
     """
 
     host: str = "127.0.0.1"
@@ -195,6 +197,7 @@ class TransportConfig:
     tcp_idle_timeout: float = 300.0
     tcp_connect_timeout: float = 5.0
     max_message_size: int = 65535
+    bind_attempts: int = 10
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -349,39 +352,58 @@ class TransportSet:
         return addr[1] if addr else self.config.port
 
     async def start(self) -> None:
-        """Bind the listeners. UDP first; with port 0, TCP takes the port UDP got."""
+        """Bind the listeners. UDP first; with port 0, TCP takes the port UDP got.
+
+        With port 0 the kernel picks UDP's port without looking at TCP: when that number is
+        taken on TCP (an outgoing connection's local port, another listener), the listeners
+        are bound again on a fresh port, up to ``bind_attempts`` times.
+        """
+        c = self.config
+        attempts = c.bind_attempts if c.port == 0 else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._bind()
+                return
+            except OSError as exc:
+                port = self.port
+                self.close()
+                self.udp_address = self.tcp_address = self.tls_address = None
+                if exc.errno == errno.EADDRINUSE and attempt < attempts:
+                    log.debug("SIP port %d taken on TCP/TLS, binding again", port)
+                    continue
+                raise ConfigError(
+                    f"SIP listener on {c.host}:{port}: {exc.strerror or exc}"
+                ) from exc
+            except ssl.SSLError as exc:
+                self.close()
+                raise ConfigError(f"SIP TLS certificate/key: {exc}") from exc
+
+    async def _bind(self) -> None:
         c = self.config
         port = c.port
-        try:
-            if c.udp:
-                transport, proto = await self.loop.create_datagram_endpoint(
-                    lambda: _Udp(self), local_addr=(c.host, port)
-                )
-                self._udp = proto
-                self.udp_address = _addr(transport.get_extra_info("sockname"))
-                port = self.udp_address[1]
-            if c.tcp:
-                server = await self.loop.create_server(
-                    lambda: StreamConnection(self, "TCP"), c.host, port
-                )
-                self._servers.append(server)
-                self.tcp_address = _addr(server.sockets[0].getsockname())
-                port = self.tcp_address[1]
-            if self.tls_enabled:
-                self._server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-                self._server_ssl.load_cert_chain(cast(str, c.tls_cert), cast(str, c.tls_key))
-                tls_port = c.tls_port if c.tls_port is not None else (port + 1 if port else 0)
-                server = await self.loop.create_server(
-                    lambda: StreamConnection(self, "TLS"), c.host, tls_port, ssl=self._server_ssl
-                )
-                self._servers.append(server)
-                self.tls_address = _addr(server.sockets[0].getsockname())
-        except OSError as exc:
-            self.close()
-            raise ConfigError(f"SIP listener on {c.host}:{port}: {exc.strerror or exc}") from exc
-        except ssl.SSLError as exc:
-            self.close()
-            raise ConfigError(f"SIP TLS certificate/key: {exc}") from exc
+        if c.udp:
+            transport, proto = await self.loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(c.host, port)
+            )
+            self._udp = proto
+            self.udp_address = _addr(transport.get_extra_info("sockname"))
+            port = self.udp_address[1]
+        if c.tcp:
+            server = await self.loop.create_server(
+                lambda: StreamConnection(self, "TCP"), c.host, port
+            )
+            self._servers.append(server)
+            self.tcp_address = _addr(server.sockets[0].getsockname())
+            port = self.tcp_address[1]
+        if self.tls_enabled:
+            self._server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._server_ssl.load_cert_chain(cast(str, c.tls_cert), cast(str, c.tls_key))
+            tls_port = c.tls_port if c.tls_port is not None else (port + 1 if port else 0)
+            server = await self.loop.create_server(
+                lambda: StreamConnection(self, "TLS"), c.host, tls_port, ssl=self._server_ssl
+            )
+            self._servers.append(server)
+            self.tls_address = _addr(server.sockets[0].getsockname())
 
     def send(self, data: bytes, addr: Address, transport: str) -> None:
         """Send one message to an IP literal over ``transport`` (UDP, TCP, TLS)."""
