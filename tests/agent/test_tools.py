@@ -182,7 +182,9 @@ async def test_a_slow_tool_never_blocks_audio(http: HttpServer) -> None:
             frames = rig.call.audio_frames()
             assert len(frames) - n0 >= 25  # ~30 frames in 600 ms: audio never waited for it
             gaps = [b.at - a.at for a, b in zip(frames[n0:], frames[n0 + 1 :], strict=False)]
-            assert max(gaps) < 0.03
+            # a loop held by the 2 s webhook would leave a gap of a second or more; a busy
+            # CI machine may delay a 20 ms tick by tens of milliseconds, never by 250
+            assert max(gaps) < 0.25, max(gaps)
             results = await rig.tool_results()
             assert json.loads(results[0][1])["status"] == "shipped"
         (rec,) = rig.bridge.cdr.tool_calls
