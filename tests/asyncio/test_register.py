@@ -8,6 +8,7 @@ is used in tests/interop.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -268,16 +269,82 @@ async def test_interval_too_brief_uses_min_expires() -> None:
 
 
 async def test_stale_nonce_is_answered_again() -> None:
-    ua = FakeRegistrar(granted=1)
+    ua = FakeRegistrar(granted=60)
     c = client(ua, reg())
+    try:
+        c.start()
+        await asyncio.wait_for(c.registered.wait(), 2)
+        first_expiry = c.status.expires_at
+        ua.stale_next = True
+        n = len(ua.requests)
+        c.refresh_now()
+        # registered again after the refresh: not before the stale challenge was answered
+        await wait_for(lambda: c.status.expires_at != first_expiry)
+        assert c.status.state == "registered" and c.status.failures == 0
+        unauthenticated, stale, again = ua.requests[n:]
+        assert "Authorization" not in unauthenticated.headers
+        # the retry answers the new nonce the stale challenge carried (the registrar took it)
+        nonces = [
+            re.search(r'nonce="([^"]+)"', r.headers.get("Authorization") or "")
+            for r in (stale, again)
+        ]
+        assert nonces[0] and nonces[1] and nonces[0].group(1) != nonces[1].group(1)
+        assert [r.cseq.seq for r in (unauthenticated, stale, again)] == [
+            unauthenticated.cseq.seq + k for k in range(3)
+        ]
+    finally:
+        await c.stop()
+
+
+async def test_refresh_asked_while_a_register_is_in_flight_is_not_lost() -> None:
+    ua = FakeRegistrar()
+    c = client(ua, reg())
+    real = ua.request
+
+    async def request_asking_refresh(
+        request: SipRequest, destination: tuple[str, int], transport: str = "UDP"
+    ) -> SipResponse:
+        if len(ua.requests) == 1:  # the answer to the first challenge is on its way
+            c.refresh_now()
+        return await real(request, destination, transport)
+
+    ua.request = request_asking_refresh  # type: ignore[method-assign]
+    try:
+        c.start()
+        # the first registration (2 requests) and, at once, the asked refresh (2 more)
+        await wait_for(lambda: len(ua.requests) >= 4 and c.status.state == "registered")
+        assert [r.headers.get("Expires") for r in ua.requests[:4]] == ["600"] * 4
+    finally:
+        await c.stop()
+
+
+async def test_cancelled_as_a_response_completes_the_client_still_ends() -> None:
+    """A cancellation arriving in the loop iteration a REGISTER's response completes must
+    end the client's task (asyncio.wait_for() on 3.11 returned the response instead, and the
+    registration loop ran on for ever: a test failure became a 120 s hang at teardown)."""
+    ua = FakeRegistrar()
+    c = client(ua, reg())
+    real = ua.request
+
+    async def request_then_cancelled(
+        request: SipRequest, destination: tuple[str, int], transport: str = "UDP"
+    ) -> SipResponse:
+        resp = await real(request, destination, transport)
+        if len(ua.requests) == 1:
+            assert c._task is not None
+            asyncio.get_running_loop().call_soon(c._task.cancel)
+        return resp
+
+    ua.request = request_then_cancelled  # type: ignore[method-assign]
     c.start()
-    await asyncio.wait_for(c.registered.wait(), 2)
-    ua.stale_next = True
-    n = len(ua.requests)
-    c.refresh_now()
-    await wait_for(lambda: len(ua.requests) >= n + 2 and c.status.state == "registered")
-    assert c.status.failures == 0
-    await c.stop()
+    task = c._task
+    assert task is not None
+    try:
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert task in done and task.cancelled()
+        assert len(ua.requests) <= 2 and "1000" not in ua.bindings
+    finally:
+        await c.stop(unregister=False)
 
 
 async def test_registrar_without_our_contact_is_failure() -> None:

@@ -241,15 +241,16 @@ class RegistrationClient:
         task, self._task = self._task, None
         self._stopping = True
         if task is not None:
-            # The flag ends the loop even if a wait_for() swallowed the cancellation
-            # (CPython gh-86296); cancel() interrupts a REGISTER in flight.
+            # The flag ends the loop whatever the loop was doing; cancel() interrupts a
+            # REGISTER in flight.
             self._wake.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if unregister and self.status.state in ("registered", "registering"):
             try:
-                resp = await asyncio.wait_for(self._transaction(0), self.config.unregister_timeout)
+                async with asyncio.timeout(self.config.unregister_timeout):
+                    resp = await self._transaction(0)
                 ok = 200 <= resp.status < 300
                 self._set("unregistered" if ok else "failed", resp.status, resp.reason)
             except (TimeoutError, W3SipError) as exc:
@@ -261,15 +262,22 @@ class RegistrationClient:
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:
+        # asyncio.timeout(), not wait_for(): on Python 3.11 wait_for() returns normally when
+        # the task is cancelled just as the awaited thing completes (CPython gh-86296), and
+        # this loop would then go on for ever, hanging whoever cancelled it (a test's event
+        # loop teardown after a failure, a service shutting down without stop()).
         while not self._stopping:
+            # cleared before the REGISTER, not after: a refresh_now() while one is in flight
+            # is not lost
+            self._wake.clear()
             if self.status.state != "registered":
                 self._set("registering", self.status.code, self.status.reason)
             delay = await self._register_once()
             if self._stopping:
                 break
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _register_once(self) -> float:
         """One REGISTER (with auth / 423 handling); returns the delay until the next."""
@@ -333,9 +341,8 @@ class RegistrationClient:
         self._auth.reset()  # every attempt may answer one challenge per realm again
         for _ in range(4):
             req = self._build(expires, auth)
-            resp = await asyncio.wait_for(
-                self.ua.request(req, dest, transport), self.config.request_timeout
-            )
+            async with asyncio.timeout(self.config.request_timeout):
+                resp = await self.ua.request(req, dest, transport)
             if resp.status in (401, 407) and reg.password is not None:
                 proxy = resp.status == 407
                 name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
@@ -530,7 +537,8 @@ class RegistrationManager:
             [self._clients[i] for i in ids] if ids is not None else list(self._clients.values())
         )
         try:
-            await asyncio.wait_for(asyncio.gather(*(c.registered.wait() for c in clients)), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(c.registered.wait() for c in clients))
         except TimeoutError:
             return False
         return True
