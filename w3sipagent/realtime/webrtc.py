@@ -89,7 +89,10 @@ class CallerAudioTrack(MediaStreamTrack):
 
     async def recv(self) -> av.AudioFrame:
         try:
-            pcm = await asyncio.wait_for(self._queue.get(), self.gap_s)
+            # asyncio.timeout(): 3.11's wait_for() can swallow the cancellation that stops
+            # aiortc's sender loop when audio arrives at that very moment
+            async with asyncio.timeout(self.gap_s):
+                pcm = await self._queue.get()
         except TimeoutError:
             pcm = bytes(2 * self.rate // 50)
         samples = len(pcm) // 2

@@ -1055,7 +1055,8 @@ class ServerSession:
             await asyncio.sleep(0)
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(resp.cancel_event.wait(), seconds)
+            async with asyncio.timeout(seconds):  # never swallows a cancellation (3.11)
+                await resp.cancel_event.wait()
 
     async def _output_item_added(self, resp: _Response, item: _Item, index: int) -> str | None:
         """``response.output_item.added`` then, in the conversation, ``conversation.item.added``."""
