@@ -19,6 +19,15 @@ Per call (the user agent's handler, after the ACK): the bridge runs with that te
 prompt, tools, destinations and webhooks only; the CDR is queued to the store (off the media
 path) and, when the tenant has one, posted to its webhook in the background.
 
+REGISTER mode (``register=True``, the default): every tenant ``registrations.NAME`` is kept
+registered by a :class:`~w3sipagent.asyncio.register.RegistrationManager` on the service's
+user agent (password read from its reference, never logged), with the Contact user
+``reg-TENANT-NAME``: a call to that Contact is tagged with the registration and resolves to
+its tenant. :meth:`AgentService.sync_registrations` applies a reloaded tenant table (adds and
+removes what changed, keeps the unchanged running); draining and closing unregister
+(``Expires: 0``). :meth:`AgentService.registration_statuses` and the
+``w3sipagent_registration_up{tenant,registration}`` gauge report them.
+
 Also here, for the command line and for operators: :meth:`AgentService.dial` (an outbound AI
 call with the same records), :meth:`AgentService.live_calls` (what the live table shows),
 Prometheus :class:`~w3sipagent.metrics.Metrics` updates (``metrics=``), one tenant only
@@ -30,16 +39,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
+import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client import Gauge
 from pydantic import SecretStr
 
 from w3sipagent.agent.bridge import (
@@ -55,6 +68,12 @@ from w3sipagent.ai.session import AISession, AISessionConfig
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.media import MediaConfig
 from w3sipagent.asyncio.refer import TransferConfig, Transferer
+from w3sipagent.asyncio.register import (
+    RegisterConfig,
+    Registration,
+    RegistrationManager,
+    RegistrationStatus,
+)
 from w3sipagent.asyncio.useragent import (
     Accept,
     AdmissionRequest,
@@ -65,7 +84,7 @@ from w3sipagent.asyncio.useragent import (
     UserAgentConfig,
 )
 from w3sipagent.config import Settings
-from w3sipagent.errors import AIError, ConfigError, SdpError
+from w3sipagent.errors import AIError, ConfigError, SdpError, SipParseError
 from w3sipagent.logs import SipTrace
 from w3sipagent.metrics import Metrics
 from w3sipagent.records.cdr import CallRecord, Disposition
@@ -74,17 +93,26 @@ from w3sipagent.records.store import CdrStore, RecordsSink
 from w3sipagent.records.webhook import CdrWebhookPoster
 from w3sipagent.sdp import SessionDescription, negotiate_answer
 from w3sipagent.sip.uri import SipUri
-from w3sipagent.tenants.resolver import CallRequest, Rejection, Resolution, TenantTable
-from w3sipagent.tenants.secrets import resolve_api_key
+from w3sipagent.tenants.models import RegistrationConfig
+from w3sipagent.tenants.resolver import (
+    CallRequest,
+    Rejection,
+    Resolution,
+    TenantTable,
+)
+from w3sipagent.tenants.secrets import resolve_api_key, resolve_secret
 
 __all__ = [
     "CODEC_SPECS",
     "AIFactory",
     "Admitted",
     "AgentService",
+    "HostResolver",
     "LiveCall",
     "default_ai_factory",
     "negotiated_encoding",
+    "registration_contact_user",
+    "resolve_registrar_host",
     "tenant_codec_preference",
     "ua_config_from_settings",
 ]
@@ -208,6 +236,61 @@ def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgen
     return UserAgentConfig(**values)  # type: ignore[arg-type]
 
 
+HostResolver = Callable[[str], Awaitable[str]]
+"""``await resolve(host)`` → an IP address literal (raises :class:`ConfigError` when none)."""
+
+RESERVED_DOMAINS = ("example", "invalid")
+"""Top-level names that never resolve (RFC 2606 / RFC 6761): no DNS query is sent for them."""
+
+
+async def resolve_registrar_host(host: str) -> str:
+    """The address of a registrar host: an IP literal as is, ``localhost`` → 127.0.0.1, a
+    reserved name (``.example``, ``.invalid``) refused without a query, else the system
+    resolver (``getaddrinfo``, off the event loop). Raises :class:`ConfigError`."""
+    h = host.strip("[]").rstrip(".").lower()
+    try:
+        return str(ipaddress.ip_address(h))
+    except ValueError:
+        pass
+    if h == "localhost" or h.endswith(".localhost"):
+        return "127.0.0.1"
+    if h.rsplit(".", 1)[-1] in RESERVED_DOMAINS:
+        raise ConfigError(f"registrar host {host!r} is a reserved name that never resolves")
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(h, None, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise ConfigError(f"registrar host {host!r} does not resolve: {exc.strerror}") from None
+    for family, *_, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            return str(sockaddr[0])
+    raise ConfigError(f"registrar host {host!r} has no IP address")
+
+
+def registration_contact_user(tenant_id: str, name: str) -> str:
+    """The Contact user the agent registers a tenant's registration with: ``reg-TENANT-NAME``
+    (characters other than letters, digits, ``-``, ``_`` and ``.`` become ``-``)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    return f"reg-{tenant_id}-{safe}"
+
+
+_REG_GAUGES: weakref.WeakKeyDictionary[Metrics, Gauge] = weakref.WeakKeyDictionary()
+
+
+def _registration_gauge(metrics: Metrics) -> Gauge:
+    """``w3sipagent_registration_up{tenant,registration}`` in the metrics' registry (once)."""
+    gauge = _REG_GAUGES.get(metrics)
+    if gauge is None:
+        gauge = Gauge(
+            "w3sipagent_registration_up",
+            "1 while a tenant registration is registered at its registrar",
+            ["tenant", "registration"],
+            registry=metrics.registry,
+        )
+        _REG_GAUGES[metrics] = gauge
+    return gauge
+
+
 @dataclass
 class Admitted:
     """What admission attaches to a call (:attr:`Call.context`)."""
@@ -264,6 +347,8 @@ class AgentService:
     recordings this often (first run at start; None: not run by the service).
     ``metrics``: Prometheus metrics to update (calls, refusals, set-up, turns, RTP, Realtime
     errors, from each CDR). ``only_tenant``: answer that tenant's calls only (others 404).
+    ``register``: keep the tenants' ``registrations`` registered (REGISTER mode) with the
+    ``register_config`` timers; ``resolve_host`` turns a registrar host name into an address.
     """
 
     def __init__(
@@ -283,6 +368,9 @@ class AgentService:
         retention_interval: float | None = 3600.0,
         metrics: Metrics | None = None,
         only_tenant: str | None = None,
+        register: bool = True,
+        register_config: RegisterConfig | None = None,
+        resolve_host: HostResolver | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -320,6 +408,17 @@ class AgentService:
         """CDRs of the calls that ended (most recent last, bounded)."""
         self.stats = _Stats()
         self._stop = asyncio.Event()
+        self.register = register
+        self.register_config = register_config or RegisterConfig()
+        self.resolve_host = resolve_host or resolve_registrar_host
+        self.registrations: RegistrationManager | None = None
+        """The REGISTER client of the tenants' registrations (after :meth:`start`)."""
+        self._reg_applied: dict[str, tuple[str, RegistrationConfig]] = {}
+        self._reg_errors: dict[str, RegistrationStatus] = {}
+        self._reg_contacts: dict[str, str] = {}
+        self._reg_lock = asyncio.Lock()
+        self._reg_tasks: set[asyncio.Task[None]] = set()
+        self._unregistering: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ life cycle
 
@@ -337,6 +436,11 @@ class AgentService:
         if self.settings.logging.sip_trace:
             self.set_trace(True)
         await ua.start()
+        if self.register:
+            self.registrations = RegistrationManager(
+                ua, config=self.register_config, on_change=self._registration_changed
+            )
+            await self.sync_registrations()
         if isinstance(self.store, CdrStore) and self.retention_interval is not None:
             self.retention = RetentionTask(
                 self.store, lambda: self._tables().tenants, interval=self.retention_interval
@@ -350,12 +454,40 @@ class AgentService:
         return self.ua.port
 
     def drain(self) -> None:
-        """Stop taking calls (new INVITEs get 503); the active ones go on."""
+        """Stop taking calls (new INVITEs get 503) and unregister; the active ones go on."""
         if self.ua is not None:
             self.ua.drain()
+            self._start_unregistering()
+
+    def _start_unregistering(self) -> None:
+        if self._unregistering is None and self.registrations is not None:
+            self._unregistering = asyncio.get_running_loop().create_task(
+                self._unregister_all(), name="w3sipagent-unregister"
+            )
+
+    async def _unregister_all(self) -> None:
+        """Unregister every registration (``Expires: 0``), concurrently, bounded by
+        ``register_config.unregister_timeout``; later syncs add none."""
+        async with self._reg_lock:
+            mgr = self.registrations
+            if mgr is None:
+                return
+            for rid in list(self._reg_applied):
+                self._forget_registration(rid)
+            await mgr.aclose()
+            self._reg_errors.clear()
 
     async def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
-        """Stop admitting (503), let calls finish up to ``timeout``, then end the rest."""
+        """Unregister, stop admitting (503), let calls finish up to ``timeout``, end the rest."""
+        for task in list(self._reg_tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.ua is not None and not self.ua.closed:
+            self._start_unregistering()
+        if self._unregistering is not None:
+            with contextlib.suppress(Exception):
+                await self._unregistering
         if self.ua is not None:
             await self.ua.close(drain=drain, timeout=timeout)
         self.set_trace(False)
@@ -382,6 +514,126 @@ class AgentService:
     async def serve_forever(self) -> None:
         """Run until :meth:`close`."""
         await self._stop.wait()
+
+    # ------------------------------------------------------------ REGISTER mode
+
+    def registration_statuses(self) -> dict[str, RegistrationStatus]:
+        """Every tenant registration by id (``TENANT/NAME``): registered, failed with the
+        reason (a password reference that cannot be read, a registrar that does not resolve,
+        the registrar's answer)..."""
+        out = dict(self._reg_errors)
+        if self.registrations is not None:
+            out.update(self.registrations.statuses())
+        return dict(sorted(out.items()))
+
+    def tenants_changed(self, table: TenantTable | None = None) -> asyncio.Task[None]:
+        """Apply a new tenant table's registrations in the background (a reload listener:
+        ``registry.add_listener(service.tenants_changed)``)."""
+        task = asyncio.get_running_loop().create_task(
+            self.sync_registrations(table), name="w3sipagent-registrations"
+        )
+        self._reg_tasks.add(task)
+        task.add_done_callback(self._reg_tasks.discard)
+        return task
+
+    async def sync_registrations(self, table: TenantTable | None = None) -> None:
+        """Make the running registrations those of ``table`` (default: the current one).
+
+        A registration whose configuration is unchanged keeps running (not re-registered);
+        a removed or changed one is unregistered (``Expires: 0``) first, then the new ones
+        are added. One that failed to start (unreadable password, unresolvable registrar)
+        is tried again.
+        """
+        async with self._reg_lock:
+            mgr = self.registrations
+            if mgr is None or self._unregistering is not None:
+                return
+            table = table or self._tables()
+            wanted = {
+                rid: (tenant.id, reg)
+                for rid, tenant, reg in table.registrations()
+                if self.only_tenant is None or tenant.id == self.only_tenant
+            }
+            for rid in list(self._reg_applied):
+                if wanted.get(rid) != self._reg_applied[rid] or rid in self._reg_errors:
+                    self._forget_registration(rid)
+                    await mgr.remove(rid)
+            for rid, (tenant_id, reg) in wanted.items():
+                if rid not in self._reg_applied:
+                    await self._add_registration(mgr, rid, tenant_id, reg)
+
+    def _forget_registration(self, rid: str) -> None:
+        self._reg_applied.pop(rid, None)
+        self._reg_errors.pop(rid, None)
+        user = self._reg_contacts.pop(rid, None)
+        if user is not None and self.ua is not None:
+            self.ua.remove_local_contact(user)
+        if self.metrics is not None:
+            tenant, _, name = rid.partition("/")
+            with contextlib.suppress(KeyError):
+                _registration_gauge(self.metrics).remove(tenant, name)
+
+    async def _add_registration(
+        self, mgr: RegistrationManager, rid: str, tenant_id: str, reg: RegistrationConfig
+    ) -> None:
+        self._reg_applied[rid] = (tenant_id, reg)
+        name = rid.partition("/")[2]
+        try:
+            registration = await self._registration(rid, tenant_id, name, reg)
+            user = registration.contact_user_part
+            mgr.add(registration)
+        except ConfigError as exc:
+            loop = asyncio.get_running_loop()
+            status = RegistrationStatus(rid, "failed", None, str(exc), changed_at=loop.time())
+            self._reg_errors[rid] = status
+            log.error("registration %s not started: %s", rid, exc)
+            self._registration_changed(status)
+            return
+        self._reg_contacts[rid] = user
+        log.info("registration %s: registering %s at %s", rid, registration.aor, reg.registrar)
+
+    async def _registration(
+        self, rid: str, tenant_id: str, name: str, reg: RegistrationConfig
+    ) -> Registration:
+        """The REGISTER client's view of a tenant registration: password read from its
+        reference, registrar host resolved (raises ConfigError naming what is wrong)."""
+        what = f"tenant '{tenant_id}': registrations.{name}"
+        password: str | None = None
+        if reg.password is not None:
+            ref = reg.password
+            secret = await asyncio.to_thread(
+                resolve_secret, ref, what=f"{what}.password", environ=self._environ
+            )
+            password = secret.get_secret_value()
+        try:
+            uri = SipUri.parse(reg.registrar)
+        except SipParseError as exc:
+            raise ConfigError(f"{what}.registrar: {exc.reason}") from None
+        try:
+            address = await self.resolve_host(uri.hostname)
+        except ConfigError as exc:
+            raise ConfigError(f"{what}.registrar: {exc}") from None
+        host = f"[{address}]" if ":" in address else address
+        port = "" if uri.port is None else f":{uri.port}"
+        transport = "" if uri.transport is None else f";transport={uri.transport}"
+        domain = reg.domain or uri.hostname
+        domain = f"[{domain}]" if ":" in domain and not domain.startswith("[") else domain
+        return Registration(
+            id=rid,
+            registrar=f"{uri.scheme}:{host}{port}{transport}",
+            aor=f"{uri.scheme}:{reg.user}@{domain}",
+            username=reg.auth_user,
+            password=password,
+            contact_user=registration_contact_user(tenant_id, name),
+            expires=reg.expires,
+        )
+
+    def _registration_changed(self, status: RegistrationStatus) -> None:
+        if self.metrics is None:
+            return
+        tenant, _, name = status.id.partition("/")
+        up = 1.0 if status.state == "registered" else 0.0
+        _registration_gauge(self.metrics).labels(tenant, name).set(up)
 
     # ------------------------------------------------------------ operators
 

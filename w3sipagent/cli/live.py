@@ -33,4 +33,8 @@ def calls_table(service: AgentService, health: HealthState | None = None) -> Tab
 def _caption(service: AgentService, active: int) -> str:
     done = service.stats.bridged - active
     port = service.ua.port if service.ua is not None else 0
-    return f"SIP :{port} · calls ended {done} · Ctrl-C drains and stops"
+    regs = service.registration_statuses()
+    shown = " · ".join(f"{rid} {st.state}" for rid, st in list(regs.items())[:4])
+    more = f" (+{len(regs) - 4})" if len(regs) > 4 else ""
+    line = f"SIP :{port} · calls ended {done} · Ctrl-C drains and stops"
+    return line + (f"\nregistrations: {shown}{more}" if regs else "")

@@ -4,6 +4,10 @@ On a terminal a live table of the active calls; otherwise JSON log lines. SIGTER
 drain (new INVITEs get 503, /readyz turns 503, active calls get ``sip.drain_timeout``
 seconds), SIGHUP or a change of the config file reloads the tenants, SIGUSR1 switches the
 SIP message trace on and off.
+
+REGISTER mode needs no flag: the tenants' ``registrations`` are registered at start-up,
+re-applied on reload (changed ones re-registered, unchanged ones left alone) and
+unregistered when draining; the live table's caption shows their state.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import logging
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -30,6 +34,10 @@ from w3sipagent.cli.common import (
     run_async,
 )
 from w3sipagent.config import Settings, load_settings, parse_hostport
+
+if TYPE_CHECKING:
+    from w3sipagent.agent.service import AgentService
+    from w3sipagent.tenants.resolver import TenantTable
 
 log = logging.getLogger("w3sipagent.serve")
 
@@ -123,6 +131,7 @@ async def run_agent(
     try:
         await store.open()
         await service.start()
+        registry.add_listener(lambda table: _sync_later(service, table))
         registry.start()
         health.set_started()
         assert service.ua is not None
@@ -164,6 +173,11 @@ async def run_agent(
             await server.close()
     log.info("stopped after %d call(s)", service.stats.bridged)
     return service.stats.bridged
+
+
+def _sync_later(service: AgentService, table: TenantTable) -> None:
+    """A reload listener: apply the new tenants' registrations (REGISTER mode) in the background."""
+    service.tenants_changed(table)
 
 
 def _setup_logs(settings: Settings, live: bool) -> None:

@@ -468,7 +468,12 @@ class RegistrationConfig(_Model):
     through this registration belong to the tenant (and to ``agent`` when set)."""
 
     registrar: str
+    """Where REGISTERs go: ``sip:HOST[:PORT][;transport=tcp]`` (a host name is resolved when
+    the agent starts registering; ``.example`` / ``.invalid`` names never are)."""
     user: str
+    """The user of the address of record (``sip:USER@DOMAIN``): FreeSWITCH's directory user."""
+    domain: str | None = None
+    """The AOR domain (FreeSWITCH: the directory domain); default the registrar's host."""
     auth_user: str | None = None
     password: SecretRef | None = None
     expires: int = Field(default=300, ge=60, le=86400)
@@ -477,7 +482,22 @@ class RegistrationConfig(_Model):
     @field_validator("registrar")
     @classmethod
     def _registrar(cls, v: str) -> str:
-        return _check_target_uri(v)
+        v = _check_target_uri(v)
+        if v.lower().startswith("tel:"):
+            raise ValueError("must be a sip: or sips: URI of the registrar (got a tel: URI)")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str) -> str:
+        if not v or any(c in v for c in " \t\r\n@:;<>\"'"):
+            raise ValueError(f"must be a SIP user part without spaces, @, :, ; or quotes ({v!r})")
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        return None if v is None else _check_host(v)
 
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
