@@ -6,7 +6,7 @@ with the tenant's password and keeps the bindings. The service registers each te
 registrations), and unregisters on drain and close. A call sent to the Contact the registrar
 holds (what a registrar/proxy does with a call to the AOR) resolves to the tenant through the
 registration and is bridged to the scripted AI. The same against a real Kamailio is in
-tests/interop/test_service_register_kamailio.py.
+tests/agent/test_service_register_kamailio.py.
 """
 
 from __future__ import annotations
