@@ -56,6 +56,7 @@ import dataclasses
 import ipaddress
 import logging
 import secrets
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -489,6 +490,11 @@ class UserAgent:
         self._client: dict[TransactionId, _ClientTx] = {}
         self._request_handlers: dict[str, RequestHandler] = {}
         self._local_contacts: dict[str, str] = {}
+        self._call_codecs: weakref.WeakKeyDictionary[Call, tuple[str, ...]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """Per-call codec preference (``Accept.codecs``, ``dial(codecs=)``), kept for the
+        call's later offers (re-INVITE / UPDATE, an offer in a 2xx)."""
         self._merge: dict[tuple[str, str, int], tuple[str, float]] = {}
         self._limits: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -950,6 +956,8 @@ class UserAgent:
             )
             call.invite_tx = tx
             inc.call = call
+            if decision.codecs:
+                self._call_codecs[call] = tuple(decision.codecs)
             answer_sdp = await self._prepare_media(call, offer, tx, decision.codecs)
             if answer_sdp is None:
                 return
@@ -1339,7 +1347,7 @@ class UserAgent:
             prefs = [
                 f"{current.encoding}/{current.clock_rate}"
                 + (f"/{current.channels}" if current.channels != 1 else ""),
-                *c.codecs,
+                *self._call_codecs.get(call, c.codecs),
             ]
             audio_index = next(
                 (i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None
@@ -1828,6 +1836,8 @@ class UserAgent:
         )
         call = Call(self, info, transport=transport.upper(), peer=destination, state="outgoing")
         call.credentials = credentials
+        if codecs:
+            self._call_codecs[call] = tuple(codecs)
         our_offer = await self._open_with_offer(call, codec_list)
         call.local_sdp = our_offer
         self._calls[call_id] = call
@@ -1959,7 +1969,7 @@ class UserAgent:
             offer,
             local_address=_sdp_address(self.advertised_host),
             ports=lambda i, _m: ep.local_port if i == audio_index else None,
-            codec_preference=list(self.config.codecs),
+            codec_preference=list(self._call_codecs.get(call, self.config.codecs)),
             session_id=self._next_session_id(),
             session_version=1,
             telephone_event=self.config.telephone_event,
