@@ -180,6 +180,10 @@ class RtpSettings(_Section):
     the SDP address; ``latch-any``: latch onto whatever source sends first (NAT)."""
     send_silence: bool = True
     """Send silence frames while the agent is quiet (keeps NAT bindings and jitter buffers happy)."""
+    receive_buffer: int | None = Field(default=16384, ge=1024, le=1 << 26)
+    """SO_RCVBUF asked for on each RTP socket (bytes; Linux grants twice that). The default
+    bounds what a CPU-starved agent can queue to ~0.8 s of 20 ms audio (the system default,
+    208 KB, holds ~5 s). None: the system default."""
 
     @model_validator(mode="after")
     def _range(self) -> RtpSettings:

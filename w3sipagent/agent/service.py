@@ -226,6 +226,7 @@ def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgen
             source_policy=rtp.source_policy,
             inactivity_timeout=rtp.inactivity_timeout,
             silence="silence" if rtp.send_silence else "none",
+            receive_buffer=rtp.receive_buffer,
         ),
         "allowed_sources": tuple(str(n) for n in sip.allowed_sources),
         "max_calls": sip.max_calls,
