@@ -167,7 +167,26 @@ def port_range_flag(value: str | None) -> dict[str, int]:
     lo, sep, hi = value.partition("-")
     if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
         fail(f"--rtp-ports: expected MIN-MAX such as 20000-20999 (got {value!r})", code=EXIT_USAGE)
-    return {"rtp.port_min": int(lo), "rtp.port_max": int(hi)}
+    low, high = int(lo), int(hi)
+    if low > high:
+        fail(
+            f"--rtp-ports {value}: min > max ({low} > {high})",
+            code=EXIT_USAGE,
+            hint=f"give the lower port first: --rtp-ports {high}-{low}",
+        )
+    if low == high:
+        fail(
+            f"--rtp-ports {value}: min = max; a call needs an even/odd pair (RTP + RTCP)",
+            code=EXIT_USAGE,
+            hint=f"give a range such as --rtp-ports {low}-{low + 999}",
+        )
+    if low < 1024 or high > 65535:
+        fail(
+            f"--rtp-ports {value}: ports must be within 1024-65535",
+            code=EXIT_USAGE,
+            hint="e.g. --rtp-ports 20000-20999",
+        )
+    return {"rtp.port_min": low, "rtp.port_max": high}
 
 
 def is_terminal() -> bool:

@@ -189,18 +189,22 @@ def realtime_ws_url(base_url: str, model: str) -> str:
     return f"{base}?model={quote(model, safe='')}"
 
 
-async def check_realtime(url: str, key: str | None, timeout: float) -> Check:
-    """Open a session and expect ``session.created``."""
+NO_KEY_HINT = (
+    "set W3SIPAGENT_REALTIME__API_KEY (realtime.api_key) or give the tenant "
+    'api_key = { env = "NAME" } / { file = "PATH" }'
+)
+
+
+async def check_realtime(
+    url: str, key: str | None, timeout: float, missing_hint: str = NO_KEY_HINT
+) -> Check:
+    """Open a session and expect ``session.created``. ``missing_hint``: the fix shown when
+    there is no key (naming the variable or file the configuration points to)."""
     import websockets
     from websockets.exceptions import InvalidStatus
 
     if not key:
-        return Check(
-            "Realtime API",
-            "fail",
-            "no API key to try",
-            "set OPENAI_API_KEY / W3SIPAGENT_REALTIME__API_KEY or a tenant api_key",
-        )
+        return Check("Realtime API", "fail", "no API key to try", missing_hint)
     shown = url.split("?", 1)[0]
     start = time.monotonic()
     try:
@@ -293,19 +297,26 @@ async def check_freeswitch(target: str, timeout: float) -> Check:
     return Check("FreeSWITCH", "warn", f"{target}: {code} {reason}")
 
 
-def _api_key(settings: Settings) -> str | None:
-    if settings.realtime.api_key is not None:
-        return settings.realtime.api_key.get_secret_value()
+def api_key_to_try(settings: Settings) -> tuple[str | None, str]:
+    """The key the agent would use (a tenant's own reference first, then realtime.api_key)
+    and, when there is none, the fix naming the variable or file that is not readable."""
     from w3sipagent.tenants.secrets import resolve_api_key
 
+    unreadable: list[str] = []
     for tenant in settings.tenants.values():
         try:
             key = resolve_api_key(tenant, None)
-        except ValueError:
+        except ValueError as e:
+            unreadable.append(str(e))
             continue
         if key is not None:
-            return key.get_secret_value()
-    return os.environ.get("OPENAI_API_KEY") or None
+            return key.get_secret_value(), ""
+    if settings.realtime.api_key is not None:
+        return settings.realtime.api_key.get_secret_value(), ""
+    if unreadable:
+        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+        return None, f"{unreadable[0]}{more}: set it, or give realtime.api_key"
+    return None, NO_KEY_HINT
 
 
 _MARK = {
@@ -359,7 +370,8 @@ def doctor(
         explicit = realtime or settings.source_of("realtime.base_url") != "default"
         if explicit:
             url = realtime_ws_url(settings.realtime.base_url, settings.realtime.model)
-            out.append(await check_realtime(url, _api_key(settings), timeout))
+            key, hint = api_key_to_try(settings)
+            out.append(await check_realtime(url, key, timeout, hint or NO_KEY_HINT))
         else:
             out.append(
                 Check(

@@ -204,6 +204,9 @@ def serve(
     SIGTERM drains (new calls get 503, active calls finish up to sip.drain_timeout);
     SIGHUP or a change of the config file reloads the tenants; SIGUSR1 switches the SIP
     message trace (logging.sip_trace_path) on or off.
+
+    REGISTER mode needs no flag: each tenant's registrations are registered at start,
+    re-applied on reload and unregistered when draining (the live table shows them).
     """
     flags = overrides(sip, rtp_ports, realtime_url, metrics, drain_timeout)
     settings = load(config, flags)
@@ -229,7 +232,11 @@ def run(
     drain_timeout: float | None = DrainOption,
     live: bool | None = LiveOption,
 ) -> None:
-    """Run one tenant's agent on its own SIP port (other tenants' calls get 404)."""
+    """Run one tenant's agent on its own SIP port (other tenants' calls get 404).
+
+    REGISTER mode: only this tenant's registrations are registered (from this port's
+    Contact) and unregistered when it drains. Signals as for serve.
+    """
     flags = overrides(sip, rtp_ports, realtime_url, metrics, drain_timeout)
     settings = load(config, flags)
     if tenant not in settings.tenants:
