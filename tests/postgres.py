@@ -16,7 +16,6 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -39,9 +38,9 @@ def find_bindir() -> Path | None:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from tests.ports import free_port
+
+    return free_port()  # below the ephemeral range: nothing of ours takes it before initdb's server
 
 
 class PostgresCluster:

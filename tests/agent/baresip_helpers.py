@@ -14,10 +14,11 @@ import json
 import os
 import re
 import shutil
-import socket
 import wave
 from pathlib import Path
 from typing import Any
+
+from tests.ports import free_port, rtp_block
 
 PEERS = Path(os.environ.get("W3SIPAGENT_PEERS", "/work/shared/peers"))
 BARESIP = shutil.which("baresip")
@@ -30,20 +31,6 @@ def missing() -> str | None:
     if not (PEERS / "baresip-caller" / "config").is_file():
         return f"no baresip peer recipes in {PEERS}"
     return None
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = int(t.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                try:
-                    u.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
 
 
 def write_wav(path: Path, pcm: bytes, rate: int = 8000) -> Path:
@@ -71,7 +58,7 @@ class Baresip:
         account: str | None = None,
         wav: Path | None = None,
         config: dict[str, str] | None = None,
-        rtp_base: int = 42000,
+        rtp_base: int | None = None,
     ) -> None:
         self.dir = workdir / kind
         self.sip_port = free_port()
@@ -82,7 +69,9 @@ class Baresip:
         values = {
             "sip_listen": f"127.0.0.1:{self.sip_port}",
             "ctrl_tcp_listen": f"127.0.0.1:{self.ctrl_port}",
-            "rtp_ports": f"{rtp_base}-{rtp_base + 98}",
+            "rtp_ports": "{}-{}".format(*rtp_block(100))
+            if rtp_base is None
+            else f"{rtp_base}-{rtp_base + 98}",
             "snd_path": str(self.rec_dir),
             **({"audio_source": f"aufile,{wav}"} if wav is not None else {}),
             **(config or {}),

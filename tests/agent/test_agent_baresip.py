@@ -136,7 +136,7 @@ async def _call_ended(svc: AgentService, timeout: float = 15) -> CallRecord:
 async def test_greeting_heard_by_baresip(agent: Any, tmp_path: Path) -> None:
     srv, svc, _ = agent
     wav = caller_wav(tmp_path / "mic.wav", speak_at=30.0)  # stays quiet
-    caller = await _peer("baresip-caller", tmp_path, wav=wav, rtp_base=42000)
+    caller = await _peer("baresip-caller", tmp_path, wav=wav)
     try:
         caller.command("dial", f"sip:main@127.0.0.1:{svc.port}")
         await wait_until(lambda: caller.has("CALL_ESTABLISHED"), timeout=5, what="answered")
@@ -168,10 +168,10 @@ async def test_transfer_to_baresip_gives_the_model_the_real_outcome(
     wav = caller_wav(tmp_path / "mic.wav", speak_at=1.0)
     mode = "auto" if target == "answers" else "manual"
     account = f"<sip:answer@127.0.0.1>;regint=0;answermode={mode};audio_codecs=PCMU/8000/1"
-    desk = await _peer("baresip-answer", tmp_path, wav=wav, account=account, rtp_base=42200)
+    desk = await _peer("baresip-answer", tmp_path, wav=wav, account=account)
     refuser = asyncio.create_task(_refuse_calls(desk)) if target == "rejects" else None
     transfers["desk"] = f"sip:answer@{desk.uri_host}"
-    caller = await _peer("baresip-caller", tmp_path, wav=wav, rtp_base=42000)
+    caller = await _peer("baresip-caller", tmp_path, wav=wav)
     try:
         caller.command("dial", f"sip:main@127.0.0.1:{svc.port}")
         await wait_until(lambda: bool(srv.sessions), timeout=5, what="AI session")

@@ -16,8 +16,11 @@ _NEXT_RANGE = [0]
 
 
 def rtp_range(size: int = 40) -> tuple[int, int]:
-    """A port range of its own for one user agent (spread by pid: parallel runs)."""
-    base = 32000 + (os.getpid() % 50) * 400
+    """A port range of its own for one user agent (spread by pid: parallel runs).
+
+    23000-26999, below the ephemeral range (see tests/ports.py).
+    """
+    base = 23000 + (os.getpid() % 10) * 400
     start = base + (_NEXT_RANGE[0] * size) % 400
     _NEXT_RANGE[0] += 1
     return start, start + size - 1

@@ -141,7 +141,7 @@ async def test_source_not_in_allowlist_403(make_ua: UaFactory) -> None:
 
 async def test_ports_exhausted_503(make_ua: UaFactory) -> None:
     server = await make_ua(
-        handler=lambda call: call.wait_ended(), rtp_port_min=39000, rtp_port_max=39001
+        handler=lambda call: call.wait_ended(), rtp_port_min=31400, rtp_port_max=31401
     )
     client = await make_ua()
     first = await client.dial(f"sip:a@127.0.0.1:{server.port}")

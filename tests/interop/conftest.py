@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.ports import free_port, rtp_block  # below the ephemeral range (tests/ports.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -58,38 +60,6 @@ def need(*binaries: str) -> None:
                     "kamailio espeak-ng sox, see ../shared/peers/README.md)")  # fmt: skip
     if PEERS is None:
         pytest.skip("interop: peer recipes not found (../shared/peers or W3SIPAGENT_PEERS)")
-
-
-_USED_PORTS: set[int] = set()
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (not handed out twice in this run)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            if port in _USED_PORTS or port > 60000:
-                continue
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                    t.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _USED_PORTS.add(port)
-        return port
-    raise RuntimeError("no free port")
-
-
-_NEXT_RTP = [0]
-
-
-def rtp_block(size: int = 20) -> tuple[int, int]:
-    """A private RTP port range per peer / agent (spread by pid for parallel runs)."""
-    base = 40000 + (os.getpid() % 20) * 800
-    start = base + (_NEXT_RTP[0] * size) % 800
-    _NEXT_RTP[0] += 1
-    return start, start + size - 1
 
 
 # ----------------------------------------------------------------- speech
