@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.ports import rtp_block
 from w3sipagent.agent.service import AgentService
 from w3sipagent.config import load_settings
 from w3sipagent.realtime.server import RealtimeServer
@@ -45,10 +46,11 @@ greeting = "Greet the caller."
         await service.start()
         try:
             heard = tmp_path / "heard.wav"
+            rtp = rtp_block(100)
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "w3sipagent", "call", "sip:support@acme.example",
                 "--proxy", f"127.0.0.1:{service.port}", "--codec", codec, "-d", "3",
-                "--record", str(heard), "--rtp-ports", "45900-45999",
+                "--record", str(heard), "--rtp-ports", f"{rtp[0]}-{rtp[1]}",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env={**os.environ, "COLUMNS": "200"},
             )  # fmt: skip
