@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -133,6 +134,10 @@ async def run_agent(
         await service.start()
         registry.add_listener(lambda table: _sync_later(service, table))
         registry.start()
+        # Everything built so far (modules, settings, the service) lives as long as the
+        # process: out of the collector's generations, a full collection no longer walks
+        # it while calls run (measured: gen-2 pauses of 80-150 ms at 200 calls).
+        gc.freeze()
         health.set_started()
         assert service.ua is not None
         log.info(

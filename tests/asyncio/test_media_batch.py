@@ -1,0 +1,124 @@
+"""Batched RTP reads (MediaConfig.receive_batch).
+
+asyncio's datagram transport reads one datagram per socket per event loop iteration. After
+a pause (a GC pass, a burst of work, CPU taken by another process) every call's socket holds
+a backlog that then drains one packet per iteration; at a few hundred calls an iteration
+lasts about as long as a packet interval, the backlog stays and the small receive buffer
+overflows (the load benchmark lost 0.1-20 % that way). The endpoint now reads what is
+queued when the socket is readable: checked by counting loop iterations, order and loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.asyncio.helpers import rtp_range
+from w3sipagent.asyncio.media import MediaConfig, RtpEndpoint
+from w3sipagent.asyncio.pacer import Pacer
+from w3sipagent.asyncio.ports import RtpPortRange
+from w3sipagent.rtp.jitter import Frame
+from w3sipagent.rtp.packet import RtpPacket
+from w3sipagent.sip.ids import CountingIdSource
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture
+async def pacer() -> AsyncIterator[Pacer]:
+    p = Pacer(period=0.02)
+    yield p
+    p.close()
+
+
+async def open_ep(pacer: Pacer, config: MediaConfig) -> RtpEndpoint:
+    lo, hi = rtp_range(10)
+    return await RtpEndpoint.open(
+        RtpPortRange(lo, hi), HOST, pacer, CountingIdSource(),
+        payload_type=0, clock_rate=8000, rtcp_mux=True, config=config,
+    )  # fmt: skip
+
+
+def packet(seq: int) -> bytes:
+    return bytes(RtpPacket(0, seq, 160 * seq, 0x5555, bytes([seq % 256]) * 160))
+
+
+async def iterations_to_read(
+    pacer: Pacer, config: MediaConfig, count: int
+) -> tuple[int, list[Frame]]:
+    """Queue ``count`` packets while the loop is busy; loop iterations until all are read."""
+    ep = await open_ep(pacer, config)
+    frames: list[Frame] = []
+    ep.on_frame = frames.append
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind((HOST, 0))
+    ep.set_remote(sender.getsockname())
+    try:
+        for seq in range(count):  # no await: nothing is read meanwhile
+            sender.sendto(packet(seq), (HOST, ep.local_port))
+        iterations = 0
+        while ep.stats.packets_received < count and iterations < 10 * count:
+            await asyncio.sleep(0)  # one event loop iteration
+            iterations += 1
+        return iterations, frames
+    finally:
+        sender.close()
+        ep.close()
+
+
+async def test_a_backlog_is_read_in_one_wakeup_in_order_without_loss(pacer: Pacer) -> None:
+    batched, frames = await iterations_to_read(pacer, MediaConfig(receive_buffer=None), 30)
+    assert batched <= 3, batched
+    assert [f.sequence_number for f in frames] == list(range(30))
+    assert not any(f.lost for f in frames)
+    assert frames[7].payload == bytes([7]) * 160
+    # the transport alone: one datagram per iteration
+    single, frames = await iterations_to_read(
+        pacer, MediaConfig(receive_buffer=None, receive_batch=1), 30
+    )
+    assert single >= 30, single
+    assert [f.sequence_number for f in frames] == list(range(30))
+
+
+async def test_batch_size_bounds_one_wakeup(pacer: Pacer) -> None:
+    """With 30 queued and batches of 8, at least 4 readiness events are needed."""
+    n, frames = await iterations_to_read(
+        pacer, MediaConfig(receive_buffer=None, receive_batch=8), 30
+    )
+    assert 4 <= n < 30, n
+    assert len(frames) == 30
+
+
+async def test_closing_inside_a_batch_stops_reading(pacer: Pacer) -> None:
+    ep = await open_ep(pacer, MediaConfig(receive_buffer=None))
+    frames: list[Frame] = []
+
+    def on_frame(frame: Frame) -> None:
+        frames.append(frame)
+        if len(frames) == 5:
+            ep.close("bye")
+
+    ep.on_frame = on_frame
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.bind((HOST, 0))
+    ep.set_remote(sender.getsockname())
+    try:
+        for seq in range(20):
+            sender.sendto(packet(seq), (HOST, ep.local_port))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert ep.closed
+        assert [f.sequence_number for f in frames] == [0, 1, 2, 3, 4]
+        assert ep.stats.packets_received == 5
+    finally:
+        sender.close()
+        ep.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1025])
+def test_receive_batch_is_validated(bad: int) -> None:
+    with pytest.raises(ValueError, match=f"receive_batch {bad}"):
+        MediaConfig(receive_batch=bad)
