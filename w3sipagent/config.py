@@ -184,6 +184,9 @@ class RtpSettings(_Section):
     """SO_RCVBUF asked for on each RTP socket (bytes; Linux grants twice that). The default
     bounds what a CPU-starved agent can queue to ~0.8 s of 20 ms audio (the system default,
     208 KB, holds ~5 s). None: the system default."""
+    receive_batch: int = Field(default=32, ge=1, le=1024)
+    """RTP datagrams read per socket wake-up (until the socket is empty): a backlog left by a
+    pause drains in one event loop pass. 1: asyncio's one datagram per loop iteration."""
 
     @model_validator(mode="after")
     def _range(self) -> RtpSettings:

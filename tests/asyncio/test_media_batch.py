@@ -122,3 +122,16 @@ async def test_closing_inside_a_batch_stops_reading(pacer: Pacer) -> None:
 def test_receive_batch_is_validated(bad: int) -> None:
     with pytest.raises(ValueError, match=f"receive_batch {bad}"):
         MediaConfig(receive_batch=bad)
+
+
+def test_setting_reaches_the_media_config_and_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from w3sipagent.agent.service import ua_config_from_settings
+    from w3sipagent.config import Settings
+
+    assert ua_config_from_settings(Settings()).media.receive_batch == 32
+    cfg = ua_config_from_settings(Settings(rtp={"receive_batch": 1}))  # type: ignore[arg-type]
+    assert cfg.media.receive_batch == 1
+    with pytest.raises(ValidationError, match="receive_batch"):
+        Settings(rtp={"receive_batch": 0})  # type: ignore[arg-type]

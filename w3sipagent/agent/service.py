@@ -227,6 +227,7 @@ def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgen
             inactivity_timeout=rtp.inactivity_timeout,
             silence="silence" if rtp.send_silence else "none",
             receive_buffer=rtp.receive_buffer,
+            receive_batch=rtp.receive_batch,
         ),
         "allowed_sources": tuple(str(n) for n in sip.allowed_sources),
         "max_calls": sip.max_calls,
