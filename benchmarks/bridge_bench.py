@@ -18,6 +18,11 @@ What is measured (all on one event loop, in process, nothing else running on it)
   its first frame being queued for the pacer (``processing``), and to that frame being
   handed to the pacer (``to_pacer``: includes waiting for the next 20 ms tick, 0-20 ms
   uniform when deltas arrive in real time, which is the RTP clock, not bridge work).
+- **outbound over RTP** (AI → caller, the issue's definition): the same deltas through the
+  bridge into a real :class:`~w3sipagent.asyncio.media.RtpEndpoint` on the shared pacer, from
+  the ``AudioDelta`` leaving the session to its first RTP packet handed to the socket
+  (``sendto`` returned), with the talk-spurt kick (``kick``: the first frame goes out at
+  once, marker bit, and the call is re-phased) and without (``tick``: waits for the pacer).
 - **barge-in**: from ``SpeechStarted`` leaving the session to the playout queue cleared
   (``processing``) and to the first tick that sent no agent audio (``to_silence``); agent
   frames sent after the event was received are counted (must be 0).
@@ -53,9 +58,13 @@ from w3sipagent.ai.session import (
     SpeechStarted,
     TurnDetection,
 )
-from w3sipagent.asyncio.call_api import MediaFormat
+from w3sipagent.asyncio.call_api import FrameSource, MediaFormat
+from w3sipagent.asyncio.media import RtpEndpoint
+from w3sipagent.asyncio.pacer import Pacer
+from w3sipagent.asyncio.ports import RtpPortRange
 from w3sipagent.codecs import get_codec
 from w3sipagent.codecs.g711 import ULAW_SILENCE, ulaw_encode
+from w3sipagent.ids import SecureIdSource
 
 
 def tone(ms: int, rate: int, amp: int = 8000, hz: float = 300.0) -> bytes:
@@ -215,6 +224,66 @@ async def bench_outbound(responses: int) -> dict[str, list[float]]:
     return {"processing": processing, "to_pacer": to_pacer}
 
 
+class EndpointCall(MemoryCall):
+    """A memory call whose outbound frames go out through a real RTP endpoint."""
+
+    def __init__(self, endpoint: RtpEndpoint, kick: bool) -> None:
+        super().__init__(kick=kick)
+        self.endpoint = endpoint
+
+    def set_frame_source(self, source: FrameSource | None) -> None:
+        self.endpoint.set_source(source.next_frame if source is not None else None)
+
+    def kick_audio(self) -> bool:
+        return self.kick and self.endpoint.kick()
+
+
+async def bench_outbound_rtp(responses: int, kick: bool) -> list[float]:
+    """First delta of a response → its first RTP packet handed to the socket (loopback)."""
+    frame = ulaw_encode(tone(20, 8000, 7000))
+    pacer = Pacer()
+    ep = await RtpEndpoint.open(
+        RtpPortRange(29400, 29439), "127.0.0.1", pacer, SecureIdSource(),
+        payload_type=0, clock_rate=8000,
+    )  # fmt: skip
+    sink = await asyncio.get_running_loop().create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    ep.set_remote(sink[0].get_extra_info("sockname"))
+    sent: list[float] = []
+    real_sendto = ep._sendto
+
+    def sendto(data: bytes, addr: tuple[str, int]) -> None:
+        real_sendto(data, addr)
+        sent.append(time.monotonic())  # only audio: silence mode sends nothing without payload
+
+    ep._sendto = sendto  # type: ignore[method-assign]
+    backend = ScriptedBackend(lambda c, n: TimedSession(c))
+    call = EndpointCall(ep, kick)
+    bridge = CallBridge(call, backend, cfg(), options=BridgeOptions(caller_silence_timeout=None))
+    task = asyncio.create_task(bridge.run())
+    while bridge.session is None:
+        await asyncio.sleep(0.001)
+    session = backend.sessions[0]
+    assert isinstance(session, TimedSession)
+    rng = np.random.default_rng(5)
+    firsts: list[float] = []
+    for i in range(responses):
+        await asyncio.sleep(0.03 + float(rng.uniform(0, 0.02)))  # queue empty, any phase
+        n = len(sent)
+        session.emit(AudioDelta(f"resp_{i}", f"item_{i}", frame))
+        while len(sent) == n:
+            await asyncio.sleep(0.001)
+        firsts.append(sent[n])
+    received = [t for t, ev in session.yielded if isinstance(ev, AudioDelta)]
+    call.remote_hangup()
+    await task
+    ep.close()
+    sink[0].close()
+    pacer.close()
+    return [(f - r) * 1e3 for f, r in zip(firsts, received, strict=True)][10:]
+
+
 async def bench_bargein(count: int) -> dict[str, Any]:
     replies = [ScriptedReply(ulaw_encode(tone(3000, 8000, 7000)), "x") for _ in range(count)]
     backend = ScriptedBackend(lambda c, n: TimedSession(c, replies=replies))
@@ -307,6 +376,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     out = await bench_outbound(args.responses)
     res["outbound"] = {k: summary(v) for k, v in out.items()}
+    for mode in ("kick", "tick"):
+        rtp = await bench_outbound_rtp(args.responses, kick=mode == "kick")
+        res["outbound"][f"rtp_{mode}"] = summary(rtp)
     b = await bench_bargein(args.bargeins)
     res["bargein"] = {
         "processing": summary(b["processing"]),
@@ -329,6 +401,8 @@ def print_table(res: dict[str, Any]) -> None:
         print(row(f"inbound {k} (sink->send_audio)", s))
     print(row("outbound processing (delta -> queued)", res["outbound"]["processing"]))
     print(row("outbound first frame (delta -> pacer tick)", res["outbound"]["to_pacer"]))
+    print(row("outbound delta -> first RTP sendto, kick", res["outbound"]["rtp_kick"]))
+    print(row("outbound delta -> first RTP sendto, no kick", res["outbound"]["rtp_tick"]))
     print(row("barge-in processing (event -> queue cleared)", res["bargein"]["processing"]))
     print(row("barge-in to silence (event -> silent tick)", res["bargein"]["to_silence"]))
     print(f"agent frames sent after speech_started: {res['bargein']['late_agent_frames']}")

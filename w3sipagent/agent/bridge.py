@@ -258,6 +258,9 @@ class CallBridge:
         self._early = early
         self.codec: Codec | None = None
         self.playout = PlayoutQueue(call.media.ptime_ms, clock=clock, on_sent=self._on_frame_sent)
+        kick = getattr(call, "kick_audio", None)  # optional in CallLike: talk-spurt kick
+        if callable(kick):
+            self.playout.on_ready = kick
         self.latency = LatencyTracker()
         self.barge_ins: list[BargeIn] = []
         self.sessions: list[AISession] = []

@@ -53,6 +53,7 @@ class MemoryCall:
         transfer: TransferBehaviour | None = None,
         stats: dict[str, object] | None = None,
         silence: bytes | None = None,
+        kick: bool = False,
     ) -> None:
         self._media = media or MediaFormat("PCMU", 8000)
         self._info = info or CallInfo(
@@ -66,6 +67,8 @@ class MemoryCall:
         self._transfer = transfer or TransferOutcome("succeeded", 200, notifications=(200,))
         self._stats = stats or {"packets_received": 0, "packets_sent": 0, "lost": 0}
         self.silence = silence
+        self.kick = kick
+        """Honour :meth:`kick_audio` (like a real call's talk-spurt kick); off by default."""
         self._sink: FrameSink | None = None
         self._source: FrameSource | None = None
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
@@ -152,6 +155,26 @@ class MemoryCall:
         self._n += 1
         if self.ended is None:
             self._pacer = loop.call_at(self._t0 + self._n * self.period, self._tick)
+
+    def kick_audio(self) -> bool:
+        """With ``kick``: the source just got audio after a tick that sent none, so send its
+        first frame now and re-phase the pacer to one period from now (like
+        :meth:`w3sipagent.asyncio.call.Call.kick_audio`). True if a frame was sent."""
+        src = self._source
+        if not self.kick or self._pacer is None or self.ended is not None or src is None:
+            return False
+        if self.sent and self.sent[-1].payload is not None:
+            return False
+        payload = src.next_frame()
+        if payload is None:
+            return False
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.sent.append(SentFrame(now, now, payload))
+        self._pacer.cancel()
+        self._t0, self._n = now, 1
+        self._pacer = loop.call_at(self._t0 + self.period, self._tick)
+        return True
 
     def stop(self) -> None:
         """Stop the pacer."""

@@ -83,6 +83,9 @@ class PlayoutQueue:
         """Ticks that found the queue empty (the call sent silence)."""
         self.last_sent_at: float | None = None
         """Clock time of the last frame handed to the pacer."""
+        self.on_ready: Callable[[], object] | None = None
+        """Called when :meth:`push` makes an empty queue non-empty (after queueing), e.g.
+        the call's ``kick_audio`` to send the talk spurt's first frame at once."""
 
     # -------------------------------------------------------------- feeding
 
@@ -110,9 +113,12 @@ class PlayoutQueue:
         if it is not None:
             it.queued_ms += self.frame_ms * len(frames)
         q = self._frames
+        was_empty = not q
         for f in frames:
             q.append((f, it))
         self._drained.clear()
+        if was_empty and self.on_ready is not None:
+            self.on_ready()
 
     def mark_done(self, item_id: str) -> None:
         """No more audio will come for ``item_id``."""

@@ -160,6 +160,23 @@ class Call:
         """Supply outbound payloads (None: back to the PCM playout queue / silence)."""
         self._source = source
 
+    def kick_audio(self) -> bool:
+        """The frame source just got audio after being empty: send its first frame now.
+
+        A talk-spurt start need not wait up to 20 ms for the pacer's next tick (see
+        :meth:`RtpEndpoint.kick`: not on hold, not during DTMF, only after a tick that
+        sent no audio). Optional for a :class:`CallLike`; the bridge checks for it.
+        Returns True if a packet was sent.
+        """
+        ep = self.endpoint
+        if ep is None or self.ended:
+            return False
+        try:
+            return ep.kick()
+        except Exception:
+            log.exception("talk-spurt kick of call %s failed", self.call_id)
+            return False
+
     async def events(self) -> AsyncIterator[CallEvent]:
         """DTMF, hold, media changes and timeouts; ends after :class:`CallEnded`."""
         while True:

@@ -17,6 +17,11 @@ bridge knows how much of an AI item really went out (the barge-in truncate
 point). Queued DTMF (:meth:`RtpEndpoint.send_dtmf`) replaces audio while it
 is sent.
 
+Talk-spurt kick (:meth:`RtpEndpoint.kick`): when the source gets audio after a
+tick that sent none, the first frame need not wait up to a period for the next
+tick: ``kick`` sends it at once (marker bit, RFC 3550 talk-spurt start) and moves
+the stream in the pacer so its next tick is one period later (±half a pacer slot).
+
 Source policy (``MediaConfig.source_policy``):
 
 - ``"strict"``: only the address the SDP names;
@@ -230,6 +235,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._timeout_reported = False
         self._paced = False
         self._credit = 0  # ms of pacer time not yet used by a frame (ptime != period)
+        self._tick_audio = False  # the last tick sent a source payload
+        self._tick_silence = False  # the last tick sent the silence payload (continuous RTP)
+        self._frame_at = 0.0  # deadline of the last frame sent or skipped
+        self.kicks = 0
         self.closed = False
 
     def _set_payload_types(
@@ -690,6 +699,55 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self._send_frame(deadline)
         self._credit = credit
 
+    def kick(self) -> bool:
+        """Send the source's first frame of a talk spurt now instead of at the next tick.
+
+        Only when the last tick sent no source audio (the source was empty), the call
+        is not on hold, no DTMF is being sent, and the source has a frame now. The
+        packet carries the marker bit; its timestamp is the stream clock at this moment
+        (never overlapping a silence packet already sent); the stream is then re-phased
+        in the pacer so the next frame follows one ptime later. Returns True if a packet
+        was sent.
+        """
+        session = self.session
+        addr = self.send_address
+        source = self._source
+        if (
+            self._tick_audio
+            or not self._paced
+            or self.closed
+            or self._transport is None
+            or addr is None
+            or source is None
+            or not self._send_enabled
+            or self.dtmf_sender.active
+        ):
+            return False
+        payload = source()
+        if payload is None:
+            return False
+        now = self._loop.time()
+        ahead = self._frame_at + session.ptime_ms / 1000.0 - now  # time to the frame's slot
+        back = 0
+        if not self._tick_silence and ahead > 0:
+            back = min(int(ahead * session.clock_rate), session.samples_per_frame - 1)
+        ts = (session.timestamp - back) & 0xFFFFFFFF
+        session.talkspurt()
+        self._silent_frames = 0
+        self._sendto(session.packet(payload, timestamp=ts), addr)
+        self.rtcp.on_rtp_sent(ts, len(payload), now)
+        session.timestamp = ts
+        session.advance()
+        self._tick_audio = True
+        self._tick_silence = False
+        self._frame_at = now
+        self._credit = 0
+        self.kicks += 1
+        self.pacer.rephase(self, now)
+        if self._on_sent is not None:
+            self._on_sent(payload)
+        return True
+
     @property
     def _period_ms(self) -> int:
         return round(self.pacer.period * 1000)
@@ -697,6 +755,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def _send_frame(self, deadline: float) -> None:
         session = self.session
         addr = self.send_address
+        self._frame_at = deadline
+        self._tick_audio = self._tick_silence = False
         if self._transport is None or addr is None or not self._send_enabled:
             session.advance()
             return
@@ -706,6 +766,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             source = self._source
             payload = source() if source is not None else None
             if payload is not None:
+                self._tick_audio = True
                 if self._silent_frames:
                     if not (self.config.silence == "silence" and self.silence_payload is not None):
                         session.talkspurt()  # we stopped sending: mark the new talk spurt
@@ -759,6 +820,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         n = self._silent_frames
         self._silent_frames = n + 1
         if mode == "silence" and self.silence_payload is not None:
+            self._tick_silence = True
             self._sendto(session.packet(self.silence_payload), addr)
             self.rtcp.on_rtp_sent(session.timestamp, len(self.silence_payload), now)
         elif mode == "comfort-noise" and n % self.config.comfort_noise_every == 0:

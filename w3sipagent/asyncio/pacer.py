@@ -15,6 +15,10 @@ periods; beyond that whole periods are skipped: streams are told
 
 Lateness (``time.monotonic()`` when a stream's turn comes minus its deadline)
 is recorded in :attr:`Pacer.lateness`.
+
+:meth:`Pacer.rephase` moves a stream to the tick nearest one period from now (a
+talk-spurt "kick": the stream just sent a frame out of turn); the stream is
+ticked again from that tick on, never before it, so it gets no double packet.
 """
 
 from __future__ import annotations
@@ -114,6 +118,7 @@ class Pacer:
         self._clock = clock
         self._members: list[list[PacedStream]] = [[] for _ in range(slots)]
         self._slot_of: dict[int, int] = {}
+        self._joins: dict[int, list[PacedStream]] = {}  # tick index -> streams joining then
         self._loop: asyncio.AbstractEventLoop | None = loop
         self._fixed_loop = loop is not None
         self._handle: asyncio.TimerHandle | None = None
@@ -140,12 +145,52 @@ class Pacer:
         if self._handle is None:
             self._arm()
 
+    def rephase(self, stream: PacedStream, now: float | None = None) -> float:
+        """Tick ``stream`` next at the tick nearest ``now + period``, then every period.
+
+        For a stream that has just sent a frame at ``now`` (loop time, default: the
+        loop's clock): its old slot stops at once, its next tick is at most half a slot
+        (``period / slots / 2``) from one period after ``now``. The deadlines stay
+        ``start + n * tick``. Returns that next deadline; a stream not in the pacer is
+        left alone (returns 0.0).
+        """
+        sid = id(stream)
+        old = self._slot_of.get(sid)
+        loop = self._loop
+        if old is None or loop is None:
+            return 0.0
+        if now is None:
+            now = loop.time()
+        n = max(self._n, round((now + self.period - self._start) / self.tick))
+        self._drop(stream, old)
+        self._slot_of[sid] = n % self.slots
+        self._joins.setdefault(n, []).append(stream)
+        return self._start + n * self.tick
+
+    def _drop(self, stream: PacedStream, slot: int) -> None:
+        self._members[slot] = [s for s in self._members[slot] if s is not stream]
+        if self._joins:
+            for k in [k for k, v in self._joins.items() if any(s is stream for s in v)]:
+                rest = [s for s in self._joins[k] if s is not stream]
+                if rest:
+                    self._joins[k] = rest
+                else:
+                    del self._joins[k]
+
+    def _admit(self, n: int) -> None:
+        """Streams re-phased to tick ``n`` (or earlier, after a skip) join their slot."""
+        for k in [k for k in self._joins if k <= n]:
+            for stream in self._joins.pop(k):
+                if id(stream) in self._slot_of:
+                    slot = k % self.slots
+                    self._members[slot] = [*self._members[slot], stream]
+
     def remove(self, stream: PacedStream) -> None:
         """Stop ticking ``stream`` (idempotent). The timer stops when no stream is left."""
         slot = self._slot_of.pop(id(stream), None)
         if slot is None:
             return
-        self._members[slot] = [s for s in self._members[slot] if s is not stream]
+        self._drop(stream, slot)
         if not self._slot_of and self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -157,6 +202,7 @@ class Pacer:
             self._handle = None
         self._members = [[] for _ in range(self.slots)]
         self._slot_of.clear()
+        self._joins.clear()
 
     def _arm(self) -> None:
         loop = self._loop if self._fixed_loop and self._loop else asyncio.get_running_loop()
@@ -181,7 +227,8 @@ class Pacer:
         if behind > (self.max_catchup + 1) * self.period:
             skip = int(behind / self.period) - self.max_catchup
             self.skipped_periods += skip
-            for members in self._members:
+            joining = [s for v in self._joins.values() for s in v]
+            for members in [*self._members, joining]:
                 for stream in members:
                     try:
                         stream.on_pacer_skip(skip)
@@ -191,6 +238,8 @@ class Pacer:
         lateness = self.lateness
         while True:
             deadline = start + n * tick
+            if self._joins:
+                self._admit(n)
             for stream in self._members[n % slots]:
                 lateness.add(clock() - deadline)
                 try:

@@ -1,0 +1,243 @@
+"""Talk-spurt kick: the first frame after silence goes out at once, then every 20 ms.
+
+Real loopback RTP: the receiving socket is read right after ``kick()`` returns, so "sent at
+once" is checked without timing luck; the later packets are checked on the pacer's
+deadlines (exact) and on arrival times (loose, the machine is shared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.asyncio.helpers import rtp_range
+from w3sipagent.asyncio.media import MediaConfig, RtpEndpoint
+from w3sipagent.asyncio.pacer import Pacer
+from w3sipagent.asyncio.ports import RtpPortRange
+from w3sipagent.rtp.packet import RtpPacket
+from w3sipagent.sip.ids import CountingIdSource
+
+HOST = "127.0.0.1"
+SILENCE = b"\xff" * 160
+
+
+@pytest.fixture
+def ports() -> RtpPortRange:
+    lo, hi = rtp_range(20)
+    return RtpPortRange(lo, hi)
+
+
+@pytest.fixture
+async def pacer() -> AsyncIterator[Pacer]:
+    p = Pacer(period=0.02)
+    yield p
+    p.close()
+
+
+class Queue:
+    """A frame source the test fills; numbered payloads; counts frames sent."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.sent: list[bytes] = []
+        self.n = 0
+
+    def push(self, count: int) -> None:
+        for _ in range(count):
+            self.n += 1
+            self.frames.append(self.n.to_bytes(2, "big") * 80)
+
+    def next_frame(self) -> bytes | None:
+        return self.frames.pop(0) if self.frames else None
+
+    def on_sent(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+
+class Ticks:
+    """Wraps the endpoint's pacer tick to record deadlines."""
+
+    def __init__(self, ep: RtpEndpoint) -> None:
+        self.deadlines: list[float] = []
+        real = ep.on_pacer_tick
+
+        def tick(deadline: float) -> None:
+            self.deadlines.append(deadline)
+            real(deadline)
+
+        ep.on_pacer_tick = tick  # type: ignore[method-assign]
+
+
+async def setup(
+    ports: RtpPortRange, pacer: Pacer, **kw: Any
+) -> tuple[RtpEndpoint, socket.socket, Queue]:
+    ep = await RtpEndpoint.open(
+        ports, HOST, pacer, CountingIdSource(), payload_type=0, clock_rate=8000,
+        telephone_event_pt=101, **kw,
+    )  # fmt: skip
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind((HOST, 0))
+    rx.setblocking(False)
+    q = Queue()
+    ep.set_source(q.next_frame, q.on_sent)
+    ep.set_remote(rx.getsockname())
+    return ep, rx, q
+
+
+def drain(sock: socket.socket) -> list[RtpPacket]:
+    out = []
+    while True:
+        try:
+            out.append(RtpPacket.parse(sock.recv(2048)))
+        except BlockingIOError:
+            return out
+
+
+async def wait_phase(pacer: Pacer, ep: RtpEndpoint, ticks: Ticks, at: float) -> None:
+    """Sleep until ``at`` seconds after the endpoint's last tick (so the next is far)."""
+    while not ticks.deadlines:
+        await asyncio.sleep(0.002)
+    loop = asyncio.get_running_loop()
+    while True:
+        last = ticks.deadlines[-1]
+        delay = last + at - loop.time()
+        if 0 < delay < pacer.period:
+            await asyncio.sleep(delay)
+            return
+        await asyncio.sleep(0.003)
+
+
+@pytest.mark.parametrize("silence", ["none", "silence"])
+async def test_kick_sends_first_frame_at_once_then_every_period(
+    ports: RtpPortRange, pacer: Pacer, silence: str
+) -> None:
+    ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence=silence))  # type: ignore[arg-type]
+    ep.silence_payload = SILENCE
+    ticks = Ticks(ep)
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.1)
+    await wait_phase(pacer, ep, ticks, 0.008)  # next regular tick ~12 ms away
+    before = drain(rx)
+    assert (len(before) > 0) == (silence == "silence")
+    n_ticks = len(ticks.deadlines)
+    q.push(5)
+    t_kick = loop.time()
+    assert ep.kick() is True
+    sent_now = drain(rx)  # synchronous send on loopback: already in the socket
+    assert len(sent_now) == 1 and sent_now[0].payload == q.sent[0] and sent_now[0].marker
+    assert ep.kick() is False  # the last "tick" sent audio: no second kick
+    arrivals = [(loop.time(), p) for p in sent_now]
+    while loop.time() < t_kick + 0.15:
+        await asyncio.sleep(0.001)
+        arrivals += [(loop.time(), p) for p in drain(rx)]
+    ep.close()
+    audio = [p for _, p in arrivals if p.payload != SILENCE]
+    # exactly one packet per frame, in order; marker only on the first
+    assert [int.from_bytes(p.payload[:2], "big") for p in audio] == [1, 2, 3, 4, 5]
+    assert len(q.sent) == 5
+    assert [p.marker for p in audio] == [True, False, False, False, False]
+    steps = {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in itertools.pairwise(audio)}
+    seqs = {(b.sequence_number - a.sequence_number) & 0xFFFF for a, b in itertools.pairwise(audio)}
+    assert steps == {160} and seqs == {1}
+    ts0 = audio[0].timestamp
+    if before:  # continuous RTP: the kicked frame follows the last silence packet
+        assert (ts0 - before[-1].timestamp) & 0xFFFFFFFF == 160
+    # the re-phased ticks: one period after the kick (± half a slot), then every period
+    after = list(ticks.deadlines[n_ticks:])
+    assert after[0] == pytest.approx(t_kick + 0.020, abs=pacer.tick / 2 + 1e-4)
+    assert all(b - a == pytest.approx(0.020, abs=1e-6) for a, b in itertools.pairwise(after))
+    # and on the wire: the second audio packet ~20 ms after the first, not a double packet
+    times = [t for t, p in arrivals if p.payload != SILENCE]
+    assert times[1] - times[0] > 0.015
+    assert all(0.010 < b - a < 0.035 for a, b in itertools.pairwise(times))
+    rx.close()
+
+
+async def test_kick_timestamp_is_the_stream_clock_now_after_silence(
+    ports: RtpPortRange, pacer: Pacer
+) -> None:
+    ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence="none"))
+    ticks = Ticks(ep)
+    q.push(1)
+    await asyncio.sleep(0.05)
+    first = drain(rx)
+    assert len(first) == 1
+    await asyncio.sleep(0.1)
+    await wait_phase(pacer, ep, ticks, 0.010)
+    loop = asyncio.get_running_loop()
+    last = ticks.deadlines[-1]
+    ts_next = ep.session.timestamp  # what the next regular tick would have used
+    q.push(1)
+    t = loop.time()
+    assert ep.kick()
+    (p,) = drain(rx)
+    # the timestamp says when the frame starts: ~10 ms after the last tick, not 20
+    expected_back = round((last + 0.020 - t) * 8000)
+    back = (ts_next - p.timestamp) & 0xFFFFFFFF
+    assert 0 < back < 160 and abs(back - expected_back) <= 16
+    ep.close()
+    rx.close()
+
+
+async def test_no_kick_on_hold_during_dtmf_or_mid_talk_spurt(
+    ports: RtpPortRange, pacer: Pacer
+) -> None:
+    ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence="none"))
+    await asyncio.sleep(0.05)
+    # on hold (the peer sent sendonly): nothing is sent, the frame stays queued
+    ep.set_remote_direction("sendonly")
+    q.push(1)
+    assert ep.kick() is False and drain(rx) == [] and len(q.frames) == 1
+    q.frames.clear()
+    ep.set_remote_direction("sendrecv")
+    await asyncio.sleep(0.05)
+    # while DTMF is being sent the audio waits for the digits
+    ep.send_dtmf("1", duration_ms=40)
+    await asyncio.sleep(0.03)
+    q.push(1)
+    assert ep.kick() is False and len(q.frames) == 1
+    pkts = drain(rx)
+    assert pkts and all(p.payload_type == 101 for p in pkts)
+    await asyncio.sleep(0.2)
+    q.frames.clear()
+    drain(rx)
+    # mid talk spurt (the last tick sent audio): no kick, the pacer sends it
+    q.push(200)
+    await asyncio.sleep(0.05)
+    assert ep.kick() is False
+    before = len(q.sent)
+    assert ep.kicks == 0
+    await asyncio.sleep(0.1)
+    assert 3 <= len(q.sent) - before <= 7  # ~5 ticks, one frame each
+    ep.close()
+    rx.close()
+
+
+async def test_kick_with_40_ms_ptime_keeps_the_frame_rate(
+    ports: RtpPortRange, pacer: Pacer
+) -> None:
+    ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence="none"), ptime_ms=40)
+    ticks = Ticks(ep)
+    await asyncio.sleep(0.1)
+    await wait_phase(pacer, ep, ticks, 0.007)
+    loop = asyncio.get_running_loop()
+    q.push(3)
+    t = loop.time()
+    assert ep.kick()
+    arrivals = [(loop.time(), p) for p in drain(rx)]
+    while loop.time() < t + 0.15:
+        await asyncio.sleep(0.001)
+        arrivals += [(loop.time(), p) for p in drain(rx)]
+    ep.close()
+    rx.close()
+    assert [p.marker for _, p in arrivals] == [True, False, False]
+    assert {
+        (b.timestamp - a.timestamp) & 0xFFFFFFFF for (_, a), (_, b) in itertools.pairwise(arrivals)
+    } == {320}
+    gaps = [tb - ta for (ta, _), (tb, _) in itertools.pairwise(arrivals)]
+    assert all(0.030 < g < 0.055 for g in gaps)
