@@ -58,26 +58,57 @@ import logging
 import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from w3sipagent.asyncio import outbound
+from w3sipagent.asyncio.admission import (
+    Accept,
+    Admission,
+    AdmissionDecision,
+    AdmissionRequest,
+    Handler,
+    HandlerResult,
+    Reject,
+    Reply,
+    RequestHandler,
+)
 from w3sipagent.asyncio.call import Call, Transferer
 from w3sipagent.asyncio.call_api import (
     CallInfo,
     DtmfReceived,
-    HoldChanged,
-    MediaChanged,
-    MediaFormat,
     TransferOutcome,
 )
-from w3sipagent.asyncio.media import MediaConfig, RtpEndpoint
+from w3sipagent.asyncio.mediasetup import (
+    _NO_AUDIO,
+    _refusal,
+    _sdp_address,
+    apply_stream,
+    get_codec_spec,
+    prepare_media,
+)
+from w3sipagent.asyncio.outbound import CallRejected, DialError, DialTimeout
 from w3sipagent.asyncio.pacer import Pacer
 from w3sipagent.asyncio.ports import RtpPortRange
+from w3sipagent.asyncio.requestcheck import (
+    _ALLOW,
+    ACCEPT,
+    ALLOWED_METHODS,
+    SUPPORTED_EXTENSIONS,
+    UNSUPPORTED_METHODS,
+    _retry_after,
+    check_request,
+)
+from w3sipagent.asyncio.requestcheck import (
+    _accepts_sdp as _accepts_sdp,  # re-exported (tests)
+)
+from w3sipagent.asyncio.sessiontimer import (
+    arm_session_timer,
+    session_timer_answer,
+)
 from w3sipagent.asyncio.transport import SipDriver, TransportConfig, TransportSet, is_ip_literal
-from w3sipagent.codecs import get_codec
+from w3sipagent.asyncio.uaconfig import UserAgentConfig
 from w3sipagent.errors import (
     AuthError,
-    ConfigError,
     PortsExhausted,
     SdpError,
     SipParseError,
@@ -86,11 +117,8 @@ from w3sipagent.errors import (
 )
 from w3sipagent.ids import SecureIdSource
 from w3sipagent.sdp import (
-    AnswerResult,
-    NegotiatedStream,
     SessionDescription,
     assign_version,
-    create_offer,
     negotiate_answer,
     process_answer,
 )
@@ -110,271 +138,36 @@ from w3sipagent.sip.events import (
     TransactionTimedOut,
     TransportFailed,
 )
-from w3sipagent.sip.headers import Headers, NameAddr
+from w3sipagent.sip.headers import Headers
 from w3sipagent.sip.ids import IdSource
 from w3sipagent.sip.message import SipRequest, SipResponse
-from w3sipagent.sip.timers import TimerConfig
 from w3sipagent.sip.uri import SipUri
+
+__all__ = [
+    "ACCEPT",
+    "ALLOWED_METHODS",
+    "SUPPORTED_EXTENSIONS",
+    "UNSUPPORTED_METHODS",
+    "Accept",
+    "Admission",
+    "AdmissionDecision",
+    "AdmissionRequest",
+    "CallRejected",
+    "DialError",
+    "DialTimeout",
+    "Handler",
+    "HandlerResult",
+    "Reject",
+    "Reply",
+    "RequestHandler",
+    "UserAgent",
+    "UserAgentConfig",
+    "get_codec_spec",
+]
 
 log = logging.getLogger(__name__)
 
-ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY")
-"""What this endpoint takes (the Allow header)."""
-UNSUPPORTED_METHODS = frozenset({"REGISTER", "MESSAGE", "PUBLISH", "SUBSCRIBE", "PRACK"})
-"""Known methods this endpoint does not take: 405 with Allow."""
-SUPPORTED_EXTENSIONS = ("timer", "replaces")
-"""Option tags in Supported; a Require naming another one gets 420."""
-_REQUIRE_OK = frozenset({"timer"})
-ACCEPT = "application/sdp, application/dtmf-relay, application/dtmf"
-_ALLOW = ", ".join(ALLOWED_METHODS)
 _HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization"})
-
-
-# -- configuration -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserAgentConfig:
-    """Every address, timer and limit of a :class:`UserAgent` (seconds unless said otherwise).
-
-    ``advertised_host``/``advertised_port``: what goes in Via, Contact and SDP ``c=`` (NAT,
-    containers); default the bind address. ``allowed_sources``: IPs / CIDRs that may send
-    requests at all (others get 403). ``max_calls``: global capacity (503 beyond).
-    ``retry_after``: the Retry-After of every 503. ``session_expires``/``min_se``: RFC 4028.
-
-    Digest challenge of incoming INVITEs (optional, RFC 3261 §22, RFC 8760): set
-    ``auth_password(user, realm) -> password | None`` or ``auth_ha1(user, realm, algorithm)
-    -> HA1 hex | None``. The realm is ``auth_realm``, or the Request-URI host (the tenant)
-    when None. ``auth_proxy`` answers 407 / Proxy-Authenticate instead of 401 /
-    WWW-Authenticate; a nonce is stale ``auth_nonce_lifetime`` seconds after it was issued
-    (challenged again with ``stale=true``). ``send_ringing`` sends 180 before the 200;
-    ``early_media`` sends 183 Session Progress with the SDP answer before the 200.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 5090
-    transports: tuple[str, ...] = ("udp", "tcp")
-    advertised_host: str | None = None
-    advertised_port: int | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_port: int | None = None
-    tls_verify: bool = True
-    tls_ca: str | None = None
-    # SIP timers (RFC 3261)
-    t1: float = 0.5
-    t2: float = 4.0
-    t4: float = 5.0
-    transaction_timeout: float | None = None
-    ack_wait: float | None = None
-    timer_c: float | None = 180.0
-    timer_d: float = 32.0
-    tcp_idle_timeout: float = 300.0
-    tcp_connect_timeout: float = 5.0
-    # media
-    rtp_host: str | None = None
-    rtp_port_min: int = 20000
-    rtp_port_max: int = 20999
-    codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/8000", "opus/48000/2")
-    telephone_event: bool = True
-    ptime: int | None = None
-    media: MediaConfig = field(default_factory=MediaConfig)
-    hangup_on_media_timeout: bool = True
-    audio_queue: int = 50
-    # admission and limits
-    allowed_sources: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    max_calls: int = 200
-    retry_after: int = 5
-    send_ringing: bool = False
-    early_media: bool = False
-    # digest challenge of incoming INVITEs
-    auth_realm: str | None = None
-    auth_password: Callable[[str, str], str | None] | None = None
-    auth_ha1: Callable[[str, str, str], str | None] | None = None
-    auth_proxy: bool = False
-    auth_nonce_lifetime: float = 300.0
-    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
-    # session timers (RFC 4028)
-    session_timers: bool = True
-    session_expires: int = 1800
-    min_se: int = 90
-    # timeouts
-    drain_timeout: float = 30.0
-    bye_timeout: float = 2.0
-    dial_timeout: float = 60.0
-    request_timeout: float | None = None
-    merge_window: float = 32.0
-    # identity
-    user_agent: str = "w3sipagent"
-    contact_user: str = "w3sipagent"
-    outbound_proxy: tuple[str, int] | None = None
-    credentials: tuple[str, str] | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("drain_timeout", "bye_timeout", "dial_timeout", "tcp_idle_timeout"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"UserAgentConfig.{name}: must be >= 0")
-        bad = {t.lower() for t in self.transports} - {"udp", "tcp", "tls"}
-        if bad:
-            raise ConfigError(f"UserAgentConfig.transports: unknown {sorted(bad)}")
-        if "tls" in {t.lower() for t in self.transports} and not (self.tls_cert and self.tls_key):
-            raise ConfigError("UserAgentConfig.transports: tls needs tls_cert and tls_key")
-        if self.auth_password is not None and self.auth_ha1 is not None:
-            raise ConfigError("UserAgentConfig: set auth_password or auth_ha1, not both")
-        if self.auth_nonce_lifetime <= 0:
-            raise ConfigError("UserAgentConfig.auth_nonce_lifetime: must be > 0")
-        if self.max_calls < 0 or self.min_se < 1 or self.session_expires < self.min_se:
-            raise ConfigError(
-                "UserAgentConfig: need max_calls >= 0, 1 <= min_se <= session_expires"
-            )
-        for net in self.allowed_sources:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ConfigError(f"UserAgentConfig.allowed_sources: {net!r}: {exc}") from exc
-
-    @property
-    def timers(self) -> TimerConfig:
-        """The core's timer settings."""
-        return TimerConfig(
-            t1=self.t1,
-            t2=self.t2,
-            t4=self.t4,
-            timeout=self.transaction_timeout,
-            ack_wait=self.ack_wait,
-            timer_c=self.timer_c,
-            timer_d=self.timer_d,
-            trying_delay=None,  # the user agent sends 100 Trying itself, at once
-        )
-
-
-# -- admission -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AdmissionRequest:
-    """What the admission callable sees of an incoming INVITE."""
-
-    request: SipRequest
-    source: Address
-    transport: str
-    registration: str | None = None
-    auth_user: str | None = None
-    """The digest-authenticated user name when INVITEs are challenged, else None."""
-
-    @property
-    def request_uri(self) -> str:
-        """The Request-URI as received."""
-        return self.request.uri
-
-    @property
-    def host(self) -> str:
-        """The Request-URI host (names the tenant), lower case."""
-        uri = self.request.request_uri
-        return uri.hostname.lower() if isinstance(uri, SipUri) else ""
-
-    @property
-    def user(self) -> str | None:
-        """The Request-URI user part."""
-        uri = self.request.request_uri
-        return uri.user if isinstance(uri, SipUri) else None
-
-    @property
-    def to_uri(self) -> str:
-        """The To URI."""
-        return str(self.request.to.uri)
-
-    @property
-    def from_uri(self) -> str:
-        """The From URI."""
-        return str(self.request.from_.uri)
-
-    @property
-    def from_display(self) -> str | None:
-        """The From display name."""
-        return self.request.from_.display_name
-
-    @property
-    def headers(self) -> Headers:
-        """Every header of the INVITE."""
-        return self.request.headers
-
-    def header(self, name: str) -> str | None:
-        """The first value of a header, or None."""
-        return self.request.headers.get(name)
-
-
-@dataclass(frozen=True)
-class Accept:
-    """Admit the call. ``context`` is attached to :attr:`Call.context` (a tenant...).
-
-    With ``limit_key`` and ``limit`` the user agent counts the calls of that key and answers
-    486 Busy Here above the limit.
-    """
-
-    context: object = None
-    limit_key: str | None = None
-    limit: int | None = None
-    codecs: tuple[str, ...] | None = None
-    """This call's codec preference (``"PCMU/8000"``...), e.g. the tenant's; None: the
-    configured :attr:`UserAgentConfig.codecs`."""
-
-
-@dataclass(frozen=True)
-class Reject:
-    """Refuse the call with ``status`` (404 unknown tenant, 486, 503...), extra headers."""
-
-    status: int
-    reason: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-AdmissionDecision = Accept | Reject
-Admission = Callable[[AdmissionRequest], "AdmissionDecision | Awaitable[AdmissionDecision]"]
-Handler = Callable[[Call], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A response for :meth:`UserAgent.on_request` handlers to return."""
-
-    status: int
-    reason: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    content_type: str | None = None
-
-
-HandlerResult = int | Reply | SipResponse
-RequestHandler = Callable[[Call | None, SipRequest], "HandlerResult | Awaitable[HandlerResult]"]
-"""``handler(call, request)``: returns (or awaits to) a status code, a :class:`Reply` or a
-ready :class:`SipResponse` (built with ``make_response(request, ...)``)."""
-
-
-# -- errors of outbound calls ---------------------------------------------------------------------
-
-
-class DialError(W3SipError):
-    """An outbound call did not get answered. ``status`` is the SIP code (None: no response)."""
-
-    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
-class CallRejected(DialError):
-    """The callee answered 3xx-6xx (``status``, ``reason``; ``response`` has the rest)."""
-
-    def __init__(self, response: SipResponse) -> None:
-        super().__init__(
-            f"call rejected: {response.status} {response.reason}", response.status, response.reason
-        )
-        self.response = response
-
-
-class DialTimeout(DialError):
-    """No final response within the dial timeout (the INVITE was cancelled)."""
 
 
 # -- internals ---------------------------------------------------------------------------------------
@@ -404,14 +197,6 @@ class _Incoming:
         self.task: asyncio.Task[None] | None = None
         self.call: Call | None = None
         self.cancelled = False
-
-
-def _retry_after(config: UserAgentConfig) -> tuple[tuple[str, str], ...]:
-    return (("Retry-After", str(config.retry_after)),)
-
-
-def _sdp_address(host: str) -> str:
-    return host[1:-1] if host.startswith("[") else host
 
 
 # -- the user agent ----------------------------------------------------------------------------------
@@ -675,88 +460,12 @@ class UserAgent:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def _source_allowed(self, source: Address) -> bool:
-        host = source[0]
-        allowed = self._allowed.get(host)
-        if allowed is None:
-            try:
-                ip = ipaddress.ip_address(host)
-            except ValueError:
-                return False
-            allowed = any(ip in net for net in self._networks)
-            if len(self._allowed) >= 4096:  # bounded: a flood of sources cannot grow it
-                self._allowed.clear()
-            self._allowed[host] = allowed
-        return allowed
-
-    def _merged(self, request: SipRequest, branch: str) -> bool:
-        """RFC 3261 §8.2.2.2: the same request (From tag, Call-ID, CSeq) seen within
-        ``merge_window`` on another branch. Entries are kept in expiry order (a dict keeps
-        insertion order and every entry lives ``merge_window``), so pruning is O(expired)."""
-        merge = self._merge
-        key = (request.from_.tag or "", request.call_id, request.cseq.seq)
-        now = self.loop.time()
-        while merge:
-            oldest = next(iter(merge))
-            if merge[oldest][1] > now:
-                break
-            del merge[oldest]
-        seen = merge.get(key)
-        if seen is not None and seen[0] != branch and seen[1] > now:
-            return True
-        merge.pop(key, None)  # re-inserted at the end: the dict stays in expiry order
-        merge[key] = (branch, now + self.config.merge_window)
-        return False
-
-    def _check_request(
-        self, ev: RequestReceived
-    ) -> tuple[int, str | None, list[tuple[str, str]]] | None:
-        """The generic checks of RFC 3261 §8.2 (and the allowlist); None when it passes."""
-        request = ev.request
-        method = request.method
-        if ev.dialog is None and not self._source_allowed(ev.source):
-            return (403, "Source not allowed", [])
-        if method not in ALLOWED_METHODS:
-            if method in UNSUPPORTED_METHODS:
-                return (405, None, [("Allow", _ALLOW)])
-            return (501, None, [("Allow", _ALLOW)])
-        try:
-            _ = request.request_uri
-        except SipParseError as exc:
-            return (exc.status, exc.reason, [])
-        if ev.dialog is None and request.to.tag is None:
-            branch = request.via.branch
-            if branch and self._merged(request, branch):
-                return (482, "Loop Detected (merged request)", [])
-        try:
-            require = request.require
-        except SipParseError as exc:
-            return (400, exc.reason, [])
-        unknown = [t for t in require if t.lower() not in _REQUIRE_OK]
-        if unknown:
-            return (420, None, [("Unsupported", ", ".join(unknown))])
-        encoding = request.headers.get("Content-Encoding")
-        if request.body and encoding and encoding.strip().lower() != "identity":
-            return (415, "Unsupported Content-Encoding", [("Accept-Encoding", "identity")])
-        if method in ("INVITE", "UPDATE") and request.body:
-            try:
-                ctype = request.content_type
-            except SipParseError as exc:
-                return (400, exc.reason, [])
-            if ctype != "application/sdp":
-                return (415, None, [("Accept", "application/sdp")])
-        if method in ("INVITE", "UPDATE") and not _accepts_sdp(request.headers.get_all("Accept")):
-            # Our answer carries SDP; a caller that cannot take it gets 406 (RFC 3261 §21.4.7,
-            # RFC 4475 §3.3.15 sdp01).
-            return (406, None, [("Accept", "application/sdp")])
-        return None
-
     def _request(self, ev: RequestReceived) -> None:
         request = ev.request
         method = request.method
         if method == "INVITE" and ev.dialog is None:
             self._respond(ev.transaction, 100)  # at once, before any check that may take time
-        failure = self._check_request(ev)
+        failure = check_request(self, ev)
         if failure is not None:
             status, reason, headers = failure
             self._respond(ev.transaction, status, reason, headers=headers)
@@ -958,7 +667,7 @@ class UserAgent:
             inc.call = call
             if decision.codecs:
                 self._call_codecs[call] = tuple(decision.codecs)
-            answer_sdp = await self._prepare_media(call, offer, tx, decision.codecs)
+            answer_sdp = await prepare_media(self, call, offer, tx, decision.codecs)
             if answer_sdp is None:
                 return
             if inc.cancelled:
@@ -973,7 +682,7 @@ class UserAgent:
                 ("Allow", _ALLOW),
                 ("Supported", ", ".join(SUPPORTED_EXTENSIONS)),
             ]
-            headers += self._session_timer_answer(call, request, uas=True)
+            headers += session_timer_answer(self, call, request, uas=True)
             answer_body = bytes(answer_sdp)
             if c.send_ringing:
                 self._respond(tx, 180, headers=[("Contact", headers[0][1])])
@@ -1017,157 +726,9 @@ class UserAgent:
         finally:
             self._incoming.pop(tx, None)
 
-    async def _prepare_media(
-        self,
-        call: Call,
-        offer: SessionDescription | None,
-        tx: TransactionId,
-        codecs: Sequence[str] | None = None,
-    ) -> SessionDescription | None:
-        """Open the RTP endpoint and build our SDP (answer, or offer for an offerless INVITE)
-        with ``codecs`` (default: the configured preference). Answers the INVITE itself (488)
-        and returns None when the offer is unacceptable."""
-        c = self.config
-        prefs = list(codecs or c.codecs)
-        host = c.rtp_host or c.host
-        sdp_host = _sdp_address(self.advertised_host)
-        if offer is None:
-            call.remote_sdp = None
-            return await self._open_with_offer(call, prefs)
-        audio_index = next(
-            (i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None
-        )
-
-        def port_for(index: int, _m: object) -> int | None:
-            return 9 if index == audio_index else None
-
-        sid = self._next_session_id()
-        result = negotiate_answer(
-            offer,
-            local_address=sdp_host,
-            ports=port_for,
-            codec_preference=prefs,
-            session_id=sid,
-            session_version=1,
-            telephone_event=c.telephone_event,
-            ptime=c.ptime,
-        )
-        stream = result.audio
-        refusal = _refusal(result, c.user_agent)
-        if refusal is not None or stream is None or stream.codec is None:
-            reason, warning = refusal or (None, _NO_AUDIO)
-            self._respond(tx, 488, reason, headers=[("Warning", warning)])
-            return None
-        fmt = _format_of_stream(stream)
-        endpoint = await RtpEndpoint.open(
-            self.ports,
-            host,
-            self.pacer,
-            self.ids,
-            payload_type=stream.codec.payload_type,
-            clock_rate=stream.codec.clock_rate,
-            ptime_ms=fmt.ptime_ms,
-            telephone_event_pt=fmt.telephone_event_pt,
-            rtcp_mux=stream.rtcp_mux,
-            signalling_ip=call.peer[0],
-            config=c.media,
-        )
-        result.answer.media[stream.index].port = endpoint.local_port
-        stream.local_port = endpoint.local_port
-        endpoint.silence_payload = self._silence_payload(fmt)
-        call._attach(endpoint, fmt)
-        call.remote_sdp = offer
-        self._apply_stream(call, stream, initial=True)
-        return result.answer
-
-    async def _open_with_offer(self, call: Call, prefs: Sequence[str]) -> SessionDescription:
-        """Open the call's RTP endpoint and make our offer of ``prefs`` on its port (an
-        outbound call, or the 200 of an offerless INVITE); the endpoint is closed on error."""
-        c = self.config
-        endpoint = await RtpEndpoint.open(
-            self.ports,
-            c.rtp_host or c.host,
-            self.pacer,
-            self.ids,
-            payload_type=0,
-            clock_rate=get_codec_spec(prefs[0])[1],
-            signalling_ip=call.peer[0],
-            config=c.media,
-        )
-        try:
-            ours = create_offer(
-                list(prefs),
-                local_address=_sdp_address(self.advertised_host),
-                port=endpoint.local_port,
-                session_id=self._next_session_id(),
-                session_version=1,
-                telephone_event=c.telephone_event,
-                ptime=c.ptime or 20,
-            )
-        except SdpError:
-            endpoint.close()
-            raise
-        call._attach(endpoint, _format_of_codec(ours.media[0].codecs[0], ours.media[0]))
-        return ours
-
     def _next_session_id(self) -> int:
         self._session_id = (self._session_id + 1) % (1 << 62) or 1
         return self._session_id
-
-    def _silence_payload(self, fmt: MediaFormat) -> bytes | None:
-        key = (fmt.encoding.lower(), fmt.clock_rate, fmt.channels, fmt.fmtp)
-        if key not in self._silence:
-            try:
-                codec = get_codec(fmt.encoding, fmt.clock_rate, fmt.channels, fmt.fmtp)
-                enc = codec.encoder()
-                zero = bytes(codec.samples_per_frame * 2)
-                payload = b""
-                for _ in range(3):  # let stateful coders settle
-                    payload = enc.encode(zero)
-                self._silence[key] = payload
-            except Exception:
-                self._silence[key] = None
-        return self._silence[key]
-
-    def _apply_stream(self, call: Call, stream: NegotiatedStream, *, initial: bool = False) -> None:
-        """Point the call's RTP endpoint at what offer/answer decided (codec, address, direction)."""
-        ep = call.endpoint
-        if ep is None or stream.codec is None:
-            return
-        old_fmt = call.media
-        old_remote = ep.sdp_address
-        fmt = _format_of_stream(stream)
-        if (
-            initial
-            or (fmt.payload_type, fmt.clock_rate, fmt.encoding)
-            != (old_fmt.payload_type, old_fmt.clock_rate, old_fmt.encoding)
-            or fmt.telephone_event_pt != old_fmt.telephone_event_pt
-        ):
-            ep.set_codec(
-                fmt.payload_type,
-                fmt.clock_rate,
-                ptime_ms=fmt.ptime_ms,
-                telephone_event_pt=fmt.telephone_event_pt,
-                silence_payload=self._silence_payload(fmt),
-            )
-        call._set_media(fmt)
-        hold = stream.hold
-        address = stream.remote_address
-        usable = address is not None and is_ip_literal(address)  # never resolve a name
-        if address is not None and usable:
-            remote = (address, stream.remote_port)
-            if remote != ep.sdp_address:
-                ep.set_remote(remote, stream.remote_rtcp)
-        ep.set_remote_direction(stream.remote_direction if usable else "inactive")
-        if initial:
-            call.on_hold = hold
-            return
-        if hold != call.on_hold:
-            call.on_hold = hold
-            call._emit(HoldChanged(hold))
-        new_remote = ep.sdp_address
-        if fmt != old_fmt or (new_remote != old_remote and new_remote is not None):
-            call._emit(MediaChanged(fmt, new_remote or ("", 0)))
 
     def _ack(self, ev: AckReceived) -> None:
         call = self._ack_wait.pop(ev.transaction, None)
@@ -1191,7 +752,7 @@ class UserAgent:
             if not self._answer_in_ack(call, offer, ev.request, initial=True):
                 return
         call.state = "active"
-        self._arm_session_timer(call)
+        arm_session_timer(self, call)
         if self.handler is not None:
             call.handler_task = self._spawn(self._run_handler(call))
 
@@ -1210,7 +771,7 @@ class UserAgent:
             self._spawn(self._bye_and_end(call, "no_common_codec", 488))
             return False
         call.remote_sdp = answer
-        self._apply_stream(call, stream, initial=initial)
+        apply_stream(self, call, stream, initial=initial)
         return True
 
     async def _run_handler(self, call: Call) -> None:
@@ -1376,7 +937,7 @@ class UserAgent:
             answer = assign_version(result.answer, previous) if previous else result.answer
             call.local_sdp = answer
             call.remote_sdp = offer
-            self._apply_stream(call, stream)
+            apply_stream(self, call, stream)
             body = bytes(answer)
             if is_invite:
                 self._reinvite_ack[ev.transaction] = (call, None)
@@ -1384,7 +945,7 @@ class UserAgent:
             # offerless re-INVITE: our current SDP is the offer, the answer comes in the ACK
             body = bytes(previous)
             self._reinvite_ack[ev.transaction] = (call, previous)
-        headers += self._session_timer_answer(call, request, uas=True)
+        headers += session_timer_answer(self, call, request, uas=True)
         self._respond(
             ev.transaction,
             200,
@@ -1392,84 +953,7 @@ class UserAgent:
             body=body,
             content_type="application/sdp" if body else None,
         )
-        self._arm_session_timer(call)
-
-    # -- session timers (RFC 4028) ---------------------------------------------------------------
-
-    def _session_timer_answer(
-        self, call: Call, request: SipRequest, *, uas: bool
-    ) -> list[tuple[str, str]]:
-        """Headers of our 2xx for the Session-Expires of ``request``; sets the call's timer."""
-        c = self.config
-        if not c.session_timers:
-            return []
-        se = request.session_expires
-        if se is None:
-            call.session_interval = None
-            return []
-        supported = "timer" in [t.lower() for t in (*request.supported, *request.require)]
-        delta = max(min(se.delta, c.session_expires), c.min_se)
-        refresher = se.refresher if supported and se.refresher else ("uac" if supported else "uas")
-        call.session_interval = delta
-        call.we_refresh = refresher == "uas"
-        out = [("Session-Expires", f"{delta};refresher={refresher}")]
-        if supported:
-            out.append(("Require", "timer"))
-        return out
-
-    def _arm_session_timer(self, call: Call) -> None:
-        if call.session_timer is not None:
-            call.session_timer.cancel()
-            call.session_timer = None
-        interval = call.session_interval
-        if interval is None or call.ended or call.state != "active":
-            return
-        if call.we_refresh:
-            call.session_timer = self.loop.call_later(
-                interval / 2, lambda: self._spawn(self._refresh_session(call))
-            )
-        else:
-            expire = interval - min(32.0, interval / 3)
-            call.session_timer = self.loop.call_later(
-                expire, lambda: self._spawn(self._bye_and_end(call, "session_expired", 408))
-            )
-
-    async def _refresh_session(self, call: Call) -> None:
-        """Refresh the session: UPDATE without body (re-INVITE with our SDP when the peer
-        does not allow UPDATE)."""
-        if call.ended or call.session_interval is None:
-            return
-        se = [("Session-Expires", f"{call.session_interval};refresher=uac"), ("Supported", "timer")]
-        allow = [a.upper() for a in _peer_allow(call)]
-        try:
-            if "UPDATE" in allow:
-                response = await self.request_in_dialog(call, "UPDATE", headers=se)
-            else:
-                body = (
-                    bytes(call.local_sdp) if isinstance(call.local_sdp, SessionDescription) else b""
-                )
-                response = await self.request_in_dialog(
-                    call,
-                    "INVITE",
-                    headers=se,
-                    body=body,
-                    content_type="application/sdp" if body else None,
-                )
-        except TransactionError:
-            await self._bye_and_end(call, "session_refresh_failed", 408)
-            return
-        if response.status in (408, 481):
-            self._end(call, "session_refresh_failed", "system", response.status)
-            return
-        if 200 <= response.status < 300:
-            try:
-                got = response.session_expires
-            except SipParseError:
-                got = None
-            if got is not None:
-                call.session_interval = got.delta
-                call.we_refresh = got.refresher != "uas"
-        self._arm_session_timer(call)
+        arm_session_timer(self, call)
 
     # -- ending calls ----------------------------------------------------------------------------
 
@@ -1810,229 +1294,22 @@ class UserAgent:
         cancelled), TransactionError when the transaction failed; task cancellation sends
         CANCEL too.
         """
-        c = self.config
-        if self.closed:
-            raise TransactionError("user agent closed")
-        target = SipUri.parse(uri)
-        destination = proxy or c.outbound_proxy or uri_address(target)
-        if destination is None:
-            raise TransactionError(
-                f"{uri}: host is not an IP literal and no proxy is given (no DNS here)"
-            )
-        codec_list = list(codecs or c.codecs)
-        call_id = self.core.new_call_id()
-        local_tag = self.core.new_tag()
-        me = from_uri or f"sip:{c.contact_user}@{self.advertised_host}"
-        from_value = str(NameAddr(SipUri.parse(me), display_name, {"tag": local_tag}))
-        info = CallInfo(
-            call_id=call_id,
-            direction="outbound",
-            request_uri=uri,
-            from_uri=me,
-            to_uri=uri,
-            from_display=display_name,
-            source=destination,
-            transport=transport.upper(),
+        return await outbound.dial(
+            self,
+            uri,
+            proxy=proxy,
+            from_uri=from_uri,
+            display_name=display_name,
+            codecs=codecs,
+            credentials=credentials,
+            timeout=timeout,
+            transport=transport,
+            headers=headers,
+            offer=offer,
         )
-        call = Call(self, info, transport=transport.upper(), peer=destination, state="outgoing")
-        call.credentials = credentials
-        if codecs:
-            self._call_codecs[call] = tuple(codecs)
-        our_offer = await self._open_with_offer(call, codec_list)
-        call.local_sdp = our_offer
-        self._calls[call_id] = call
-        h = Headers()
-        h.add("From", from_value)
-        h.add("To", f"<{uri}>")
-        h.add("Call-ID", call_id)
-        seq = 1
-        h.add("CSeq", f"{seq} INVITE")
-        h.add("Contact", f"<{self.contact(transport=transport)}>")
-        h.add("Allow", _ALLOW)
-        h.add("Supported", ", ".join(SUPPORTED_EXTENSIONS))
-        for name, value in headers:
-            h.add(name, value)
-        body = bytes(our_offer) if offer else b""
-        if body:
-            h.add("Content-Type", "application/sdp")
-        request = SipRequest("INVITE", uri, h, body)
-        digest = DigestClient()
-        early: dict[str, bool] = {"media": False}
-
-        def provisional(ev: ResponseReceived) -> None:
-            r = ev.response
-            if r.status > 100 and call.state == "outgoing":
-                call.state = "early"
-            if r.body and r.content_type == "application/sdp" and not early["media"] and our_offer:
-                try:
-                    result = process_answer(our_offer, SessionDescription.parse(r.body))
-                except SdpError:
-                    return
-                if result.audio is not None:
-                    early["media"] = True
-                    call.remote_sdp = result.answer
-                    self._apply_stream(call, result.audio, initial=True)
-
-        deadline = self.loop.time() + (c.dial_timeout if timeout is None else timeout)
-        tx: TransactionId | None = None
-        try:
-            while True:
-                tx, future = self._send(request, destination, transport, provisional)
-                call.invite_tx = tx
-                remaining = deadline - self.loop.time()
-                try:
-                    ev = await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.001))
-                except TimeoutError:
-                    await self._cancel_invite(tx, future)
-                    raise DialTimeout(
-                        f"no answer from {uri} within the dial timeout", None
-                    ) from None
-                response = ev.response
-                if 200 <= response.status < 300:
-                    break
-                retry = self._authorize(request, response, credentials, digest)
-                if retry is None:
-                    raise CallRejected(response)
-                request = retry
-            # answered
-            dialog = ev.dialog
-            if dialog is None:
-                raise DialError(
-                    "2xx without a usable dialog (no To tag / Contact)", response.status
-                )
-            call.dialog = dialog
-            self._dialog_calls[dialog.id] = call
-            ack_body = b""
-            if not offer:
-                ack_body = self._answer_offer_in_2xx(call, response)
-            self.core.send_ack(
-                dialog.create_ack(
-                    response.cseq.seq,
-                    body=ack_body,
-                    content_type="application/sdp" if ack_body else None,
-                ),
-                self._destination(dialog, call),
-                transport,
-            )
-            self.driver.transmit()
-            if offer:
-                if not response.body:
-                    raise DialError("2xx to our offer carries no SDP answer", response.status)
-                result = process_answer(our_offer, SessionDescription.parse(response.body))
-                if result.failure is not None or result.audio is None:
-                    raise DialError(
-                        f"unusable SDP answer: {result.failure.reason if result.failure else 'no audio'}",
-                        response.status,
-                    )
-                call.remote_sdp = result.answer
-                self._apply_stream(call, result.audio, initial=True)
-            self._client.pop(tx, None)
-            call.state = "active"
-            try:
-                se = response.session_expires
-            except SipParseError:
-                se = None
-            if se is not None and c.session_timers:
-                call.session_interval = se.delta
-                call.we_refresh = se.refresher != "uas"
-            self._arm_session_timer(call)
-            return call
-        except asyncio.CancelledError:
-            if tx is not None:
-                self.core.cancel(tx, self.loop.time())
-                self.driver.transmit()
-            self._end(call, "cancelled", "local")
-            raise
-        except BaseException as exc:
-            if tx is not None:
-                self._client.pop(tx, None)
-            code = exc.status if isinstance(exc, DialError) else None
-            if call.dialog is not None and call.dialog.state is not DialogState.TERMINATED:
-                await self._send_bye(call, "error", "local", code)
-            self._end(
-                call,
-                "rejected" if isinstance(exc, CallRejected) else "error",
-                "remote" if isinstance(exc, CallRejected) else "local",
-                code,
-            )
-            raise
-
-    def _answer_offer_in_2xx(self, call: Call, response: SipResponse) -> bytes:
-        """Offerless INVITE of ours: the 2xx holds the offer; answer it in the ACK."""
-        if not response.body:
-            raise DialError("2xx to an offerless INVITE carries no offer", response.status)
-        offer = SessionDescription.parse(response.body)
-        ep = call.endpoint
-        assert ep is not None
-        audio_index = next((i for i, m in enumerate(offer.media) if m.media == "audio"), None)
-        result = negotiate_answer(
-            offer,
-            local_address=_sdp_address(self.advertised_host),
-            ports=lambda i, _m: ep.local_port if i == audio_index else None,
-            codec_preference=list(self._call_codecs.get(call, self.config.codecs)),
-            session_id=self._next_session_id(),
-            session_version=1,
-            telephone_event=self.config.telephone_event,
-        )
-        if result.failure is not None or result.audio is None:
-            raise DialError("no acceptable codec in the 2xx offer", 488)
-        call.local_sdp = result.answer
-        call.remote_sdp = offer
-        self._apply_stream(call, result.audio, initial=True)
-        return bytes(result.answer)
-
-    async def _cancel_invite(
-        self, tx: TransactionId, future: asyncio.Future[ResponseReceived]
-    ) -> None:
-        """CANCEL our INVITE and wait (a little) for its final response; ACK/BYE a late 2xx."""
-        self.core.cancel(tx, self.loop.time())
-        self.driver.transmit()
-        try:
-            ev = await asyncio.wait_for(asyncio.shield(future), 64 * self.config.t1)
-        except (TimeoutError, TransactionError):
-            return
-        if 200 <= ev.response.status < 300 and ev.dialog is not None:
-            self._client.pop(tx, None)
-            self._stray_response(ev)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-def get_codec_spec(name: str) -> tuple[str, int]:
-    """(encoding, clock rate) of a preference entry like ``"PCMU/8000"``."""
-    parts = name.split("/")
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise ConfigError(f"codec {name!r}: expected encoding/rate[/channels]")
-    return parts[0], int(parts[1])
-
-
-def _format_of_codec(codec: Any, media: Any) -> MediaFormat:
-    te = next((c for c in media.codecs if c.is_telephone_event), None)
-    return MediaFormat(
-        codec.encoding,
-        codec.clock_rate,
-        codec.channels,
-        codec.payload_type,
-        codec.fmtp,
-        media.ptime or 20,
-        te.payload_type if te is not None else None,
-    )
-
-
-def _format_of_stream(stream: NegotiatedStream) -> MediaFormat:
-    codec = stream.codec
-    assert codec is not None
-    te = stream.telephone_event
-    return MediaFormat(
-        codec.encoding,
-        codec.clock_rate,
-        codec.channels,
-        codec.payload_type,
-        codec.fmtp,
-        stream.ptime or 20,
-        te.payload_type if te is not None else None,
-    )
 
 
 def _dialog_address(dialog: Dialog, call: Call | None, proxy: Address | None) -> Address:
@@ -2048,46 +1325,3 @@ def _dialog_address(dialog: Dialog, call: Call | None, proxy: Address | None) ->
     if call is not None:
         return call.peer
     raise TransactionError("the dialog's next hop is a host name and no proxy is configured")
-
-
-_NO_AUDIO = '304 w3sipagent "no audio stream"'
-
-
-def _refusal(result: AnswerResult, agent: str) -> tuple[str | None, str] | None:
-    """(reason, Warning) when an offer cannot be taken: negotiation failed, or the audio
-    connection address is a host name (we never resolve one: 488 with Warning 301)."""
-    failure = result.failure
-    if failure is not None:
-        return failure.reason, failure.warning_header(agent)
-    stream = result.audio
-    if stream is not None and stream.remote_address and not is_ip_literal(stream.remote_address):
-        return "Host name in SDP", f'301 {agent} "c= must be an IP address (no DNS here)"'
-    return None
-
-
-def _peer_allow(call: Call) -> list[str]:
-    allow = call.info.header("Allow")
-    if allow is None:
-        return []
-    return [a.strip() for a in allow.split(",") if a.strip()]
-
-
-def _accepts_sdp(accept: list[str]) -> bool:
-    """Whether an Accept header (absent means application/sdp, RFC 3261 §20.1) admits SDP."""
-    if not accept:
-        return True
-    for item in accept:
-        media, _, params = item.partition(";")
-        media = media.strip().lower()
-        if media in ("application/sdp", "application/*", "*/*"):
-            q = 1.0
-            for param in params.split(";"):
-                name, _, value = param.partition("=")
-                if name.strip().lower() == "q":
-                    try:
-                        q = float(value)
-                    except ValueError:
-                        q = 0.0
-            if q > 0:
-                return True
-    return False

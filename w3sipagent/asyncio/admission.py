@@ -1,0 +1,137 @@
+"""Admission of incoming INVITEs: what the admission callable sees (:class:`AdmissionRequest`),
+its decisions (:class:`Accept` / :class:`Reject`), the handler types (``Handler``,
+``RequestHandler``, :class:`Reply`) and the source allowlist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from w3sipagent.asyncio.call import Call
+from w3sipagent.sip.events import (
+    Address,
+)
+from w3sipagent.sip.headers import Headers
+from w3sipagent.sip.message import SipRequest, SipResponse
+from w3sipagent.sip.uri import SipUri
+
+if TYPE_CHECKING:
+    from w3sipagent.asyncio.useragent import UserAgent
+
+
+@dataclass(frozen=True)
+class AdmissionRequest:
+    """What the admission callable sees of an incoming INVITE."""
+
+    request: SipRequest
+    source: Address
+    transport: str
+    registration: str | None = None
+    auth_user: str | None = None
+    """The digest-authenticated user name when INVITEs are challenged, else None."""
+
+    @property
+    def request_uri(self) -> str:
+        """The Request-URI as received."""
+        return self.request.uri
+
+    @property
+    def host(self) -> str:
+        """The Request-URI host (names the tenant), lower case."""
+        uri = self.request.request_uri
+        return uri.hostname.lower() if isinstance(uri, SipUri) else ""
+
+    @property
+    def user(self) -> str | None:
+        """The Request-URI user part."""
+        uri = self.request.request_uri
+        return uri.user if isinstance(uri, SipUri) else None
+
+    @property
+    def to_uri(self) -> str:
+        """The To URI."""
+        return str(self.request.to.uri)
+
+    @property
+    def from_uri(self) -> str:
+        """The From URI."""
+        return str(self.request.from_.uri)
+
+    @property
+    def from_display(self) -> str | None:
+        """The From display name."""
+        return self.request.from_.display_name
+
+    @property
+    def headers(self) -> Headers:
+        """Every header of the INVITE."""
+        return self.request.headers
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, or None."""
+        return self.request.headers.get(name)
+
+
+@dataclass(frozen=True)
+class Accept:
+    """Admit the call. ``context`` is attached to :attr:`Call.context` (a tenant...).
+
+    With ``limit_key`` and ``limit`` the user agent counts the calls of that key and answers
+    486 Busy Here above the limit.
+    """
+
+    context: object = None
+    limit_key: str | None = None
+    limit: int | None = None
+    codecs: tuple[str, ...] | None = None
+    """This call's codec preference (``"PCMU/8000"``...), e.g. the tenant's; None: the
+    configured :attr:`UserAgentConfig.codecs`."""
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Refuse the call with ``status`` (404 unknown tenant, 486, 503...), extra headers."""
+
+    status: int
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+AdmissionDecision = Accept | Reject
+Admission = Callable[[AdmissionRequest], "AdmissionDecision | Awaitable[AdmissionDecision]"]
+Handler = Callable[[Call], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A response for :meth:`UserAgent.on_request` handlers to return."""
+
+    status: int
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    content_type: str | None = None
+
+
+HandlerResult = int | Reply | SipResponse
+RequestHandler = Callable[[Call | None, SipRequest], "HandlerResult | Awaitable[HandlerResult]"]
+"""``handler(call, request)``: returns (or awaits to) a status code, a :class:`Reply` or a
+ready :class:`SipResponse` (built with ``make_response(request, ...)``)."""
+
+
+def source_allowed(ua: UserAgent, source: Address) -> bool:
+    host = source[0]
+    allowed = ua._allowed.get(host)
+    if allowed is None:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        allowed = any(ip in net for net in ua._networks)
+        if len(ua._allowed) >= 4096:  # bounded: a flood of sources cannot grow it
+            ua._allowed.clear()
+        ua._allowed[host] = allowed
+    return allowed

@@ -1,0 +1,281 @@
+"""Outbound calls: the INVITE / digest / CANCEL / ACK logic behind :meth:`UserAgent.dial`
+and its errors (:class:`DialError`, :class:`CallRejected`, :class:`DialTimeout`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.call_api import (
+    CallInfo,
+)
+from w3sipagent.asyncio.mediasetup import (
+    _sdp_address,
+    apply_stream,
+    open_with_offer,
+)
+from w3sipagent.asyncio.requestcheck import (
+    _ALLOW,
+    SUPPORTED_EXTENSIONS,
+)
+from w3sipagent.asyncio.sessiontimer import (
+    arm_session_timer,
+)
+from w3sipagent.errors import (
+    SdpError,
+    SipParseError,
+    TransactionError,
+    W3SipError,
+)
+from w3sipagent.sdp import (
+    SessionDescription,
+    negotiate_answer,
+    process_answer,
+)
+from w3sipagent.sip.auth import DigestClient
+from w3sipagent.sip.dialog import DialogState, uri_address
+from w3sipagent.sip.events import (
+    Address,
+    ResponseReceived,
+    TransactionId,
+)
+from w3sipagent.sip.headers import Headers, NameAddr
+from w3sipagent.sip.message import SipRequest, SipResponse
+from w3sipagent.sip.uri import SipUri
+
+if TYPE_CHECKING:
+    from w3sipagent.asyncio.useragent import UserAgent
+
+
+class DialError(W3SipError):
+    """An outbound call did not get answered. ``status`` is the SIP code (None: no response)."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class CallRejected(DialError):
+    """The callee answered 3xx-6xx (``status``, ``reason``; ``response`` has the rest)."""
+
+    def __init__(self, response: SipResponse) -> None:
+        super().__init__(
+            f"call rejected: {response.status} {response.reason}", response.status, response.reason
+        )
+        self.response = response
+
+
+class DialTimeout(DialError):
+    """No final response within the dial timeout (the INVITE was cancelled)."""
+
+
+async def dial(
+    ua: UserAgent,
+    uri: str,
+    *,
+    proxy: Address | None = None,
+    from_uri: str | None = None,
+    display_name: str | None = None,
+    codecs: Sequence[str] | None = None,
+    credentials: tuple[str, str] | None = None,
+    timeout: float | None = None,
+    transport: str = "UDP",
+    headers: Iterable[tuple[str, str]] = (),
+    offer: bool = True,
+) -> Call:
+    """Call ``uri`` and return the answered :class:`Call`.
+
+    The INVITE goes to ``proxy`` (an IP literal address), else to the configured outbound
+    proxy, else to the URI's host (which must then be an IP literal). 401/407 are
+    answered with ``credentials`` (user, password); early media (183 with SDP) starts the
+    RTP endpoint before the answer. Raises :class:`CallRejected` for 3xx-6xx,
+    :class:`DialTimeout` when nothing final came within ``timeout`` (the INVITE is then
+    cancelled), TransactionError when the transaction failed; task cancellation sends
+    CANCEL too.
+    """
+    c = ua.config
+    if ua.closed:
+        raise TransactionError("user agent closed")
+    target = SipUri.parse(uri)
+    destination = proxy or c.outbound_proxy or uri_address(target)
+    if destination is None:
+        raise TransactionError(
+            f"{uri}: host is not an IP literal and no proxy is given (no DNS here)"
+        )
+    codec_list = list(codecs or c.codecs)
+    call_id = ua.core.new_call_id()
+    local_tag = ua.core.new_tag()
+    me = from_uri or f"sip:{c.contact_user}@{ua.advertised_host}"
+    from_value = str(NameAddr(SipUri.parse(me), display_name, {"tag": local_tag}))
+    info = CallInfo(
+        call_id=call_id,
+        direction="outbound",
+        request_uri=uri,
+        from_uri=me,
+        to_uri=uri,
+        from_display=display_name,
+        source=destination,
+        transport=transport.upper(),
+    )
+    call = Call(ua, info, transport=transport.upper(), peer=destination, state="outgoing")
+    call.credentials = credentials
+    if codecs:
+        ua._call_codecs[call] = tuple(codecs)
+    our_offer = await open_with_offer(ua, call, codec_list)
+    call.local_sdp = our_offer
+    ua._calls[call_id] = call
+    h = Headers()
+    h.add("From", from_value)
+    h.add("To", f"<{uri}>")
+    h.add("Call-ID", call_id)
+    seq = 1
+    h.add("CSeq", f"{seq} INVITE")
+    h.add("Contact", f"<{ua.contact(transport=transport)}>")
+    h.add("Allow", _ALLOW)
+    h.add("Supported", ", ".join(SUPPORTED_EXTENSIONS))
+    for name, value in headers:
+        h.add(name, value)
+    body = bytes(our_offer) if offer else b""
+    if body:
+        h.add("Content-Type", "application/sdp")
+    request = SipRequest("INVITE", uri, h, body)
+    digest = DigestClient()
+    early: dict[str, bool] = {"media": False}
+
+    def provisional(ev: ResponseReceived) -> None:
+        r = ev.response
+        if r.status > 100 and call.state == "outgoing":
+            call.state = "early"
+        if r.body and r.content_type == "application/sdp" and not early["media"] and our_offer:
+            try:
+                result = process_answer(our_offer, SessionDescription.parse(r.body))
+            except SdpError:
+                return
+            if result.audio is not None:
+                early["media"] = True
+                call.remote_sdp = result.answer
+                apply_stream(ua, call, result.audio, initial=True)
+
+    deadline = ua.loop.time() + (c.dial_timeout if timeout is None else timeout)
+    tx: TransactionId | None = None
+    try:
+        while True:
+            tx, future = ua._send(request, destination, transport, provisional)
+            call.invite_tx = tx
+            remaining = deadline - ua.loop.time()
+            try:
+                ev = await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.001))
+            except TimeoutError:
+                await cancel_invite(ua, tx, future)
+                raise DialTimeout(f"no answer from {uri} within the dial timeout", None) from None
+            response = ev.response
+            if 200 <= response.status < 300:
+                break
+            retry = ua._authorize(request, response, credentials, digest)
+            if retry is None:
+                raise CallRejected(response)
+            request = retry
+        # answered
+        dialog = ev.dialog
+        if dialog is None:
+            raise DialError("2xx without a usable dialog (no To tag / Contact)", response.status)
+        call.dialog = dialog
+        ua._dialog_calls[dialog.id] = call
+        ack_body = b""
+        if not offer:
+            ack_body = answer_offer_in_2xx(ua, call, response)
+        ua.core.send_ack(
+            dialog.create_ack(
+                response.cseq.seq,
+                body=ack_body,
+                content_type="application/sdp" if ack_body else None,
+            ),
+            ua._destination(dialog, call),
+            transport,
+        )
+        ua.driver.transmit()
+        if offer:
+            if not response.body:
+                raise DialError("2xx to our offer carries no SDP answer", response.status)
+            result = process_answer(our_offer, SessionDescription.parse(response.body))
+            if result.failure is not None or result.audio is None:
+                raise DialError(
+                    f"unusable SDP answer: {result.failure.reason if result.failure else 'no audio'}",
+                    response.status,
+                )
+            call.remote_sdp = result.answer
+            apply_stream(ua, call, result.audio, initial=True)
+        ua._client.pop(tx, None)
+        call.state = "active"
+        try:
+            se = response.session_expires
+        except SipParseError:
+            se = None
+        if se is not None and c.session_timers:
+            call.session_interval = se.delta
+            call.we_refresh = se.refresher != "uas"
+        arm_session_timer(ua, call)
+        return call
+    except asyncio.CancelledError:
+        if tx is not None:
+            ua.core.cancel(tx, ua.loop.time())
+            ua.driver.transmit()
+        ua._end(call, "cancelled", "local")
+        raise
+    except BaseException as exc:
+        if tx is not None:
+            ua._client.pop(tx, None)
+        code = exc.status if isinstance(exc, DialError) else None
+        if call.dialog is not None and call.dialog.state is not DialogState.TERMINATED:
+            await ua._send_bye(call, "error", "local", code)
+        ua._end(
+            call,
+            "rejected" if isinstance(exc, CallRejected) else "error",
+            "remote" if isinstance(exc, CallRejected) else "local",
+            code,
+        )
+        raise
+
+
+def answer_offer_in_2xx(ua: UserAgent, call: Call, response: SipResponse) -> bytes:
+    """Offerless INVITE of ours: the 2xx holds the offer; answer it in the ACK."""
+    if not response.body:
+        raise DialError("2xx to an offerless INVITE carries no offer", response.status)
+    offer = SessionDescription.parse(response.body)
+    ep = call.endpoint
+    assert ep is not None
+    audio_index = next((i for i, m in enumerate(offer.media) if m.media == "audio"), None)
+    result = negotiate_answer(
+        offer,
+        local_address=_sdp_address(ua.advertised_host),
+        ports=lambda i, _m: ep.local_port if i == audio_index else None,
+        codec_preference=list(ua._call_codecs.get(call, ua.config.codecs)),
+        session_id=ua._next_session_id(),
+        session_version=1,
+        telephone_event=ua.config.telephone_event,
+    )
+    if result.failure is not None or result.audio is None:
+        raise DialError("no acceptable codec in the 2xx offer", 488)
+    call.local_sdp = result.answer
+    call.remote_sdp = offer
+    apply_stream(ua, call, result.audio, initial=True)
+    return bytes(result.answer)
+
+
+async def cancel_invite(
+    ua: UserAgent, tx: TransactionId, future: asyncio.Future[ResponseReceived]
+) -> None:
+    """CANCEL our INVITE and wait (a little) for its final response; ACK/BYE a late 2xx."""
+    ua.core.cancel(tx, ua.loop.time())
+    ua.driver.transmit()
+    try:
+        ev = await asyncio.wait_for(asyncio.shield(future), 64 * ua.config.t1)
+    except (TimeoutError, TransactionError):
+        return
+    if 200 <= ev.response.status < 300 and ev.dialog is not None:
+        ua._client.pop(tx, None)
+        ua._stray_response(ev)
