@@ -239,6 +239,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._tick_silence = False  # the last tick sent the silence payload (continuous RTP)
         self._frame_at = 0.0  # deadline of the last frame sent or skipped
         self.kicks = 0
+        self._skew = 0.0  # s the stream clock is ahead of the pacer's schedule (after a kick)
         self.closed = False
 
     def _set_payload_types(
@@ -727,10 +728,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if payload is None:
             return False
         now = self._loop.time()
-        ahead = self._frame_at + session.ptime_ms / 1000.0 - now  # time to the frame's slot
+        ptime = session.ptime_ms / 1000.0
+        ahead = self._frame_at + ptime - now  # time to the frame's slot
         back = 0
         if not self._tick_silence and ahead > 0:
             back = min(int(ahead * session.clock_rate), session.samples_per_frame - 1)
+        nominal = now + ahead - back / session.clock_rate  # when the timestamp says it starts
         ts = (session.timestamp - back) & 0xFFFFFFFF
         session.talkspurt()
         self._silent_frames = 0
@@ -743,7 +746,11 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._frame_at = now
         self._credit = 0
         self.kicks += 1
-        self.pacer.rephase(self, now)
+        nxt = self.pacer.rephase(self, now)
+        if nxt and session.ptime_ms == self._period_ms:
+            # continuous RTP: the frame went out before its time (no overlap with the
+            # silence packet before it); the next silent tick moves back onto the clock
+            self._skew = nominal + ptime - nxt
         if self._on_sent is not None:
             self._on_sent(payload)
         return True
@@ -777,8 +784,17 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                     self._on_sent(payload)
             else:
                 self._send_silence(addr, deadline)
+                if abs(self._skew) > self.pacer.tick / 2:
+                    self._resync(deadline)
         finally:
             session.advance()
+
+    def _resync(self, deadline: float) -> None:
+        """While silent, move the stream's ticks back in step with its timestamps (a kicked
+        talk spurt runs up to a period early); at most one late silence packet."""
+        target = deadline + self._skew
+        nxt = self.pacer.rephase(self, target)
+        self._skew = target + self.pacer.period - nxt if nxt else 0.0
 
     def _sendto(self, data: bytes, addr: Address) -> None:
         """One datagram straight to the socket: the transport's ``sendto`` checks and
