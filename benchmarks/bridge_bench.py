@@ -59,7 +59,7 @@ from w3sipagent.ai.session import (
     TurnDetection,
 )
 from w3sipagent.asyncio.call_api import FrameSource, MediaFormat
-from w3sipagent.asyncio.media import RtpEndpoint
+from w3sipagent.asyncio.media import MediaConfig, RtpEndpoint
 from w3sipagent.asyncio.pacer import Pacer
 from w3sipagent.asyncio.ports import RtpPortRange
 from w3sipagent.codecs import get_codec
@@ -242,9 +242,11 @@ async def bench_outbound_rtp(responses: int, kick: bool) -> list[float]:
     """First delta of a response → its first RTP packet handed to the socket (loopback)."""
     frame = ulaw_encode(tone(20, 8000, 7000))
     pacer = Pacer()
+    # The kick starts a talk spurt between ticks only where its timestamp is the stream clock
+    # (silence "none" / comfort noise); with continuous silence it waits for the tick.
     ep = await RtpEndpoint.open(
         RtpPortRange(29400, 29439), "127.0.0.1", pacer, SecureIdSource(),
-        payload_type=0, clock_rate=8000,
+        payload_type=0, clock_rate=8000, config=MediaConfig(silence="none"),
     )  # fmt: skip
     sink = await asyncio.get_running_loop().create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)

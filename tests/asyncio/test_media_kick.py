@@ -118,7 +118,8 @@ async def wait_phase(pacer: Pacer, ep: RtpEndpoint, ticks: Ticks, at: float) -> 
 async def test_kick_sends_first_frame_at_once_then_every_period(
     ports: RtpPortRange, pacer: Pacer, silence: str
 ) -> None:
-    ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence=silence))  # type: ignore[arg-type]
+    config = MediaConfig(silence=silence, kick_over_silence=True)  # type: ignore[arg-type]
+    ep, rx, q = await setup(ports, pacer, config=config)
     ep.silence_payload = SILENCE
     ticks = Ticks(ep)
     loop = asyncio.get_running_loop()
@@ -251,3 +252,16 @@ async def test_kick_with_40_ms_ptime_keeps_the_frame_rate(
     } == {320}
     gaps = [tb - ta for (ta, _), (tb, _) in itertools.pairwise(arrivals)]
     assert all(0.030 < g < 0.055 for g in gaps)
+
+
+async def test_no_kick_over_continuous_silence_by_default(
+    ports: RtpPortRange, pacer: Pacer
+) -> None:
+    """With continuous silence (the default) a talk spurt starts on the tick, not between ticks."""
+    ep, rx, q = await setup(ports, pacer)
+    ep.silence_payload = SILENCE
+    await asyncio.sleep(0.1)
+    q.push(1)
+    assert ep.kick() is False and ep.kicks == 0
+    ep.close()
+    rx.close()

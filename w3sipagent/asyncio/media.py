@@ -73,6 +73,12 @@ class MediaConfig:
     inactivity_timeout: float = 30.0
     rtcp_interval: float = 5.0
     silence: SilenceMode = "silence"
+    #: Let ``kick()`` start a talk spurt between ticks even while continuous silence is sent.
+    #: Off by default: the kicked frame can only follow the last silence packet, so the spurt
+    #: runs ahead of its timestamps and must be pulled back afterwards, and a receiver that
+    #: conceals the resulting gap hears more than was sent (barge-in accounting is exact
+    #: only on the tick path). With ``silence="none"`` or comfort noise the kick is clean.
+    kick_over_silence: bool = False
     comfort_noise_level: int = 70  # -dBov (RFC 3389)
     comfort_noise_every: int = 10  # frames between CN updates while silent
     jitter_max_delay: float = 0.2
@@ -722,6 +728,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             or source is None
             or not self._send_enabled
             or self.dtmf_sender.active
+            or (self.config.silence == "silence" and not self.config.kick_over_silence)
         ):
             return False
         payload = source()
