@@ -87,16 +87,7 @@ async def dial(
     headers: Iterable[tuple[str, str]] = (),
     offer: bool = True,
 ) -> Call:
-    """Call ``uri`` and return the answered :class:`Call`.
-
-    The INVITE goes to ``proxy`` (an IP literal address), else to the configured outbound
-    proxy, else to the URI's host (which must then be an IP literal). 401/407 are
-    answered with ``credentials`` (user, password); early media (183 with SDP) starts the
-    RTP endpoint before the answer. Raises :class:`CallRejected` for 3xx-6xx,
-    :class:`DialTimeout` when nothing final came within ``timeout`` (the INVITE is then
-    cancelled), TransactionError when the transaction failed; task cancellation sends
-    CANCEL too.
-    """
+    """The body of :meth:`UserAgent.dial`, which documents it."""
     c = ua.config
     if ua.closed:
         raise TransactionError("user agent closed")
