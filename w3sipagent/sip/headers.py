@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
 from w3sipagent.errors import SipParseError
 from w3sipagent.sip.uri import SipUri, Uri, parse_any_uri, parse_hostport
@@ -695,35 +696,35 @@ def format_auth_params(
 
 
 @dataclass(slots=True)
-class Challenge:
-    """A WWW-Authenticate / Proxy-Authenticate challenge: scheme and ordered params."""
+class _AuthValue:
+    """A scheme and its ordered auth-params; ``TOKEN_PARAMS`` are written unquoted."""
+
+    TOKEN_PARAMS: ClassVar[Iterable[str]] = ()
 
     scheme: str
     params: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> Challenge:
-        """Parse one challenge."""
+    def parse(cls, text: str) -> Self:
+        """Parse one value."""
         return cls(*parse_auth_params(text))
 
     def __str__(self) -> str:
-        return format_auth_params(self.scheme, self.params, CHALLENGE_TOKEN_PARAMS)
+        return format_auth_params(self.scheme, self.params, self.TOKEN_PARAMS)
 
 
 @dataclass(slots=True)
-class Credentials:
+class Challenge(_AuthValue):
+    """A WWW-Authenticate / Proxy-Authenticate challenge: scheme and ordered params."""
+
+    TOKEN_PARAMS: ClassVar[Iterable[str]] = CHALLENGE_TOKEN_PARAMS
+
+
+@dataclass(slots=True)
+class Credentials(_AuthValue):
     """An Authorization / Proxy-Authorization value: scheme and ordered params."""
 
-    scheme: str
-    params: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> Credentials:
-        """Parse one credentials value."""
-        return cls(*parse_auth_params(text))
-
-    def __str__(self) -> str:
-        return format_auth_params(self.scheme, self.params, CREDENTIAL_TOKEN_PARAMS)
+    TOKEN_PARAMS: ClassVar[Iterable[str]] = CREDENTIAL_TOKEN_PARAMS
 
 
 def parse_challenges(text: str) -> list[Challenge]:
