@@ -22,13 +22,16 @@ What is measured (all on one event loop, in process, nothing else running on it)
   bridge into a real :class:`~w3sipagent.asyncio.media.RtpEndpoint` on the shared pacer, from
   the ``AudioDelta`` leaving the session to its first RTP packet handed to the socket
   (``sendto`` returned), with the talk-spurt kick (``kick``: the first frame goes out at
-  once, marker bit, and the call is re-phased) and without (``tick``: waits for the pacer).
+  once, marker bit, and the call is re-phased) over continuous silence (the default
+  ``rtp.send_silence``) and over nothing (``send_silence = false``), and without the kick
+  (``tick``: waits for the pacer). Responses start 210-230 ms apart (a turn is never closer:
+  the caller speaks in between), time enough for a kicked stream to be pulled back.
 - **barge-in**: from ``SpeechStarted`` leaving the session to the playout queue cleared
   (``processing``) and to the first tick that sent no agent audio (``to_silence``); agent
   frames sent after the event was received are counted (must be 0).
 - **turns**: against the local Realtime server (energy VAD, scripted answers, tone speech):
   caller speech end (SpeechStopped at the bridge) → response created → first audio delta →
-  first RTP frame sent.
+  first RTP frame sent (the call kicks the talk spurt, as a SIP call does by default).
 """
 
 from __future__ import annotations
@@ -212,7 +215,7 @@ async def bench_outbound(responses: int) -> dict[str, list[float]]:
     playout.next_frame = next_frame  # type: ignore[method-assign]
     rng = np.random.default_rng(3)
     for i in range(responses):
-        await asyncio.sleep(0.03 + float(rng.uniform(0, 0.02)))  # queue empty, any phase
+        await asyncio.sleep(0.21 + float(rng.uniform(0, 0.02)))  # between turns, any phase
         session.emit(AudioDelta(f"resp_{i}", f"item_{i}", frame))
     await asyncio.sleep(0.1)
     received = [t for t, ev in session.yielded if isinstance(ev, AudioDelta)]
@@ -238,16 +241,16 @@ class EndpointCall(MemoryCall):
         return self.kick and self.endpoint.kick()
 
 
-async def bench_outbound_rtp(responses: int, kick: bool) -> list[float]:
+async def bench_outbound_rtp(responses: int, kick: bool, silence: str) -> list[float]:
     """First delta of a response → its first RTP packet handed to the socket (loopback)."""
     frame = ulaw_encode(tone(20, 8000, 7000))
     pacer = Pacer()
-    # The kick starts a talk spurt between ticks only where its timestamp is the stream clock
-    # (silence "none" / comfort noise); with continuous silence it waits for the tick.
+    config = MediaConfig(silence="silence" if silence == "silence" else "none", kick=kick)
     ep = await RtpEndpoint.open(
         RtpPortRange(29400, 29439), "127.0.0.1", pacer, SecureIdSource(),
-        payload_type=0, clock_rate=8000, config=MediaConfig(silence="none"),
+        payload_type=0, clock_rate=8000, config=config,
     )  # fmt: skip
+    ep.silence_payload = bytes([ULAW_SILENCE]) * 160
     sink = await asyncio.get_running_loop().create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
     )
@@ -257,7 +260,8 @@ async def bench_outbound_rtp(responses: int, kick: bool) -> list[float]:
 
     def sendto(data: bytes, addr: tuple[str, int]) -> None:
         real_sendto(data, addr)
-        sent.append(time.monotonic())  # only audio: silence mode sends nothing without payload
+        if data[12:] == frame:  # the agent's audio, not the silence packets
+            sent.append(time.monotonic())
 
     ep._sendto = sendto  # type: ignore[method-assign]
     backend = ScriptedBackend(lambda c, n: TimedSession(c))
@@ -271,7 +275,7 @@ async def bench_outbound_rtp(responses: int, kick: bool) -> list[float]:
     rng = np.random.default_rng(5)
     firsts: list[float] = []
     for i in range(responses):
-        await asyncio.sleep(0.03 + float(rng.uniform(0, 0.02)))  # queue empty, any phase
+        await asyncio.sleep(0.21 + float(rng.uniform(0, 0.02)))  # between turns, any phase
         n = len(sent)
         session.emit(AudioDelta(f"resp_{i}", f"item_{i}", frame))
         while len(sent) == n:
@@ -337,7 +341,7 @@ async def bench_turns(turns: int, model_delay: float) -> list[dict[str, float | 
     opts = ServerOptions(first_audio_delay_s=model_delay)
     async with RealtimeServer(scenario=script, tts_engine="tone", options=opts) as srv:
         base = srv.http_url.replace("http", "ws")
-        call = MemoryCall()
+        call = MemoryCall(kick=True)  # like a SIP call: rtp.talkspurt_kick is on by default
         c = AISessionConfig(
             turn_detection=TurnDetection(prefix_padding_ms=100, silence_duration_ms=300)
         )
@@ -378,9 +382,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     out = await bench_outbound(args.responses)
     res["outbound"] = {k: summary(v) for k, v in out.items()}
-    for mode in ("kick", "tick"):
-        rtp = await bench_outbound_rtp(args.responses, kick=mode == "kick")
-        res["outbound"][f"rtp_{mode}"] = summary(rtp)
+    for mode, silence in (("kick", "silence"), ("kick", "none"), ("tick", "silence")):
+        rtp = await bench_outbound_rtp(args.rtp_responses, kick=mode == "kick", silence=silence)
+        name = f"rtp_{mode}" if silence == "silence" else f"rtp_{mode}_no_silence"
+        res["outbound"][name] = summary(rtp)
     b = await bench_bargein(args.bargeins)
     res["bargein"] = {
         "processing": summary(b["processing"]),
@@ -403,8 +408,10 @@ def print_table(res: dict[str, Any]) -> None:
         print(row(f"inbound {k} (sink->send_audio)", s))
     print(row("outbound processing (delta -> queued)", res["outbound"]["processing"]))
     print(row("outbound first frame (delta -> pacer tick)", res["outbound"]["to_pacer"]))
-    print(row("outbound delta -> first RTP sendto, kick", res["outbound"]["rtp_kick"]))
-    print(row("outbound delta -> first RTP sendto, no kick", res["outbound"]["rtp_tick"]))
+    out = res["outbound"]
+    print(row("outbound delta -> first RTP sendto, kick", out["rtp_kick"]))
+    print(row("  the same, send_silence = false", out["rtp_kick_no_silence"]))
+    print(row("outbound delta -> first RTP sendto, no kick", out["rtp_tick"]))
     print(row("barge-in processing (event -> queue cleared)", res["bargein"]["processing"]))
     print(row("barge-in to silence (event -> silent tick)", res["bargein"]["to_silence"]))
     print(f"agent frames sent after speech_started: {res['bargein']['late_agent_frames']}")
@@ -416,6 +423,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--frames", type=int, default=3000)
     ap.add_argument("--responses", type=int, default=300)
+    ap.add_argument("--rtp-responses", type=int, default=150, help="per RTP mode, ~0.22 s each")
     ap.add_argument(
         "--model-delay", type=float, default=0.3, help="simulated time to first audio (s)"
     )

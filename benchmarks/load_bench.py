@@ -193,6 +193,7 @@ drain_timeout = "30s"
 [rtp]
 port_min = {args.port_base}
 port_max = {args.port_base + 4 * args.calls + 100}
+talkspurt_kick = {"false" if args.no_kick else "true"}
 [realtime]
 base_url = "ws://127.0.0.1:{rt_port}/v1"
 api_key = "sk-load"
@@ -361,6 +362,7 @@ def main() -> None:
     ap.add_argument("--tts", default="auto", choices=["auto", "espeak", "tone"])
     ap.add_argument("--workers", type=int, default=2, help="load generator processes")
     ap.add_argument("--port-base", type=int, default=12000, help="first RTP port (agent)")
+    ap.add_argument("--no-kick", action="store_true", help="agent with rtp.talkspurt_kick = false")
     ap.add_argument("--json", action="store_true", help="print JSON only")
     ap.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)

@@ -118,7 +118,7 @@ async def wait_phase(pacer: Pacer, ep: RtpEndpoint, ticks: Ticks, at: float) -> 
 async def test_kick_sends_first_frame_at_once_then_every_period(
     ports: RtpPortRange, pacer: Pacer, silence: str
 ) -> None:
-    config = MediaConfig(silence=silence, kick_over_silence=True)  # type: ignore[arg-type]
+    config = MediaConfig(silence=silence)  # type: ignore[arg-type]
     ep, rx, q = await setup(ports, pacer, config=config)
     ep.silence_payload = SILENCE
     ticks = Ticks(ep)
@@ -254,14 +254,95 @@ async def test_kick_with_40_ms_ptime_keeps_the_frame_rate(
     assert all(0.030 < g < 0.055 for g in gaps)
 
 
-async def test_no_kick_over_continuous_silence_by_default(
-    ports: RtpPortRange, pacer: Pacer
-) -> None:
-    """With continuous silence (the default) a talk spurt starts on the tick, not between ticks."""
-    ep, rx, q = await setup(ports, pacer)
+async def test_no_kick_when_switched_off(ports: RtpPortRange, pacer: Pacer) -> None:
+    """``MediaConfig(kick=False)`` (``rtp.talkspurt_kick = false``): a talk spurt starts on
+    the tick, not between ticks."""
+    ep, rx, q = await setup(ports, pacer, config=MediaConfig(kick=False))
     ep.silence_payload = SILENCE
     await asyncio.sleep(0.1)
     q.push(1)
-    assert ep.kick() is False and ep.kicks == 0
+    assert ep.kick() is False and ep.kicks == 0 and len(q.frames) == 1
     ep.close()
     rx.close()
+
+
+async def test_kicks_over_continuous_silence_stay_within_a_frame_of_the_clock(
+    ports: RtpPortRange, pacer: Pacer
+) -> None:
+    """Many talk spurts over continuous silence, some starting before the last one's lead
+    was taken back: every packet follows the one before (timestamps +160, sequence +1),
+    none goes out more than a frame before its timestamp's time, no packet is more than a
+    period plus a pull-back step after the one before, and once silent the stream is back
+    on its clock."""
+    ep, rx, q = await setup(ports, pacer)
+    ep.silence_payload = SILENCE
+    ticks = Ticks(ep)
+    loop = asyncio.get_running_loop()
+    sent: list[tuple[float, float, RtpPacket]] = []  # (loop time, scheduled time, packet)
+    in_tick: list[float] = []
+    real_send, real_tick = ep._sendto, ep.on_pacer_tick
+
+    def send(data: bytes, addr: Any) -> None:
+        t = loop.time()
+        sent.append((t, in_tick[-1] if in_tick else t, RtpPacket.parse(data)))
+        real_send(data, addr)
+
+    def tick(deadline: float) -> None:
+        in_tick.append(deadline)
+        try:
+            real_tick(deadline)
+        finally:
+            in_tick.pop()
+
+    ep._sendto = send  # type: ignore[method-assign]
+    ep.on_pacer_tick = tick  # type: ignore[method-assign]
+    await asyncio.sleep(0.1)
+    results: list[bool] = []
+    # (phase after a tick in ms, frames, silent periods after the spurt)
+    plan = [(2, 3, 1), (3, 1, 1), (2, 2, 12), (15, 4, 2), (1, 1, 0), (9, 2, 12), (2, 5, 15)]
+    for phase, frames, quiet in plan:
+        await wait_phase(pacer, ep, ticks, phase / 1000)
+        q.push(frames)
+        results.append(ep.kick())
+        assert ep.lead <= 0.020 + pacer.tick / 2 + 1e-9
+        while q.frames:
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.020 * quiet + 0.005)
+    await asyncio.sleep(0.3)
+    ep.close()
+    rx.close()
+    assert True in results and False in results, results  # kicked, and refused while pulling back
+    packets = [p for _, _, p in sent]
+    assert {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in itertools.pairwise(packets)} == {
+        160
+    }
+    assert {
+        (b.sequence_number - a.sequence_number) & 0xFFFF for a, b in itertools.pairwise(packets)
+    } == {1}
+    audio = [p for p in packets if p.payload != SILENCE]
+    assert len(audio) == sum(f for _, f, _ in plan) == len(q.sent)
+    assert sum(p.marker for p in audio) == results.count(True)
+    # how early each packet went out against the stream clock of the first silence packets
+    t0, _, p0 = sent[0]
+    base = t0 - p0.timestamp / 8000
+    early = [base + p.timestamp / 8000 - t for t, _, p in sent]
+    assert max(early) <= 0.020 + pacer.tick / 2 + 1e-3, max(early)
+    # on schedule (tick deadlines, kick times): no gap beyond a period plus one pull-back step
+    gaps = [b - a for (_, a, _), (_, b, _) in itertools.pairwise(sent)]
+    assert max(gaps) <= 0.020 + 1.5 * pacer.tick + 1e-6, max(gaps)
+    # back on the clock (within half a slot) after the silence at the end
+    assert abs(ep.lead) <= pacer.tick / 2
+    end = ticks.deadlines[-1] - ticks.timestamps[-1] / 8000
+    start = ticks.deadlines[0] - ticks.timestamps[0] / 8000
+    assert abs(end - start) <= pacer.tick / 2 + 2e-4
+
+
+def test_talkspurt_kick_setting_reaches_the_media_config() -> None:
+    from w3sipagent.agent.service import ua_config_from_settings
+    from w3sipagent.config import Settings
+
+    assert ua_config_from_settings(Settings()).media.kick is True
+    off = ua_config_from_settings(Settings(rtp={"talkspurt_kick": False}))  # type: ignore[arg-type]
+    assert off.media.kick is False
+    with pytest.raises(ValueError, match="kick_pullback"):
+        MediaConfig(kick_pullback=0.0)

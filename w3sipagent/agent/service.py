@@ -226,6 +226,7 @@ def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgen
             source_policy=rtp.source_policy,
             inactivity_timeout=rtp.inactivity_timeout,
             silence="silence" if rtp.send_silence else "none",
+            kick=rtp.talkspurt_kick,
             receive_buffer=rtp.receive_buffer,
             receive_batch=rtp.receive_batch,
         ),

@@ -21,6 +21,11 @@ Talk-spurt kick (:meth:`RtpEndpoint.kick`): when the source gets audio after a
 tick that sent none, the first frame need not wait up to a period for the next
 tick: ``kick`` sends it at once (marker bit, RFC 3550 talk-spurt start) and moves
 the stream in the pacer so its next tick is one period later (±half a pacer slot).
+Over continuous silence the kicked frame takes the timestamp after the last
+silence packet, so the talk spurt runs ahead of its timestamps by less than a
+frame (the "lead"); the lead is bounded (no kick that would exceed one frame) and
+taken back while silent, one pacer slot per silence packet, so the stream clock
+never drifts and no silence packet is more than a slot late.
 
 Source policy (``MediaConfig.source_policy``):
 
@@ -73,12 +78,13 @@ class MediaConfig:
     inactivity_timeout: float = 30.0
     rtcp_interval: float = 5.0
     silence: SilenceMode = "silence"
-    #: Let ``kick()`` start a talk spurt between ticks even while continuous silence is sent.
-    #: Off by default: the kicked frame can only follow the last silence packet, so the spurt
-    #: runs ahead of its timestamps and must be pulled back afterwards, and a receiver that
-    #: conceals the resulting gap hears more than was sent (barge-in accounting is exact
-    #: only on the tick path). With ``silence="none"`` or comfort noise the kick is clean.
-    kick_over_silence: bool = False
+    #: Let ``kick()`` start a talk spurt between ticks (the first frame of a turn goes out
+    #: when it arrives instead of at the next tick). Over continuous silence the spurt then
+    #: runs up to one frame ahead of its timestamps and is pulled back while silent.
+    kick: bool = True
+    #: Largest shift of one silence packet while pulling a kicked stream back onto its
+    #: clock (seconds; at least one pacer slot, 2 ms by default).
+    kick_pullback: float = 0.002
     comfort_noise_level: int = 70  # -dBov (RFC 3389)
     comfort_noise_every: int = 10  # frames between CN updates while silent
     jitter_max_delay: float = 0.2
@@ -106,6 +112,8 @@ class MediaConfig:
             raise ValueError(f"silence {self.silence!r}: silence, comfort-noise or none")
         if self.inactivity_timeout <= 0 or self.rtcp_interval <= 0:
             raise ValueError("inactivity_timeout and rtcp_interval must be positive")
+        if not 0 < self.kick_pullback <= 0.02:
+            raise ValueError(f"kick_pullback {self.kick_pullback!r}: above 0, at most 0.02 s")
         if self.receive_buffer is not None and not 1024 <= self.receive_buffer <= 1 << 26:
             raise ValueError(
                 f"receive_buffer {self.receive_buffer}: 1024 to 67108864 bytes, or None"
@@ -245,7 +253,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._tick_silence = False  # the last tick sent the silence payload (continuous RTP)
         self._frame_at = 0.0  # deadline of the last frame sent or skipped
         self.kicks = 0
-        self._skew = 0.0  # s the stream clock is ahead of the pacer's schedule (after a kick)
+        self._lead = 0.0  # s the pacer's ticks run ahead of the stream clock (after a kick)
         self.closed = False
 
     def _set_payload_types(
@@ -711,16 +719,20 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
         Only when the last tick sent no source audio (the source was empty), the call
         is not on hold, no DTMF is being sent, and the source has a frame now. The
-        packet carries the marker bit; its timestamp is the stream clock at this moment
-        (never overlapping a silence packet already sent); the stream is then re-phased
-        in the pacer so the next frame follows one ptime later. Returns True if a packet
-        was sent.
+        packet carries the marker bit. After a tick that sent nothing its timestamp is
+        the stream clock at this moment; after a silence packet it is the next one (no
+        overlap), so the frame goes out before its time: that lead is at most one frame
+        (a kick that would exceed it is refused and the frame waits for its tick) and is
+        taken back while silent (:meth:`_pull_back`). The stream is re-phased in the
+        pacer so the next frame follows one ptime later. Returns True if a packet was
+        sent.
         """
         session = self.session
         addr = self.send_address
         source = self._source
         if (
             self._tick_audio
+            or not self.config.kick
             or not self._paced
             or self.closed
             or self._transport is None
@@ -728,19 +740,21 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             or source is None
             or not self._send_enabled
             or self.dtmf_sender.active
-            or (self.config.silence == "silence" and not self.config.kick_over_silence)
+            or (self._tick_silence and session.ptime_ms != self._period_ms)
         ):
-            return False
-        payload = source()
-        if payload is None:
             return False
         now = self._loop.time()
         ptime = session.ptime_ms / 1000.0
-        ahead = self._frame_at + ptime - now  # time to the frame's slot
+        ahead = self._frame_at + ptime + self._lead - now  # to the next timestamp's time
         back = 0
         if not self._tick_silence and ahead > 0:
             back = min(int(ahead * session.clock_rate), session.samples_per_frame - 1)
         nominal = now + ahead - back / session.clock_rate  # when the timestamp says it starts
+        if nominal - now > ptime + self.pacer.tick / 2:
+            return False  # still pulling back an earlier kick: this one would run too far ahead
+        payload = source()
+        if payload is None:
+            return False
         ts = (session.timestamp - back) & 0xFFFFFFFF
         session.talkspurt()
         self._silent_frames = 0
@@ -750,17 +764,20 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         session.advance()
         self._tick_audio = True
         self._tick_silence = False
-        self._frame_at = now
         self._credit = 0
         self.kicks += 1
         nxt = self.pacer.rephase(self, now)
         if nxt and session.ptime_ms == self._period_ms:
-            # continuous RTP: the frame went out before its time (no overlap with the
-            # silence packet before it); the next silent tick moves back onto the clock
-            self._skew = nominal + ptime - nxt
+            self._lead = nominal + ptime - nxt  # the next tick sends the frame due then
         if self._on_sent is not None:
             self._on_sent(payload)
         return True
+
+    @property
+    def lead(self) -> float:
+        """Seconds this stream's packets go out ahead of their timestamps (after a kick over
+        continuous silence; 0 once pulled back, within half a pacer slot)."""
+        return self._lead
 
     @property
     def _period_ms(self) -> int:
@@ -791,17 +808,22 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                     self._on_sent(payload)
             else:
                 self._send_silence(addr, deadline)
-                if abs(self._skew) > self.pacer.tick / 2:
-                    self._resync(deadline)
+                if abs(self._lead) > self.pacer.tick / 2:
+                    self._pull_back(deadline)
         finally:
             session.advance()
 
-    def _resync(self, deadline: float) -> None:
-        """While silent, move the stream's ticks back in step with its timestamps (a kicked
-        talk spurt runs up to a period early); at most one late silence packet."""
-        target = deadline + self._skew
-        nxt = self.pacer.rephase(self, target)
-        self._skew = target + self.pacer.period - nxt if nxt else 0.0
+    def _pull_back(self, deadline: float) -> None:
+        """While silent, move the stream's ticks back onto its clock (a kicked talk spurt
+        runs up to a frame ahead): the next tick is one period plus at most one step
+        (``MediaConfig.kick_pullback``, at least a pacer slot) away, so a receiver sees
+        jitter of a slot, never a missing packet."""
+        lead = self._lead
+        step = max(self.config.kick_pullback, self.pacer.tick)
+        shift = max(-step, min(step, lead))
+        nxt = self.pacer.rephase(self, deadline + shift)
+        if nxt:
+            self._lead = lead - (nxt - (deadline + self.pacer.period))
 
     def _sendto(self, data: bytes, addr: Address) -> None:
         """One datagram straight to the socket: the transport's ``sendto`` checks and
