@@ -408,6 +408,41 @@ async def test_g722_call_uses_24k_pcm_both_ways() -> None:
         assert rms(pcm[len(pcm) // 4 :], AudioFormat.PCM24K) > 2000
 
 
+async def test_opus_lost_frame_is_rebuilt_from_the_next_packets_fec() -> None:
+    """A lost Opus frame whose next packet arrived reaches the AI rebuilt from that packet's
+    in-band FEC (close to what was lost), not guessed by PLC."""
+    import numpy as np
+
+    from w3sipagent.codecs import get_codec
+
+    fmt = MediaFormat("opus", 48000, 2, payload_type=111, fmtp="useinbandfec=1")
+    t = np.arange(48000 * 6 // 10) / 48000
+    x = (8000 * np.sin(2 * np.pi * (200 * t + 1500 * t * t))).astype("<i2")  # 200 Hz rising
+    enc = get_codec("opus", 48000, 2, "useinbandfec=1").encoder()
+    packets = [enc.encode(x[i * 960 : (i + 1) * 960].tobytes()) for i in range(30)]
+    lost, frame = 20, 960  # bytes of 20 ms at 24 kHz s16le
+
+    async def heard(fec: bool | None) -> np.ndarray:
+        async with Rig(ScriptedBackend(), call=MemoryCall(fmt)) as rig:
+            await rig.ready()
+            for i, p in enumerate(packets):
+                if i == lost and fec is not None:
+                    rig.call.feed(None, packets[i + 1] if fec else None)
+                else:
+                    rig.call.feed(p)
+            audio = bytes(rig.session.audio)
+        assert len(audio) == 30 * frame
+        return np.frombuffer(audio[lost * frame : (lost + 1) * frame], "<i2").astype(float)
+
+    clean, fec, plc = await heard(None), await heard(True), await heard(False)
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+    assert corr(fec, clean) > 0.8, corr(fec, clean)
+    assert corr(fec, clean) > corr(plc, clean) + 0.1, (corr(fec, clean), corr(plc, clean))
+
+
 async def test_bridge_never_touches_a_network() -> None:
     """The scripted session is the only AI here: the bridge needs nothing but AISession."""
     import socket

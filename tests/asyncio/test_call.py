@@ -58,3 +58,34 @@ async def test_play_waits_until_sent_and_clear_drops(make_ua: UaFactory) -> None
     await call.hangup()
     # after the end, play returns at once
     await asyncio.wait_for(call.play(bytes(320)), 0.5)
+
+
+async def test_lost_frame_reaches_the_sink_with_the_next_packet_for_fec(
+    make_ua: UaFactory,
+) -> None:
+    """The jitter buffer's lost-frame slot carries the next packet's payload (Opus in-band
+    FEC); the call hands it to the frame sink as ``sink(None, next_payload)``."""
+    from w3sipagent.rtp.jitter import JitterBuffer
+    from w3sipagent.rtp.packet import RtpPacket
+
+    got: list[tuple[bytes | None, bytes | None]] = []
+
+    def sink(payload: bytes | None, next_payload: bytes | None = None) -> None:
+        got.append((payload, next_payload))
+
+    server = await make_ua()
+    client = await make_ua()
+    call = await client.dial(f"sip:a@127.0.0.1:{server.port}", codecs=["PCMA/8000"])
+    call.set_frame_sink(sink)
+    jb = JitterBuffer(clock_rate=8000)
+    for seq in (0, 1, 3):  # 2 is lost; 3 arrives: the slot of 2 carries it
+        jb.push(RtpPacket(8, seq, 160 * seq, 7, bytes([seq]) * 160), seq * 0.02)
+        for frame in jb.pop(seq * 0.02):
+            call._on_frame(frame)
+    assert got == [
+        (bytes([0]) * 160, None),
+        (bytes([1]) * 160, None),
+        (None, bytes([3]) * 160),
+        (bytes([3]) * 160, None),
+    ]
+    await call.hangup()

@@ -407,9 +407,11 @@ class CallBridge:
 
     # ================================================================ media
 
-    def _on_caller_frame(self, payload: bytes | None) -> None:
-        """The call's frame sink: one inbound frame, straight to the AI (no task hop)."""
-        audio = self._inbound.convert(payload) if payload is not None else self._inbound.conceal()
+    def _on_caller_frame(self, payload: bytes | None, next_payload: bytes | None = None) -> None:
+        """The call's frame sink: one inbound frame, straight to the AI (no task hop). A lost
+        frame is concealed, from the next packet's in-band FEC when it has some (Opus)."""
+        inbound = self._inbound
+        audio = inbound.convert(payload) if payload is not None else inbound.conceal(next_payload)
         s = self._live
         if s is not None:
             s.send_audio(audio)

@@ -184,12 +184,16 @@ class MemoryCall:
 
     # ------------------------------------------------------------ driving the caller's side
 
-    def feed(self, payload: bytes | None) -> None:
-        """One caller frame reaches the frame sink now."""
+    def feed(self, payload: bytes | None, next_payload: bytes | None = None) -> None:
+        """One caller frame reaches the frame sink now (``None``: lost; ``next_payload``:
+        the packet after a lost one, as the jitter buffer passes it for Opus FEC)."""
         self.fed += 1
         sink = self._sink
         if sink is not None:
-            sink(payload)
+            if next_payload is None:
+                sink(payload)
+            else:
+                sink(payload, next_payload)
 
     async def play(self, frames: Sequence[bytes | None], *, realtime: bool = True) -> None:
         """Feed frames one per period on drift-free deadlines (or at once)."""

@@ -332,7 +332,10 @@ class Call:
         sink = self._sink
         if sink is not None:
             try:
-                sink(payload)
+                if frame.next_payload is None:
+                    sink(payload)
+                else:  # lost, and the packet after it is here: it may carry FEC for this one
+                    sink(None, frame.next_payload)
             except Exception:
                 log.exception("frame sink of call %s failed", self.call_id)
         if not self._pcm_queues:

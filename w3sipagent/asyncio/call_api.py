@@ -17,11 +17,21 @@ Media at this level is *codec payloads*, 20 ms at a time:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-FrameSink = Callable[[bytes | None], None]
+
+class FrameSink(Protocol):
+    """Receives every inbound frame as it leaves the jitter buffer.
+
+    Called ``sink(payload)``: the codec bytes of one frame, or None for a lost one. For a
+    lost frame whose next packet has already arrived it is called ``sink(None,
+    next_payload)`` instead: Opus carries the lost frame's in-band FEC in that packet
+    (``Decoder.conceal(next_payload)`` rebuilds it); other codecs ignore it.
+    """
+
+    def __call__(self, payload: bytes | None, next_payload: bytes | None = None, /) -> None: ...
 
 
 @runtime_checkable
