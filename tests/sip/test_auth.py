@@ -642,7 +642,12 @@ def test_server_rejects_malformed_and_policy_violations() -> None:
         return "Digest " + ", ".join(f'{k}="{v}"' for k, v in q.items() if v is not None)
 
     assert verify('Digest realm="x') == "unterminated quoted string in authentication header"
-    assert verify("Basic dXNlcjpwYXNz") == "not a single Digest credential"
+    # RFC 3261 §25.1: other-response = auth-scheme LWS auth-param *(COMMA auth-param); SIP
+    # has no token68 form, so HTTP Basic's "Basic <token>" is malformed here
+    assert verify("Basic dXNlcjpwYXNz") == (
+        "expected parameters after authentication scheme 'Basic'"
+    )
+    assert verify('Basic realm="x"') == "not a single Digest credential"
     assert verify(good + ", Digest foo=bar") == "not a single Digest credential"
     assert verify(rebuild(response=None)) == "missing parameter response"
     assert verify(rebuild(userhash="true")) == "userhash is not supported"

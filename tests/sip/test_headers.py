@@ -315,7 +315,17 @@ def test_several_challenges_in_one_value() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", 'Digest realm="a" nonce="b"', "Digest realm", 'Digest realm="x', "Digest a=b c"],
+    [
+        "",
+        "   ",
+        'Digest realm="a" nonce="b"',
+        "Digest realm",
+        'Digest realm="x',
+        "Digest a=b c",
+        'Digest realm="a", realm="b"',  # RFC 7616 §3.3: each parameter at most once
+        'realm="a"',  # a parameter before any scheme
+        "x" * 8200,
+    ],
 )
 def test_auth_errors(text: str) -> None:
     with pytest.raises(SipParseError):

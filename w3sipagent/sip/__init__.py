@@ -74,6 +74,7 @@ from w3sipagent.sip.headers import (
     parse_media_type,
     parse_option_tags,
     parse_params,
+    split_auth_values,
     split_header_list,
 )
 from w3sipagent.sip.message import (
@@ -223,6 +224,7 @@ __all__ = [
     "response_destination",
     "response_input",
     "server_key",
+    "split_auth_values",
     "split_header_list",
     "to_tag_matches",
     "uri_address",

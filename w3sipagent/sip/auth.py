@@ -31,7 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from w3sipagent.errors import AuthError
+from w3sipagent.errors import AuthError, SipParseError
+from w3sipagent.sip.headers import MAX_AUTH_HEADER, split_auth_values
 from w3sipagent.sip.ids import IdSource
 
 __all__ = [
@@ -70,8 +71,6 @@ ALGORITHMS: tuple[str, ...] = (
 _STRENGTH = {"SHA-512-256": 3, "SHA-256": 2, "MD5": 1}
 _HASHLIB = {"SHA-512-256": "sha512_256", "SHA-256": "sha256", "MD5": "md5"}
 
-#: Longest header value parsed (characters).
-MAX_AUTH_HEADER = 8192
 #: Nonces tracked by a :class:`DigestServer` for nc replay protection.
 MAX_TRACKED_NONCES = 10000
 
@@ -140,82 +139,19 @@ def compute_response(
 # --------------------------------------------------------------------------- parsing
 
 
-def _skip_ws(s: str, i: int) -> int:
-    while i < len(s) and s[i] in " \t\r\n":
-        i += 1
-    return i
-
-
-_TOKEN_STOP = frozenset(' \t\r\n,="')
-
-
-def _token(s: str, i: int) -> tuple[str, int]:
-    j = i
-    while j < len(s) and s[j] not in _TOKEN_STOP:
-        j += 1
-    return s[i:j], j
-
-
-def _quoted(s: str, i: int) -> tuple[str, int]:
-    """Parse a quoted-string starting at ``s[i] == '"'``; returns the unescaped text."""
-    out: list[str] = []
-    i += 1
-    while i < len(s):
-        c = s[i]
-        if c == "\\":
-            if i + 1 >= len(s):
-                break
-            out.append(s[i + 1])
-            i += 2
-            continue
-        if c == '"':
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
-    raise AuthParseError("unterminated quoted string in authentication header")
-
-
 def parse_auth_params(value: str) -> list[tuple[str, dict[str, str]]]:
     """Split a ``WWW-Authenticate``/``Authorization`` value into ``(scheme, params)`` pairs.
 
     Handles quoted strings (with commas and escapes inside), token values, extra
     whitespace and several challenges in one value (``Digest a=1, Basic b=2``).
-    Parameter names are lower-cased. Raises :class:`AuthError` on malformed input.
+    Parameter names are lower-cased. Raises :class:`AuthParseError` on malformed input
+    (the scanner is :func:`w3sipagent.sip.headers.split_auth_values`, shared with the
+    typed header values).
     """
-    if len(value) > MAX_AUTH_HEADER:
-        raise AuthParseError(f"authentication header longer than {MAX_AUTH_HEADER} characters")
-    out: list[tuple[str, dict[str, str]]] = []
-    s = value
-    i = _skip_ws(s, 0)
-    while i < len(s):
-        if s[i] == ",":
-            i = _skip_ws(s, i + 1)
-            continue
-        name, j = _token(s, i)
-        if not name:
-            raise AuthParseError(f"unexpected character {s[i]!r} in authentication header")
-        k = _skip_ws(s, j)
-        if k < len(s) and s[k] == "=":
-            if not out:
-                raise AuthParseError("authentication parameter before the scheme")
-            k = _skip_ws(s, k + 1)
-            if k < len(s) and s[k] == '"':
-                v, k = _quoted(s, k)
-            else:
-                v, k = _token(s, k)
-            key = name.lower()
-            if key in out[-1][1]:
-                raise AuthParseError(f"duplicate authentication parameter {key!r}")
-            out[-1][1][key] = v
-            i = _skip_ws(s, k)
-            if i < len(s) and s[i] != ",":
-                raise AuthParseError(f"expected ',' after parameter {key!r}")
-        else:
-            out.append((name, {}))
-            i = k
-    if not out:
-        raise AuthParseError("empty authentication header")
-    return out
+    try:
+        return split_auth_values(value)
+    except SipParseError as exc:
+        raise AuthParseError(str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ __all__ = [
     "parse_media_type",
     "parse_option_tags",
     "parse_params",
+    "split_auth_values",
     "split_header_list",
 ]
 
@@ -639,38 +640,99 @@ def parse_option_tags(value: str) -> list[str]:
 
 # --------------------------------------------------------------------------- auth
 
-_AUTH_PARAM_RE = re.compile(
-    r'\s*([A-Za-z0-9\-.!%*_+`\'~]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,"]*)\s*(?:,|$)', re.DOTALL
-)
-_AUTH_SCHEME_RE = re.compile(r"\s*([A-Za-z0-9\-.!%*_+`'~]+)(?:\s+|$)")
-_NEW_CHALLENGE_RE = re.compile(r"\s*[A-Za-z0-9\-.!%*_+`'~]+\s+[A-Za-z0-9\-.!%*_+`'~]+\s*=")
-
 #: Parameters sent as tokens, not quoted strings (RFC 7616 §3.4).
 CREDENTIAL_TOKEN_PARAMS = frozenset({"algorithm", "nc", "qop", "stale"})
 CHALLENGE_TOKEN_PARAMS = frozenset({"algorithm", "stale"})
 
+#: Longest authentication header value parsed (characters).
+MAX_AUTH_HEADER = 8192
 
-def _parse_auth_from(text: str, pos: int) -> tuple[str, dict[str, str], int]:
-    m = _AUTH_SCHEME_RE.match(text, pos)
-    if m is None:
-        raise SipParseError("missing authentication scheme")
-    scheme = m.group(1)
-    pos = m.end()
-    params: dict[str, str] = {}
-    n = len(text)
-    while pos < n:
-        # A new challenge starts with "scheme SP name=" (several in one header).
-        if params and _NEW_CHALLENGE_RE.match(text, pos):
-            break
-        pm = _AUTH_PARAM_RE.match(text, pos)
-        if pm is None:
-            raise SipParseError("malformed authentication parameters")
-        name, value = pm.group(1).lower(), pm.group(2)
-        if value.startswith('"'):
-            value = _unquote(value[1:-1])
-        params[name] = value
-        pos = pm.end()
-    return scheme, params, pos
+
+def _auth_ws(s: str, i: int) -> int:
+    while i < len(s) and s[i] in " \t\r\n":
+        i += 1
+    return i
+
+
+_AUTH_TOKEN_STOP = frozenset(' \t\r\n,="')
+
+
+def _auth_token(s: str, i: int) -> tuple[str, int]:
+    j = i
+    while j < len(s) and s[j] not in _AUTH_TOKEN_STOP:
+        j += 1
+    return s[i:j], j
+
+
+def _auth_quoted(s: str, i: int) -> tuple[str, int]:
+    """Parse a quoted-string starting at ``s[i] == '"'``; returns the unescaped text."""
+    out: list[str] = []
+    i += 1
+    while i < len(s):
+        c = s[i]
+        if c == "\\":
+            if i + 1 >= len(s):
+                break
+            out.append(s[i + 1])
+            i += 2
+            continue
+        if c == '"':
+            return "".join(out), i + 1
+        out.append(c)
+        i += 1
+    raise SipParseError("unterminated quoted string in authentication header")
+
+
+def split_auth_values(value: str) -> list[tuple[str, dict[str, str]]]:
+    """Split a ``WWW-Authenticate``/``Authorization`` value into ``(scheme, params)`` pairs.
+
+    Handles quoted strings (with commas and escapes inside), token values, extra
+    whitespace and several challenges in one value (``Digest a=1, Basic b=2``).
+    Parameter names are lower-cased, quoted values unquoted, order kept. Raises
+    :class:`SipParseError` on malformed input (also a duplicate parameter, RFC 7616 §3.3).
+    """
+    if len(value) > MAX_AUTH_HEADER:
+        raise SipParseError(f"authentication header longer than {MAX_AUTH_HEADER} characters")
+    out: list[tuple[str, dict[str, str]]] = []
+    s = value
+    i = _auth_ws(s, 0)
+    after_scheme = False  # a scheme was just read: parameters, a comma or the end follow
+    while i < len(s):
+        if s[i] == ",":
+            i = _auth_ws(s, i + 1)
+            after_scheme = False
+            continue
+        name, j = _auth_token(s, i)
+        if not name:
+            raise SipParseError(f"unexpected character {s[i]!r} in authentication header")
+        k = _auth_ws(s, j)
+        if k < len(s) and s[k] == "=":
+            after_scheme = False
+            if not out:
+                raise SipParseError("authentication parameter before the scheme")
+            k = _auth_ws(s, k + 1)
+            if k < len(s) and s[k] == '"':
+                v, k = _auth_quoted(s, k)
+            else:
+                v, k = _auth_token(s, k)
+            key = name.lower()
+            if key in out[-1][1]:
+                raise SipParseError(f"duplicate authentication parameter {key!r}")
+            out[-1][1][key] = v
+            i = _auth_ws(s, k)
+            if i < len(s) and s[i] != ",":
+                raise SipParseError(f"expected ',' after parameter {key!r}")
+        else:
+            if after_scheme:
+                raise SipParseError(
+                    f"expected parameters after authentication scheme {out[-1][0][:40]!r}"
+                )
+            out.append((name, {}))
+            after_scheme = True
+            i = k
+    if not out:
+        raise SipParseError("empty authentication header")
+    return out
 
 
 def parse_auth_params(text: str) -> tuple[str, dict[str, str]]:
@@ -680,10 +742,10 @@ def parse_auth_params(text: str) -> tuple[str, dict[str, str]]:
     Used for WWW-Authenticate, Proxy-Authenticate, Authorization and
     Proxy-Authorization values holding one challenge or credentials.
     """
-    scheme, params, pos = _parse_auth_from(text, 0)
-    if text[pos:].strip():
+    values = split_auth_values(text)
+    if len(values) != 1:
         raise SipParseError("trailing data after authentication parameters")
-    return scheme, params
+    return values[0]
 
 
 def format_auth_params(
@@ -729,14 +791,7 @@ class Credentials(_AuthValue):
 
 def parse_challenges(text: str) -> list[Challenge]:
     """Parse a header value that may hold several comma-separated challenges."""
-    out: list[Challenge] = []
-    pos = 0
-    while text[pos:].strip():
-        scheme, params, pos = _parse_auth_from(text, pos)
-        out.append(Challenge(scheme, params))
-    if not out:
-        raise SipParseError("empty challenge")
-    return out
+    return [Challenge(scheme, params) for scheme, params in split_auth_values(text)]
 
 
 # --------------------------------------------------------------------------- events & timers
