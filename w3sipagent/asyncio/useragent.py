@@ -60,7 +60,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Literal
 
-from w3sipagent.asyncio import outbound
+from w3sipagent.asyncio import clientrequest, outbound
 from w3sipagent.asyncio.admission import (
     Accept,
     Admission,
@@ -78,6 +78,7 @@ from w3sipagent.asyncio.call_api import (
     DtmfReceived,
     TransferOutcome,
 )
+from w3sipagent.asyncio.clientrequest import ClientTx
 from w3sipagent.asyncio.mediasetup import (
     _NO_AUDIO,
     _refusal,
@@ -105,15 +106,13 @@ from w3sipagent.asyncio.sessiontimer import (
     arm_session_timer,
     session_timer_answer,
 )
-from w3sipagent.asyncio.transport import SipDriver, TransportConfig, TransportSet, is_ip_literal
+from w3sipagent.asyncio.transport import SipDriver, TransportConfig, TransportSet
 from w3sipagent.asyncio.uaconfig import UserAgentConfig
 from w3sipagent.errors import (
-    AuthError,
     PortsExhausted,
     SdpError,
     SipParseError,
     TransactionError,
-    W3SipError,
 )
 from w3sipagent.ids import SecureIdSource
 from w3sipagent.sdp import (
@@ -124,7 +123,7 @@ from w3sipagent.sdp import (
 )
 from w3sipagent.sip.auth import AuthStatus, DigestClient, DigestServer
 from w3sipagent.sip.core import CoreConfig, SipCore
-from w3sipagent.sip.dialog import Dialog, DialogError, DialogState, uri_address
+from w3sipagent.sip.dialog import Dialog, DialogError, DialogState
 from w3sipagent.sip.events import (
     AckReceived,
     AckTimedOut,
@@ -138,7 +137,6 @@ from w3sipagent.sip.events import (
     TransactionTimedOut,
     TransportFailed,
 )
-from w3sipagent.sip.headers import Headers
 from w3sipagent.sip.ids import IdSource
 from w3sipagent.sip.message import SipRequest, SipResponse
 from w3sipagent.sip.uri import SipUri
@@ -171,18 +169,6 @@ _HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 
 # -- internals ---------------------------------------------------------------------------------------
-
-
-class _ClientTx:
-    __slots__ = ("future", "on_provisional")
-
-    def __init__(
-        self,
-        future: asyncio.Future[ResponseReceived],
-        on_provisional: Callable[[ResponseReceived], None] | None,
-    ) -> None:
-        self.future = future
-        self.on_provisional = on_provisional
 
 
 class _Incoming:
@@ -272,7 +258,7 @@ class UserAgent:
         self._incoming: dict[TransactionId, _Incoming] = {}
         self._ack_wait: dict[TransactionId, Call] = {}
         self._reinvite_ack: dict[TransactionId, tuple[Call, SessionDescription | None]] = {}
-        self._client: dict[TransactionId, _ClientTx] = {}
+        self._client: dict[TransactionId, ClientTx] = {}
         self._request_handlers: dict[str, RequestHandler] = {}
         self._local_contacts: dict[str, str] = {}
         self._call_codecs: weakref.WeakKeyDictionary[Call, tuple[str, ...]] = (
@@ -402,7 +388,7 @@ class UserAgent:
         if isinstance(event, RequestReceived):
             self._request(event)
         elif isinstance(event, ResponseReceived):
-            self._response(event)
+            clientrequest.response_received(self, event)
         elif isinstance(event, AckReceived):
             self._ack(event)
         elif isinstance(event, AckTimedOut):
@@ -410,14 +396,7 @@ class UserAgent:
         elif isinstance(event, CancelReceived):
             self._cancelled(event)
         elif isinstance(event, (TransactionTimedOut, TransportFailed)):
-            waiter = self._client.pop(event.transaction, None)
-            if waiter is not None and not waiter.future.done():
-                what = (
-                    f"timer {event.timer}"
-                    if isinstance(event, TransactionTimedOut)
-                    else "transport"
-                )
-                waiter.future.set_exception(TransactionError(f"request failed: {what}"))
+            clientrequest.transaction_failed(self, event)
         elif isinstance(event, MalformedRequest):
             log.debug(
                 "malformed message from %s (%s): %s%s",
@@ -1021,7 +1000,7 @@ class UserAgent:
         self.core.connection_lost(peer, transport, self.loop.time())
         self.driver.transmit()
 
-    # -- client requests --------------------------------------------------------------------------
+    # -- client requests (the machinery: clientrequest.py) --------------------------------------
 
     def _send(
         self,
@@ -1030,52 +1009,22 @@ class UserAgent:
         transport: str,
         on_provisional: Callable[[ResponseReceived], None] | None = None,
     ) -> tuple[TransactionId, asyncio.Future[ResponseReceived]]:
-        if not is_ip_literal(destination[0]):
-            raise TransactionError(f"{destination[0][:64]!r} is not an IP address (no DNS here)")
-        if "User-Agent" not in request.headers:
-            request.headers.add("User-Agent", self.config.user_agent)
-        tx = self.core.send_request(request, destination, self.loop.time(), transport)
-        future: asyncio.Future[ResponseReceived] = self.loop.create_future()
-        self._client[tx] = _ClientTx(future, on_provisional)
-        self.driver.transmit()
-        return tx, future
-
-    def _response(self, ev: ResponseReceived) -> None:
-        waiter = self._client.get(ev.transaction)
-        if waiter is None:
-            self._stray_response(ev)
-            return
-        if ev.response.status < 200:
-            if waiter.on_provisional is not None:
-                try:
-                    waiter.on_provisional(ev)
-                except Exception:
-                    log.exception("provisional response handler failed")
-            return
-        if ev.response.cseq.method != "INVITE" or ev.response.status >= 300:
-            self._client.pop(ev.transaction, None)
-        if not waiter.future.done():
-            waiter.future.set_result(ev)
-        elif ev.response.cseq.method == "INVITE" and ev.dialog is not None:
-            self._stray_response(ev)
+        return clientrequest.send_request(self, request, destination, transport, on_provisional)
 
     def _stray_response(self, ev: ResponseReceived) -> None:
-        """A 2xx to INVITE from a second fork: ACK it and hang it up (we keep one call)."""
-        dialog = ev.dialog
-        if dialog is None or not 200 <= ev.response.status < 300 or dialog.id in self._dialog_calls:
-            return
-        request = self.core.transaction_request(ev.transaction)
-        if request is None:
-            return
-        try:
-            destination = _dialog_address(dialog, None, self.config.outbound_proxy)
-            self.core.send_ack(dialog.create_ack(), destination, request.via.transport)
-            bye = dialog.create_request("BYE")
-            self.core.send_request(bye, destination, self.loop.time(), request.via.transport)
-            self.core.remove_dialog(dialog)
-        except (W3SipError, ValueError) as exc:
-            log.debug("cannot end extra fork: %s", exc)
-        self.driver.transmit()
+        clientrequest.stray_response(self, ev)
+
+    def _authorize(
+        self,
+        request: SipRequest,
+        response: SipResponse,
+        credentials: tuple[str, str] | None,
+        digest: DigestClient,
+    ) -> SipRequest | None:
+        return clientrequest.authorize(self, request, response, credentials, digest)
+
+    def _destination(self, dialog: Dialog, call: Call | None) -> Address:
+        return clientrequest.request_destination(self, dialog, call)
 
     async def request(
         self,
@@ -1089,14 +1038,9 @@ class UserAgent:
         """Send an out-of-dialog request (REGISTER, OPTIONS...) to an IP literal; return the
         final response. 401/407 are answered once when ``credentials`` (user, password) are
         given. Raises TransactionError on timeout or transport failure."""
-        digest = DigestClient()
-        while True:
-            _, future = self._send(request, destination, transport)
-            response = (await self._await_final(future, timeout)).response
-            retry = self._authorize(request, response, credentials, digest)
-            if retry is None:
-                return response
-            request = retry
+        return await clientrequest.request(
+            self, request, destination, transport, credentials=credentials, timeout=timeout
+        )
 
     async def request_in_dialog(
         self,
@@ -1114,134 +1058,15 @@ class UserAgent:
         proxy, else the address the dialog's messages came from. Raises TransactionError
         on timeout / transport failure, DialogError when the dialog is over.
         """
-        call = dialog_or_call if isinstance(dialog_or_call, Call) else None
-        dialog = call.dialog if call is not None else dialog_or_call
-        if not isinstance(dialog, Dialog):
-            raise DialogError("the call has no dialog yet")
-        if call is None:
-            call = self._dialog_calls.get(dialog.id)
-        transport = call.transport if call is not None else "UDP"
-        destination = self._destination(dialog, call)
-        extra = list(headers)
-        credentials = (call.credentials if call is not None else None) or self.config.credentials
-        request = dialog.create_request(method, body=body, content_type=content_type, headers=extra)
-        offering = call is not None and (method == "INVITE" or (method == "UPDATE" and bool(body)))
-        if offering:
-            assert call is not None
-            call.reinvite_pending = True
-        try:
-            return await self._in_dialog_transaction(
-                dialog, request, method, destination, transport, credentials, extra, timeout
-            )
-        finally:
-            if offering:
-                assert call is not None
-                call.reinvite_pending = False
-
-    async def _in_dialog_transaction(
-        self,
-        dialog: Dialog,
-        request: SipRequest,
-        method: str,
-        destination: Address,
-        transport: str,
-        credentials: tuple[str, str] | None,
-        extra: list[tuple[str, str]],
-        timeout: float | None,
-    ) -> SipResponse:
-        body = request.body
-        content_type = request.headers.get("Content-Type")
-        digest = DigestClient()
-        while True:
-            _, future = self._send(request, destination, transport)
-            ev = await self._await_final(future, timeout or self.config.request_timeout)
-            response = ev.response
-            if response.status in (401, 407) and credentials is not None:
-                values = response.headers.get_all(
-                    "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-                )
-                if digest.should_retry(values) and dialog.state is not DialogState.TERMINATED:
-                    retry = dialog.create_request(
-                        method, body=body, content_type=content_type, headers=extra
-                    )
-                    try:
-                        name, value = digest.build_authorization(
-                            values,
-                            method=method,
-                            uri=retry.uri,
-                            username=credentials[0],
-                            password=credentials[1],
-                            body=body,
-                            ids=self.ids,
-                            proxy=response.status == 407,
-                        )
-                    except AuthError:
-                        return response
-                    retry.headers.add(name, value)
-                    request = retry
-                    continue
-            if method == "INVITE" and 200 <= response.status < 300:
-                try:
-                    self.core.send_ack(dialog.create_ack(), destination, transport)
-                    self.driver.transmit()
-                except (W3SipError, ValueError) as exc:
-                    log.debug("ACK of re-INVITE failed: %s", exc)
-            return response
-
-    async def _await_final(
-        self, future: asyncio.Future[ResponseReceived], timeout: float | None
-    ) -> ResponseReceived:
-        if timeout is None:
-            return await future
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            future.cancel()
-            raise TransactionError(f"no final response within {timeout} s") from None
-
-    def _authorize(
-        self,
-        request: SipRequest,
-        response: SipResponse,
-        credentials: tuple[str, str] | None,
-        digest: DigestClient,
-    ) -> SipRequest | None:
-        """A new request answering a 401/407 challenge, or None (not challenged / give up)."""
-        if response.status not in (401, 407) or credentials is None:
-            return None
-        values = response.headers.get_all(
-            "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        return await clientrequest.request_in_dialog(
+            self,
+            dialog_or_call,
+            method,
+            headers=headers,
+            body=body,
+            content_type=content_type,
+            timeout=timeout,
         )
-        if not digest.should_retry(values):
-            return None
-        try:
-            name, value = digest.build_authorization(
-                values,
-                method=request.method,
-                uri=request.uri,
-                username=credentials[0],
-                password=credentials[1],
-                body=request.body,
-                ids=self.ids,
-                proxy=response.status == 407,
-            )
-        except AuthError:
-            return None
-        h = Headers((n, v) for n, v in request.headers if n not in ("Via",))
-        h.remove("Authorization" if response.status == 401 else "Proxy-Authorization")
-        cseq = request.cseq
-        h.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
-        h.add(name, value)
-        return SipRequest(request.method, request.uri, h, request.body)
-
-    def _destination(self, dialog: Dialog, call: Call | None) -> Address:
-        if (
-            call is not None
-            and call.transport != "UDP"
-            and self.transports.has_connection(call.peer, call.transport)
-        ):
-            return call.peer
-        return _dialog_address(dialog, call, self.config.outbound_proxy)
 
     # -- the default transferer ---------------------------------------------------------------
 
@@ -1307,21 +1132,3 @@ class UserAgent:
             headers=headers,
             offer=offer,
         )
-
-
-# -- helpers ------------------------------------------------------------------------------------------
-
-
-def _dialog_address(dialog: Dialog, call: Call | None, proxy: Address | None) -> Address:
-    """An IP literal for in-dialog requests: next hop if literal, else proxy, else the peer."""
-    try:
-        addr = uri_address(dialog.next_hop())
-    except (SipParseError, ValueError):
-        addr = None
-    if addr is not None:
-        return addr
-    if proxy is not None:
-        return proxy
-    if call is not None:
-        return call.peer
-    raise TransactionError("the dialog's next hop is a host name and no proxy is configured")
