@@ -60,7 +60,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Literal
 
-from w3sipagent.asyncio import clientrequest, outbound
+from w3sipagent.asyncio import clientrequest, indialog, outbound
 from w3sipagent.asyncio.admission import (
     Accept,
     Admission,
@@ -75,14 +75,10 @@ from w3sipagent.asyncio.admission import (
 from w3sipagent.asyncio.call import Call, Transferer
 from w3sipagent.asyncio.call_api import (
     CallInfo,
-    DtmfReceived,
     TransferOutcome,
 )
 from w3sipagent.asyncio.clientrequest import ClientTx
 from w3sipagent.asyncio.mediasetup import (
-    _NO_AUDIO,
-    _refusal,
-    _sdp_address,
     apply_stream,
     get_codec_spec,
     prepare_media,
@@ -117,8 +113,6 @@ from w3sipagent.errors import (
 from w3sipagent.ids import SecureIdSource
 from w3sipagent.sdp import (
     SessionDescription,
-    assign_version,
-    negotiate_answer,
     process_answer,
 )
 from w3sipagent.sip.auth import AuthStatus, DigestClient, DigestServer
@@ -450,7 +444,7 @@ class UserAgent:
             self._respond(ev.transaction, status, reason, headers=headers)
             return
         if ev.dialog is not None:
-            self._in_dialog(ev)
+            indialog.in_dialog_request(self, ev)
             return
         if method == "INVITE":
             self._incoming_invite(ev)
@@ -785,154 +779,11 @@ class UserAgent:
         if call is not None:
             log.debug("CANCEL after the 200 of %s: ignored", call.call_id)
 
-    # -- in-dialog requests ------------------------------------------------------------------
-
-    def _call_of(self, dialog: Dialog) -> Call | None:
-        return self._dialog_calls.get(dialog.id)
-
-    def _in_dialog(self, ev: RequestReceived) -> None:
-        assert ev.dialog is not None
-        call = self._call_of(ev.dialog)
-        method = ev.request.method
-        if method == "BYE":
-            self._respond(ev.transaction, 200)
-            if call is not None:
-                self._end(call, "remote_bye", "remote")
-            return
-        if method in self._request_handlers and method not in (
-            "INVITE",
-            "UPDATE",
-            "OPTIONS",
-            "INFO",
-        ):
-            self._dispatch_handler(ev, call)
-            return
-        if method == "OPTIONS":
-            self._options(ev)
-        elif method in ("INVITE", "UPDATE"):
-            if call is None or call.endpoint is None:
-                self._respond(ev.transaction, 481 if call is None else 491)
-            else:
-                self._modify(call, ev)
-        elif method == "INFO":
-            self._info(call, ev)
-        elif method == "REFER":
-            self._respond(ev.transaction, 603, "Transfer not allowed")
-        elif method == "NOTIFY":
-            self._respond(ev.transaction, 481, "No subscription")
-        else:
-            self._respond(ev.transaction, 501)
-
-    def _info(self, call: Call | None, ev: RequestReceived) -> None:
-        request = ev.request
-        if not request.body:
-            self._respond(ev.transaction, 200)
-            return
-        ctype = request.content_type
-        digit: str | None = None
-        duration = 0
-        if ctype == "application/dtmf-relay":
-            for line in request.body.decode("utf-8", "replace").splitlines():
-                name, _, value = line.partition("=")
-                name = name.strip().lower()
-                if name == "signal":
-                    digit = value.strip()[:1] or None
-                elif name == "duration" and value.strip().isdigit():
-                    duration = int(value.strip())
-        elif ctype == "application/dtmf":
-            digit = request.body.decode("utf-8", "replace").strip()[:1] or None
-        else:
-            self._respond(ev.transaction, 415, headers=[("Accept", ACCEPT)])
-            return
-        if digit is None or digit.upper() not in "0123456789*#ABCD":
-            self._respond(ev.transaction, 400, "Bad DTMF signal")
-            return
-        self._respond(ev.transaction, 200)
-        if call is not None:
-            call._emit(DtmfReceived(digit.upper(), duration, "info"))
+    # -- in-dialog requests (indialog.py) -------------------------------------------------------
 
     def _modify(self, call: Call, ev: RequestReceived) -> None:
-        """re-INVITE / UPDATE: new offer (hold, re-target, codec) or session refresh."""
-        request = ev.request
-        c = self.config
-        is_invite = request.method == "INVITE"
-        try:
-            se = request.session_expires
-        except SipParseError as exc:
-            self._respond(ev.transaction, 400, exc.reason)
-            return
-        if se is not None and c.session_timers and se.delta < c.min_se:
-            self._respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
-            return
-        if call.reinvite_pending and (is_invite or request.body):
-            # glare: our own offer is outstanding (RFC 3261 §14.2, RFC 3311 §5.2)
-            self._respond(ev.transaction, 491)
-            return
-        headers = [
-            ("Contact", f"<{self.contact(transport=call.transport)}>"),
-            ("Allow", _ALLOW),
-            ("Supported", ", ".join(SUPPORTED_EXTENSIONS)),
-        ]
-        ep = call.endpoint
-        assert ep is not None
-        previous = call.local_sdp if isinstance(call.local_sdp, SessionDescription) else None
-        body = b""
-        if request.body:
-            try:
-                offer = SessionDescription.parse(request.body)
-            except SdpError as exc:
-                self._respond(ev.transaction, 400, f"Malformed SDP: {exc}"[:120])
-                return
-            current = call.media
-            prefs = [
-                f"{current.encoding}/{current.clock_rate}"
-                + (f"/{current.channels}" if current.channels != 1 else ""),
-                *self._call_codecs.get(call, c.codecs),
-            ]
-            audio_index = next(
-                (i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None
-            )
-
-            def port_for(index: int, _m: object) -> int | None:
-                return ep.local_port if index == audio_index else None
-
-            result = negotiate_answer(
-                offer,
-                local_address=_sdp_address(self.advertised_host),
-                ports=port_for,
-                codec_preference=list(dict.fromkeys(prefs)),
-                session_id=previous.origin.sess_id if previous else self._next_session_id(),
-                session_version=previous.origin.sess_version if previous else 1,
-                telephone_event=c.telephone_event,
-                ptime=c.ptime,
-                rtcp_mux=ep.rtcp_mux,
-            )
-            stream = result.audio
-            refusal = _refusal(result, c.user_agent)
-            if refusal is not None or stream is None:
-                reason, warning = refusal or (None, _NO_AUDIO)
-                self._respond(ev.transaction, 488, reason, headers=[("Warning", warning)])
-                return
-            answer = assign_version(result.answer, previous) if previous else result.answer
-            call.local_sdp = answer
-            call.remote_sdp = offer
-            apply_stream(self, call, stream)
-            body = bytes(answer)
-            if is_invite:
-                self._reinvite_ack[ev.transaction] = (call, None)
-        elif is_invite and previous is not None:
-            # offerless re-INVITE: our current SDP is the offer, the answer comes in the ACK
-            body = bytes(previous)
-            self._reinvite_ack[ev.transaction] = (call, previous)
-        headers += session_timer_answer(self, call, request, uas=True)
-        self._respond(
-            ev.transaction,
-            200,
-            headers=headers,
-            body=body,
-            content_type="application/sdp" if body else None,
-        )
-        arm_session_timer(self, call)
+        """re-INVITE / UPDATE (:func:`.indialog.modify_session`); a seam tests spy on."""
+        indialog.modify_session(self, call, ev)
 
     # -- ending calls ----------------------------------------------------------------------------
 
