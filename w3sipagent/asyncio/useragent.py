@@ -60,7 +60,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Literal
 
-from w3sipagent.asyncio import clientrequest, indialog, outbound
+from w3sipagent.asyncio import clientrequest, inbound, indialog, outbound
 from w3sipagent.asyncio.admission import (
     Accept,
     Admission,
@@ -73,16 +73,10 @@ from w3sipagent.asyncio.admission import (
     RequestHandler,
 )
 from w3sipagent.asyncio.call import Call, Transferer
-from w3sipagent.asyncio.call_api import (
-    CallInfo,
-    TransferOutcome,
-)
+from w3sipagent.asyncio.call_api import TransferOutcome
 from w3sipagent.asyncio.clientrequest import ClientTx
-from w3sipagent.asyncio.mediasetup import (
-    apply_stream,
-    get_codec_spec,
-    prepare_media,
-)
+from w3sipagent.asyncio.inbound import Incoming
+from w3sipagent.asyncio.mediasetup import get_codec_spec
 from w3sipagent.asyncio.outbound import CallRejected, DialError, DialTimeout
 from w3sipagent.asyncio.pacer import Pacer
 from w3sipagent.asyncio.ports import RtpPortRange
@@ -98,24 +92,12 @@ from w3sipagent.asyncio.requestcheck import (
 from w3sipagent.asyncio.requestcheck import (
     _accepts_sdp as _accepts_sdp,  # re-exported (tests)
 )
-from w3sipagent.asyncio.sessiontimer import (
-    arm_session_timer,
-    session_timer_answer,
-)
 from w3sipagent.asyncio.transport import SipDriver, TransportConfig, TransportSet
 from w3sipagent.asyncio.uaconfig import UserAgentConfig
-from w3sipagent.errors import (
-    PortsExhausted,
-    SdpError,
-    SipParseError,
-    TransactionError,
-)
+from w3sipagent.errors import TransactionError
 from w3sipagent.ids import SecureIdSource
-from w3sipagent.sdp import (
-    SessionDescription,
-    process_answer,
-)
-from w3sipagent.sip.auth import AuthStatus, DigestClient, DigestServer
+from w3sipagent.sdp import SessionDescription
+from w3sipagent.sip.auth import DigestClient, DigestServer
 from w3sipagent.sip.core import CoreConfig, SipCore
 from w3sipagent.sip.dialog import Dialog, DialogError, DialogState
 from w3sipagent.sip.events import (
@@ -133,7 +115,6 @@ from w3sipagent.sip.events import (
 )
 from w3sipagent.sip.ids import IdSource
 from w3sipagent.sip.message import SipRequest, SipResponse
-from w3sipagent.sip.uri import SipUri
 
 __all__ = [
     "ACCEPT",
@@ -158,25 +139,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization"})
-
-
-# -- internals ---------------------------------------------------------------------------------------
-
-
-class _Incoming:
-    """An incoming INVITE being admitted / answered."""
-
-    __slots__ = ("auth_user", "call", "cancelled", "request", "task", "tx")
-
-    def __init__(self, tx: TransactionId, request: SipRequest, auth_user: str | None) -> None:
-        self.tx = tx
-        self.request = request
-        self.auth_user = auth_user
-        self.task: asyncio.Task[None] | None = None
-        self.call: Call | None = None
-        self.cancelled = False
 
 
 # -- the user agent ----------------------------------------------------------------------------------
@@ -249,7 +211,7 @@ class UserAgent:
         self.transferer: Transferer = self._refer_transfer
         self._calls: dict[str, Call] = {}  # Call-ID -> call
         self._dialog_calls: dict[tuple[str, str, str], Call] = {}
-        self._incoming: dict[TransactionId, _Incoming] = {}
+        self._incoming: dict[TransactionId, Incoming] = {}
         self._ack_wait: dict[TransactionId, Call] = {}
         self._reinvite_ack: dict[TransactionId, tuple[Call, SessionDescription | None]] = {}
         self._client: dict[TransactionId, ClientTx] = {}
@@ -384,11 +346,11 @@ class UserAgent:
         elif isinstance(event, ResponseReceived):
             clientrequest.response_received(self, event)
         elif isinstance(event, AckReceived):
-            self._ack(event)
+            inbound.ack_received(self, event)
         elif isinstance(event, AckTimedOut):
-            self._ack_timeout(event)
+            inbound.ack_timed_out(self, event)
         elif isinstance(event, CancelReceived):
-            self._cancelled(event)
+            inbound.cancel_received(self, event)
         elif isinstance(event, (TransactionTimedOut, TransportFailed)):
             clientrequest.transaction_failed(self, event)
         elif isinstance(event, MalformedRequest):
@@ -447,7 +409,7 @@ class UserAgent:
             indialog.in_dialog_request(self, ev)
             return
         if method == "INVITE":
-            self._incoming_invite(ev)
+            inbound.incoming_invite(self, ev)
         elif method == "OPTIONS":
             self._options(ev)
         elif method in self._request_handlers:
@@ -506,278 +468,11 @@ class UserAgent:
                 content_type=reply.content_type,
             )
 
-    # -- incoming INVITE -----------------------------------------------------------------------
-
-    def _registration_of(self, request: SipRequest) -> str | None:
-        if not self._local_contacts:
-            return None
-        uri = request.request_uri
-        user = uri.user if isinstance(uri, SipUri) else None
-        return self._local_contacts.get(user) if user is not None else None
-
-    def _incoming_invite(self, ev: RequestReceived) -> None:
-        c = self.config
-        request = ev.request
-        self._stats["invites"] += 1
-        # session timer (RFC 4028 §8): 422 below our Min-SE
-        try:
-            se = request.session_expires
-        except SipParseError as exc:
-            self._respond(ev.transaction, 400, exc.reason)
-            return
-        if se is not None and c.session_timers and se.delta < c.min_se:
-            self._respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
-            return
-        if self.draining:
-            self._respond(ev.transaction, 503, "Draining", headers=_retry_after(c))
-            return
-        if len(self._calls) >= c.max_calls:
-            self._respond(ev.transaction, 503, "Over capacity", headers=_retry_after(c))
-            return
-        auth_user: str | None = None
-        if self._digest is not None:
-            auth_user = self._authenticate(ev)
-            if auth_user is None:
-                return
-        inc = _Incoming(ev.transaction, request, auth_user)
-        self._incoming[ev.transaction] = inc
-        inc.task = self._spawn(self._answer_invite(inc, ev))
-
-    def _authenticate(self, ev: RequestReceived) -> str | None:
-        """Digest check of an incoming INVITE: the user name, or None after answering
-        401/407 (no or wrong credentials, stale nonce)."""
-        digest = self._digest
-        assert digest is not None
-        c = self.config
-        request = ev.request
-        uri = request.request_uri
-        realm = c.auth_realm or (uri.hostname.lower() if isinstance(uri, SipUri) else "")
-        now = self.loop.time()
-        stale = False
-        name = "Proxy-Authorization" if c.auth_proxy else "Authorization"
-        for value in request.headers.get_all(name):
-            result = digest.verify(
-                value,
-                method=request.method,
-                realm=realm,
-                now=now,
-                lookup_password=c.auth_password,
-                lookup_ha1=c.auth_ha1,
-                request_uri=request.uri,
-                body=request.body,
-            )
-            if result.ok:
-                return result.username
-            if result.status is AuthStatus.STALE:
-                stale = True
-            elif result.reason != "wrong realm":
-                log.info(
-                    "INVITE %s from %s: digest failed for %r: %s",
-                    request.call_id,
-                    ev.source[0],
-                    result.username,
-                    result.reason,
-                )
-        header = "Proxy-Authenticate" if c.auth_proxy else "WWW-Authenticate"
-        self._respond(
-            ev.transaction,
-            407 if c.auth_proxy else 401,
-            headers=[(header, v) for v in digest.challenges(realm, now=now, stale=stale)],
-        )
-        return None
-
-    async def _answer_invite(self, inc: _Incoming, ev: RequestReceived) -> None:
-        c = self.config
-        request = ev.request
-        tx = ev.transaction
-        call: Call | None = None
-        try:
-            registration = self._registration_of(request)
-            decision: AdmissionDecision = Accept()
-            if self.admission is not None:
-                result = self.admission(
-                    AdmissionRequest(request, ev.source, ev.transport, registration, inc.auth_user)
-                )
-                decision = await result if not isinstance(result, (Accept, Reject)) else result
-            if inc.cancelled:
-                return
-            if isinstance(decision, Reject):
-                self._stats["rejected"] += 1
-                self._respond(tx, decision.status, decision.reason, headers=decision.headers)
-                return
-            if (
-                decision.limit_key is not None
-                and decision.limit is not None
-                and self._limits.get(decision.limit_key, 0) >= decision.limit
-            ):
-                self._respond(tx, 486, "Tenant call limit reached")
-                return
-            offer: SessionDescription | None = None
-            if request.body:
-                try:
-                    offer = SessionDescription.parse(request.body)
-                except SdpError as exc:
-                    self._respond(tx, 400, f"Malformed SDP: {exc}"[:120])
-                    return
-            info = CallInfo(
-                call_id=request.call_id,
-                direction="inbound",
-                request_uri=request.uri,
-                from_uri=str(request.from_.uri),
-                to_uri=str(request.to.uri),
-                from_display=request.from_.display_name,
-                source=ev.source,
-                transport=ev.transport,
-                headers=tuple(
-                    (n, v) for n, v in request.headers if n.lower() not in _HIDDEN_HEADERS
-                ),
-                registration=registration,
-            )
-            call = Call(
-                self, info, transport=ev.transport, peer=ev.source, context=decision.context
-            )
-            call.invite_tx = tx
-            inc.call = call
-            if decision.codecs:
-                self._call_codecs[call] = tuple(decision.codecs)
-            answer_sdp = await prepare_media(self, call, offer, tx, decision.codecs)
-            if answer_sdp is None:
-                return
-            if inc.cancelled:
-                call._finish("cancelled", "remote", 487)
-                return
-            if decision.limit_key is not None:
-                call.limit_key = decision.limit_key
-                self._limits[decision.limit_key] = self._limits.get(decision.limit_key, 0) + 1
-            self._calls[call.call_id] = call
-            headers: list[tuple[str, str]] = [
-                ("Contact", f"<{self.contact(transport=ev.transport)}>"),
-                ("Allow", _ALLOW),
-                ("Supported", ", ".join(SUPPORTED_EXTENSIONS)),
-            ]
-            headers += session_timer_answer(self, call, request, uas=True)
-            answer_body = bytes(answer_sdp)
-            if c.send_ringing:
-                self._respond(tx, 180, headers=[("Contact", headers[0][1])])
-            if c.early_media and offer is not None:
-                # RFC 3261 §13.3.1.1: the answer may go in a provisional response too; the
-                # 200 repeats it (the same session version: not a new offer/answer)
-                self._respond(
-                    tx,
-                    183,
-                    headers=[("Contact", headers[0][1])],
-                    body=answer_body,
-                    content_type="application/sdp",
-                )
-            response = self._respond(
-                tx, 200, headers=headers, body=answer_body, content_type="application/sdp"
-            )
-            if response is None:  # cancelled meanwhile
-                self._end(call, "cancelled", "remote", 487)
-                return
-            call.local_sdp = answer_sdp
-            call.state = "answered"
-            did = (request.call_id, response.to.tag or "", request.from_.tag or "")
-            call.dialog = self.core.dialog(did)
-            self._dialog_calls[did] = call
-            self._ack_wait[tx] = call
-            self._stats["answered"] += 1
-        except PortsExhausted:
-            self._respond(tx, 503, "RTP ports exhausted", headers=_retry_after(c))
-            if call is not None:
-                self._end(call, "ports_exhausted", "system", 503)
-        except asyncio.CancelledError:  # shutdown while admitting: a dispatcher retries elsewhere
-            self._respond(tx, 503, "Shutting down", headers=_retry_after(c))
-            if call is not None:
-                self._end(call, "shutdown", "system", 503)
-            raise
-        except Exception:
-            log.exception("answering INVITE %s failed", request.call_id)
-            self._respond(tx, 500)
-            if call is not None:
-                self._end(call, "error", "system", 500)
-        finally:
-            self._incoming.pop(tx, None)
+    # -- session ids -----------------------------------------------------------------------
 
     def _next_session_id(self) -> int:
         self._session_id = (self._session_id + 1) % (1 << 62) or 1
         return self._session_id
-
-    def _ack(self, ev: AckReceived) -> None:
-        call = self._ack_wait.pop(ev.transaction, None)
-        if call is not None:
-            self._initial_ack(call, ev)
-            return
-        pending = self._reinvite_ack.pop(ev.transaction, None)
-        if pending is not None:
-            rcall, our_offer = pending
-            if our_offer is not None and ev.request.body:
-                self._answer_in_ack(rcall, our_offer, ev.request, initial=False)
-
-    def _initial_ack(self, call: Call, ev: AckReceived) -> None:
-        if call.ended:
-            return
-        if call.remote_sdp is None:
-            offer = call.local_sdp
-            if not isinstance(offer, SessionDescription) or not ev.request.body:
-                self._spawn(self._bye_and_end(call, "no_answer_in_ack", 488))
-                return
-            if not self._answer_in_ack(call, offer, ev.request, initial=True):
-                return
-        call.state = "active"
-        arm_session_timer(self, call)
-        if self.handler is not None:
-            call.handler_task = self._spawn(self._run_handler(call))
-
-    def _answer_in_ack(
-        self, call: Call, offer: SessionDescription, ack: SipRequest, *, initial: bool
-    ) -> bool:
-        try:
-            answer = SessionDescription.parse(ack.body)
-            result = process_answer(offer, answer)
-        except SdpError as exc:
-            log.info("bad SDP answer in ACK of %s: %s", call.call_id, exc)
-            self._spawn(self._bye_and_end(call, "bad_sdp_answer", 488))
-            return False
-        stream = result.audio
-        if result.failure is not None or stream is None:
-            self._spawn(self._bye_and_end(call, "no_common_codec", 488))
-            return False
-        call.remote_sdp = answer
-        apply_stream(self, call, stream, initial=initial)
-        return True
-
-    async def _run_handler(self, call: Call) -> None:
-        assert self.handler is not None
-        reason = "local_hangup"
-        try:
-            await self.handler(call)
-        except asyncio.CancelledError:
-            reason = "shutdown"
-            raise
-        except Exception:
-            log.exception("call handler failed on %s", call.call_id)
-            reason = "error"
-        finally:
-            if not call.ended:
-                self._spawn(call.hangup(reason))
-
-    def _ack_timeout(self, ev: AckTimedOut) -> None:
-        call = self._ack_wait.pop(ev.transaction, None)
-        if call is None:
-            pending = self._reinvite_ack.pop(ev.transaction, None)
-            call = pending[0] if pending else None
-        if call is not None and not call.ended:
-            self._spawn(self._bye_and_end(call, "ack_timeout", 408))
-
-    def _cancelled(self, ev: CancelReceived) -> None:
-        inc = self._incoming.get(ev.transaction)
-        if inc is not None:
-            inc.cancelled = True  # the core sent 487; the answering task sees this and stops
-            return
-        call = self._ack_wait.get(ev.transaction)
-        if call is not None:
-            log.debug("CANCEL after the 200 of %s: ignored", call.call_id)
 
     # -- in-dialog requests (indialog.py) -------------------------------------------------------
 
