@@ -1,7 +1,6 @@
-"""Requests a user agent receives in one of its dialogs: BYE, re-INVITE / UPDATE (a new
-offer: hold, re-targeting, codec change; or a session refresh; 491 on glare), INFO with DTMF
-(application/dtmf-relay, application/dtmf), and the defaults for REFER / NOTIFY without a
-handler (603 / 481).
+"""Offers and DTMF a user agent receives in one of its dialogs: re-INVITE / UPDATE (a new
+offer: hold, re-targeting, codec change; or a session refresh; 491 on glare) and INFO with
+DTMF (application/dtmf-relay, application/dtmf). :mod:`.dispatch` routes them here.
 """
 
 from __future__ import annotations
@@ -40,41 +39,6 @@ from w3sipagent.sip.events import (
 
 if TYPE_CHECKING:
     from w3sipagent.asyncio.useragent import UserAgent
-
-
-def in_dialog_request(ua: UserAgent, ev: RequestReceived) -> None:
-    """A request in one of our dialogs (the core matched it; unknown dialogs got 481)."""
-    assert ev.dialog is not None
-    call = ua._dialog_calls.get(ev.dialog.id)
-    method = ev.request.method
-    if method == "BYE":
-        ua._respond(ev.transaction, 200)
-        if call is not None:
-            ua._end(call, "remote_bye", "remote")
-        return
-    if method in ua._request_handlers and method not in (
-        "INVITE",
-        "UPDATE",
-        "OPTIONS",
-        "INFO",
-    ):
-        ua._dispatch_handler(ev, call)
-        return
-    if method == "OPTIONS":
-        ua._options(ev)
-    elif method in ("INVITE", "UPDATE"):
-        if call is None or call.endpoint is None:
-            ua._respond(ev.transaction, 481 if call is None else 491)
-        else:
-            ua._modify(call, ev)  # via the UA: a seam tests spy on
-    elif method == "INFO":
-        info_dtmf(ua, call, ev)
-    elif method == "REFER":
-        ua._respond(ev.transaction, 603, "Transfer not allowed")
-    elif method == "NOTIFY":
-        ua._respond(ev.transaction, 481, "No subscription")
-    else:
-        ua._respond(ev.transaction, 501)
 
 
 def info_dtmf(ua: UserAgent, call: Call | None, ev: RequestReceived) -> None:

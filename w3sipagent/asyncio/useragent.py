@@ -47,6 +47,12 @@ Hooks for other modules (REFER / NOTIFY tracking, REGISTER)
 Nothing here resolves a host name: responses go to the source IP (RFC 3261 §18.2.2, done by
 the core) and in-dialog requests to the remote target when it is an IP literal, else to the
 configured outbound proxy or the address the dialog's messages came from.
+
+:class:`UserAgent` holds the state and the lifecycle; the logic lives next to it, as functions
+taking the user agent: :mod:`.dispatch` (routing what the core reports), :mod:`.requestcheck`,
+:mod:`.inbound` (answering INVITEs, ACK, CANCEL), :mod:`.indialog` (re-INVITE / UPDATE, INFO),
+:mod:`.sessiontimer`, :mod:`.mediasetup`, :mod:`.clientrequest` (requests we send) and
+:mod:`.outbound` (:meth:`UserAgent.dial`).
 """
 
 from __future__ import annotations
@@ -57,10 +63,10 @@ import ipaddress
 import logging
 import secrets
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, Literal
 
-from w3sipagent.asyncio import clientrequest, inbound, indialog, outbound
+from w3sipagent.asyncio import clientrequest, dispatch, indialog, outbound
 from w3sipagent.asyncio.admission import (
     Accept,
     Admission,
@@ -81,13 +87,10 @@ from w3sipagent.asyncio.outbound import CallRejected, DialError, DialTimeout
 from w3sipagent.asyncio.pacer import Pacer
 from w3sipagent.asyncio.ports import RtpPortRange
 from w3sipagent.asyncio.requestcheck import (
-    _ALLOW,
     ACCEPT,
     ALLOWED_METHODS,
     SUPPORTED_EXTENSIONS,
     UNSUPPORTED_METHODS,
-    _retry_after,
-    check_request,
 )
 from w3sipagent.asyncio.requestcheck import (
     _accepts_sdp as _accepts_sdp,  # re-exported (tests)
@@ -101,17 +104,11 @@ from w3sipagent.sip.auth import DigestClient, DigestServer
 from w3sipagent.sip.core import CoreConfig, SipCore
 from w3sipagent.sip.dialog import Dialog, DialogError, DialogState
 from w3sipagent.sip.events import (
-    AckReceived,
-    AckTimedOut,
     Address,
-    CancelReceived,
-    MalformedRequest,
     RequestReceived,
     ResponseReceived,
     SipEvent,
     TransactionId,
-    TransactionTimedOut,
-    TransportFailed,
 )
 from w3sipagent.sip.ids import IdSource
 from w3sipagent.sip.message import SipRequest, SipResponse
@@ -338,29 +335,10 @@ class UserAgent:
         """The receive path: one datagram or framed stream message from ``source``."""
         self.driver.receive(data, source, transport)
 
-    # -- event dispatch ----------------------------------------------------------------------
+    # -- what the core reports (dispatch.py) ---------------------------------------------------
 
     def _on_event(self, event: SipEvent) -> None:
-        if isinstance(event, RequestReceived):
-            self._request(event)
-        elif isinstance(event, ResponseReceived):
-            clientrequest.response_received(self, event)
-        elif isinstance(event, AckReceived):
-            inbound.ack_received(self, event)
-        elif isinstance(event, AckTimedOut):
-            inbound.ack_timed_out(self, event)
-        elif isinstance(event, CancelReceived):
-            inbound.cancel_received(self, event)
-        elif isinstance(event, (TransactionTimedOut, TransportFailed)):
-            clientrequest.transaction_failed(self, event)
-        elif isinstance(event, MalformedRequest):
-            log.debug(
-                "malformed message from %s (%s): %s%s",
-                event.source,
-                event.transport,
-                event.error.reason,
-                "" if event.answered else " (not answered)",
-            )
+        dispatch.event_received(self, event)
 
     def _respond(
         self,
@@ -392,81 +370,6 @@ class UserAgent:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("user agent task failed", exc_info=task.exception())
-
-    # -- requests ------------------------------------------------------------------------------
-
-    def _request(self, ev: RequestReceived) -> None:
-        request = ev.request
-        method = request.method
-        if method == "INVITE" and ev.dialog is None:
-            self._respond(ev.transaction, 100)  # at once, before any check that may take time
-        failure = check_request(self, ev)
-        if failure is not None:
-            status, reason, headers = failure
-            self._respond(ev.transaction, status, reason, headers=headers)
-            return
-        if ev.dialog is not None:
-            indialog.in_dialog_request(self, ev)
-            return
-        if method == "INVITE":
-            inbound.incoming_invite(self, ev)
-        elif method == "OPTIONS":
-            self._options(ev)
-        elif method in self._request_handlers:
-            self._dispatch_handler(ev, None)
-        else:
-            # BYE, INFO, UPDATE, NOTIFY, REFER outside a dialog
-            self._respond(ev.transaction, 481)
-
-    def _options(self, ev: RequestReceived) -> None:
-        headers = [
-            ("Allow", _ALLOW),
-            ("Accept", ACCEPT),
-            ("Supported", ", ".join(SUPPORTED_EXTENSIONS)),
-        ]
-        if self.draining:
-            self._respond(ev.transaction, 503, headers=[*headers, *_retry_after(self.config)])
-        else:
-            self._respond(ev.transaction, 200, headers=headers)
-
-    def _dispatch_handler(self, ev: RequestReceived, call: Call | None) -> None:
-        handler = self._request_handlers[ev.request.method]
-        try:
-            result = handler(call, ev.request)
-        except Exception:
-            log.exception("%s handler failed", ev.request.method)
-            self._respond(ev.transaction, 500)
-            return
-        if isinstance(result, (int, Reply, SipResponse)):
-            self._send_reply(ev.transaction, result)
-            return
-
-        async def finish(awaitable: Awaitable[HandlerResult]) -> None:
-            try:
-                reply = await awaitable
-            except Exception:
-                log.exception("%s handler failed", ev.request.method)
-                reply = 500
-            self._send_reply(ev.transaction, reply)
-
-        self._spawn(finish(result))
-
-    def _send_reply(self, tx: TransactionId, reply: HandlerResult) -> None:
-        if isinstance(reply, SipResponse):
-            self.core.send_response(tx, reply, self.loop.time())
-            self.driver.transmit()
-            return
-        if isinstance(reply, int):
-            self._respond(tx, reply)
-        else:
-            self._respond(
-                tx,
-                reply.status,
-                reply.reason,
-                headers=reply.headers,
-                body=reply.body,
-                content_type=reply.content_type,
-            )
 
     # -- session ids -----------------------------------------------------------------------
 
