@@ -312,6 +312,12 @@ transcription = {{ enabled = false }}
     # frame sent. The local server answers at once (no model time), so this is the bridge's
     # added latency plus the server's event/audio path.
     turn = [ms for c in cdrs for ms in c.turn_latencies_ms]
+    # the agent's own share of the set-up: INVITE received -> 200 OK sent (CDR times)
+    agent_setup = [
+        (c.answer_at - c.invite_at).total_seconds() * 1000
+        for c in cdrs
+        if c.answer_at is not None and c.invite_at is not None
+    ]
     agent_cpu = usage[agent.pid][0] - cpu0[agent.pid]
     rt_cpu = usage[rt.pid][0] - cpu0[rt.pid]
     n = max(1, args.calls)
@@ -324,6 +330,8 @@ transcription = {{ enabled = false }}
         "wall_s": round(wall, 1),
         "setup_ms_p50": pct(setup, 50),
         "setup_ms_p99": pct(setup, 99),
+        "agent_setup_ms_p50": pct(agent_setup, 50),
+        "agent_setup_ms_p99": pct(agent_setup, 99),
         "bridge_latency_ms_p50": pct(turn, 50),
         "bridge_latency_ms_p99": pct(turn, 99),
         "turns_measured": len(turn),

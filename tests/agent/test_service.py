@@ -171,6 +171,38 @@ async def test_call_is_bridged_greeting_heard_audio_passthrough_and_cdr(
     assert "sk-acme" not in cdr.model_dump_json()  # the key is never in a CDR
 
 
+async def test_cdr_answer_time_is_the_200_ok_not_the_ack(rig: Any, store: CdrStore) -> None:
+    """A caller that ACKs late (a slow PBX, a lost first 200 OK): the CDR's answer time is
+    when our 200 OK went out, not when the ACK arrived."""
+    from tests.asyncio.helpers import RawUac, RtpPeer, sdp
+
+    svc, _caller, _ai = rig
+    uac = RawUac(svc.port)
+    rtp = await RtpPeer.open()
+    try:
+        uac.send(uac.request("INVITE", body=sdp(rtp.port)))
+        ok = await uac.recv_response()
+        assert ok.status == 200
+        await asyncio.sleep(0.4)  # the 200 OK is retransmitted meanwhile; ACK it late
+        uac.send(uac.ack(ok))
+        await wait_until(lambda: bool(svc.bridges), what="bridged after the ACK")
+        uac.cseq = 2
+        uac.send(uac.request("BYE", to_tag=ok.to.tag, body=b""))
+        while (r := await uac.recv_response()).cseq.method != "BYE":
+            assert r.status == 200  # our 200 OK retransmitted before the ACK got there
+        assert r.status == 200
+    finally:
+        uac.close()
+        if rtp.transport is not None:
+            rtp.transport.close()
+    await wait_until(lambda: not svc.bridges, what="bridge ended")
+    await store.flush()
+    cdr = await store.get_cdr(uac.call_id)
+    assert cdr is not None and cdr.answer_at is not None and cdr.end_at is not None
+    assert (cdr.answer_at - cdr.invite_at).total_seconds() < 0.2
+    assert (cdr.end_at - cdr.answer_at).total_seconds() >= 0.4
+
+
 async def test_unknown_tenant_404_and_tenant_limit_486_go_to_the_activity_log(
     rig: Any, store: CdrStore
 ) -> None:

@@ -941,7 +941,7 @@ class AgentService:
             log.error("call %s without admission context", call.call_id)
             await call.hangup("error")
             return
-        ctx.cdr.answered()
+        ctx.cdr.answered(call.answered_at)  # the 200 OK, not the ACK that started the handler
         await self._bridge(call, ctx)
 
     async def _bridge(self, call: Call, ctx: Admitted) -> None:

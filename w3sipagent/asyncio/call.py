@@ -29,6 +29,7 @@ import dataclasses
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from w3sipagent.asyncio.call_api import (
@@ -87,6 +88,8 @@ class Call:
         """Where the peer's SIP messages came from (for in-dialog requests without IP target)."""
         self.context = context
         self.state: CallState = state
+        self.answered_at: datetime | None = None
+        """When our 200 OK answered the INVITE (UTC), for the CDR's answer time."""
         self.dialog: Dialog | None = None
         self.endpoint: RtpEndpoint | None = None
         self._media = MediaFormat("PCMU", 8000)

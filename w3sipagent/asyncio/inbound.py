@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from w3sipagent.asyncio.admission import (
@@ -246,6 +247,7 @@ async def answer_invite(ua: UserAgent, inc: Incoming, ev: RequestReceived) -> No
             return
         call.local_sdp = answer_sdp
         call.state = "answered"
+        call.answered_at = datetime.now(UTC)
         did = (request.call_id, response.to.tag or "", request.from_.tag or "")
         call.dialog = ua.core.dialog(did)
         ua._dialog_calls[did] = call

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from w3sipagent.asyncio.call import Call
@@ -202,6 +203,7 @@ async def dial(
             apply_stream(ua, call, result.audio, initial=True)
         ua._client.pop(tx, None)
         call.state = "active"
+        call.answered_at = datetime.now(UTC)
         try:
             se = response.session_expires
         except SipParseError:
