@@ -253,6 +253,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self._tick_silence = False  # the last tick sent the silence payload (continuous RTP)
         self._frame_at = 0.0  # deadline of the last frame sent or skipped
         self.kicks = 0
+        self.deferrals = 0  # frame slots retried while a kicked spurt waited for its source
         self._lead = 0.0  # s the pacer's ticks run ahead of the stream clock (after a kick)
         self.closed = False
 
@@ -786,11 +787,13 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def _send_frame(self, deadline: float) -> None:
         session = self.session
         addr = self.send_address
+        mid_spurt = self._tick_audio
         self._frame_at = deadline
         self._tick_audio = self._tick_silence = False
         if self._transport is None or addr is None or not self._send_enabled:
             session.advance()
             return
+        deferred = False
         try:
             if self.dtmf_sender.active and self._send_dtmf(addr, deadline):
                 return
@@ -806,12 +809,33 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                 self.rtcp.on_rtp_sent(session.timestamp, len(payload), deadline)
                 if self._on_sent is not None:
                     self._on_sent(payload)
+            elif mid_spurt and self._defer(deadline):
+                deferred = True  # the same frame slot is tried again a pacer slot later
+                self._tick_audio = True  # still in the talk spurt: no kick meanwhile
             else:
                 self._send_silence(addr, deadline)
                 if abs(self._lead) > self.pacer.tick / 2:
                     self._pull_back(deadline)
         finally:
-            session.advance()
+            if not deferred:
+                session.advance()
+
+    def _defer(self, deadline: float) -> bool:
+        """The source ran dry mid talk spurt while the stream is ahead of its clock (a
+        kicked spurt): spend that lead waiting for the audio instead of sending silence.
+        The frame slot is tried again one pacer slot later (never later than the frame's
+        timestamp says), so a source that delivers in real time (slightly jittered) plays
+        without a gap, exactly as it would have without the kick. False: no lead left."""
+        lead = self._lead
+        if lead <= self.pacer.tick / 2 or self.session.ptime_ms != self._period_ms:
+            return False
+        shift = min(max(self.config.kick_pullback, self.pacer.tick), lead)
+        nxt = self.pacer.rephase(self, deadline + shift - self.pacer.period)
+        if not nxt or nxt <= deadline:
+            return False
+        self._lead = lead - (nxt - deadline)
+        self.deferrals += 1
+        return True
 
     def _pull_back(self, deadline: float) -> None:
         """While silent, move the stream's ticks back onto its clock (a kicked talk spurt
