@@ -183,7 +183,8 @@ class RtpSettings(_Section):
     talkspurt_kick: bool = True
     """Send the first agent frame of a turn as soon as it arrives instead of at the call's
     next 20 ms tick (marker bit set). Over continuous silence the turn then runs up to one
-    frame ahead of its RTP timestamps and is pulled back 2 ms per silence packet after it."""
+    frame ahead of its RTP timestamps; that lead absorbs a late frame from the model and is
+    handed back at the end of the turn (or 2 ms per silence packet)."""
     receive_buffer: int | None = Field(default=16384, ge=1024, le=1 << 26)
     """SO_RCVBUF asked for on each RTP socket (bytes; Linux grants twice that). The default
     bounds what a CPU-starved agent can queue to ~0.8 s of 20 ms audio (the system default,

@@ -23,9 +23,12 @@ tick: ``kick`` sends it at once (marker bit, RFC 3550 talk-spurt start) and move
 the stream in the pacer so its next tick is one period later (±half a pacer slot).
 Over continuous silence the kicked frame takes the timestamp after the last
 silence packet, so the talk spurt runs ahead of its timestamps by less than a
-frame (the "lead"); the lead is bounded (no kick that would exceed one frame) and
-taken back while silent, one pacer slot per silence packet, so the stream clock
-never drifts and no silence packet is more than a slot late.
+frame (the "lead"); the lead is bounded (no kick that would exceed one frame). It
+is the slack the tick path would have had, and it is spent the same way: when the
+source runs dry mid spurt, the frame slot is retried a pacer slot later while the
+stream is ahead of its clock, instead of sending silence. What is left is taken back
+while silent, one pacer slot per silence packet, so the stream clock never drifts and
+no packet goes out after its timestamp's time.
 
 Source policy (``MediaConfig.source_policy``):
 
@@ -82,8 +85,9 @@ class MediaConfig:
     #: when it arrives instead of at the next tick). Over continuous silence the spurt then
     #: runs up to one frame ahead of its timestamps and is pulled back while silent.
     kick: bool = True
-    #: Largest shift of one silence packet while pulling a kicked stream back onto its
-    #: clock (seconds; at least one pacer slot, 2 ms by default).
+    #: Step of a kicked stream's way back onto its clock (seconds; at least one pacer slot,
+    #: 2 ms by default): a retry of a frame slot waiting for the source, or the shift of one
+    #: silence packet.
     kick_pullback: float = 0.002
     comfort_noise_level: int = 70  # -dBov (RFC 3389)
     comfort_noise_every: int = 10  # frames between CN updates while silent
