@@ -80,7 +80,8 @@ class PlayoutQueue:
         self.frames_sent = 0
         self.frames_dropped = 0
         self.silent_ticks = 0
-        """Ticks that found the queue empty (the call sent silence)."""
+        """Calls that found the queue empty: a tick that sent silence, or a kicked talk
+        spurt trying its frame slot again a pacer slot later."""
         self.last_sent_at: float | None = None
         """Clock time of the last frame handed to the pacer."""
         self.on_ready: Callable[[], object] | None = None
