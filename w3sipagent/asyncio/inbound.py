@@ -30,12 +30,12 @@ from w3sipagent.asyncio.requestcheck import (
 )
 from w3sipagent.asyncio.sessiontimer import (
     arm_session_timer,
+    refuse_session_expires,
     session_timer_answer,
 )
 from w3sipagent.errors import (
     PortsExhausted,
     SdpError,
-    SipParseError,
 )
 from w3sipagent.sdp import (
     SessionDescription,
@@ -90,13 +90,7 @@ def incoming_invite(ua: UserAgent, ev: RequestReceived) -> None:
     request = ev.request
     ua._stats["invites"] += 1
     # session timer (RFC 4028 §8): 422 below our Min-SE
-    try:
-        se = request.session_expires
-    except SipParseError as exc:
-        ua._respond(ev.transaction, 400, exc.reason)
-        return
-    if se is not None and c.session_timers and se.delta < c.min_se:
-        ua._respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
+    if refuse_session_expires(ua, ev):
         return
     if ua.draining:
         ua._respond(ev.transaction, 503, "Draining", headers=_retry_after(c))

@@ -22,11 +22,11 @@ from w3sipagent.asyncio.requestcheck import (
 )
 from w3sipagent.asyncio.sessiontimer import (
     arm_session_timer,
+    refuse_session_expires,
     session_timer_answer,
 )
 from w3sipagent.errors import (
     SdpError,
-    SipParseError,
 )
 from w3sipagent.sdp import (
     SessionDescription,
@@ -76,13 +76,7 @@ def modify_session(ua: UserAgent, call: Call, ev: RequestReceived) -> None:
     request = ev.request
     c = ua.config
     is_invite = request.method == "INVITE"
-    try:
-        se = request.session_expires
-    except SipParseError as exc:
-        ua._respond(ev.transaction, 400, exc.reason)
-        return
-    if se is not None and c.session_timers and se.delta < c.min_se:
-        ua._respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
+    if refuse_session_expires(ua, ev):
         return
     if call.reinvite_pending and (is_invite or request.body):
         # glare: our own offer is outstanding (RFC 3261 §14.2, RFC 3311 §5.2)

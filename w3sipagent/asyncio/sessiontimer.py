@@ -14,10 +14,26 @@ from w3sipagent.errors import (
 from w3sipagent.sdp import (
     SessionDescription,
 )
+from w3sipagent.sip.events import RequestReceived
 from w3sipagent.sip.message import SipRequest
 
 if TYPE_CHECKING:
     from w3sipagent.asyncio.useragent import UserAgent
+
+
+def refuse_session_expires(ua: UserAgent, ev: RequestReceived) -> bool:
+    """Answer an INVITE / UPDATE whose Session-Expires we cannot take: 400 when malformed,
+    422 with our Min-SE when below it (RFC 4028 §8). True if a response was sent."""
+    c = ua.config
+    try:
+        se = ev.request.session_expires
+    except SipParseError as exc:
+        ua._respond(ev.transaction, 400, exc.reason)
+        return True
+    if se is not None and c.session_timers and se.delta < c.min_se:
+        ua._respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
+        return True
+    return False
 
 
 def session_timer_answer(
