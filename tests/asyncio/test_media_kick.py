@@ -169,9 +169,11 @@ async def test_kick_sends_first_frame_at_once_then_every_period(
     rx.close()
 
 
-async def test_kick_timestamp_is_the_stream_clock_now_after_silence(
+async def test_kick_takes_the_next_timestamp_and_runs_ahead_of_it(
     ports: RtpPortRange, pacer: Pacer
 ) -> None:
+    """Without silence packets too, the kicked frame takes the next timestamp: it goes out
+    ahead of its time by the rest of the period (the lead a late frame can use)."""
     ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence="none"))
     ticks = Ticks(ep)
     q.push(1)
@@ -187,10 +189,8 @@ async def test_kick_timestamp_is_the_stream_clock_now_after_silence(
     t = loop.time()
     assert ep.kick()
     (p,) = drain(rx)
-    # the timestamp says when the frame starts: ~10 ms after the last tick, not 20
-    expected_back = round((last + 0.020 - t) * 8000)
-    back = (ts_next - p.timestamp) & 0xFFFFFFFF
-    assert 0 < back < 160 and abs(back - expected_back) <= 16
+    assert p.timestamp == ts_next and p.marker
+    assert ep.lead == pytest.approx(last + 0.020 - t, abs=pacer.tick / 2 + 1e-3)
     ep.close()
     rx.close()
 
@@ -352,13 +352,14 @@ def test_talkspurt_kick_setting_reaches_the_media_config() -> None:
         MediaConfig(kick_pullback=0.0)
 
 
+@pytest.mark.parametrize("silence", ["silence", "none"])
 async def test_kicked_spurt_from_a_real_time_source_has_no_gap(
-    ports: RtpPortRange, pacer: Pacer
+    ports: RtpPortRange, pacer: Pacer, silence: str
 ) -> None:
     """A source that delivers each frame in real time, a few ms after the kicked stream's tick
     wanted it (a model streaming at 1x): the kick's lead is spent waiting for it, so the
     caller hears no silence inside the talk spurt (as without the kick), just sooner."""
-    ep, rx, q = await setup(ports, pacer)
+    ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence=silence))  # type: ignore[arg-type]
     ep.silence_payload = SILENCE
     ticks = Ticks(ep)
     loop = asyncio.get_running_loop()
@@ -378,5 +379,7 @@ async def test_kicked_spurt_from_a_real_time_source_has_no_gap(
     kinds = "".join("s" if p.payload == SILENCE else "a" for p in packets)
     assert kinds.count("a") == 10 and "a" * 10 in kinds, kinds  # one unbroken talk spurt
     assert ep.deferrals > 0
-    stamps = [p.timestamp for p in packets if p.payload != SILENCE]
+    audio = [p for p in packets if p.payload != SILENCE]
+    stamps = [p.timestamp for p in audio]
     assert {(b - a) & 0xFFFFFFFF for a, b in itertools.pairwise(stamps)} == {160}
+    assert [p.marker for p in audio] == [True] + [False] * 9  # no new talk spurt inside

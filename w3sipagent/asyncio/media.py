@@ -21,9 +21,9 @@ Talk-spurt kick (:meth:`RtpEndpoint.kick`): when the source gets audio after a
 tick that sent none, the first frame need not wait up to a period for the next
 tick: ``kick`` sends it at once (marker bit, RFC 3550 talk-spurt start) and moves
 the stream in the pacer so its next tick is one period later (±half a pacer slot).
-Over continuous silence the kicked frame takes the timestamp after the last
-silence packet, so the talk spurt runs ahead of its timestamps by less than a
-frame (the "lead"); the lead is bounded (no kick that would exceed one frame). It
+The kicked frame takes the next timestamp (over continuous silence the current
+20 ms is already covered by a silence packet), so the talk spurt runs ahead of its
+timestamps by less than a frame (the "lead"); the lead is bounded (no kick that would exceed one frame). It
 is the slack the tick path would have had, and it is spent the same way: when the
 source runs dry mid spurt, the frame slot is retried a pacer slot later while the
 stream is ahead of its clock, instead of sending silence. What is left is taken back
@@ -724,13 +724,14 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
         Only when the last tick sent no source audio (the source was empty), the call
         is not on hold, no DTMF is being sent, and the source has a frame now. The
-        packet carries the marker bit. After a tick that sent nothing its timestamp is
-        the stream clock at this moment; after a silence packet it is the next one (no
-        overlap), so the frame goes out before its time: that lead is at most one frame
-        (a kick that would exceed it is refused and the frame waits for its tick) and is
-        taken back while silent (:meth:`_pull_back`). The stream is re-phased in the
-        pacer so the next frame follows one ptime later. Returns True if a packet was
-        sent.
+        packet carries the marker bit and the next timestamp (after a silence packet
+        nothing else is possible), so the frame goes out before its time: that lead is at
+        most one frame (a kick that would exceed it is refused and the frame waits for its
+        tick), absorbs a late frame later in the spurt (:meth:`_defer`) and is taken back
+        at its end or while silent (:meth:`_pull_back`). With a ptime other than the
+        pacer's period the timestamp is instead the stream clock of this moment. The
+        stream is re-phased in the pacer so the next frame follows one ptime later.
+        Returns True if a packet was sent.
         """
         session = self.session
         addr = self.send_address
@@ -752,7 +753,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         ptime = session.ptime_ms / 1000.0
         ahead = self._frame_at + ptime + self._lead - now  # to the next timestamp's time
         back = 0
-        if not self._tick_silence and ahead > 0:
+        if not self._tick_silence and ahead > 0 and session.ptime_ms != self._period_ms:
+            # an odd ptime (30 / 40 ms) has no frame-slot retry: stamp the frame with the
+            # stream clock of this moment instead (nothing sent covers it)
             back = min(int(ahead * session.clock_rate), session.samples_per_frame - 1)
         nominal = now + ahead - back / session.clock_rate  # when the timestamp says it starts
         if nominal - now > ptime + self.pacer.tick / 2:
