@@ -131,15 +131,23 @@ def caller_payloads(encoding: str, n: int) -> list[bytes]:
     return [enc.encode(pcm[i : i + step]) for i in range(0, len(pcm), step)]
 
 
-async def bench_inbound_scripted(encoding: str, frames: int) -> list[float]:
-    backend = ScriptedBackend(lambda c, n: TimedSession(c))
-    call = MemoryCall(MEDIA[encoding])
+async def start_bridge(
+    call: MemoryCall, backend: ScriptedBackend
+) -> tuple[CallBridge, asyncio.Task[Any], TimedSession]:
+    """A bridge running on ``call`` with its timed scripted session connected."""
     bridge = CallBridge(call, backend, cfg(), options=BridgeOptions(caller_silence_timeout=None))
     task = asyncio.create_task(bridge.run())
     while bridge.session is None:
         await asyncio.sleep(0.001)
     session = backend.sessions[0]
     assert isinstance(session, TimedSession)
+    return bridge, task, session
+
+
+async def bench_inbound_scripted(encoding: str, frames: int) -> list[float]:
+    backend = ScriptedBackend(lambda c, n: TimedSession(c))
+    call = MemoryCall(MEDIA[encoding])
+    _bridge, task, session = await start_bridge(call, backend)
     payloads = caller_payloads(encoding, frames)
     starts: list[int] = []
     for i, p in enumerate(payloads):
@@ -187,12 +195,7 @@ async def bench_outbound(responses: int) -> dict[str, list[float]]:
     frame = ulaw_encode(tone(20, 8000, 7000))
     backend = ScriptedBackend(lambda c, n: TimedSession(c))
     call = MemoryCall()
-    bridge = CallBridge(call, backend, cfg(), options=BridgeOptions(caller_silence_timeout=None))
-    task = asyncio.create_task(bridge.run())
-    while bridge.session is None:
-        await asyncio.sleep(0.001)
-    session = backend.sessions[0]
-    assert isinstance(session, TimedSession)
+    bridge, task, session = await start_bridge(call, backend)
     playout = bridge.playout
     pushed: list[float] = []
     sent: list[float] = []
@@ -266,12 +269,7 @@ async def bench_outbound_rtp(responses: int, kick: bool, silence: str) -> list[f
     ep._sendto = sendto  # type: ignore[method-assign]
     backend = ScriptedBackend(lambda c, n: TimedSession(c))
     call = EndpointCall(ep, kick)
-    bridge = CallBridge(call, backend, cfg(), options=BridgeOptions(caller_silence_timeout=None))
-    task = asyncio.create_task(bridge.run())
-    while bridge.session is None:
-        await asyncio.sleep(0.001)
-    session = backend.sessions[0]
-    assert isinstance(session, TimedSession)
+    _bridge, task, session = await start_bridge(call, backend)
     rng = np.random.default_rng(5)
     firsts: list[float] = []
     for i in range(responses):
@@ -294,12 +292,7 @@ async def bench_bargein(count: int) -> dict[str, Any]:
     replies = [ScriptedReply(ulaw_encode(tone(3000, 8000, 7000)), "x") for _ in range(count)]
     backend = ScriptedBackend(lambda c, n: TimedSession(c, replies=replies))
     call = MemoryCall()
-    bridge = CallBridge(call, backend, cfg(), options=BridgeOptions(caller_silence_timeout=None))
-    task = asyncio.create_task(bridge.run())
-    while bridge.session is None:
-        await asyncio.sleep(0.001)
-    session = backend.sessions[0]
-    assert isinstance(session, TimedSession)
+    bridge, task, session = await start_bridge(call, backend)
     rng = np.random.default_rng(7)
     processing: list[float] = []
     to_silence: list[float] = []
