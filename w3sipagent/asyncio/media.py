@@ -788,6 +788,11 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         return self._lead
 
     @property
+    def _step(self) -> float:
+        """How far a kicked stream moves back towards its clock at a time (>= a pacer slot)."""
+        return max(self.config.kick_pullback, self.pacer.tick)
+
+    @property
     def _period_ms(self) -> int:
         return round(self.pacer.period * 1000)
 
@@ -836,7 +841,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         lead = self._lead
         if lead <= self.pacer.tick / 2 or self.session.ptime_ms != self._period_ms:
             return False
-        shift = min(max(self.config.kick_pullback, self.pacer.tick), lead)
+        shift = min(self._step, lead)
         nxt = self.pacer.rephase(self, deadline + shift - self.pacer.period)
         if not nxt or nxt <= deadline:
             return False
@@ -850,7 +855,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         (``MediaConfig.kick_pullback``, at least a pacer slot) away, so a receiver sees
         jitter of a slot, never a missing packet."""
         lead = self._lead
-        step = max(self.config.kick_pullback, self.pacer.tick)
+        step = self._step
         shift = max(-step, min(step, lead))
         nxt = self.pacer.rephase(self, deadline + shift)
         if nxt:
