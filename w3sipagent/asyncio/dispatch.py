@@ -7,12 +7,13 @@ generic checks (:mod:`.requestcheck`), then by dialog and method: a new INVITE t
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from w3sipagent.asyncio import clientrequest, inbound, indialog
-from w3sipagent.asyncio.admission import HandlerResult, Reply
+from w3sipagent.asyncio.admission import HandlerResult, Reply, source_allowed
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.requestcheck import (
     _ALLOW,
@@ -71,7 +72,12 @@ def request_received(ua: UserAgent, ev: RequestReceived) -> None:
     method = request.method
     if method == "INVITE" and ev.dialog is None:
         ua._respond(ev.transaction, 100)  # at once, before any check that may take time
-    failure = check_request(ua, ev)
+    failure = check_request(
+        ev,
+        source_allowed=functools.partial(source_allowed, ua),
+        merges=ua._merge,
+        now=ua.loop.time(),
+    )
     if failure is not None:
         status, reason, headers = failure
         ua._respond(ev.transaction, status, reason, headers=headers)

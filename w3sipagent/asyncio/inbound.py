@@ -29,7 +29,6 @@ from w3sipagent.asyncio.requestcheck import (
     _retry_after,
 )
 from w3sipagent.asyncio.sessiontimer import (
-    arm_session_timer,
     refuse_session_expires,
     session_timer_answer,
 )
@@ -90,7 +89,7 @@ def incoming_invite(ua: UserAgent, ev: RequestReceived) -> None:
     request = ev.request
     ua._stats["invites"] += 1
     # session timer (RFC 4028 §8): 422 below our Min-SE
-    if refuse_session_expires(ua, ev):
+    if refuse_session_expires(c, ev, ua._respond):
         return
     if ua.draining:
         ua._respond(ev.transaction, 503, "Draining", headers=_retry_after(c))
@@ -219,7 +218,7 @@ async def answer_invite(ua: UserAgent, inc: Incoming, ev: RequestReceived) -> No
             ("Allow", _ALLOW),
             ("Supported", ", ".join(SUPPORTED_EXTENSIONS)),
         ]
-        headers += session_timer_answer(ua, call, request, uas=True)
+        headers += session_timer_answer(c, call, request)
         answer_body = bytes(answer_sdp)
         if c.send_ringing:
             ua._respond(tx, 180, headers=[("Contact", headers[0][1])])
@@ -291,7 +290,7 @@ def initial_ack(ua: UserAgent, call: Call, ev: AckReceived) -> None:
         if not answer_in_ack(ua, call, offer, ev.request, initial=True):
             return
     call.state = "active"
-    arm_session_timer(ua, call)
+    ua.session_timers.arm(call)
     if ua.handler is not None:
         call.handler_task = ua._spawn(run_handler(ua, call))
 

@@ -21,7 +21,6 @@ from w3sipagent.asyncio.requestcheck import (
     SUPPORTED_EXTENSIONS,
 )
 from w3sipagent.asyncio.sessiontimer import (
-    arm_session_timer,
     refuse_session_expires,
     session_timer_answer,
 )
@@ -36,6 +35,7 @@ from w3sipagent.sdp import (
 from w3sipagent.sip.events import (
     RequestReceived,
 )
+from w3sipagent.sip.requestcheck import glare
 
 if TYPE_CHECKING:
     from w3sipagent.asyncio.useragent import UserAgent
@@ -76,11 +76,10 @@ def modify_session(ua: UserAgent, call: Call, ev: RequestReceived) -> None:
     request = ev.request
     c = ua.config
     is_invite = request.method == "INVITE"
-    if refuse_session_expires(ua, ev):
+    if refuse_session_expires(c, ev, ua._respond):
         return
-    if call.reinvite_pending and (is_invite or request.body):
-        # glare: our own offer is outstanding (RFC 3261 §14.2, RFC 3311 §5.2)
-        ua._respond(ev.transaction, 491)
+    if glare(request, offer_pending=call.reinvite_pending) is not None:
+        ua._respond(ev.transaction, 491)  # our own offer is outstanding
         return
     headers = [
         ("Contact", f"<{ua.contact(transport=call.transport)}>"),
@@ -138,7 +137,7 @@ def modify_session(ua: UserAgent, call: Call, ev: RequestReceived) -> None:
         # offerless re-INVITE: our current SDP is the offer, the answer comes in the ACK
         body = bytes(previous)
         ua._reinvite_ack[ev.transaction] = (call, previous)
-    headers += session_timer_answer(ua, call, request, uas=True)
+    headers += session_timer_answer(c, call, request)
     ua._respond(
         ev.transaction,
         200,
@@ -146,4 +145,4 @@ def modify_session(ua: UserAgent, call: Call, ev: RequestReceived) -> None:
         body=body,
         content_type="application/sdp" if body else None,
     )
-    arm_session_timer(ua, call)
+    ua.session_timers.arm(call)

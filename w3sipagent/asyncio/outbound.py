@@ -23,11 +23,10 @@ from w3sipagent.asyncio.requestcheck import (
     SUPPORTED_EXTENSIONS,
 )
 from w3sipagent.asyncio.sessiontimer import (
-    arm_session_timer,
+    session_timer_from_response,
 )
 from w3sipagent.errors import (
     SdpError,
-    SipParseError,
     TransactionError,
     W3SipError,
 )
@@ -204,14 +203,8 @@ async def dial(
         ua._client.pop(tx, None)
         call.state = "active"
         call.answered_at = datetime.now(UTC)
-        try:
-            se = response.session_expires
-        except SipParseError:
-            se = None
-        if se is not None and c.session_timers:
-            call.session_interval = se.delta
-            call.we_refresh = se.refresher != "uas"
-        arm_session_timer(ua, call)
+        session_timer_from_response(c, call, response)
+        ua.session_timers.arm(call)
         return call
     except asyncio.CancelledError:
         if tx is not None:

@@ -1,119 +1,141 @@
-"""Session timers (RFC 4028) of a user agent's calls: the headers of our 2xx, arming the
-timer (refresh at half the interval, or BYE when the session expires) and the refresh.
+"""Session timers (RFC 4028) of a user agent's calls, on the event loop: the policy is
+:mod:`w3sipagent.sip.sessiontimer` (sans-IO); this module sends what it returns, keeps the
+negotiated timer on the call, arms the loop timer for its deadline and sends the refresh.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Literal
 
 from w3sipagent.asyncio.call import Call
-from w3sipagent.errors import (
-    SipParseError,
-    TransactionError,
-)
-from w3sipagent.sdp import (
-    SessionDescription,
-)
+from w3sipagent.asyncio.uaconfig import UserAgentConfig
+from w3sipagent.errors import TransactionError
+from w3sipagent.sdp import SessionDescription
+from w3sipagent.sip import sessiontimer as policy
 from w3sipagent.sip.events import RequestReceived
-from w3sipagent.sip.message import SipRequest
+from w3sipagent.sip.message import SipRequest, SipResponse
 
-if TYPE_CHECKING:
-    from w3sipagent.asyncio.useragent import UserAgent
+Respond = Callable[..., object]
+"""``respond(transaction, status, reason=None, *, headers=...)``: send a response."""
+RequestInDialog = Callable[..., Awaitable[SipResponse]]
+"""``request(call, method, *, headers=, body=, content_type=)``: the final response."""
+ByeAndEnd = Callable[[Call, str, int], Coroutine[Any, Any, None]]
+"""``bye_and_end(call, reason, code)``: BYE the call and end it (by the system)."""
+EndCall = Callable[[Call, str, Literal["remote", "local", "system"], int], None]
+"""``end(call, reason, by, code)``: end the call without a BYE."""
 
 
-def refuse_session_expires(ua: UserAgent, ev: RequestReceived) -> bool:
+def refuse_session_expires(config: UserAgentConfig, ev: RequestReceived, respond: Respond) -> bool:
     """Answer an INVITE / UPDATE whose Session-Expires we cannot take: 400 when malformed,
     422 with our Min-SE when below it (RFC 4028 §8). True if a response was sent."""
-    c = ua.config
-    try:
-        se = ev.request.session_expires
-    except SipParseError as exc:
-        ua._respond(ev.transaction, 400, exc.reason)
-        return True
-    if se is not None and c.session_timers and se.delta < c.min_se:
-        ua._respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
-        return True
-    return False
+    refusal = policy.check_session_expires(
+        ev.request, enabled=config.session_timers, min_se=config.min_se
+    )
+    if refusal is None:
+        return False
+    respond(ev.transaction, refusal.status, refusal.reason, headers=refusal.headers)
+    return True
 
 
 def session_timer_answer(
-    ua: UserAgent, call: Call, request: SipRequest, *, uas: bool
+    config: UserAgentConfig, call: Call, request: SipRequest
 ) -> list[tuple[str, str]]:
     """Headers of our 2xx for the Session-Expires of ``request``; sets the call's timer."""
-    c = ua.config
-    if not c.session_timers:
+    if not config.session_timers:
         return []
-    se = request.session_expires
-    if se is None:
-        call.session_interval = None
-        return []
-    supported = "timer" in [t.lower() for t in (*request.supported, *request.require)]
-    delta = max(min(se.delta, c.session_expires), c.min_se)
-    refresher = se.refresher if supported and se.refresher else ("uac" if supported else "uas")
-    call.session_interval = delta
-    call.we_refresh = refresher == "uas"
-    out = [("Session-Expires", f"{delta};refresher={refresher}")]
-    if supported:
-        out.append(("Require", "timer"))
-    return out
+    state, headers = policy.negotiate_uas(
+        request, session_expires=config.session_expires, min_se=config.min_se
+    )
+    _set(call, state)
+    return headers
 
 
-def arm_session_timer(ua: UserAgent, call: Call) -> None:
-    if call.session_timer is not None:
-        call.session_timer.cancel()
-        call.session_timer = None
-    interval = call.session_interval
-    if interval is None or call.ended or call.state != "active":
-        return
-    if call.we_refresh:
-        call.session_timer = ua.loop.call_later(
-            interval / 2, lambda: ua._spawn(refresh_session(ua, call))
-        )
-    else:
-        expire = interval - min(32.0, interval / 3)
-        call.session_timer = ua.loop.call_later(
-            expire, lambda: ua._spawn(ua._bye_and_end(call, "session_expired", 408))
-        )
+def session_timer_from_response(config: UserAgentConfig, call: Call, response: SipResponse) -> None:
+    """The 2xx to our INVITE sets the call's timer (when it has a Session-Expires)."""
+    state = policy.state_from_response(response)
+    if state is not None and config.session_timers:
+        _set(call, state)
 
 
-async def refresh_session(ua: UserAgent, call: Call) -> None:
-    """Refresh the session: UPDATE without body (re-INVITE with our SDP when the peer
-    does not allow UPDATE)."""
-    if call.ended or call.session_interval is None:
-        return
-    se = [("Session-Expires", f"{call.session_interval};refresher=uac"), ("Supported", "timer")]
-    allow = [a.upper() for a in _peer_allow(call)]
-    try:
-        if "UPDATE" in allow:
-            response = await ua.request_in_dialog(call, "UPDATE", headers=se)
+def _set(call: Call, state: policy.SessionTimerState | None) -> None:
+    call.session_interval = state.interval if state is not None else None
+    call.we_refresh = state.we_refresh if state is not None else False
+
+
+def _state(call: Call) -> policy.SessionTimerState | None:
+    if call.session_interval is None:
+        return None
+    return policy.SessionTimerState(call.session_interval, call.we_refresh)
+
+
+class SessionTimers:
+    """Arms the session timer of each call and refreshes or ends the session when it fires.
+
+    It takes what it needs as callables: the loop (timers and ``time()``), ``spawn`` (a task
+    the user agent keeps), ``request`` (a request in the call's dialog), ``bye_and_end`` and
+    ``end``.
+    """
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        spawn: Callable[[Coroutine[Any, Any, Any]], object],
+        request: RequestInDialog,
+        bye_and_end: ByeAndEnd,
+        end: EndCall,
+    ) -> None:
+        self._loop = loop
+        self._spawn = spawn
+        self._request = request
+        self._bye_and_end = bye_and_end
+        self._end = end
+
+    def arm(self, call: Call) -> None:
+        """(Re)arm the call's timer for its negotiated interval; none when the call is not
+        active or has no session timer."""
+        if call.session_timer is not None:
+            call.session_timer.cancel()
+            call.session_timer = None
+        state = _state(call)
+        if state is None or call.ended or call.state != "active":
+            return
+        due = policy.deadline(state, self._loop.time())
+        if due.action == "refresh":
+            call.session_timer = self._loop.call_at(due.at, lambda: self._spawn(self.refresh(call)))
         else:
-            body = bytes(call.local_sdp) if isinstance(call.local_sdp, SessionDescription) else b""
-            response = await ua.request_in_dialog(
-                call,
-                "INVITE",
-                headers=se,
-                body=body,
-                content_type="application/sdp" if body else None,
+            call.session_timer = self._loop.call_at(
+                due.at, lambda: self._spawn(self._bye_and_end(call, "session_expired", 408))
             )
-    except TransactionError:
-        await ua._bye_and_end(call, "session_refresh_failed", 408)
-        return
-    if response.status in (408, 481):
-        ua._end(call, "session_refresh_failed", "system", response.status)
-        return
-    if 200 <= response.status < 300:
+
+    async def refresh(self, call: Call) -> None:
+        """Refresh the session: UPDATE without body (re-INVITE with our SDP when the peer
+        does not allow UPDATE)."""
+        state = _state(call)
+        if call.ended or state is None:
+            return
+        headers = policy.refresh_headers(state.interval)
         try:
-            got = response.session_expires
-        except SipParseError:
-            got = None
-        if got is not None:
-            call.session_interval = got.delta
-            call.we_refresh = got.refresher != "uas"
-    arm_session_timer(ua, call)
-
-
-def _peer_allow(call: Call) -> list[str]:
-    allow = call.info.header("Allow")
-    if allow is None:
-        return []
-    return [a.strip() for a in allow.split(",") if a.strip()]
+            if policy.refresh_method(call.info.header("Allow")) == "UPDATE":
+                response = await self._request(call, "UPDATE", headers=headers)
+            else:
+                sdp = call.local_sdp
+                body = bytes(sdp) if isinstance(sdp, SessionDescription) else b""
+                response = await self._request(
+                    call,
+                    "INVITE",
+                    headers=headers,
+                    body=body,
+                    content_type="application/sdp" if body else None,
+                )
+        except TransactionError:
+            await self._bye_and_end(call, "session_refresh_failed", 408)
+            return
+        after = policy.refresh_outcome(response, state)
+        if after is None:
+            self._end(call, "session_refresh_failed", "system", response.status)
+            return
+        _set(call, after)
+        self.arm(call)

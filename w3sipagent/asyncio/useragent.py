@@ -91,10 +91,12 @@ from w3sipagent.asyncio.requestcheck import (
     ALLOWED_METHODS,
     SUPPORTED_EXTENSIONS,
     UNSUPPORTED_METHODS,
+    MergedRequests,
 )
 from w3sipagent.asyncio.requestcheck import (
     _accepts_sdp as _accepts_sdp,  # re-exported (tests)
 )
+from w3sipagent.asyncio.sessiontimer import SessionTimers
 from w3sipagent.asyncio.transport import SipDriver, TransportConfig, TransportSet
 from w3sipagent.asyncio.uaconfig import UserAgentConfig
 from w3sipagent.errors import TransactionError
@@ -219,7 +221,15 @@ class UserAgent:
         )
         """Per-call codec preference (``Accept.codecs``, ``dial(codecs=)``), kept for the
         call's later offers (re-INVITE / UPDATE, an offer in a 2xx)."""
-        self._merge: dict[tuple[str, str, int], tuple[str, float]] = {}
+        self._merge = MergedRequests(c.merge_window)
+        self.session_timers = SessionTimers(
+            loop=self.loop,
+            spawn=self._spawn,
+            request=self.request_in_dialog,
+            bye_and_end=self._bye_and_end,
+            end=self._end,
+        )
+        """The session timers (RFC 4028) of the calls: armed, refreshed, expired."""
         self._limits: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._silence: dict[tuple[str, int, int, str | None], bytes | None] = {}
