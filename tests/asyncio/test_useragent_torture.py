@@ -174,31 +174,6 @@ async def test_merged_request_482() -> None:
         await ua.close(timeout=0)
 
 
-async def test_merge_window_expires_and_prunes() -> None:
-    sent: list[bytes] = []
-    ua = UserAgent(fast_config(merge_window=0.05), sender=lambda d, a, t: sent.append(d))
-
-    def options(branch: str, call_id: str = "merged") -> bytes:
-        return (
-            f"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n"
-            f"From: <sip:p@127.0.0.1>;tag=same\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
-            "CSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n"
-        ).encode()
-
-    try:
-        ua.feed(options("z9hG4bKw1"), SOURCE)
-        ua.feed(options("z9hG4bKw2"), SOURCE)
-        for n in range(50):
-            ua.feed(options(f"z9hG4bKfill{n}", f"fill-{n}"), SOURCE)
-        await asyncio.sleep(0.08)  # past the window: not a merge any more
-        ua.feed(options("z9hG4bKw3"), SOURCE)
-        codes = [parse_message(d).status for d in sent]  # type: ignore[union-attr]
-        assert codes[:2] == [200, 482] and codes[-1] == 200
-        assert len(ua._merge) == 1  # the expired entries were pruned
-    finally:
-        await ua.close(timeout=0)
-
-
 async def test_response_to_nothing_is_dropped() -> None:
     sent: list[bytes] = []
     ua = UserAgent(fast_config(), sender=lambda d, a, t: sent.append(d))
@@ -250,16 +225,3 @@ async def test_responses_routed_per_18_2_2(
         assert isinstance(reply, SipResponse) and reply.status == 200
     finally:
         await ua.close(timeout=0)
-
-
-def test_accepts_sdp_rules() -> None:
-    """An INVITE whose Accept excludes application/sdp gets 406; absent Accept means SDP."""
-    from w3sipagent.asyncio.useragent import _accepts_sdp
-
-    assert _accepts_sdp([])
-    assert _accepts_sdp(["application/sdp"])
-    assert _accepts_sdp(["text/plain", "application/*"])
-    assert _accepts_sdp(["*/*;q=0.5"])
-    assert not _accepts_sdp(["text/nobodyknowsthis"])
-    assert not _accepts_sdp(["application/sdp;q=0"])
-    assert not _accepts_sdp(["application/sdp;q=x"])
