@@ -41,6 +41,7 @@ import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from w3sipagent.errors import SipParseError, TransactionError
 from w3sipagent.sip.dialog import Dialog, DialogError, DialogId, DialogState
@@ -119,7 +120,6 @@ class _AckWaiter:
     """The UAS core's 2xx retransmission until the ACK (RFC 3261 §13.3.1.4)."""
 
     __slots__ = (
-        "core",
         "data",
         "destination",
         "dialog",
@@ -127,21 +127,21 @@ class _AckWaiter:
         "interval",
         "key",
         "next_send",
+        "t2",
         "transport",
         "tx_id",
     )
 
     def __init__(
         self,
-        core: SipCore,
+        timers: TimerConfig,
         key: tuple[str, str, int],
         tx: Transaction,
         data: bytes,
         now: float,
         dialog: Dialog | None,
     ) -> None:
-        timers = core.config.timers
-        self.core = core
+        self.t2 = timers.t2
         self.key = key
         self.tx_id = tx.id
         self.data = data
@@ -161,19 +161,19 @@ class _AckWaiter:
         self.give_up = None
         self.next_send = None
 
-    def handle_timers(self, now: float) -> None:
+    def due(self, now: float) -> Literal["give_up", "resend"] | None:
+        """What is due at ``now``: give up (no ACK came), resend the 2xx (the next send is
+        then scheduled, the interval doubled up to T2), or nothing."""
         if self.give_up is None:
-            return
+            return None
         if now >= self.give_up:
             self.stop()
-            self.core._ack_waiters.pop(self.key, None)
-            self.core._events.append(AckTimedOut(self.tx_id, self.dialog))
-            return
+            return "give_up"
         if self.next_send is not None and now >= self.next_send:
-            self.core._out.append((self.data, self.destination, self.transport))
-            self.interval = min(2 * self.interval, self.core.config.timers.t2)
+            self.interval = min(2 * self.interval, self.t2)
             self.next_send = now + self.interval
-            self.core._arm(self, min(self.next_send, self.give_up))
+            return "resend"
+        return None
 
 
 class SipCore:
@@ -258,7 +258,10 @@ class SipCore:
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, _, owner = heapq.heappop(heap)
-            owner.handle_timers(now)
+            if isinstance(owner, _AckWaiter):
+                self._ack_waiter_due(owner, now)
+            else:
+                owner.handle_timers(now)
 
     def next_event(self) -> SipEvent | None:
         """The next event for the user agent, or None."""
@@ -636,7 +639,7 @@ class SipCore:
             dialog = self._dialogs.get((request.call_id, request.to.tag, request.from_.tag or ""))
         if 200 <= status < 300 and tag:
             key = (request.call_id, tag, request.cseq.seq)
-            waiter = _AckWaiter(self, key, tx, tx.last_response_bytes, now, dialog)
+            waiter = _AckWaiter(self.config.timers, key, tx, tx.last_response_bytes, now, dialog)
             old = self._ack_waiters.get(key)
             if old is not None:
                 old.stop()
@@ -649,6 +652,17 @@ class SipCore:
 
     def _arm(self, owner: Transaction | _AckWaiter, deadline: float) -> None:
         heapq.heappush(self._heap, (deadline, next(self._seq), owner))
+
+    def _ack_waiter_due(self, waiter: _AckWaiter, now: float) -> None:
+        what = waiter.due(now)
+        if what == "give_up":
+            self._ack_waiters.pop(waiter.key, None)
+            self._events.append(AckTimedOut(waiter.tx_id, waiter.dialog))
+        elif what == "resend":
+            self._out.append((waiter.data, waiter.destination, waiter.transport))
+            deadline = waiter.next_deadline()
+            assert deadline is not None
+            self._arm(waiter, deadline)
 
     def _transaction(self, transaction: TransactionId) -> Transaction:
         tx = self._transactions.get(transaction)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from w3sipagent.sip.events import Address, TransactionId
 from w3sipagent.sip.headers import Headers
@@ -291,6 +291,9 @@ class TransactionSink(Protocol):
         """The transaction reached Terminated: forget it."""
 
 
+_ActionFn = Callable[["Transaction", float, Input, "SipRequest | SipResponse | None"], None]
+
+
 class Transaction:
     """One transaction: its machine, its request, its timers and what to retransmit."""
 
@@ -383,7 +386,7 @@ class Transaction:
         actions, next_state = entry
         self.state = next_state
         for action in actions:
-            _ACTIONS[action](self, now, inp, message)
+            self._ACTIONS[action](self, now, inp, message)
         if next_state is State.TERMINATED:
             self.timers.clear()
             self._immediate.clear()
@@ -527,40 +530,38 @@ class Transaction:
         if delay is not None:
             self._start_timer("100", delay, now)
 
-
-_ActionFn = Callable[[Transaction, float, Input, "SipRequest | SipResponse | None"], None]
-
-_ACTIONS: dict[Action, _ActionFn] = {
-    A.SEND_REQUEST: Transaction._send_request,
-    A.SEND_RESPONSE: Transaction._send_response,
-    A.RESEND_RESPONSE: Transaction._resend_response,
-    A.SEND_TRYING: Transaction._send_trying,
-    A.SEND_ACK: Transaction._send_ack,
-    A.RESEND_ACK: Transaction._resend_ack,
-    A.PASS_RESPONSE: Transaction._pass_response,
-    A.PASS_ACK: Transaction._pass_ack,
-    A.REPORT_TIMEOUT: Transaction._report_timeout,
-    A.REPORT_TRANSPORT_ERROR: Transaction._report_transport_error,
-    A.CLEAR_TIMERS: Transaction._clear_timers,
-    A.START_A: Transaction._start_a,
-    A.BACKOFF_A: Transaction._backoff_a,
-    A.START_B: Transaction._start_b,
-    A.START_C: Transaction._start_c,
-    A.START_D: Transaction._start_d,
-    A.START_E: Transaction._start_e,
-    A.BACKOFF_E: Transaction._backoff_e,
-    A.RESET_E: Transaction._reset_e,
-    A.START_F: Transaction._start_f,
-    A.START_G: Transaction._start_g,
-    A.BACKOFF_G: Transaction._backoff_g,
-    A.START_H: Transaction._start_h,
-    A.START_I: Transaction._start_i,
-    A.START_J: Transaction._start_j,
-    A.START_K: Transaction._start_k,
-    A.START_L: Transaction._start_l,
-    A.START_M: Transaction._start_m,
-    A.START_TRYING: Transaction._start_trying,
-}
+    _ACTIONS: ClassVar[dict[Action, _ActionFn]] = {
+        A.SEND_REQUEST: _send_request,
+        A.SEND_RESPONSE: _send_response,
+        A.RESEND_RESPONSE: _resend_response,
+        A.SEND_TRYING: _send_trying,
+        A.SEND_ACK: _send_ack,
+        A.RESEND_ACK: _resend_ack,
+        A.PASS_RESPONSE: _pass_response,
+        A.PASS_ACK: _pass_ack,
+        A.REPORT_TIMEOUT: _report_timeout,
+        A.REPORT_TRANSPORT_ERROR: _report_transport_error,
+        A.CLEAR_TIMERS: _clear_timers,
+        A.START_A: _start_a,
+        A.BACKOFF_A: _backoff_a,
+        A.START_B: _start_b,
+        A.START_C: _start_c,
+        A.START_D: _start_d,
+        A.START_E: _start_e,
+        A.BACKOFF_E: _backoff_e,
+        A.RESET_E: _reset_e,
+        A.START_F: _start_f,
+        A.START_G: _start_g,
+        A.BACKOFF_G: _backoff_g,
+        A.START_H: _start_h,
+        A.START_I: _start_i,
+        A.START_J: _start_j,
+        A.START_K: _start_k,
+        A.START_L: _start_l,
+        A.START_M: _start_m,
+        A.START_TRYING: _start_trying,
+    }
+    """What each action of the tables does (looked up by :meth:`_run`)."""
 
 
 # -- ACK and CANCEL construction ---------------------------------------------------------------
