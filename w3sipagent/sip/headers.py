@@ -195,11 +195,25 @@ class Headers:
             self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, items: list[tuple[str, str, str]]) -> Headers:
-        h = cls.__new__(cls)
-        h._items = items
+    def from_entries(cls, entries: list[tuple[str, str, str]]) -> Headers:
+        """Headers taking ``entries`` as they are (no copy, no check): ``(lower-case key,
+        canonical name, stripped value)`` triples, as the parser builds them."""
+        h: Headers = cls.__new__(cls)
+        h._items = entries
         h._gen = 0
         return h
+
+    @property
+    def entries(self) -> list[tuple[str, str, str]]:
+        """The ``(lower-case key, canonical name, value)`` triples in order: the live list,
+        for readers on a hot path (serialization); never to be changed in place."""
+        return self._items
+
+    @property
+    def generation(self) -> int:
+        """A counter bumped on every change: a cache of parsed values is valid while it
+        holds the generation it was filled at."""
+        return self._gen
 
     @staticmethod
     def _check(name: str, value: str) -> tuple[str, str, str]:
@@ -302,7 +316,7 @@ class Headers:
 
     def copy(self) -> Headers:
         """An independent copy."""
-        return Headers._from_parsed(list(self._items))
+        return Headers.from_entries(list(self._items))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):

@@ -151,12 +151,20 @@ class SipMessage:
     _cache_hdrs: Headers | None
     _cache_gen: int
 
+    def adopt_parsed(self, headers: Headers, values: dict[str, object]) -> None:
+        """Take ``headers`` and ``values``, the typed values the parser has already read from
+        them (by the names :meth:`_cached` uses); the parser may add to ``values`` later."""
+        self.headers = headers
+        self._cache = values
+        self._cache_hdrs = headers
+        self._cache_gen = headers.generation
+
     def _cached(self, name: str, compute: Callable[[], _T]) -> _T:
         h = self.headers
-        if self._cache_hdrs is not h or self._cache_gen != h._gen:
+        if self._cache_hdrs is not h or self._cache_gen != h.generation:
             self._cache = {}
             self._cache_hdrs = h
-            self._cache_gen = h._gen
+            self._cache_gen = h.generation
         v = self._cache.get(name, _UNSET)
         if v is _UNSET:
             v = compute()
@@ -314,13 +322,13 @@ class SipMessage:
             raise SipParseError("missing Via header")
         values = split_header_list(first) if "," in first else [first]
         values[0] = str(via) if text is None else text
-        cache_valid = self._cache_hdrs is headers and self._cache_gen == headers._gen
+        cache_valid = self._cache_hdrs is headers and self._cache_gen == headers.generation
         headers.replace_first("Via", ", ".join(values))
         if cache_valid:
             cache = self._cache
             cache.pop("vias", None)
             cache["via"] = via
-            self._cache_gen = headers._gen
+            self._cache_gen = headers.generation
 
     # -- serialization -------------------------------------------------------------------
 
@@ -333,7 +341,7 @@ class SipMessage:
         lines = [self._start_line()]
         append = lines.append
         cl_done = False
-        for key, name, value in self.headers._items:
+        for key, name, value in self.headers.entries:
             if key == "content-length":
                 if cl_done:
                     continue
@@ -347,7 +355,7 @@ class SipMessage:
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + body
 
     def _norm_headers(self) -> list[tuple[str, str]]:
-        return [(k, v) for k, _, v in self.headers._items if k != "content-length"]
+        return [(k, v) for k, _, v in self.headers.entries if k != "content-length"]
 
 
 def _opt(headers: Headers, name: str, parse: Callable[[str], _T]) -> _T | None:
@@ -581,13 +589,10 @@ def _parse(data: bytes | bytearray | memoryview) -> SipRequest | SipResponse:
                     error = SipMessageError(e.reason)
                 continue
         append((kc[0], kc[1], value.strip()))
-    headers = Headers._from_parsed(items)
-    msg.headers = headers
-    msg.version = version
+    headers = Headers.from_entries(items)
     cache: dict[str, object] = {}
-    msg._cache = cache
-    msg._cache_hdrs = headers
-    msg._cache_gen = 0
+    msg.adopt_parsed(headers, cache)
+    msg.version = version
     msg.body = b""
 
     # -- typed values for admission
@@ -698,7 +703,7 @@ def make_response(
     Content-Type when given; Content-Length is computed on serialization.
     """
     items: list[tuple[str, str, str]] = []
-    src = request.headers._items
+    src = request.headers.entries
     for it in src:
         if it[0] == "via":
             items.append(it)
@@ -711,7 +716,7 @@ def make_response(
                 break
     if 100 < status < 300 and request.method in _DIALOG_METHODS:
         items.extend(it for it in src if it[0] == "record-route")
-    resp = SipResponse(status, reason, Headers._from_parsed(items), body)
+    resp = SipResponse(status, reason, Headers.from_entries(items), body)
     for name, value in headers:
         resp.headers.add(name, value)
     if content_type is not None:

@@ -173,18 +173,6 @@ class SipUri:
         t = self.params.get("transport")
         return t.lower() if t else None
 
-    def _cmp(self, key: str, value: str | None, safe: str) -> str | None:
-        """``value`` in comparison form: from its raw text when it was written with escapes,
-        else as :func:`str` writes it (``safe``: what that component leaves unescaped)."""
-        if value is None:
-            return None
-        raw = self.raw.get(key) if self.raw is not None else None
-        if raw is None or unquote(raw, errors="surrogateescape") != value:
-            if value.isascii() and value.isalnum():
-                return value
-            raw = _escape(value, safe)
-        return _canonical(raw)
-
     def equivalent(self, other: object) -> bool:
         """Compare two URIs by the rules of RFC 3261 §19.1.4.
 
@@ -201,10 +189,10 @@ class SipUri:
             return False
         if not _same_host(self.host, other.host):
             return False
-        if self._cmp("user", self.user, _USER_SAFE) != other._cmp("user", other.user, _USER_SAFE):
+        if _cmp(self, "user", self.user, _USER_SAFE) != _cmp(other, "user", other.user, _USER_SAFE):
             return False
-        if self._cmp("password", self.password, _PASSWORD_SAFE) != other._cmp(
-            "password", other.password, _PASSWORD_SAFE
+        if _cmp(self, "password", self.password, _PASSWORD_SAFE) != _cmp(
+            other, "password", other.password, _PASSWORD_SAFE
         ):
             return False
         a, b = self.params, other.params
@@ -212,14 +200,14 @@ class SipUri:
             if (name in a) != (name in b):
                 return False
         for name in a.keys() & b.keys():
-            va = self._cmp(";" + name, a[name], _PARAM_SAFE)
-            vb = other._cmp(";" + name, b[name], _PARAM_SAFE)
+            va = _cmp(self, ";" + name, a[name], _PARAM_SAFE)
+            vb = _cmp(other, ";" + name, b[name], _PARAM_SAFE)
             if (va is None) != (vb is None):
                 return False
             if va is not None and vb is not None and va.lower() != vb.lower():
                 return False
-        ha = {k.lower(): self._cmp("?" + k, v, _HEADER_SAFE) for k, v in self.headers.items()}
-        hb = {k.lower(): other._cmp("?" + k, v, _HEADER_SAFE) for k, v in other.headers.items()}
+        ha = {k.lower(): _cmp(self, "?" + k, v, _HEADER_SAFE) for k, v in self.headers.items()}
+        hb = {k.lower(): _cmp(other, "?" + k, v, _HEADER_SAFE) for k, v in other.headers.items()}
         return ha == hb
 
     def __str__(self) -> str:
@@ -301,6 +289,20 @@ class AbsoluteUri:
 
 
 Uri = SipUri | TelUri | AbsoluteUri
+
+
+def _cmp(uri: SipUri, key: str, value: str | None, safe: str) -> str | None:
+    """``value`` (a component of ``uri``) in comparison form: from its raw text when it was
+    written with escapes, else as :func:`str` writes it (``safe``: what that component
+    leaves unescaped)."""
+    if value is None:
+        return None
+    raw = uri.raw.get(key) if uri.raw is not None else None
+    if raw is None or unquote(raw, errors="surrogateescape") != value:
+        if value.isascii() and value.isalnum():
+            return value
+        raw = _escape(value, safe)
+    return _canonical(raw)
 
 
 def _same_host(a: str, b: str) -> bool:
