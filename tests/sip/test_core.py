@@ -741,8 +741,25 @@ def test_add_and_remove_dialog() -> None:
     assert b.dialog(uas.id) is uas
 
 
-def test_fast_timers_keep_the_suite_fast() -> None:
-    assert FAST.transaction_timeout == 32.0
+def test_configured_timeout_and_ack_wait_end_the_core_timers() -> None:
+    """``timeout`` ends a client transaction (Timer F) and ``ack_wait`` the 2xx
+    retransmission (AckTimedOut) at the configured times, not at 64*T1."""
+    timers = TimerConfig(t1=FAST.t1, t2=FAST.t2, t4=FAST.t4, timeout=5.0, ack_wait=2.0)
+    net, a, b = pair(timers)
+    net.drop_if = lambda s: s.first_line.startswith("ACK")
+    nobody = ("127.0.0.3", 5080)
+    ctx = a.send_request(request("OPTIONS", dst=nobody, call_id="lost"), nobody, 0.0)
+    _, stx = invite_to_bob(net, a, b)
+    b.send_response(stx, b.create_response(stx, 200, headers=[CONTACT_B]), 0.0)
+    net.pump()
+    dialog = only(
+        [e for e in net.take(ALICE) if isinstance(e, ResponseReceived)], ResponseReceived
+    ).dialog
+    a.send_ack(dialog.create_ack(), BOB)
+    net.run_until(40)
+    assert (5.0, TransactionTimedOut(ctx, "F")) in net.events[ALICE]
+    assert [t for t, e in net.events[BOB] if isinstance(e, AckTimedOut)] == [2.0]
+    assert times(net.sent("SIP/2.0 200")) == [0.0, 0.5, 1.5]
 
 
 def test_ack_for_2xx_reusing_the_invite_branch_reaches_the_ua() -> None:
