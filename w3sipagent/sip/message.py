@@ -38,21 +38,18 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, cast
 
 from w3sipagent.errors import SipParseError
+from w3sipagent.sip.fields import _NAME_CACHE, Headers, _resolve, split_header_list
 from w3sipagent.sip.headers import (
-    _NAME_CACHE,
     CSeq,
     Event,
-    Headers,
     NameAddr,
     SessionExpires,
     SubscriptionState,
     Via,
-    _resolve,
     parse_content_length,
     parse_max_forwards,
     parse_media_type,
     parse_option_tags,
-    split_header_list,
 )
 from w3sipagent.sip.uri import SipUri, TelUri, parse_uri
 

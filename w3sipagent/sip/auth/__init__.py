@@ -41,7 +41,7 @@ from w3sipagent.sip.auth.digest import (
     parse_challenges,
 )
 from w3sipagent.sip.auth.server import AuthResult, AuthStatus, DigestServer
-from w3sipagent.sip.headers import MAX_AUTH_HEADER
+from w3sipagent.sip.authheaders import MAX_AUTH_HEADER
 
 __all__ = [
     "ALGORITHMS",

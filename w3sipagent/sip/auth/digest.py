@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from w3sipagent.errors import AuthError, SipParseError
-from w3sipagent.sip.headers import split_auth_values
+from w3sipagent.sip.authheaders import split_auth_values
 
 
 class AuthParseError(AuthError, ValueError):
@@ -103,7 +103,7 @@ def parse_auth_params(value: str) -> list[tuple[str, dict[str, str]]]:
     Handles quoted strings (with commas and escapes inside), token values, extra
     whitespace and several challenges in one value (``Digest a=1, Basic b=2``).
     Parameter names are lower-cased. Raises :class:`AuthParseError` on malformed input
-    (the scanner is :func:`w3sipagent.sip.headers.split_auth_values`, shared with the
+    (the scanner is :func:`w3sipagent.sip.authheaders.split_auth_values`, shared with the
     typed header values).
     """
     try:
