@@ -29,6 +29,10 @@ What the core does for the user agent:
 
 The core only ever sends to IP literals it was given or received from; it never resolves a
 host name.
+
+This file is longer than most (~740 lines) because it is one state owner: the transaction
+and dialog tables and the timer heap are read and changed together on every message, and
+splitting :class:`SipCore` would only spread that one state over several files.
 """
 
 from __future__ import annotations
