@@ -24,7 +24,8 @@ Matching (RFC 3261 §17.1.3, §17.2.3) is a dictionary lookup on the keys built 
 (Request-URI, From tag, Call-ID, CSeq, top Via) when the branch lacks the magic cookie.
 
 This file is longer than most (~660 lines) because the four tables and the actions they name
-are one specification (RFC 3261 §17) read side by side; about half of it is the tables.
+are one specification (RFC 3261 §17) read side by side: the states, inputs, actions and
+tables take ~200 lines and the machine that runs them ~270.
 """
 
 from __future__ import annotations
