@@ -883,5 +883,5 @@ def test_garbage_without_reply_headers_is_dropped_not_answered() -> None:
         core.receive_datagram(junk, ("127.0.0.1", 40000), now=0.0)
         assert core.datagrams_to_send(0.0) == []
         event = core.next_event()
-        assert event is not None and type(event).__name__ == "MalformedRequest"
+        assert isinstance(event, MalformedRequest)
         assert event.answered is False
