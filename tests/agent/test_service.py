@@ -109,7 +109,7 @@ async def rig(
         store=store,
         ai_factory=ai,
         ua_config=fast_config(),
-        environ=ENV,
+        environ=dict(ENV),
     )
     await svc.start()
     caller = UserAgent(fast_config())
@@ -262,7 +262,9 @@ async def test_tenant_isolation_key_prompt_tools_and_destinations(rig: Any) -> N
 
 async def test_missing_api_key_falls_back_and_is_not_leaked(rig: Any, store: CdrStore) -> None:
     svc, caller, ai = rig
-    svc._environ = {"GLOBEX_KEY": "sk-globex-9876543210"}  # acme's variable is gone
+    environ = svc.environ
+    assert isinstance(environ, dict)
+    del environ["ACME_KEY"]  # acme's variable is gone; keys are read at call time
     call = await caller.dial("sip:support@acme.example", proxy=("127.0.0.1", svc.port))
     end = await asyncio.wait_for(call.wait_ended(), 5)
     assert end.reason == "remote_bye"

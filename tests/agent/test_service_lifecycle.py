@@ -30,7 +30,7 @@ from w3sipagent.config import Settings, load_settings
 from w3sipagent.records.cdr import CallRecord, Disposition
 from w3sipagent.records.store import CdrStore
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
-from w3sipagent.tenants.reload import TenantRegistry
+from w3sipagent.agent.reload import TenantRegistry
 from w3sipagent.tenants.resolver import registration_id
 
 ENV = {"ACME_KEY": "sk-acme-0123456789", "HOOK_TOKEN": "tok-hook"}

@@ -89,7 +89,7 @@ async def run_agent(
     from w3sipagent.agent.service import AgentService
     from w3sipagent.metrics import HealthState, Metrics, MetricsServer
     from w3sipagent.records.store import CdrStore
-    from w3sipagent.tenants.reload import TenantRegistry
+    from w3sipagent.agent.reload import TenantRegistry
 
     metrics = Metrics()
     health = HealthState(metrics)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from w3sipagent.config import load_settings
-from w3sipagent.tenants.reload import TenantRegistry
+from w3sipagent.agent.reload import TenantRegistry
 from w3sipagent.tenants.resolver import CallRequest, Rejection, Resolution
 
 BASE = """
