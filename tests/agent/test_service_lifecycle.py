@@ -20,6 +20,7 @@ import pytest
 from tests.agent.helpers import rms_pcm, tone_pcm, tone_ulaw, wait_until
 from tests.asyncio.helpers import fast_config
 from w3sipagent.agent.bridge import BridgeOptions
+from w3sipagent.agent.reload import TenantRegistry
 from w3sipagent.agent.scripted import ScriptedReply, ScriptedSession
 from w3sipagent.agent.service import AgentService, negotiated_encoding, tenant_codec_preference
 from w3sipagent.ai.session import AISessionConfig, AudioFormat
@@ -30,7 +31,6 @@ from w3sipagent.config import Settings, load_settings
 from w3sipagent.records.cdr import CallRecord, Disposition
 from w3sipagent.records.store import CdrStore
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
-from w3sipagent.agent.reload import TenantRegistry
 from w3sipagent.tenants.resolver import registration_id
 
 ENV = {"ACME_KEY": "sk-acme-0123456789", "HOOK_TOKEN": "tok-hook"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from w3sipagent.config import load_settings
 from w3sipagent.agent.reload import TenantRegistry
+from w3sipagent.config import load_settings
 from w3sipagent.tenants.resolver import CallRequest, Rejection, Resolution
 
 BASE = """

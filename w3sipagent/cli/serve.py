@@ -86,10 +86,10 @@ async def run_agent(
     The composition of a deployment: the CDR store, the reloadable tenant table, the metrics
     and health server, and :class:`~w3sipagent.agent.service.AgentService` answering calls.
     """
+    from w3sipagent.agent.reload import TenantRegistry
     from w3sipagent.agent.service import AgentService
     from w3sipagent.metrics import HealthState, Metrics, MetricsServer
     from w3sipagent.records.store import CdrStore
-    from w3sipagent.agent.reload import TenantRegistry
 
     metrics = Metrics()
     health = HealthState(metrics)

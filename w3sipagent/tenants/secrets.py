@@ -29,6 +29,7 @@ __all__ = [
     "resolve_secret",
 ]
 
+
 def resolve_secret(
     ref: SecretRef,
     *,
