@@ -277,10 +277,19 @@ class RecordsSettings(_Section):
         return make_url(self.database_url).render_as_string(hide_password=True)
 
 
+OFF = "off"
+"""The value that switches a listener off where a flag, a variable or TOML cannot say null."""
+
+
 class MetricsSettings(_Section):
-    """Prometheus metrics and the health endpoint (None: off)."""
+    """Prometheus metrics and the health endpoint (None or ``"off"``: off)."""
 
     listen: HostPort | None = "127.0.0.1:9464"
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == OFF else v
 
 
 class LoggingSettings(_Section):
