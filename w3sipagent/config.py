@@ -329,6 +329,12 @@ class Settings(BaseSettings):
     _files: list[Path] = PrivateAttr(default_factory=list)
     _include_globs: list[str] = PrivateAttr(default_factory=list)
 
+    def attach_sources(self, origins: Origins, files: list[Path], include_globs: list[str]) -> None:
+        """Record where the values came from and which files were read (:func:`load_settings`)."""
+        self._origins = origins
+        self._files = list(files)
+        self._include_globs = list(include_globs)
+
     @property
     def config_file(self) -> Path | None:
         """The main config file read (None when there was none)."""
@@ -493,9 +499,7 @@ def load_settings(
                 for tid, key, msg in conflicts
             ]
         )
-    settings._origins = origins
-    settings._files = list(doc.files)
-    settings._include_globs = list(doc.include_globs)
+    settings.attach_sources(origins, list(doc.files), list(doc.include_globs))
     return settings
 
 

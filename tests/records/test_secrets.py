@@ -79,7 +79,7 @@ instructions = "Help the caller."
     await store.flush()
 
     async with store.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in (await conn.execute(text("SELECT * FROM cdrs"))).all()]
+        rows = [dict(r) for r in (await conn.execute(text("SELECT * FROM cdrs"))).mappings()]
     assert len(rows) == 1
     stored = json.dumps(rows, default=str)
     exported = cdr.model_dump_json() + repr(settings) + str(settings.describe())

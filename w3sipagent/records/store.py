@@ -635,10 +635,9 @@ class CdrStore:
             q = q.where(ActivityRow.tenant == tenant)
         q = q.order_by(desc(ActivityRow.window_start), desc(ActivityRow.count)).limit(limit)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).all()
+            rows = (await conn.execute(q)).mappings().all()
         out = []
-        for r in rows:
-            m = r._mapping
+        for m in rows:
             out.append(
                 ActivityEntry(
                     m["window_start"],
