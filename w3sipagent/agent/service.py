@@ -159,7 +159,7 @@ class AgentService:
             early_connect=early_connect,
         )
         """Admits INVITEs (the user agent's admission hook)."""
-        self.calls = CallRunner(
+        self.call_runner = CallRunner(
             self.admission,
             stats=self.stats,
             webhooks=lambda: self.webhooks,
@@ -167,9 +167,9 @@ class AgentService:
             metrics=metrics,
         )
         """Runs each call's bridge and finishes its CDR (the user agent's handler)."""
-        self.bridges: dict[str, CallBridge] = self.calls.bridges
+        self.bridges: dict[str, CallBridge] = self.call_runner.bridges
         """Live bridges by Call-ID."""
-        self.finished: list[CallRecord] = self.calls.finished
+        self.finished: list[CallRecord] = self.call_runner.finished
         """CDRs of the calls that ended (most recent last, bounded)."""
         self._stop = asyncio.Event()
         self.register = register
@@ -220,7 +220,7 @@ class AgentService:
         if self.webhooks is None:
             self.webhooks = CdrWebhookPoster(self._http, environ=self._environ)
         self.ua = ua = UserAgent(
-            self.ua_config, handler=self.calls.handle, admission=self.admission.admit
+            self.ua_config, handler=self.call_runner.handle, admission=self.admission.admit
         )
         self.transferer = Transferer(ua, self.transfer_config)
         self.transferer.install(ua)
@@ -339,7 +339,7 @@ class AgentService:
 
     def live_calls(self) -> list[LiveCall]:
         """The calls in progress, oldest first."""
-        return self.calls.live_calls()
+        return self.call_runner.live_calls()
 
     async def dial(
         self,
@@ -359,6 +359,6 @@ class AgentService:
         """
         if self.ua is None:
             raise RuntimeError("dial() before start()")
-        return await self.calls.dial(
+        return await self.call_runner.dial(
             self.ua, uri, tenant_id, agent=agent, proxy=proxy, timeout=timeout
         )
