@@ -134,7 +134,7 @@ async def test_call_is_bridged_greeting_heard_audio_passthrough_and_cdr(
     )
     heard: list[bytes] = []
     listener = asyncio.create_task(_listen(call, heard))
-    await wait_until(lambda: len(heard) >= 40, timeout=5, what="greeting heard")
+    await wait_until(lambda: len(heard) >= 40, timeout=15, what="greeting heard")
     # the AI session was created at admission, before the 200 OK, and is the one in use
     assert len(ai.made) == 1
     tenant, key, transport, cfg, session = ai.made[0]
@@ -148,11 +148,11 @@ async def test_call_is_bridged_greeting_heard_audio_passthrough_and_cdr(
     pcm = tone_pcm(400, 8000, 7000, 300.0)
     n0 = len(session.audio)
     await call.play(pcm)
-    await wait_until(lambda: len(session.audio) - n0 >= 3200, timeout=3, what="speech at AI")
+    await wait_until(lambda: len(session.audio) - n0 >= 3200, timeout=10, what="speech at AI")
     got = bytes(session.audio[n0:])
     assert ulaw_encode(pcm) in got  # untouched payload bytes, no transcoding
     await call.hangup()
-    await asyncio.wait_for(listener, 2)
+    await asyncio.wait_for(listener, 5)
     await wait_until(lambda: not svc.bridges, what="bridge ended")
     await store.flush()
     cdr = await store.get_cdr(call.call_id)
@@ -272,7 +272,7 @@ async def test_missing_api_key_falls_back_and_is_not_leaked(rig: Any, store: Cdr
     assert isinstance(environ, dict)
     del environ["ACME_KEY"]  # acme's variable is gone; keys are read at call time
     call = await caller.dial("sip:support@acme.example", proxy=("127.0.0.1", svc.port))
-    end = await asyncio.wait_for(call.wait_ended(), 5)
+    end = await asyncio.wait_for(call.wait_ended(), 10)
     assert end.reason == "remote_bye"
     assert ai.made == []
     await wait_until(lambda: not svc.bridges, what="bridge ended")
