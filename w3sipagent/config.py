@@ -4,7 +4,7 @@ Precedence: flag > environment > file > default. Environment variables nest with
 (``W3SIPAGENT_SIP__LISTEN=0.0.0.0:5090``, ``W3SIPAGENT_TENANTS__ACME__MAX_CONCURRENT_CALLS=5``);
 a value starting with ``[`` or ``{`` is read as JSON, and lists also take ``a,b,c``.
 CLI flags arrive as a dict (nested, or dotted keys such as ``{"sip.listen": "0.0.0.0:5090"}``;
-None values are ignored).
+None values are ignored: an unset flag; ``"off"`` switches ``metrics.listen`` off).
 
 :func:`load_settings` returns a validated :class:`Settings` that remembers where each value
 came from (:meth:`Settings.source_of`: ``default``, ``file:PATH``, ``env:NAME`` or ``flag``).
