@@ -52,6 +52,20 @@ def test_defaults_without_file() -> None:
     assert s.sip.tls_address == ("0.0.0.0", 5091)
 
 
+def test_metrics_off_from_flag_env_and_file(tmp_path: Path) -> None:
+    """``off`` switches the metrics listener off wherever null cannot be written; an unset
+    flag (None) leaves the configured address."""
+    p = write(tmp_path, '[metrics]\nlisten = "127.0.0.1:9999"\n')
+    assert load_settings(p, {"metrics.listen": "off"}, environ={}).metrics.listen is None
+    assert load_settings(p, {"metrics": {"listen": None}}, environ={}).metrics.listen == (
+        "127.0.0.1:9999"
+    )
+    env = {"W3SIPAGENT_METRICS__LISTEN": "OFF"}
+    assert load_settings(p, {}, environ=env).metrics.listen is None
+    off = write(tmp_path, '[metrics]\nlisten = "off"\n', "off.toml")
+    assert load_settings(off, {}, environ={}).metrics.listen is None
+
+
 def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
     p = write(tmp_path, '[sip]\nlisten = "127.0.0.1:6000"\nmax_calls = 10\n')
     env = {"W3SIPAGENT_SIP__LISTEN": "127.0.0.1:7000", "W3SIPAGENT_SIP__MAX_CALLS": "20"}

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from w3sipagent.logs import JsonFormatter, SipTrace, redact_sip, setup_logging, sip_summary
-from w3sipagent.tenants.secrets import Redactor
+from w3sipagent.redact import Redactor
 
 INVITE = (
     "INVITE sip:support@acme.example SIP/2.0\r\n"

@@ -4,7 +4,7 @@ Precedence: flag > environment > file > default. Environment variables nest with
 (``W3SIPAGENT_SIP__LISTEN=0.0.0.0:5090``, ``W3SIPAGENT_TENANTS__ACME__MAX_CONCURRENT_CALLS=5``);
 a value starting with ``[`` or ``{`` is read as JSON, and lists also take ``a,b,c``.
 CLI flags arrive as a dict (nested, or dotted keys such as ``{"sip.listen": "0.0.0.0:5090"}``;
-None values are ignored).
+None values are ignored: an unset flag; ``"off"`` switches ``metrics.listen`` off).
 
 :func:`load_settings` returns a validated :class:`Settings` that remembers where each value
 came from (:meth:`Settings.source_of`: ``default``, ``file:PATH``, ``env:NAME`` or ``flag``).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,6 +38,19 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from w3sipagent.configsources import (
+    CONFIG_PATH_ENV,
+    ENV_PREFIX,
+    anchor_paths,
+    anchor_sqlite_url,
+    deep_set,
+    env_layer,
+    flag_layer,
+    format_validation_error,
+    leaves,
+    origin_of,
+    problem_line,
+)
 from w3sipagent.errors import ConfigError
 from w3sipagent.tenants.loader import (
     ConfigDocument,
@@ -55,9 +68,7 @@ from w3sipagent.tenants.models import (
     parse_network,
 )
 
-ENV_PREFIX = "W3SIPAGENT_"
 DEFAULT_CONFIG_NAME = "w3sipagent.toml"
-CONFIG_PATH_ENV = "W3SIPAGENT_CONFIG"
 """Names the config file when no path is given (not a setting itself)."""
 
 
@@ -277,10 +288,19 @@ class RecordsSettings(_Section):
         return make_url(self.database_url).render_as_string(hide_password=True)
 
 
+OFF = "off"
+"""The value that switches a listener off where a flag, a variable or TOML cannot say null."""
+
+
 class MetricsSettings(_Section):
-    """Prometheus metrics and the health endpoint (None: off)."""
+    """Prometheus metrics and the health endpoint (None or ``"off"``: off)."""
 
     listen: HostPort | None = "127.0.0.1:9464"
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == OFF else v
 
 
 class LoggingSettings(_Section):
@@ -320,6 +340,12 @@ class Settings(BaseSettings):
     _files: list[Path] = PrivateAttr(default_factory=list)
     _include_globs: list[str] = PrivateAttr(default_factory=list)
 
+    def attach_sources(self, origins: Origins, files: list[Path], include_globs: list[str]) -> None:
+        """Record where the values came from and which files were read (:func:`load_settings`)."""
+        self._origins = origins
+        self._files = list(files)
+        self._include_globs = list(include_globs)
+
     @property
     def config_file(self) -> Path | None:
         """The main config file read (None when there was none)."""
@@ -337,98 +363,18 @@ class Settings(BaseSettings):
 
     def source_of(self, key: str) -> str:
         """Where ``key`` (dotted, e.g. ``sip.listen``) was set: default / file:PATH / env:NAME / flag."""
-        return _origin_of(tuple(key.split(".")), self._origins, tables=False) or "default"
+        return origin_of(tuple(key.split(".")), self._origins, tables=False) or "default"
 
     def describe(self) -> list[tuple[str, str, str]]:
         """Every leaf setting as (dotted key, display value, source); secrets masked."""
         rows: list[tuple[str, str, str]] = []
-        for key, value in _leaves(self.model_dump(mode="json", by_alias=True), ()):
+        for key, value in leaves(self.model_dump(mode="json", by_alias=True), ()):
             shown = "**********" if value == "**********" else json.dumps(value)
             if key == ("records", "database_url"):
                 shown = json.dumps(self.records.display_url())
             dotted = ".".join(key)
             rows.append((dotted, shown, self.source_of(dotted)))
         return rows
-
-
-def _leaves(data: Any, prefix: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
-    if isinstance(data, dict) and data:
-        for k, v in data.items():
-            yield from _leaves(v, (*prefix, str(k)))
-    else:
-        yield prefix, data
-
-
-def _origin_of(loc: tuple[str, ...], origins: Origins, *, tables: bool = True) -> str | None:
-    """The origin of ``loc`` or of the nearest enclosing value (or table, with ``tables``)."""
-    for n in range(len(loc), 0, -1):
-        o = origins.get(loc[:n])
-        if o is None and tables:
-            o = origins.get((*loc[:n], "*"))
-        if o is not None:
-            return o
-    return None
-
-
-# ---------------------------------------------------------------- layers
-
-
-def _deep_set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = data
-    for part in path[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    old = node.get(path[-1])
-    if isinstance(old, dict) and isinstance(value, dict):
-        _deep_merge(old, value)
-    else:
-        node[path[-1]] = value
-
-
-def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for k, v in extra.items():
-        _deep_set(base, (k,), v)
-
-
-def _env_layer(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any, str]]:
-    """(path, value, env var name) for every ``W3SIPAGENT_…`` variable naming a section."""
-    out: list[tuple[tuple[str, ...], Any, str]] = []
-    sections = set(Settings.model_fields)
-    for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX) or name.upper() == CONFIG_PATH_ENV:
-            continue
-        path = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split("__"))
-        if not path or path[0] not in sections or any(not p for p in path):
-            continue
-        raw = environ[name]
-        value: Any = raw
-        if raw.strip()[:1] in ("[", "{"):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError:
-                value = raw
-        out.append((path, value, name))
-    return out
-
-
-def _flag_layer(overrides: Mapping[str, Any]) -> list[tuple[tuple[str, ...], Any]]:
-    out: list[tuple[tuple[str, ...], Any]] = []
-
-    def walk(prefix: tuple[str, ...], value: Any) -> None:
-        if value is None:
-            return
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk((*prefix, *str(k).split(".")), v)
-        else:
-            out.append((prefix, value))
-
-    for k, v in overrides.items():
-        walk(tuple(str(k).split(".")), v)
-    return out
 
 
 def find_config_file(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -460,11 +406,11 @@ def load_settings(
     doc = read_config_file(path) if path is not None else ConfigDocument()
     data = doc.data
     origins: Origins = dict(doc.origins)
-    for key, value, name in _env_layer(env):
-        _deep_set(data, key, value)
+    for key, value, name in env_layer(env, Settings.model_fields):
+        deep_set(data, key, value)
         record_origins(value, key, f"env:{name}", origins)
-    for key, value in _flag_layer(overrides or {}):
-        _deep_set(data, key, value)
+    for key, value in flag_layer(overrides or {}):
+        deep_set(data, key, value)
         record_origins(value, key, "flag", origins)
     main = str(path) if path is not None else "config"
     problems = _prepare_tenants(data, origins, main)
@@ -474,19 +420,18 @@ def load_settings(
         settings = Settings.model_validate(data)
     except ValidationError as e:
         raise ConfigProblems(format_validation_error(e, origins, main)) from None
-    _resolve_paths(settings, (), origins)
-    _resolve_sqlite_path(settings, origins)
+    anchor_paths(settings, (), origins)
+    origin = origin_of(("records", "database_url"), origins, tables=False)
+    settings.records.database_url = anchor_sqlite_url(settings.records.database_url, origin)
     conflicts = ownership_conflicts(settings.tenants)
     if conflicts:
         raise ConfigProblems(
             [
-                _line(origins, ("tenants", tid, *key.split(".")), main, tid, key, msg)
+                problem_line(origins, ("tenants", tid, *key.split(".")), main, tid, key, msg)
                 for tid, key, msg in conflicts
             ]
         )
-    settings._origins = origins
-    settings._files = list(doc.files)
-    settings._include_globs = list(doc.include_globs)
+    settings.attach_sources(origins, list(doc.files), list(doc.include_globs))
     return settings
 
 
@@ -496,19 +441,23 @@ def _prepare_tenants(data: dict[str, Any], origins: Origins, main: str) -> list[
         return []
     if not isinstance(tenants, dict):
         return [
-            _line(origins, ("tenants",), main, None, "tenants", "must be tables [tenants.NAME]")
+            problem_line(
+                origins, ("tenants",), main, None, "tenants", "must be tables [tenants.NAME]"
+            )
         ]
     problems = []
     for tid, table in tenants.items():
         if not isinstance(table, dict):
             problems.append(
-                _line(origins, ("tenants", tid), main, tid, "", "must be a table [tenants.NAME]")
+                problem_line(
+                    origins, ("tenants", tid), main, tid, "", "must be a table [tenants.NAME]"
+                )
             )
             continue
         given = table.get("id", tid)
         if given != tid:
             problems.append(
-                _line(
+                problem_line(
                     origins,
                     ("tenants", tid, "id"),
                     main,
@@ -521,127 +470,11 @@ def _prepare_tenants(data: dict[str, Any], origins: Origins, main: str) -> list[
     return problems
 
 
-# ---------------------------------------------------------------- messages
-
-_SECRET_WORDS = ("key", "password", "secret", "token", "auth")
-
-
-def _where(origin: str | None, main: str) -> str:
-    if origin is None:
-        return main
-    if origin.startswith("file:"):
-        return origin[5:]
-    if origin.startswith("env:"):
-        return f"environment {origin[4:]}"
-    return "command-line flag"
-
-
-def _line(
-    origins: Origins,
-    loc: tuple[str, ...],
-    main: str,
-    tenant: str | None,
-    key: str,
-    msg: str,
-) -> str:
-    parts = [_where(_origin_of(loc, origins), main)]
-    if tenant is not None:
-        parts.append(f"tenant '{tenant}'")
-    if key:
-        parts.append(key)
-    return ": ".join([*parts, msg])
-
-
-def _short(value: Any) -> str:
-    r = repr(value)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
-def format_validation_error(err: ValidationError, origins: Origins, main: str) -> list[str]:
-    """One line per pydantic error: where, tenant, dotted key, what is wrong (got …)."""
-    lines: list[str] = []
-    for e in err.errors(include_url=False):
-        loc = tuple(
-            str(p) for p in e["loc"] if not (isinstance(p, str) and ("[" in p or p[:1].isupper()))
-        )
-        etype = e["type"]
-        msg = e["msg"]
-        if etype == "literal_error":
-            expected = str(e.get("ctx", {}).get("expected", ""))
-            choices = expected.replace("'", "").replace(" or ", ", ")
-            msg = f"must be one of {choices}"
-        elif etype == "missing":
-            msg = "required key is missing"
-        elif etype == "extra_forbidden":
-            msg = "unknown key"
-        elif etype == "value_error":
-            msg = msg.removeprefix("Value error, ")
-        elif etype == "string_pattern_mismatch":
-            msg = f"must match {e.get('ctx', {}).get('pattern', '')}"
-        else:
-            msg = msg[:1].lower() + msg[1:]
-        value = e.get("input")
-        secret = any(w in p.lower() for p in loc for w in _SECRET_WORDS)
-        if (
-            etype not in ("missing", "extra_forbidden")
-            and not secret
-            and isinstance(value, str | int | float | bool)
-            and "(got" not in msg
-            and repr(value) not in msg
-        ):
-            msg += f" (got {_short(value)})"
-        tenant = loc[1] if len(loc) >= 2 and loc[0] == "tenants" else None
-        key = ".".join(loc[2:] if tenant is not None else loc)
-        lines.append(_line(origins, loc, main, tenant, key, msg))
-    return lines
-
-
-# ---------------------------------------------------------------- relative paths
-
-
-def _resolve_sqlite_path(settings: Settings, origins: Origins) -> None:
-    """A relative SQLite file named in a config file is relative to that file."""
-    from sqlalchemy.engine import make_url
-
-    origin = _origin_of(("records", "database_url"), origins, tables=False)
-    url = make_url(settings.records.database_url)
-    db = url.database
-    if (
-        origin
-        and origin.startswith("file:")
-        and url.get_backend_name() == "sqlite"
-        and db
-        and db != ":memory:"
-        and not db.startswith("file:")
-        and not Path(db).is_absolute()
-    ):
-        path = Path(origin[5:]).parent / db
-        settings.records.database_url = url.set(database=str(path)).render_as_string(
-            hide_password=False
-        )
-
-
-def _resolve_paths(model: BaseModel, loc: tuple[str, ...], origins: Origins) -> None:
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        sub = (*loc, name)
-        if isinstance(value, Path):
-            origin = _origin_of(sub, origins)
-            if origin and origin.startswith("file:") and not value.is_absolute():
-                object.__setattr__(model, name, Path(origin[5:]).parent / value)
-        elif isinstance(value, BaseModel):
-            _resolve_paths(value, sub, origins)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                if isinstance(v, BaseModel):
-                    _resolve_paths(v, (*sub, str(k)), origins)
-        elif isinstance(value, list):
-            for v in value:
-                if isinstance(v, BaseModel):
-                    _resolve_paths(v, sub, origins)
-
-
 __all__ = [
+    "CONFIG_PATH_ENV",
+    "DEFAULT_CONFIG_NAME",
+    "ENV_PREFIX",
+    "OFF",
     "ConfigError",
     "ConfigProblems",
     "LoggingSettings",

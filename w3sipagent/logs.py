@@ -6,7 +6,7 @@
 - :func:`redact_sip`: a SIP message with its credentials masked: the digest ``response`` /
   ``cnonce`` of ``Authorization`` and ``Proxy-Authorization``, any other credential scheme
   whole, headers whose name says token / secret / key / password, SDP ``a=crypto`` keys
-  and every secret value registered with :data:`w3sipagent.tenants.secrets.REDACTOR`.
+  and every secret value registered with :data:`w3sipagent.redact.REDACTOR`.
 - :class:`SipTrace`: writes each SIP message sent or received as a JSON line (one file, or
   one file per Call-ID), redacted with :func:`redact_sip`.
 """
@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from w3sipagent.tenants.secrets import REDACTOR, RedactingFilter, Redactor
+from w3sipagent.redact import REDACTOR, RedactingFilter, Redactor
 
 MASK = "***"
 

@@ -45,7 +45,7 @@ from prometheus_client import (
 )
 
 from w3sipagent.records.cdr import CallRecord
-from w3sipagent.records.store import RecordsSink
+from w3sipagent.records.sink import RecordsSink
 
 log = logging.getLogger("w3sipagent.metrics")
 

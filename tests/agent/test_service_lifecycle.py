@@ -20,6 +20,7 @@ import pytest
 from tests.agent.helpers import rms_pcm, tone_pcm, tone_ulaw, wait_until
 from tests.asyncio.helpers import fast_config
 from w3sipagent.agent.bridge import BridgeOptions
+from w3sipagent.agent.reload import TenantRegistry
 from w3sipagent.agent.scripted import ScriptedReply, ScriptedSession
 from w3sipagent.agent.service import AgentService, negotiated_encoding, tenant_codec_preference
 from w3sipagent.ai.session import AISessionConfig, AudioFormat
@@ -30,7 +31,6 @@ from w3sipagent.config import Settings, load_settings
 from w3sipagent.records.cdr import CallRecord, Disposition
 from w3sipagent.records.store import CdrStore
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
-from w3sipagent.tenants.reload import TenantRegistry
 from w3sipagent.tenants.resolver import registration_id
 
 ENV = {"ACME_KEY": "sk-acme-0123456789", "HOOK_TOKEN": "tok-hook"}
@@ -168,7 +168,7 @@ async def test_tenant_codec_preference_is_negotiated_and_the_early_session_match
     assert call.media.encoding.upper() == encoding  # the tenant's order, not the global one
     heard: list[bytes] = []
     listener = asyncio.create_task(_listen(call, heard))
-    await wait_until(lambda: len(heard) >= 10, timeout=5, what="greeting heard")
+    await wait_until(lambda: len(heard) >= 10, timeout=15, what="greeting heard")
     assert max(rms_pcm(f) for f in heard) > 2000
     # one AI session: the one started at admission had the format the call got
     assert len(ai.made) == 1
@@ -176,7 +176,7 @@ async def test_tenant_codec_preference_is_negotiated_and_the_early_session_match
     assert cfg.input_format is fmt and cfg.output_format is fmt
     assert svc.bridges[call.call_id].sessions == [session]
     await call.hangup()
-    await asyncio.wait_for(listener, 2)
+    await asyncio.wait_for(listener, 5)
     cdr = await _ended(svc, store, call.call_id)
     assert cdr.codec is not None and cdr.codec.upper() == encoding
     assert cdr.ai_format == fmt.value
@@ -289,15 +289,16 @@ async def test_usage_cap_gives_the_fallback_instead_of_the_ai(
     proxy = ("127.0.0.1", svc.port)
     first = await caller.dial("sip:main@acme.example", proxy=proxy)
     await wait_until(lambda: first.call_id in svc.bridges, what="first bridge")
-    await asyncio.sleep(0.2)
+    bridge = svc.bridges[first.call_id]
+    await wait_until(lambda: bridge.cdr.usage.total_tokens > 0, what="the AI used tokens")
     await first.hangup()
     used = await _ended(svc, store, first.call_id)
     assert used.usage.total_tokens > 0  # this call used the day's budget
     second = await caller.dial("sip:main@acme.example", proxy=proxy)
     heard: list[bytes] = []
     listener = asyncio.create_task(_listen(second, heard))
-    end = await asyncio.wait_for(second.wait_ended(), 5)
-    await asyncio.wait_for(listener, 2)
+    end = await asyncio.wait_for(second.wait_ended(), 10)
+    await asyncio.wait_for(listener, 5)
     assert end.reason == "remote_bye"  # the agent hung up politely after the WAV
     assert len(ai.made) == 1  # no AI for the call over the cap
     assert sum(1 for f in heard if rms_pcm(f) > 3000) >= 20  # the WAV reached the caller
@@ -313,7 +314,8 @@ async def test_retention_is_run_by_the_service(make: Any, store: CdrStore) -> No
     assert svc.retention is not None
     call = await caller.dial("sip:main@acme.example", proxy=("127.0.0.1", svc.port))
     await wait_until(lambda: call.call_id in svc.bridges, what="bridge")
-    await asyncio.sleep(0.3)
+    bridge = svc.bridges[call.call_id]
+    await wait_until(lambda: bool(bridge.cdr.transcript), what="a transcript to purge")
     await call.hangup()
     cdr = await _ended(svc, store, call.call_id)
     assert cdr.transcript or cdr.transcript_purged  # there was something to purge
@@ -388,15 +390,19 @@ async def test_every_way_a_call_ends_leaves_a_cdr(make: Any, store: CdrStore, ca
         bridge_defaults=BridgeOptions(housekeeping_interval=0.02, reconnect_attempts=1),
     )
     call = await caller.dial("sip:main@acme.example", proxy=("127.0.0.1", svc.port))
+
+    def talking() -> bool:  # the bridge runs with its AI session
+        bridge = svc.bridges.get(call.call_id)
+        return bridge is not None and bridge.session is not None
+
     if case == "caller_hangup":
-        await wait_until(lambda: call.call_id in svc.bridges, what="bridge")
-        await asyncio.sleep(0.1)
+        await wait_until(talking, what="bridge with its AI session")
         await call.hangup()
     elif case == "ai_drop_reconnect_fails":
         await wait_until(lambda: bool(ai.made) and ai.made[0][2].started, what="ai up")
-        await asyncio.sleep(0.1)
+        await wait_until(talking, what="bridge with its AI session")
         ai.made[0][2].drop()
-    end = await asyncio.wait_for(call.wait_ended(), 5)
+    end = await asyncio.wait_for(call.wait_ended(), 10)
     cdr = await _ended(svc, store, call.call_id)
     disposition, reason, by = EXPECTED[case]
     assert cdr.disposition is disposition, (case, cdr.disposition, cdr.reason)
@@ -416,11 +422,12 @@ async def test_every_way_a_call_ends_leaves_a_cdr(make: Any, store: CdrStore, ca
 
 
 class HookServer:
-    """A slow HTTP endpoint on 127.0.0.1 answering ``statuses`` in turn (then 200)."""
+    """An HTTP endpoint on 127.0.0.1 answering ``statuses`` in turn (then 200), each answer
+    held until :attr:`release` is set (a webhook receiver as slow as the test wants)."""
 
-    def __init__(self, statuses: list[int], delay: float) -> None:
+    def __init__(self, statuses: list[int]) -> None:
         self.statuses = statuses
-        self.delay = delay
+        self.release = asyncio.Event()
         self.requests: list[tuple[dict[str, str], Any]] = []
         self.server: asyncio.Server | None = None
 
@@ -445,7 +452,7 @@ class HookServer:
         }
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         self.requests.append((headers, json.loads(body)))
-        await asyncio.sleep(self.delay)
+        await self.release.wait()
         status = self.statuses.pop(0) if self.statuses else 200
         writer.write(
             f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
@@ -457,17 +464,23 @@ class HookServer:
 async def test_cdr_webhook_is_posted_after_teardown_with_retries(
     make: Any, store: CdrStore
 ) -> None:
-    async with HookServer([503], delay=0.3) as http:  # slow, and the first post fails
+    async with HookServer([503]) as http:  # slow, and the first post fails
         hook = {"url": http.url, "backoff": "50ms", "auth_env": "HOOK_TOKEN", "attempts": 3}
         ai = AI()
         svc, caller = await make(TenantTable({"acme": tenant(cdr_webhook=hook)}), ai)
         call = await caller.dial("sip:main@acme.example", proxy=("127.0.0.1", svc.port))
         await wait_until(lambda: call.call_id in svc.bridges, what="bridge")
-        await asyncio.sleep(0.1)
-        t0 = time.monotonic()
+        bridge = svc.bridges[call.call_id]
+        await wait_until(lambda: bridge.session is not None, what="the AI session")
         await call.hangup()
         await wait_until(lambda: call.call_id not in svc.bridges, what="teardown")
-        assert time.monotonic() - t0 < 0.25  # teardown did not wait for the slow webhook
+        # the call is torn down and its CDR stored while the webhook still has no answer
+        await wait_until(lambda: len(http.requests) == 1, what="first post")
+        await store.flush()
+        stored = await store.get_cdr(call.call_id)
+        assert stored is not None and stored.disposition is Disposition.CALLER_HANGUP
+        assert not http.release.is_set() and len(http.requests) == 1
+        http.release.set()
         await wait_until(lambda: len(http.requests) == 2, timeout=5, what="retried post")
         headers, body = http.requests[-1]
         assert body["call_id"] == call.call_id and body["tenant"] == "acme"

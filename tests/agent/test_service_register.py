@@ -221,11 +221,11 @@ async def test_registers_with_digest_and_a_call_to_the_contact_is_the_tenants(
     call = await caller.dial(contact, proxy=("127.0.0.1", svc.port))
     heard: list[bytes] = []
     listener = asyncio.create_task(_listen(call, heard))
-    await wait_until(lambda: len(heard) >= 10, timeout=5, what="greeting heard")
+    await wait_until(lambda: len(heard) >= 10, timeout=15, what="greeting heard")
     assert max(rms_pcm(f) for f in heard) > 2000
     assert ai.tenants == ["acme"]
     await call.hangup()
-    await asyncio.wait_for(listener, 2)
+    await asyncio.wait_for(listener, 5)
     await wait_until(lambda: any(c.call_id == call.call_id for c in svc.finished), what="cdr")
     cdr = next(c for c in svc.finished if c.call_id == call.call_id)
     assert cdr.tenant == "acme" and cdr.agent == "main"
@@ -351,7 +351,7 @@ async def test_register_false_registers_nothing(make: Any, registrar: UdpRegistr
     svc, _, _ = await make(
         TenantTable({"acme": acme(registrar.port, pbx={"user": "1000"})}), register=False
     )
-    await asyncio.sleep(0.1)
+    assert svc.registrations is None  # no REGISTER client exists: nothing can be sent
     assert registrar.requests == [] and svc.registration_statuses() == {}
 
 

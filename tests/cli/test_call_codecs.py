@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.agent.helpers import wait_until
 from tests.ports import rtp_block
 from w3sipagent.agent.service import AgentService
 from w3sipagent.config import load_settings
@@ -55,10 +56,7 @@ greeting = "Greet the caller."
                 env={**os.environ, "COLUMNS": "200"},
             )  # fmt: skip
             out, err = await asyncio.wait_for(proc.communicate(), 60)
-            for _ in range(30):
-                if service.finished:
-                    break
-                await asyncio.sleep(0.1)
+            await wait_until(lambda: bool(service.finished), timeout=5, what="the call's CDR")
         finally:
             await service.close(timeout=1.0)
     text = out.decode()

@@ -168,8 +168,7 @@ def test_doctor_realtime_flag(runner, tmp_path: Path) -> None:  # type: ignore[n
             async with RealtimeServer(port=0, tts_engine="tone") as srv:
                 port_box.append(srv.port)
                 ready.set()
-                while not stop.is_set():
-                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(stop.wait)
 
         asyncio.run(main())
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from tests.agent.helpers import wait_until
 from w3sipagent.agent.tools import WebhookTool
 from w3sipagent.asyncio.useragent import UserAgent, UserAgentConfig
 from w3sipagent.cli.call import place_call
@@ -93,7 +94,10 @@ async def test_echo_agent_echoes_what_it_hears() -> None:
 
             task = asyncio.create_task(listen())
             await call.play(tone)
-            await asyncio.sleep(0.5)
+            # the echo of the 1 s tone is back (40 loud frames of its 50) before hanging up
+            await wait_until(
+                lambda: sum(rms(f) > 1000 for f in heard) >= 40, timeout=5, what="the echo"
+            )
             await call.hangup()
             await asyncio.wait_for(task, 5)
         finally:
@@ -121,10 +125,9 @@ async def test_openai_agent_against_local_realtime_server() -> None:
                 duration=3.0,
                 rtp_ports=(45200, 45299),
             )
-            for _ in range(100):
-                if any('"call_id"' in ln for ln in lines):
-                    break
-                await asyncio.sleep(0.1)
+            await wait_until(
+                lambda: any('"call_id"' in ln for ln in lines), timeout=10, what="the CDR printed"
+            )
     assert s.answered and s.first_audio_ms is not None and s.heard_speech_s > 0.5  # greeting
     cdr = json.loads("".join(lines[1:]))
     assert cdr["call_id"] == s.call_id
@@ -167,10 +170,11 @@ async def test_transfer_to_human_with_a_stand_in_pbx() -> None:
                 duration=20.0,
                 rtp_ports=(45300, 45399),
             )
-            for _ in range(100):
-                if any(ln.startswith("call ") for ln in lines):
-                    break
-                await asyncio.sleep(0.1)
+            await wait_until(
+                lambda: any(ln.startswith("call ") for ln in lines),
+                timeout=10,
+                what="the call report",
+            )
     assert s.answered and s.turns_spoken == 1
     assert s.transferred_to == "sip:1000@pbx.example"
     assert s.ended_by == "far end"

@@ -8,6 +8,7 @@ import asyncio
 import re
 from pathlib import Path
 
+from tests.agent.helpers import wait_until
 from w3sipagent.agent.service import AgentService
 from w3sipagent.cli.call import place_call
 from w3sipagent.config import load_settings
@@ -110,10 +111,7 @@ turn_detection = {{ type = "server_vad", silence_duration_ms = 300 }}
                 "sip:x@nobody.example", proxy=proxy, duration=1.0, rtp_ports=(45700, 45799)
             )
             assert talk.answered and barge.answered and unknown.status == 404
-            for _ in range(50):
-                if len(service.finished) == 2:
-                    break
-                await asyncio.sleep(0.1)
+            await wait_until(lambda: len(service.finished) == 2, timeout=5, what="both CDRs")
             status, body = await get(mport, "/metrics")
             assert status == 200
             t = {"tenant": "acme"}

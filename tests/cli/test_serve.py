@@ -9,10 +9,12 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
 
+from tests.agent.helpers import wait_until
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.server import UserAgentConfig, serve
 from w3sipagent.cli.call import place_call
@@ -68,17 +70,64 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
     return int(head.split()[1]), body
 
 
-async def wait_ready(port: int, timeout: float = 30.0) -> None:
+async def poll(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    """Ask ``check()`` again (every 50 ms) until it says yes: :func:`wait_until` for a
+    condition only a request can see (an HTTP endpoint of the agent process)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    while loop.time() < end:
-        try:
-            if (await http_get(port, "/readyz"))[0] == 200:
-                return
-        except OSError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError("agent never became ready")
+    while not await check():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def readyz(port: int) -> int | None:
+    """The status of ``/readyz`` (None: nothing listening yet)."""
+    try:
+        return (await http_get(port, "/readyz"))[0]
+    except OSError:
+        return None
+
+
+async def wait_ready(port: int, timeout: float = 30.0) -> None:
+    async def ready() -> bool:
+        return await readyz(port) == 200
+
+    await poll(ready, timeout, "the agent to be ready")
+
+
+async def metric_line(port: int, line: str) -> bool:
+    """True when ``/metrics`` has ``line``."""
+    return line in (await http_get(port, "/metrics"))[1]
+
+
+class LogLines:
+    """The agent's stderr read as it comes (JSON log lines parsed), so a test can wait for
+    a line instead of sleeping."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.raw: list[str] = []
+        self.task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        async for line in stream:
+            self.raw.append(line.decode())
+
+    def msgs(self) -> list[str]:
+        return [json.loads(ln)["msg"] for ln in self.raw if ln.startswith("{")]
+
+    def has(self, text: str) -> bool:
+        return any(text in m for m in self.msgs())
+
+    def count(self, text: str) -> int:
+        return sum(text in m for m in self.msgs())
+
+    async def wait(self, text: str, timeout: float = 30.0, n: int = 1) -> None:
+        await wait_until(lambda: self.count(text) >= n, timeout=timeout, what=repr(text))
+
+    async def end(self) -> str:
+        await self.task
+        return "".join(self.raw)
 
 
 async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
@@ -98,6 +147,8 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
+        assert proc.stderr is not None
+        logs = LogLines(proc.stderr)
         try:
             await wait_ready(mport)
             s = await place_call(
@@ -115,10 +166,11 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
                 rtp_ports=(44200, 44299),
             )
             assert not unknown.answered and unknown.status == 404
-            await asyncio.sleep(0.5)
+            ended = 'w3sipagent_calls_total{disposition="caller_hangup",tenant="acme"} 1.0'
+            await poll(lambda: metric_line(mport, ended), 10, "the call counted as ended")
             status, body = await http_get(mport, "/metrics")
             assert status == 200
-            assert 'w3sipagent_calls_total{disposition="caller_hangup",tenant="acme"} 1.0' in body
+            assert ended in body
             assert 'w3sipagent_rejected_calls_total{code="404"} 1.0' in body
             assert 'w3sipagent_active_calls{tenant="acme"} 0.0' in body
             # SIGHUP: a new tenant appears without a restart
@@ -127,7 +179,7 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
                 '[tenants.globex.agents.main]\ngreeting = "Hi."\n'
             )
             proc.send_signal(signal.SIGHUP)
-            await asyncio.sleep(1.0)
+            await logs.wait("config reloaded")
             g = await place_call(
                 "sip:main@globex.example",
                 proxy=("127.0.0.1", sip_port),
@@ -144,10 +196,15 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
                     rtp_ports=(44200, 44299),
                 )
             )
-            await asyncio.sleep(0.7)
+            up = 'w3sipagent_active_calls{tenant="acme"} 1.0'
+            await poll(lambda: metric_line(mport, up), 10, "the call to be up")
             proc.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)
-            assert (await http_get(mport, "/readyz"))[0] == 503
+            await logs.wait("draining")
+
+            async def not_ready() -> bool:
+                return await readyz(mport) == 503
+
+            await poll(not_ready, 5, "/readyz to turn 503")
             refused = await place_call(
                 "sip:support@acme.example",
                 proxy=("127.0.0.1", sip_port),
@@ -162,7 +219,7 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        err = (await proc.stderr.read()).decode()  # type: ignore[union-attr]
+        err = await logs.end()
     assert rc == 0, err
     lines = [json.loads(ln) for ln in err.splitlines() if ln.startswith("{")]
     assert any("draining" in ln["msg"] for ln in lines)
@@ -174,14 +231,18 @@ async def test_dial_outbound(tmp_path: Path) -> None:
     heard: list[bytes] = []
 
     async def callee(call: Call) -> None:
-        async def stop() -> None:
-            await asyncio.sleep(2.0)
-            await call.hangup()
-
-        task = asyncio.create_task(stop())
+        # hang up once the greeting has been heard to its end: loud frames, then 0.4 s quiet
+        loud = quiet = 0
         async for pcm in call.audio(sample_rate=8000):
             heard.append(pcm)
-        task.cancel()
+            rms = np.sqrt(np.mean(np.frombuffer(pcm, dtype="<i2").astype(float) ** 2))
+            if rms > 100:
+                loud, quiet = loud + 1, 0
+            elif loud >= 25:
+                quiet += 1
+                if quiet >= 20:
+                    await call.hangup()
+                    break
 
     async with RealtimeServer(port=0, tts_engine="tone") as rt:
         cfg = write_config(tmp_path, 0, 0, rt.port)
@@ -215,3 +276,63 @@ async def test_dial_outbound(tmp_path: Path) -> None:
     assert row.answer_at is not None and row.disposition.value == "caller_hangup"
     assert row.transcript and row.transcript[0].speaker == "agent"  # the greeting
     assert row.rtp.get("packets_received", 0) > 50
+
+
+async def test_metrics_off_binds_nothing(tmp_path: Path) -> None:
+    """``--metrics off`` really switches metrics off: with the configured metrics port held
+    by someone else, two agents with ``--metrics off`` and their own ``--sip`` both run and
+    answer calls (an agent binding the port would exit with "address already in use")."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    mport = int(holder.getsockname()[1])
+    sip_ports = [free_port(), free_port()]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("W3SIPAGENT_")}
+    procs: list[asyncio.subprocess.Process] = []
+    logs: list[LogLines] = []
+    try:
+        async with RealtimeServer(port=0, tts_engine="tone") as rt:
+            cfg = write_config(tmp_path, 0, mport, rt.port)
+            for sip_port in sip_ports:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "w3sipagent", "serve", "-c", str(cfg), "--no-live",
+                    "--metrics", "off", "--sip", f"127.0.0.1:{sip_port}",
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=env,
+                )  # fmt: skip
+                assert proc.stderr is not None
+                procs.append(proc)
+                logs.append(LogLines(proc.stderr))
+            for proc, lines in zip(procs, logs, strict=True):
+                ended = asyncio.create_task(proc.wait())
+                listening = asyncio.create_task(lines.wait("agent listening on"))
+                await asyncio.wait({ended, listening}, return_when=asyncio.FIRST_COMPLETED)
+                ended.cancel()
+                if not listening.done():
+                    listening.cancel()
+                    raise AssertionError("agent exited: " + await lines.end())
+                await listening
+            for sip_port in sip_ports:  # each agent answers on its own port
+                s = await place_call(
+                    "sip:support@acme.example",
+                    proxy=("127.0.0.1", sip_port),
+                    duration=0.5,
+                    rtp_ports=(44200, 44299),
+                )
+                assert s.answered, s.status
+            assert all(p.returncode is None for p in procs)
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            codes = [await asyncio.wait_for(p.wait(), 20) for p in procs]
+            errs = [await lines.end() for lines in logs]
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        holder.close()
+    assert codes == [0, 0], errs
+    for lines in logs:
+        assert not lines.has("metrics on")

@@ -74,7 +74,7 @@ async def test_lagging_side_is_padded_and_memory_bounded(tmp_path: Path) -> None
     for _ in range(100):  # 2 s of caller, the agent side never fed
         rec.add_caller(tone(300, 20))
     assert rec.duration >= 1.4  # written in spite of the silent side
-    assert len(rec._left.pending) <= 2 * int(0.5 * RATE) + 320
+    assert rec.held_bytes <= 2 * int(0.5 * RATE) + 320
     path = await rec.close()
     assert path is not None
     left, right, _ = read(path)

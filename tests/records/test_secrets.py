@@ -8,11 +8,11 @@ import logging
 import pytest
 from sqlalchemy import text
 
+from w3sipagent.agent.reload import table_from_settings
 from w3sipagent.config import load_settings
 from w3sipagent.records.cdr import CallRecord, Disposition, ToolCallRecord
 from w3sipagent.records.store import CdrStore
 from w3sipagent.records.webhook import CdrWebhookPoster
-from w3sipagent.tenants.reload import table_from_settings
 from w3sipagent.tenants.resolver import CallRequest, Resolution
 from w3sipagent.tenants.secrets import resolve_api_key, resolve_secret
 
@@ -79,7 +79,7 @@ instructions = "Help the caller."
     await store.flush()
 
     async with store.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in (await conn.execute(text("SELECT * FROM cdrs"))).all()]
+        rows = [dict(r) for r in (await conn.execute(text("SELECT * FROM cdrs"))).mappings()]
     assert len(rows) == 1
     stored = json.dumps(rows, default=str)
     exported = cdr.model_dump_json() + repr(settings) + str(settings.describe())

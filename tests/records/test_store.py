@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -163,14 +164,17 @@ async def test_export_csv_and_json(store: CdrStore) -> None:
 async def test_slow_database_never_blocks_call_ended(
     store: CdrStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_commit = store._commit
+    engine = store.engine
+    real_begin = type(engine).begin
     gate = asyncio.Event()
 
-    async def slow_commit(stmts):  # type: ignore[no-untyped-def]
-        await gate.wait()
-        await real_commit(stmts)
+    @contextlib.asynccontextmanager
+    async def stuck_begin(self):  # type: ignore[no-untyped-def]
+        await gate.wait()  # the database does not answer until the gate opens
+        async with real_begin(self) as conn:
+            yield conn
 
-    monkeypatch.setattr(store, "_commit", slow_commit)
+    monkeypatch.setattr(type(engine), "begin", stuck_begin)
     t = time.perf_counter()
     for i in range(200):
         await store.call_ended(make_cdr(f"slow{i}"))

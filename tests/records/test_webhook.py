@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.agent.helpers import wait_until
 from w3sipagent.records.cdr import CallRecord, Disposition
 from w3sipagent.records.webhook import CdrWebhookPoster
 from w3sipagent.tenants.models import CdrWebhookConfig
@@ -153,7 +154,7 @@ async def test_close_bounds_waiting(hook: Hook) -> None:
     hook.statuses = [500] * 100
     poster = CdrWebhookPoster(close_timeout=0.2)
     task = poster.submit(cdr(), CdrWebhookConfig(url=hook.url, attempts=20, backoff=1.0))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: bool(hook.requests), what="the first attempt")
     t = time.monotonic()
     await poster.close()
     assert time.monotonic() - t < 1.0 and task.cancelled() and poster.pending == 0

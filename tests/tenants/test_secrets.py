@@ -9,8 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from w3sipagent.errors import ConfigError
+from w3sipagent.redact import RedactingFilter, Redactor
 from w3sipagent.tenants.models import SecretRef, TenantConfig
-from w3sipagent.tenants.secrets import RedactingFilter, Redactor, resolve_api_key, resolve_secret
+from w3sipagent.tenants.secrets import resolve_api_key, resolve_secret
 
 
 def tenant(tid: str, ref: dict[str, str] | None) -> TenantConfig:

@@ -34,7 +34,7 @@ from w3sipagent.cli.common import (
     port_range_flag,
     run_async,
 )
-from w3sipagent.config import Settings, load_settings, parse_hostport
+from w3sipagent.config import OFF, Settings, load_settings, parse_hostport
 
 if TYPE_CHECKING:
     from w3sipagent.agent.service import AgentService
@@ -68,7 +68,9 @@ def overrides(
     out["realtime.base_url"] = realtime_url
     out["sip.drain_timeout"] = drain_timeout
     if metrics is not None:
-        out["metrics.listen"] = None if metrics == "off" else hostport_flag(metrics, "--metrics")
+        # "off" goes through as is: the flag layer drops None (an unset flag)
+        off = metrics.strip().lower() == OFF
+        out["metrics.listen"] = OFF if off else hostport_flag(metrics, "--metrics")
     return out
 
 
@@ -86,10 +88,10 @@ async def run_agent(
     The composition of a deployment: the CDR store, the reloadable tenant table, the metrics
     and health server, and :class:`~w3sipagent.agent.service.AgentService` answering calls.
     """
+    from w3sipagent.agent.reload import TenantRegistry
     from w3sipagent.agent.service import AgentService
     from w3sipagent.metrics import HealthState, Metrics, MetricsServer
     from w3sipagent.records.store import CdrStore
-    from w3sipagent.tenants.reload import TenantRegistry
 
     metrics = Metrics()
     health = HealthState(metrics)

@@ -58,6 +58,12 @@ class StereoRecorder:
         )
         self._thread.start()
 
+    @property
+    def held_bytes(self) -> int:
+        """Audio held in memory for the side that runs ahead, waiting for the other (bytes);
+        bounded by ``max_lag``."""
+        return max(len(self._left.pending), len(self._right.pending))
+
     # -------------------------------------------------------------- feeding
 
     def add_caller(self, pcm: bytes, at: float | None = None) -> None:

@@ -15,6 +15,9 @@ source ``*`` with reason ``overflow``.
 
 Migrations (Alembic, shipped in ``migrations/``) run on :meth:`CdrStore.open`. SQLite
 (``sqlite+aiosqlite:///path``) is the default; PostgreSQL by URL (``postgresql+asyncpg://``).
+
+Beside it: :mod:`~w3sipagent.records.sink` (the sink protocol), :mod:`~w3sipagent.records.db`
+(engines, migrations, row mapping) and :mod:`~w3sipagent.records.queries` (the reads).
 """
 
 from __future__ import annotations
@@ -25,88 +28,41 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from sqlalchemy import Executable, and_, desc, func, select, text
+from sqlalchemy import Executable, and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from w3sipagent.records import queries
 from w3sipagent.records.cdr import CallRecord, utcnow
-from w3sipagent.records.migrations import MIGRATIONS_DIR
+from w3sipagent.records.db import (
+    ActivityEntry,
+    UsageTotals,
+    cdr_values,
+    make_engine,
+    row_to_cdr,
+    run_migrations,
+)
 from w3sipagent.records.models import ActivityRow, CdrRow
+from w3sipagent.records.sink import NullSink, RecordsSink
 from w3sipagent.tenants.models import TenantConfig
 
+__all__ = [
+    "ActivityEntry",
+    "CdrStore",
+    "NullSink",
+    "RecordsSink",
+    "UsageTotals",
+    "cdr_values",
+    "make_engine",
+    "row_to_cdr",
+    "run_migrations",
+]
+
 log = logging.getLogger("w3sipagent.records")
-
-_MIGRATION_LOCK_ID = 0x77337369  # pg advisory lock: one migrator at a time across machines
-
-
-@runtime_checkable
-class RecordsSink(Protocol):
-    """Where the bridge reports calls. No method ever waits for storage."""
-
-    async def call_started(self, cdr: CallRecord) -> None:
-        """A call was admitted (its row appears as ``in_progress``)."""
-        ...
-
-    async def call_event(
-        self, call_id: str, kind: str, data: Mapping[str, Any] | None = None
-    ) -> None:
-        """A notable event of a live call (kept until ``call_ended``)."""
-        ...
-
-    async def call_ended(self, cdr: CallRecord) -> None:
-        """The call is over; ``cdr`` is final."""
-        ...
-
-
-class NullSink:
-    """A records sink that keeps nothing."""
-
-    async def call_started(self, cdr: CallRecord) -> None:
-        return None
-
-    async def call_event(
-        self, call_id: str, kind: str, data: Mapping[str, Any] | None = None
-    ) -> None:
-        return None
-
-    async def call_ended(self, cdr: CallRecord) -> None:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class ActivityEntry:
-    """Admission decisions of one key in one window."""
-
-    window_start: datetime
-    source: str
-    tenant: str | None
-    decision: str
-    code: int
-    reason: str
-    count: int
-    first_at: datetime
-    last_at: datetime
-
-
-@dataclass(slots=True)
-class UsageTotals:
-    """Calls, answered minutes and tokens of a tenant on a UTC day."""
-
-    calls: int = 0
-    minutes: float = 0.0
-    tokens: int = 0
-
-    def __add__(self, other: UsageTotals) -> UsageTotals:
-        return UsageTotals(
-            self.calls + other.calls, self.minutes + other.minutes, self.tokens + other.tokens
-        )
 
 
 @dataclass
@@ -116,95 +72,6 @@ class _UsageEntry:
 
 
 _ActKey = tuple[datetime, str, str, int, str]
-
-
-def make_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets WAL, a busy timeout and its folder created."""
-    u = make_url(url)
-    if u.get_backend_name() == "sqlite":
-        db = u.database
-        memory = not db or db == ":memory:" or db.startswith("file::memory:")
-        if memory:
-            engine = create_async_engine(
-                u, poolclass=StaticPool, connect_args={"check_same_thread": False}
-            )
-        else:
-            Path(str(db)).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(u)
-
-        from sqlalchemy import event
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            if not memory:
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=5000")
-            cur.close()
-
-        return engine
-    return create_async_engine(u, pool_pre_ping=True)
-
-
-def run_migrations(connection: Connection) -> None:
-    """Upgrade the schema to the latest Alembic revision on ``connection``."""
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["connection"] = connection
-    if connection.dialect.name == "postgresql":
-        connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
-    command.upgrade(cfg, "head")
-
-
-def cdr_values(cdr: CallRecord) -> dict[str, Any]:
-    """Column values of ``cdr`` (JSON-ready structured parts)."""
-    doc = cdr.model_dump(mode="json")
-    return {
-        "call_id": cdr.call_id,
-        "tenant": cdr.tenant,
-        "agent": cdr.agent,
-        "did": cdr.did,
-        "caller": cdr.caller,
-        "callee": cdr.callee,
-        "request_uri": cdr.request_uri,
-        "source": cdr.source,
-        "codec": cdr.codec,
-        "ai_format": cdr.ai_format,
-        "invite_at": cdr.invite_at,
-        "answer_at": cdr.answer_at,
-        "end_at": cdr.end_at,
-        "duration_s": cdr.duration_s,
-        "disposition": cdr.disposition.value,
-        "sip_code": cdr.sip_code,
-        "reason": cdr.reason,
-        "hangup_by": cdr.hangup_by,
-        "input_tokens": cdr.usage.input_tokens,
-        "output_tokens": cdr.usage.output_tokens,
-        "total_tokens": cdr.usage.total_tokens,
-        "recording_path": cdr.recording_path,
-        "transcript_purged": cdr.transcript_purged,
-        "transfer": doc["transfer"],
-        "transcript": doc["transcript"],
-        "tool_calls": doc["tool_calls"],
-        "usage": doc["usage"],
-        "turn_latencies_ms": doc["turn_latencies_ms"],
-        "rtp": doc["rtp"],
-        "events": doc["events"],
-    }
-
-
-_RECORD_FIELDS = tuple(CallRecord.model_fields)
-
-
-def row_to_cdr(row: Any) -> CallRecord:
-    """A stored row (ORM object or result row) back as a :class:`CallRecord`."""
-    return CallRecord.model_validate(
-        {name: getattr(row, name) for name in _RECORD_FIELDS if hasattr(row, name)}
-    )
 
 
 class _Stop:
@@ -579,13 +446,11 @@ class CdrStore:
             return True
         return caps.tokens_per_day is not None and used.tokens >= caps.tokens_per_day
 
-    # -------------------------------------------------------------- queries
+    # -------------------------------------------------------------- queries (records/queries.py)
 
     async def get_cdr(self, call_id: str) -> CallRecord | None:
         """The CDR of ``call_id`` as stored (call :meth:`flush` first to see pending ones)."""
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(CdrRow).where(CdrRow.call_id == call_id))).first()
-        return None if row is None else row_to_cdr(row)
+        return await queries.get_cdr(self.engine, call_id)
 
     async def list_cdrs(
         self,
@@ -598,27 +463,19 @@ class CdrStore:
         offset: int = 0,
     ) -> list[CallRecord]:
         """CDRs newest first, filtered by tenant, INVITE time range and disposition."""
-        q = select(CdrRow)
-        if tenant is not None:
-            q = q.where(CdrRow.tenant == tenant)
-        if since is not None:
-            q = q.where(CdrRow.invite_at >= since)
-        if until is not None:
-            q = q.where(CdrRow.invite_at < until)
-        if disposition is not None:
-            q = q.where(CdrRow.disposition == disposition)
-        q = q.order_by(desc(CdrRow.invite_at), desc(CdrRow.id)).limit(limit).offset(offset)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).all()
-        return [row_to_cdr(r) for r in rows]
+        return await queries.list_cdrs(
+            self.engine,
+            tenant=tenant,
+            since=since,
+            until=until,
+            disposition=disposition,
+            limit=limit,
+            offset=offset,
+        )
 
     async def count_cdrs(self, *, tenant: str | None = None) -> int:
         """Number of stored CDRs (of a tenant)."""
-        q = select(func.count(CdrRow.id))
-        if tenant is not None:
-            q = q.where(CdrRow.tenant == tenant)
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(q)).scalar_one())
+        return await queries.count_cdrs(self.engine, tenant=tenant)
 
     async def list_activity(
         self,
@@ -628,31 +485,7 @@ class CdrStore:
         limit: int = 100,
     ) -> list[ActivityEntry]:
         """Aggregated admission decisions, newest window first, biggest counts first."""
-        q = select(ActivityRow)
-        if since is not None:
-            q = q.where(ActivityRow.window_start >= since)
-        if tenant is not None:
-            q = q.where(ActivityRow.tenant == tenant)
-        q = q.order_by(desc(ActivityRow.window_start), desc(ActivityRow.count)).limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(q)).all()
-        out = []
-        for r in rows:
-            m = r._mapping
-            out.append(
-                ActivityEntry(
-                    m["window_start"],
-                    m["source"],
-                    m["tenant"] or None,
-                    m["decision"],
-                    m["code"],
-                    m["reason"],
-                    m["count"],
-                    m["first_at"],
-                    m["last_at"],
-                )
-            )
-        return out
+        return await queries.list_activity(self.engine, since=since, tenant=tenant, limit=limit)
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,6 +1,7 @@
 """Tenants: configuration model, resolution of an INVITE to a tenant and agent, secrets.
 
-Reloading lives in :mod:`w3sipagent.tenants.reload` (it needs :mod:`w3sipagent.config`).
+Reloading lives in :mod:`w3sipagent.agent.reload` (it needs :mod:`w3sipagent.config`, which sits
+above the tenant models); the masking of secret values in :mod:`w3sipagent.redact`.
 """
 
 from __future__ import annotations

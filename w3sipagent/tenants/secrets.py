@@ -4,77 +4,30 @@ Config never holds an API key or password inline: it holds a :class:`SecretRef` 
 environment variable NAME or a file PATH). :func:`resolve_secret` reads the value when a
 call needs it, so a rotated key is picked up by the next call without a reload. Errors name
 the reference, never the value. Every value resolved is registered with the process-wide
-:data:`REDACTOR`; :class:`RedactingFilter` masks those values in any log record.
+:data:`~w3sipagent.redact.REDACTOR` (re-exported here with :class:`RedactingFilter`), which
+masks those values in any log record.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 from collections.abc import Mapping
 
 from pydantic import SecretStr
 
 from w3sipagent.errors import ConfigError
+from w3sipagent.redact import MASK, REDACTOR, RedactingFilter, Redactor
 from w3sipagent.tenants.models import SecretRef, TenantConfig
 
-MASK = "***"
-MIN_SECRET_LEN = 6
-"""Values shorter than this are not registered for masking (they would mask ordinary words)."""
-
-
-class Redactor:
-    """Remembers secret values and replaces them in text. Thread-safe."""
-
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._lock = threading.Lock()
-
-    def add(self, value: str) -> None:
-        """Register a secret value to be masked."""
-        if len(value) >= MIN_SECRET_LEN:
-            with self._lock:
-                self._values.add(value)
-
-    def redact(self, text: str) -> str:
-        """``text`` with every registered secret replaced by ``***``."""
-        with self._lock:
-            values = sorted(self._values, key=len, reverse=True)
-        for v in values:
-            if v in text:
-                text = text.replace(v, MASK)
-        return text
-
-    def clear(self) -> None:
-        """Forget all values (tests)."""
-        with self._lock:
-            self._values.clear()
-
-
-REDACTOR = Redactor()
-"""The process-wide redactor every resolved secret is registered with."""
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks registered secrets in messages and arguments.
-
-    Install on handlers: ``handler.addFilter(RedactingFilter())``.
-    """
-
-    def __init__(self, redactor: Redactor = REDACTOR) -> None:
-        super().__init__()
-        self._redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = self._redactor.redact(message)
-        if clean != message:
-            record.msg = clean
-            record.args = None
-        if record.exc_text:
-            record.exc_text = self._redactor.redact(record.exc_text)
-        return True
+__all__ = [
+    "MASK",
+    "REDACTOR",
+    "RedactingFilter",
+    "Redactor",
+    "resolve_api_key",
+    "resolve_header",
+    "resolve_secret",
+]
 
 
 def resolve_secret(

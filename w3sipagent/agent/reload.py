@@ -5,6 +5,9 @@
 only swaps the registry's reference. A new file that fails validation keeps the running
 table and logs one line saying why. The CLI wires SIGHUP to :meth:`TenantRegistry.reload`
 (or :meth:`TenantRegistry.areload`); :meth:`TenantRegistry.watch` polls the files' mtimes.
+
+It sits in the agent layer, not in ``tenants/``: it loads :mod:`w3sipagent.config`, which
+itself builds on the tenant models.
 """
 
 from __future__ import annotations

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.agent.helpers import wait_until
+from w3sipagent.agent.reload import TenantRegistry
 from w3sipagent.config import load_settings
-from w3sipagent.tenants.reload import TenantRegistry
 from w3sipagent.tenants.resolver import CallRequest, Rejection, Resolution
 
 BASE = """
@@ -92,18 +92,12 @@ async def test_watch_polls_files_and_includes(conf: Path) -> None:
             conf.parent / "tenants.d" / "globex.toml",
             '[tenants.globex]\nhosts = ["globex.example"]\n[tenants.globex.agents.main]\n',
         )
-        for _ in range(100):
-            if reg.table.get("globex") is not None:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: reg.table.get("globex") is not None, what="globex added")
         assert reg.table.get("globex") is not None and seen == [2]
         r = reg.table.resolve(CallRequest("globex.example", "127.0.0.1"))
         assert isinstance(r, Resolution) and r.tenant.id == "globex"
         (conf.parent / "tenants.d" / "globex.toml").unlink()
-        for _ in range(100):
-            if reg.table.get("globex") is None:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: reg.table.get("globex") is None, what="globex removed")
         assert isinstance(reg.table.resolve(CallRequest("globex.example", "127.0.0.1")), Rejection)
     finally:
         await reg.stop()

@@ -1,0 +1,200 @@
+"""Settings → the objects the service builds: user agent config, bridge options, AI sessions.
+
+Pure mappings of a deployment's :class:`~w3sipagent.config.Settings` and a tenant's
+configuration, no state: :func:`ua_config_from_settings` (``[sip]``/``[rtp]`` →
+:class:`UserAgentConfig`), :func:`bridge_options` (tenant + agent + defaults →
+:class:`BridgeOptions`), :func:`default_ai_factory` (``[realtime]`` → AI sessions), the
+tenant's codec preference and the codec an SDP offer will be answered with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from w3sipagent.agent.bridge import BridgeOptions
+from w3sipagent.ai.session import AISession, AISessionConfig
+from w3sipagent.asyncio.media import MediaConfig
+from w3sipagent.asyncio.useragent import UserAgentConfig
+from w3sipagent.config import Settings
+from w3sipagent.errors import SdpError
+from w3sipagent.sdp import SessionDescription, negotiate_answer
+from w3sipagent.tenants.resolver import Resolution
+
+__all__ = [
+    "CODEC_SPECS",
+    "AIFactory",
+    "bridge_options",
+    "default_ai_factory",
+    "negotiated_encoding",
+    "tenant_codec_preference",
+    "ua_config_from_settings",
+]
+
+AIFactory = Callable[[str, str, str, AISessionConfig], AISession]
+"""``factory(tenant_id, api_key, transport, config)`` → a not yet started AI session."""
+
+
+def default_ai_factory(settings: Settings) -> AIFactory:
+    """Realtime sessions (WebSocket or WebRTC per tenant) at ``settings.realtime.base_url``."""
+    from w3sipagent.realtime import open_session
+
+    base = settings.realtime.base_url  # ``…/v1``: the settings trim a trailing /realtime
+    timeout = settings.realtime.connect_timeout
+
+    def make(tenant_id: str, api_key: str, transport: str, config: AISessionConfig) -> AISession:
+        url = base if transport == "websocket" else base.replace("ws", "http", 1)
+        extra = {"connect_timeout": timeout} if transport == "websocket" else {}
+        return open_session(
+            config,
+            api_key=api_key,
+            transport="webrtc" if transport == "webrtc" else "websocket",
+            base_url=url,
+            session_timeout=timeout,
+            **extra,
+        )
+
+    return make
+
+
+CODEC_SPECS: dict[str, str] = {
+    "PCMU": "PCMU/8000",
+    "PCMA": "PCMA/8000",
+    "G722": "G722/8000",
+    "opus": "opus/48000/2",
+}
+"""A tenant's codec names (:data:`w3sipagent.tenants.models.CODECS`) → SDP codec specs."""
+
+
+def tenant_codec_preference(names: Sequence[str], configured: Sequence[str]) -> tuple[str, ...]:
+    """The codec preference of a tenant's calls: its ``codecs`` in its order, each as the
+    user agent's configured spec of that codec when there is one (else the standard spec)."""
+    out: list[str] = []
+    for name in names:
+        spec = next(
+            (c for c in configured if c.split("/", 1)[0].upper() == name.upper()),
+            CODEC_SPECS.get(name, name),
+        )
+        if spec not in out:
+            out.append(spec)
+    return tuple(out)
+
+
+def negotiated_encoding(
+    body: bytes, preference: Sequence[str], *, telephone_event: bool = True
+) -> str | None:
+    """The audio codec (``"PCMU"``...) answering the SDP offer ``body`` with ``preference``
+    will pick: the very :func:`~w3sipagent.sdp.negotiate_answer` the user agent runs, so the
+    AI format chosen at admission is the one the call gets. None: no offer, or no codec."""
+    if not body:
+        return None
+    try:
+        offer = SessionDescription.parse(body)
+        result = negotiate_answer(
+            offer,
+            local_address="0.0.0.0",
+            ports=lambda _i, _m: 9,
+            codec_preference=list(preference),
+            session_id=1,
+            session_version=1,
+            telephone_event=telephone_event,
+        )
+    except SdpError:
+        return None
+    stream = result.audio
+    if result.failure is not None or stream is None or stream.codec is None:
+        return None
+    return stream.codec.encoding.upper()
+
+
+def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgentConfig:
+    """The user agent configuration of a deployment's ``[sip]`` and ``[rtp]`` settings."""
+    sip, rtp = settings.sip, settings.rtp
+    host, port = sip.listen_address
+    adv_host: str | None = None
+    adv_port: int | None = None
+    if sip.advertised:
+        h, _, p = sip.advertised.rpartition(":")
+        if h and p.isdigit() and not sip.advertised.endswith("]"):
+            adv_host, adv_port = h.strip("[]"), int(p)
+        else:
+            adv_host = sip.advertised.strip("[]")
+    values: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "transports": tuple(sip.transports),
+        "advertised_host": adv_host,
+        "advertised_port": adv_port,
+        "tls_cert": str(sip.tls_cert) if sip.tls_cert else None,
+        "tls_key": str(sip.tls_key) if sip.tls_key else None,
+        "tls_port": sip.tls_address[1] if "tls" in sip.transports else None,
+        "t1": sip.t1,
+        "t2": sip.t2,
+        "t4": sip.t4,
+        "ack_wait": sip.ack_wait,
+        "rtp_port_min": rtp.port_min,
+        "rtp_port_max": rtp.port_max,
+        "media": MediaConfig(
+            source_policy=rtp.source_policy,
+            inactivity_timeout=rtp.inactivity_timeout,
+            silence="silence" if rtp.send_silence else "none",
+            kick=rtp.talkspurt_kick,
+            receive_buffer=rtp.receive_buffer,
+            receive_batch=rtp.receive_batch,
+        ),
+        "allowed_sources": tuple(str(n) for n in sip.allowed_sources),
+        "max_calls": sip.max_calls,
+        "drain_timeout": sip.drain_timeout,
+        "user_agent": sip.user_agent,
+    }
+    values.update(overrides)
+    return UserAgentConfig(**values)  # type: ignore[arg-type]
+
+
+def bridge_options(
+    settings: Settings,
+    defaults: BridgeOptions,
+    resolution: Resolution,
+    call_id: str,
+    *,
+    ai_enabled: bool = True,
+) -> BridgeOptions:
+    """One call's bridge options: the tenant's and agent's settings over ``defaults``.
+
+    A tenant that records gets ``records.recordings_dir/TENANT/YYYY-MM-DD/CALL-ID.wav``
+    (and its announcement); ``ai_enabled=False`` (over the usage cap) gives the fallback.
+    """
+    tenant, agent = resolution.tenant, resolution.agent
+    rt = settings.realtime
+    recording: Path | None = None
+    if tenant.recording.enabled:
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        safe_id = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in call_id)
+        recording = settings.records.recordings_dir / tenant.id / day / f"{safe_id}.wav"
+    d = defaults
+    return BridgeOptions(
+        greeting=agent.greeting,
+        connect_timeout=rt.connect_timeout,
+        reconnect_timeout=rt.reconnect_timeout,
+        reconnect_attempts=d.reconnect_attempts,
+        resume_instructions=d.resume_instructions,
+        max_duration=tenant.max_call_duration or None,
+        caller_silence_timeout=tenant.caller_silence_timeout or None,
+        min_interrupt_ms=agent.turn_detection.min_interrupt_ms,
+        dtmf_collect_timeout=d.dtmf_collect_timeout,
+        dtmf_actions=dict(tenant.dtmf),
+        transfers=dict(tenant.transfers),
+        transfer_timeout=d.transfer_timeout,
+        quiet_timeout=d.quiet_timeout,
+        end_call_tail=d.end_call_tail,
+        fallback_wav=tenant.fallback.wav,
+        fallback_uri=tenant.fallback_uri(),
+        recording_path=recording,
+        announcement=tenant.recording.announcement if recording is not None else None,
+        ai_enabled=ai_enabled,
+        housekeeping_interval=d.housekeeping_interval,
+        max_held_audio_ms=d.max_held_audio_ms,
+        hangup_timeout=d.hangup_timeout,
+        close_timeout=d.close_timeout,
+    )

@@ -1,0 +1,174 @@
+"""The agent part of a tenant: prompt, voice, turn detection, transcription and tools.
+
+``[tenants.NAME.agents.AGENT]`` validated into :class:`AgentConfig`, which gives the AI
+session configuration of a call (:meth:`AgentConfig.session_config`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from w3sipagent.ai.session import AISessionConfig, AudioFormat, ToolSpec, TurnDetection
+from w3sipagent.tenants.fields import (
+    Duration,
+    StrictModel,
+    Voice,
+    check_env_name,
+    check_http_url,
+)
+
+__all__ = [
+    "BUILTIN_TOOLS",
+    "AgentConfig",
+    "TranscriptionConfig",
+    "TurnDetectionConfig",
+    "WebhookToolConfig",
+]
+
+
+class TurnDetectionConfig(StrictModel):
+    """Turn detection: ``server_vad`` (silence based), ``semantic_vad`` or ``none`` (manual)."""
+
+    type: Literal["server_vad", "semantic_vad", "none"] = "server_vad"
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    prefix_padding_ms: int = Field(default=300, ge=0, le=5000)
+    silence_duration_ms: int = Field(default=500, ge=0, le=10000)
+    idle_timeout_ms: int | None = Field(default=None, ge=5000, le=30000)
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    create_response: bool = True
+    interrupt_response: bool = True
+    min_interrupt_ms: int = Field(default=0, ge=0, le=2000)
+    """Guard against false interruptions: the caller must speak this long before the agent
+    is cut (0 = off; when on, the bridge decides barge-in itself)."""
+
+    def to_session(self) -> TurnDetection | None:
+        """The :class:`TurnDetection` for the AI session (None for ``none``)."""
+        if self.type == "none":
+            return None
+        return TurnDetection(
+            type=self.type,
+            threshold=self.threshold,
+            prefix_padding_ms=self.prefix_padding_ms,
+            silence_duration_ms=self.silence_duration_ms,
+            create_response=self.create_response,
+            interrupt_response=self.interrupt_response and self.min_interrupt_ms == 0,
+            idle_timeout_ms=self.idle_timeout_ms if self.type == "server_vad" else None,
+            eagerness=self.eagerness,
+        )
+
+
+class TranscriptionConfig(StrictModel):
+    """Input (caller) transcription: on by default, needed for the caller side of CDRs."""
+
+    enabled: bool = True
+    model: str = "gpt-4o-mini-transcribe"
+    language: str | None = None
+
+
+class WebhookToolConfig(StrictModel):
+    """A tool the model may call, run as an HTTP POST of its JSON arguments to ``url``.
+
+    The auth header value is read from the environment variable ``auth_env`` at call
+    time (``auth_prefix`` + value, e.g. ``Bearer …``) and never logged.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    url: str
+    timeout: Duration = 5.0
+    auth_header: str = "Authorization"
+    auth_env: str | None = None
+    auth_prefix: str = "Bearer "
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_http_url(v)
+
+    @field_validator("auth_env")
+    @classmethod
+    def _auth_env(cls, v: str | None) -> str | None:
+        return None if v is None else check_env_name(v)
+
+    @field_validator("parameters")
+    @classmethod
+    def _schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if v.get("type") != "object":
+            raise ValueError('must be a JSON schema with type = "object"')
+        props = v.get("properties", {})
+        if not isinstance(props, dict):
+            raise ValueError("properties must be a table of JSON schemas")
+        return v
+
+    def spec(self) -> ToolSpec:
+        """The tool as the AI session sees it."""
+        return ToolSpec(self.name, self.description, dict(self.parameters))
+
+
+BUILTIN_TOOLS = frozenset({"transfer_call", "end_call", "send_dtmf"})
+
+
+class AgentConfig(StrictModel):
+    """One agent of a tenant: model, voice, prompt, greeting, turn detection, tools."""
+
+    model: str = "gpt-realtime"
+    voice: Voice = "marin"
+    instructions: str = ""
+    instructions_file: Path | None = None
+    language: str | None = None
+    greeting: str | None = None
+    """Instructions for the first response; the agent speaks first when set."""
+    turn_detection: TurnDetectionConfig = Field(default_factory=TurnDetectionConfig)
+    transcription: TranscriptionConfig = Field(default_factory=TranscriptionConfig)
+    noise_reduction: Literal["near_field", "far_field"] | None = None
+    speed: float | None = Field(default=None, ge=0.25, le=1.5)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=4096)
+    tools: list[WebhookToolConfig] = Field(default_factory=list)
+
+    @field_validator("tools")
+    @classmethod
+    def _unique_tools(cls, v: list[WebhookToolConfig]) -> list[WebhookToolConfig]:
+        seen: set[str] = set()
+        for t in v:
+            if t.name in BUILTIN_TOOLS:
+                raise ValueError(f"tool name {t.name!r} is reserved for a built-in tool")
+            if t.name in seen:
+                raise ValueError(f"tool {t.name!r} is defined twice")
+            seen.add(t.name)
+        return v
+
+    def prompt(self) -> str:
+        """The instructions: ``instructions`` followed by the file's text when set."""
+        text = self.instructions
+        if self.instructions_file is not None:
+            extra = self.instructions_file.read_text(encoding="utf-8")
+            text = f"{text}\n\n{extra}" if text else extra
+        return text
+
+    def session_config(
+        self,
+        audio_format: AudioFormat,
+        *,
+        extra_tools: tuple[ToolSpec, ...] = (),
+        instructions: str | None = None,
+    ) -> AISessionConfig:
+        """The AI session configuration for one call of this agent."""
+        lang = self.transcription.language or self.language
+        return AISessionConfig(
+            instructions=self.prompt() if instructions is None else instructions,
+            model=self.model,
+            voice=self.voice,
+            input_format=audio_format,
+            output_format=audio_format,
+            turn_detection=self.turn_detection.to_session(),
+            transcription_model=self.transcription.model if self.transcription.enabled else None,
+            transcription_language=lang,
+            noise_reduction=self.noise_reduction,
+            tools=extra_tools + tuple(t.spec() for t in self.tools),
+            max_output_tokens=self.max_output_tokens,
+            speed=self.speed,
+        )
