@@ -27,6 +27,23 @@ def test_ai_format_avoids_transcoding() -> None:
     assert choose_ai_format("opus") is AudioFormat.PCM24K
 
 
+def test_session_config_says_who_cuts_and_the_guard_hands_it_to_the_bridge() -> None:
+    from dataclasses import replace
+
+    from w3sipagent.agent.bridge import bridge_session_config
+
+    server = config(interrupt=True)
+    assert server.interrupts_itself and server.detects_turns
+    assert not config(interrupt=False).interrupts_itself
+    no_vad = replace(server, turn_detection=None)
+    assert not no_vad.interrupts_itself and not no_vad.detects_turns
+    assert no_vad.without_self_interrupt() is no_vad
+    guarded = bridge_session_config(server, AudioFormat.PCMA, min_interrupt_ms=200)
+    assert not guarded.interrupts_itself and guarded.detects_turns
+    assert guarded.input_format is AudioFormat.PCMA is guarded.output_format
+    assert bridge_session_config(server, AudioFormat.PCMU).interrupts_itself  # no guard
+
+
 async def test_caller_audio_passthrough_with_nothing_lost_before_ready() -> None:
     backend = ScriptedBackend(start_delay=0.4)
     sent = ulaw_frames(600, amp=6000)
