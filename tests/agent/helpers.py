@@ -57,6 +57,12 @@ async def wait_until(pred: Callable[[], bool], timeout: float = 3.0, what: str =
         await asyncio.sleep(0.005)
 
 
+async def pacer_ticks(call: MemoryCall, n: int, timeout: float = 3.0) -> None:
+    """Until the call's pacer ticked ``n`` more times (a window measured in frames)."""
+    start = len(call.sent)
+    await wait_until(lambda: len(call.sent) >= start + n, timeout, f"{n} pacer ticks")
+
+
 class Rig:
     """A memory call, a scripted backend and a bridge, running."""
 

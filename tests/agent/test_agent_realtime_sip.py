@@ -128,11 +128,13 @@ async def test_greeting_heard_and_speech_reaches_the_server_byte_identical(
     )
     pcm = tone_pcm(600, 8000, 7000, 300.0)
     await call.play(pcm)
-    await asyncio.sleep(0.3)
+    encoded = ulaw_encode(pcm) if codec.startswith("PCMU") else alaw_encode(pcm)
+    await wait_until(
+        lambda: encoded in bytes(srv.sessions[0].audio), timeout=5, what="speech at the server"
+    )
     await call.hangup()
     await wait_until(lambda: not svc.bridges, timeout=5, what="bridge ended")
     rec = srv.sessions[0]
-    encoded = ulaw_encode(pcm) if codec.startswith("PCMU") else alaw_encode(pcm)
     assert encoded in bytes(rec.audio)  # passthrough: the caller's payload, untouched
     cdr = svc.finished[-1]
     assert cdr.ai_format == ("audio/pcmu" if codec.startswith("PCMU") else "audio/pcma")
@@ -148,7 +150,7 @@ async def test_barge_in_over_rtp_truncates_at_what_the_caller_heard(rig: Any) ->
         "sip:main@acme.example", proxy=("127.0.0.1", svc.port), codecs=["PCMU/8000"]
     )
     ear = Ear(call)  # listening before the agent says anything: the recording is complete
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # one loop turn: the ear's task subscribed to the call's audio
     await call.play(tone_pcm(500, 8000, 9000, 300.0))  # "When do you open?"
     answer_from = asyncio.get_running_loop().time()
     await wait_until(lambda: ear.loud() >= 30, timeout=10, what="agent answering")
@@ -157,7 +159,8 @@ async def test_barge_in_over_rtp_truncates_at_what_the_caller_heard(rig: Any) ->
     await wait_until(lambda: bool(bridge.barge_ins), timeout=5, what="barge-in")
     await wait_until(lambda: bool(srv.sessions[0].truncates), timeout=3, what="truncate")
     await speaking
-    await asyncio.sleep(0.3)  # anything leaking after the cut would be heard by now
+    n = len(ear.frames)  # anything leaking after the cut would be heard within 15 frames
+    await wait_until(lambda: len(ear.frames) >= n + 15, timeout=5, what="300 ms more heard")
     cut = bridge.barge_ins[0]
     assert cut.cut_at - cut.speech_at <= 0.020  # the agent's audio stopped within a frame
     (tr,) = srv.sessions[0].truncates

@@ -10,8 +10,8 @@ import asyncio
 import itertools
 import json
 
-from tests.agent.helpers import Rig, config, rms, tone_ulaw, ulaw_frames, wait_until
-from w3sipagent.agent.bridge import BridgeOptions, CallBridge, choose_ai_format
+from tests.agent.helpers import Rig, config, pacer_ticks, rms, tone_ulaw, ulaw_frames, wait_until
+from w3sipagent.agent.bridge import BridgeOptions, choose_ai_format
 from w3sipagent.agent.memcall import MemoryCall
 from w3sipagent.agent.scripted import ScriptedBackend, ScriptedReply, ScriptedSession
 from w3sipagent.agent.tools import ToolRegistry, builtin_tools
@@ -25,6 +25,23 @@ def test_ai_format_avoids_transcoding() -> None:
     assert choose_ai_format("pcma") is AudioFormat.PCMA
     assert choose_ai_format("G722") is AudioFormat.PCM24K
     assert choose_ai_format("opus") is AudioFormat.PCM24K
+
+
+def test_session_config_says_who_cuts_and_the_guard_hands_it_to_the_bridge() -> None:
+    from dataclasses import replace
+
+    from w3sipagent.agent.bridge import bridge_session_config
+
+    server = config(interrupt=True)
+    assert server.interrupts_itself and server.detects_turns
+    assert not config(interrupt=False).interrupts_itself
+    no_vad = replace(server, turn_detection=None)
+    assert not no_vad.interrupts_itself and not no_vad.detects_turns
+    assert no_vad.without_self_interrupt() is no_vad
+    guarded = bridge_session_config(server, AudioFormat.PCMA, min_interrupt_ms=200)
+    assert not guarded.interrupts_itself and guarded.detects_turns
+    assert guarded.input_format is AudioFormat.PCMA is guarded.output_format
+    assert bridge_session_config(server, AudioFormat.PCMU).interrupts_itself  # no guard
 
 
 async def test_caller_audio_passthrough_with_nothing_lost_before_ready() -> None:
@@ -76,7 +93,8 @@ async def _barge(interrupt: bool) -> tuple[Rig, float]:
     rig.session.speech_started()
     t_speech = loop.time()
     await wait_until(lambda: bool(rig.bridge.barge_ins), what="barge-in")
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: bool(rig.session.truncates), what="truncate")
+    await pacer_ticks(rig.call, 5)  # anything leaking after the cut would be sent by now
     return rig, t_speech
 
 
@@ -97,9 +115,14 @@ async def test_barge_in_truncates_at_what_was_sent_and_stops_within_a_frame() ->
         rid = rig.bridge.barge_ins[0]
         assert rid.cancelled is (not interrupt)
         # late deltas of the cancelled response are dropped
-        resp = f"resp_{s._n}_1"
-        s.emit(AudioDelta(resp, item, tone_ulaw(200)))
-        await asyncio.sleep(0.08)
+        cut_item = rig.bridge.playout.item(item)
+        assert cut_item is not None and cut_item.response_id is not None
+        tr = rig.bridge.cdr.transcript
+        n_tr = len(tr)
+        s.emit(AudioDelta(cut_item.response_id, item, tone_ulaw(200)))
+        s.emit(CallerTranscript("u-late", "after the late delta", True))
+        await wait_until(lambda: len(tr) == n_tr + 1, what="events handled")  # noqa: B023
+        await pacer_ticks(rig.call, 4)
         assert len(rig.call.audio_frames()) == len(frames)
         ev = [e for e in rig.bridge.cdr.events if e["kind"] == "barge_in"]
         assert ev and ev[0]["heard_ms"] == ms
@@ -111,10 +134,16 @@ async def test_no_truncate_once_the_item_was_heard_completely() -> None:
     async with Rig(backend, options=BridgeOptions(greeting="hi")) as rig:
         await rig.ready()
         await wait_until(lambda: len(rig.call.audio_frames()) >= 10, what="played")
-        await asyncio.sleep(0.05)
-        rig.session.speech_started()
-        await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: rig.session.response_active is None and not rig.bridge.playout.busy,
+            what="greeting over",
+        )
+        await pacer_ticks(rig.call, 1)  # the last frame's tick is over: heard completely
+        item = rig.session.speech_started()
+        rig.session.emit(CallerTranscript(item, "Hm.", True))  # handled after SpeechStarted
+        await wait_until(lambda: len(rig.bridge.cdr.transcript) == 2, what="speech handled")
         assert rig.session.truncates == [] and rig.session.cancels == 0
+        assert rig.bridge.barge_ins == []
 
 
 async def test_interruption_guard_ignores_short_noises_and_cuts_real_speech() -> None:
@@ -128,17 +157,20 @@ async def test_interruption_guard_ignores_short_noises_and_cuts_real_speech() ->
         assert s.config.turn_detection.interrupt_response is False  # the bridge decides
         await wait_until(lambda: len(rig.call.audio_frames()) >= 10, what="playing")
         s.speech_started()
-        await asyncio.sleep(0.05)
-        s.emit(SpeechStopped(0, None))
-        await asyncio.sleep(0.25)
-        assert rig.bridge.barge_ins == [] and s.truncates == []
-        assert any(e["kind"] == "false_interruption" for e in rig.bridge.cdr.events)
+        s.emit(SpeechStopped(0, None))  # a noise shorter than the guard
+        await wait_until(
+            lambda: any(e["kind"] == "false_interruption" for e in rig.bridge.cdr.events),
+            what="false interruption",
+        )
         n = len(rig.call.audio_frames())
-        assert n >= 20  # still talking
+        await pacer_ticks(rig.call, 10)  # 200 ms: longer than the guard
+        assert rig.bridge.barge_ins == [] and s.truncates == []
+        assert len(rig.call.audio_frames()) >= n + 10  # still talking
         s.speech_started()
-        await asyncio.sleep(0.1)
-        assert rig.bridge.barge_ins == []  # not yet: 150 ms guard
         await wait_until(lambda: bool(rig.bridge.barge_ins), what="guarded barge-in")
+        cut = rig.bridge.barge_ins[0]
+        assert cut.cut_at - cut.speech_at >= 0.150  # not before the 150 ms guard
+        await wait_until(lambda: s.cancels == 1, what="cancel")
         assert len(s.truncates) == 1 and s.cancels == 1
 
 
@@ -443,23 +475,37 @@ async def test_opus_lost_frame_is_rebuilt_from_the_next_packets_fec() -> None:
     assert corr(fec, clean) > corr(plc, clean) + 0.1, (corr(fec, clean), corr(plc, clean))
 
 
-async def test_bridge_never_touches_a_network() -> None:
-    """The scripted session is the only AI here: the bridge needs nothing but AISession."""
+async def test_bridge_never_touches_a_network(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The scripted session is the only AI here: the bridge needs nothing but AISession.
+
+    Attempts are recorded, not raised: an exception inside a bridge task would only end
+    the call as FAILED, so the test asserts what was attempted and how the call ended."""
     import socket
 
-    real = socket.socket.connect
+    attempts: list[str] = []
 
-    def forbidden(*a: object, **k: object) -> None:
-        raise AssertionError("the bridge opened a connection")
+    def connect(self: socket.socket, address: object) -> None:
+        attempts.append(f"connect {address!r}")
+        raise OSError("no network in this test")
 
-    socket.socket.connect = forbidden  # type: ignore[method-assign]
-    try:
-        backend = ScriptedBackend(greeting=ScriptedReply(tone_ulaw(100), "Hi."))
-        async with Rig(backend, options=BridgeOptions(greeting="hi")) as rig:
-            await wait_until(lambda: len(rig.call.audio_frames()) >= 5, what="greeting")
-    finally:
-        socket.socket.connect = real  # type: ignore[method-assign]
-    assert isinstance(rig.bridge, CallBridge)
+    def getaddrinfo(host: object, *a: object, **k: object) -> list[object]:
+        attempts.append(f"getaddrinfo {host!r}")
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    greeting = tone_ulaw(100)
+    backend = ScriptedBackend(greeting=ScriptedReply(greeting, "Hi."))
+    async with Rig(backend, options=BridgeOptions(greeting="hi")) as rig:
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 5, what="greeting")
+        assert rig.bridge.session is rig.session  # the scripted session is live
+    monkeypatch.undo()
+    assert attempts == []
+    assert b"".join(f.payload or b"" for f in rig.call.audio_frames()) == greeting
+    cdr = rig.bridge.cdr
+    assert cdr.disposition is Disposition.CALLER_HANGUP, (cdr.disposition, cdr.reason)
+    assert [(e.speaker, e.text) for e in cdr.transcript] == [("agent", "Hi.")]
 
 
 async def test_recording_after_the_announcement_caller_left_agent_right(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -486,7 +532,7 @@ async def test_recording_after_the_announcement_caller_left_agent_right(tmp_path
         assert rms(b"".join(f.payload or b"" for f in first)) > 1000  # the announcement first
         assert rig.session.responses_requested == ["hi"]
         await rig.call.play(ulaw_frames(300, amp=7000))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: not rig.bridge.playout.busy, what="greeting played")
     cdr = rig.bridge.cdr
     assert cdr.recording_path == str(out)
     with wave.open(str(out), "rb") as w:

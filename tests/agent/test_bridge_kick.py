@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from tests.agent.helpers import Rig, config, tone_ulaw, wait_until
+from tests.agent.helpers import Rig, config, pacer_ticks, tone_ulaw, wait_until
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.agent.memcall import MemoryCall
 from w3sipagent.agent.scripted import ScriptedBackend, ScriptedReply
@@ -24,7 +24,7 @@ async def test_first_frame_of_a_response_goes_out_with_the_delta() -> None:
     loop = asyncio.get_running_loop()
     audio = tone_ulaw(100, amp=9000)
     for i in range(3):
-        await asyncio.sleep(0.047)  # the queue is empty, any phase of the call's pacer
+        await asyncio.sleep(0.047)  # stimulus, not a wait: the next delta at another pacer phase
         n_sent = len(rig.call.sent)
         t = loop.time()
         rig.session.emit(AudioDelta(f"resp_{i}", f"item_{i}", audio))
@@ -59,7 +59,8 @@ async def test_barge_in_accounting_unchanged_with_the_kick() -> None:
     rig.session.speech_started()
     t_speech = loop.time()
     await wait_until(lambda: bool(rig.bridge.barge_ins), what="barge-in")
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: bool(rig.session.truncates), what="truncate")
+    await pacer_ticks(rig.call, 5)  # anything leaking after the cut would be sent by now
     frames = rig.call.audio_frames()
     ((item, ms),) = rig.session.truncates
     assert item == rig.bridge.barge_ins[0].item_id

@@ -8,11 +8,12 @@ The call is the in-memory call (20 ms pacer on the loop clock); the AI is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
 
-from tests.agent.helpers import rms, ulaw_frames, wait_until
+from tests.agent.helpers import pacer_ticks, rms, ulaw_frames, wait_until
 from w3sipagent.agent.bridge import BridgeOptions, CallBridge
 from w3sipagent.agent.memcall import MemoryCall
 from w3sipagent.ai.session import AISession, AISessionConfig, TurnDetection
@@ -74,8 +75,9 @@ class Caller:
             n += 1
 
     async def stop(self) -> None:
+        """Stop feeding (the loop may already have ended with the call)."""
         self.task.cancel()
-        with pytest.raises(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError):
             await self.task
 
 
@@ -89,7 +91,11 @@ async def test_greeting_heard_and_caller_audio_reaches_the_server_untouched() ->
         heard = b"".join(f.payload or b"" for f in call.audio_frames())
         assert rms(heard) > 1000  # the greeting reached the caller
         caller.say(ulaw_frames(600, amp=8000))
-        await asyncio.sleep(1.2)
+        await wait_until(lambda: not caller.queue, timeout=5, what="caller spoke")
+        said = 160 * len(caller.sent)
+        await wait_until(
+            lambda: len(srv.sessions[0].audio) >= said, timeout=5, what="speech at the server"
+        )
         call.remote_hangup()
         cdr = await asyncio.wait_for(task, 5)
         await caller.stop()
@@ -121,7 +127,7 @@ async def test_barge_in_truncates_at_the_millisecond_sent(interrupt: bool) -> No
         await wait_until(lambda: len(call.audio_frames()) >= 40, timeout=10, what="agent talking")
         caller.say(ulaw_frames(800, amp=9000))
         await wait_until(lambda: bool(bridge.barge_ins), timeout=5, what="barge-in")
-        await asyncio.sleep(0.3)
+        await pacer_ticks(call, 15)  # anything leaking after the cut would be sent by now
         cut = bridge.barge_ins[0]
         agent = call.audio_frames()
         sent_before_cut = sum(1 for f in agent if f.at <= cut.cut_at)

@@ -178,9 +178,11 @@ async def test_a_slow_tool_never_blocks_audio(http: HttpServer) -> None:
             rig.session.replies.append(reply2)
             await rig.session.create_response()
             n0 = len(rig.call.audio_frames())
-            await asyncio.sleep(0.6)
+            await wait_until(
+                lambda: len(rig.call.audio_frames()) - n0 >= 30, timeout=1.8, what="600 ms heard"
+            )
+            assert rig.session.tool_results == []  # the webhook (2 s) is still running
             frames = rig.call.audio_frames()
-            assert len(frames) - n0 >= 25  # ~30 frames in 600 ms: audio never waited for it
             gaps = [b.at - a.at for a, b in zip(frames[n0:], frames[n0 + 1 :], strict=False)]
             # a loop held by the 2 s webhook would leave a gap of a second or more; a busy
             # CI machine may delay a 20 ms tick by tens of milliseconds, never by 250

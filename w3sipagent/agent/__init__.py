@@ -1,7 +1,13 @@
 """The agent: one bridge per call between the call (CallLike) and the AI (AISession).
 
-- :class:`~w3sipagent.agent.bridge.CallBridge`: the per-call bridge (audio, barge-in, DTMF,
-  tools, reconnection, fallback, CDR);
+- :class:`~w3sipagent.agent.bridge.CallBridge`: the per-call bridge, composed of
+  :mod:`~w3sipagent.agent.media` (audio both ways, prompts, recording),
+  :mod:`~w3sipagent.agent.turns` (AI events, barge-in by the pure
+  :mod:`~w3sipagent.agent.bargein` policy), :mod:`~w3sipagent.agent.supervisor` (connect,
+  early session, reconnection), :mod:`~w3sipagent.agent.actions` (tools, transfers, DTMF by
+  the pure :mod:`~w3sipagent.agent.dtmf` collector, fallback),
+  :mod:`~w3sipagent.agent.lifecycle` and :mod:`~w3sipagent.agent.watchdog` (tasks, outcome,
+  call limits); its options in :mod:`~w3sipagent.agent.options`;
 - :class:`~w3sipagent.agent.service.AgentService`: user agent + tenants + records + bridges;
 - :mod:`~w3sipagent.agent.tools`: the tool registry, built-ins and webhook tools;
 - :mod:`~w3sipagent.agent.scripted` / :mod:`~w3sipagent.agent.memcall`: a scripted AI session

@@ -77,7 +77,8 @@ class ToolResult:
 
 
 class ToolContext(Protocol):
-    """What the built-in tools need from the call they run in (the bridge implements it)."""
+    """What the built-in tools need from the call they run in (implemented by the
+    bridge's :class:`~w3sipagent.agent.actions.CallActions`)."""
 
     async def transfer_to(self, destination: str, uri: str, reason: str) -> TransferOutcome:
         """Transfer the caller to ``uri`` (the destination named ``destination``)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, runtime_checkable
 
 
@@ -95,6 +95,26 @@ class AISessionConfig:
     """How the back end trims a long conversation: None leaves the service default
     (``"auto"``); ``"disabled"``; or a GA truncation object such as
     ``{"type": "retention_ratio", "retention_ratio": 0.8}``."""
+
+    @property
+    def interrupts_itself(self) -> bool:
+        """The back end stops its own response when it hears the caller start speaking
+        (turn detection with ``interrupt_response``); otherwise the bridge cancels it."""
+        td = self.turn_detection
+        return td is not None and td.interrupt_response
+
+    @property
+    def detects_turns(self) -> bool:
+        """The back end reports the caller's speech (:class:`SpeechStarted` /
+        :class:`SpeechStopped`), so caller silence can be told apart."""
+        return self.turn_detection is not None
+
+    def without_self_interrupt(self) -> AISessionConfig:
+        """This configuration with the back end's own barge-in off (the bridge decides)."""
+        td = self.turn_detection
+        if td is None or not td.interrupt_response:
+            return self
+        return replace(self, turn_detection=replace(td, interrupt_response=False))
 
 
 # ---------------------------------------------------------------- events
