@@ -7,6 +7,8 @@ from typing import Any
 
 from tests.asyncio.conftest import UaFactory
 from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.useragent import UserAgent
+from w3sipagent.sip.message import SipRequest, parse_message
 
 
 async def test_uas_refreshes_with_update_when_refresher(make_ua: UaFactory) -> None:
@@ -16,22 +18,23 @@ async def test_uas_refreshes_with_update_when_refresher(make_ua: UaFactory) -> N
         answered.append(call)
         await call.wait_ended()
 
-    server = await make_ua(handler=handler, min_se=1, session_expires=1)
+    sent: list[bytes] = []  # what the server puts on the wire
+    uas: list[UserAgent] = []
+
+    def sender(data: bytes, destination: Any, transport: str) -> None:
+        sent.append(data)
+        uas[0].transports.send(data, destination, transport)
+
+    server = await make_ua(handler=handler, min_se=1, session_expires=1, sender=sender)
+    uas.append(server)
     client = await make_ua(min_se=1, session_timers=False)
-    updates: list[str] = []
-    original = client._modify
-
-    def spy(call: Any, ev: Any) -> None:
-        updates.append(ev.request.method)
-        assert ev.request.session_expires.delta == 1
-        original(call, ev)
-
-    client._modify = spy  # type: ignore[method-assign]
     call = await client.dial(
         f"sip:a@127.0.0.1:{server.port}", headers=[("Session-Expires", "1;refresher=uas")]
     )
     await asyncio.sleep(1.3)
-    assert updates.count("UPDATE") >= 2
+    updates = [m for m in map(parse_message, sent) if isinstance(m, SipRequest)]
+    assert [m.method for m in updates].count("UPDATE") >= 2
+    assert all(m.session_expires is not None and m.session_expires.delta == 1 for m in updates)
     assert not call.ended and answered[0].state == "active"
     await call.hangup()
 

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from w3sipagent.asyncio.admission import (
-    source_allowed,
-)
 from w3sipagent.asyncio.uaconfig import UserAgentConfig
 from w3sipagent.errors import (
     SipParseError,
@@ -19,7 +16,7 @@ from w3sipagent.sip.events import (
 from w3sipagent.sip.message import SipRequest
 
 if TYPE_CHECKING:
-    from w3sipagent.asyncio.useragent import UserAgent
+    from w3sipagent.asyncio.gate import RequestGate
 
 
 ALLOWED_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY")
@@ -37,13 +34,13 @@ def _retry_after(config: UserAgentConfig) -> tuple[tuple[str, str], ...]:
     return (("Retry-After", str(config.retry_after)),)
 
 
-def merged(ua: UserAgent, request: SipRequest, branch: str) -> bool:
+def merged(gate: RequestGate, request: SipRequest, branch: str) -> bool:
     """RFC 3261 §8.2.2.2: the same request (From tag, Call-ID, CSeq) seen within
     ``merge_window`` on another branch. Entries are kept in expiry order (a dict keeps
     insertion order and every entry lives ``merge_window``), so pruning is O(expired)."""
-    merge = ua._merge
+    merge = gate.merge
     key = (request.from_.tag or "", request.call_id, request.cseq.seq)
-    now = ua.loop.time()
+    now = gate.now()
     while merge:
         oldest = next(iter(merge))
         if merge[oldest][1] > now:
@@ -53,17 +50,17 @@ def merged(ua: UserAgent, request: SipRequest, branch: str) -> bool:
     if seen is not None and seen[0] != branch and seen[1] > now:
         return True
     merge.pop(key, None)  # re-inserted at the end: the dict stays in expiry order
-    merge[key] = (branch, now + ua.config.merge_window)
+    merge[key] = (branch, now + gate.config.merge_window)
     return False
 
 
 def check_request(
-    ua: UserAgent, ev: RequestReceived
+    gate: RequestGate, ev: RequestReceived
 ) -> tuple[int, str | None, list[tuple[str, str]]] | None:
     """The generic checks of RFC 3261 §8.2 (and the allowlist); None when it passes."""
     request = ev.request
     method = request.method
-    if ev.dialog is None and not source_allowed(ua, ev.source):
+    if ev.dialog is None and not gate.source_allowed(ev.source):
         return (403, "Source not allowed", [])
     if method not in ALLOWED_METHODS:
         if method in UNSUPPORTED_METHODS:
@@ -75,7 +72,7 @@ def check_request(
         return (exc.status, exc.reason, [])
     if ev.dialog is None and request.to.tag is None:
         branch = request.via.branch
-        if branch and merged(ua, request, branch):
+        if branch and merged(gate, request, branch):
             return (482, "Loop Detected (merged request)", [])
     try:
         require = request.require

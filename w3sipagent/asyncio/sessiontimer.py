@@ -18,7 +18,7 @@ from w3sipagent.sip.events import RequestReceived
 from w3sipagent.sip.message import SipRequest
 
 if TYPE_CHECKING:
-    from w3sipagent.asyncio.useragent import UserAgent
+    from w3sipagent.asyncio.callservices import CallServices as UserAgent
 
 
 def refuse_session_expires(ua: UserAgent, ev: RequestReceived) -> bool:
@@ -28,10 +28,10 @@ def refuse_session_expires(ua: UserAgent, ev: RequestReceived) -> bool:
     try:
         se = ev.request.session_expires
     except SipParseError as exc:
-        ua._respond(ev.transaction, 400, exc.reason)
+        ua.respond(ev.transaction, 400, exc.reason)
         return True
     if se is not None and c.session_timers and se.delta < c.min_se:
-        ua._respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
+        ua.respond(ev.transaction, 422, headers=[("Min-SE", str(c.min_se))])
         return True
     return False
 
@@ -67,12 +67,12 @@ def arm_session_timer(ua: UserAgent, call: Call) -> None:
         return
     if call.we_refresh:
         call.session_timer = ua.loop.call_later(
-            interval / 2, lambda: ua._spawn(refresh_session(ua, call))
+            interval / 2, lambda: ua.spawn(refresh_session(ua, call))
         )
     else:
         expire = interval - min(32.0, interval / 3)
         call.session_timer = ua.loop.call_later(
-            expire, lambda: ua._spawn(ua._bye_and_end(call, "session_expired", 408))
+            expire, lambda: ua.spawn(ua.hang_up(call, "session_expired", "system", 408))
         )
 
 
@@ -96,10 +96,10 @@ async def refresh_session(ua: UserAgent, call: Call) -> None:
                 content_type="application/sdp" if body else None,
             )
     except TransactionError:
-        await ua._bye_and_end(call, "session_refresh_failed", 408)
+        await ua.hang_up(call, "session_refresh_failed", "system", 408)
         return
     if response.status in (408, 481):
-        ua._end(call, "session_refresh_failed", "system", response.status)
+        ua.end(call, "session_refresh_failed", "system", response.status)
         return
     if 200 <= response.status < 300:
         try:
