@@ -11,10 +11,10 @@ from w3sipagent.asyncio.call_api import DtmfReceived
 from w3sipagent.asyncio.callservices import CallServices
 from w3sipagent.asyncio.calltable import CallTable
 from w3sipagent.asyncio.mediasetup import (
-    _NO_AUDIO,
+    NO_AUDIO,
     MediaSetup,
-    _refusal,
-    _sdp_address,
+    sdp_address,
+    sdp_refusal,
 )
 from w3sipagent.asyncio.requestcheck import (
     _ALLOW,
@@ -121,7 +121,7 @@ class DialogRequests:
 
             result = negotiate_answer(
                 offer,
-                local_address=_sdp_address(self._rt.advertised_host),
+                local_address=sdp_address(self._rt.advertised_host),
                 ports=port_for,
                 codec_preference=list(dict.fromkeys(prefs)),
                 session_id=previous.origin.sess_id if previous else self._rt.next_session_id(),
@@ -131,9 +131,9 @@ class DialogRequests:
                 rtcp_mux=ep.rtcp_mux,
             )
             stream = result.audio
-            refusal = _refusal(result, c.user_agent)
+            refusal = sdp_refusal(result, c.user_agent)
             if refusal is not None or stream is None:
-                reason, warning = refusal or (None, _NO_AUDIO)
+                reason, warning = refusal or (None, NO_AUDIO)
                 self._rt.respond(ev.transaction, 488, reason, headers=[("Warning", warning)])
                 return
             answer = assign_version(result.answer, previous) if previous else result.answer

@@ -36,7 +36,7 @@ from w3sipagent.sip.events import (
 )
 
 
-def _sdp_address(host: str) -> str:
+def sdp_address(host: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
@@ -62,7 +62,7 @@ class MediaSetup:
         c = self._rt.config
         prefs = list(codecs or c.codecs)
         host = c.rtp_host or c.host
-        sdp_host = _sdp_address(self._rt.advertised_host)
+        sdp_host = sdp_address(self._rt.advertised_host)
         if offer is None:
             call.remote_sdp = None
             return await self.open_with_offer(call, prefs)
@@ -85,9 +85,9 @@ class MediaSetup:
             ptime=c.ptime,
         )
         stream = result.audio
-        refusal = _refusal(result, c.user_agent)
+        refusal = sdp_refusal(result, c.user_agent)
         if refusal is not None or stream is None or stream.codec is None:
-            reason, warning = refusal or (None, _NO_AUDIO)
+            reason, warning = refusal or (None, NO_AUDIO)
             self._rt.respond(tx, 488, reason, headers=[("Warning", warning)])
             return None
         fmt = _format_of_stream(stream)
@@ -129,7 +129,7 @@ class MediaSetup:
         try:
             ours = create_offer(
                 list(prefs),
-                local_address=_sdp_address(self._rt.advertised_host),
+                local_address=sdp_address(self._rt.advertised_host),
                 port=endpoint.local_port,
                 session_id=self._rt.next_session_id(),
                 session_version=1,
@@ -235,10 +235,10 @@ def _format_of_stream(stream: NegotiatedStream) -> MediaFormat:
     )
 
 
-_NO_AUDIO = '304 w3sipagent "no audio stream"'
+NO_AUDIO = '304 w3sipagent "no audio stream"'
 
 
-def _refusal(result: AnswerResult, agent: str) -> tuple[str | None, str] | None:
+def sdp_refusal(result: AnswerResult, agent: str) -> tuple[str | None, str] | None:
     """(reason, Warning) when an offer cannot be taken: negotiation failed, or the audio
     connection address is a host name (we never resolve one: 488 with Warning 301)."""
     failure = result.failure

@@ -16,7 +16,7 @@ from w3sipagent.asyncio.call_api import (
 from w3sipagent.asyncio.callservices import CallServices
 from w3sipagent.asyncio.calltable import CallTable
 from w3sipagent.asyncio.clientrequest import ClientRequests, authorize
-from w3sipagent.asyncio.mediasetup import MediaSetup, _sdp_address
+from w3sipagent.asyncio.mediasetup import MediaSetup, sdp_address
 from w3sipagent.asyncio.requestcheck import (
     _ALLOW,
     SUPPORTED_EXTENSIONS,
@@ -265,7 +265,7 @@ class Dialer:
         audio_index = next((i for i, m in enumerate(offer.media) if m.media == "audio"), None)
         result = negotiate_answer(
             offer,
-            local_address=_sdp_address(self._rt.advertised_host),
+            local_address=sdp_address(self._rt.advertised_host),
             ports=lambda i, _m: ep.local_port if i == audio_index else None,
             codec_preference=list(call.codecs or self._rt.config.codecs),
             session_id=self._rt.next_session_id(),

@@ -18,10 +18,10 @@ from w3sipagent.sip.events import RequestReceived
 from w3sipagent.sip.message import SipRequest
 
 if TYPE_CHECKING:
-    from w3sipagent.asyncio.callservices import CallServices as UserAgent
+    from w3sipagent.asyncio.callservices import CallServices
 
 
-def refuse_session_expires(ua: UserAgent, ev: RequestReceived) -> bool:
+def refuse_session_expires(ua: CallServices, ev: RequestReceived) -> bool:
     """Answer an INVITE / UPDATE whose Session-Expires we cannot take: 400 when malformed,
     422 with our Min-SE when below it (RFC 4028 §8). True if a response was sent."""
     c = ua.config
@@ -37,7 +37,7 @@ def refuse_session_expires(ua: UserAgent, ev: RequestReceived) -> bool:
 
 
 def session_timer_answer(
-    ua: UserAgent, call: Call, request: SipRequest, *, uas: bool
+    ua: CallServices, call: Call, request: SipRequest, *, uas: bool
 ) -> list[tuple[str, str]]:
     """Headers of our 2xx for the Session-Expires of ``request``; sets the call's timer."""
     c = ua.config
@@ -58,7 +58,7 @@ def session_timer_answer(
     return out
 
 
-def arm_session_timer(ua: UserAgent, call: Call) -> None:
+def arm_session_timer(ua: CallServices, call: Call) -> None:
     if call.session_timer is not None:
         call.session_timer.cancel()
         call.session_timer = None
@@ -76,7 +76,7 @@ def arm_session_timer(ua: UserAgent, call: Call) -> None:
         )
 
 
-async def refresh_session(ua: UserAgent, call: Call) -> None:
+async def refresh_session(ua: CallServices, call: Call) -> None:
     """Refresh the session: UPDATE without body (re-INVITE with our SDP when the peer
     does not allow UPDATE)."""
     if call.ended or call.session_interval is None:

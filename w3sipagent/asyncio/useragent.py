@@ -201,7 +201,7 @@ class UserAgent:
         # the owners, each with the narrow port it needs
         rt = UaRuntime(c, self.core, self.driver, self.transports, self.ids, self.loop)
         self._runtime = rt
-        self._table = CallTable(rt, self.core.remove_dialog, self._send_bye, c.bye_timeout)
+        self._table = CallTable(rt, self.core.remove_dialog, self._bye_request, c.bye_timeout)
         self._requests = ClientRequests(rt, self._table)
         services = CallServices(rt, self.loop, self._table, self._requests, self._transferer)
         media = MediaSetup(rt, self.ports, self.pacer)
@@ -227,7 +227,7 @@ class UserAgent:
         self.core.connection_lost(peer, transport, self.loop.time())
         self.driver.transmit()
 
-    async def _send_bye(self, call: Call, timeout: float) -> None:
+    async def _bye_request(self, call: Call, timeout: float) -> None:
         await self._requests.request_in_dialog(call, "BYE", timeout=timeout)
 
     def _transferer(self) -> Transferer:
