@@ -39,6 +39,7 @@ from w3sipagent.asyncio.call_api import (
     DtmfReceived,
     FrameSink,
     FrameSource,
+    HangupBy,
     MediaFormat,
     MediaTimeout,
     TransferOutcome,
@@ -56,8 +57,6 @@ from w3sipagent.sip.message import SipResponse
 log = logging.getLogger(__name__)
 
 CallState = Literal["incoming", "outgoing", "early", "answered", "active", "ended"]
-HangupBy = Literal["remote", "local", "system"]
-"""Who ended a call: the peer, our application, or the user agent itself."""
 
 Transferer = Callable[["Call", str, float], Awaitable[TransferOutcome]]
 """``transferer(call, target, timeout) -> outcome``: how :meth:`Call.transfer` is carried out."""

@@ -9,8 +9,8 @@ import asyncio
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from w3sipagent.asyncio.call import Call, HangupBy, Transferer
-from w3sipagent.asyncio.call_api import TransferOutcome
+from w3sipagent.asyncio.call import Call, Transferer
+from w3sipagent.asyncio.call_api import HangupBy, TransferOutcome
 from w3sipagent.asyncio.calltable import CallTable
 from w3sipagent.asyncio.clientrequest import ClientRequests
 from w3sipagent.asyncio.runtime import Runtime

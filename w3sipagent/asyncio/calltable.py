@@ -14,7 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-from w3sipagent.asyncio.call import Call, HangupBy
+from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.call_api import HangupBy
 from w3sipagent.errors import TransactionError
 from w3sipagent.sdp import SessionDescription
 from w3sipagent.sip.dialog import Dialog, DialogError, DialogId, DialogState

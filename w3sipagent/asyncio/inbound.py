@@ -19,8 +19,8 @@ from w3sipagent.asyncio.admission import (
     Handler,
     Reject,
 )
-from w3sipagent.asyncio.call import Call, HangupBy
-from w3sipagent.asyncio.call_api import CallInfo
+from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.call_api import CallInfo, HangupBy
 from w3sipagent.asyncio.callservices import CallServices
 from w3sipagent.asyncio.calltable import CallTable
 from w3sipagent.asyncio.mediasetup import MediaSetup
