@@ -1,5 +1,5 @@
 """The calls of a user agent and everything keyed to them: Call-ID and dialog maps, the
-ACKs we wait for (our 2xx to an INVITE or a re-INVITE), the per-key call limits.
+ACKs we wait for (our 2xx to an INVITE or a re-INVITE), the global and per-key call limits.
 
 A call is added once (:meth:`CallTable.add`), confirmed once its dialog exists
 (:meth:`CallTable.confirm`) and ended in one place: :meth:`CallTable.end` records the end
@@ -53,11 +53,13 @@ class CallTable:
         remove_dialog: Callable[[Dialog], None],
         send_bye: ByeSender,
         bye_timeout: float,
+        max_calls: int,
     ) -> None:
         self._responder = responder
         self._remove_dialog = remove_dialog
         self._send_bye = send_bye
         self._bye_timeout = bye_timeout
+        self._max_calls = max_calls
         self._calls: dict[str, Call] = {}  # Call-ID -> call
         self._dialogs: dict[DialogId, Call] = {}
         self._ack_wait: dict[TransactionId, Call] = {}
@@ -77,6 +79,11 @@ class CallTable:
     def by_dialog(self, dialog_id: DialogId) -> Call | None:
         """The call of a dialog, if it is one of ours."""
         return self._dialogs.get(dialog_id)
+
+    @property
+    def full(self) -> bool:
+        """Whether ``max_calls`` calls are in progress (new ones get 503)."""
+        return len(self._calls) >= self._max_calls
 
     def at_limit(self, key: str, limit: int) -> bool:
         """Whether ``limit`` calls of ``key`` are in progress already."""

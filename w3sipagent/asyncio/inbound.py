@@ -151,7 +151,7 @@ class InviteServer:
         if self.draining:
             self._rt.respond(ev.transaction, 503, "Draining", headers=_retry_after(c))
             return
-        if len(self._table) >= c.max_calls:
+        if self._table.full:
             self._rt.respond(ev.transaction, 503, "Over capacity", headers=_retry_after(c))
             return
         auth_user: str | None = None

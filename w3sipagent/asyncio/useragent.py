@@ -201,7 +201,9 @@ class UserAgent:
         # the owners, each with the narrow port it needs
         rt = UaRuntime(c, self.core, self.driver, self.transports, self.ids, self.loop)
         self._runtime = rt
-        self._table = CallTable(rt, self.core.remove_dialog, self._bye_request, c.bye_timeout)
+        self._table = CallTable(
+            rt, self.core.remove_dialog, self._bye_request, c.bye_timeout, c.max_calls
+        )
         self._requests = ClientRequests(rt, self._table)
         services = CallServices(rt, self.loop, self._table, self._requests, self._transferer)
         media = MediaSetup(rt, self.ports, self.pacer)
