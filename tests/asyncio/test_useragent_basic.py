@@ -220,3 +220,42 @@ async def test_echo_handler_returns_callers_audio(make_ua: UaFactory) -> None:
     finally:
         uac.close()
         rtp.close()
+
+
+async def test_who_hung_up_is_explicit_local_system_remote(make_ua: UaFactory) -> None:
+    """CallEnded.by says who ended the call: the application (``hangup()``: local, whatever
+    the reason), the user agent (a failed handler, shutdown: system), the peer (remote)."""
+    modes = ["wait", "raise", "wait"]
+    started: asyncio.Queue[Call] = asyncio.Queue()
+
+    async def handler(call: Call) -> None:
+        mode = modes.pop(0)
+        started.put_nowait(call)
+        if mode == "raise":
+            raise RuntimeError("handler bug")
+        await call.wait_ended()
+
+    server = await make_ua(handler=handler)
+    client = await make_ua()
+    target = f"sip:a@127.0.0.1:{server.port}"
+
+    first = await client.dial(target)
+    theirs = await asyncio.wait_for(started.get(), 2)
+    await first.hangup("error")  # the application's own reason: still the application
+    assert first.end is not None and (first.end.reason, first.end.by) == ("error", "local")
+    end = await asyncio.wait_for(theirs.wait_ended(), 2)
+    assert (end.reason, end.by) == ("remote_bye", "remote")
+
+    second = await client.dial(target)  # the handler raises: the user agent ends the call
+    theirs = await asyncio.wait_for(started.get(), 2)
+    end = await asyncio.wait_for(theirs.wait_ended(), 2)
+    assert (end.reason, end.by) == ("error", "system")
+    end = await asyncio.wait_for(second.wait_ended(), 2)
+    assert (end.reason, end.by) == ("remote_bye", "remote")
+
+    third = await client.dial(target)
+    theirs = await asyncio.wait_for(started.get(), 2)
+    await server.close(timeout=0)
+    assert theirs.end is not None and (theirs.end.reason, theirs.end.by) == ("shutdown", "system")
+    end = await asyncio.wait_for(third.wait_ended(), 2)
+    assert (end.reason, end.by) == ("remote_bye", "remote")

@@ -153,8 +153,10 @@ async def test_ports_exhausted_503(make_ua: UaFactory) -> None:
 
 async def test_dial_timeout_cancels(make_ua: UaFactory) -> None:
     gate = asyncio.Event()
+    admitting = asyncio.Event()
 
     async def slow(req: AdmissionRequest) -> Accept:
+        admitting.set()
         await gate.wait()
         return Accept()
 
@@ -402,15 +404,18 @@ async def test_srtp_only_offer_488_with_warning(make_ua: UaFactory) -> None:
 
 async def test_shutdown_while_admitting_answers_503(make_ua: UaFactory) -> None:
     gate = asyncio.Event()
+    admitting = asyncio.Event()
 
     async def slow(req: AdmissionRequest) -> Accept:
+        admitting.set()
         await gate.wait()
         return Accept()
 
     server = await make_ua(handler=lambda call: call.wait_ended(), admission=slow, retry_after=9)
     client = await make_ua()
     dial = asyncio.create_task(client.dial(f"sip:a@127.0.0.1:{server.port}", timeout=2))
-    await _wait_for(lambda: server._incoming)
+    await asyncio.wait_for(admitting.wait(), 2)
+    assert server.admitting == 1
     await server.close(timeout=0.1)
     with pytest.raises(CallRejected) as info:
         await dial

@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.asyncio.helpers import fast_config
+from w3sipagent.asyncio.gate import RequestGate
 from w3sipagent.asyncio.useragent import Accept, AdmissionRequest, Reject, UserAgent
-from w3sipagent.sip.message import SipResponse, parse_message
+from w3sipagent.sip.events import RequestReceived
+from w3sipagent.sip.message import SipRequest, SipResponse, parse_message
+from w3sipagent.sip.requestcheck import Refusal
 
 SOURCE = ("127.0.0.1", 5070)
 # No ACK ever comes for the INVITEs' error responses: with the fast T1 their Timer G
@@ -172,6 +175,30 @@ async def test_merged_request_482() -> None:
         assert codes == [200, 200, 482]
     finally:
         await ua.close(timeout=0)
+
+
+def test_merge_table_prunes_expired_entries_on_a_fake_clock() -> None:
+    now = [100.0]
+    gate = RequestGate(fast_config(merge_window=0.05), lambda: now[0])
+
+    def options(branch: str, call_id: str = "merged") -> RequestReceived:
+        data = (
+            f"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n"
+            f"From: <sip:p@127.0.0.1>;tag=same\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
+            "CSeq: 7 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        request = parse_message(data)
+        assert isinstance(request, SipRequest)
+        return RequestReceived(request, SOURCE, "UDP", 1)
+
+    assert gate.check(options("z9hG4bKw1")) is None
+    assert gate.check(options("z9hG4bKw2")) == Refusal(482, "Loop Detected (merged request)")
+    for n in range(50):
+        assert gate.check(options(f"z9hG4bKfill{n}", f"fill-{n}")) is None
+    assert len(gate.merge) == 51
+    now[0] += 0.08  # past the window: not a merge any more, the expired entries pruned
+    assert gate.check(options("z9hG4bKw3")) is None
+    assert len(gate.merge) == 1
 
 
 async def test_response_to_nothing_is_dropped() -> None:

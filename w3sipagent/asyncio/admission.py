@@ -1,14 +1,12 @@
 """Admission of incoming INVITEs: what the admission callable sees (:class:`AdmissionRequest`),
-its decisions (:class:`Accept` / :class:`Reject`), the handler types (``Handler``,
-``RequestHandler``, :class:`Reply`) and the source allowlist.
+its decisions (:class:`Accept` / :class:`Reject`) and the handler types (``Handler``,
+``RequestHandler``, :class:`Reply`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from w3sipagent.asyncio.call import Call
 from w3sipagent.sip.events import (
@@ -17,9 +15,6 @@ from w3sipagent.sip.events import (
 from w3sipagent.sip.headers import Headers
 from w3sipagent.sip.message import SipRequest, SipResponse
 from w3sipagent.sip.uri import SipUri
-
-if TYPE_CHECKING:
-    from w3sipagent.asyncio.useragent import UserAgent
 
 
 @dataclass(frozen=True)
@@ -120,18 +115,3 @@ HandlerResult = int | Reply | SipResponse
 RequestHandler = Callable[[Call | None, SipRequest], "HandlerResult | Awaitable[HandlerResult]"]
 """``handler(call, request)``: returns (or awaits to) a status code, a :class:`Reply` or a
 ready :class:`SipResponse` (built with ``make_response(request, ...)``)."""
-
-
-def source_allowed(ua: UserAgent, source: Address) -> bool:
-    host = source[0]
-    allowed = ua._allowed.get(host)
-    if allowed is None:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        allowed = any(ip in net for net in ua._networks)
-        if len(ua._allowed) >= 4096:  # bounded: a flood of sources cannot grow it
-            ua._allowed.clear()
-        ua._allowed[host] = allowed
-    return allowed

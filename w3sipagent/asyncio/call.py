@@ -28,9 +28,9 @@ import asyncio
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from w3sipagent.asyncio.call_api import (
     CallEnded,
@@ -39,6 +39,7 @@ from w3sipagent.asyncio.call_api import (
     DtmfReceived,
     FrameSink,
     FrameSource,
+    HangupBy,
     MediaFormat,
     MediaTimeout,
     TransferOutcome,
@@ -51,9 +52,7 @@ from w3sipagent.errors import CodecError
 from w3sipagent.rtp.dtmf import DtmfReceived as RtpDtmf
 from w3sipagent.rtp.jitter import Frame
 from w3sipagent.sip.dialog import Dialog
-
-if TYPE_CHECKING:
-    from w3sipagent.asyncio.useragent import UserAgent
+from w3sipagent.sip.message import SipResponse
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +60,45 @@ CallState = Literal["incoming", "outgoing", "early", "answered", "active", "ende
 
 Transferer = Callable[["Call", str, float], Awaitable[TransferOutcome]]
 """``transferer(call, target, timeout) -> outcome``: how :meth:`Call.transfer` is carried out."""
+
+
+class CallPort(Protocol):
+    """What a :class:`Call` may ask of its user agent (the user agent implements it)."""
+
+    @property
+    def audio_queue(self) -> int:
+        """Frames an :meth:`Call.audio` reader may fall behind."""
+        ...
+
+    @property
+    def hangup_on_media_timeout(self) -> bool:
+        """Whether an RTP timeout hangs the call up."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task of the user agent."""
+        ...
+
+    async def hang_up(self, call: Call, reason: str, by: HangupBy, code: int | None = None) -> None:
+        """End ``call``: BYE when answered, a refusal before."""
+        ...
+
+    async def transfer(self, call: Call, target: str, timeout: float) -> TransferOutcome:
+        """Carry out a blind transfer (the user agent's transferer)."""
+        ...
+
+    async def request_in_dialog(
+        self,
+        dialog_or_call: Dialog | Call,
+        method: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> SipResponse:
+        """Send ``method`` in the call's dialog; the final response."""
+        ...
 
 
 class Call:
@@ -72,7 +110,7 @@ class Call:
 
     def __init__(
         self,
-        ua: UserAgent,
+        port: CallPort,
         info: CallInfo,
         *,
         transport: str,
@@ -80,7 +118,7 @@ class Call:
         context: object = None,
         state: CallState = "incoming",
     ) -> None:
-        self._ua = ua
+        self._port = port
         self._info = info
         self.transport = transport
         """The SIP transport of the dialog (UDP, TCP, TLS)."""
@@ -119,6 +157,9 @@ class Call:
         self.session_timer: asyncio.TimerHandle | None = None
         self.reinvite_pending = False
         self.credentials: tuple[str, str] | None = None
+        self.codecs: tuple[str, ...] | None = None
+        """This call's codec preference (``Accept.codecs``, ``dial(codecs=)``), kept for
+        its later offers (re-INVITE / UPDATE, an offer in a 2xx); None: the configured."""
         self.handler_task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -188,16 +229,20 @@ class Call:
             if isinstance(event, CallEnded):
                 return
 
-    async def hangup(self, reason: str = "local_hangup") -> None:
-        """End the call: BYE when answered, CANCEL / reject before. Idempotent."""
-        await self._ua._hangup(self, reason)
+    async def hangup(self, reason: str = "local_hangup", *, by: HangupBy = "local") -> None:
+        """End the call: BYE when answered, CANCEL / reject before. Idempotent.
+
+        ``by`` is who ended it (:attr:`CallEnded.by`): the application (``"local"``) unless
+        the user agent itself gives up (``"system"``: shutdown, error, RTP timeout).
+        """
+        await self._port.hang_up(self, reason, by)
 
     async def transfer(self, target: str, *, timeout: float = 30.0) -> TransferOutcome:
         """Blind transfer with REFER through the user agent's transferer.
 
         After ``succeeded`` or ``accepted`` the call is hung up (reason ``transferred``).
         """
-        outcome = await self._ua.transferer(self, target, timeout)
+        outcome = await self._port.transfer(self, target, timeout)
         if outcome.status in ("succeeded", "accepted") and not self.ended:
             await self.hangup("transferred")
         return outcome
@@ -210,7 +255,7 @@ class Call:
             return
         for digit in digits:
             body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()
-            await self._ua.request_in_dialog(
+            await self._port.request_in_dialog(
                 self, "INFO", body=body, content_type="application/dtmf-relay"
             )
 
@@ -243,7 +288,7 @@ class Call:
 
         ``sample_rate`` resamples (e.g. 8000 whatever the codec); default the codec's rate.
         """
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=self._ua.config.audio_queue)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=self._port.audio_queue)
         self._pcm_queues.append(queue)
         resampler: Resampler | None = None
         try:
@@ -300,17 +345,19 @@ class Call:
         self._release_play_waiters()
         return n
 
-    # -- wiring by the user agent -----------------------------------------------------------
+    # -- wiring by the user agent (not for applications) --------------------------------------
 
-    def _attach(self, endpoint: RtpEndpoint, media: MediaFormat) -> None:
+    def attach(self, endpoint: RtpEndpoint, media: MediaFormat) -> None:
+        """Wire the call's RTP endpoint (media setup does this once, before the answer)."""
         self.endpoint = endpoint
         endpoint.on_frame = self._on_frame
         endpoint.on_dtmf = self._on_rtp_dtmf
         endpoint.on_event = self._on_media_event
         endpoint.set_source(self._next_frame)
-        self._set_media(media)
+        self.set_media(media)
 
-    def _set_media(self, media: MediaFormat) -> None:
+    def set_media(self, media: MediaFormat) -> None:
+        """The negotiated format changed (the user agent announces it with MediaChanged)."""
         if media == self._media and self._codec is not None:
             return
         changed_codec = (media.encoding, media.clock_rate, media.channels, media.fmtp) != (
@@ -386,22 +433,22 @@ class Call:
         self._play_waiters = keep
 
     def _on_rtp_dtmf(self, ev: RtpDtmf) -> None:
-        self._emit(DtmfReceived(ev.digit, ev.duration_ms, "rfc4733"))
+        self.emit(DtmfReceived(ev.digit, ev.duration_ms, "rfc4733"))
 
     def _on_media_event(self, event: MediaEvent) -> None:
         if isinstance(event, RtpTimeout):
-            self._emit(MediaTimeout(event.seconds))
-            if self._ua.config.hangup_on_media_timeout and not self.ended:
-                self._ua._spawn(self.hangup("rtp_timeout"))
+            self.emit(MediaTimeout(event.seconds))
+            if self._port.hangup_on_media_timeout and not self.ended:
+                self._port.spawn(self.hangup("rtp_timeout", by="system"))
 
-    def _emit(self, event: CallEvent) -> None:
+    def emit(self, event: CallEvent) -> None:
+        """Post an event to :meth:`events` (dropped once the call ended)."""
         if not self.ended:
             self._events.put_nowait(event)
 
-    def _finish(
-        self, reason: str, by: Literal["remote", "local", "system"], code: int | None = None
-    ) -> bool:
-        """Release everything and post :class:`CallEnded`. False when already ended."""
+    def finish(self, reason: str, by: HangupBy, code: int | None = None) -> bool:
+        """Release the call's media and timer, post :class:`CallEnded` (the user agent's
+        call table calls this; applications use :meth:`hangup`). False when already ended."""
         if self._ended.done():
             return False
         self.state = "ended"

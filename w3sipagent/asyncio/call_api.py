@@ -118,16 +118,20 @@ class MediaTimeout(CallEvent):
     seconds: float
 
 
+HangupBy = Literal["remote", "local", "system"]
+"""Who ended a call: the peer, our application, or the user agent itself."""
+
+
 @dataclass(frozen=True, slots=True)
 class CallEnded(CallEvent):
     """The call is over; always the last event.
 
     ``reason``: remote_bye, local_hangup, cancelled, ack_timeout, rtp_timeout,
-    transferred, shutdown, error... ``by``: which side ended it.
+    transferred, shutdown, error... ``by``: who ended it (:data:`HangupBy`).
     """
 
     reason: str
-    by: Literal["remote", "local", "system"]
+    by: HangupBy
     sip_code: int | None = None
 
 

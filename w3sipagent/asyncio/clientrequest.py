@@ -1,8 +1,8 @@
-"""Requests a user agent sends (UAC side): client transactions and their futures, the
-response routing (a second fork's 2xx is ACKed and hung up), digest retries on 401/407,
-in-dialog requests and where they go (remote target if an IP literal, else the outbound
-proxy, else the dialog's peer). The bodies of :meth:`UserAgent.request` and
-:meth:`UserAgent.request_in_dialog`.
+"""Requests a user agent sends (UAC side), owned by :class:`ClientRequests`: client
+transactions and their futures, the response routing (a second fork's 2xx is ACKed and
+hung up), digest retries on 401/407, in-dialog requests and where they go (remote target
+if an IP literal, else the outbound proxy, else the dialog's peer). The bodies of
+:meth:`UserAgent.request` and :meth:`UserAgent.request_in_dialog`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.runtime import Runtime
 from w3sipagent.asyncio.transport import is_ip_literal
 from w3sipagent.errors import (
     AuthError,
@@ -21,7 +22,7 @@ from w3sipagent.errors import (
     W3SipError,
 )
 from w3sipagent.sip.auth import DigestClient
-from w3sipagent.sip.dialog import Dialog, DialogError, DialogState, uri_address
+from w3sipagent.sip.dialog import Dialog, DialogError, DialogId, DialogState, uri_address
 from w3sipagent.sip.events import (
     Address,
     ResponseReceived,
@@ -30,10 +31,8 @@ from w3sipagent.sip.events import (
     TransportFailed,
 )
 from w3sipagent.sip.headers import Headers
+from w3sipagent.sip.ids import IdSource
 from w3sipagent.sip.message import SipRequest, SipResponse
-
-if TYPE_CHECKING:
-    from w3sipagent.asyncio.useragent import UserAgent
 
 log = logging.getLogger("w3sipagent.asyncio.useragent")  # the records keep the UA's logger
 
@@ -52,180 +51,212 @@ class ClientTx:
         self.on_provisional = on_provisional
 
 
-def send_request(
-    ua: UserAgent,
-    request: SipRequest,
-    destination: Address,
-    transport: str,
-    on_provisional: Callable[[ResponseReceived], None] | None = None,
-) -> tuple[TransactionId, asyncio.Future[ResponseReceived]]:
-    """Start a client transaction to an IP literal; the future gets its final response."""
-    if not is_ip_literal(destination[0]):
-        raise TransactionError(f"{destination[0][:64]!r} is not an IP address (no DNS here)")
-    if "User-Agent" not in request.headers:
-        request.headers.add("User-Agent", ua.config.user_agent)
-    tx = ua.core.send_request(request, destination, ua.loop.time(), transport)
-    future: asyncio.Future[ResponseReceived] = ua.loop.create_future()
-    ua._client[tx] = ClientTx(future, on_provisional)
-    ua.driver.transmit()
-    return tx, future
+class DialogCalls(Protocol):
+    """Which call a dialog belongs to (the call table)."""
+
+    def by_dialog(self, dialog_id: DialogId) -> Call | None: ...
 
 
-def response_received(ua: UserAgent, ev: ResponseReceived) -> None:
-    """Route a response to its client transaction's waiter (or to :func:`stray_response`)."""
-    waiter = ua._client.get(ev.transaction)
-    if waiter is None:
-        stray_response(ua, ev)
-        return
-    if ev.response.status < 200:
-        if waiter.on_provisional is not None:
-            try:
-                waiter.on_provisional(ev)
-            except Exception:
-                log.exception("provisional response handler failed")
-        return
-    if ev.response.cseq.method != "INVITE" or ev.response.status >= 300:
-        ua._client.pop(ev.transaction, None)
-    if not waiter.future.done():
-        waiter.future.set_result(ev)
-    elif ev.response.cseq.method == "INVITE" and ev.dialog is not None:
-        stray_response(ua, ev)
+class ClientRequests:
+    """The client transactions a user agent started, and how their responses are routed."""
 
+    def __init__(self, runtime: Runtime, calls: DialogCalls) -> None:
+        self._rt = runtime
+        self._calls = calls
+        self._pending: dict[TransactionId, ClientTx] = {}
 
-def transaction_failed(ua: UserAgent, event: TransactionTimedOut | TransportFailed) -> None:
-    """A client transaction timed out or its transport failed: its waiter raises."""
-    waiter = ua._client.pop(event.transaction, None)
-    if waiter is not None and not waiter.future.done():
-        what = f"timer {event.timer}" if isinstance(event, TransactionTimedOut) else "transport"
-        waiter.future.set_exception(TransactionError(f"request failed: {what}"))
+    def send(
+        self,
+        request: SipRequest,
+        destination: Address,
+        transport: str,
+        on_provisional: Callable[[ResponseReceived], None] | None = None,
+    ) -> tuple[TransactionId, asyncio.Future[ResponseReceived]]:
+        """Start a client transaction to an IP literal; the future gets its final response."""
+        rt = self._rt
+        if not is_ip_literal(destination[0]):
+            raise TransactionError(f"{destination[0][:64]!r} is not an IP address (no DNS here)")
+        if "User-Agent" not in request.headers:
+            request.headers.add("User-Agent", rt.config.user_agent)
+        tx = rt.core.send_request(request, destination, rt.now(), transport)
+        future: asyncio.Future[ResponseReceived] = asyncio.get_running_loop().create_future()
+        self._pending[tx] = ClientTx(future, on_provisional)
+        rt.transmit()
+        return tx, future
 
+    def forget(self, tx: TransactionId) -> None:
+        """Stop routing responses of ``tx`` to its waiter (a later 2xx is a stray fork)."""
+        self._pending.pop(tx, None)
 
-def stray_response(ua: UserAgent, ev: ResponseReceived) -> None:
-    """A 2xx to INVITE from a second fork: ACK it and hang it up (we keep one call)."""
-    dialog = ev.dialog
-    if dialog is None or not 200 <= ev.response.status < 300 or dialog.id in ua._dialog_calls:
-        return
-    request = ua.core.transaction_request(ev.transaction)
-    if request is None:
-        return
-    try:
-        destination = dialog_address(dialog, None, ua.config.outbound_proxy)
-        ua.core.send_ack(dialog.create_ack(), destination, request.via.transport)
-        bye = dialog.create_request("BYE")
-        ua.core.send_request(bye, destination, ua.loop.time(), request.via.transport)
-        ua.core.remove_dialog(dialog)
-    except (W3SipError, ValueError) as exc:
-        log.debug("cannot end extra fork: %s", exc)
-    ua.driver.transmit()
+    def response_received(self, ev: ResponseReceived) -> None:
+        """Route a response to its client transaction's waiter (or to :meth:`end_fork`)."""
+        waiter = self._pending.get(ev.transaction)
+        if waiter is None:
+            self.end_fork(ev)
+            return
+        if ev.response.status < 200:
+            if waiter.on_provisional is not None:
+                try:
+                    waiter.on_provisional(ev)
+                except Exception:
+                    log.exception("provisional response handler failed")
+            return
+        if ev.response.cseq.method != "INVITE" or ev.response.status >= 300:
+            self._pending.pop(ev.transaction, None)
+        if not waiter.future.done():
+            waiter.future.set_result(ev)
+        elif ev.response.cseq.method == "INVITE" and ev.dialog is not None:
+            self.end_fork(ev)
 
+    def transaction_failed(self, event: TransactionTimedOut | TransportFailed) -> None:
+        """A client transaction timed out or its transport failed: its waiter raises."""
+        waiter = self._pending.pop(event.transaction, None)
+        if waiter is not None and not waiter.future.done():
+            what = f"timer {event.timer}" if isinstance(event, TransactionTimedOut) else "transport"
+            waiter.future.set_exception(TransactionError(f"request failed: {what}"))
 
-async def request(
-    ua: UserAgent,
-    request: SipRequest,
-    destination: Address,
-    transport: str = "UDP",
-    *,
-    credentials: tuple[str, str] | None = None,
-    timeout: float | None = None,
-) -> SipResponse:
-    """The body of :meth:`UserAgent.request`, which documents it."""
-    digest = DigestClient()
-    while True:
-        _, future = send_request(ua, request, destination, transport)
-        response = (await await_final(future, timeout)).response
-        retry = authorize(ua, request, response, credentials, digest)
-        if retry is None:
-            return response
-        request = retry
+    def end_fork(self, ev: ResponseReceived) -> None:
+        """A 2xx to INVITE from a second fork: ACK it and hang it up (we keep one call)."""
+        rt = self._rt
+        dialog = ev.dialog
+        if (
+            dialog is None
+            or not 200 <= ev.response.status < 300
+            or self._calls.by_dialog(dialog.id) is not None
+        ):
+            return
+        request = rt.core.transaction_request(ev.transaction)
+        if request is None:
+            return
+        try:
+            destination = dialog_address(dialog, None, rt.config.outbound_proxy)
+            rt.core.send_ack(dialog.create_ack(), destination, request.via.transport)
+            bye = dialog.create_request("BYE")
+            rt.core.send_request(bye, destination, rt.now(), request.via.transport)
+            rt.core.remove_dialog(dialog)
+        except (W3SipError, ValueError) as exc:
+            log.debug("cannot end extra fork: %s", exc)
+        rt.transmit()
 
+    async def request(
+        self,
+        request: SipRequest,
+        destination: Address,
+        transport: str = "UDP",
+        *,
+        credentials: tuple[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> SipResponse:
+        """The body of :meth:`UserAgent.request`, which documents it."""
+        digest = DigestClient()
+        while True:
+            _, future = self.send(request, destination, transport)
+            response = (await await_final(future, timeout)).response
+            retry = authorize(self._rt.ids, request, response, credentials, digest)
+            if retry is None:
+                return response
+            request = retry
 
-async def request_in_dialog(
-    ua: UserAgent,
-    dialog_or_call: Dialog | Call,
-    method: str,
-    *,
-    headers: Iterable[tuple[str, str]] = (),
-    body: bytes = b"",
-    content_type: str | None = None,
-    timeout: float | None = None,
-) -> SipResponse:
-    """The body of :meth:`UserAgent.request_in_dialog`, which documents it."""
-    call = dialog_or_call if isinstance(dialog_or_call, Call) else None
-    dialog = call.dialog if call is not None else dialog_or_call
-    if not isinstance(dialog, Dialog):
-        raise DialogError("the call has no dialog yet")
-    if call is None:
-        call = ua._dialog_calls.get(dialog.id)
-    transport = call.transport if call is not None else "UDP"
-    destination = request_destination(ua, dialog, call)
-    extra = list(headers)
-    credentials = (call.credentials if call is not None else None) or ua.config.credentials
-    request = dialog.create_request(method, body=body, content_type=content_type, headers=extra)
-    offering = call is not None and (method == "INVITE" or (method == "UPDATE" and bool(body)))
-    if offering:
-        assert call is not None
-        call.reinvite_pending = True
-    try:
-        return await in_dialog_transaction(
-            ua, dialog, request, method, destination, transport, credentials, extra, timeout
-        )
-    finally:
+    async def request_in_dialog(
+        self,
+        dialog_or_call: Dialog | Call,
+        method: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> SipResponse:
+        """The body of :meth:`UserAgent.request_in_dialog`, which documents it."""
+        call = dialog_or_call if isinstance(dialog_or_call, Call) else None
+        dialog = call.dialog if call is not None else dialog_or_call
+        if not isinstance(dialog, Dialog):
+            raise DialogError("the call has no dialog yet")
+        if call is None:
+            call = self._calls.by_dialog(dialog.id)
+        transport = call.transport if call is not None else "UDP"
+        destination = self.destination(dialog, call)
+        extra = list(headers)
+        credentials = (
+            call.credentials if call is not None else None
+        ) or self._rt.config.credentials
+        request = dialog.create_request(method, body=body, content_type=content_type, headers=extra)
+        offering = call is not None and (method == "INVITE" or (method == "UPDATE" and bool(body)))
         if offering:
             assert call is not None
-            call.reinvite_pending = False
-
-
-async def in_dialog_transaction(
-    ua: UserAgent,
-    dialog: Dialog,
-    request: SipRequest,
-    method: str,
-    destination: Address,
-    transport: str,
-    credentials: tuple[str, str] | None,
-    extra: list[tuple[str, str]],
-    timeout: float | None,
-) -> SipResponse:
-    """Run one in-dialog request to its final response: a 401/407 answered once (a new
-    CSeq from the dialog), the 2xx of a re-INVITE ACKed."""
-    body = request.body
-    content_type = request.headers.get("Content-Type")
-    digest = DigestClient()
-    while True:
-        _, future = send_request(ua, request, destination, transport)
-        ev = await await_final(future, timeout or ua.config.request_timeout)
-        response = ev.response
-        if response.status in (401, 407) and credentials is not None:
-            values = response.headers.get_all(
-                "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+            call.reinvite_pending = True
+        try:
+            return await self._in_dialog_transaction(
+                dialog, request, method, destination, transport, credentials, extra, timeout
             )
-            if digest.should_retry(values) and dialog.state is not DialogState.TERMINATED:
-                retry = dialog.create_request(
-                    method, body=body, content_type=content_type, headers=extra
+        finally:
+            if offering:
+                assert call is not None
+                call.reinvite_pending = False
+
+    async def _in_dialog_transaction(
+        self,
+        dialog: Dialog,
+        request: SipRequest,
+        method: str,
+        destination: Address,
+        transport: str,
+        credentials: tuple[str, str] | None,
+        extra: list[tuple[str, str]],
+        timeout: float | None,
+    ) -> SipResponse:
+        """Run one in-dialog request to its final response: a 401/407 answered once (a new
+        CSeq from the dialog), the 2xx of a re-INVITE ACKed."""
+        rt = self._rt
+        body = request.body
+        content_type = request.headers.get("Content-Type")
+        digest = DigestClient()
+        while True:
+            _, future = self.send(request, destination, transport)
+            ev = await await_final(future, timeout or rt.config.request_timeout)
+            response = ev.response
+            if response.status in (401, 407) and credentials is not None:
+                values = response.headers.get_all(
+                    "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
                 )
-                try:
-                    name, value = digest.build_authorization(
-                        values,
-                        method=method,
-                        uri=retry.uri,
-                        username=credentials[0],
-                        password=credentials[1],
-                        body=body,
-                        ids=ua.ids,
-                        proxy=response.status == 407,
+                if digest.should_retry(values) and dialog.state is not DialogState.TERMINATED:
+                    retry = dialog.create_request(
+                        method, body=body, content_type=content_type, headers=extra
                     )
-                except AuthError:
-                    return response
-                retry.headers.add(name, value)
-                request = retry
-                continue
-        if method == "INVITE" and 200 <= response.status < 300:
-            try:
-                ua.core.send_ack(dialog.create_ack(), destination, transport)
-                ua.driver.transmit()
-            except (W3SipError, ValueError) as exc:
-                log.debug("ACK of re-INVITE failed: %s", exc)
-        return response
+                    try:
+                        name, value = digest.build_authorization(
+                            values,
+                            method=method,
+                            uri=retry.uri,
+                            username=credentials[0],
+                            password=credentials[1],
+                            body=body,
+                            ids=rt.ids,
+                            proxy=response.status == 407,
+                        )
+                    except AuthError:
+                        return response
+                    retry.headers.add(name, value)
+                    request = retry
+                    continue
+            if method == "INVITE" and 200 <= response.status < 300:
+                try:
+                    rt.core.send_ack(dialog.create_ack(), destination, transport)
+                    rt.transmit()
+                except (W3SipError, ValueError) as exc:
+                    log.debug("ACK of re-INVITE failed: %s", exc)
+            return response
+
+    def destination(self, dialog: Dialog, call: Call | None) -> Address:
+        """Where an in-dialog request goes: the call's open TCP/TLS connection, else
+        :func:`dialog_address`."""
+        if (
+            call is not None
+            and call.transport != "UDP"
+            and self._rt.has_connection(call.peer, call.transport)
+        ):
+            return call.peer
+        return dialog_address(dialog, call, self._rt.config.outbound_proxy)
 
 
 async def await_final(
@@ -242,7 +273,7 @@ async def await_final(
 
 
 def authorize(
-    ua: UserAgent,
+    ids: IdSource,
     request: SipRequest,
     response: SipResponse,
     credentials: tuple[str, str] | None,
@@ -264,7 +295,7 @@ def authorize(
             username=credentials[0],
             password=credentials[1],
             body=request.body,
-            ids=ua.ids,
+            ids=ids,
             proxy=response.status == 407,
         )
     except AuthError:
@@ -275,18 +306,6 @@ def authorize(
     h.set("CSeq", f"{cseq.seq + 1} {cseq.method}")
     h.add(name, value)
     return SipRequest(request.method, request.uri, h, request.body)
-
-
-def request_destination(ua: UserAgent, dialog: Dialog, call: Call | None) -> Address:
-    """Where an in-dialog request goes: the call's open TCP/TLS connection, else
-    :func:`dialog_address`."""
-    if (
-        call is not None
-        and call.transport != "UDP"
-        and ua.transports.has_connection(call.peer, call.transport)
-    ):
-        return call.peer
-    return dialog_address(dialog, call, ua.config.outbound_proxy)
 
 
 def dialog_address(dialog: Dialog, call: Call | None, proxy: Address | None) -> Address:

@@ -1,11 +1,12 @@
-"""SDP offer/answer to RTP for a user agent's calls: opening the call's endpoint with our
-answer (or offer), pointing it at what negotiation decided, media formats, 488 refusals.
+"""SDP offer/answer to RTP for a user agent's calls (:class:`MediaSetup`): opening the
+call's endpoint with our answer (or offer), pointing it at what negotiation decided, media
+formats, 488 refusals, the silence payload of each format.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.call_api import (
@@ -14,6 +15,9 @@ from w3sipagent.asyncio.call_api import (
     MediaFormat,
 )
 from w3sipagent.asyncio.media import RtpEndpoint
+from w3sipagent.asyncio.pacer import Pacer
+from w3sipagent.asyncio.ports import RtpPortRange
+from w3sipagent.asyncio.runtime import Runtime
 from w3sipagent.asyncio.transport import is_ip_literal
 from w3sipagent.codecs import get_codec
 from w3sipagent.errors import (
@@ -31,166 +35,168 @@ from w3sipagent.sip.events import (
     TransactionId,
 )
 
-if TYPE_CHECKING:
-    from w3sipagent.asyncio.useragent import UserAgent
 
-
-def _sdp_address(host: str) -> str:
+def sdp_address(host: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
-async def prepare_media(
-    ua: UserAgent,
-    call: Call,
-    offer: SessionDescription | None,
-    tx: TransactionId,
-    codecs: Sequence[str] | None = None,
-) -> SessionDescription | None:
-    """Open the RTP endpoint and build our SDP (answer, or offer for an offerless INVITE)
-    with ``codecs`` (default: the configured preference). Answers the INVITE itself (488)
-    and returns None when the offer is unacceptable."""
-    c = ua.config
-    prefs = list(codecs or c.codecs)
-    host = c.rtp_host or c.host
-    sdp_host = _sdp_address(ua.advertised_host)
-    if offer is None:
-        call.remote_sdp = None
-        return await open_with_offer(ua, call, prefs)
-    audio_index = next(
-        (i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None
-    )
+class MediaSetup:
+    """Opens and steers the RTP endpoints of a user agent's calls."""
 
-    def port_for(index: int, _m: object) -> int | None:
-        return 9 if index == audio_index else None
+    def __init__(self, runtime: Runtime, ports: RtpPortRange, pacer: Pacer) -> None:
+        self._rt = runtime
+        self._ports = ports
+        self._pacer = pacer
+        self._silence: dict[tuple[str, int, int, str | None], bytes | None] = {}
 
-    sid = ua._next_session_id()
-    result = negotiate_answer(
-        offer,
-        local_address=sdp_host,
-        ports=port_for,
-        codec_preference=prefs,
-        session_id=sid,
-        session_version=1,
-        telephone_event=c.telephone_event,
-        ptime=c.ptime,
-    )
-    stream = result.audio
-    refusal = _refusal(result, c.user_agent)
-    if refusal is not None or stream is None or stream.codec is None:
-        reason, warning = refusal or (None, _NO_AUDIO)
-        ua._respond(tx, 488, reason, headers=[("Warning", warning)])
-        return None
-    fmt = _format_of_stream(stream)
-    endpoint = await RtpEndpoint.open(
-        ua.ports,
-        host,
-        ua.pacer,
-        ua.ids,
-        payload_type=stream.codec.payload_type,
-        clock_rate=stream.codec.clock_rate,
-        ptime_ms=fmt.ptime_ms,
-        telephone_event_pt=fmt.telephone_event_pt,
-        rtcp_mux=stream.rtcp_mux,
-        signalling_ip=call.peer[0],
-        config=c.media,
-    )
-    result.answer.media[stream.index].port = endpoint.local_port
-    stream.local_port = endpoint.local_port
-    endpoint.silence_payload = silence_payload(ua, fmt)
-    call._attach(endpoint, fmt)
-    call.remote_sdp = offer
-    apply_stream(ua, call, stream, initial=True)
-    return result.answer
+    async def prepare_media(
+        self,
+        call: Call,
+        offer: SessionDescription | None,
+        tx: TransactionId,
+        codecs: Sequence[str] | None = None,
+    ) -> SessionDescription | None:
+        """Open the RTP endpoint and build our SDP (answer, or offer for an offerless INVITE)
+        with ``codecs`` (default: the configured preference). Answers the INVITE itself (488)
+        and returns None when the offer is unacceptable."""
+        c = self._rt.config
+        prefs = list(codecs or c.codecs)
+        host = c.rtp_host or c.host
+        sdp_host = sdp_address(self._rt.advertised_host)
+        if offer is None:
+            call.remote_sdp = None
+            return await self.open_with_offer(call, prefs)
+        audio_index = next(
+            (i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None
+        )
 
+        def port_for(index: int, _m: object) -> int | None:
+            return 9 if index == audio_index else None
 
-async def open_with_offer(ua: UserAgent, call: Call, prefs: Sequence[str]) -> SessionDescription:
-    """Open the call's RTP endpoint and make our offer of ``prefs`` on its port (an
-    outbound call, or the 200 of an offerless INVITE); the endpoint is closed on error."""
-    c = ua.config
-    endpoint = await RtpEndpoint.open(
-        ua.ports,
-        c.rtp_host or c.host,
-        ua.pacer,
-        ua.ids,
-        payload_type=0,
-        clock_rate=get_codec_spec(prefs[0])[1],
-        signalling_ip=call.peer[0],
-        config=c.media,
-    )
-    try:
-        ours = create_offer(
-            list(prefs),
-            local_address=_sdp_address(ua.advertised_host),
-            port=endpoint.local_port,
-            session_id=ua._next_session_id(),
+        sid = self._rt.next_session_id()
+        result = negotiate_answer(
+            offer,
+            local_address=sdp_host,
+            ports=port_for,
+            codec_preference=prefs,
+            session_id=sid,
             session_version=1,
             telephone_event=c.telephone_event,
-            ptime=c.ptime or 20,
+            ptime=c.ptime,
         )
-    except SdpError:
-        endpoint.close()
-        raise
-    call._attach(endpoint, _format_of_codec(ours.media[0].codecs[0], ours.media[0]))
-    return ours
-
-
-def silence_payload(ua: UserAgent, fmt: MediaFormat) -> bytes | None:
-    key = (fmt.encoding.lower(), fmt.clock_rate, fmt.channels, fmt.fmtp)
-    if key not in ua._silence:
-        try:
-            codec = get_codec(fmt.encoding, fmt.clock_rate, fmt.channels, fmt.fmtp)
-            enc = codec.encoder()
-            zero = bytes(codec.samples_per_frame * 2)
-            payload = b""
-            for _ in range(3):  # let stateful coders settle
-                payload = enc.encode(zero)
-            ua._silence[key] = payload
-        except Exception:
-            ua._silence[key] = None
-    return ua._silence[key]
-
-
-def apply_stream(
-    ua: UserAgent, call: Call, stream: NegotiatedStream, *, initial: bool = False
-) -> None:
-    """Point the call's RTP endpoint at what offer/answer decided (codec, address, direction)."""
-    ep = call.endpoint
-    if ep is None or stream.codec is None:
-        return
-    old_fmt = call.media
-    old_remote = ep.sdp_address
-    fmt = _format_of_stream(stream)
-    if (
-        initial
-        or (fmt.payload_type, fmt.clock_rate, fmt.encoding)
-        != (old_fmt.payload_type, old_fmt.clock_rate, old_fmt.encoding)
-        or fmt.telephone_event_pt != old_fmt.telephone_event_pt
-    ):
-        ep.set_codec(
-            fmt.payload_type,
-            fmt.clock_rate,
+        stream = result.audio
+        refusal = sdp_refusal(result, c.user_agent)
+        if refusal is not None or stream is None or stream.codec is None:
+            reason, warning = refusal or (None, NO_AUDIO)
+            self._rt.respond(tx, 488, reason, headers=[("Warning", warning)])
+            return None
+        fmt = _format_of_stream(stream)
+        endpoint = await RtpEndpoint.open(
+            self._ports,
+            host,
+            self._pacer,
+            self._rt.ids,
+            payload_type=stream.codec.payload_type,
+            clock_rate=stream.codec.clock_rate,
             ptime_ms=fmt.ptime_ms,
             telephone_event_pt=fmt.telephone_event_pt,
-            silence_payload=silence_payload(ua, fmt),
+            rtcp_mux=stream.rtcp_mux,
+            signalling_ip=call.peer[0],
+            config=c.media,
         )
-    call._set_media(fmt)
-    hold = stream.hold
-    address = stream.remote_address
-    usable = address is not None and is_ip_literal(address)  # never resolve a name
-    if address is not None and usable:
-        remote = (address, stream.remote_port)
-        if remote != ep.sdp_address:
-            ep.set_remote(remote, stream.remote_rtcp)
-    ep.set_remote_direction(stream.remote_direction if usable else "inactive")
-    if initial:
-        call.on_hold = hold
-        return
-    if hold != call.on_hold:
-        call.on_hold = hold
-        call._emit(HoldChanged(hold))
-    new_remote = ep.sdp_address
-    if fmt != old_fmt or (new_remote != old_remote and new_remote is not None):
-        call._emit(MediaChanged(fmt, new_remote or ("", 0)))
+        result.answer.media[stream.index].port = endpoint.local_port
+        stream.local_port = endpoint.local_port
+        endpoint.silence_payload = self.silence_payload(fmt)
+        call.attach(endpoint, fmt)
+        call.remote_sdp = offer
+        self.apply_stream(call, stream, initial=True)
+        return result.answer
+
+    async def open_with_offer(self, call: Call, prefs: Sequence[str]) -> SessionDescription:
+        """Open the call's RTP endpoint and make our offer of ``prefs`` on its port (an
+        outbound call, or the 200 of an offerless INVITE); the endpoint is closed on error."""
+        c = self._rt.config
+        endpoint = await RtpEndpoint.open(
+            self._ports,
+            c.rtp_host or c.host,
+            self._pacer,
+            self._rt.ids,
+            payload_type=0,
+            clock_rate=get_codec_spec(prefs[0])[1],
+            signalling_ip=call.peer[0],
+            config=c.media,
+        )
+        try:
+            ours = create_offer(
+                list(prefs),
+                local_address=sdp_address(self._rt.advertised_host),
+                port=endpoint.local_port,
+                session_id=self._rt.next_session_id(),
+                session_version=1,
+                telephone_event=c.telephone_event,
+                ptime=c.ptime or 20,
+            )
+        except SdpError:
+            endpoint.close()
+            raise
+        call.attach(endpoint, _format_of_codec(ours.media[0].codecs[0], ours.media[0]))
+        return ours
+
+    def silence_payload(self, fmt: MediaFormat) -> bytes | None:
+        """The payload of 20 ms of silence in ``fmt`` (cached per format; None if no coder)."""
+        key = (fmt.encoding.lower(), fmt.clock_rate, fmt.channels, fmt.fmtp)
+        if key not in self._silence:
+            try:
+                codec = get_codec(fmt.encoding, fmt.clock_rate, fmt.channels, fmt.fmtp)
+                enc = codec.encoder()
+                zero = bytes(codec.samples_per_frame * 2)
+                payload = b""
+                for _ in range(3):  # let stateful coders settle
+                    payload = enc.encode(zero)
+                self._silence[key] = payload
+            except Exception:
+                self._silence[key] = None
+        return self._silence[key]
+
+    def apply_stream(self, call: Call, stream: NegotiatedStream, *, initial: bool = False) -> None:
+        """Point the call's RTP endpoint at what offer/answer decided (codec, address, direction)."""
+        ep = call.endpoint
+        if ep is None or stream.codec is None:
+            return
+        old_fmt = call.media
+        old_remote = ep.sdp_address
+        fmt = _format_of_stream(stream)
+        if (
+            initial
+            or (fmt.payload_type, fmt.clock_rate, fmt.encoding)
+            != (old_fmt.payload_type, old_fmt.clock_rate, old_fmt.encoding)
+            or fmt.telephone_event_pt != old_fmt.telephone_event_pt
+        ):
+            ep.set_codec(
+                fmt.payload_type,
+                fmt.clock_rate,
+                ptime_ms=fmt.ptime_ms,
+                telephone_event_pt=fmt.telephone_event_pt,
+                silence_payload=self.silence_payload(fmt),
+            )
+        call.set_media(fmt)
+        hold = stream.hold
+        address = stream.remote_address
+        usable = address is not None and is_ip_literal(address)  # never resolve a name
+        if address is not None and usable:
+            remote = (address, stream.remote_port)
+            if remote != ep.sdp_address:
+                ep.set_remote(remote, stream.remote_rtcp)
+        ep.set_remote_direction(stream.remote_direction if usable else "inactive")
+        if initial:
+            call.on_hold = hold
+            return
+        if hold != call.on_hold:
+            call.on_hold = hold
+            call.emit(HoldChanged(hold))
+        new_remote = ep.sdp_address
+        if fmt != old_fmt or (new_remote != old_remote and new_remote is not None):
+            call.emit(MediaChanged(fmt, new_remote or ("", 0)))
 
 
 def get_codec_spec(name: str) -> tuple[str, int]:
@@ -229,10 +235,10 @@ def _format_of_stream(stream: NegotiatedStream) -> MediaFormat:
     )
 
 
-_NO_AUDIO = '304 w3sipagent "no audio stream"'
+NO_AUDIO = '304 w3sipagent "no audio stream"'
 
 
-def _refusal(result: AnswerResult, agent: str) -> tuple[str | None, str] | None:
+def sdp_refusal(result: AnswerResult, agent: str) -> tuple[str | None, str] | None:
     """(reason, Warning) when an offer cannot be taken: negotiation failed, or the audio
     connection address is a host name (we never resolve one: 488 with Warning 301)."""
     failure = result.failure

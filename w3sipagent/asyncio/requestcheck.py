@@ -19,33 +19,24 @@ from w3sipagent.sip.requestcheck import (
     UNSUPPORTED_METHODS,
     MergedRequests,
     Refusal,
-    accepts_sdp,
 )
 from w3sipagent.sip.requestcheck import check_request as _check
 
 __all__ = [
     "ACCEPT",
+    "ALLOW",
     "ALLOWED_METHODS",
     "SUPPORTED_EXTENSIONS",
     "UNSUPPORTED_METHODS",
-    "MergedRequests",
     "Refusal",
-    "accepts_sdp",
     "check_request",
     "retry_after",
 ]
-
-_ALLOW = ALLOW
-"""The value of our Allow header (the name the user agent's modules import)."""
-_accepts_sdp = accepts_sdp
 
 
 def retry_after(config: UserAgentConfig) -> tuple[tuple[str, str], ...]:
     """The Retry-After header of our 503s."""
     return (("Retry-After", str(config.retry_after)),)
-
-
-_retry_after = retry_after
 
 
 def check_request(

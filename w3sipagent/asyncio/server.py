@@ -7,7 +7,7 @@
             call.send_audio(pcm)
 
     async with serve(echo, config=UserAgentConfig(port=5090)) as ua:
-        await ua.wait_closed()        # or anything else; leaving the block drains
+        await asyncio.Event().wait()  # serve until cancelled (Ctrl-C); leaving drains
 
 Leaving the block shuts down gracefully: new INVITEs get 503 with Retry-After, the
 calls in progress get ``drain_timeout`` seconds to end, the rest are hung up with BYE.

@@ -6,25 +6,55 @@ negotiated timer on the call, arms the loop timer for its deadline and sends the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Literal
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Protocol
 
 from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.call_api import HangupBy
 from w3sipagent.asyncio.uaconfig import UserAgentConfig
 from w3sipagent.errors import TransactionError
 from w3sipagent.sdp import SessionDescription
 from w3sipagent.sip import sessiontimer as policy
+from w3sipagent.sip.dialog import Dialog
 from w3sipagent.sip.events import RequestReceived
 from w3sipagent.sip.message import SipRequest, SipResponse
 
 Respond = Callable[..., object]
 """``respond(transaction, status, reason=None, *, headers=...)``: send a response."""
-RequestInDialog = Callable[..., Awaitable[SipResponse]]
-"""``request(call, method, *, headers=, body=, content_type=)``: the final response."""
-ByeAndEnd = Callable[[Call, str, int], Coroutine[Any, Any, None]]
-"""``bye_and_end(call, reason, code)``: BYE the call and end it (by the system)."""
-EndCall = Callable[[Call, str, Literal["remote", "local", "system"], int], None]
-"""``end(call, reason, by, code)``: end the call without a BYE."""
+
+
+class SessionTimerPort(Protocol):
+    """What the session timers ask of the user agent (:class:`~.callservices.CallServices`)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the timers are armed on (and whose ``time()`` they read)."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task of the user agent."""
+        ...
+
+    async def request_in_dialog(
+        self,
+        dialog_or_call: Dialog | Call,
+        method: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> SipResponse:
+        """Send ``method`` in the call's dialog; the final response."""
+        ...
+
+    async def hang_up(self, call: Call, reason: str, by: HangupBy, code: int | None = None) -> None:
+        """BYE the call and end it."""
+        ...
+
+    def end(self, call: Call, reason: str, by: HangupBy, code: int | None = None) -> None:
+        """End the call without a BYE (the peer's dialog is gone)."""
+        ...
 
 
 def refuse_session_expires(config: UserAgentConfig, ev: RequestReceived, respond: Respond) -> bool:
@@ -71,27 +101,11 @@ def _state(call: Call) -> policy.SessionTimerState | None:
 
 
 class SessionTimers:
-    """Arms the session timer of each call and refreshes or ends the session when it fires.
+    """Arms the session timer of each call and refreshes or ends the session when it fires,
+    through the :class:`SessionTimerPort` (loop, tasks, requests in the dialog, hang-up)."""
 
-    It takes what it needs as callables: the loop (timers and ``time()``), ``spawn`` (a task
-    the user agent keeps), ``request`` (a request in the call's dialog), ``bye_and_end`` and
-    ``end``.
-    """
-
-    def __init__(
-        self,
-        *,
-        loop: asyncio.AbstractEventLoop,
-        spawn: Callable[[Coroutine[Any, Any, Any]], object],
-        request: RequestInDialog,
-        bye_and_end: ByeAndEnd,
-        end: EndCall,
-    ) -> None:
-        self._loop = loop
-        self._spawn = spawn
-        self._request = request
-        self._bye_and_end = bye_and_end
-        self._end = end
+    def __init__(self, port: SessionTimerPort) -> None:
+        self._port = port
 
     def arm(self, call: Call) -> None:
         """(Re)arm the call's timer for its negotiated interval; none when the call is not
@@ -102,12 +116,16 @@ class SessionTimers:
         state = _state(call)
         if state is None or call.ended or call.state != "active":
             return
-        due = policy.deadline(state, self._loop.time())
+        loop = self._port.loop
+        due = policy.deadline(state, loop.time())
         if due.action == "refresh":
-            call.session_timer = self._loop.call_at(due.at, lambda: self._spawn(self.refresh(call)))
+            call.session_timer = loop.call_at(due.at, lambda: self._port.spawn(self.refresh(call)))
         else:
-            call.session_timer = self._loop.call_at(
-                due.at, lambda: self._spawn(self._bye_and_end(call, "session_expired", 408))
+            call.session_timer = loop.call_at(
+                due.at,
+                lambda: self._port.spawn(
+                    self._port.hang_up(call, "session_expired", "system", 408)
+                ),
             )
 
     async def refresh(self, call: Call) -> None:
@@ -119,11 +137,11 @@ class SessionTimers:
         headers = policy.refresh_headers(state.interval)
         try:
             if policy.refresh_method(call.info.header("Allow")) == "UPDATE":
-                response = await self._request(call, "UPDATE", headers=headers)
+                response = await self._port.request_in_dialog(call, "UPDATE", headers=headers)
             else:
                 sdp = call.local_sdp
                 body = bytes(sdp) if isinstance(sdp, SessionDescription) else b""
-                response = await self._request(
+                response = await self._port.request_in_dialog(
                     call,
                     "INVITE",
                     headers=headers,
@@ -131,11 +149,11 @@ class SessionTimers:
                     content_type="application/sdp" if body else None,
                 )
         except TransactionError:
-            await self._bye_and_end(call, "session_refresh_failed", 408)
+            await self._port.hang_up(call, "session_refresh_failed", "system", 408)
             return
         after = policy.refresh_outcome(response, state)
         if after is None:
-            self._end(call, "session_refresh_failed", "system", response.status)
+            self._port.end(call, "session_refresh_failed", "system", response.status)
             return
         _set(call, after)
         self.arm(call)

@@ -48,25 +48,26 @@ Nothing here resolves a host name: responses go to the source IP (RFC 3261 §18.
 the core) and in-dialog requests to the remote target when it is an IP literal, else to the
 configured outbound proxy or the address the dialog's messages came from.
 
-:class:`UserAgent` holds the state and the lifecycle; the logic lives next to it, as functions
-taking the user agent: :mod:`.dispatch` (routing what the core reports), :mod:`.requestcheck`,
-:mod:`.inbound` (answering INVITEs, ACK, CANCEL), :mod:`.indialog` (re-INVITE / UPDATE, INFO),
-:mod:`.sessiontimer`, :mod:`.mediasetup`, :mod:`.clientrequest` (requests we send) and
-:mod:`.outbound` (:meth:`UserAgent.dial`).
+:class:`UserAgent` is the composition root and the public face; the state lives in a few
+owners, each given a narrow port (:class:`~.runtime.Runtime`: respond, spawn, now,
+config...) instead of the user agent: :class:`~.calltable.CallTable` (calls, dialogs, ACK
+waits, limits; the one way to end a call), :class:`~.clientrequest.ClientRequests`
+(transactions we start, digest retries, destinations, stray forks),
+:class:`~.inbound.InviteServer` (admission, digest challenge, answer, CANCEL, ACK),
+:class:`~.gate.RequestGate` (allowlist, merged requests, the §8.2 checks),
+:class:`~.indialog.DialogRequests` (re-INVITE / UPDATE, INFO), :class:`~.mediasetup.MediaSetup`
+(SDP to RTP), :class:`~.outbound.Dialer` (:meth:`UserAgent.dial`); :class:`~.dispatch.Dispatcher`
+routes what the core reports, and :class:`~.callservices.CallServices` is what a
+:class:`~.call.Call` may ask of its user agent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
-import logging
-import secrets
-import weakref
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
 
-from w3sipagent.asyncio import clientrequest, dispatch, indialog, outbound
 from w3sipagent.asyncio.admission import (
     Accept,
     Admission,
@@ -80,10 +81,15 @@ from w3sipagent.asyncio.admission import (
 )
 from w3sipagent.asyncio.call import Call, Transferer
 from w3sipagent.asyncio.call_api import TransferOutcome
-from w3sipagent.asyncio.clientrequest import ClientTx
-from w3sipagent.asyncio.inbound import Incoming
-from w3sipagent.asyncio.mediasetup import get_codec_spec
-from w3sipagent.asyncio.outbound import CallRejected, DialError, DialTimeout
+from w3sipagent.asyncio.callservices import CallServices
+from w3sipagent.asyncio.calltable import CallTable
+from w3sipagent.asyncio.clientrequest import ClientRequests
+from w3sipagent.asyncio.dispatch import Dispatcher
+from w3sipagent.asyncio.gate import RequestGate
+from w3sipagent.asyncio.inbound import InviteServer
+from w3sipagent.asyncio.indialog import DialogRequests
+from w3sipagent.asyncio.mediasetup import MediaSetup, get_codec_spec
+from w3sipagent.asyncio.outbound import CallRejected, Dialer, DialError, DialTimeout
 from w3sipagent.asyncio.pacer import Pacer
 from w3sipagent.asyncio.ports import RtpPortRange
 from w3sipagent.asyncio.requestcheck import (
@@ -91,27 +97,16 @@ from w3sipagent.asyncio.requestcheck import (
     ALLOWED_METHODS,
     SUPPORTED_EXTENSIONS,
     UNSUPPORTED_METHODS,
-    MergedRequests,
 )
-from w3sipagent.asyncio.requestcheck import (
-    _accepts_sdp as _accepts_sdp,  # re-exported (tests)
-)
+from w3sipagent.asyncio.runtime import UaRuntime
 from w3sipagent.asyncio.sessiontimer import SessionTimers
 from w3sipagent.asyncio.transport import SipDriver, TransportConfig, TransportSet
 from w3sipagent.asyncio.uaconfig import UserAgentConfig
 from w3sipagent.errors import TransactionError
 from w3sipagent.ids import SecureIdSource
-from w3sipagent.sdp import SessionDescription
-from w3sipagent.sip.auth import DigestClient, DigestServer
 from w3sipagent.sip.core import CoreConfig, SipCore
-from w3sipagent.sip.dialog import Dialog, DialogError, DialogState
-from w3sipagent.sip.events import (
-    Address,
-    RequestReceived,
-    ResponseReceived,
-    SipEvent,
-    TransactionId,
-)
+from w3sipagent.sip.dialog import Dialog
+from w3sipagent.sip.events import Address, SipEvent
 from w3sipagent.sip.ids import IdSource
 from w3sipagent.sip.message import SipRequest, SipResponse
 
@@ -136,8 +131,6 @@ __all__ = [
     "UserAgentConfig",
     "get_codec_spec",
 ]
-
-log = logging.getLogger(__name__)
 
 
 # -- the user agent ----------------------------------------------------------------------------------
@@ -166,17 +159,13 @@ class UserAgent:
     ) -> None:
         self.config = config or UserAgentConfig()
         c = self.config
-        self.handler = handler
-        self.admission = admission
         self.ids: IdSource = ids or SecureIdSource()
         self.loop = asyncio.get_running_loop()
         self.pacer = pacer or Pacer()
         self.ports = ports or RtpPortRange(c.rtp_port_min, c.rtp_port_max)
-        self._networks = [ipaddress.ip_network(n, strict=False) for n in c.allowed_sources]
-        self._allowed: dict[str, bool] = {}  # source IP -> allowlist verdict
         self.core = SipCore(
             CoreConfig(
-                via_host=self.advertised_host,
+                via_host=c.advertised_host or c.host,
                 via_port=c.advertised_port or c.port,
                 timers=c.timers,
                 server_header=c.user_agent,
@@ -205,44 +194,50 @@ class UserAgent:
         self.driver = SipDriver(
             self.core, self._on_event, sender or self.transports.send, loop=self.loop
         )
-        self.draining = False
         self.closed = False
         self.transferer: Transferer = self._refer_transfer
-        self._calls: dict[str, Call] = {}  # Call-ID -> call
-        self._dialog_calls: dict[tuple[str, str, str], Call] = {}
-        self._incoming: dict[TransactionId, Incoming] = {}
-        self._ack_wait: dict[TransactionId, Call] = {}
-        self._reinvite_ack: dict[TransactionId, tuple[Call, SessionDescription | None]] = {}
-        self._client: dict[TransactionId, ClientTx] = {}
-        self._request_handlers: dict[str, RequestHandler] = {}
-        self._local_contacts: dict[str, str] = {}
-        self._call_codecs: weakref.WeakKeyDictionary[Call, tuple[str, ...]] = (
-            weakref.WeakKeyDictionary()
+        # the owners, each with the narrow port it needs
+        rt = UaRuntime(c, self.core, self.driver, self.transports, self.ids, self.loop)
+        self._runtime = rt
+        self._table = CallTable(
+            rt, self.core.remove_dialog, self._bye_request, c.bye_timeout, c.max_calls
         )
-        """Per-call codec preference (``Accept.codecs``, ``dial(codecs=)``), kept for the
-        call's later offers (re-INVITE / UPDATE, an offer in a 2xx)."""
-        self._merge = MergedRequests(c.merge_window)
-        self.session_timers = SessionTimers(
-            loop=self.loop,
-            spawn=self._spawn,
-            request=self.request_in_dialog,
-            bye_and_end=self._bye_and_end,
-            end=self._end,
+        self._requests = ClientRequests(rt, self._table)
+        services = CallServices(rt, self.loop, self._table, self._requests, self._transferer)
+        timers = SessionTimers(services)  # RFC 4028: armed, refreshed, expired
+        media = MediaSetup(rt, self.ports, self.pacer)
+        self._invites = InviteServer(
+            rt, self._table, media, services, timers, handler=handler, admission=admission
         )
-        """The session timers (RFC 4028) of the calls: armed, refreshed, expired."""
-        self._limits: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._silence: dict[tuple[str, int, int, str | None], bytes | None] = {}
-        self._session_id = self.ids.randbits(32) or 1
-        self._stats = {"invites": 0, "rejected": 0, "answered": 0}
-        self._digest: DigestServer | None = None
-        if c.auth_password is not None or c.auth_ha1 is not None:
-            self._digest = DigestServer(
-                secrets.token_bytes(32),
-                ids=self.ids,
-                nonce_lifetime=c.auth_nonce_lifetime,
-                algorithms=c.auth_algorithms,
-            )
+        self._dialer = Dialer(
+            rt, self._table, self._requests, media, services, timers, self._is_closed
+        )
+        self._dispatcher = Dispatcher(
+            rt,
+            RequestGate(c, rt.now),
+            self._table,
+            self._requests,
+            self._invites,
+            DialogRequests(rt, self._table, media, timers),
+        )
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def _on_event(self, event: SipEvent) -> None:
+        self._dispatcher.event_received(event)
+
+    def _connection_lost(self, peer: Address, transport: str) -> None:
+        self.core.connection_lost(peer, transport, self.loop.time())
+        self.driver.transmit()
+
+    async def _bye_request(self, call: Call, timeout: float) -> None:
+        await self._requests.request_in_dialog(call, "BYE", timeout=timeout)
+
+    def _transferer(self) -> Transferer:
+        return self.transferer
+
+    def _is_closed(self) -> bool:
+        return self.closed
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -261,28 +256,56 @@ class UserAgent:
         await self.close()
 
     @property
+    def handler(self) -> Handler | None:
+        """``handler(call)``, run for each admitted incoming call after its ACK."""
+        return self._invites.handler
+
+    @handler.setter
+    def handler(self, handler: Handler | None) -> None:
+        self._invites.handler = handler
+
+    @property
+    def admission(self) -> Admission | None:
+        """``admission(request_view)``, deciding each incoming INVITE before the 200 OK."""
+        return self._invites.admission
+
+    @admission.setter
+    def admission(self, admission: Admission | None) -> None:
+        self._invites.admission = admission
+
+    @property
+    def draining(self) -> bool:
+        """Whether new calls are refused (503 + Retry-After), see :meth:`drain`."""
+        return self._invites.draining
+
+    @draining.setter
+    def draining(self, draining: bool) -> None:
+        self._invites.draining = draining
+
+    @property
     def port(self) -> int:
         """The SIP port actually bound (or configured, before :meth:`start`)."""
-        return (
-            self.transports.port
-            if self.transports.udp_address or self.transports.tcp_address
-            else self.config.port
-        )
+        return self._runtime.port
 
     @property
     def advertised_host(self) -> str:
         """The host put in Via, Contact and SDP."""
-        return self.config.advertised_host or self.config.host
+        return self._runtime.advertised_host
 
     @property
     def advertised_port(self) -> int:
         """The port put in Via and Contact."""
-        return self.config.advertised_port or self.port
+        return self._runtime.advertised_port
 
     @property
     def calls(self) -> list[Call]:
         """The calls in progress (answered or being set up)."""
-        return list(self._calls.values())
+        return self._table.calls
+
+    @property
+    def admitting(self) -> int:
+        """Incoming INVITEs being admitted or answered (before their 200 OK)."""
+        return self._invites.admitting
 
     async def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
         """Graceful shutdown: stop admitting (503), wait for the calls to end for up to
@@ -291,19 +314,17 @@ class UserAgent:
             return
         self.draining = True
         wait = self.config.drain_timeout if timeout is None else timeout
-        calls = [c for c in self._calls.values() if not c.ended]
+        calls = [c for c in self._table.calls if not c.ended]
         if drain and calls and wait > 0:
             await asyncio.wait([asyncio.ensure_future(c.wait_ended()) for c in calls], timeout=wait)
-        for inc in list(self._incoming.values()):
-            if inc.task is not None:
-                inc.task.cancel()
-        rest = [c for c in self._calls.values() if not c.ended]
+        self._invites.abort_admissions()
+        rest = [c for c in self._table.calls if not c.ended]
         if rest:
-            await asyncio.gather(*(c.hangup("shutdown") for c in rest), return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=1.0)
+            await asyncio.gather(
+                *(self._table.hang_up(c, "shutdown", "system") for c in rest),
+                return_exceptions=True,
+            )
+        await self._runtime.cancel_tasks(timeout=1.0)
         self.closed = True
         self.driver.close()
         self.transports.close()
@@ -316,174 +337,25 @@ class UserAgent:
 
     def on_request(self, method: str, handler: RequestHandler | None) -> None:
         """Route requests of ``method`` (NOTIFY, REFER...) to ``handler(call, request)``."""
-        if handler is None:
-            self._request_handlers.pop(method.upper(), None)
-        else:
-            self._request_handlers[method.upper()] = handler
+        self._dispatcher.on_request(method, handler)
 
     def add_local_contact(self, user: str, registration_id: str) -> None:
         """Calls to Request-URI user ``user`` arrived through registration ``registration_id``."""
-        self._local_contacts[user] = registration_id
+        self._invites.add_local_contact(user, registration_id)
 
     def remove_local_contact(self, user: str) -> None:
         """Forget a registration's contact user."""
-        self._local_contacts.pop(user, None)
+        self._invites.remove_local_contact(user)
 
     def contact(self, user: str | None = None, transport: str = "UDP") -> str:
         """Our Contact URI (advertised address) for ``user`` and ``transport``."""
-        host = self.advertised_host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        u = self.config.contact_user if user is None else user
-        port = self.advertised_port
-        if transport.upper() == "TLS" and self.transports.tls_address is not None:
-            port = self.config.advertised_port or self.transports.tls_address[1]
-        t = "" if transport.upper() == "UDP" else f";transport={transport.lower()}"
-        return f"sip:{u}@{host}:{port}{t}" if u else f"sip:{host}:{port}{t}"
+        return self._runtime.contact(user, transport)
 
     def feed(self, data: bytes, source: Address, transport: str = "UDP") -> None:
         """The receive path: one datagram or framed stream message from ``source``."""
         self.driver.receive(data, source, transport)
 
-    # -- what the core reports (dispatch.py) ---------------------------------------------------
-
-    def _on_event(self, event: SipEvent) -> None:
-        dispatch.event_received(self, event)
-
-    def _respond(
-        self,
-        tx: TransactionId,
-        status: int,
-        reason: str | None = None,
-        *,
-        headers: Iterable[tuple[str, str]] = (),
-        body: bytes = b"",
-        content_type: str | None = None,
-    ) -> SipResponse | None:
-        try:
-            response = self.core.create_response(
-                tx, status, reason, headers=headers, body=body, content_type=content_type
-            )
-        except TransactionError:
-            return None
-        sent = self.core.send_response(tx, response, self.loop.time())
-        self.driver.transmit()
-        return response if sent else None
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("user agent task failed", exc_info=task.exception())
-
-    # -- session ids -----------------------------------------------------------------------
-
-    def _next_session_id(self) -> int:
-        self._session_id = (self._session_id + 1) % (1 << 62) or 1
-        return self._session_id
-
-    # -- in-dialog requests (indialog.py) -------------------------------------------------------
-
-    def _modify(self, call: Call, ev: RequestReceived) -> None:
-        """re-INVITE / UPDATE (:func:`.indialog.modify_session`); a seam tests spy on."""
-        indialog.modify_session(self, call, ev)
-
-    # -- ending calls ----------------------------------------------------------------------------
-
-    def _end(
-        self,
-        call: Call,
-        reason: str,
-        by: Literal["remote", "local", "system"],
-        code: int | None = None,
-        *,
-        keep_dialog: bool = False,
-    ) -> None:
-        if not call._finish(reason, by, code):
-            return
-        if self._calls.get(call.call_id) is call:
-            del self._calls[call.call_id]
-        if call.dialog is not None:
-            self._dialog_calls.pop(call.dialog.id, None)
-            if not keep_dialog:
-                self.core.remove_dialog(call.dialog)
-        if call.invite_tx is not None:
-            self._ack_wait.pop(call.invite_tx, None)
-        for tx, (rc, _) in list(self._reinvite_ack.items()):
-            if rc is call:
-                del self._reinvite_ack[tx]
-        if call.limit_key is not None:
-            n = self._limits.get(call.limit_key, 0) - 1
-            if n > 0:
-                self._limits[call.limit_key] = n
-            else:
-                self._limits.pop(call.limit_key, None)
-        log.info("call %s ended: %s (%s)", call.call_id, reason, by)
-
-    async def _bye_and_end(self, call: Call, reason: str, code: int | None = None) -> None:
-        await self._send_bye(call, reason, "system", code)
-
-    async def _hangup(self, call: Call, reason: str) -> None:
-        by: Literal["local", "system"] = (
-            "system" if reason in ("shutdown", "error", "rtp_timeout") else "local"
-        )
-        await self._send_bye(call, reason, by, None)
-
-    async def _send_bye(
-        self, call: Call, reason: str, by: Literal["remote", "local", "system"], code: int | None
-    ) -> None:
-        if call.ended:
-            return
-        dialog = call.dialog
-        if dialog is None or dialog.state is DialogState.TERMINATED:
-            # not answered yet: an outbound call is cancelled by dial(); an inbound one
-            # that is still being answered is refused
-            if call.invite_tx is not None and call.info.direction == "inbound":
-                self._respond(call.invite_tx, 480 if reason != "shutdown" else 503)
-            self._end(call, reason, by, code)
-            return
-        self._end(call, reason, by, code, keep_dialog=True)
-        try:
-            await self.request_in_dialog(call, "BYE", timeout=self.config.bye_timeout)
-        except (TransactionError, DialogError, TimeoutError) as exc:
-            log.debug("BYE of %s: %s", call.call_id, exc)
-        finally:
-            self.core.remove_dialog(dialog)
-
-    def _connection_lost(self, peer: Address, transport: str) -> None:
-        self.core.connection_lost(peer, transport, self.loop.time())
-        self.driver.transmit()
-
-    # -- client requests (the machinery: clientrequest.py) --------------------------------------
-
-    def _send(
-        self,
-        request: SipRequest,
-        destination: Address,
-        transport: str,
-        on_provisional: Callable[[ResponseReceived], None] | None = None,
-    ) -> tuple[TransactionId, asyncio.Future[ResponseReceived]]:
-        return clientrequest.send_request(self, request, destination, transport, on_provisional)
-
-    def _stray_response(self, ev: ResponseReceived) -> None:
-        clientrequest.stray_response(self, ev)
-
-    def _authorize(
-        self,
-        request: SipRequest,
-        response: SipResponse,
-        credentials: tuple[str, str] | None,
-        digest: DigestClient,
-    ) -> SipRequest | None:
-        return clientrequest.authorize(self, request, response, credentials, digest)
-
-    def _destination(self, dialog: Dialog, call: Call | None) -> Address:
-        return clientrequest.request_destination(self, dialog, call)
+    # -- requests we send ----------------------------------------------------------------------
 
     async def request(
         self,
@@ -497,8 +369,8 @@ class UserAgent:
         """Send an out-of-dialog request (REGISTER, OPTIONS...) to an IP literal; return the
         final response. 401/407 are answered once when ``credentials`` (user, password) are
         given. Raises TransactionError on timeout or transport failure."""
-        return await clientrequest.request(
-            self, request, destination, transport, credentials=credentials, timeout=timeout
+        return await self._requests.request(
+            request, destination, transport, credentials=credentials, timeout=timeout
         )
 
     async def request_in_dialog(
@@ -517,8 +389,7 @@ class UserAgent:
         proxy, else the address the dialog's messages came from. Raises TransactionError
         on timeout / transport failure, DialogError when the dialog is over.
         """
-        return await clientrequest.request_in_dialog(
-            self,
+        return await self._requests.request_in_dialog(
             dialog_or_call,
             method,
             headers=headers,
@@ -578,8 +449,7 @@ class UserAgent:
         cancelled), TransactionError when the transaction failed; task cancellation sends
         CANCEL too.
         """
-        return await outbound.dial(
-            self,
+        return await self._dialer.dial(
             uri,
             proxy=proxy,
             from_uri=from_uri,
