@@ -79,7 +79,7 @@ class CallRunner:
         ctx = call.context
         if not isinstance(ctx, Admitted):
             log.error("call %s without admission context", call.call_id)
-            await call.hangup("error")
+            await call.hangup("error", by="system")
             return
         ctx.cdr.answered(call.answered_at)  # the 200 OK, not the ACK that started the handler
         await self.bridge(call, ctx)
