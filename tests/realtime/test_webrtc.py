@@ -18,7 +18,7 @@ from w3sipagent.ai import session as ai
 from w3sipagent.errors import AIError
 from w3sipagent.realtime.webrtc import RealtimeWebRTCClient, from_pcm16, to_pcm16
 
-server_mod = pytest.importorskip("w3sipagent.realtime.server")
+server_mod = pytest.importorskip("w3sipagent.localai")
 RealtimeServer = server_mod.RealtimeServer
 
 KEY = "sk-test-webrtc-0123456789SECRET"

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import websockets
 
-from w3sipagent.realtime.server import RealtimeServer, ServerOptions
-from w3sipagent.realtime.server.audio import rms_dbfs, silence, tone, ulaw_decode, ulaw_encode
+from w3sipagent.localai import RealtimeServer, ServerOptions
+from w3sipagent.localai.audio import rms_dbfs, silence, tone, ulaw_decode, ulaw_encode
 
 from .conftest import AUTH, TOOLS, Client, connect, g711_session, types
 

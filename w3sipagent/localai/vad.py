@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from w3sipagent.realtime.server.audio import rms_dbfs
+from w3sipagent.localai.audio import rms_dbfs
 
 
 def threshold_to_dbfs(threshold: float) -> float:

@@ -32,14 +32,14 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from w3sipagent.ids import SecureIdSource
-from w3sipagent.realtime.redaction import wire_logger
-from w3sipagent.realtime.server.protocol import RealtimeProtocolError
-from w3sipagent.realtime.server.recorder import SessionRecording
-from w3sipagent.realtime.server.scenario import Scenario, load_scenario
-from w3sipagent.realtime.server.session import ServerOptions, ServerSession
-from w3sipagent.realtime.server.tts import Engine, Synthesizer
-from w3sipagent.realtime.server.ws import WebSocketTransport, run_websocket_session
-from w3sipagent.sip.ids import IdSource
+from w3sipagent.ai.redaction import wire_logger
+from w3sipagent.localai.realtime.protocol import RealtimeProtocolError
+from w3sipagent.localai.recorder import SessionRecording
+from w3sipagent.localai.scenario import Scenario, load_scenario
+from w3sipagent.localai.realtime.session import ServerOptions, ServerSession
+from w3sipagent.localai.tts import Engine, Synthesizer
+from w3sipagent.localai.realtime.ws import WebSocketTransport, run_websocket_session
+from w3sipagent.ids import IdSource
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class RealtimeServer:
             max_size=16 * 1024 * 1024 * 4 // 3 + 4096,
             ping_interval=None,
             server_header="w3sipagent-realtime-server",
-            logger=wire_logger("w3sipagent.realtime.server.wire"),
+            logger=wire_logger("w3sipagent.localai.realtime.wire"),
         )
         log.info(
             "local Realtime server on %s (WebSocket) and %s/realtime/calls (WebRTC)",
@@ -360,7 +360,7 @@ class RealtimeServer:
         if ctype.lower().startswith("application/sdp"):
             sdp = body.decode("utf-8", "replace")
         elif ctype.lower().startswith("multipart/form-data"):
-            from w3sipagent.realtime.server.webrtc import parse_multipart
+            from w3sipagent.localai.realtime.webrtc import parse_multipart
 
             try:
                 fields = parse_multipart(body, ctype)
@@ -396,7 +396,7 @@ class RealtimeServer:
         return await self._answer_call(sdp, session_cfg)
 
     async def _answer_call(self, sdp: str, session_cfg: Any) -> Response:
-        from w3sipagent.realtime.server.webrtc import DataChannelTransport, WebRtcCall
+        from w3sipagent.localai.realtime.webrtc import DataChannelTransport, WebRtcCall
 
         call_id = "rtc_" + self.ids.token(16)
         model = (

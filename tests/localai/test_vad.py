@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from w3sipagent.realtime.server.audio import silence, tone
-from w3sipagent.realtime.server.vad import EnergyVad, VadSpeechStarted, VadSpeechStopped
+from w3sipagent.localai.audio import silence, tone
+from w3sipagent.localai.vad import EnergyVad, VadSpeechStarted, VadSpeechStopped
 
 
 def feed_in_frames(vad: EnergyVad, pcm: bytes, rate: int, frame_ms: int = 20) -> list[object]:

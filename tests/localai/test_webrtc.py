@@ -13,8 +13,8 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 from av import AudioFrame
 
-from w3sipagent.realtime.server import RealtimeServer
-from w3sipagent.realtime.server.webrtc import restrict_ice
+from w3sipagent.localai import RealtimeServer
+from w3sipagent.localai.realtime.webrtc import restrict_ice
 
 from .conftest import AUTH
 

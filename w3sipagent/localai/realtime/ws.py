@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from w3sipagent.realtime.server.session import ServerSession, SessionEnded
+from w3sipagent.localai.realtime.session import ServerSession, SessionEnded
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from w3sipagent.ai.session import AudioFormat
 from w3sipagent.ids import SecureIdSource
-from w3sipagent.realtime.server.audio import from_pcm24k, to_pcm16
-from w3sipagent.realtime.server.protocol import (
+from w3sipagent.localai.audio import from_pcm24k, to_pcm16
+from w3sipagent.localai.realtime.protocol import (
     CLIENT_EVENTS,
     RealtimeProtocolError,
     apply_session_update,
@@ -39,11 +39,11 @@ from w3sipagent.realtime.server.protocol import (
     missing,
     validate_response_params,
 )
-from w3sipagent.realtime.server.recorder import CancelRecord, SessionRecording, TruncateRecord
-from w3sipagent.realtime.server.scenario import FunctionCall, Injection, Scenario
-from w3sipagent.realtime.server.tts import Synthesizer
-from w3sipagent.realtime.server.vad import EnergyVad, VadSpeechStarted, VadSpeechStopped
-from w3sipagent.sip.ids import IdSource
+from w3sipagent.localai.recorder import CancelRecord, SessionRecording, TruncateRecord
+from w3sipagent.localai.scenario import FunctionCall, Injection, Scenario
+from w3sipagent.localai.tts import Synthesizer
+from w3sipagent.localai.vad import EnergyVad, VadSpeechStarted, VadSpeechStopped
+from w3sipagent.ids import IdSource
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from w3sipagent.realtime.server import RealtimeServer, Scenario, ServerOptions
+from w3sipagent.localai import RealtimeServer, Scenario, ServerOptions
 
 AUTH = {"Authorization": "Bearer test-key"}
 

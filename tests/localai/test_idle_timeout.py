@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from w3sipagent.realtime.server import RealtimeServer, Scenario
-from w3sipagent.realtime.server.audio import silence, tone, ulaw_encode
+from w3sipagent.localai import RealtimeServer, Scenario
+from w3sipagent.localai.audio import silence, tone, ulaw_encode
 
 from .conftest import Client, connect, g711_session, types
 

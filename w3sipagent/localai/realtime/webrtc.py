@@ -31,8 +31,8 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from w3sipagent.ai.session import AudioFormat
-from w3sipagent.realtime.server.audio import resample
-from w3sipagent.realtime.server.session import ServerSession, SessionEnded
+from w3sipagent.localai.audio import resample
+from w3sipagent.localai.realtime.session import ServerSession, SessionEnded
 
 log = logging.getLogger(__name__)
 

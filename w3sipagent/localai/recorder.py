@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from w3sipagent.ai.session import AudioFormat
-from w3sipagent.realtime.server.audio import resample, to_pcm16, wav_bytes
+from w3sipagent.localai.audio import resample, to_pcm16, wav_bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from w3sipagent.realtime.server import RealtimeServer, Scenario, ServerOptions
-from w3sipagent.realtime.server.audio import silence, tone, ulaw_encode
+from w3sipagent.localai import RealtimeServer, Scenario, ServerOptions
+from w3sipagent.localai.audio import silence, tone, ulaw_encode
 
 from .conftest import AUTH, TOOLS, Client, connect, g711_session, types
 
@@ -460,7 +460,7 @@ async def test_keys_never_logged_by_the_server(
         with pytest.raises(InvalidStatus):
             await websockets.connect(srv.ws_url, additional_headers={"Authorization": "Bearer x"})
     server_log = "\n".join(
-        r.getMessage() for r in caplog.records if r.name.startswith("w3sipagent.realtime.server")
+        r.getMessage() for r in caplog.records if r.name.startswith("w3sipagent.localai")
     )
     assert "Authorization: [redacted]" in server_log  # the handshake was logged...
     assert "openai-insecure-api-key.[redacted]" in server_log

@@ -1,4 +1,4 @@
-"""Keeping API keys out of logs and exceptions (client and local server).
+"""Keeping API keys out of logs and exceptions (AI backend clients and the local AI server).
 
 :func:`redact` removes a known secret from a text; :class:`RedactCredentials` is a
 logging filter for websockets' debug handshake log, which prints every header: it

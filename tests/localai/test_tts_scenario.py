@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from w3sipagent.errors import ConfigError
-from w3sipagent.realtime.server import Scenario, Synthesizer, bundled_scenarios, load_scenario
-from w3sipagent.realtime.server.audio import parse_wav, rms_dbfs, wav_bytes
-from w3sipagent.realtime.server.tts import tone_speech
+from w3sipagent.localai import Scenario, Synthesizer, bundled_scenarios, load_scenario
+from w3sipagent.localai.audio import parse_wav, rms_dbfs, wav_bytes
+from w3sipagent.localai.tts import tone_speech
 
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
 

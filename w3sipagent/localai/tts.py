@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from w3sipagent.realtime.server.audio import PCM_RATE, parse_wav, resample, silence, tone
+from w3sipagent.localai.audio import PCM_RATE, parse_wav, resample, silence, tone
 
 log = logging.getLogger(__name__)
 

@@ -179,8 +179,8 @@ class Scenario:
 
 
 def bundled_scenarios() -> list[str]:
-    """Names of the scenarios shipped in ``w3sipagent/realtime/scenarios``."""
-    root = resources.files("w3sipagent.realtime") / "scenarios"
+    """Names of the scenarios shipped in ``w3sipagent/localai/scenarios``."""
+    root = resources.files("w3sipagent.localai") / "scenarios"
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
@@ -197,7 +197,7 @@ def load_scenario(name_or_path: str | Path | None = None) -> Scenario:
             f"scenario {name!r}: no such file and not a bundled scenario "
             f"(bundled: {', '.join(bundled_scenarios())})"
         )
-    res = resources.files("w3sipagent.realtime") / "scenarios" / f"{name}.toml"
+    res = resources.files("w3sipagent.localai") / "scenarios" / f"{name}.toml"
     return Scenario.loads(res.read_text(encoding="utf-8"), f"scenarios/{name}.toml")
 
 

@@ -8,15 +8,15 @@ See docs/realtime-server.md.
 
 from __future__ import annotations
 
-from w3sipagent.realtime.server.app import RealtimeServer, serve_realtime
-from w3sipagent.realtime.server.protocol import RealtimeProtocolError
-from w3sipagent.realtime.server.recorder import (
+from w3sipagent.localai.realtime.app import RealtimeServer, serve_realtime
+from w3sipagent.localai.realtime.protocol import RealtimeProtocolError
+from w3sipagent.localai.recorder import (
     CancelRecord,
     ReceivedEvent,
     SessionRecording,
     TruncateRecord,
 )
-from w3sipagent.realtime.server.scenario import (
+from w3sipagent.localai.scenario import (
     FunctionCall,
     Injection,
     Scenario,
@@ -24,9 +24,9 @@ from w3sipagent.realtime.server.scenario import (
     bundled_scenarios,
     load_scenario,
 )
-from w3sipagent.realtime.server.session import ServerOptions, ServerSession
-from w3sipagent.realtime.server.tts import Synthesizer
-from w3sipagent.realtime.server.vad import EnergyVad
+from w3sipagent.localai.realtime.session import ServerOptions, ServerSession
+from w3sipagent.localai.tts import Synthesizer
+from w3sipagent.localai.vad import EnergyVad
 
 __all__ = [
     "CancelRecord",
