@@ -105,7 +105,7 @@ async def test_long_silence_keeps_the_input_buffer_bounded(
     await asyncio.sleep(0.1)
     (session,) = server.live.values()
     keep_ms = server.options.vad_keep_ms
-    assert len(session._buf) <= (keep_ms + 300 + keep_ms // 2) * 8 + 1600
+    assert session.input.buffered_bytes <= (keep_ms + 300 + keep_ms // 2) * 8 + 1600
     # a turn after the silence still starts with its prefix padding and is answered
     await client.append(ulaw_encode(tone(300, 600, 8000, -20.0) + silence(600, 8000)))
     events = await client.until("response.done")

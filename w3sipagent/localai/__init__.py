@@ -9,7 +9,9 @@ See docs/realtime-server.md.
 from __future__ import annotations
 
 from w3sipagent.localai.realtime.app import RealtimeServer, serve_realtime
-from w3sipagent.localai.realtime.protocol import RealtimeProtocolError
+from w3sipagent.localai.realtime.errors import RealtimeProtocolError
+from w3sipagent.localai.realtime.ports import ServerOptions
+from w3sipagent.localai.realtime.session import ServerSession
 from w3sipagent.localai.recorder import (
     CancelRecord,
     ReceivedEvent,
@@ -24,7 +26,6 @@ from w3sipagent.localai.scenario import (
     bundled_scenarios,
     load_scenario,
 )
-from w3sipagent.localai.realtime.session import ServerOptions, ServerSession
 from w3sipagent.localai.tts import Synthesizer
 from w3sipagent.localai.vad import EnergyVad
 

@@ -31,15 +31,15 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from w3sipagent.ids import SecureIdSource
 from w3sipagent.ai.redaction import wire_logger
-from w3sipagent.localai.realtime.protocol import RealtimeProtocolError
+from w3sipagent.ids import IdSource, SecureIdSource
+from w3sipagent.localai.realtime.errors import RealtimeProtocolError
+from w3sipagent.localai.realtime.ports import ServerOptions
+from w3sipagent.localai.realtime.session import ServerSession
+from w3sipagent.localai.realtime.ws import WebSocketTransport, run_websocket_session
 from w3sipagent.localai.recorder import SessionRecording
 from w3sipagent.localai.scenario import Scenario, load_scenario
-from w3sipagent.localai.realtime.session import ServerOptions, ServerSession
 from w3sipagent.localai.tts import Engine, Synthesizer
-from w3sipagent.localai.realtime.ws import WebSocketTransport, run_websocket_session
-from w3sipagent.ids import IdSource
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from av import AudioFrame
 
 from w3sipagent.ai.session import AudioFormat
 from w3sipagent.localai.audio import resample
-from w3sipagent.localai.realtime.session import ServerSession, SessionEnded
+from w3sipagent.localai.realtime.ports import SessionEnded
+from w3sipagent.localai.realtime.session import ServerSession
 
 log = logging.getLogger(__name__)
 

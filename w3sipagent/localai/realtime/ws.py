@@ -9,7 +9,8 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from w3sipagent.localai.realtime.session import ServerSession, SessionEnded
+from w3sipagent.localai.realtime.ports import SessionEnded
+from w3sipagent.localai.realtime.session import ServerSession
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""GA session configuration and client-event validation for the local server.
+"""GA session configuration for the local server: defaults, ``session.update``, ``response.create``.
 
 :func:`apply_session_update` merges a ``session.update`` payload into the
 effective session object exactly as the service does: all-or-nothing, partial
@@ -14,7 +14,16 @@ import copy
 from typing import Any
 
 from w3sipagent.ai.session import AudioFormat
-from w3sipagent.errors import W3SipError
+from w3sipagent.localai.realtime.errors import (
+    RealtimeProtocolError,
+    as_object,
+    bad_type,
+    bad_value,
+    check_keys,
+    missing,
+    number,
+    unknown,
+)
 
 VOICES: tuple[str, ...] = (
     "alloy",
@@ -32,19 +41,6 @@ DEFAULT_INSTRUCTIONS = (
     "Your knowledge cutoff is 2023-10. You are a helpful, witty, and friendly AI. "
     "Act like a human, but remember that you aren't a human and that you can't do human things "
     "in the real world. Your voice and personality should be warm and engaging."
-)
-CLIENT_EVENTS: tuple[str, ...] = (
-    "session.update",
-    "input_audio_buffer.append",
-    "input_audio_buffer.commit",
-    "input_audio_buffer.clear",
-    "conversation.item.create",
-    "conversation.item.retrieve",
-    "conversation.item.truncate",
-    "conversation.item.delete",
-    "response.create",
-    "response.cancel",
-    "output_audio_buffer.clear",
 )
 SESSION_KEYS = frozenset(
     {
@@ -65,118 +61,6 @@ SESSION_KEYS = frozenset(
         "expires_at",
     }
 )
-
-
-class RealtimeProtocolError(W3SipError, ValueError):
-    """A client event the service would reject; becomes an ``error`` server event."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = "invalid_value",
-        param: str | None = None,
-        type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.param = param
-        self.type = type
-
-    def to_error(self, client_event_id: str | None) -> dict[str, Any]:
-        """The ``error`` object of an error server event."""
-        return {
-            "type": self.type,
-            "code": self.code,
-            "message": self.message,
-            "param": self.param,
-            "event_id": client_event_id,
-        }
-
-
-def _quote_list(values: tuple[str, ...] | list[str]) -> str:
-    q = [f"'{v}'" for v in values]
-    return ", ".join(q[:-1]) + ", and " + q[-1] if len(q) > 2 else " and ".join(q)
-
-
-def missing(param: str) -> RealtimeProtocolError:
-    """The service's error for a missing required parameter."""
-    return RealtimeProtocolError(
-        f"Missing required parameter: '{param}'.", code="missing_required_parameter", param=param
-    )
-
-
-def unknown(param: str) -> RealtimeProtocolError:
-    """The service's error for a parameter it does not know."""
-    return RealtimeProtocolError(
-        f"Unknown parameter: '{param}'.", code="unknown_parameter", param=param
-    )
-
-
-def bad_value(
-    param: str, value: Any, allowed: tuple[str, ...] | list[str]
-) -> RealtimeProtocolError:
-    """The service's error for a value outside an enumeration."""
-    return RealtimeProtocolError(
-        f"Invalid value: '{value}'. Supported values are: {_quote_list(allowed)}.",
-        code="invalid_value",
-        param=param,
-    )
-
-
-def bad_type(param: str, expected: str, value: Any) -> RealtimeProtocolError:
-    """The service's error for a value of the wrong JSON type."""
-    names = {
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a decimal",
-        list: "an array",
-        dict: "an object",
-        type(None): "null",
-    }
-    got = names.get(type(value), "a value")
-    return RealtimeProtocolError(
-        f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
-        code="invalid_type",
-        param=param,
-    )
-
-
-def _number(param: str, v: Any, lo: float, hi: float, *, integer: bool) -> float:
-    if (
-        isinstance(v, bool)
-        or not isinstance(v, int | float)
-        or (integer and not isinstance(v, int))
-    ):
-        raise bad_type(param, "an integer" if integer else "a decimal", v)
-    kind = "integer" if integer else "decimal"
-    if v < lo:
-        raise RealtimeProtocolError(
-            f"Invalid '{param}': {kind} below minimum value. Expected a value >= {lo:g}, but got {v} instead.",
-            code=f"{kind}_below_min_value",
-            param=param,
-        )
-    if v > hi:
-        raise RealtimeProtocolError(
-            f"Invalid '{param}': {kind} above maximum value. Expected a value <= {hi:g}, but got {v} instead.",
-            code=f"{kind}_above_max_value",
-            param=param,
-        )
-    return float(v)
-
-
-def _check_keys(obj: dict[str, Any], allowed: set[str] | frozenset[str], prefix: str) -> None:
-    for key in obj:
-        if key not in allowed:
-            raise unknown(f"{prefix}.{key}")
-
-
-def _object(param: str, v: Any) -> dict[str, Any]:
-    if not isinstance(v, dict):
-        raise bad_type(param, "an object", v)
-    return v
 
 
 def default_turn_detection() -> dict[str, Any]:
@@ -229,7 +113,7 @@ def parse_format(param: str, v: Any) -> dict[str, Any]:
     """Validate a GA audio format object; returns its canonical form."""
     if not isinstance(v, dict):
         raise bad_type(param, "an object", v)
-    _check_keys(v, {"type", "rate"}, param)
+    check_keys(v, {"type", "rate"}, param)
     if "type" not in v:
         raise missing(f"{param}.type")
     t = v["type"]
@@ -255,8 +139,8 @@ def format_enum(fmt: dict[str, Any]) -> AudioFormat:
 def _turn_detection(param: str, v: Any, current: dict[str, Any] | None) -> dict[str, Any] | None:
     if v is None:
         return None
-    td = _object(param, v)
-    _check_keys(
+    td = as_object(param, v)
+    check_keys(
         td,
         {
             "type",
@@ -284,18 +168,18 @@ def _turn_detection(param: str, v: Any, current: dict[str, Any] | None) -> dict[
         if "eagerness" in td:
             raise unknown(f"{param}.eagerness")
         if "threshold" in td:
-            base["threshold"] = _number(
+            base["threshold"] = number(
                 f"{param}.threshold", td["threshold"], 0.0, 1.0, integer=False
             )
         for key, hi in (("prefix_padding_ms", 10000), ("silence_duration_ms", 10000)):
             if key in td:
-                base[key] = int(_number(f"{param}.{key}", td[key], 0, hi, integer=True))
+                base[key] = int(number(f"{param}.{key}", td[key], 0, hi, integer=True))
         if "idle_timeout_ms" in td:
             if td["idle_timeout_ms"] is None:
                 base["idle_timeout_ms"] = None
             else:
                 base["idle_timeout_ms"] = int(
-                    _number(
+                    number(
                         f"{param}.idle_timeout_ms", td["idle_timeout_ms"], 5000, 30000, integer=True
                     )
                 )
@@ -333,11 +217,11 @@ def _tools(param: str, v: Any) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(v):
         p = f"{param}[{i}]"
-        t = _object(p, tool)
+        t = as_object(p, tool)
         if "type" not in t:
             raise missing(f"{p}.type")
         if t["type"] == "function":
-            _check_keys(t, {"type", "name", "description", "parameters"}, p)
+            check_keys(t, {"type", "name", "description", "parameters"}, p)
             if not isinstance(t.get("name"), str) or not t["name"]:
                 raise missing(f"{p}.name")
             if "parameters" in t and not isinstance(t["parameters"], dict):
@@ -353,7 +237,7 @@ def _tool_choice(param: str, v: Any) -> Any:
         if v not in ("auto", "none", "required"):
             raise bad_value(param, v, ("auto", "none", "required"))
         return v
-    tc = _object(param, v)
+    tc = as_object(param, v)
     if tc.get("type") not in ("function", "mcp"):
         raise bad_value(f"{param}.type", tc.get("type"), ("function", "mcp"))
     if tc["type"] == "function" and not isinstance(tc.get("name"), str):
@@ -366,7 +250,7 @@ def _max_tokens(param: str, v: Any) -> Any:
         return "inf"
     if isinstance(v, str):
         raise bad_value(param, v, ["inf"])
-    return int(_number(param, v, 1, 4096, integer=True))
+    return int(number(param, v, 1, 4096, integer=True))
 
 
 def _modalities(param: str, v: Any) -> list[str]:
@@ -426,8 +310,8 @@ def apply_session_update(
     """
     if update is None:
         raise missing("session")
-    s = _object("session", update)
-    _check_keys(s, SESSION_KEYS, "session")
+    s = as_object("session", update)
+    check_keys(s, SESSION_KEYS, "session")
     if "type" not in s:
         raise missing("session.type")
     if s["type"] != current["type"]:
@@ -470,11 +354,11 @@ def apply_session_update(
         if key in s:
             new[key] = copy.deepcopy(s[key])
     if "audio" in s:
-        audio = _object("session.audio", s["audio"])
-        _check_keys(audio, {"input", "output"}, "session.audio")
+        audio = as_object("session.audio", s["audio"])
+        check_keys(audio, {"input", "output"}, "session.audio")
         if "input" in audio:
-            inp = _object("session.audio.input", audio["input"])
-            _check_keys(
+            inp = as_object("session.audio.input", audio["input"])
+            check_keys(
                 inp,
                 {"format", "transcription", "noise_reduction", "turn_detection"},
                 "session.audio.input",
@@ -491,8 +375,8 @@ def apply_session_update(
             if "transcription" in inp:
                 tr = inp["transcription"]
                 if tr is not None:
-                    tr = _object("session.audio.input.transcription", tr)
-                    _check_keys(
+                    tr = as_object("session.audio.input.transcription", tr)
+                    check_keys(
                         tr, {"model", "language", "prompt"}, "session.audio.input.transcription"
                     )
                     if "model" in tr and not isinstance(tr["model"], str):
@@ -508,8 +392,8 @@ def apply_session_update(
             if "noise_reduction" in inp:
                 nr = inp["noise_reduction"]
                 if nr is not None:
-                    nr = _object("session.audio.input.noise_reduction", nr)
-                    _check_keys(nr, {"type"}, "session.audio.input.noise_reduction")
+                    nr = as_object("session.audio.input.noise_reduction", nr)
+                    check_keys(nr, {"type"}, "session.audio.input.noise_reduction")
                     if nr.get("type") not in ("near_field", "far_field"):
                         raise bad_value(
                             "session.audio.input.noise_reduction.type",
@@ -519,8 +403,8 @@ def apply_session_update(
                     nr = {"type": nr["type"]}
                 cur_in["noise_reduction"] = nr
         if "output" in audio:
-            out = _object("session.audio.output", audio["output"])
-            _check_keys(out, {"format", "voice", "speed"}, "session.audio.output")
+            out = as_object("session.audio.output", audio["output"])
+            check_keys(out, {"format", "voice", "speed"}, "session.audio.output")
             cur_out = new["audio"]["output"]
             if "format" in out:
                 cur_out["format"] = parse_format("session.audio.output.format", out["format"])
@@ -534,7 +418,7 @@ def apply_session_update(
                     )
                 cur_out["voice"] = voice
             if "speed" in out:
-                cur_out["speed"] = _number(
+                cur_out["speed"] = number(
                     "session.audio.output.speed", out["speed"], 0.25, 1.5, integer=False
                 )
     return new
@@ -548,8 +432,8 @@ def validate_response_params(params: Any) -> dict[str, Any]:
     """Validate ``response.create.response``; returns the accepted parameters."""
     if params is None:
         return {}
-    r = _object("response", params)
-    _check_keys(
+    r = as_object("response", params)
+    check_keys(
         r,
         {
             "output_modalities",
@@ -580,10 +464,10 @@ def validate_response_params(params: Any) -> dict[str, Any]:
             raise bad_type("response.input", "an array", r["input"])
         out["input"] = r["input"]
     if "audio" in r:
-        audio = _object("response.audio", r["audio"])
-        _check_keys(audio, {"output"}, "response.audio")
-        o = _object("response.audio.output", audio.get("output", {}))
-        _check_keys(o, {"format", "voice"}, "response.audio.output")
+        audio = as_object("response.audio", r["audio"])
+        check_keys(audio, {"output"}, "response.audio")
+        o = as_object("response.audio.output", audio.get("output", {}))
+        check_keys(o, {"format", "voice"}, "response.audio.output")
         if "format" in o:
             out["format"] = parse_format("response.audio.output.format", o["format"])
         if "voice" in o:
