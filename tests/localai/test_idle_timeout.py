@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Callable
 
 import pytest
 
+from tests.agent.helpers import wait_until
 from w3sipagent.localai import RealtimeServer, Scenario
 from w3sipagent.localai.audio import silence, tone, ulaw_encode
 
@@ -102,8 +102,8 @@ async def test_long_silence_keeps_the_input_buffer_bounded(
 ) -> None:
     await client.update(**g711_session({"type": "server_vad", "prefix_padding_ms": 300}))
     await client.append(ulaw_encode(silence(60_000, 8000)), chunk=1600)  # a minute of silence
-    await asyncio.sleep(0.1)
     (session,) = server.live.values()
+    await wait_until(lambda: session.input.input_ms >= 60_000, 5.0, "the minute of silence")
     keep_ms = server.options.vad_keep_ms
     assert session.input.buffered_bytes <= (keep_ms + 300 + keep_ms // 2) * 8 + 1600
     # a turn after the silence still starts with its prefix padding and is answered

@@ -13,8 +13,9 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 from av import AudioFrame
 
+from tests.agent.helpers import wait_until
 from w3sipagent.localai import RealtimeServer
-from w3sipagent.localai.realtime.webrtc import restrict_ice
+from w3sipagent.localai.realtime.ice import restrict_ice
 
 from .conftest import AUTH
 
@@ -85,9 +86,10 @@ async def test_webrtc_call(make_server: Callable[..., RealtimeServer]) -> None:
     async with make_server() as srv:
         peer = Peer()
         try:
-            r = await post_offer(
-                srv, await peer.offer(), {"type": "realtime", "instructions": "Be quick."}
-            )
+            offer = await peer.offer()
+            offered = [ln for ln in offer.splitlines() if ln.startswith("a=candidate:")]
+            assert offered and all(" 127.0.0.1 " in ln for ln in offered), offered
+            r = await post_offer(srv, offer, {"type": "realtime", "instructions": "Be quick."})
             assert r.status_code == 201, r.text
             assert r.headers["content-type"] == "application/sdp"
             assert r.headers["location"].startswith("/v1/realtime/calls/rtc_")
@@ -117,10 +119,7 @@ async def test_webrtc_call(make_server: Callable[..., RealtimeServer]) -> None:
         finally:
             await peer.close()
         # the hang-up is noticed: the call and its session are released
-        for _ in range(200):
-            if not srv.calls and not srv.live:
-                break
-            await asyncio.sleep(0.025)
+        await wait_until(lambda: not srv.calls and not srv.live, 5.0, "call released")
         assert srv.calls == {} and srv.live == {} and srv.sessions[0].closed
 
 

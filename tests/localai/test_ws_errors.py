@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -16,6 +15,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+from tests.agent.helpers import wait_until
 from w3sipagent.localai import RealtimeServer, Scenario, ServerOptions
 from w3sipagent.localai.audio import silence, tone, ulaw_encode
 
@@ -390,19 +390,19 @@ async def test_recording(make_server: Callable[..., RealtimeServer], tmp_path: P
         await c.send({"type": "input_audio_buffer.commit", "event_id": "c1"})
         await c.until("conversation.item.done")
         await c.ws.close()
-        await asyncio.sleep(0.1)
-        rec = srv.sessions[0]
-        assert bytes(rec.audio) == caller
-        assert rec.types() == ["session.update"] + ["input_audio_buffer.append"] * (
-            len(caller) // 160
-        ) + ["input_audio_buffer.commit"]
-        assert rec.events[-1].event["event_id"] == "c1"
-        assert all(a.t <= b.t for a, b in zip(rec.events, rec.events[1:], strict=False))
-        assert rec.closed
-        with wave.open(str(tmp_path / f"{rec.session_id}.wav")) as w:
-            assert w.getframerate() == 8000 and w.getnframes() == len(caller)
-        lines = (tmp_path / f"{rec.session_id}.events.jsonl").read_text().splitlines()
-        assert json.loads(lines[0])["type"] == "session.update" and len(lines) == len(rec.events)
+        # the server's close waits for the connection handler, which writes the recording
+    rec = srv.sessions[0]
+    assert bytes(rec.audio) == caller
+    assert rec.types() == ["session.update"] + ["input_audio_buffer.append"] * (
+        len(caller) // 160
+    ) + ["input_audio_buffer.commit"]
+    assert rec.events[-1].event["event_id"] == "c1"
+    assert all(a.t <= b.t for a, b in zip(rec.events, rec.events[1:], strict=False))
+    assert rec.closed
+    with wave.open(str(tmp_path / f"{rec.session_id}.wav")) as w:
+        assert w.getframerate() == 8000 and w.getnframes() == len(caller)
+    lines = (tmp_path / f"{rec.session_id}.events.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["type"] == "session.update" and len(lines) == len(rec.events)
 
 
 async def test_ended_recordings_are_bounded(make_server: Callable[..., RealtimeServer]) -> None:
@@ -411,10 +411,7 @@ async def test_ended_recordings_are_bounded(make_server: Callable[..., RealtimeS
             c = await connect(srv)
             await c.update(instructions=f"session {n}")
             await c.ws.close()
-            for _ in range(100):
-                if not srv.live:
-                    break
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: not srv.live, 5.0, "session ended")
         kept = [r.events[0].event["session"]["instructions"] for r in srv.sessions]
         assert kept == ["session 2", "session 3"]  # the two most recent ended sessions
 

@@ -32,6 +32,7 @@ from av import AudioFrame
 
 from w3sipagent.ai.session import AudioFormat
 from w3sipagent.localai.audio import resample
+from w3sipagent.localai.realtime.ice import restrict_ice
 from w3sipagent.localai.realtime.ports import SessionEnded
 from w3sipagent.localai.realtime.session import ServerSession
 
@@ -40,33 +41,6 @@ log = logging.getLogger(__name__)
 _RATE = 48000
 _FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 _FRAME_BYTES = 2 * _FRAME_SAMPLES
-
-
-async def restrict_ice(pc: RTCPeerConnection, host: str = "127.0.0.1") -> None:
-    """Gather ICE host candidates on ``host`` only, for every transport of ``pc``.
-
-    aioice normally binds every interface except loopback; call this after the
-    transceivers / data channel exist (offerer: after addTrack and
-    createDataChannel; answerer: after setRemoteDescription) and before
-    setLocalDescription. It reaches into aioice's connection object.
-    """
-    gatherers = []
-    for t in pc.getTransceivers():
-        gatherers.append(t.sender.transport.transport.iceGatherer)
-    if pc.sctp is not None:
-        gatherers.append(pc.sctp.transport.transport.iceGatherer)
-    seen: set[int] = set()
-    for g in gatherers:
-        conn = g._connection
-        if id(conn) in seen or conn._local_candidates_start:
-            continue
-        seen.add(id(conn))
-        conn._local_candidates_start = True
-        for component in conn._components:
-            conn._local_candidates += await conn.get_component_candidates(
-                component=component, addresses=[host]
-            )
-        conn._local_candidates_end = True
 
 
 class PlayoutTrack(MediaStreamTrack):
