@@ -13,6 +13,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from w3sipagent.localai import RealtimeServer, Scenario, ServerOptions
+from w3sipagent.localai.realtime.events import SERVER_EVENTS
 
 AUTH = {"Authorization": "Bearer test-key"}
 
@@ -54,6 +55,8 @@ class Client:
 
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
         ev: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        # every event a test sees is one the server lists (and the SDK names)
+        assert ev["type"] in SERVER_EVENTS, ev
         self.received.append(ev)
         return ev
 
