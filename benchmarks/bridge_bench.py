@@ -162,8 +162,8 @@ async def bench_inbound_scripted(encoding: str, frames: int) -> list[float]:
 
 
 async def bench_inbound_realtime(encoding: str, frames: int) -> list[float]:
-    from w3sipagent.realtime import open_session
     from w3sipagent.localai import RealtimeServer, Scenario
+    from w3sipagent.realtime import open_session
 
     async with RealtimeServer(scenario=Scenario(name="bench"), tts_engine="tone") as srv:
         base = srv.http_url.replace("http", "ws")
@@ -324,8 +324,8 @@ async def bench_bargein(count: int) -> dict[str, Any]:
 
 
 async def bench_turns(turns: int, model_delay: float) -> list[dict[str, float | None]]:
-    from w3sipagent.realtime import open_session
     from w3sipagent.localai import RealtimeServer, Scenario, ServerOptions, Turn
+    from w3sipagent.realtime import open_session
 
     script = Scenario(
         name="turns",

@@ -29,10 +29,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai.redaction import redact, wire_logger
 from w3sipagent.errors import AIError
 from w3sipagent.realtime import events as ev
 from w3sipagent.realtime.protocol import RealtimeProtocol
-from w3sipagent.ai.redaction import redact, wire_logger
 
 log = logging.getLogger(__name__)
 

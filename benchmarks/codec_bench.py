@@ -2,7 +2,7 @@
 
 Run::
 
-    python -m w3sipagent.bench.codec_bench [--frames 500] [--json]
+    .venv/bin/python benchmarks/codec_bench.py [--frames 500] [--json]
 
 Each figure is the best of ``--repeat`` runs of ``--frames`` frames (best, not mean: the
 machine is shared, and the minimum is the cost of the code itself). Audio is a chirp,
@@ -14,10 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from w3sipagent.codecs import Decoder, get_codec, ulaw_encode
 from w3sipagent.codecs.convert import build_converters

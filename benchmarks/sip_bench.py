@@ -2,7 +2,7 @@
 
 Run::
 
-    python -m w3sipagent.bench sip [--loops 5000] [--repeat 9] [--json]
+    .venv/bin/python benchmarks/sip_bench.py [--loops 5000] [--repeat 9] [--json]
 
 "parse" is :func:`~w3sipagent.sip.parse_message` on the datagram: start line, every
 header split, and the typed values admission needs (top Via, From, To, Call-ID, CSeq,
@@ -18,12 +18,16 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import timeit
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from w3sipagent.sip import SipRequest, parse_message
 
+ROOT = Path(__file__).resolve().parent.parent
 #: The SIPp INVITE answered by FreeSWITCH 1.6.12 (Wireshark sample sip-rtp-opus-hybrid).
 INVITE_FILE = "freeswitch/wireshark-sip-rtp-opus-hybrid_01_INVITE_from_sipp.sip"
 #: An INVITE sent by FreeSWITCH itself (Kazoo), larger SDP.
@@ -32,10 +36,9 @@ KAZOO_FILE = "freeswitch/kazoo-freeswitch_INVITE_G7221_video.sip"
 
 def _vectors() -> Path | None:
     env = os.environ.get("W3SIPAGENT_VECTORS")
-    root = Path(__file__).resolve().parents[2]
     for c in ([Path(env)] if env else []) + [
-        root.parent / "shared" / "vectors",
-        root / "tests" / "vectors",
+        ROOT / "tests" / "vectors",
+        ROOT.parent / "shared" / "vectors",
     ]:
         if c.is_dir():
             return c
@@ -84,7 +87,7 @@ def run(loops: int = 5000, repeat: int = 9) -> list[dict[str, object]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the table (or JSON with ``--json``)."""
-    ap = argparse.ArgumentParser(prog="python -m w3sipagent.bench sip", description=__doc__)
+    ap = argparse.ArgumentParser(prog="benchmarks/sip_bench.py", description=__doc__)
     ap.add_argument("--loops", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--json", action="store_true", help="print JSON only")
