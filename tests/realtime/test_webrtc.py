@@ -144,10 +144,8 @@ async def drain(client: RealtimeWebRTCClient) -> list[ai.AIEvent]:
         while True:
             async with asyncio.timeout(0):  # fires only if the next event is not there yet
                 out.append(await anext(it))
-    except (TimeoutError, StopAsyncIteration):
+    except (TimeoutError, StopAsyncIteration):  # either way the generator has finished
         pass
-    finally:
-        await it.aclose()
     return out
 
 

@@ -1,9 +1,11 @@
-"""A local, protocol-faithful stand-in for the OpenAI Realtime API (GA interface).
+"""A local AI server: offline stand-ins for the AI backends the agent talks to.
 
-WebSocket (``/v1/realtime``) and WebRTC (``POST /v1/realtime/calls``) on one
-port; scripted answers from a :class:`Scenario`; energy VAD; espeak-ng speech
-(tones without it); everything a client sent kept in :class:`SessionRecording`.
-See docs/realtime-server.md.
+Today it imitates the OpenAI Realtime API (GA interface, :mod:`.realtime`): WebSocket
+(``/v1/realtime``) and WebRTC (``POST /v1/realtime/calls``) on one port. The parts every
+imitated protocol shares sit here: scripted answers from a :class:`Scenario`, energy VAD,
+espeak-ng speech (tones without it), and everything a client sent kept in
+:class:`SessionRecording`. It never imports the clients it imitates, nor ``sip/``, ``rtp/``
+or ``agent/``. See docs/realtime-server.md.
 """
 
 from __future__ import annotations
