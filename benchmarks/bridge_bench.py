@@ -162,8 +162,8 @@ async def bench_inbound_scripted(encoding: str, frames: int) -> list[float]:
 
 
 async def bench_inbound_realtime(encoding: str, frames: int) -> list[float]:
+    from w3sipagent.localai import RealtimeServer, Scenario
     from w3sipagent.realtime import open_session
-    from w3sipagent.realtime.server import RealtimeServer, Scenario
 
     async with RealtimeServer(scenario=Scenario(name="bench"), tts_engine="tone") as srv:
         base = srv.http_url.replace("http", "ws")
@@ -230,6 +230,21 @@ async def bench_outbound(responses: int) -> dict[str, list[float]]:
     return {"processing": processing, "to_pacer": to_pacer}
 
 
+class TimedEndpoint(RtpEndpoint):
+    """An endpoint that notes when each datagram carrying ``watch`` leaves its socket."""
+
+    watch: bytes = b""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.sent: list[float] = []
+
+    def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        super()._sendto(data, addr)
+        if data[12:] == self.watch:  # the agent's audio, not the silence packets
+            self.sent.append(time.monotonic())
+
+
 class EndpointCall(MemoryCall):
     """A memory call whose outbound frames go out through a real RTP endpoint."""
 
@@ -249,24 +264,17 @@ async def bench_outbound_rtp(responses: int, kick: bool, silence: str) -> list[f
     frame = ulaw_encode(tone(20, 8000, 7000))
     pacer = Pacer()
     config = MediaConfig(silence="silence" if silence == "silence" else "none", kick=kick)
-    ep = await RtpEndpoint.open(
+    ep = await TimedEndpoint.open(
         RtpPortRange(29400, 29439), "127.0.0.1", pacer, SecureIdSource(),
         payload_type=0, clock_rate=8000, config=config,
     )  # fmt: skip
+    ep.watch = frame
     ep.silence_payload = bytes([ULAW_SILENCE]) * 160
     sink = await asyncio.get_running_loop().create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
     )
     ep.set_remote(sink[0].get_extra_info("sockname"))
-    sent: list[float] = []
-    real_sendto = ep._sendto
-
-    def sendto(data: bytes, addr: tuple[str, int]) -> None:
-        real_sendto(data, addr)
-        if data[12:] == frame:  # the agent's audio, not the silence packets
-            sent.append(time.monotonic())
-
-    ep._sendto = sendto  # type: ignore[method-assign]
+    sent = ep.sent
     backend = ScriptedBackend(lambda c, n: TimedSession(c))
     call = EndpointCall(ep, kick)
     _bridge, task, session = await start_bridge(call, backend)
@@ -324,8 +332,8 @@ async def bench_bargein(count: int) -> dict[str, Any]:
 
 
 async def bench_turns(turns: int, model_delay: float) -> list[dict[str, float | None]]:
+    from w3sipagent.localai import RealtimeServer, Scenario, ServerOptions, Turn
     from w3sipagent.realtime import open_session
-    from w3sipagent.realtime.server import RealtimeServer, Scenario, ServerOptions, Turn
 
     script = Scenario(
         name="turns",

@@ -14,7 +14,11 @@ import argparse
 import asyncio
 import socket
 import statistics
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.useragent import UserAgent, UserAgentConfig

@@ -28,7 +28,7 @@ from w3sipagent.config import Settings
 from w3sipagent.records.cdr import CallRecord, Disposition
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
 
-server_mod = pytest.importorskip("w3sipagent.realtime.server")
+server_mod = pytest.importorskip("w3sipagent.localai")
 RealtimeServer, Scenario, Turn = server_mod.RealtimeServer, server_mod.Scenario, server_mod.Turn
 FunctionCall = server_mod.FunctionCall
 

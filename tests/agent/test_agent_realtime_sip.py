@@ -1,7 +1,7 @@
 """End to end over real SIP/RTP on 127.0.0.1 with the local Realtime server.
 
 AgentService (user agent + bridge + Realtime WebSocket client) ← our UAC's ``dial()``; the
-AI is :class:`~w3sipagent.realtime.server.RealtimeServer`, which records what it received.
+AI is :class:`~w3sipagent.localai.RealtimeServer`, which records what it received.
 What the caller heard is what its RTP endpoint received and decoded.
 """
 
@@ -25,7 +25,7 @@ from w3sipagent.config import Settings
 from w3sipagent.realtime import open_session
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
 
-server_mod = pytest.importorskip("w3sipagent.realtime.server")
+server_mod = pytest.importorskip("w3sipagent.localai")
 RealtimeServer = server_mod.RealtimeServer
 Scenario, Turn = server_mod.Scenario, server_mod.Turn
 

@@ -2,7 +2,7 @@
 
 The call is the in-memory call (20 ms pacer on the loop clock); the AI is
 :class:`~w3sipagent.realtime.client.RealtimeClient` over a WebSocket to
-:class:`~w3sipagent.realtime.server.RealtimeServer`, which records what it received.
+:class:`~w3sipagent.localai.RealtimeServer`, which records what it received.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from w3sipagent.codecs.g711 import ULAW_SILENCE
 from w3sipagent.realtime import open_session
 from w3sipagent.records.cdr import Disposition
 
-server_mod = pytest.importorskip("w3sipagent.realtime.server")
+server_mod = pytest.importorskip("w3sipagent.localai")
 RealtimeServer = server_mod.RealtimeServer
 Scenario, Turn, Injection = server_mod.Scenario, server_mod.Turn, server_mod.Injection
 

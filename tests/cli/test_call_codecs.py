@@ -16,7 +16,7 @@ from tests.agent.helpers import wait_until
 from tests.ports import rtp_block
 from w3sipagent.agent.service import AgentService
 from w3sipagent.config import load_settings
-from w3sipagent.realtime.server import RealtimeServer
+from w3sipagent.localai import RealtimeServer
 
 
 @pytest.mark.parametrize("codec", ["PCMU", "PCMA", "G722", "opus"])

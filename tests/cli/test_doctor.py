@@ -143,7 +143,7 @@ def test_realtime_url() -> None:
 
 
 async def test_realtime_check_against_local_server() -> None:
-    from w3sipagent.realtime.server import RealtimeServer
+    from w3sipagent.localai import RealtimeServer
 
     async with RealtimeServer(port=0, api_keys=["sk-good-key-1"], tts_engine="tone") as srv:
         url = realtime_ws_url(f"ws://127.0.0.1:{srv.port}/v1", "gpt-realtime")
@@ -157,7 +157,7 @@ async def test_realtime_check_against_local_server() -> None:
 
 
 def test_doctor_realtime_flag(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from w3sipagent.realtime.server import RealtimeServer
+    from w3sipagent.localai import RealtimeServer
 
     ready = threading.Event()
     stop = threading.Event()

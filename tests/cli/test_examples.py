@@ -22,7 +22,7 @@ from w3sipagent.asyncio.useragent import UserAgent, UserAgentConfig
 from w3sipagent.cli.call import place_call
 from w3sipagent.config import load_settings
 from w3sipagent.demo_assets import caller_utterances
-from w3sipagent.realtime.server import RealtimeServer
+from w3sipagent.localai import RealtimeServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

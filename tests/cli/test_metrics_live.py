@@ -13,8 +13,8 @@ from w3sipagent.agent.service import AgentService
 from w3sipagent.cli.call import place_call
 from w3sipagent.config import load_settings
 from w3sipagent.demo_assets import caller_utterances
+from w3sipagent.localai import Injection, RealtimeServer, Scenario, Turn
 from w3sipagent.metrics import HealthState, Metrics, MetricsServer
-from w3sipagent.realtime.server import Injection, RealtimeServer, Scenario, Turn
 
 SCRIPT = Scenario(
     name="metrics",

@@ -19,7 +19,7 @@ from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.server import UserAgentConfig, serve
 from w3sipagent.cli.call import place_call
 from w3sipagent.config import load_settings
-from w3sipagent.realtime.server import RealtimeServer
+from w3sipagent.localai import RealtimeServer
 from w3sipagent.records.store import CdrStore
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from w3sipagent.agent.service import AgentService
 from w3sipagent.cli.call import place_call
 from w3sipagent.config import load_settings
-from w3sipagent.realtime.server import RealtimeServer
+from w3sipagent.localai import RealtimeServer
 
 DIGEST = (
     'Digest username="alice", realm="acme.example", nonce="n0nce", uri="sip:support@acme.example", '

@@ -959,7 +959,7 @@ async def test_renews_before_expiry_at_an_idle_moment() -> None:
 
 # ---------------------------------------------------------------- against the local Realtime server
 
-server_mod = pytest.importorskip("w3sipagent.realtime.server")
+server_mod = pytest.importorskip("w3sipagent.localai")
 RealtimeServer = server_mod.RealtimeServer
 Scenario, Turn, FunctionCall, Injection = (
     server_mod.Scenario,

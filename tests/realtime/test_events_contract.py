@@ -16,11 +16,16 @@ from w3sipagent.realtime import events as ev
 FIXTURE = Path(__file__).parent / "fixtures" / "ga_server_events.json"
 EVENTS: list[dict[str, Any]] = json.loads(FIXTURE.read_text())["events"]
 BY_TYPE = {e["type"]: e for e in EVENTS}
+SDK_SERVER_EVENTS = set(
+    json.loads(
+        (Path(__file__).parents[1] / "fixtures" / "openai_realtime_events.json").read_text()
+    )["server_events"]
+)
 
 
 def test_fixture_covers_every_known_server_event_and_nothing_else() -> None:
     assert len(BY_TYPE) == len(EVENTS) == 46
-    assert set(BY_TYPE) == set(ev.SERVER_EVENTS)
+    assert set(BY_TYPE) == set(ev.SERVER_EVENTS) == SDK_SERVER_EVENTS
 
 
 @pytest.mark.parametrize("raw", EVENTS, ids=[e["type"] for e in EVENTS])

@@ -18,7 +18,7 @@ from w3sipagent.ai import session as ai
 from w3sipagent.errors import AIError
 from w3sipagent.realtime.webrtc import RealtimeWebRTCClient, from_pcm16, to_pcm16
 
-server_mod = pytest.importorskip("w3sipagent.realtime.server")
+server_mod = pytest.importorskip("w3sipagent.localai")
 RealtimeServer = server_mod.RealtimeServer
 
 KEY = "sk-test-webrtc-0123456789SECRET"
@@ -124,7 +124,7 @@ async def test_webrtc_cancel_clears_server_playout_and_drops_audio() -> None:
         await collect_until(client, lambda e: isinstance(e, ai.AudioDelta), timeout=20)
         await client.truncate("whatever", 100)  # a no-op over WebRTC: nothing sent
         await client.cancel_response()
-        drain(client)  # what was yielded before the cancel
+        await drain(client)  # what was yielded before the cancel
         got = await collect_until(client, lambda e: isinstance(e, ai.ResponseDone), timeout=10)
         assert not any(isinstance(e, ai.AudioDelta) for e in got)
         assert got[-1].status == "cancelled"  # type: ignore[attr-defined]
@@ -132,14 +132,20 @@ async def test_webrtc_cancel_clears_server_playout_and_drops_audio() -> None:
         assert "conversation.item.truncate" not in types
         assert types[types.index("response.cancel") + 1] == "output_audio_buffer.clear"
         await asyncio.sleep(0.3)
-        assert not any(isinstance(e, ai.AudioDelta) for e in drain(client))
+        assert not any(isinstance(e, ai.AudioDelta) for e in await drain(client))
         await client.close()
 
 
-def drain(client: RealtimeWebRTCClient) -> list[ai.AIEvent]:
-    out = []
-    while not client._events.empty():
-        out.append(client._events.get_nowait())
+async def drain(client: RealtimeWebRTCClient) -> list[ai.AIEvent]:
+    """The events the client has already queued (none is waited for)."""
+    out: list[ai.AIEvent] = []
+    it = client.events()
+    try:
+        while True:
+            async with asyncio.timeout(0):  # fires only if the next event is not there yet
+                out.append(await anext(it))
+    except (TimeoutError, StopAsyncIteration):  # either way the generator has finished
+        pass
     return out
 
 
@@ -159,7 +165,7 @@ async def test_webrtc_session_expiry_renews_on_a_new_call() -> None:
         while client.renewals < 1 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         assert client.renewals == 1 and client.call_id not in (None, first_call)
-        assert not any(isinstance(e, ai.Closed) for e in drain(client) + got)
+        assert not any(isinstance(e, ai.Closed) for e in await drain(client) + got)
         new = srv.sessions[1]
         assert new.transport == "webrtc"
         seeded = [e.event["item"] for e in new.events if e.type == "conversation.item.create"]

@@ -336,19 +336,6 @@ def test_misc_message_behaviour() -> None:
     assert built.via.host == "h"
 
 
-def test_sip_benchmark_runs(vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from w3sipagent.bench.__main__ import main
-
-    assert main(["sip", "--loops", "3", "--repeat", "1", "--json"]) == 0
-    out = capsys.readouterr().out
-    import json
-
-    rows = json.loads(out)["results"]
-    assert [r["operation"] for r in rows[:3]] == ["parse", "parse + Request-URI", "serialize"]
-    assert all(r["median_us"] > 0 for r in rows)
-    assert main(["nope"]) == 2
-
-
 def test_replace_top_via_keeps_other_vias_and_cached_values() -> None:
     m = parse_message(INVITE)
     assert isinstance(m, SipRequest)

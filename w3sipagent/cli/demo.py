@@ -160,7 +160,7 @@ async def run_demo(
         if use_openai:
             realtime_url = "wss://api.openai.com/v1"
         else:
-            from w3sipagent.realtime.server import RealtimeServer
+            from w3sipagent.localai import RealtimeServer
 
             server = RealtimeServer(
                 "127.0.0.1",

@@ -20,7 +20,7 @@ class TtsEngine(StrEnum):
 def _scenario(value: str | None) -> str | None:
     if value is None:
         return None
-    from w3sipagent.realtime.server import bundled_scenarios
+    from w3sipagent.localai import bundled_scenarios
 
     if Path(value).is_file() or value in bundled_scenarios():
         return value
@@ -54,7 +54,7 @@ def realtime_server(
     WebSocket at ws://HOST:PORT/v1/realtime, WebRTC at POST http://HOST:PORT/v1/realtime/calls.
     Point an agent at it with --realtime-url ws://HOST:PORT/v1. Stop with Ctrl-C.
     """
-    from w3sipagent.realtime.server import RealtimeServer
+    from w3sipagent.localai import RealtimeServer
 
     setup_logging("INFO", None)
     chosen = _scenario(scenario)

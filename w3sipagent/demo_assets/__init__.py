@@ -1,7 +1,7 @@
 """What the offline demo needs: the caller's lines, their audio, the scenario.
 
 The caller's speech is generated at run time (nothing large is committed): espeak-ng through
-the local Realtime server's :class:`~w3sipagent.realtime.server.Synthesizer`, or
+the local Realtime server's :class:`~w3sipagent.localai.Synthesizer`, or
 speech-shaped tone bursts when espeak-ng is missing. The local server has no speech
 recognizer: it reports the scenario's ``caller`` text of each turn as the transcription, so
 the lines below and the scenario's turns are the same sentences.
@@ -30,8 +30,8 @@ def scenario_path() -> Path:
 
 async def caller_utterances(rate: int = 8000, *, engine: str = "auto") -> list[bytes]:
     """Each caller line as PCM16 mono at ``rate`` (espeak-ng, else tones)."""
-    from w3sipagent.realtime.server import Synthesizer
-    from w3sipagent.realtime.server.audio import PCM_RATE
+    from w3sipagent.localai import Synthesizer
+    from w3sipagent.localai.audio import PCM_RATE
 
     synth = Synthesizer(engine)  # type: ignore[arg-type]
     out = []
@@ -47,7 +47,7 @@ async def caller_utterances(rate: int = 8000, *, engine: str = "auto") -> list[b
 
 def uses_espeak(engine: str = "auto") -> bool:
     """True when the caller's lines will be spoken by espeak-ng (not tones)."""
-    from w3sipagent.realtime.server import Synthesizer
+    from w3sipagent.localai import Synthesizer
 
     return Synthesizer(engine).uses_espeak  # type: ignore[arg-type]
 

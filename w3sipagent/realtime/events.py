@@ -8,6 +8,9 @@ text frame of a client event. Audio fields are ``bytes`` here and base64 on the
 wire. Beta names (``response.audio.delta``...) are deliberately unknown.
 
 Malformed frames raise :class:`EventParseError` naming the defect.
+
+This file is long on purpose: it is one catalogue, a small dataclass per GA event and the
+registries keyed by wire name, checked whole against the official SDK's event list.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from w3sipagent.ai import session as ai
 from w3sipagent.realtime import events as ev
+from w3sipagent.realtime.session_object import session_object
 
 log = logging.getLogger(__name__)
 
@@ -41,92 +42,6 @@ def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
     table.move_to_end(key)
     while len(table) > _ITEMS_TRACKED:
         table.popitem(last=False)
-
-
-def audio_format_object(fmt: ai.AudioFormat) -> dict[str, Any]:
-    """The GA ``audio.*.format`` object of an audio format."""
-    if fmt is ai.AudioFormat.PCM24K:
-        return {"type": "audio/pcm", "rate": 24000}
-    return {"type": fmt.value}
-
-
-def _turn_detection(td: ai.TurnDetection | None) -> dict[str, Any] | None:
-    if td is None:
-        return None
-    if td.type == "semantic_vad":
-        return {
-            "type": "semantic_vad",
-            "eagerness": td.eagerness,
-            "create_response": td.create_response,
-            "interrupt_response": td.interrupt_response,
-        }
-    out: dict[str, Any] = {
-        "type": "server_vad",
-        "threshold": td.threshold,
-        "prefix_padding_ms": td.prefix_padding_ms,
-        "silence_duration_ms": td.silence_duration_ms,
-        "create_response": td.create_response,
-        "interrupt_response": td.interrupt_response,
-    }
-    if td.idle_timeout_ms is not None:
-        out["idle_timeout_ms"] = td.idle_timeout_ms
-    return out
-
-
-def session_object(
-    config: ai.AISessionConfig, *, with_model: bool = False, with_formats: bool = True
-) -> dict[str, Any]:
-    """The full GA session object for ``session.update`` (or the WebRTC ``session`` field).
-
-    ``with_model`` adds ``model`` (WebRTC calls; over WebSocket it is in the URL and not
-    updatable). ``with_formats`` False leaves out the audio formats (WebRTC carries Opus).
-    """
-    transcription: dict[str, Any] | None = None
-    if config.transcription_model:
-        transcription = {"model": config.transcription_model}
-        if config.transcription_language:
-            transcription["language"] = config.transcription_language
-    audio_in: dict[str, Any] = {
-        "turn_detection": _turn_detection(config.turn_detection),
-        "transcription": transcription,
-        "noise_reduction": (
-            {"type": config.noise_reduction} if config.noise_reduction is not None else None
-        ),
-    }
-    audio_out: dict[str, Any] = {}
-    if with_formats:
-        audio_in["format"] = audio_format_object(config.input_format)
-        audio_out["format"] = audio_format_object(config.output_format)
-    if config.voice:
-        audio_out["voice"] = config.voice
-    if config.speed is not None:
-        audio_out["speed"] = config.speed
-    session: dict[str, Any] = {"type": "realtime"}
-    if with_model:
-        session["model"] = config.model
-    session["output_modalities"] = ["audio"]
-    if config.instructions:
-        session["instructions"] = config.instructions
-    session["audio"] = {"input": audio_in, "output": audio_out}
-    session["tools"] = [
-        {
-            "type": "function",
-            "name": t.name,
-            "description": t.description,
-            "parameters": t.parameters,
-        }
-        for t in config.tools
-    ]
-    if config.tool_choice in ("auto", "none", "required"):
-        session["tool_choice"] = config.tool_choice
-    else:
-        session["tool_choice"] = {"type": "function", "name": config.tool_choice}
-    session["max_output_tokens"] = (
-        config.max_output_tokens if config.max_output_tokens is not None else "inf"
-    )
-    if config.truncation is not None:  # None: the service default ("auto")
-        session["truncation"] = config.truncation
-    return session
 
 
 @dataclass(slots=True)

@@ -38,7 +38,7 @@ from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_e
 from w3sipagent.errors import AIError
 from w3sipagent.realtime import events as ev
 from w3sipagent.realtime.client import Channel, ChannelClosed, Link, RealtimeSessionBase, redact
-from w3sipagent.realtime.protocol import session_object
+from w3sipagent.realtime.session_object import session_object
 
 log = logging.getLogger(__name__)
 

@@ -2,25 +2,16 @@
 
 The core never draws randomness itself: tags, branches, Call-IDs, nonces and
 SSRCs come from an :class:`IdSource` handed to it. :class:`CountingIdSource`
-gives reproducible values for tests; the runtime default
-(:class:`w3sipagent.ids.SecureIdSource`) lives outside the pure core.
+gives reproducible values for tests. The protocol and the runtime default
+(:class:`w3sipagent.ids.SecureIdSource`) live in the neutral :mod:`w3sipagent.ids`;
+``IdSource`` is re-exported here for the core's importers.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from w3sipagent.ids import IdSource
 
-
-class IdSource(Protocol):
-    """Where the core gets the unpredictable values it needs."""
-
-    def token(self, nbytes: int = 8) -> str:
-        """A fresh URL- and SIP-token-safe string carrying ``nbytes`` of entropy."""
-        ...
-
-    def randbits(self, k: int) -> int:
-        """A fresh integer of ``k`` random bits (SSRC, sequence start, CSeq start)."""
-        ...
+__all__ = ["CountingIdSource", "IdSource"]
 
 
 class CountingIdSource:

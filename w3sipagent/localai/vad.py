@@ -1,0 +1,139 @@
+"""Energy-based voice activity detection for the local Realtime server (pure).
+
+The real service runs a neural VAD; this one compares the RMS level of 10 ms
+frames with a threshold. It reproduces the *timing contract* of GA
+``server_vad``:
+
+- ``speech_started.audio_start_ms`` is the onset of the first loud frame minus
+  ``prefix_padding_ms`` (never below the start of the session's audio), counted
+  from the start of all audio appended in the session;
+- ``speech_stopped.audio_end_ms`` is the end of the last loud frame plus
+  ``silence_duration_ms``: the point where the silence became long enough.
+
+``threshold`` (0.0-1.0, default 0.5) maps linearly onto a level in dBFS:
+``level = -70 + 60 * threshold`` (0.5 -> -40 dBFS, 0.9 -> -16 dBFS). A loud
+run must last ``min_speech_ms`` before it counts as speech, so clicks do not
+trigger barge-in. Positions are exact to one frame (10 ms).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from w3sipagent.localai.audio import rms_dbfs
+
+
+def threshold_to_dbfs(threshold: float) -> float:
+    """The RMS level (dBFS) a frame needs to count as voiced for ``threshold``."""
+    return -70.0 + 60.0 * threshold
+
+
+@dataclass(frozen=True, slots=True)
+class VadSpeechStarted:
+    """Speech began; ``onset_ms`` is the first loud frame, ``audio_start_ms`` includes padding."""
+
+    audio_start_ms: int
+    onset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class VadSpeechStopped:
+    """Speech ended; ``audio_end_ms`` includes the silence duration."""
+
+    audio_end_ms: int
+
+
+VadEvent = VadSpeechStarted | VadSpeechStopped
+
+
+class EnergyVad:
+    """Frame-energy VAD over 16-bit PCM at any rate that is a multiple of 100 Hz.
+
+    ``start_ms`` is the session audio position of the first sample fed, so a
+    detector created after a ``session.update`` keeps counting from the start
+    of the session's audio.
+    """
+
+    FRAME_MS = 10
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.5,
+        prefix_padding_ms: int = 300,
+        silence_duration_ms: int = 500,
+        min_speech_ms: int = 30,
+        start_ms: int = 0,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be within 0.0-1.0, got {threshold}")
+        if prefix_padding_ms < 0 or silence_duration_ms < 0 or min_speech_ms < 0:
+            raise ValueError("VAD durations must not be negative")
+        self.level_dbfs = threshold_to_dbfs(threshold)
+        self.prefix_padding_ms = prefix_padding_ms
+        self.silence_duration_ms = silence_duration_ms
+        self.min_speech_ms = max(min_speech_ms, self.FRAME_MS)
+        self._pos_ms = start_ms
+        self._pending = b""
+        self._pending_rate = 0
+        self._speaking = False
+        self._run_start: int | None = None
+        self._last_voiced_end = 0
+
+    @property
+    def position_ms(self) -> int:
+        """Session audio position (ms) up to which audio has been analysed."""
+        return self._pos_ms
+
+    @property
+    def speaking(self) -> bool:
+        """True between a start and a stop."""
+        return self._speaking
+
+    def reset(self) -> None:
+        """Forget any speech in progress (``input_audio_buffer.clear``); keep the position."""
+        self._speaking = False
+        self._run_start = None
+
+    def feed(self, pcm: bytes, rate: int) -> list[VadEvent]:
+        """Analyse more audio (16-bit mono PCM at ``rate``) and return the events it caused."""
+        if rate % 100:
+            raise ValueError(f"sample rate must be a multiple of 100 Hz, got {rate}")
+        if rate != self._pending_rate:
+            self._pending = b""
+            self._pending_rate = rate
+        frame_bytes = 2 * rate * self.FRAME_MS // 1000
+        data = self._pending + pcm
+        events: list[VadEvent] = []
+        off = 0
+        while off + frame_bytes <= len(data):
+            events.extend(self._frame(data[off : off + frame_bytes]))
+            off += frame_bytes
+        self._pending = data[off:]
+        return events
+
+    def _frame(self, frame: bytes) -> list[VadEvent]:
+        start = self._pos_ms
+        end = start + self.FRAME_MS
+        self._pos_ms = end
+        voiced = rms_dbfs(frame) >= self.level_dbfs
+        if not self._speaking:
+            if not voiced:
+                self._run_start = None
+                return []
+            if self._run_start is None:
+                self._run_start = start
+            if end - self._run_start < self.min_speech_ms:
+                return []
+            self._speaking = True
+            self._last_voiced_end = end
+            onset = self._run_start
+            self._run_start = None
+            return [VadSpeechStarted(max(0, onset - self.prefix_padding_ms), onset)]
+        if voiced:
+            self._last_voiced_end = end
+            return []
+        if end - self._last_voiced_end >= self.silence_duration_ms:
+            self._speaking = False
+            return [VadSpeechStopped(self._last_voiced_end + self.silence_duration_ms)]
+        return []
