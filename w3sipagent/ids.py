@@ -1,28 +1,16 @@
-"""Identifier sources: the :class:`IdSource` port and its runtime implementation.
+"""The runtime :class:`~w3sipagent.idsource.IdSource`, backed by :mod:`secrets`.
 
-The pure core never draws randomness itself: tags, branches, Call-IDs, nonces and
-SSRCs come from an :class:`IdSource` handed to it. This module is neutral ground:
-the SIP core, the media layer and the local AI server all take an ``IdSource``
-without importing one another. :class:`SecureIdSource` is the runtime default;
-tests use :class:`w3sipagent.sip.ids.CountingIdSource`.
+Only code above the pure core imports this module; the core names the port through
+:mod:`w3sipagent.idsource`, which imports nothing.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Protocol
 
+from w3sipagent.idsource import IdSource
 
-class IdSource(Protocol):
-    """Where the core gets the unpredictable values it needs."""
-
-    def token(self, nbytes: int = 8) -> str:
-        """A fresh URL- and SIP-token-safe string carrying ``nbytes`` of entropy."""
-        ...
-
-    def randbits(self, k: int) -> int:
-        """A fresh integer of ``k`` random bits (SSRC, sequence start, CSeq start)."""
-        ...
+__all__ = ["IdSource", "SecureIdSource"]
 
 
 class SecureIdSource:

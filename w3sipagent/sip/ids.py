@@ -2,14 +2,14 @@
 
 The core never draws randomness itself: tags, branches, Call-IDs, nonces and
 SSRCs come from an :class:`IdSource` handed to it. :class:`CountingIdSource`
-gives reproducible values for tests. The protocol and the runtime default
-(:class:`w3sipagent.ids.SecureIdSource`) live in the neutral :mod:`w3sipagent.ids`;
-``IdSource`` is re-exported here for the core's importers.
+gives reproducible values for tests. The protocol lives in the neutral,
+import-free :mod:`w3sipagent.idsource` (the runtime default, :class:`w3sipagent.ids.SecureIdSource`,
+is above the core); ``IdSource`` is re-exported here for the core's importers.
 """
 
 from __future__ import annotations
 
-from w3sipagent.ids import IdSource
+from w3sipagent.idsource import IdSource
 
 __all__ = ["CountingIdSource", "IdSource"]
 
