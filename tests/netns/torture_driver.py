@@ -2,7 +2,7 @@
 what comes back. Runs only inside a loopback-only network namespace (it refuses otherwise)::
 
     ip netns exec NS .venv/bin/python -m tests.netns.torture_driver \
-        --agent-port 5090 --vectors ../shared/vectors/rfc4475
+        --agent-port 5090 --vectors tests/vectors/rfc4475
 
 Replies go to the source IP and the top Via's port (RFC 3261 §18.2.2; 5060 when absent,
 5050 / 5070 in two messages), not to the sending socket, so the driver listens on those
