@@ -24,8 +24,8 @@ counted in :attr:`JitterBuffer.lost` but not filled; timing then shrinks).
 The wait adapts: it is ``jitter_factor`` x the measured interarrival jitter
 (RFC 3550 A.8, in seconds) plus a reorder allowance that grows by one frame
 each time a packet arrives after its slot was concealed ("late") and shrinks
-by one frame per ``reorder_decay`` seconds without late packets; it is
-capped at ``max_delay``. Packets that arrive in order are never held, whatever
+by one frame per ``reorder_decay`` seconds without late packets (it starts at
+``reorder_wait``, 0 by default); it is capped at ``max_delay``. Packets that arrive in order are never held, whatever
 the wait.
 
 Stream changes: a new SSRC, a forward sequence jump larger than ``window``, or a
@@ -109,6 +109,7 @@ class JitterBuffer:
         reorder_decay: float = 5.0,
         ssrc_grace: float = 0.5,
         resync_threshold: float = 0.5,
+        reorder_wait: float = 0.0,
     ) -> None:
         if clock_rate <= 0 or frame_ms <= 0 or window <= 1 or max_delay < 0:
             raise ValueError(
@@ -146,7 +147,7 @@ class JitterBuffer:
         self._ts_step = clock_rate * frame_ms // 1000
         self._transit: float | None = None
         self.jitter = 0.0  # seconds
-        self._reorder_wait = 0.0
+        self._reorder_wait = reorder_wait  # the starting reorder allowance (seconds)
         self._last_late = 0.0
 
     # ------------------------------------------------------------------ state
