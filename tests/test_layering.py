@@ -86,26 +86,38 @@ def _dynamic_name(call: ast.Call) -> str | None:
     return "<dynamic>"
 
 
+# (line, level, module, names) of ``from`` imports; level -1: ``import``; -2: dynamic
+_Raw = tuple[int, int, str | None, tuple[str, ...]]
+
+
 @functools.cache
-def _parse(text: str) -> ast.Module:
-    return ast.parse(text)
+def _raw_imports(text: str) -> tuple[_Raw, ...]:
+    """The imports of a source text, unresolved (cached: the planted copies share texts)."""
+    out: list[_Raw] = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            out.append((node.lineno, -1, None, tuple(a.name for a in node.names)))
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.lineno, node.level, node.module, tuple(a.name for a in node.names)))
+        elif isinstance(node, ast.Call) and (name := _dynamic_name(node)) is not None:
+            out.append((node.lineno, -2, name, ()))
+    return tuple(out)
 
 
 def imports_of(mod: str, path: Path, known: set[str]) -> list[Import]:
     """Every import in one file, resolved to the modules it loads."""
-    tree = _parse(path.read_text())
     is_package = path.name == "__init__.py"
     out: list[Import] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out += [Import(mod, a.name, node.lineno) for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            src = _resolve_from(mod, is_package, node.level, node.module)
-            for a in node.names:
-                sub = f"{src}.{a.name}" if src else a.name
-                out.append(Import(mod, sub if sub in known else src, node.lineno))
-        elif isinstance(node, ast.Call) and (name := _dynamic_name(node)) is not None:
-            out.append(Import(mod, name, node.lineno, dynamic=True))
+    for line, level, module, names in _raw_imports(path.read_text()):
+        if level == -1:
+            out += [Import(mod, name, line) for name in names]
+        elif level == -2:
+            out.append(Import(mod, module or "", line, dynamic=True))
+        else:
+            src = _resolve_from(mod, is_package, level, module)
+            for a in names:
+                sub = f"{src}.{a}" if src else a
+                out.append(Import(mod, sub if sub in known else src, line))
     return list(dict.fromkeys(out))  # ``from x import a, b`` is one import of x
 
 
