@@ -106,8 +106,7 @@ def test_loss_declared_by_deadline_without_new_packet() -> None:
     assert jb.pop(now) == []
     w = jb.wait
     deadline = jb.next_deadline()
-    assert deadline is not None
-    assert deadline == pytest.approx(now + w)
+    assert deadline is not None and deadline == pytest.approx(now + w)
     assert jb.pop(deadline - 1e-6) == []
     frames = jb.pop(deadline)
     assert [(f.sequence_number, f.lost) for f in frames] == [(60, True), (61, False)]
@@ -130,7 +129,7 @@ def test_late_packet_dropped_and_wait_grows_then_decays() -> None:
 
 
 def test_jump_beyond_window_flushes_held_packets_then_restarts() -> None:
-    # a huge reorder wait: nothing is released by time
+    # a huge wait: nothing is released by time
     jb = JitterBuffer(window=10, max_delay=10.0, jitter_factor=0, reorder_wait=10.0)
     jb.push(pkt(0), 0.0)
     jb.pop(0.0)

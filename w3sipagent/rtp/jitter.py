@@ -24,8 +24,8 @@ counted in :attr:`JitterBuffer.lost` but not filled; timing then shrinks).
 The wait adapts: it is ``jitter_factor`` x the measured interarrival jitter
 (RFC 3550 A.8, in seconds) plus a reorder allowance that grows by one frame
 each time a packet arrives after its slot was concealed ("late") and shrinks
-by one frame per ``reorder_decay`` seconds without late packets (it starts at
-``reorder_wait``, 0 by default); it is capped at ``max_delay``. Packets that arrive in order are never held, whatever
+by one frame per ``reorder_decay`` seconds without late packets; it is
+capped at ``max_delay``. Packets that arrive in order are never held, whatever
 the wait.
 
 Stream changes: a new SSRC, a forward sequence jump larger than ``window``, or a
@@ -94,7 +94,9 @@ class JitterBuffer:
     """Reorders, drops duplicates and late packets, and marks losses for concealment.
 
     ``clock_rate`` / ``frame_ms`` give the expected timestamp step of a frame
-    (learned from the stream afterwards); all times are seconds.
+    (learned from the stream afterwards); all times are seconds. ``reorder_wait`` is the
+    starting value of the hold learned from late packets (one frame more per late packet,
+    one less every ``reorder_decay`` seconds without one).
     """
 
     def __init__(
@@ -147,7 +149,7 @@ class JitterBuffer:
         self._ts_step = clock_rate * frame_ms // 1000
         self._transit: float | None = None
         self.jitter = 0.0  # seconds
-        self._reorder_wait = reorder_wait  # the starting reorder allowance (seconds)
+        self._reorder_wait = reorder_wait
         self._last_late = 0.0
 
     # ------------------------------------------------------------------ state
@@ -156,6 +158,11 @@ class JitterBuffer:
         """How long a gap is held open before its packets are declared lost (seconds)."""
         w = self.jitter_factor * self.jitter + self._reorder_wait
         return w if w < self.max_delay else self.max_delay
+
+    @property
+    def reorder_wait(self) -> float:
+        """The part of :attr:`wait` learned from late (reordered) packets (seconds)."""
+        return self._reorder_wait
 
     @property
     def depth(self) -> int:
