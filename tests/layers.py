@@ -67,5 +67,16 @@ PURE_FORBIDDEN: tuple[str, ...] = (
     "uuid",
 )
 
+# Names the pure core may not use (randomness, clocks, running code from strings).
+PURE_FORBIDDEN_USES: tuple[str, ...] = (
+    "compile",
+    "eval",
+    "exec",
+    "np.random",
+    "numpy.random",
+    "os.getrandom",
+    "os.urandom",
+)
+
 # The only module that may import ``cli``.
 CLI_ENTRY = "__main__"

@@ -2,7 +2,8 @@
 
 Every import counts: module level, inside functions, under ``TYPE_CHECKING``, relative
 (``from .. import agent``) and dynamic with a constant name (``__import__("x")``,
-``importlib.import_module("x")``). In the pure core any dynamic import is a failure.
+``importlib.import_module("x")``). In the pure core any dynamic import is a failure, and so
+is a use of the randomness, clock or code-running names of ``layers.PURE_FORBIDDEN_USES``.
 The tests at the end plant bad imports in a copy of the package: each must be reported.
 """
 
@@ -39,6 +40,7 @@ class Import:
     target: str  # dotted module name (``<dynamic>`` when it cannot be known)
     line: int
     dynamic: bool = False
+    use: bool = False  # not an import: a name of layers.PURE_FORBIDDEN_USES used here
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,17 @@ def _dynamic_name(call: ast.Call) -> str | None:
     return "<dynamic>"
 
 
-# (line, level, module, names) of ``from`` imports; level -1: ``import``; -2: dynamic
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and (base := _dotted(node.value)) is not None:
+        return f"{base}.{node.attr}"
+    return None
+
+
+# (line, level, module, names) of ``from`` imports; level -1: ``import``; -2: dynamic;
+# -3: a use of a forbidden name (checked in the pure core only)
 _Raw = tuple[int, int, str | None, tuple[str, ...]]
 
 
@@ -101,6 +113,10 @@ def _raw_imports(text: str) -> tuple[_Raw, ...]:
             out.append((node.lineno, node.level, node.module, tuple(a.name for a in node.names)))
         elif isinstance(node, ast.Call) and (name := _dynamic_name(node)) is not None:
             out.append((node.lineno, -2, name, ()))
+        if isinstance(node, ast.Name | ast.Attribute):
+            used = _dotted(node)
+            if used in layers.PURE_FORBIDDEN_USES:
+                out.append((node.lineno, -3, used, ()))
     return tuple(out)
 
 
@@ -113,6 +129,8 @@ def imports_of(mod: str, path: Path, known: set[str]) -> list[Import]:
             out += [Import(mod, name, line) for name in names]
         elif level == -2:
             out.append(Import(mod, module or "", line, dynamic=True))
+        elif level == -3:
+            out.append(Import(mod, module or "", line, use=True))
         else:
             src = _resolve_from(mod, is_package, level, module)
             for a in names:
@@ -159,6 +177,12 @@ def check(imports: list[Import]) -> list[Violation]:
         if src is None:
             continue  # reported once per module by violations()
         pure = LAYER_OF[src] == layers.PURE
+        if imp.use:
+            if pure:
+                out.append(
+                    Violation(imp.importer, imp.target, imp.line, "randomness, clock or exec")
+                )
+            continue
         if imp.dynamic and pure:
             out.append(Violation(imp.importer, imp.target, imp.line, "dynamic import in the core"))
         if pure and _forbidden_stdlib(imp.target):
@@ -262,8 +286,9 @@ def test_doc_shows_the_same_allow_table() -> None:
     )
     assert sorted(doc_never) == sorted(layers.NEVER)
     pure = section[section.index("- The pure core imports none of") :]
-    pure = pure[: pure.index("no dynamic import")]
+    pure, uses = pure[: pure.index("no dynamic import")].split("uses none of")
     assert sorted(_names(pure)) == sorted(layers.PURE_FORBIDDEN)
+    assert sorted(_names(uses)) == sorted(layers.PURE_FORBIDDEN_USES)
 
 
 # -- the test of the test: planted violations are reported ------------------------------
@@ -294,6 +319,9 @@ PLANTS = [
         "<dynamic>",
     ),
     ("codecs/base.py", "import random as r\n", "w3sipagent.codecs.base", "random"),
+    ("codecs/base.py", "x = np.random.default_rng()\n", "w3sipagent.codecs.base", "np.random"),
+    ("sip/auth.py", "def f() -> bytes:\n    return os.urandom(4)\n", "w3sipagent.sip.auth", "os.urandom"),
+    ("rtp/rtcp.py", "exec('import time')\n", "w3sipagent.rtp.rtcp", "exec"),
     ("sdp.py", "from .asyncio import transport\n", "w3sipagent.sdp", "w3sipagent.asyncio.transport"),
     ("agent/tools.py", "import w3sipagent.cli\n", "w3sipagent.agent.tools", "w3sipagent.cli"),
     ("bench/__init__.py", "from ..cli import app\n", "w3sipagent.bench", "w3sipagent.cli.app"),
