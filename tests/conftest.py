@@ -1,4 +1,4 @@
-"""Shared fixtures: where the external test vectors live."""
+"""Shared fixtures: Hypothesis profiles and the test vectors."""
 
 from __future__ import annotations
 
@@ -16,26 +16,14 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def _vectors_dir() -> Path | None:
-    env = os.environ.get("W3SIPAGENT_VECTORS")
-    candidates = [Path(env)] if env else []
-    candidates += [ROOT.parent / "shared" / "vectors", ROOT / "tests" / "vectors"]
-    for c in candidates:
-        if c.is_dir():
-            return c
-    return None
-
-
-VECTORS: Path | None = _vectors_dir()
+# The test vectors (RFC 4475/5118, G.711, RTP, SDP, FreeSWITCH) ship in tests/vectors (see its
+# SOURCES.md); W3SIPAGENT_VECTORS=/path points the suite at another copy of the same layout.
+VECTORS: Path = Path(os.environ.get("W3SIPAGENT_VECTORS") or ROOT / "tests" / "vectors")
 
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    """The shared/vectors folder (RFC 4475/5118, G.711, RTP, SDP, FreeSWITCH)."""
-    if VECTORS is None:
-        pytest.skip(
-            "test vectors not found: expected ../shared/vectors beside the checkout "
-            "or W3SIPAGENT_VECTORS=/path/to/vectors"
-        )
+    """The test vectors folder; a missing folder or file fails the test that needs it."""
+    if not VECTORS.is_dir():
+        pytest.fail(f"test vectors not found at {VECTORS} (tests/vectors, or W3SIPAGENT_VECTORS)")
     return VECTORS

@@ -1,6 +1,6 @@
 """Run baresip (Debian's baresip-core) as a real SIP peer on 127.0.0.1 for agent tests.
 
-The recipes are the shared peer folders (``/work/shared/peers/baresip-*``, see their
+The recipes are the peer folders in tests/peers (``baresip-*``, see their
 README): a folder is copied to a temporary directory, ``@WORKDIR@`` replaced, and the SIP,
 control and RTP ports and the recording folder (``snd_path``) made private to the instance.
 Control is baresip's ``ctrl_tcp`` (netstring JSON); events are collected as they arrive.
@@ -20,7 +20,7 @@ from typing import Any
 
 from tests.ports import free_port, rtp_block
 
-PEERS = Path(os.environ.get("W3SIPAGENT_PEERS", "/work/shared/peers"))
+PEERS = Path(os.environ.get("W3SIPAGENT_PEERS") or Path(__file__).parents[1] / "peers")
 BARESIP = shutil.which("baresip")
 
 

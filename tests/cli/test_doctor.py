@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +43,12 @@ database_url = "sqlite+aiosqlite:///doc.db"
 
 
 @pytest.fixture
-def options_responder() -> Iterator[tuple[int, list[bytes]]]:
-    """A UDP peer answering OPTIONS with 200 OK (copying Via/From/To/Call-ID/CSeq)."""
+def options_responder(request: pytest.FixtureRequest) -> Iterator[tuple[int, list[bytes]]]:
+    """A UDP peer answering OPTIONS with 200 OK (copying Via/From/To/Call-ID/CSeq).
+
+    Parametrize it indirectly with a number of seconds to have it answer that late.
+    """
+    delay: float = getattr(request, "param", 0.0)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.2)
@@ -64,6 +69,8 @@ def options_responder() -> Iterator[tuple[int, list[bytes]]]:
                 if ln.split(":", 1)[0] in ("Via", "From", "To", "Call-ID", "CSeq")
             ]
             resp = "SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n"
+            if delay and stop.wait(delay):
+                return
             sock.sendto(resp.encode(), addr)
 
     t = threading.Thread(target=serve, daemon=True)
@@ -193,8 +200,13 @@ def test_doctor_realtime_flag(runner, tmp_path: Path) -> None:  # type: ignore[n
     assert "session.created" in result.output
 
 
+@pytest.mark.parametrize("options_responder", [0.15], indirect=True)
 async def test_sip_options_round_trip(options_responder) -> None:  # type: ignore[no-untyped-def]
-    port, _ = options_responder
+    """The round trip is the time from the request to its answer: the peer's 150 ms at least."""
+    port, got = options_responder
+    t0 = time.monotonic()
     code, reason, ms = await sip_options(("127.0.0.1", port), 2.0)
+    elapsed_ms = (time.monotonic() - t0) * 1000
     assert (code, reason) == (200, "OK")
-    assert ms >= 0
+    assert len(got) == 1
+    assert 150 <= ms <= elapsed_ms

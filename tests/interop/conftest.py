@@ -1,10 +1,10 @@
 """Fixtures that run real SIP peers on 127.0.0.1: baresip (caller / answerer) and Kamailio.
 
-The recipes come from the shared peers folder (``../shared/peers`` beside the checkout, or
-``W3SIPAGENT_PEERS``): each instance gets a copy of its folder in a temporary directory,
-with ``@WORKDIR@``, the SIP / control / RTP ports and the recording folder (``snd_path``,
-one per instance) replaced. Every test here is marked ``interop`` and skips with a clear
-reason when a binary (baresip, kamailio, espeak-ng, sox) or the recipes are missing.
+The recipes come from tests/peers (or ``W3SIPAGENT_PEERS``): each instance gets a copy of its
+folder in a temporary directory, with ``@WORKDIR@``, the SIP / control / RTP ports and the
+recording folder (``snd_path``, one per instance) replaced. Every test here is marked
+``interop`` and skips with a clear reason when a binary (baresip, kamailio, espeak-ng, sox)
+is missing; missing recipes are a failure.
 
 Only 127.0.0.1 is used; ports are picked free at run time.
 """
@@ -34,15 +34,7 @@ from tests.ports import free_port, rtp_block  # below the ephemeral range (tests
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _peers_dir() -> Path | None:
-    env = os.environ.get("W3SIPAGENT_PEERS")
-    for cand in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "peers"]:
-        if (cand / "baresip-caller" / "config").is_file():
-            return cand
-    return None
-
-
-PEERS = _peers_dir()
+PEERS = Path(os.environ.get("W3SIPAGENT_PEERS") or ROOT / "tests" / "peers")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,13 +45,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def need(*binaries: str) -> None:
-    """Skip the test unless every binary is on PATH and the peer recipes exist."""
+    """Skip the test unless every binary is on PATH; missing recipes are a failure."""
     missing = [b for b in binaries if shutil.which(b) is None]
     if missing:
         pytest.skip(f"interop: {', '.join(missing)} not installed (apt-get install baresip-core "
-                    "kamailio espeak-ng sox, see ../shared/peers/README.md)")  # fmt: skip
-    if PEERS is None:
-        pytest.skip("interop: peer recipes not found (../shared/peers or W3SIPAGENT_PEERS)")
+                    "kamailio espeak-ng sox, see tests/peers/README.md)")  # fmt: skip
+    if not (PEERS / "baresip-caller" / "config").is_file():
+        pytest.fail(f"interop: peer recipes not found in {PEERS} (tests/peers or W3SIPAGENT_PEERS)")
 
 
 # ----------------------------------------------------------------- speech
@@ -260,7 +252,6 @@ BaresipFactory = Callable[..., Awaitable[Baresip]]
 async def baresip(tmp_path: Path, speech_wav: Path) -> AsyncIterator[BaresipFactory]:
     """``await baresip("baresip-caller" | "baresip-answer", codecs=..., answermode=...)``."""
     need("baresip")
-    assert PEERS is not None
     started: list[Baresip] = []
 
     async def start(
@@ -375,7 +366,6 @@ KamailioFactory = Callable[..., Awaitable[Kamailio]]
 async def kamailio(tmp_path: Path) -> AsyncIterator[KamailioFactory]:
     """``await kamailio(agents=(port1, port2), ping_interval=1)``: a started Kamailio."""
     need("kamailio", "kamcmd")
-    assert PEERS is not None
     started: list[Kamailio] = []
 
     async def start(agents: tuple[int, ...] = (), ping_interval: int = 1) -> Kamailio:

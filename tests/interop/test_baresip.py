@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.interop.conftest import (
+    Baresip,
     BaresipFactory,
     best_correlation,
     envelope,
@@ -26,6 +28,7 @@ from tests.interop.conftest import (
     rms_db,
     rtp_block,
 )
+from tests.wait import wait_until
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.call_api import CallEnded, DtmfReceived
 from w3sipagent.asyncio.useragent import UserAgent, UserAgentConfig
@@ -86,6 +89,22 @@ class EchoAgent:
             watcher.cancel()
 
 
+def recordings_closed(phone: Baresip) -> bool:
+    """Both WAV files of the call exist with their final header (sndfile writes it on close)."""
+    enc, dec = phone.recordings()
+    if enc is None or dec is None:
+        return False
+    for path in (enc, dec):
+        try:
+            with wave.open(str(path), "rb") as w:
+                size = w.getnframes() * w.getnchannels() * w.getsampwidth()
+        except (EOFError, wave.Error):
+            return False
+        if size == 0 or size > path.stat().st_size:
+            return False
+    return True
+
+
 def speech_window(samples: np.ndarray, rate: int) -> np.ndarray:
     """The part of a recording where the sentence is (0.3 s .. 3.3 s of the WAV)."""
     return samples[int(0.3 * rate) : int(3.3 * rate)]
@@ -103,12 +122,15 @@ async def test_baresip_calls_agent_echo_and_dtmf(
         phone = await baresip("baresip-caller", codecs=spec)
         await phone.ctrl.command("dial", f"sip:support@127.0.0.1:{ua.port}")
         await phone.ctrl.wait_event("CALL_ESTABLISHED", 5)
-        await asyncio.sleep(2.0)
+        # 2 s of speech heard (20 ms frames), the digits, then speech until 4.2 s and the
+        # silence after the sentence: what the analysis below looks at
+        await wait_until(lambda: agent.frames_in >= 100, 10, "2 s of audio at the agent")
         await phone.ctrl.command("sndcode", "12#")
-        await asyncio.sleep(2.2)
+        await wait_until(lambda: len(agent.dtmf) >= 3, 10, "three DTMF digits")
+        await wait_until(lambda: agent.frames_in >= 210, 10, "4.2 s of audio at the agent")
         await phone.ctrl.command("hangup")
         await phone.ctrl.wait_event("CALL_CLOSED", 5)
-        await asyncio.sleep(0.3)  # sndfile closes its files
+        await wait_until(lambda: recordings_closed(phone), 5, "baresip's WAV files closed")
     finally:
         await ua.close(timeout=1)
     assert agent.encodings == [encoding]
@@ -154,7 +176,8 @@ async def test_agent_dials_baresip_and_hears_it(
                 chunks.append(pcm)
 
         task = asyncio.ensure_future(listen())
-        await asyncio.sleep(3.0)
+        heard_s = lambda: sum(map(len, chunks)) / (2 * 8000)  # noqa: E731
+        await wait_until(lambda: heard_s() >= 3.0, 10, "3 s of audio from baresip")
         await call.hangup()
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(task, 2)

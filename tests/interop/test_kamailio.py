@@ -19,6 +19,7 @@ import pytest
 
 from tests.interop.conftest import Kamailio, KamailioFactory
 from tests.interop.test_baresip import agent_config
+from tests.wait import wait_until
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.register import RegisterConfig, Registration, RegistrationManager
 from w3sipagent.asyncio.useragent import CallRejected, UserAgent
@@ -42,12 +43,15 @@ class Recorder:
             pass
 
 
-async def call_through(caller: UserAgent, kam: Kamailio, user: str) -> None:
-    """Dial ``user`` at Kamailio, wait for the answer, hang up."""
+async def call_through(caller: UserAgent, kam: Kamailio, user: str, *to: Recorder) -> None:
+    """Dial ``user`` at Kamailio, wait for the answer (and for one of ``to`` to get it), hang up."""
+    before = sum(len(r.calls) for r in to)
     call = await caller.dial(
         f"sip:{user}@127.0.0.1:{kam.port}", proxy=("127.0.0.1", kam.port), timeout=8
     )
-    await asyncio.sleep(0.2)
+    if to:
+        got = lambda: sum(len(r.calls) for r in to) > before  # noqa: E731
+        await wait_until(got, 3, "the agent's handler has the call")
     await call.hangup()
     end = await asyncio.wait_for(call.wait_ended(), 3)
     assert end.reason == "local_hangup"
@@ -83,7 +87,7 @@ async def test_register_at_kamailio_and_receive_a_call(
         dump = kam.kamcmd("ul.dump")
         assert f"sip:reg-acme@127.0.0.1:{agent.port}" in dump, dump[-1500:]
 
-        await call_through(caller, kam, "support")
+        await call_through(caller, kam, "support", rec)
         assert len(rec.calls) == 1
         info = rec.calls[0].info
         interop_log.append(
@@ -125,7 +129,7 @@ async def test_dispatcher_alternates_and_fails_over(
         order: list[str] = []
         for _ in range(4):
             before = (len(a.calls), len(b.calls))
-            await call_through(caller, kam, "agents")
+            await call_through(caller, kam, "agents", a, b)
             order.append("A" if len(a.calls) > before[0] else "B")
         interop_log.append(f"round robin: {order}")
         assert order in (["A", "B", "A", "B"], ["B", "A", "B", "A"])
@@ -133,9 +137,8 @@ async def test_dispatcher_alternates_and_fails_over(
         loop = asyncio.get_running_loop()
         await ua_a.close(timeout=0)
         t0 = loop.time()
-        while destination_flags(kam, ua_a.port) not in ("IP", "IX", "I"):
-            assert loop.time() - t0 < 8, kam.kamcmd("dispatcher.list")
-            await asyncio.sleep(0.25)
+        inactive = lambda: destination_flags(kam, ua_a.port) in ("IP", "IX", "I")  # noqa: E731
+        await wait_until(inactive, 8, "agent A marked inactive", interval=0.25)
         marked = loop.time() - t0
         interop_log.append(
             f"agent A inactive after {marked:.1f} s: {destination_flags(kam, ua_a.port)}"
@@ -144,7 +147,7 @@ async def test_dispatcher_alternates_and_fails_over(
         n_a = len(a.calls)
         for _ in range(2):
             before_b = len(b.calls)
-            await call_through(caller, kam, "agents")
+            await call_through(caller, kam, "agents", a, b)
             assert len(b.calls) == before_b + 1
         assert len(a.calls) == n_a
         assert marked < 6.0

@@ -37,13 +37,13 @@ async def transfer_from_baresip(
     call had ended when the outcome was known.
     """
     outcomes: asyncio.Queue[tuple[TransferOutcome, Call, bool]] = asyncio.Queue()
+    established = asyncio.Event()  # baresip says the call is up: it will take a REFER
 
     async def handler(call: Call) -> None:
-        await asyncio.sleep(0.5)
+        await established.wait()
         outcome = await call.transfer(target, timeout=timeout)
         await outcomes.put((outcome, call, call.ended))
-        if not call.ended:
-            await asyncio.sleep(0.5)  # the caller is back with us; then say goodbye
+        await call.wait_ended()  # a caller back with us stays until the test closes the agent
 
     ua = UserAgent(agent_config(), handler=handler)
     await ua.start()
@@ -52,6 +52,7 @@ async def transfer_from_baresip(
     caller = await baresip("baresip-caller", codecs="PCMU/8000/1")
     await caller.ctrl.command("dial", f"sip:support@127.0.0.1:{ua.port}")
     await caller.ctrl.wait_event("CALL_ESTABLISHED", 5)
+    established.set()
     try:
         outcome, call, ended = await asyncio.wait_for(outcomes.get(), timeout + 5)
     except TimeoutError:

@@ -2,7 +2,7 @@
 what comes back. Runs only inside a loopback-only network namespace (it refuses otherwise)::
 
     ip netns exec NS .venv/bin/python -m tests.netns.torture_driver \
-        --agent-port 5090 --vectors ../shared/vectors/rfc4475
+        --agent-port 5090 --vectors tests/vectors/rfc4475
 
 Replies go to the source IP and the top Via's port (RFC 3261 §18.2.2; 5060 when absent,
 5050 / 5070 in two messages), not to the sending socket, so the driver listens on those
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import re
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tests.wait import wait_until
 
 CAPTURE_UDP = (5060, 5050, 5070, 5061)
 CAPTURE_TCP = (5060, 5061)
@@ -249,7 +252,7 @@ async def run_tcp(
                 break
             local.add(chunk, "tcp:conn")
             if any(x.status >= 200 and x.call_id in (cid, None) for x in local.responses):
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # a second final would show up here
                 break
         writer.close()
         # dblreq.dat holds a second request after the first one's body: over a stream it
@@ -296,11 +299,13 @@ async def normal_call(agent_port: int) -> dict[str, Any]:
                 heard.append(pcm)
 
         task = asyncio.ensure_future(listen())
-        for k in range(75):  # 1.5 s of a 440 Hz tone
+        for k in range(75):  # 1.5 s of a 440 Hz tone, at the pace of a real source
             tone = (8000 * np.sin(2 * np.pi * 440 * (t + k / 50))).astype("<i2").tobytes()
             call.send_audio(tone)
             await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
+        heard_s = lambda: sum(map(len, heard)) / (2 * rate)  # noqa: E731
+        with contextlib.suppress(AssertionError):  # the test judges what was heard
+            await wait_until(lambda: heard_s() >= 1.4, 5, "the echo of the tone")
         await call.hangup()
         task.cancel()
         pcm = np.frombuffer(b"".join(heard), dtype="<i2").astype(np.float64)

@@ -1,0 +1,82 @@
+"""The one allow-table of w3sipagent's layers (docs/architecture.md shows the same).
+
+Names are modules or packages under ``w3sipagent/`` (``__init__`` is the package itself,
+``sip`` is ``w3sipagent/sip/`` and everything in it). A module belongs to the row naming
+its longest prefix; a module in no row is an error, so a new package has to be placed.
+A layer may import itself and the layers it lists, nothing else; ``NEVER`` narrows that.
+tests/test_layering.py builds the real import graph and checks it against these tables.
+"""
+
+from __future__ import annotations
+
+# layer, its members, the layers it may import (besides itself); lowest first
+# fmt: off
+LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("base", ("__init__", "ids"), ()),
+    ("core", ("errors", "sip", "sdp", "rtp", "codecs"), ("base",)),
+    ("io", ("asyncio",), ("base", "core")),
+    ("logs", ("logs", "redact"), ("base", "core")),
+    ("ai", ("ai", "realtime", "localai"), ("base", "core", "logs")),
+    ("data", ("records", "tenants"), ("base", "core", "logs", "ai")),
+    ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "logs", "ai", "data")),
+    ("agent", ("agent",), ("base", "core", "io", "logs", "ai", "data", "settings")),
+    ("tools", ("bench", "demo_assets"), ("base", "core", "io", "logs", "ai", "data", "settings", "agent")),
+    ("cli", ("cli",), ("base", "core", "io", "logs", "ai", "data", "settings", "agent", "tools")),
+    ("entry", ("__main__",), ("cli",)),
+)
+# fmt: on
+
+# (importer, imported): forbidden even where the layers above allow it
+NEVER: tuple[tuple[str, str], ...] = (
+    ("ai", "sip"),
+    ("ai", "rtp"),
+    ("ai", "realtime"),
+    ("ai", "localai"),
+    ("realtime", "sip"),
+    ("realtime", "rtp"),
+    ("realtime", "localai"),
+    ("localai", "sip"),
+    ("localai", "rtp"),
+    ("localai", "realtime"),
+)
+
+# The layer whose modules do no I/O, read no clock and draw no randomness.
+PURE = "core"
+
+# Modules the pure core may not import (a dotted name also forbids its submodules).
+PURE_FORBIDDEN: tuple[str, ...] = (
+    "asyncio",
+    "concurrent",
+    "datetime",
+    "http",
+    "importlib",
+    "multiprocessing",
+    "random",
+    "sched",
+    "secrets",
+    "select",
+    "selectors",
+    "signal",
+    "socket",
+    "socketserver",
+    "ssl",
+    "subprocess",
+    "threading",
+    "time",
+    "urllib.request",
+    "uuid",
+)
+
+# Names the pure core may not use (randomness, clocks, running code from strings).
+PURE_FORBIDDEN_USES: tuple[str, ...] = (
+    "compile",
+    "eval",
+    "exec",
+    "np.random",
+    "numpy.random",
+    "os.getrandom",
+    "os.urandom",
+)
+
+# The only module that may import ``cli``.
+CLI_ENTRY = "__main__"
