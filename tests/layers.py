@@ -12,16 +12,16 @@ from __future__ import annotations
 # layer, its members, the layers it may import (besides itself); lowest first
 # fmt: off
 LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("base", ("__init__", "ids"), ()),
+    ("base", ("__init__", "idsource"), ()),
     ("core", ("errors", "sip", "sdp", "rtp", "codecs"), ("base",)),
-    ("io", ("asyncio",), ("base", "core")),
-    ("logs", ("logs", "redact"), ("base", "core")),
-    ("ai", ("ai", "realtime", "localai"), ("base", "core", "logs")),
-    ("data", ("records", "tenants"), ("base", "core", "logs", "ai")),
-    ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "logs", "ai", "data")),
-    ("agent", ("agent",), ("base", "core", "io", "logs", "ai", "data", "settings")),
-    ("tools", ("bench", "demo_assets"), ("base", "core", "io", "logs", "ai", "data", "settings", "agent")),
-    ("cli", ("cli",), ("base", "core", "io", "logs", "ai", "data", "settings", "agent", "tools")),
+    ("util", ("ids", "logs", "redact"), ("base", "core")),
+    ("io", ("asyncio",), ("base", "core", "util")),
+    ("ai", ("ai", "realtime", "localai"), ("base", "core", "util")),
+    ("data", ("records", "tenants"), ("base", "core", "util", "ai")),
+    ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "util", "ai", "data")),
+    ("agent", ("agent",), ("base", "core", "io", "util", "ai", "data", "settings")),
+    ("tools", ("demo_assets",), ("base", "core", "io", "util", "ai", "data", "settings", "agent")),
+    ("cli", ("cli",), ("base", "core", "io", "util", "ai", "data", "settings", "agent", "tools")),
     ("entry", ("__main__",), ("cli",)),
 )
 # fmt: on
