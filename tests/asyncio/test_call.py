@@ -25,7 +25,7 @@ async def test_call_is_calllike_and_frames_flow(make_ua: UaFactory) -> None:
 
     async def handler(call: Call) -> None:
         answered.append(call)
-        call.set_frame_sink(received.append)
+        call.set_frame_sink(lambda payload, _next=None: received.append(payload))
         await call.wait_ended()
 
     server = await make_ua(handler=handler)

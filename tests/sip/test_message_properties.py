@@ -32,7 +32,7 @@ tokens = st.text(TOKEN_CHARS, min_size=1, max_size=12)
 lower_tokens = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._", min_size=1, max_size=10)
 # Any text a str can hold and UTF-8 can carry, except CR/LF (never valid inside a header line).
 free_text = st.text(
-    st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"), max_size=20
+    st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"), max_size=20
 )
 hostnames = st.lists(
     st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=8).filter(

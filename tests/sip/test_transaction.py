@@ -436,7 +436,14 @@ def test_timer_config_rejects_bad_values(kwargs: dict[str, float], message: str)
 
 
 # Odd values so that any hard-coded default (0.5 / 4 / 5 / 32 / 64*T1 / 180) would show.
-ODD = {"t1": 0.03, "t2": 0.1, "t4": 0.7, "timer_d": 1.3, "timeout": 2.9, "timer_c": 3.7}
+ODD: dict[str, Any] = {
+    "t1": 0.03,
+    "t2": 0.1,
+    "t4": 0.7,
+    "timer_d": 1.3,
+    "timeout": 2.9,
+    "timer_c": 3.7,
+}
 
 
 def _fired(tx: Transaction, sink: Sink, until: float = 100.0) -> list[tuple[float, int, str]]:

@@ -47,7 +47,7 @@ GLOBEX = {
 
 
 def table(order: list[str] | None = None, **tenancy: object) -> TenantTable:
-    tenants = {t["id"]: TenantConfig.model_validate(t) for t in (ACME, GLOBEX)}
+    tenants = {str(t["id"]): TenantConfig.model_validate(t) for t in (ACME, GLOBEX)}
     ts = TenancySettings.model_validate(
         {**({"resolution_order": order} if order else {}), **tenancy}
     )

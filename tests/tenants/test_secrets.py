@@ -95,9 +95,13 @@ def test_redacting_filter(caplog: pytest.LogCaptureFixture) -> None:
     r.add("sk-very-secret-999")
     r.add("abc")  # too short to mask safely
     log = logging.getLogger("test.redact")
-    handler = logging.Handler()
     records: list[str] = []
-    handler.emit = lambda rec: records.append(rec.getMessage())  # type: ignore[method-assign]
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Collect()
     handler.addFilter(RedactingFilter(r))
     log.addHandler(handler)
     try:
