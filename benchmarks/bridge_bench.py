@@ -259,14 +259,14 @@ async def bench_outbound_rtp(responses: int, kick: bool, silence: str) -> list[f
     )
     ep.set_remote(sink[0].get_extra_info("sockname"))
     sent: list[float] = []
-    real_sendto = ep._sendto
+    real_sendto = ep.sender.sendto
 
     def sendto(data: bytes, addr: tuple[str, int]) -> None:
         real_sendto(data, addr)
         if data[12:] == frame:  # the agent's audio, not the silence packets
             sent.append(time.monotonic())
 
-    ep._sendto = sendto  # type: ignore[method-assign]
+    ep.sender.sendto = sendto  # type: ignore[method-assign]
     backend = ScriptedBackend(lambda c, n: TimedSession(c))
     call = EndpointCall(ep, kick)
     _bridge, task, session = await start_bridge(call, backend)

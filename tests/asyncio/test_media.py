@@ -502,12 +502,12 @@ async def test_full_socket_buffer_falls_back_to_the_transport_queue(
 
         src = Source()
         b.set_source(src.next_frame, src.on_sent)
-        real = b._sock
-        b._sock = Full(BlockingIOError())  # type: ignore[assignment]
+        real = b.sender.sock
+        b.sender.sock = Full(BlockingIOError())  # type: ignore[assignment]
         b.on_pacer_tick(0.0)
-        b._sock = Full(ConnectionRefusedError())  # type: ignore[assignment]
+        b.sender.sock = Full(ConnectionRefusedError())  # type: ignore[assignment]
         b.on_pacer_tick(0.0)  # swallowed (reported like the transport's error_received)
-        b._sock = real
+        b.sender.sock = real
         b.on_pacer_tick(0.0)
         await asyncio.sleep(0.05)
         got = [RtpPacket.parse(d).payload for d in drain(peer)]
@@ -540,8 +540,8 @@ async def test_ptime_other_than_the_pacer_period_keeps_real_time(
         steps = {(q.timestamp - p.timestamp) & 0xFFFFFFFF for p, q in itertools.pairwise(got)}
         assert steps == {8 * ptime}
         total_ms = ticks * 20 + 60
-        assert (b.session.timestamp - t0) & 0xFFFFFFFF == 8 * (total_ms - b._credit)
-        assert b._credit < ptime
+        assert (b.session.timestamp - t0) & 0xFFFFFFFF == 8 * (total_ms - b.sender.credit)
+        assert b.sender.credit < ptime
     finally:
         b.close()
         peer.close()

@@ -279,7 +279,7 @@ async def test_kicks_over_continuous_silence_stay_within_a_frame_of_the_clock(
     loop = asyncio.get_running_loop()
     sent: list[tuple[float, float, RtpPacket]] = []  # (loop time, scheduled time, packet)
     in_tick: list[float] = []
-    real_send, real_tick = ep._sendto, ep.on_pacer_tick
+    real_send, real_tick = ep.sender.sendto, ep.on_pacer_tick
 
     def send(data: bytes, addr: Any) -> None:
         t = loop.time()
@@ -293,7 +293,7 @@ async def test_kicks_over_continuous_silence_stay_within_a_frame_of_the_clock(
         finally:
             in_tick.pop()
 
-    ep._sendto = send  # type: ignore[method-assign]
+    ep.sender.sendto = send  # type: ignore[method-assign]
     ep.on_pacer_tick = tick  # type: ignore[method-assign]
     await asyncio.sleep(0.1)
     results: list[bool] = []
