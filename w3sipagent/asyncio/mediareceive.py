@@ -36,7 +36,7 @@ from w3sipagent.rtp.packet import RtpPacket
 from w3sipagent.rtp.rtcp import RtcpByePacket, RtcpSession
 from w3sipagent.rtp.stats import ReceiverStatistics, StreamStats
 
-log = logging.getLogger("w3sipagent.asyncio.media")  # the endpoint's log (one logger for it)
+log = logging.getLogger(__name__)
 
 
 class RtpReceiver:
