@@ -129,8 +129,8 @@ def test_late_packet_dropped_and_wait_grows_then_decays() -> None:
 
 
 def test_jump_beyond_window_flushes_held_packets_then_restarts() -> None:
-    jb = JitterBuffer(window=10, max_delay=10.0, jitter_factor=0)
-    jb._reorder_wait = 10.0  # huge wait: nothing released by time
+    # a huge wait: nothing is released by time
+    jb = JitterBuffer(window=10, max_delay=10.0, jitter_factor=0, reorder_wait=10.0)
     jb.push(pkt(0), 0.0)
     jb.pop(0.0)
     for i in range(2, 12):
@@ -143,10 +143,9 @@ def test_jump_beyond_window_flushes_held_packets_then_restarts() -> None:
 
 
 def test_wrap_at_65535() -> None:
-    jb = JitterBuffer()
+    jb = JitterBuffer(reorder_wait=0.05)
     arrivals = [(i * FRAME, pkt(65530 + i, ts=(160 * (65530 + i)))) for i in range(12)]
     arrivals[7], arrivals[8] = (arrivals[7][0], arrivals[8][1]), (arrivals[8][0], arrivals[7][1])
-    jb._reorder_wait = 0.05
     out = feed(jb, arrivals)
     assert seqs(out) == [(65530 + i) & 0xFFFF for i in range(12)]
     assert jb.lost == 0 and jb.late == 0
@@ -176,8 +175,7 @@ def test_ssrc_change_mid_stream_no_stall_no_glitch() -> None:
 
 
 def test_ssrc_change_releases_buffered_old_packets_first() -> None:
-    jb = JitterBuffer()
-    jb._reorder_wait = 0.1
+    jb = JitterBuffer(reorder_wait=0.1)
     feed(jb, [(0.0, pkt(0)), (0.02, pkt(2))])  # 1 missing, 2 held
     out = feed(jb, [(0.03, pkt(500, ssrc=7))])
     assert [(f.ssrc, f.sequence_number) for _, f in out] == [(0x1234, 2), (7, 500)]
@@ -238,8 +236,7 @@ def test_burst_jitter_then_clean_returns_to_zero_depth() -> None:
 
 
 def test_every_frame_delivered_once_in_order_under_random_like_reordering() -> None:
-    jb = JitterBuffer(max_delay=0.1)
-    jb._reorder_wait = 0.06
+    jb = JitterBuffer(max_delay=0.1, reorder_wait=0.06)
     # deterministic pseudo-random delays 0..50 ms
     arrivals = sorted(((i * FRAME + ((i * 7919) % 51) / 1000.0), pkt(i)) for i in range(400))
     out = feed(jb, arrivals)
@@ -250,8 +247,7 @@ def test_every_frame_delivered_once_in_order_under_random_like_reordering() -> N
 
 
 def test_flush_releases_everything() -> None:
-    jb = JitterBuffer()
-    jb._reorder_wait = 1.0
+    jb = JitterBuffer(reorder_wait=1.0)
     feed(jb, [(0.0, pkt(0)), (0.02, pkt(3)), (0.03, pkt(2))])
     assert len(jb) == 2
     assert [f.sequence_number for f in jb.flush()] == [2, 3]

@@ -94,7 +94,9 @@ class JitterBuffer:
     """Reorders, drops duplicates and late packets, and marks losses for concealment.
 
     ``clock_rate`` / ``frame_ms`` give the expected timestamp step of a frame
-    (learned from the stream afterwards); all times are seconds.
+    (learned from the stream afterwards); all times are seconds. ``reorder_wait`` is the
+    starting value of the hold learned from late packets (one frame more per late packet,
+    one less every ``reorder_decay`` seconds without one).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class JitterBuffer:
         reorder_decay: float = 5.0,
         ssrc_grace: float = 0.5,
         resync_threshold: float = 0.5,
+        reorder_wait: float = 0.0,
     ) -> None:
         if clock_rate <= 0 or frame_ms <= 0 or window <= 1 or max_delay < 0:
             raise ValueError(
@@ -146,7 +149,7 @@ class JitterBuffer:
         self._ts_step = clock_rate * frame_ms // 1000
         self._transit: float | None = None
         self.jitter = 0.0  # seconds
-        self._reorder_wait = 0.0
+        self._reorder_wait = reorder_wait
         self._last_late = 0.0
 
     # ------------------------------------------------------------------ state
@@ -155,6 +158,11 @@ class JitterBuffer:
         """How long a gap is held open before its packets are declared lost (seconds)."""
         w = self.jitter_factor * self.jitter + self._reorder_wait
         return w if w < self.max_delay else self.max_delay
+
+    @property
+    def reorder_wait(self) -> float:
+        """The part of :attr:`wait` learned from late (reordered) packets (seconds)."""
+        return self._reorder_wait
 
     @property
     def depth(self) -> int:
