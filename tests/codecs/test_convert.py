@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from codec_signals import best_lag, chirp, correlation, pcm, rms, samples, sine
 
+from tests.codecs.codec_signals import best_lag, chirp, correlation, pcm, rms, samples, sine
 from w3sipagent.codecs import get_codec, ulaw_decode, ulaw_encode, ulaw_to_alaw
 from w3sipagent.codecs.convert import (
     Framer,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from codec_signals import best_lag, chirp, pcm, rms, samples, sine, snr_db
 
+from tests.codecs.codec_signals import best_lag, chirp, pcm, rms, samples, sine, snr_db
 from w3sipagent.codecs import get_codec
 from w3sipagent.errors import CodecError
 

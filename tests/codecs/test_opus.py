@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from codec_signals import best_lag, chirp, correlation, pcm, rms, samples, sine
 
+from tests.codecs.codec_signals import best_lag, chirp, correlation, pcm, rms, samples, sine
 from w3sipagent.codecs import get_codec
 from w3sipagent.codecs.libopus import OpusEncoderHandle, load_libopus, packet_channels
 from w3sipagent.codecs.opus import OpusCodec

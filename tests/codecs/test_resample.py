@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from codec_signals import best_lag, chirp, pcm, rms, samples, sine, snr_db
 
+from tests.codecs.codec_signals import best_lag, chirp, pcm, rms, samples, sine, snr_db
 from w3sipagent.codecs.resample import Resampler
 from w3sipagent.errors import CodecError
 

@@ -106,9 +106,9 @@ def test_loss_declared_by_deadline_without_new_packet() -> None:
     assert jb.pop(now) == []
     w = jb.wait
     deadline = jb.next_deadline()
-    assert deadline == pytest.approx(now + w)
+    assert deadline is not None and deadline == pytest.approx(now + w)
     assert jb.pop(deadline - 1e-6) == []
-    frames = jb.pop(deadline)  # type: ignore[arg-type]
+    frames = jb.pop(deadline)
     assert [(f.sequence_number, f.lost) for f in frames] == [(60, True), (61, False)]
     assert jb.next_deadline() is None
 
