@@ -68,8 +68,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_MAX_DATAGRAM = 65536  # read size of the batched RTP reads (asyncio's transport reads 256 KB)
-
 
 class _Rtcp(asyncio.DatagramProtocol):
     def __init__(self, receiver: RtpReceiver) -> None:
@@ -135,7 +133,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             payload_types=_payload_types(payload_type, payload_types, telephone_event_pt),
             telephone_event_pt=telephone_event_pt,
             signalling_ip=signalling_ip,
-            local_port=self.local_port,
+            sock=allocation.rtp,
+            on_error=self.error_received,
         )
         #: The paced sender (frames, silence, DTMF, the talk-spurt kick).
         self.sender = RtpSender(
@@ -365,25 +364,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------ the two paths
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        # The transport read one datagram; whatever else is queued on the socket is read
-        # here too (up to receive_batch), so a backlog drains in one loop iteration.
-        receive = self.receiver.receive
-        receive(data, addr)
-        batch = self.config.receive_batch
-        if batch <= 1:
-            return
-        recvfrom = self._sock.recvfrom
-        for _ in range(batch - 1):
-            if self.closed:
-                return
-            try:
-                data, addr = recvfrom(_MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. ICMP port unreachable of an earlier send
-                self.error_received(exc)
-                return
-            receive(data, addr)
+        self.receiver.datagram_received(data, addr)
 
     def on_pacer_tick(self, deadline: float) -> None:
         """Send this period's packet(s) (the shared pacer ticks the endpoint every period)."""

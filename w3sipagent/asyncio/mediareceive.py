@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -38,6 +39,8 @@ from w3sipagent.rtp.stats import ReceiverStatistics, StreamStats
 
 log = logging.getLogger(__name__)
 
+_MAX_DATAGRAM = 65536  # read size of the batched RTP reads (asyncio's transport reads 256 KB)
+
 
 class RtpReceiver:
     """One call's receive pipeline (fed by :class:`~w3sipagent.asyncio.media.RtpEndpoint`)."""
@@ -56,14 +59,17 @@ class RtpReceiver:
         payload_types: frozenset[int],
         telephone_event_pt: int | None,
         signalling_ip: str | None,
-        local_port: int,
+        sock: socket.socket,
+        on_error: Callable[[Exception], None],
     ) -> None:
         self.config = config
         self.stats = stats
         self.rtcp = rtcp
         self.peer = peer
         self.signalling_ip = signalling_ip
-        self.local_port = local_port
+        self.sock = sock  # read in batches (see datagram_received)
+        self.local_port = int(sock.getsockname()[1])
+        self._on_error = on_error
         self._emit = emit
         self._loop = loop
         self.clock_rate = clock_rate
@@ -127,6 +133,29 @@ class RtpReceiver:
                 h.cancel()
 
     # ------------------------------------------------------------ packets
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        """The RTP socket is readable: ``data`` was read by the transport, the rest queued
+        on the socket is read here (up to ``MediaConfig.receive_batch``)."""
+        # The transport read one datagram; whatever else is queued on the socket is read
+        # here too (up to receive_batch), so a backlog drains in one loop iteration.
+        receive = self.receive
+        receive(data, addr)
+        batch = self.config.receive_batch
+        if batch <= 1:
+            return
+        recvfrom = self.sock.recvfrom
+        for _ in range(batch - 1):
+            if self.closed:
+                return
+            try:
+                data, addr = recvfrom(_MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable of an earlier send
+                self._on_error(exc)
+                return
+            receive(data, addr)
+
     def _accept(self, addr: Address, rtcp: bool) -> bool:
         peer = self.peer
         sdp = peer.sdp_rtcp if rtcp else peer.sdp
