@@ -230,21 +230,6 @@ async def bench_outbound(responses: int) -> dict[str, list[float]]:
     return {"processing": processing, "to_pacer": to_pacer}
 
 
-class TimedEndpoint(RtpEndpoint):
-    """An endpoint that notes when each datagram carrying ``watch`` leaves its socket."""
-
-    watch: bytes = b""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.sent: list[float] = []
-
-    def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
-        super()._sendto(data, addr)
-        if data[12:] == self.watch:  # the agent's audio, not the silence packets
-            self.sent.append(time.monotonic())
-
-
 class EndpointCall(MemoryCall):
     """A memory call whose outbound frames go out through a real RTP endpoint."""
 
@@ -264,17 +249,24 @@ async def bench_outbound_rtp(responses: int, kick: bool, silence: str) -> list[f
     frame = ulaw_encode(tone(20, 8000, 7000))
     pacer = Pacer()
     config = MediaConfig(silence="silence" if silence == "silence" else "none", kick=kick)
-    ep = await TimedEndpoint.open(
+    ep = await RtpEndpoint.open(
         RtpPortRange(29400, 29439), "127.0.0.1", pacer, SecureIdSource(),
         payload_type=0, clock_rate=8000, config=config,
     )  # fmt: skip
-    ep.watch = frame
     ep.silence_payload = bytes([ULAW_SILENCE]) * 160
     sink = await asyncio.get_running_loop().create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
     )
     ep.set_remote(sink[0].get_extra_info("sockname"))
-    sent = ep.sent
+    sent: list[float] = []
+    real_sendto = ep.sender.sendto
+
+    def sendto(data: bytes, addr: tuple[str, int]) -> None:
+        real_sendto(data, addr)
+        if data[12:] == frame:  # the agent's audio, not the silence packets
+            sent.append(time.monotonic())
+
+    ep.sender.sendto = sendto  # type: ignore[method-assign]
     backend = ScriptedBackend(lambda c, n: TimedSession(c))
     call = EndpointCall(ep, kick)
     _bridge, task, session = await start_bridge(call, backend)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.agent.helpers import wait_until
 from w3sipagent.asyncio.media import (
     MediaConfig,
     MediaEvent,
@@ -94,6 +95,18 @@ def drain(sock: socket.socket) -> list[bytes]:
             return out
 
 
+async def receive(sock: socket.socket, count: int) -> list[bytes]:
+    """The datagrams ``sock`` has received once there are at least ``count``."""
+    got: list[bytes] = []
+
+    def enough() -> bool:
+        got.extend(drain(sock))
+        return len(got) >= count
+
+    await wait_until(enough, what=f"{count} datagrams")
+    return got
+
+
 async def test_audio_both_ways_timestamps_and_sent_hook(ports: RtpPortRange, pacer: Pacer) -> None:
     a = await open_ep(ports, pacer)
     b = await open_ep(ports, pacer)
@@ -103,7 +116,7 @@ async def test_audio_both_ways_timestamps_and_sent_hook(ports: RtpPortRange, pac
     b.silence_payload = PCMU_SILENCE
     a.set_remote((HOST, b.local_port))
     b.set_remote((HOST, a.local_port))
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: len(rb.frames) >= 15 and len(ra.frames) >= 15, what="15 frames")
     a.close()
     b.close()
     assert len(rb.frames) >= 15
@@ -134,18 +147,29 @@ async def test_silence_mode_none_resumes_with_marker(ports: RtpPortRange, pacer:
     b = await open_ep(ports, pacer)
     rb = Recorder(b)
     talking = {"on": False}
+    ticks = [0]  # the source is asked once per tick: the pacer's clock, as seen by a
     src = Source()
-    a.set_source(lambda: src.next_frame() if talking["on"] else None)
+
+    def next_frame() -> bytes | None:
+        ticks[0] += 1
+        return src.next_frame() if talking["on"] else None
+
+    async def silent_ticks(n: int) -> None:
+        end = ticks[0] + n
+        await wait_until(lambda: ticks[0] >= end, what=f"{n} ticks")
+
+    a.set_source(next_frame)
     a.set_remote((HOST, b.local_port))
     b.set_remote((HOST, a.local_port))
-    await asyncio.sleep(0.12)
+    await silent_ticks(6)
     assert rb.frames == []  # nothing sent while silent
     talking["on"] = True
-    await asyncio.sleep(0.12)
+    await wait_until(lambda: len(rb.frames) >= 5, what="first talk spurt")
     talking["on"] = False
-    await asyncio.sleep(0.12)
+    await silent_ticks(6)
+    spurt = len(rb.frames)
     talking["on"] = True
-    await asyncio.sleep(0.12)
+    await wait_until(lambda: len(rb.frames) >= spurt + 5, what="second talk spurt")
     a.close()
     b.close()
     markers = [f.marker for f in rb.frames]
@@ -164,7 +188,7 @@ async def test_comfort_noise_mode(ports: RtpPortRange, pacer: Pacer) -> None:
     rb = Recorder(b)
     a.set_remote((HOST, b.local_port))
     b.set_remote((HOST, a.local_port))
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: len(rb.frames) >= 3, what="3 comfort-noise updates")
     a.close()
     b.close()
     assert rb.frames and {f.payload_type for f in rb.frames} == {13}
@@ -181,9 +205,11 @@ async def test_dtmf_send_receive_pauses_audio(ports: RtpPortRange, pacer: Pacer)
     a.set_source(src.next_frame, src.on_sent)
     a.set_remote((HOST, b.local_port))
     b.set_remote((HOST, a.local_port))
-    await asyncio.sleep(0.06)
+    await wait_until(lambda: len(rb.frames) >= 2, what="audio before the digits")
     a.send_dtmf("5#", duration_ms=60)
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: len(rb.dtmf) >= 2, what="two digits")
+    after = len(rb.frames)
+    await wait_until(lambda: len(rb.frames) >= after + 3, what="audio after the digits")
     a.close()
     b.close()
     assert [(d.digit, d.duration, d.ended_by) for d in rb.dtmf] == [
@@ -251,23 +277,24 @@ async def test_strict_drops_other_port_latch_switches_sending(
         strict.set_remote(peer.getsockname())
         intruder.sendto(rtp(1), (HOST, strict.local_port))
         peer.sendto(rtp(2), (HOST, strict.local_port))
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: len(rs.frames) == 1, what="the peer's packet")
         assert [f.sequence_number for f in rs.frames] == [2]
-        assert strict.snapshot().wrong_source == 1
-        assert drain(intruder) == [] and len(drain(peer)) >= 3
+        assert strict.snapshot().wrong_source == 1  # (sent before the peer's packet)
+        assert len(await receive(peer, 3)) >= 3 and drain(intruder) == []
         strict.close()
 
         latch = await open_ep(ports, pacer, signalling_ip=HOST)
         rl = Recorder(latch)
         latch.silence_payload = PCMU_SILENCE
         latch.set_remote(peer.getsockname())
-        await asyncio.sleep(0.05)
+        await receive(peer, 1)  # sending to the SDP's address
         intruder.sendto(rtp(1), (HOST, latch.local_port))  # same IP, new port: NAT -> latch
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: len(rl.frames) == 1, what="the packet from the new port")
+        sent = await receive(intruder, 2)  # symmetric RTP: now sent to the latched source
         latch.close()
         assert [f.sequence_number for f in rl.frames] == [1]
         assert SourceLatched((HOST, intruder.getsockname()[1])) in rl.events
-        assert len(drain(intruder)) >= 2  # symmetric RTP: now sent to the latched source
+        assert len(sent) >= 2
     finally:
         peer.close()
         intruder.close()
@@ -294,10 +321,11 @@ async def test_malformed_unknown_pt_dup_late_counted_nothing_raises(
         peer.sendto(b"\x81\xc8\x00\x01", dst)  # truncated RTCP on the RTP port (mux demux)
         for seq in (10, 11, 13, 14):
             peer.sendto(rtp(seq), dst)
-        await asyncio.sleep(0.3)  # longer than the jitter buffer's max wait (0.2 s)
+        # 12 is concealed after the jitter buffer's max wait (0.2 s); 13 and 14 follow
+        await wait_until(lambda: len(rb.frames) == 5, what="14 delivered")
         for seq in (12, 13):  # 12 arrives after its slot was concealed; 13 again
             peer.sendto(rtp(seq), dst)
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: b.snapshot().duplicates == 1, what="13 again")
         st = b.snapshot()
         b.close()
         assert st.malformed == 6  # 5 bad RTP + 1 truncated RTCP
@@ -327,7 +355,7 @@ async def test_ssrc_and_sequence_change_continue_without_stall(
             peer.sendto(rtp(100 + i), dst)
         for i in range(5):  # FreeSWITCH bridged elsewhere: new SSRC, seq, timestamp
             peer.sendto(rtp(7000 + i, ssrc=0x9999, ts=123456 + 160 * i), dst)
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: len(rb.frames) >= 10, what="10 frames")
         b.close()
         assert [f.sequence_number for f in rb.frames] == [*range(100, 105), *range(7000, 7005)]
         assert not any(f.lost for f in rb.frames)
@@ -346,12 +374,12 @@ async def test_codec_swap_and_retarget(ports: RtpPortRange, pacer: Pacer) -> Non
     a.set_remote((HOST, b.local_port))
     b.set_remote((HOST, a.local_port))
     c.set_remote((HOST, a.local_port))
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: len(rb.frames) >= 2, what="PCMU frames")
     a.set_codec(8, 8000, telephone_event_pt=101)
     b.set_codec(8, 8000, telephone_event_pt=101)
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: rb.frames[-1].payload_type == 8, what="PCMA frames")
     a.set_remote((HOST, c.local_port))  # re-INVITE re-targets the media
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: len(rc.frames) >= 2, what="frames at the new target")
     for ep in (a, b, c):
         ep.close()
     pts = [f.payload_type for f in rb.frames]
@@ -371,49 +399,67 @@ async def test_rtcp_reports_rtt_and_bye(ports: RtpPortRange, pacer: Pacer, mux: 
     a.silence_payload = b.silence_payload = PCMU_SILENCE
     a.set_remote((HOST, b.local_port), (HOST, b.rtcp_port))
     b.set_remote((HOST, a.local_port), (HOST, a.rtcp_port))
-    await asyncio.sleep(0.6)
+    await wait_until(
+        lambda: (
+            a.snapshot().rtcp_received >= 2
+            and b.snapshot().rtcp_received >= 2
+            and a.snapshot().rtt_ms is not None
+        ),
+        what="two RTCP reports each way",
+    )
     sa, sb = a.snapshot(), b.snapshot()
     assert sa.rtcp_received >= 2 and sb.rtcp_received >= 2
     assert sa.rtt_ms is not None and 0 <= sa.rtt_ms < 50
     assert sa.peer_fraction_lost == 0.0
     assert b.rtcp.peer_cumulative_lost == 0
     a.close()
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: RtcpByeReceived() in rb.events, what="RTCP BYE")
     b.close()
     assert RtcpByeReceived() in rb.events
     assert sb.malformed == 0 and sb.wrong_source == 0
 
 
 async def test_inactivity_timeout_and_hold(ports: RtpPortRange, pacer: Pacer) -> None:
+    """Checked on the loop times of the packets and the events, not on how long the test
+    slept: each timeout comes a full timeout after the last packet (or the resume)."""
+    timeout = 0.2
+    loop = asyncio.get_running_loop()
     peer = udp_socket()
     try:
-        cfg = MediaConfig(inactivity_timeout=0.15)
+        cfg = MediaConfig(inactivity_timeout=timeout)
         b = await open_ep(ports, pacer, config=cfg)
         held = await open_ep(ports, pacer, config=cfg)
-        rb, rh = Recorder(b), Recorder(held)
+        received: list[float] = []  # loop time of each frame b got
+        timeouts: list[tuple[float, RtpTimeout]] = []  # loop time of each b reported
+        held_events: list[tuple[float, MediaEvent]] = []
+        b.on_frame = lambda _f: received.append(loop.time())
+        b.on_event = lambda e: (
+            timeouts.append((loop.time(), e)) if isinstance(e, RtpTimeout) else None
+        )
+        held.on_event = lambda e: held_events.append((loop.time(), e))
         b.set_remote(peer.getsockname())
         held.set_remote(peer.getsockname())
         held.set_remote_direction(
             "sendonly"
         )  # the peer holds the call: no timeout, we stop sending
-        await asyncio.sleep(0.1)
-        drain(peer)
+        await asyncio.sleep(timeout / 4)  # (time passing is the point: a quarter of the timeout)
         peer.sendto(rtp(1), (HOST, b.local_port))  # activity restarts the timer
-        await asyncio.sleep(0.1)
-        assert not any(isinstance(e, RtpTimeout) for e in rb.events)
-        await asyncio.sleep(0.15)
-        timeouts = [e for e in rb.events if isinstance(e, RtpTimeout)]
-        assert len(timeouts) == 1 and timeouts[0].seconds >= 0.15
-        await asyncio.sleep(0.2)
-        assert len([e for e in rb.events if isinstance(e, RtpTimeout)]) == 1  # once per silence
+        await wait_until(lambda: len(timeouts) == 1, what="the first timeout")
+        assert len(received) == 1
+        t1, first = timeouts[0]
+        assert first.seconds >= timeout and t1 - received[0] >= timeout - 1e-3
+        await asyncio.sleep(timeout * 1.25)  # the timer fires again meanwhile: nothing reported
+        assert len(timeouts) == 1  # once per silence
         peer.sendto(rtp(2), (HOST, b.local_port))  # RTP is back: a new silence is reported again
-        await asyncio.sleep(0.4)
-        assert len([e for e in rb.events if isinstance(e, RtpTimeout)]) == 2
-        assert rh.events == []
+        await wait_until(lambda: len(timeouts) == 2, what="the second timeout")
+        assert len(received) == 2 and timeouts[1][0] - received[1] >= timeout - 1e-3
+        assert held_events == []
         held_sent = held.snapshot().packets_sent
+        resumed = loop.time()
         held.set_remote_direction("sendrecv")  # resumed: the timer runs again
-        await asyncio.sleep(0.25)
-        assert any(isinstance(e, RtpTimeout) for e in rh.events)
+        await wait_until(lambda: bool(held_events), what="a timeout after the resume")
+        ((t_held, event),) = held_events
+        assert isinstance(event, RtpTimeout) and t_held - resumed >= timeout - 1e-3
         b.close()
         held.close()
         assert held_sent == 0
@@ -472,7 +518,7 @@ async def test_clean_network_zero_hold_jittery_network_holds_then_recovers(
         # a gap nobody fills is concealed by the housekeeping timer, without new packets
         b.datagram_received(rtp(53), src)
         assert rb.frames[-1].sequence_number == 51
-        await asyncio.sleep(b.config.jitter_max_delay + 0.05)
+        await wait_until(lambda: rb.frames[-1].sequence_number == 53, what="52 concealed")
         assert [(f.sequence_number, f.lost) for f in rb.frames[-2:]] == [(52, True), (53, False)]
         assert rb.frames[-2].next_payload == rtp(53)[12:]  # FEC source for the lost one
         for seq in range(54, 80):
@@ -502,15 +548,14 @@ async def test_full_socket_buffer_falls_back_to_the_transport_queue(
 
         src = Source()
         b.set_source(src.next_frame, src.on_sent)
-        real = b._sock
-        b._sock = Full(BlockingIOError())  # type: ignore[assignment]
+        real = b.sender.sock
+        b.sender.sock = Full(BlockingIOError())  # type: ignore[assignment]
         b.on_pacer_tick(0.0)
-        b._sock = Full(ConnectionRefusedError())  # type: ignore[assignment]
+        b.sender.sock = Full(ConnectionRefusedError())  # type: ignore[assignment]
         b.on_pacer_tick(0.0)  # swallowed (reported like the transport's error_received)
-        b._sock = real
+        b.sender.sock = real
         b.on_pacer_tick(0.0)
-        await asyncio.sleep(0.05)
-        got = [RtpPacket.parse(d).payload for d in drain(peer)]
+        got = [RtpPacket.parse(d).payload for d in await receive(peer, 2)]
         assert got == [(1).to_bytes(2, "big") * 80, (3).to_bytes(2, "big") * 80]
         assert len(src.sent) == 3
     finally:
@@ -534,14 +579,13 @@ async def test_ptime_other_than_the_pacer_period_keeps_real_time(
         for _ in range(ticks):
             b.on_pacer_tick(0.0)
         b.on_pacer_skip(3)  # 60 ms stall: the clock moves by whole frames, remainder kept
-        await asyncio.sleep(0.05)
-        got = [RtpPacket.parse(d) for d in drain(peer)]
+        got = [RtpPacket.parse(d) for d in await receive(peer, packets)]
         assert len(got) == packets
         steps = {(q.timestamp - p.timestamp) & 0xFFFFFFFF for p, q in itertools.pairwise(got)}
         assert steps == {8 * ptime}
         total_ms = ticks * 20 + 60
-        assert (b.session.timestamp - t0) & 0xFFFFFFFF == 8 * (total_ms - b._credit)
-        assert b._credit < ptime
+        assert (b.session.timestamp - t0) & 0xFFFFFFFF == 8 * (total_ms - b.sender.credit)
+        assert b.sender.credit < ptime
     finally:
         b.close()
         peer.close()

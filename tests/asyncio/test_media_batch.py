@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.agent.helpers import wait_until
 from tests.asyncio.helpers import rtp_range
 from w3sipagent.asyncio.media import MediaConfig, RtpEndpoint
 from w3sipagent.asyncio.pacer import Pacer
@@ -108,9 +109,7 @@ async def test_closing_inside_a_batch_stops_reading(pacer: Pacer) -> None:
     try:
         for seq in range(20):
             sender.sendto(packet(seq), (HOST, ep.local_port))
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert ep.closed
+        await wait_until(lambda: ep.closed, what="closed by on_frame")
         assert [f.sequence_number for f in frames] == [0, 1, 2, 3, 4]
         assert ep.stats.packets_received == 5
     finally:

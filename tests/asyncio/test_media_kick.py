@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from tests.agent.helpers import wait_until
 from tests.asyncio.helpers import rtp_range
 from w3sipagent.asyncio.media import MediaConfig, RtpEndpoint
 from w3sipagent.asyncio.pacer import Pacer
@@ -102,8 +103,7 @@ def drain(sock: socket.socket) -> list[RtpPacket]:
 
 async def wait_phase(pacer: Pacer, ep: RtpEndpoint, ticks: Ticks, at: float) -> None:
     """Sleep until ``at`` seconds after the endpoint's last tick (so the next is far)."""
-    while not ticks.deadlines:
-        await asyncio.sleep(0.002)
+    await wait_until(lambda: bool(ticks.deadlines), what="a tick")
     loop = asyncio.get_running_loop()
     while True:
         last = ticks.deadlines[-1]
@@ -112,6 +112,39 @@ async def wait_phase(pacer: Pacer, ep: RtpEndpoint, ticks: Ticks, at: float) -> 
             await asyncio.sleep(delay)
             return
         await asyncio.sleep(0.003)
+
+
+async def running(ticks: Ticks, count: int = 5) -> None:
+    """Until the endpoint has been ticked ``count`` more times."""
+    end = len(ticks.deadlines) + count
+    await wait_until(lambda: len(ticks.deadlines) >= end, what=f"{count} ticks")
+
+
+async def collect(
+    rx: socket.socket,
+    arrivals: list[tuple[float, RtpPacket]],
+    done: Callable[[], bool],
+    what: str,
+) -> None:
+    """Read ``rx`` every millisecond (arrival times to the ms) until ``done()``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 3.0
+    while not done():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.001)
+        arrivals += [(loop.time(), p) for p in drain(rx)]
+
+
+async def settled(
+    ep: RtpEndpoint, ticks: Ticks, rx: socket.socket, arrivals: list[tuple[float, RtpPacket]]
+) -> None:
+    """Until the stream is back on its clock (lead within half a pacer slot) and the tick
+    after that one has run (its deadline shows the last re-phasing)."""
+    half = ep.pacer.tick / 2
+    await collect(rx, arrivals, lambda: abs(ep.lead) <= half, "the lead taken back")
+    end = len(ticks.deadlines) + 2
+    await collect(rx, arrivals, lambda: len(ticks.deadlines) >= end, "two more ticks")
 
 
 @pytest.mark.parametrize("silence", ["none", "silence"])
@@ -123,7 +156,7 @@ async def test_kick_sends_first_frame_at_once_then_every_period(
     ep.silence_payload = SILENCE
     ticks = Ticks(ep)
     loop = asyncio.get_running_loop()
-    await asyncio.sleep(0.1)
+    await running(ticks)
     await wait_phase(pacer, ep, ticks, 0.008)  # next regular tick ~12 ms away
     before = drain(rx)
     assert (len(before) > 0) == (silence == "silence")
@@ -135,9 +168,10 @@ async def test_kick_sends_first_frame_at_once_then_every_period(
     assert len(sent_now) == 1 and sent_now[0].payload == q.sent[0] and sent_now[0].marker
     assert ep.kick() is False  # the last "tick" sent audio: no second kick
     arrivals = [(loop.time(), p) for p in sent_now]
-    while loop.time() < t_kick + 0.3:
-        await asyncio.sleep(0.001)
-        arrivals += [(loop.time(), p) for p in drain(rx)]
+    await collect(
+        rx, arrivals, lambda: sum(p.payload != SILENCE for _, p in arrivals) >= 5, "5 frames"
+    )
+    await settled(ep, ticks, rx, arrivals)
     ep.close()
     audio = [p for _, p in arrivals if p.payload != SILENCE]
     # exactly one packet per frame, in order; marker only on the first
@@ -177,10 +211,11 @@ async def test_kick_takes_the_next_timestamp_and_runs_ahead_of_it(
     ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence="none"))
     ticks = Ticks(ep)
     q.push(1)
-    await asyncio.sleep(0.05)
-    first = drain(rx)
+    first: list[tuple[float, RtpPacket]] = []
+    await collect(rx, first, lambda: len(first) >= 1, "the frame")
+    await running(ticks)
+    first += [(0.0, p) for p in drain(rx)]
     assert len(first) == 1
-    await asyncio.sleep(0.1)
     await wait_phase(pacer, ep, ticks, 0.010)
     loop = asyncio.get_running_loop()
     last = ticks.deadlines[-1]
@@ -199,31 +234,33 @@ async def test_no_kick_on_hold_during_dtmf_or_mid_talk_spurt(
     ports: RtpPortRange, pacer: Pacer
 ) -> None:
     ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence="none"))
-    await asyncio.sleep(0.05)
+    ticks = Ticks(ep)
+    await running(ticks, 2)
     # on hold (the peer sent sendonly): nothing is sent, the frame stays queued
     ep.set_remote_direction("sendonly")
     q.push(1)
     assert ep.kick() is False and drain(rx) == [] and len(q.frames) == 1
     q.frames.clear()
     ep.set_remote_direction("sendrecv")
-    await asyncio.sleep(0.05)
+    await running(ticks, 2)
     # while DTMF is being sent the audio waits for the digits
     ep.send_dtmf("1", duration_ms=40)
-    await asyncio.sleep(0.03)
+    pkts: list[tuple[float, RtpPacket]] = []
+    await collect(rx, pkts, lambda: len(pkts) >= 1, "a telephone-event packet")
     q.push(1)
     assert ep.kick() is False and len(q.frames) == 1
-    pkts = drain(rx)
-    assert pkts and all(p.payload_type == 101 for p in pkts)
-    await asyncio.sleep(0.2)
+    pkts += [(0.0, p) for p in drain(rx)]
+    assert pkts and all(p.payload_type == 101 for _, p in pkts)
+    await wait_until(lambda: len(q.sent) == 1, what="the frame after the digits")
     q.frames.clear()
     drain(rx)
     # mid talk spurt (the last tick sent audio): no kick, the pacer sends it
     q.push(200)
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: len(q.sent) >= 3, what="a talk spurt")
     assert ep.kick() is False
     before = len(q.sent)
     assert ep.kicks == 0
-    await asyncio.sleep(0.1)
+    await running(ticks, 5)
     assert 3 <= len(q.sent) - before <= 7  # ~5 ticks, one frame each
     ep.close()
     rx.close()
@@ -234,16 +271,15 @@ async def test_kick_with_40_ms_ptime_keeps_the_frame_rate(
 ) -> None:
     ep, rx, q = await setup(ports, pacer, config=MediaConfig(silence="none"), ptime_ms=40)
     ticks = Ticks(ep)
-    await asyncio.sleep(0.1)
+    await running(ticks)
     await wait_phase(pacer, ep, ticks, 0.007)
     loop = asyncio.get_running_loop()
     q.push(3)
-    t = loop.time()
     assert ep.kick()
     arrivals = [(loop.time(), p) for p in drain(rx)]
-    while loop.time() < t + 0.15:
-        await asyncio.sleep(0.001)
-        arrivals += [(loop.time(), p) for p in drain(rx)]
+    await collect(rx, arrivals, lambda: len(arrivals) >= 3, "3 frames")
+    await running(ticks, 2)
+    arrivals += [(loop.time(), p) for p in drain(rx)]
     ep.close()
     rx.close()
     assert [p.marker for _, p in arrivals] == [True, False, False]
@@ -259,7 +295,7 @@ async def test_no_kick_when_switched_off(ports: RtpPortRange, pacer: Pacer) -> N
     the tick, not between ticks."""
     ep, rx, q = await setup(ports, pacer, config=MediaConfig(kick=False))
     ep.silence_payload = SILENCE
-    await asyncio.sleep(0.1)
+    await running(Ticks(ep))
     q.push(1)
     assert ep.kick() is False and ep.kicks == 0 and len(q.frames) == 1
     ep.close()
@@ -279,7 +315,7 @@ async def test_kicks_over_continuous_silence_stay_within_a_frame_of_the_clock(
     loop = asyncio.get_running_loop()
     sent: list[tuple[float, float, RtpPacket]] = []  # (loop time, scheduled time, packet)
     in_tick: list[float] = []
-    real_send, real_tick = ep._sendto, ep.on_pacer_tick
+    real_send, real_tick = ep.sender.sendto, ep.on_pacer_tick
 
     def send(data: bytes, addr: Any) -> None:
         t = loop.time()
@@ -293,9 +329,9 @@ async def test_kicks_over_continuous_silence_stay_within_a_frame_of_the_clock(
         finally:
             in_tick.pop()
 
-    ep._sendto = send  # type: ignore[method-assign]
+    ep.sender.sendto = send  # type: ignore[method-assign]
     ep.on_pacer_tick = tick  # type: ignore[method-assign]
-    await asyncio.sleep(0.1)
+    await running(ticks)
     results: list[bool] = []
     # (phase after a tick in ms, frames, silent periods after the spurt)
     plan = [(2, 3, 1), (3, 1, 1), (2, 2, 12), (15, 4, 2), (1, 1, 0), (9, 2, 12), (2, 5, 15)]
@@ -306,8 +342,8 @@ async def test_kicks_over_continuous_silence_stay_within_a_frame_of_the_clock(
         assert ep.lead <= 0.020 + pacer.tick / 2 + 1e-9
         while q.frames:
             await asyncio.sleep(0.002)
-        await asyncio.sleep(0.020 * quiet + 0.005)
-    await asyncio.sleep(0.3)
+        await asyncio.sleep(0.020 * quiet + 0.005)  # the silence between spurts: the plan
+    await settled(ep, ticks, rx, [])
     ep.close()
     rx.close()
     assert True in results and False in results, results  # kicked, and refused while pulling back
@@ -322,8 +358,9 @@ async def test_kicks_over_continuous_silence_stay_within_a_frame_of_the_clock(
     assert len(audio) == sum(f for _, f, _ in plan) == len(q.sent)
     assert sum(p.marker for p in audio) == results.count(True)
     # how early each packet went out against the stream clock of the first silence packets
-    t0, _, p0 = sent[0]
-    base = t0 - p0.timestamp / 8000
+    # (its origin: the first packet's deadline, not when a busy loop got round to it)
+    _, d0, p0 = sent[0]
+    base = d0 - p0.timestamp / 8000
     early = [base + p.timestamp / 8000 - t for t, _, p in sent]
     assert max(early) <= 0.020 + pacer.tick / 2 + 1e-3, max(early)
     # on schedule (tick deadlines, kick times): never later than the timestamp's time on the
@@ -363,7 +400,7 @@ async def test_kicked_spurt_from_a_real_time_source_has_no_gap(
     ep.silence_payload = SILENCE
     ticks = Ticks(ep)
     loop = asyncio.get_running_loop()
-    await asyncio.sleep(0.1)
+    await running(ticks)
     await wait_phase(pacer, ep, ticks, 0.002)  # lead ~18 ms after the kick
     drain(rx)
     q.push(1)
@@ -372,7 +409,8 @@ async def test_kicked_spurt_from_a_real_time_source_has_no_gap(
     for k in range(1, 10):  # frame k arrives 6 ms after the kicked stream's slot for it
         await asyncio.sleep(max(0.0, t_kick + 0.020 * k + 0.006 - loop.time()))
         q.push(1)
-    await asyncio.sleep(0.15)
+    await wait_until(lambda: len(q.sent) == 10, what="10 frames sent")
+    await running(ticks, 2)
     ep.close()
     packets = drain(rx)
     rx.close()

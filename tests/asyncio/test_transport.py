@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.agent.helpers import wait_until
 from tests.asyncio.conftest import UaFactory
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.transport import TransportConfig, TransportSet
@@ -48,7 +49,7 @@ async def test_two_messages_in_one_segment_and_crlf_ping(make_ua: UaFactory) -> 
         data = _options(3, local_port)
         writer.write(data[:40])
         await writer.drain()
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # (the split is the point: the halves in two segments)
         writer.write(data[40:])
         items = await _read_messages(reader, 1)
         assert isinstance(items[0], SipResponse) and items[0].call_id == "tcp-3"
@@ -56,8 +57,7 @@ async def test_two_messages_in_one_segment_and_crlf_ping(make_ua: UaFactory) -> 
         # idle: closed by the agent
         closed = await asyncio.wait_for(reader.read(100), 2)
         assert closed == b""
-        await asyncio.sleep(0.01)
-        assert ua.transports.connections == []
+        await wait_until(lambda: ua.transports.connections == [], what="connection forgotten")
     finally:
         writer.close()
 
@@ -146,10 +146,7 @@ async def test_port_0_binds_again_when_udps_port_is_taken_on_tcp() -> None:
         _, writer = await asyncio.open_connection("127.0.0.1", ts.port)
         writer.write(_options(1, 5060))
         await writer.drain()
-        for _ in range(200):
-            if received:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: bool(received), what="the OPTIONS")
         assert received and received[0].startswith(b"OPTIONS ")
         writer.close()
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from w3sipagent.errors import ConfigError, PortsExhausted
@@ -28,7 +29,8 @@ class PortAllocation:
     port: int
     rtp: socket.socket
     rtcp: socket.socket | None
-    _owner: RtpPortRange | None = field(default=None, repr=False)
+    #: gives the port back to its range (called once, by :meth:`release`)
+    _give_back: Callable[[int], None] | None = field(default=None, repr=False)
 
     @property
     def rtcp_port(self) -> int | None:
@@ -39,9 +41,9 @@ class PortAllocation:
         for s in (self.rtp, self.rtcp):
             if s is not None and s.fileno() != -1:
                 s.close()
-        if self._owner is not None:
-            self._owner._release(self.port)
-            self._owner = None
+        if self._give_back is not None:
+            self._give_back(self.port)
+            self._give_back = None
 
 
 class RtpPortRange:
@@ -91,7 +93,7 @@ class RtpPortRange:
                     rtp_sock.close()
                     continue
             self._in_use.add(port)
-            return PortAllocation(port, rtp_sock, rtcp_sock, self)
+            return PortAllocation(port, rtp_sock, rtcp_sock, self._release)
         raise PortsExhausted(
             f"no free RTP port in {self.start}-{self.end} on {host} ({self.in_use} in use here)"
         )

@@ -1,12 +1,7 @@
 """SIP transports on asyncio: UDP, TCP and TLS listeners and connections feeding a :class:`SipCore`.
 
-:class:`SipDriver` follows the sans-IO contract of :mod:`w3sipagent.sip.core` (aioquic's):
-every input (a datagram, a framed stream message, a timer, a user action) ends with one
-call of :meth:`SipDriver.transmit`, which
-
-1. hands every pending core event to the user agent (``on_event``),
-2. sends every datagram the core queued (``datagrams_to_send``), and
-3. re-arms *one* ``loop.call_at`` timer from ``core.get_timer()``.
+The core runs on :class:`~w3sipagent.asyncio.sipdriver.SipDriver` (re-exported here), which
+sends through :meth:`TransportSet.send`.
 
 Responses go where the core says (RFC 3261 §18.2.2, RFC 3581): the core computes the
 destination; over TCP/TLS that is the source address, so the response leaves on the
@@ -43,16 +38,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from w3sipagent.asyncio.sipdriver import Sender, SipDriver
 from w3sipagent.errors import ConfigError, SipParseError, TransactionError
-from w3sipagent.sip.core import SipCore
-from w3sipagent.sip.events import Address, SipEvent
+from w3sipagent.sip.events import Address
 from w3sipagent.sip.framing import KeepAlive, StreamFramer
 from w3sipagent.sip.message import SipRequest, make_response, partial_message
 
 log = logging.getLogger(__name__)
 
-Sender = Callable[[bytes, Address, str], None]
-"""``send(payload, destination, transport)``: how the driver puts bytes on the wire."""
+__all__ = [
+    "Sender",
+    "SipDriver",
+    "StreamConnection",
+    "TransportConfig",
+    "TransportSet",
+    "is_ip_literal",
+]
 
 
 def _addr(raw: object) -> Address:
@@ -69,107 +70,6 @@ def is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-class SipDriver:
-    """Runs a :class:`SipCore` on an event loop: input, events, output, the one timer.
-
-    ``on_event`` gets every core event; ``send`` puts a datagram on the wire (normally
-    :meth:`TransportSet.send`). ``clock`` defaults to ``loop.time``.
-    """
-
-    def __init__(
-        self,
-        core: SipCore,
-        on_event: Callable[[SipEvent], None],
-        send: Sender,
-        *,
-        loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        self.core = core
-        self.on_event = on_event
-        self.send = send
-        self.loop = loop or asyncio.get_running_loop()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._busy = False
-        self._again = False
-        self.closed = False
-
-    def now(self) -> float:
-        """The loop's monotonic clock (what the core's ``now`` is measured on)."""
-        return self.loop.time()
-
-    def receive(self, data: bytes, addr: Address, transport: str) -> None:
-        """One datagram / framed stream message from ``addr``."""
-        if self.closed:
-            return
-        try:
-            self.core.receive_datagram(data, addr, self.loop.time(), transport)
-        except Exception:  # the core is meant never to raise; keep the loop alive if it does
-            log.exception("SIP core failed on a message from %s", addr)
-        self.transmit()
-
-    def transmit(self) -> None:
-        """Deliver pending events, send queued datagrams, re-arm the timer.
-
-        Re-entrant calls (a user agent acting from inside ``on_event``) are folded into the
-        running one.
-        """
-        if self._busy:
-            self._again = True
-            return
-        self._busy = True
-        core = self.core
-        try:
-            while True:
-                self._again = False
-                while (event := core.next_event()) is not None:
-                    try:
-                        self.on_event(event)
-                    except Exception:
-                        log.exception("user agent failed on %s", type(event).__name__)
-                for payload, addr, transport in core.datagrams_to_send(self.loop.time()):
-                    try:
-                        self.send(payload, addr, transport)
-                    except Exception:
-                        log.exception("send to %s over %s failed", addr, transport)
-                if not self._again:
-                    break
-            self._arm()
-        finally:
-            self._busy = False
-
-    def _arm(self) -> None:
-        if self.closed:
-            return
-        deadline = self.core.get_timer()
-        if deadline == self._timer_at and self._timer is not None:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = deadline
-        if deadline is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        if self.closed:
-            return
-        try:
-            self.core.handle_timer(self.loop.time())
-        except Exception:
-            log.exception("SIP core timer failed")
-        self.transmit()
-
-    def close(self) -> None:
-        """Stop the timer; further input is ignored."""
-        self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 # -- listeners and connections ---------------------------------------------------------------
@@ -232,7 +132,7 @@ class StreamConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.peer = _addr(transport.get_extra_info("peername"))
-        self.owner._register(self)
+        self.owner.connection_up(self)
         for data in self.pending:
             self.transport.write(data)
         self.pending.clear()
@@ -301,6 +201,11 @@ class StreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish()
 
+    def connect_failed(self) -> None:
+        """The outgoing connection could not be made: drop what was queued, close."""
+        self.pending.clear()
+        self._finish()
+
     def _finish(self) -> None:
         if self.closed:
             return
@@ -308,7 +213,7 @@ class StreamConnection(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        self.owner._unregister(self)
+        self.owner.connection_down(self)
 
 
 class TransportSet:
@@ -445,8 +350,7 @@ class TransportSet:
                 )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 log.info("%s connection to %s failed: %s", transport, addr, exc)
-                conn.pending.clear()
-                conn._finish()
+                conn.connect_failed()
             finally:
                 self._connecting.pop(key, None)
 
@@ -474,14 +378,16 @@ class TransportSet:
         """The live stream connections."""
         return [c for c in self._connections.values() if not c.closed]
 
-    def _register(self, conn: StreamConnection) -> None:
+    def connection_up(self, conn: StreamConnection) -> None:
+        """``conn`` is connected (accepted or outgoing): it serves its peer from now on."""
         key = (conn.name, conn.peer)
         old = self._connections.get(key)
         if old is not None and old is not conn and not old.closed:
             old.close()
         self._connections[key] = conn
 
-    def _unregister(self, conn: StreamConnection) -> None:
+    def connection_down(self, conn: StreamConnection) -> None:
+        """``conn`` is closed or lost: forget it and tell ``on_connection_lost``."""
         key = (conn.name, conn.peer)
         if self._connections.get(key) is conn:
             del self._connections[key]
