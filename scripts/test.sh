@@ -8,5 +8,6 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff"; ruff check w3sipagent tests examples benchmarks
 ruff format --check -q w3sipagent tests examples benchmarks
 echo "== mypy --strict"; mypy
+echo "== mypy (tests)"; mypy --config-file tests/mypy.ini tests
 echo "== pytest"
 exec pytest -q -p no:cacheprovider "$@"

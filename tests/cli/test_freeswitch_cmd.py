@@ -12,13 +12,20 @@ def actions(xml: str) -> dict[str, list[tuple[str, str]]]:
     root = ET.fromstring(xml)
     out = {}
     for ext in root.iter("extension"):
-        out[ext.get("name")] = [(a.get("application"), a.get("data")) for a in ext.iter("action")]
+        out[ext.get("name", "")] = [
+            (a.get("application", ""), a.get("data", "")) for a in ext.iter("action")
+        ]
     return out
 
 
 def conditions(xml: str) -> dict[str, str]:
     root = ET.fromstring(xml)
-    return {e.get("name"): e.find("condition").get("expression") for e in root.iter("extension")}
+    out = {}
+    for ext in root.iter("extension"):
+        cond = ext.find("condition")
+        assert cond is not None, ext.get("name")
+        out[ext.get("name", "")] = cond.get("expression", "")
+    return out
 
 
 def test_direct_mode(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
