@@ -106,6 +106,7 @@ class RealtimeServer:
         self.calls: dict[str, Any] = {}
         self.client_secrets = ClientSecrets()
         self.hangups: list[str] = []  # call ids hung up through the API, in order
+        self.ephemeral_calls: set[str] = set()  # calls authorised by a client secret
         self._server: Server | None = None
         self._session_added = asyncio.Condition()
         self._bg: set[asyncio.Task[None]] = set()
@@ -379,6 +380,8 @@ class RealtimeServer:
             await call.close()
             return openai_error(400, f"Invalid 'sdp': {exc}", code="invalid_offer", param="sdp")
         self.calls[call_id] = call
+        if secret_session is not None:
+            self.ephemeral_calls.add(call_id)
         data = answer.encode()
         headers = Headers(
             {
