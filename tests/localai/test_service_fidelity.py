@@ -155,8 +155,12 @@ async def test_client_secret_minted_and_used_for_a_call(make_server: Callable[..
                 headers={"Authorization": "Bearer ek_unknown", "Content-Type": "application/sdp"},
             )
             assert r.status_code == 401
-            ws = await websockets.connect(srv.ws_url, additional_headers=ek)
-            assert json.loads(await ws.recv())["type"] == "session.created"
+            ws = await websockets.connect(srv.ws_url.split("?")[0], additional_headers=ek)
+            created = json.loads(await ws.recv())  # the model and session come with the key
+            assert created["type"] == "session.created"
+            assert created["session"]["instructions"] == "From the secret."
+            assert created["session"]["audio"]["output"]["voice"] == "cedar"
+            assert created["session"]["model"] == "gpt-realtime"
             await ws.close()
 
 

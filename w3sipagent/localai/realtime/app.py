@@ -397,7 +397,9 @@ class RealtimeServer:
         request = connection.request
         assert request is not None
         query = parse_qs(urlsplit(request.path).query)
-        model = query.get("model", [""])[0]
+        key = bearer_key(request.headers, self._subprotocols(request.headers))
+        secret = self.client_secrets.session_of(key)  # an ek_ key brings its session
+        model = query.get("model", [str(secret["model"]) if secret else ""])[0]
         refused = (
             self._auth_refusal(request.headers, self._subprotocols(request.headers))
             or beta_refusal(request.headers)
@@ -407,6 +409,8 @@ class RealtimeServer:
             await _refuse_websocket(connection, refused, self.ids.token(11))
             return
         session = self._new_session(WebSocketTransport(connection), model)
+        if secret is not None:
+            session.adopt_config(secret)
         try:
             await run_websocket_session(connection, session)
         finally:

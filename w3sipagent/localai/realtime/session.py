@@ -244,9 +244,11 @@ class ServerSession:
     def adopt_config(self, session: dict[str, Any]) -> None:
         """Start from the session an ephemeral key was minted with (its id and expiry
         stay this session's own)."""
-        keep = {k: self.config[k] for k in ("id", "expires_at", "object")}
+        keep = {k: self.config[k] for k in ("id", "expires_at", "object", "model")}
         self.config = {**json.loads(json.dumps(session)), **keep}
         self.input.turn_detection_changed()
+        if self.transport.kind != "webrtc":
+            self.input.format_changed(self._fmt_in())
 
     async def _on_input_audio_buffer_append(self, ev: dict[str, Any], cid: str | None) -> None:
         audio = ev.get("audio")
