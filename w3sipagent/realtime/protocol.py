@@ -15,7 +15,11 @@ protocol hygiene rules:
 - never an ``input_audio_buffer.commit`` of less than ``min_commit_ms``;
 - ``conversation.item.truncate`` clamped to the audio received for the item;
 - no deltas of a response once it was cancelled, truncated or interrupted;
-- caller audio that arrives before ``session.updated`` is held, then flushed in order.
+- caller audio that arrives before ``session.updated`` is held, then flushed in order;
+- never two ``response.cancel`` for one response; no key fragment in error texts.
+
+The file runs past 500 lines because the state machine, one handler per GA event, reads
+best in one place.
 """
 
 from __future__ import annotations
