@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -176,3 +177,30 @@ async def test_server_drop_reconnect_then_fallback() -> None:
     assert call.transfers == ["sip:operator@pbx.example"]
     assert cdr.disposition is Disposition.FALLBACK
     assert cdr.transfer is not None and cdr.transfer.outcome == "succeeded"
+
+
+@pytest.mark.parametrize("bad", ["key", "model"])
+async def test_refused_key_or_model_follows_the_fallback_without_the_key(bad: str) -> None:
+    """The service refuses after the upgrade (error, close 3000/4000): the call goes to the
+    tenant's fallback and no key, nor the service's masked fragment of it, is in the CDR."""
+    wrong = "sk-wrong-0123456789abcdefXYZ"
+    async with RealtimeServer(scenario=SCRIPT, tts_engine="tone", api_keys=["sk-test"]) as srv:
+        base = srv.http_url.replace("http", "ws")
+
+        def make(cfg: AISessionConfig) -> AISession:
+            if bad == "model":
+                cfg = replace(cfg, model="gpt-realtime-unknown")
+            key = wrong if bad == "key" else "sk-test"
+            return open_session(cfg, api_key=key, base_url=base, proxy=None, session_timeout=5)
+
+        call = MemoryCall(silence=SILENCE)
+        opts = BridgeOptions(greeting="Greet.", fallback_uri="sip:operator@pbx.example")
+        bridge = CallBridge(call, make, cfg(), options=opts)
+        cdr = await asyncio.wait_for(bridge.run(), 15)
+    assert not srv.sessions  # refused before any session
+    assert call.transfers == ["sip:operator@pbx.example"]
+    assert cdr.disposition is Disposition.FALLBACK
+    text = repr(cdr)
+    code = "invalid_api_key" if bad == "key" else "invalid_model"
+    assert code in text
+    assert wrong not in text and wrong[:6] not in text and "***" not in text

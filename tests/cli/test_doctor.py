@@ -158,7 +158,7 @@ async def test_realtime_check_against_local_server() -> None:
         bad = await check_realtime(url, "sk-wrong-key-9", 3.0)
         none = await check_realtime(url, None, 3.0)
     assert ok.status == "ok" and "session.created" in ok.detail
-    assert bad.status == "fail" and "refused (401)" in bad.detail
+    assert bad.status == "fail" and "refused (invalid_api_key)" in bad.detail
     assert "sk-wrong-key-9" not in bad.detail + bad.fix
     assert none.status == "fail"
 

@@ -49,11 +49,15 @@ class Client:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.received: list[dict[str, Any]] = []
+        self.rate_limits: list[dict[str, Any]] = []  # taken by until("response.done")
+        self._pending: list[dict[str, Any]] = []
 
     async def send(self, event: dict[str, Any]) -> None:
         await self.ws.send(json.dumps(event))
 
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        if self._pending:
+            return self._pending.pop(0)
         ev: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
         # every event a test sees is one the server lists (and the SDK names)
         assert ev["type"] in SERVER_EVENTS, ev
@@ -61,13 +65,29 @@ class Client:
         return ev
 
     async def until(self, etype: str, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Events up to and including the first of type ``etype``."""
+        """Events up to and including the first of type ``etype``.
+
+        For ``response.done``, the ``rate_limits.updated`` that the service sends about
+        40 ms after it is taken too (into :attr:`rate_limits`, not the list), so that the
+        next ``until`` starts with the next turn's events."""
         out = []
         while True:
             ev = await self.recv(timeout)
             out.append(ev)
             if ev["type"] == etype:
+                if etype == "response.done":
+                    await self._take_rate_limits()
                 return out
+
+    async def _take_rate_limits(self) -> None:
+        try:
+            ev = await self.recv(1.0)
+        except (TimeoutError, websockets.ConnectionClosed):
+            return
+        if ev["type"] == "rate_limits.updated":
+            self.rate_limits.append(ev)
+        else:
+            self._pending.append(ev)
 
     async def append(self, audio: bytes, chunk: int = 160) -> None:
         for i in range(0, len(audio), chunk):

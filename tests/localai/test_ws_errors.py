@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from tests.agent.helpers import wait_until
@@ -358,25 +358,34 @@ async def test_injected_failed_response(make_server: Callable[..., RealtimeServe
         c = await connect(srv)
         await c.send({"type": "response.create"})
         events = await c.until("response.done")
-        assert types(events) == ["response.created", "rate_limits.updated", "response.done"]
+        assert types(events) == ["response.created", "response.done"]
+        assert [e["type"] for e in c.rate_limits] == ["rate_limits.updated"]
         assert events[-1]["response"]["status"] == "failed"
         assert events[-1]["response"]["status_details"]["error"]["code"] == "rate_limit_exceeded"
         await c.ws.close()
 
 
+async def refused(url: str, headers: dict[str, str] | None = None) -> tuple[dict[str, Any], int]:
+    """Connect (the upgrade succeeds), read the error event and the close code."""
+    ws = await websockets.connect(url, additional_headers=headers or {})
+    ev = json.loads(await ws.recv())
+    with pytest.raises(ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd is not None
+    return ev, closed.value.rcvd.code
+
+
 async def test_auth(make_server: Callable[..., RealtimeServer]) -> None:
     async with make_server(api_keys=["good"]) as srv:
-        with pytest.raises(InvalidStatus) as exc:
-            await websockets.connect(
-                srv.ws_url, additional_headers={"Authorization": "Bearer bad-secret"}
-            )
-        resp = exc.value.response
-        assert resp.status_code == 401
-        body = json.loads(resp.body)
-        assert body["error"]["code"] == "invalid_api_key" and "bad-secret" not in resp.body.decode()
-        with pytest.raises(InvalidStatus) as exc2:
-            await websockets.connect(srv.ws_url)
-        assert exc2.value.response.status_code == 401
+        bad = "sk-bad-0123456789abcdefSECRET"
+        ev, code = await refused(srv.ws_url, {"Authorization": f"Bearer {bad}"})
+        assert ev["type"] == "error" and code == 3000  # 101 first, then error and close
+        assert ev["error"]["code"] == "invalid_api_key"
+        assert ev["error"]["message"].startswith("Incorrect API key provided: sk-bad***RET.")
+        assert bad not in json.dumps(ev) and bad[:12] not in json.dumps(ev)
+        ev, code = await refused(srv.ws_url)
+        assert (ev["error"]["code"], code) == ("invalid_api_key", 3000)
+        assert not srv.sessions  # no session was created for them
         c = await connect(srv, {"Authorization": "Bearer good"})
         await c.ws.close()
 
@@ -454,8 +463,7 @@ async def test_keys_never_logged_by_the_server(
             ],
         )
         await ws.close()
-        with pytest.raises(InvalidStatus):
-            await websockets.connect(srv.ws_url, additional_headers={"Authorization": "Bearer x"})
+        await refused(srv.ws_url, {"Authorization": "Bearer x"})
     server_log = "\n".join(
         r.getMessage() for r in caplog.records if r.name.startswith("w3sipagent.localai")
     )

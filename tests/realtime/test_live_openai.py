@@ -65,3 +65,15 @@ async def test_live_greeting_in_pcmu() -> None:
         assert "hello" in transcript.lower()
     finally:
         await client.close()
+
+
+async def test_live_client_secret_minted_with_the_tenant_key() -> None:
+    from w3sipagent.realtime import mint_client_secret
+
+    base = os.environ.get("OPENAI_BASE_URL", "wss://api.openai.com/v1")
+    config = ai.AISessionConfig(
+        instructions="", model=os.environ.get("OPENAI_REALTIME_MODEL", "gpt-realtime")
+    )
+    secret = await mint_client_secret(config, api_key=API_KEY, base_url=base, expires_after_s=60)
+    assert secret.value.startswith("ek_") and secret.expires_at > 0
+    assert secret.session.get("instructions", "") == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from w3sipagent.ai.session import AudioFormat
@@ -125,3 +127,66 @@ def test_tenant_defaults_and_helpers() -> None:
     assert t.fallback_uri() == "sip:fallback@pbx"
     assert t.max_call_duration == 3600.0 and t.recording.enabled is False
     assert t.usage_caps.minutes_per_day is None
+
+
+def test_agent_ga_session_fields() -> None:
+    agent = AgentConfig.model_validate(
+        {
+            "voice": {"id": "voice_1234abcd"},
+            "transcription": {"prompt": "Lumen, Sancerre"},
+            "stored_prompt": {"id": "pmpt_abc", "version": "3", "variables": {"city": "Lyon"}},
+            "tracing": {"workflow_name": "phone", "metadata": {"tenant": "acme"}},
+            "include": ["item.input_audio_transcription.logprobs"],
+        }
+    )
+    cfg = agent.session_config(AudioFormat.PCMU)
+    assert cfg.voice == "voice_1234abcd" and cfg.transcription_prompt == "Lumen, Sancerre"
+    assert cfg.prompt is not None and (cfg.prompt.id, cfg.prompt.version) == ("pmpt_abc", "3")
+    assert cfg.prompt.variables == {"city": "Lyon"}
+    assert cfg.tracing == {"workflow_name": "phone", "metadata": {"tenant": "acme"}}
+    assert cfg.include == ("item.input_audio_transcription.logprobs",)
+    auto = AgentConfig.model_validate({"tracing": "auto"}).session_config(AudioFormat.PCMU)
+    assert auto.tracing == "auto" and auto.prompt is None and auto.include == ()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"voice": {"id": "alloy"}},
+        {"voice": {"id": "voice_x", "name": "y"}},
+        {"stored_prompt": {"id": "prompt_1"}},
+        {"tracing": "on"},
+        {"include": ["item.everything"]},
+        {"transcription": {"prompt": 3}},
+    ],
+)
+def test_agent_ga_session_fields_validated(bad: dict[str, object]) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        AgentConfig.model_validate(bad)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('voice = { id = "alloy" }', "agents.support.voice.id: must match"),
+        ('voice = "bob"', "agents.support.voice: must be one of alloy"),
+        ('stored_prompt = { id = "prompt_1" }', "agents.support.stored_prompt.id: must match"),
+        ('include = ["everything"]', "agents.support.include.0: must be one of"),
+    ],
+)
+def test_ga_fields_config_errors_name_file_tenant_and_key(
+    tmp_path: Path, line: str, key: str
+) -> None:
+    from w3sipagent.config import load_settings
+    from w3sipagent.errors import ConfigError
+
+    p = tmp_path / "w3sipagent.toml"
+    p.write_text(
+        '[tenants.acme]\nhosts = ["acme.example"]\napi_key = { env = "ACME_KEY" }\n'
+        f"[tenants.acme.agents.support]\n{line}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(p, {}, environ={}, discover=False)
+    assert str(info.value).startswith(f"{p}: tenant 'acme': {key}")

@@ -1,6 +1,8 @@
 """Keeping API keys out of logs and exceptions (AI backend clients and the local AI server).
 
-:func:`redact` removes a known secret from a text; :class:`RedactCredentials` is a
+:func:`redact` removes a known secret from a text, :func:`strip_masked_keys` the masked
+key fragments OpenAI quotes in its own errors ("Incorrect API key provided:
+sk-abc***xyz"); :class:`RedactCredentials` is a
 logging filter for websockets' debug handshake log, which prints every header: it
 masks ``Authorization`` and the browser-style ``openai-insecure-api-key.<key>``
 subprotocol.
@@ -12,15 +14,23 @@ import logging
 import re
 
 _SUBPROTOCOL_KEY = re.compile(r"(openai-insecure-api-key\.)[^,\s]+")
+# a key as the service quotes it back: a prefix, a run of asterisks, a suffix
+_MASKED_KEY = re.compile(r"[A-Za-z0-9_\-]*\*{3,}[A-Za-z0-9_\-]*")
+
+
+def strip_masked_keys(text: str) -> str:
+    """``text`` without the masked key fragments (``sk-abc***xyz``) a service quotes."""
+    return _MASKED_KEY.sub("[redacted]", text)
 
 
 def redact(text: str, secret: str) -> str:
-    """``text`` with every occurrence of ``secret`` (and of a long prefix of it) removed."""
+    """``text`` with every occurrence of ``secret`` (and of a long prefix of it) and every
+    masked key fragment removed."""
     if secret:
         text = text.replace(secret, "[redacted]")
         if len(secret) > 12:
             text = text.replace(secret[:12], "[redacted]")
-    return text
+    return strip_masked_keys(text)
 
 
 class RedactCredentials(logging.Filter):

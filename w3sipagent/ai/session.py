@@ -73,6 +73,19 @@ class HistoryItem:
     text: str
 
 
+# ---- GA session fields (issue 14, Realtime fidelity) ----
+@dataclass(frozen=True, slots=True)
+class StoredPrompt:
+    """A prompt stored on the service: its id, optional version and variables."""
+
+    id: str
+    version: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+# ---- end GA session fields ----
+
+
 @dataclass(frozen=True, slots=True)
 class AISessionConfig:
     """Everything a back end needs to open a session for one call."""
@@ -95,6 +108,16 @@ class AISessionConfig:
     """How the back end trims a long conversation: None leaves the service default
     (``"auto"``); ``"disabled"``; or a GA truncation object such as
     ``{"type": "retention_ratio", "retention_ratio": 0.8}``."""
+    # ---- GA session fields (issue 14, Realtime fidelity) ----
+    transcription_prompt: str | None = None
+    """Guides the caller's transcription (keywords for whisper-1, free text otherwise)."""
+    prompt: StoredPrompt | None = None
+    """A stored prompt (``pmpt_...``) the service applies under ``instructions``."""
+    tracing: Literal["auto"] | dict[str, Any] | None = None
+    """Service-side traces: ``"auto"`` or ``{workflow_name, group_id, metadata}``."""
+    include: tuple[str, ...] = ()
+    """Extra fields in server events, e.g. ``item.input_audio_transcription.logprobs``."""
+    # ---- end GA session fields ----
 
     @property
     def interrupts_itself(self) -> bool:

@@ -238,6 +238,17 @@ async def check_realtime(
             "check realtime.base_url",
         )
     ms = (time.monotonic() - start) * 1000
+    if first.get("type") == "error":  # the service refuses after the upgrade (then closes)
+        err = first.get("error") or {}
+        why = str(err.get("code") or err.get("type") or "error")
+        if why == "invalid_api_key":
+            return Check(
+                "Realtime API",
+                "fail",
+                f"{shown}: the key was refused ({why})",
+                "check the API key (it is never printed)",
+            )
+        return Check("Realtime API", "fail", f"{shown}: refused ({why})")
     if first.get("type") != "session.created":
         return Check("Realtime API", "fail", f"{shown}: first event {first.get('type')!r}")
     return Check("Realtime API", "ok", f"{shown}: session.created in {ms:.0f} ms")

@@ -4,6 +4,9 @@
 - :class:`~w3sipagent.realtime.webrtc.RealtimeWebRTCClient`: WebRTC transport (aiortc,
   the ``webrtc`` extra), imported lazily.
 - :func:`open_session`: pick the transport by name (per tenant).
+- :func:`mint_client_secret`: a per-tenant ephemeral key (``ek_...``) for a session;
+  :func:`hangup_call`: end a WebRTC or SIP call on the service.
+- :class:`RealtimeRefused`: the AIError of a session the service refused at set-up.
 - :mod:`w3sipagent.realtime.events`: the typed GA events; :mod:`.protocol`: the sans-IO core.
 
 See docs/realtime.md.
@@ -16,8 +19,19 @@ from typing import Any, Literal
 from w3sipagent.ai.session import AISessionConfig
 from w3sipagent.errors import AIError
 from w3sipagent.realtime.client import DEFAULT_BASE_URL, RealtimeClient, RealtimeSessionBase
+from w3sipagent.realtime.secrets import ClientSecret, hangup_call, mint_client_secret
+from w3sipagent.realtime.session import RealtimeRefused
 
-__all__ = ["DEFAULT_BASE_URL", "RealtimeClient", "RealtimeSessionBase", "open_session"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "ClientSecret",
+    "RealtimeClient",
+    "RealtimeRefused",
+    "RealtimeSessionBase",
+    "hangup_call",
+    "mint_client_secret",
+    "open_session",
+]
 
 
 def open_session(

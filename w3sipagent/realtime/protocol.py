@@ -15,7 +15,11 @@ protocol hygiene rules:
 - never an ``input_audio_buffer.commit`` of less than ``min_commit_ms``;
 - ``conversation.item.truncate`` clamped to the audio received for the item;
 - no deltas of a response once it was cancelled, truncated or interrupted;
-- caller audio that arrives before ``session.updated`` is held, then flushed in order.
+- caller audio that arrives before ``session.updated`` is held, then flushed in order;
+- never two ``response.cancel`` for one response; no key fragment in error texts.
+
+The file runs past 500 lines because the state machine, one handler per GA event, reads
+best in one place.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai.redaction import strip_masked_keys
 from w3sipagent.realtime import events as ev
 from w3sipagent.realtime.session_object import session_object
 
@@ -88,6 +93,7 @@ class RealtimeProtocol:
         self._pending_create: tuple[str | None] | None = None  # one waiting create (instructions)
         self._cancel_when_created = False
         self._cancelled: deque[str] = deque(maxlen=32)
+        self._cancel_sent: deque[str] = deque(maxlen=32)
         self._item_response: OrderedDict[str, str] = OrderedDict()
         self._item_audio_bytes: OrderedDict[str, int] = OrderedDict()
         self._auto_expected = False  # the server is about to answer a caller turn by itself
@@ -225,15 +231,26 @@ class RealtimeProtocol:
         if respond:
             self.create_response()
 
-    def cancel_response(self) -> None:
-        """Cancel the active response (none: nothing is sent) and drop a waiting create."""
+    def cancel_response(self) -> bool:
+        """Cancel the active response (none: nothing is sent) and drop a waiting create.
+
+        Never twice for one response; True when a ``response.cancel`` was queued."""
         self._pending_create = None
+        sent = False
         if self._active:
             for rid in sorted(self._active):
                 self._mark_cancelled(rid)
-                self._send(ev.ResponseCancel(response_id=rid))
+                if rid not in self._cancel_sent:
+                    self._cancel_sent.append(rid)
+                    self._send(ev.ResponseCancel(response_id=rid))
+                    sent = True
         elif self._create_in_flight is not None or self._auto_expected:
             self._cancel_when_created = True  # cancel the response about to start
+        return sent
+
+    def drop_response(self, response_id: str) -> None:
+        """Drop the late output of ``response_id`` (its playout was cut elsewhere)."""
+        self._mark_cancelled(response_id)
 
     def clear_output_audio(self) -> None:
         """WebRTC/SIP: drop the audio the server has not played yet (after a cancel)."""
@@ -504,7 +521,8 @@ class RealtimeProtocol:
         self.rate_limits = e.rate_limits
 
     def _on_ErrorEvent(self, e: ev.ErrorEvent, out: list[ai.AIEvent]) -> None:
-        err = e.error
+        # "Incorrect API key provided: sk-abc***xyz": no key fragment in texts or CDRs
+        err = replace(e.error, message=strip_masked_keys(e.error.message))
         if not self.ready:
             self.setup_error = err
         if err.event_id is not None and err.event_id == self._create_in_flight:

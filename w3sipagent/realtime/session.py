@@ -27,6 +27,25 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt-realtime"
 
 
+class RealtimeRefused(AIError):
+    """The service refused the session at set-up: ``code`` (``invalid_api_key``,
+    ``invalid_model``, ``missing_model``, ``beta_api_shape_disabled``, ``invalid_value``…)
+    and ``param`` say why. The message holds no key, not even the masked fragment."""
+
+    def __init__(self, message: str, code: str | None, param: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+_SETUP_HINTS = {
+    "invalid_api_key": "check the API key",
+    "invalid_model": "check the agent's model",
+    "missing_model": "check the agent's model",
+    "beta_api_shape_disabled": "the beta interface is gone: use the GA one",
+}
+
+
 class ChannelClosed(Exception):
     """The transport under a session ended; ``reason`` says how."""
 
@@ -299,8 +318,11 @@ class RealtimeSessionBase:
         if err is not None:
             await self._drop(link)
             where = f" ({err.param})" if err.param else ""
-            raise AIError(
-                f"Realtime session rejected: {err.code or err.type}{where}: {err.message}"
+            hint = f" ({_SETUP_HINTS[err.code]})" if err.code in _SETUP_HINTS else ""
+            raise RealtimeRefused(
+                f"Realtime session rejected: {err.code or err.type}{where}: {err.message}{hint}",
+                err.code,
+                err.param,
             )
 
     async def _drop(self, link: Link) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from w3sipagent.ai import session as ai
 
+CUSTOM_VOICE_PREFIX = "voice_"
+
 
 def audio_format_object(fmt: ai.AudioFormat) -> dict[str, Any]:
     """The GA ``audio.*.format`` object of an audio format."""
@@ -54,6 +56,8 @@ def session_object(
         transcription = {"model": config.transcription_model}
         if config.transcription_language:
             transcription["language"] = config.transcription_language
+        if config.transcription_prompt:
+            transcription["prompt"] = config.transcription_prompt
     audio_in: dict[str, Any] = {
         "turn_detection": _turn_detection(config.turn_detection),
         "transcription": transcription,
@@ -66,15 +70,14 @@ def session_object(
         audio_in["format"] = audio_format_object(config.input_format)
         audio_out["format"] = audio_format_object(config.output_format)
     if config.voice:
-        audio_out["voice"] = config.voice
+        audio_out["voice"] = voice_object(config.voice)
     if config.speed is not None:
         audio_out["speed"] = config.speed
     session: dict[str, Any] = {"type": "realtime"}
     if with_model:
         session["model"] = config.model
     session["output_modalities"] = ["audio"]
-    if config.instructions:
-        session["instructions"] = config.instructions
+    session["instructions"] = config.instructions  # "" too: no default persona
     session["audio"] = {"input": audio_in, "output": audio_out}
     session["tools"] = [
         {
@@ -94,4 +97,20 @@ def session_object(
     )
     if config.truncation is not None:  # None: the service default ("auto")
         session["truncation"] = config.truncation
+    if config.prompt is not None:
+        prompt: dict[str, Any] = {"id": config.prompt.id}
+        if config.prompt.version is not None:
+            prompt["version"] = config.prompt.version
+        if config.prompt.variables:
+            prompt["variables"] = dict(config.prompt.variables)
+        session["prompt"] = prompt
+    if config.tracing is not None:  # immutable once on: the same value on every update
+        session["tracing"] = config.tracing
+    if config.include:
+        session["include"] = list(config.include)
     return session
+
+
+def voice_object(voice: str) -> str | dict[str, str]:
+    """A built-in voice by name, a custom voice (``voice_...``) as ``{"id": ...}``."""
+    return {"id": voice} if voice.startswith(CUSTOM_VOICE_PREFIX) else voice

@@ -1,20 +1,26 @@
 """OpenAI Realtime (GA) over WebRTC with aiortc: the same AISession API as the WebSocket client.
 
-Call set-up is the "unified interface": the offer goes to ``POST {base}/realtime/calls``
-as ``multipart/form-data`` with ``sdp`` and ``session`` (the GA session object, JSON),
-authorised with the server's own API key; the answer SDP comes back in the body
-(201) and ``Location: /v1/realtime/calls/rtc_...`` names the call. Caller audio goes
+Call set-up: a per-call ephemeral key is minted with the tenant's key and the GA
+session object (:func:`~w3sipagent.realtime.secrets.mint_client_secret`), then the raw
+SDP offer goes to ``POST {base}/realtime/calls`` with that key, so the tenant's key
+never authorises the media path (``use_client_secret`` False: the "unified interface",
+``multipart/form-data`` with ``sdp`` and ``session`` under the tenant's key). The answer
+SDP comes back in the body (201) and ``Location: /v1/realtime/calls/rtc_...`` names the
+call, which is hung up on the service when the session closes
+(``POST /v1/realtime/calls/{id}/hangup``). Caller audio goes
 out on an Opus track fed by :meth:`RealtimeWebRTCClient.send_audio`; the model's
 audio arrives on the remote track and is yielded as
 :class:`~w3sipagent.ai.session.AudioDelta` in the session's output format. Events
-travel on the ``oai-events`` data channel. The server tracks playout and truncates
-interrupted items itself (``truncates_itself`` is True).
+travel on the ``oai-events`` data channel. The server tracks playout: with
+``interrupt_response`` on it cuts and truncates by itself (``truncates_itself``);
+otherwise the bridge's cut (:meth:`RealtimeWebRTCClient.truncate`) sends
+``output_audio_buffer.clear``, which stops the playout and truncates the item at what
+was played, also after ``response.done`` while the buffer still plays.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import json
 import logging
@@ -38,11 +44,18 @@ from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_e
 from w3sipagent.errors import AIError
 from w3sipagent.realtime import events as ev
 from w3sipagent.realtime.client import Channel, ChannelClosed, Link, RealtimeSessionBase, redact
+from w3sipagent.realtime.secrets import (
+    DEFAULT_HTTP_BASE_URL,
+    hangup_call,
+    http_base,
+    mint_client_secret,
+    refused,
+)
 from w3sipagent.realtime.session_object import session_object
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HTTP_BASE_URL = "https://api.openai.com/v1"
+__all__ = ["DEFAULT_HTTP_BASE_URL", "CallerAudioTrack", "RealtimeWebRTCClient"]
 
 
 def to_pcm16(audio: bytes, fmt: ai.AudioFormat) -> bytes:
@@ -115,6 +128,7 @@ class _Playout:
     buffer_events: bool = False  # the server sends output_audio_buffer.* events
     draining: bool = False  # response done, no buffer events: close on silence
     silent_ms: int = 0
+    call_id: str | None = None  # this link's call, hung up when it closes
     track: CallerAudioTrack | None = None
     pc: RTCPeerConnection | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -164,7 +178,10 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
     has public candidates). ``connect_timeout`` bounds the HTTP exchange and the data
     channel opening; ``silence_close_ms`` ends an item's audio when the server sends
     no ``output_audio_buffer.stopped``; ``gap_s`` see :class:`CallerAudioTrack`;
-    ``trust_env`` lets httpx take proxy settings from the environment.
+    ``trust_env`` lets httpx take proxy settings from the environment;
+    ``use_client_secret``: authorise the offer with a per-call ephemeral key lasting
+    ``secret_ttl_s`` (True by default); ``hangup_on_close``: hang each call up on the
+    service when it ends.
     """
 
     _wire_audio = False
@@ -181,14 +198,17 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
         silence_close_ms: int = 300,
         gap_s: float = 0.06,
         trust_env: bool = True,
+        use_client_secret: bool = True,
+        secret_ttl_s: int = 60,
+        hangup_on_close: bool = True,
         **options: Any,
     ) -> None:
         super().__init__(config, **options)
         self._api_key = api_key
-        base = base_url.rstrip("/")
-        if base.startswith("ws://") or base.startswith("wss://"):
-            base = "http" + base[2:]
-        self.base_url = base
+        self.base_url = http_base(base_url)
+        self.use_client_secret = use_client_secret
+        self.secret_ttl_s = secret_ttl_s
+        self.hangup_on_close = hangup_on_close
         self.connect_timeout = connect_timeout
         self.ice_servers = list(ice_servers or [])
         self.silence_close_ms = silence_close_ms
@@ -206,45 +226,51 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
 
     @property
     def truncates_itself(self) -> bool:
-        return True
+        """True when the service cuts its own playout on caller speech
+        (``interrupt_response``); otherwise the bridge's cut calls :meth:`truncate`."""
+        return self._config.interrupts_itself
 
     # ------------------------------------------------------------ set-up
 
-    async def _post_offer(self, offer_sdp: str) -> str:
-        session = session_object(self._config, with_model=True, with_formats=False)
-        files = {
-            "sdp": (None, offer_sdp.encode(), "application/sdp"),
-            "session": (None, json.dumps(session).encode(), "application/json"),
-        }
+    async def _post_offer(self, offer_sdp: str) -> tuple[str, str | None]:
+        """The answer SDP and the call id of an offer."""
+        if self.use_client_secret:
+            secret = await mint_client_secret(
+                self._config,
+                api_key=self._api_key,
+                base_url=self.base_url,
+                expires_after_s=self.secret_ttl_s,
+                timeout=self.connect_timeout,
+                trust_env=self.trust_env,
+            )
+            key = secret.value
+            post: dict[str, Any] = {
+                "content": offer_sdp.encode(),
+                "headers": {"Content-Type": "application/sdp"},
+            }
+        else:
+            key = self._api_key
+            session = session_object(self._config, with_model=True, with_formats=False)
+            post = {
+                "files": {
+                    "sdp": (None, offer_sdp.encode(), "application/sdp"),
+                    "session": (None, json.dumps(session).encode(), "application/json"),
+                },
+                "headers": {},
+            }
+        post["headers"]["Authorization"] = f"Bearer {key}"
         try:
             async with httpx.AsyncClient(
                 timeout=self.connect_timeout, trust_env=self.trust_env
             ) as http:
-                resp = await http.post(
-                    self.calls_url,
-                    files=files,
-                    headers={"Authorization": f"Bearer {self._api_key}"},
-                )
+                resp = await http.post(self.calls_url, **post)
         except httpx.HTTPError as exc:
-            text = redact(f"{type(exc).__name__}: {exc}", self._api_key)
+            text = redact(redact(f"{type(exc).__name__}: {exc}", self._api_key), key)
             raise AIError(f"cannot reach {self.calls_url}: {text}") from None
         if resp.status_code not in (200, 201):
-            detail = ""
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                err = resp.json()["error"]
-                detail = f" ({err.get('code') or err.get('type')})"
-                if resp.status_code not in (401, 403) and err.get("message"):
-                    detail += f": {str(err['message'])[:200]}"
-            hint = ": check the API key" if resp.status_code in (401, 403) else ""
-            raise AIError(
-                redact(
-                    f"{self.calls_url} refused the call: HTTP {resp.status_code}{detail}{hint}",
-                    self._api_key,
-                )
-            )
+            raise refused(f"{self.calls_url} refused the call", resp, key)
         location = resp.headers.get("Location", "")
-        self.call_id = location.rstrip("/").rsplit("/", 1)[-1] or None
-        return resp.text
+        return resp.text, location.rstrip("/").rsplit("/", 1)[-1] or None
 
     async def _open_channel(self, link: Link) -> Channel:
         pc = RTCPeerConnection(
@@ -265,7 +291,8 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
         pc.on("track", on_track)
         try:
             await pc.setLocalDescription(await pc.createOffer())
-            answer = await self._post_offer(pc.localDescription.sdp)
+            answer, state.call_id = await self._post_offer(pc.localDescription.sdp)
+            self.call_id = state.call_id
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             await asyncio.wait_for(channel.opened.wait(), self.connect_timeout)
         except TimeoutError:
@@ -286,7 +313,22 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
         if isinstance(state, _Playout):
             for task in state.tasks:
                 task.cancel()
+            if self.hangup_on_close and state.call_id is not None:
+                await self._hangup(state.call_id)
         await super()._close_channel(link)
+
+    async def _hangup(self, call_id: str) -> None:
+        """End the call on the service too (before the peer connection closes)."""
+        try:
+            await hangup_call(
+                call_id,
+                api_key=self._api_key,
+                base_url=self.base_url,
+                timeout=self.close_timeout,
+                trust_env=self.trust_env,
+            )
+        except AIError as exc:
+            log.info("WebRTC call %s not hung up on the service: %s", call_id, exc)
 
     # ------------------------------------------------------------ audio
 
@@ -373,24 +415,41 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
     # ------------------------------------------------------------ API differences
 
     async def truncate(self, item_id: str, audio_end_ms: int) -> None:
-        """Nothing to do: over WebRTC the server knows what was played and truncates itself."""
-        log.debug(
-            "truncate(%s, %d) ignored: the WebRTC server truncates itself", item_id, audio_end_ms
-        )
+        """The bridge cut the agent: stop the service's playout of ``item_id``.
+
+        ``output_audio_buffer.clear`` (after a ``response.cancel`` while the response
+        runs) stops what the service still plays, also after ``response.done``, and
+        truncates the item at what was really played, which the service knows better
+        than ``audio_end_ms``. Nothing is sent when the service cuts by itself
+        (``interrupt_response``)."""
+        if self._config.interrupts_itself:
+            log.debug("truncate(%s, %d): the service cuts by itself", item_id, audio_end_ms)
+            return
+
+        def cut(p: Any) -> None:
+            p.cancel_response()
+            p.clear_output_audio()
+
+        self._act(cut)
+        self._stop_playout()
 
     async def cancel_response(self) -> None:
         """Cancel the active response and clear the server's unplayed audio."""
 
         def cancel(p: Any) -> None:
-            active = p.response_active
-            p.cancel_response()
-            if active:
+            if p.cancel_response():
                 p.clear_output_audio()
 
         self._act(cancel)
+        self._stop_playout()
+
+    def _stop_playout(self) -> None:
         link = self._link
         if link is not None and isinstance(link.extra, _Playout):
-            self._end_item(link, link.extra)
+            state = link.extra
+            if state.response_id is not None:
+                link.proto.drop_response(state.response_id)
+            self._end_item(link, state)
 
 
 def _is_silent(pcm: bytes, threshold: int = 64) -> bool:

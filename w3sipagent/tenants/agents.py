@@ -7,11 +7,17 @@ session configuration of a call (:meth:`AgentConfig.session_config`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator
 
-from w3sipagent.ai.session import AISessionConfig, AudioFormat, ToolSpec, TurnDetection
+from w3sipagent.ai.session import (
+    AISessionConfig,
+    AudioFormat,
+    StoredPrompt,
+    ToolSpec,
+    TurnDetection,
+)
 from w3sipagent.tenants.fields import (
     Duration,
     StrictModel,
@@ -23,6 +29,9 @@ from w3sipagent.tenants.fields import (
 __all__ = [
     "BUILTIN_TOOLS",
     "AgentConfig",
+    "CustomVoiceConfig",
+    "StoredPromptConfig",
+    "TracingConfig",
     "TranscriptionConfig",
     "TurnDetectionConfig",
     "WebhookToolConfig",
@@ -66,6 +75,8 @@ class TranscriptionConfig(StrictModel):
     enabled: bool = True
     model: str = "gpt-4o-mini-transcribe"
     language: str | None = None
+    prompt: str | None = Field(default=None, max_length=4000)
+    """Guides the transcription: keywords (whisper-1) or free text (gpt-4o-*-transcribe)."""
 
 
 class WebhookToolConfig(StrictModel):
@@ -112,11 +123,62 @@ class WebhookToolConfig(StrictModel):
 BUILTIN_TOOLS = frozenset({"transfer_call", "end_call", "send_dtmf"})
 
 
+# ---- GA session fields (issue 14, Realtime fidelity) ----
+class CustomVoiceConfig(StrictModel):
+    """A custom voice of the OpenAI project: ``voice = { id = "voice_..." }``."""
+
+    id: str = Field(pattern=r"^voice_[A-Za-z0-9_-]{1,64}$")
+
+
+def _voice_kind(v: Any) -> str:
+    return "Custom" if isinstance(v, dict | CustomVoiceConfig) else "Name"
+
+
+AgentVoice = Annotated[
+    Annotated[Voice, Tag("Name")] | Annotated[CustomVoiceConfig, Tag("Custom")],
+    Discriminator(_voice_kind),
+]
+"""A built-in voice name, or a custom voice ``{ id = "voice_..." }``."""
+
+
+class StoredPromptConfig(StrictModel):
+    """A prompt stored in the OpenAI project (``pmpt_...``), applied by the service."""
+
+    id: str = Field(pattern=r"^pmpt_[A-Za-z0-9_-]{1,128}$")
+    version: str | None = Field(default=None, min_length=1, max_length=64)
+    variables: dict[str, str] = Field(default_factory=dict)
+
+    def to_session(self) -> StoredPrompt:
+        return StoredPrompt(self.id, self.version, dict(self.variables))
+
+
+class TracingConfig(StrictModel):
+    """Service-side traces of the sessions (immutable once a session has them)."""
+
+    workflow_name: str | None = Field(default=None, max_length=200)
+    group_id: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    def to_session(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.workflow_name is not None:
+            out["workflow_name"] = self.workflow_name
+        if self.group_id is not None:
+            out["group_id"] = self.group_id
+        if self.metadata:
+            out["metadata"] = dict(self.metadata)
+        return out
+
+
+INCLUDE_FIELDS = Literal["item.input_audio_transcription.logprobs"]
+# ---- end GA session fields ----
+
+
 class AgentConfig(StrictModel):
     """One agent of a tenant: model, voice, prompt, greeting, turn detection, tools."""
 
     model: str = "gpt-realtime"
-    voice: Voice = "marin"
+    voice: AgentVoice = "marin"
     instructions: str = ""
     instructions_file: Path | None = None
     language: str | None = None
@@ -128,6 +190,12 @@ class AgentConfig(StrictModel):
     speed: float | None = Field(default=None, ge=0.25, le=1.5)
     max_output_tokens: int | None = Field(default=None, ge=1, le=4096)
     tools: list[WebhookToolConfig] = Field(default_factory=list)
+    # ---- GA session fields (issue 14, Realtime fidelity) ----
+    stored_prompt: StoredPromptConfig | None = None
+    """A stored prompt (``pmpt_...``, version, variables) under ``instructions``."""
+    tracing: Literal["auto"] | TracingConfig | None = None
+    include: list[INCLUDE_FIELDS] = Field(default_factory=list)
+    # ---- end GA session fields ----
 
     @field_validator("tools")
     @classmethod
@@ -161,7 +229,7 @@ class AgentConfig(StrictModel):
         return AISessionConfig(
             instructions=self.prompt() if instructions is None else instructions,
             model=self.model,
-            voice=self.voice,
+            voice=self.voice if isinstance(self.voice, str) else self.voice.id,
             input_format=audio_format,
             output_format=audio_format,
             turn_detection=self.turn_detection.to_session(),
@@ -171,4 +239,11 @@ class AgentConfig(StrictModel):
             tools=extra_tools + tuple(t.spec() for t in self.tools),
             max_output_tokens=self.max_output_tokens,
             speed=self.speed,
+            # ---- GA session fields (issue 14, Realtime fidelity) ----
+            transcription_prompt=self.transcription.prompt,
+            prompt=self.stored_prompt.to_session() if self.stored_prompt else None,
+            tracing=self.tracing.to_session()
+            if isinstance(self.tracing, TracingConfig)
+            else self.tracing,
+            include=tuple(self.include),
         )

@@ -1,9 +1,11 @@
 """The local Realtime-compatible server: WebSocket and WebRTC on one port.
 
-``GET /v1/realtime?model=...`` upgrades to a WebSocket session;
-``POST /v1/realtime/calls`` answers a WebRTC offer. Both check
-``Authorization: Bearer <key>`` (any non-empty key, or one of ``api_keys``)
-and answer failures with OpenAI-style error JSON. websockets cannot read
+``GET /v1/realtime?model=...`` upgrades to a WebSocket session (a bad key, model or
+the beta header are refused after the upgrade: ``error``, then close 3000 / 4000);
+``POST /v1/realtime/calls`` answers a WebRTC offer, ``POST
+/v1/realtime/client_secrets`` mints ephemeral keys, ``POST
+/v1/realtime/calls/{id}/hangup`` ends a call. Keys: see :mod:`.auth`; HTTP failures
+are OpenAI-style error JSON. websockets cannot read
 request bodies, so a small connection subclass sniffs the request line: GET
 goes to websockets, anything else is read whole (Content-Length) and answered
 by :meth:`RealtimeServer._http` through websockets' ``process_request`` hook.
@@ -19,22 +21,33 @@ and from a command line: :func:`serve_realtime`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterable
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from w3sipagent.ai.redaction import wire_logger
 from w3sipagent.ids import IdSource, SecureIdSource
+from w3sipagent.localai.realtime.auth import (
+    ClientSecrets,
+    Refusal,
+    bearer_key,
+    beta_refusal,
+    check_key,
+    model_refusal,
+)
 from w3sipagent.localai.realtime.errors import RealtimeProtocolError
+from w3sipagent.localai.realtime.httpconn import HttpOrWebSocket, json_response, openai_error
 from w3sipagent.localai.realtime.ports import ServerOptions
+from w3sipagent.localai.realtime.secrets_api import mint_secret
 from w3sipagent.localai.realtime.session import ServerSession
 from w3sipagent.localai.realtime.ws import WebSocketTransport, run_websocket_session
 from w3sipagent.localai.recorder import SessionRecording
@@ -42,96 +55,6 @@ from w3sipagent.localai.scenario import Scenario, load_scenario
 from w3sipagent.localai.tts import Engine, Synthesizer
 
 log = logging.getLogger(__name__)
-
-MAX_HTTP_BODY = 1 << 20
-_MAX_HEAD = 64 * 1024
-
-
-class _HttpOrWebSocket(ServerConnection):
-    """A websockets connection that also reads plain HTTP requests with a body."""
-
-    http_body: bytes = b""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._mode: str | None = None
-        self._sniff = bytearray()
-        self._head: tuple[str, str, Headers, int] | None = None
-
-    def data_received(self, data: bytes) -> None:
-        if self._mode == "ws":
-            super().data_received(data)
-            return
-        self._sniff += data
-        if self._mode is None:
-            end = self._sniff.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._sniff) > _MAX_HEAD:
-                    self.transport.close()
-                return
-            if self._sniff.startswith(b"GET "):
-                self._mode = "ws"
-                buf = bytes(self._sniff)
-                self._sniff.clear()
-                super().data_received(buf)
-                return
-            self._mode = "http"
-            head = bytes(self._sniff[:end]).decode("latin-1")
-            del self._sniff[: end + 4]
-            lines = head.split("\r\n")
-            parts = lines[0].split(" ")
-            headers = Headers()
-            for line in lines[1:]:
-                k, _, v = line.partition(":")
-                headers[k.strip()] = v.strip()
-            try:
-                length = int(headers.get("Content-Length", "0"))
-            except ValueError:
-                length = -1
-            method = parts[0] if len(parts) == 3 else "INVALID"
-            path = parts[1] if len(parts) == 3 else "/"
-            self._head = (method, path, headers, length)
-        if self._head is not None and self.request is None:
-            method, path, headers, length = self._head
-            if length < 0 or length > MAX_HTTP_BODY:
-                self.http_body = b""
-                headers["X-Body-Error"] = "bad or too large Content-Length"
-            elif len(self._sniff) < length:
-                return
-            else:
-                self.http_body = bytes(self._sniff[:length])
-            self.request = Request(path, headers, method)
-            self.request_rcvd.set_result(None)
-
-
-def _json_response(
-    status: int, body: dict[str, Any], extra: dict[str, str] | None = None
-) -> Response:
-    data = json.dumps(body).encode()
-    headers = Headers(
-        {
-            "Content-Type": "application/json",
-            "Content-Length": str(len(data)),
-            "Connection": "close",
-        }
-    )
-    for k, v in (extra or {}).items():
-        headers[k] = v
-    return Response(status, HTTPStatus(status).phrase, headers, data)
-
-
-def openai_error(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    code: str | None = None,
-    param: str | None = None,
-) -> Response:
-    """An HTTP error response shaped like the OpenAI API's."""
-    return _json_response(
-        status, {"error": {"message": message, "type": type, "param": param, "code": code}}
-    )
 
 
 class RealtimeServer:
@@ -181,6 +104,9 @@ class RealtimeServer:
         self.sessions: list[SessionRecording] = []
         self.live: dict[str, ServerSession] = {}
         self.calls: dict[str, Any] = {}
+        self.client_secrets = ClientSecrets()
+        self.hangups: list[str] = []  # call ids hung up through the API, in order
+        self.ephemeral_calls: set[str] = set()  # calls authorised by a client secret
         self._server: Server | None = None
         self._session_added = asyncio.Condition()
         self._bg: set[asyncio.Task[None]] = set()
@@ -211,7 +137,7 @@ class RealtimeServer:
             self.host,
             self._port,
             process_request=self._process_request,
-            create_connection=_HttpOrWebSocket,
+            create_connection=HttpOrWebSocket,
             select_subprotocol=self._select_subprotocol,
             max_size=16 * 1024 * 1024 * 4 // 3 + 4096,
             ping_interval=None,
@@ -299,22 +225,17 @@ class RealtimeServer:
 
     # ------------------------------------------------------------ HTTP / auth
 
-    def _check_auth(self, headers: Headers, subprotocols: list[str]) -> Response | None:
-        auth = headers.get("Authorization", "")
-        key = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-        if not key:
-            for sp in subprotocols:
-                if sp.startswith("openai-insecure-api-key."):
-                    key = sp[len("openai-insecure-api-key.") :]
-        if not key:
-            return openai_error(
-                401,
-                "You didn't provide an API key. You need to provide your API key in an Authorization header "
-                "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-            )
-        if self.api_keys is not None and key not in self.api_keys:
-            return openai_error(401, "Incorrect API key provided.", code="invalid_api_key")
-        return None
+    def _check_auth(
+        self, headers: Headers, subprotocols: list[str], *, ephemeral_ok: bool = True
+    ) -> Response | None:
+        refused = self._auth_refusal(headers, subprotocols, ephemeral_ok=ephemeral_ok)
+        return None if refused is None else _refusal_response(refused)
+
+    def _auth_refusal(
+        self, headers: Headers, subprotocols: list[str], *, ephemeral_ok: bool = True
+    ) -> Refusal | None:
+        key = bearer_key(headers, subprotocols)
+        return check_key(key, self.api_keys, self.client_secrets, ephemeral_ok=ephemeral_ok)
 
     @staticmethod
     def _subprotocols(headers: Headers) -> list[str]:
@@ -334,9 +255,6 @@ class RealtimeServer:
             return await self._http(connection, request, url.path)
         if url.path.rstrip("/") != "/v1/realtime":
             return openai_error(404, f"Invalid URL (GET {url.path})")
-        denied = self._check_auth(request.headers, self._subprotocols(request.headers))
-        if denied is not None:
-            return denied
         query = parse_qs(url.query)
         if "call_id" in query:
             return openai_error(
@@ -350,11 +268,17 @@ class RealtimeServer:
         body = getattr(connection, "http_body", b"")
         if "X-Body-Error" in request.headers:
             return openai_error(413, "Request body missing, malformed or too large.")
-        if request.method != "POST" or path.rstrip("/") != "/v1/realtime/calls":
+        route = path.rstrip("/")
+        if request.method == "POST" and route == "/v1/realtime/client_secrets":
+            return self._client_secret(request, body)
+        if request.method == "POST" and route.startswith("/v1/realtime/calls/"):
+            return await self._call_action(request, route)
+        if request.method != "POST" or route != "/v1/realtime/calls":
             return openai_error(404, f"Invalid URL ({request.method} {path})")
         denied = self._check_auth(request.headers, [])
         if denied is not None:
             return denied
+        secret_session = self.client_secrets.session_of(bearer_key(request.headers, []))
         ctype = request.headers.get("Content-Type", "")
         session_cfg: Any = None
         if ctype.lower().startswith("application/sdp"):
@@ -393,22 +317,57 @@ class RealtimeServer:
             return openai_error(
                 400, "Invalid 'sdp': not an SDP offer.", code="invalid_value", param="sdp"
             )
-        return await self._answer_call(sdp, session_cfg)
+        return await self._answer_call(sdp, session_cfg, secret_session)
 
-    async def _answer_call(self, sdp: str, session_cfg: Any) -> Response:
+    def _client_secret(self, request: Request, body: bytes) -> Response:
+        denied = self._check_auth(request.headers, [], ephemeral_ok=False)
+        if denied is not None:
+            return denied
+        try:
+            answer = mint_secret(
+                body,
+                self.client_secrets,
+                token=self.ids.token(24),
+                session_id="sess_" + self.ids.token(11),
+                session_duration_s=self.options.session_duration_s,
+                default_model=self.default_model,
+            )
+        except RealtimeProtocolError as err:
+            return openai_error(400, err.message, code=err.code, param=err.param)
+        return json_response(200, answer)
+
+    async def _call_action(self, request: Request, route: str) -> Response:
+        """``POST /v1/realtime/calls/{id}/hangup`` (a standard key, as for SIP calls)."""
+        parts = route.split("/")
+        if len(parts) != 6 or parts[5] != "hangup":
+            return openai_error(404, f"Invalid URL (POST {route})")
+        denied = self._check_auth(request.headers, [], ephemeral_ok=False)
+        if denied is not None:
+            return denied
+        call = self.calls.get(parts[4])
+        if call is None:
+            return openai_error(404, f"Call with id '{parts[4]}' not found.", code="call_not_found")
+        self.hangups.append(call.call_id)
+        await call.close()
+        return json_response(200, {})
+
+    async def _answer_call(
+        self, sdp: str, session_cfg: Any, secret_session: dict[str, Any] | None = None
+    ) -> Response:
         from w3sipagent.localai.realtime.webrtc import DataChannelTransport, WebRtcCall
 
         call_id = "rtc_" + self.ids.token(16)
+        base_model = str(secret_session["model"]) if secret_session else self.default_model
         model = (
-            session_cfg.get("model", self.default_model)
-            if isinstance(session_cfg, dict)
-            else self.default_model
+            session_cfg.get("model", base_model) if isinstance(session_cfg, dict) else base_model
         )
 
         def factory(call: WebRtcCall) -> ServerSession:
             return self._new_session(DataChannelTransport(call), str(model), player=call.player)
 
         call = WebRtcCall(call_id, factory, on_closed=self._call_ended)
+        if secret_session is not None:  # the session the ephemeral key was minted with
+            call.session.adopt_config(secret_session)
         if session_cfg is not None:
             try:
                 call.session.update_config(session_cfg)
@@ -421,6 +380,8 @@ class RealtimeServer:
             await call.close()
             return openai_error(400, f"Invalid 'sdp': {exc}", code="invalid_offer", param="sdp")
         self.calls[call_id] = call
+        if secret_session is not None:
+            self.ephemeral_calls.add(call_id)
         data = answer.encode()
         headers = Headers(
             {
@@ -433,13 +394,40 @@ class RealtimeServer:
         return Response(201, "Created", headers, data)
 
     async def _ws_handler(self, connection: ServerConnection) -> None:
-        query = parse_qs(urlsplit(connection.request.path if connection.request else "").query)
-        model = query.get("model", [self.default_model])[0]
+        request = connection.request
+        assert request is not None
+        query = parse_qs(urlsplit(request.path).query)
+        key = bearer_key(request.headers, self._subprotocols(request.headers))
+        secret = self.client_secrets.session_of(key)  # an ek_ key brings its session
+        model = query.get("model", [str(secret["model"]) if secret else ""])[0]
+        refused = (
+            self._auth_refusal(request.headers, self._subprotocols(request.headers))
+            or beta_refusal(request.headers)
+            or model_refusal(model)
+        )
+        if refused is not None:  # as the service: upgraded, then an error and a close
+            await _refuse_websocket(connection, refused, self.ids.token(11))
+            return
         session = self._new_session(WebSocketTransport(connection), model)
+        if secret is not None:
+            session.adopt_config(secret)
         try:
             await run_websocket_session(connection, session)
         finally:
             await self._session_ended(session)
+
+
+def _refusal_response(refused: Refusal) -> Response:
+    return openai_error(
+        refused.status, refused.message, type=refused.type, code=refused.code, param=refused.param
+    )
+
+
+async def _refuse_websocket(connection: ServerConnection, refused: Refusal, token: str) -> None:
+    event = {"type": "error", "event_id": f"event_{token}", "error": refused.error()}
+    with contextlib.suppress(ConnectionClosed):
+        await connection.send(json.dumps(event, separators=(",", ":")))
+        await connection.close(refused.close_code, refused.code or "error")
 
 
 async def serve_realtime(

@@ -56,11 +56,14 @@ SESSION_KEYS = frozenset(
         "truncation",
         "include",
         "prompt",
+        "reasoning",
+        "parallel_tool_calls",
         "id",
         "object",
         "expires_at",
     }
 )
+REASONING_EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
 
 
 def default_turn_detection() -> dict[str, Any]:
@@ -69,7 +72,7 @@ def default_turn_detection() -> dict[str, Any]:
         "type": "server_vad",
         "threshold": 0.5,
         "prefix_padding_ms": 300,
-        "silence_duration_ms": 500,
+        "silence_duration_ms": 200,  # what session.created reports (the SDK docstring: 500)
         "idle_timeout_ms": None,
         "create_response": True,
         "interrupt_response": True,
@@ -353,6 +356,16 @@ def apply_session_update(
     for key in ("include", "prompt"):
         if key in s:
             new[key] = copy.deepcopy(s[key])
+    if "reasoning" in s:  # newer (reasoning) models
+        r = as_object("session.reasoning", s["reasoning"])
+        check_keys(r, {"effort"}, "session.reasoning")
+        if "effort" in r and r["effort"] not in REASONING_EFFORTS:
+            raise bad_value("session.reasoning.effort", r["effort"], REASONING_EFFORTS)
+        new["reasoning"] = copy.deepcopy(r)
+    if "parallel_tool_calls" in s:
+        if not isinstance(s["parallel_tool_calls"], bool):
+            raise bad_type("session.parallel_tool_calls", "a boolean", s["parallel_tool_calls"])
+        new["parallel_tool_calls"] = s["parallel_tool_calls"]
     if "audio" in s:
         audio = as_object("session.audio", s["audio"])
         check_keys(audio, {"input", "output"}, "session.audio")
@@ -376,18 +389,7 @@ def apply_session_update(
                 tr = inp["transcription"]
                 if tr is not None:
                     tr = as_object("session.audio.input.transcription", tr)
-                    check_keys(
-                        tr, {"model", "language", "prompt"}, "session.audio.input.transcription"
-                    )
-                    if "model" in tr and not isinstance(tr["model"], str):
-                        raise bad_type(
-                            "session.audio.input.transcription.model", "a string", tr["model"]
-                        )
-                    tr = {
-                        "model": tr.get("model", "whisper-1"),
-                        "language": tr.get("language"),
-                        "prompt": tr.get("prompt"),
-                    }
+                    tr = _transcription(tr)
                 cur_in["transcription"] = tr
             if "noise_reduction" in inp:
                 nr = inp["noise_reduction"]
@@ -422,6 +424,26 @@ def apply_session_update(
                     "session.audio.output.speed", out["speed"], 0.25, 1.5, integer=False
                 )
     return new
+
+
+def _transcription(tr: dict[str, Any]) -> dict[str, Any]:
+    param = "session.audio.input.transcription"
+    check_keys(tr, {"model", "language", "prompt", "delay", "keywords", "languages"}, param)
+    for key in ("model", "language", "prompt"):
+        if tr.get(key) is not None and not isinstance(tr[key], str):
+            raise bad_type(f"{param}.{key}", "a string", tr[key])
+    for key in ("keywords", "languages"):
+        if key in tr and (
+            not isinstance(tr[key], list) or not all(isinstance(x, str) for x in tr[key])
+        ):
+            raise bad_type(f"{param}.{key}", "an array of strings", tr[key])
+    out = {
+        "model": tr.get("model", "whisper-1"),
+        "language": tr.get("language"),
+        "prompt": tr.get("prompt"),
+    }
+    out.update({k: copy.deepcopy(tr[k]) for k in ("delay", "keywords", "languages") if k in tr})
+    return out
 
 
 def _get(v: Any, key: str) -> Any:

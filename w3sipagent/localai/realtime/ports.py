@@ -71,7 +71,8 @@ class ServerOptions:
     (the service sends audio faster than real time; clients must queue it).
     ``vad_keep_ms``: with turn detection on, input audio older than this (plus the
     prefix padding) is dropped from the buffer while the caller is silent, so a long
-    silence does not grow it.
+    silence does not grow it. ``rate_limits_delay_s``: ``rate_limits.updated`` follows
+    ``response.done`` after this long.
     """
 
     realtime_pacing: bool = False
@@ -83,6 +84,8 @@ class ServerOptions:
     vad_min_speech_ms: int = 30
     token_limit: int = 40000
     vad_keep_ms: int = 2000
+    rate_limits_delay_s: float = 0.04
+    """``rate_limits.updated`` comes this long after ``response.done``."""
 
 
 class SessionEnded(Exception):

@@ -3,7 +3,7 @@
 :class:`TurnPlanner` decides what a response says (greeting, the scenario's answer to
 the caller's turn, a function call's follow-up, the fallback); :class:`ResponseRunner`
 streams one response through the session (:class:`~.ports.SessionHost`):
-``response.created``, ``rate_limits.updated``, the output items with their audio or
+``response.created``, the output items with their audio or
 text deltas paced as configured, function-call arguments, and ``response.done`` with
 usage. Cancellation (``turn_detected``, ``client_cancelled``) and injected failures stop
 it at the next chunk.
@@ -180,25 +180,6 @@ class ResponseRunner:
             await self.host.emit(
                 {"type": "response.created", "response": self.response_obj(resp, "in_progress")}
             )
-            text_in, audio_in = self._input_tokens()
-            reserve = (
-                text_in
-                + audio_in
-                + (4096 if resp.max_output_tokens == "inf" else int(resp.max_output_tokens))
-            )
-            await self.host.emit(
-                {
-                    "type": "rate_limits.updated",
-                    "rate_limits": [
-                        {
-                            "name": "tokens",
-                            "limit": self.host.options.token_limit,
-                            "remaining": max(0, self.host.options.token_limit - reserve),
-                            "reset_seconds": round(reserve / self.host.options.token_limit * 60, 3),
-                        }
-                    ],
-                }
-            )
             await self.host.inject("response.created", plan.turn, resp)
             if self.host.options.first_audio_delay_s > 0 and resp.fail is None:
                 await self._wait_cancel(resp, self.host.options.first_audio_delay_s)
@@ -220,6 +201,7 @@ class ResponseRunner:
             done["usage"] = self._usage(resp)
             self.host.response_finished(resp)
             await self.host.emit({"type": "response.done", "response": done})
+            self.host.spawn(self._rate_limits(resp))
             if self.host.player is not None:
                 self.host.player.end_response(resp.id)
             await self.host.inject("response.done", plan.turn, resp)
@@ -230,6 +212,31 @@ class ResponseRunner:
         finally:
             if self.host.active is resp:
                 self.host.active = None
+
+    async def _rate_limits(self, resp: Response) -> None:
+        """``rate_limits.updated``, ``rate_limits_delay_s`` after ``response.done`` (as
+        captured from the service; the SDK docs put it after ``response.created``)."""
+        await asyncio.sleep(self.host.options.rate_limits_delay_s)
+        text_in, audio_in = self._input_tokens()
+        reserve = (
+            text_in
+            + audio_in
+            + (4096 if resp.max_output_tokens == "inf" else int(resp.max_output_tokens))
+        )
+        limit = self.host.options.token_limit
+        await self.host.emit(
+            {
+                "type": "rate_limits.updated",
+                "rate_limits": [
+                    {
+                        "name": "tokens",
+                        "limit": limit,
+                        "remaining": max(0, limit - reserve),
+                        "reset_seconds": round(reserve / limit * 60, 3),
+                    }
+                ],
+            }
+        )
 
     def _tool_allowed(self, resp: Response, call: FunctionCall | None) -> bool:
         if call is None:
@@ -274,7 +281,12 @@ class ResponseRunner:
     async def _output_item_done(
         self, resp: Response, item: Item, index: int, prev: str | None
     ) -> None:
-        """``response.output_item.done`` then, in the conversation, ``conversation.item.done``."""
+        """In the conversation ``conversation.item.done``, then ``response.output_item.done``
+        (the order of the service capture)."""
+        if resp.conversation:
+            await self.host.emit(
+                {"type": "conversation.item.done", "previous_item_id": prev, "item": item.public()}
+            )
         await self.host.emit(
             {
                 "type": "response.output_item.done",
@@ -283,10 +295,6 @@ class ResponseRunner:
                 "item": item.public(),
             }
         )
-        if resp.conversation:
-            await self.host.emit(
-                {"type": "conversation.item.done", "previous_item_id": prev, "item": item.public()}
-            )
 
     async def _message(self, resp: Response, text: str, index: int, turn: int) -> None:
         audio_mode = resp.modalities == ["audio"]

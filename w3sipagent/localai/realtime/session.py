@@ -188,17 +188,15 @@ class ServerSession:
 
     async def handle_text(self, text: str | bytes) -> None:
         """Handle one client frame (JSON text); errors become ``error`` events."""
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("utf-8")
-            except UnicodeDecodeError:
-                await self._emit_error(
-                    RealtimeProtocolError(
-                        "Binary frames are not supported; send JSON text.", code="invalid_json"
-                    ),
-                    None,
-                )
-                return
+        if isinstance(text, bytes):  # the service answers binary frames so, whatever they hold
+            await self._emit_error(
+                RealtimeProtocolError(
+                    "Invalid event: binary frames are not supported; send JSON text frames.",
+                    code="invalid_event",
+                ),
+                None,
+            )
+            return
         try:
             ev = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -241,6 +239,15 @@ class ServerSession:
         if self.config["audio"]["input"]["turn_detection"] != old_td:
             self.input.turn_detection_changed()
         if self.config["audio"]["input"]["format"] != old_fmt and self.transport.kind != "webrtc":
+            self.input.format_changed(self._fmt_in())
+
+    def adopt_config(self, session: dict[str, Any]) -> None:
+        """Start from the session an ephemeral key was minted with (its id and expiry
+        stay this session's own)."""
+        keep = {k: self.config[k] for k in ("id", "expires_at", "object", "model")}
+        self.config = {**json.loads(json.dumps(session)), **keep}
+        self.input.turn_detection_changed()
+        if self.transport.kind != "webrtc":
             self.input.format_changed(self._fmt_in())
 
     async def _on_input_audio_buffer_append(self, ev: dict[str, Any], cid: str | None) -> None:
