@@ -109,7 +109,7 @@ class WebhookToolConfig(StrictModel):
         return ToolSpec(self.name, self.description, dict(self.parameters))
 
 
-BUILTIN_TOOLS = frozenset({"transfer_call", "end_call", "send_dtmf"})
+BUILTIN_TOOLS = frozenset({"transfer_call", "end_call", "send_dtmf", "search_knowledge"})
 
 
 class AgentConfig(StrictModel):
@@ -128,6 +128,8 @@ class AgentConfig(StrictModel):
     speed: float | None = Field(default=None, ge=0.25, le=1.5)
     max_output_tokens: int | None = Field(default=None, ge=1, le=4096)
     tools: list[WebhookToolConfig] = Field(default_factory=list)
+    knowledge: bool = False
+    """Offer the built-in ``search_knowledge`` tool (the tenant needs a ``[knowledge]`` table)."""
 
     @field_validator("tools")
     @classmethod

@@ -8,7 +8,8 @@ A text becomes a *hashed bag of features*, L2-normalised:
 - every character trigram of each word (``#op``, ``ope``, ``pen``…), weight 0.2, so related
   forms of a word (``open`` / ``opening``) still meet.
 
-Each feature is hashed (BLAKE2b, 8 bytes) to one of ``dims`` slots with a sign from
+A feature seen ``n`` times weighs ``weight * (1 + ln n)`` (sublinear, so one word
+repeated does not outweigh several words shared). Each feature is hashed (BLAKE2b, 8 bytes) to one of ``dims`` slots with a sign from
 another bit of the hash. The same text always gives the same vector (on every machine:
 no process-seeded ``hash()``), and texts that share words have a high cosine similarity,
 so "When are you open tonight?" ranks a passage about opening hours above one about
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import math
 import re
 
 import numpy as np
@@ -41,6 +43,7 @@ me my no not of on or our so that the their there these this to us was we what w
 which who why will with you your"""
 STOP_WORDS = frozenset(_STOP.split())
 
+_WEIGHTS = {"w": 1.0, "b": 0.5, "c": 0.2}
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -56,18 +59,17 @@ def _words(text: str) -> list[str]:
 def features(text: str) -> dict[str, float]:
     """The weighted features of ``text`` (see the module docstring)."""
     words = _words(text)
-    feats: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for w in words:
-        if w not in STOP_WORDS:
-            feats["w:" + w] = feats.get("w:" + w, 0.0) + 1.0
+        keys = [] if w in STOP_WORDS else ["w:" + w]
         padded = f"#{w}#"
-        for i in range(len(padded) - 2):
-            key = "c:" + padded[i : i + 3]
-            feats[key] = feats.get(key, 0.0) + 0.2
+        keys += ["c:" + padded[i : i + 3] for i in range(len(padded) - 2)]
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
     for a, b in itertools.pairwise(words):
         key = f"b:{a} {b}"
-        feats[key] = feats.get(key, 0.0) + 0.5
-    return feats
+        counts[key] = counts.get(key, 0) + 1
+    return {k: _WEIGHTS[k[0]] * (1.0 + math.log(n)) for k, n in counts.items()}
 
 
 def embed(text: str, dims: int = DEFAULT_DIMS) -> npt.NDArray[np.float32]:

@@ -160,6 +160,7 @@ class HttpServer:
         self.name = name
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def port(self) -> int:
@@ -168,9 +169,11 @@ class HttpServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
+        self._closing = False
         self._server = await asyncio.start_server(self._connection, self.host, self._port)
 
     async def close(self) -> None:
+        self._closing = True
         if self._server is not None:
             self._server.close()
         for task in list(self._conns):
@@ -215,6 +218,11 @@ class HttpServer:
                     break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # our own close() cancels the connections: end quietly (asyncio's start_server
+            # callback on Python 3.11 logs a cancelled connection task as an error)
+            if not self._closing:
+                raise
         finally:
             self._conns.discard(task)
             writer.close()
