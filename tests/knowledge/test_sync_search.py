@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.knowledge.conftest import FILES, tenant, write_files
+from tests.knowledge.conftest import tenant, write_files
 from tests.wait import wait_until
 from w3sipagent.knowledge import KnowledgeBases, KnowledgeStore, SyncReport, TenantKnowledge
 from w3sipagent.localai.cascade import CascadeServer

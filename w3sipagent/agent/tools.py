@@ -293,6 +293,7 @@ def knowledge_tool(kb: KnowledgeSearch, *, timeout: float = 15.0) -> Tool:
         except KnowledgeError as exc:
             log.warning("search_knowledge failed: %s", exc)
             return ToolResult(error="the knowledge base is unavailable right now")
+        passages = [p for p in passages if p.score > 0]  # nothing in common: not a hit
         if not passages:
             return ToolResult({"passages": [], "note": "nothing found in the knowledge base"})
         return ToolResult(
