@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from w3sipagent.knowledge.base import KnowledgeBases, TenantKnowledge
 from w3sipagent.knowledge.embedder import Embedder
+from w3sipagent.knowledge.runtime import KnowledgeRuntime
 from w3sipagent.knowledge.sources import KnowledgeError, chunk_text, extract_text, find_files
 from w3sipagent.knowledge.store import KnowledgeStore, Passage
 from w3sipagent.knowledge.sync import SyncReport, sync_tenant
@@ -14,6 +15,7 @@ __all__ = [
     "Embedder",
     "KnowledgeBases",
     "KnowledgeError",
+    "KnowledgeRuntime",
     "KnowledgeStore",
     "Passage",
     "SyncReport",

@@ -226,8 +226,13 @@ class HttpServer:
         finally:
             self._conns.discard(task)
             writer.close()
-            with contextlib.suppress(Exception):
+            try:
                 await writer.wait_closed()
+            except asyncio.CancelledError:
+                if not self._closing:
+                    raise
+            except Exception:
+                pass
 
 
 async def _read_request(reader: asyncio.StreamReader) -> HttpRequest | HttpResponse | None:
