@@ -241,3 +241,31 @@ async def test_fail_next_injects_one_error(
     assert r.status_code == 503 and r.json()["error"]["message"] == "overloaded"
     r = await client.post("/responses", json={"model": "m", "input": "x"})
     assert r.status_code == 200
+
+
+async def test_raw_http_keep_alive_chunked_body_and_malformed_requests(
+    server: CascadeServer,
+) -> None:
+    import asyncio
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    body = json.dumps({"model": "text-embedding-3-small", "input": "hi"}).encode()
+    chunked = b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
+    for _ in range(2):  # two requests on one connection (keep-alive), the body chunked
+        writer.write(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-cascade-0001\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: keep-alive" in head
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        assert json.loads(await reader.readexactly(length))["object"] == "list"
+    writer.write(b"POST /v1/embeddings HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close" in head
+    assert await reader.read() != b""  # the error body, then the server closes
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"NONSENSE\r\n\r\n")
+    assert (await reader.read()).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    writer.close()

@@ -258,7 +258,10 @@ async def _read_request(reader: asyncio.StreamReader) -> HttpRequest | HttpRespo
         body = bytearray()
         while True:
             size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            try:
+                size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            except ValueError:
+                return api_error(400, "Malformed chunked body.")
             if size == 0:
                 await reader.readuntil(b"\r\n")
                 break
