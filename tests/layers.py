@@ -17,7 +17,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("util", ("ids", "logs", "redact"), ("base", "core")),
     ("io", ("asyncio",), ("base", "core", "util")),
     ("ai", ("ai", "realtime", "localai"), ("base", "core", "util")),
-    ("data", ("records", "tenants"), ("base", "core", "util", "ai")),
+    ("data", ("records", "tenants", "knowledge"), ("base", "core", "util", "ai")),
     ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "util", "ai", "data")),
     ("agent", ("agent",), ("base", "core", "io", "util", "ai", "data", "settings")),
     ("tools", ("demo_assets",), ("base", "core", "io", "util", "ai", "data", "settings", "agent")),

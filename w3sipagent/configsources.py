@@ -236,6 +236,14 @@ def anchor_paths(model: BaseModel, loc: tuple[str, ...], origins: Origins) -> No
                 if isinstance(v, BaseModel):
                     anchor_paths(v, (*sub, str(k)), origins)
         elif isinstance(value, list):
-            for v in value:
+            origin = origin_of(sub, origins)
+            for i, v in enumerate(value):
                 if isinstance(v, BaseModel):
                     anchor_paths(v, sub, origins)
+                elif (
+                    isinstance(v, Path)
+                    and origin
+                    and origin.startswith("file:")
+                    and not v.is_absolute()
+                ):
+                    value[i] = Path(origin[5:]).parent / v

@@ -23,6 +23,7 @@ from w3sipagent.records.cdr import (
     export_csv,
     export_json,
 )
+from w3sipagent.records.db import head_revision
 from w3sipagent.records.store import CdrStore
 from w3sipagent.tenants.models import TenantConfig
 
@@ -75,8 +76,8 @@ async def test_migrations_created_tables(store: CdrStore) -> None:
     async with store.engine.connect() as conn:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert {"cdrs", "activity", "alembic_version"} <= tables
-    assert version == "0001"
+    assert {"cdrs", "activity", "knowledge_docs", "knowledge_chunks", "alembic_version"} <= tables
+    assert version == head_revision()
 
 
 async def test_reopen_is_idempotent(db_url: str) -> None:

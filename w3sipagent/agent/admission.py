@@ -44,6 +44,7 @@ from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.useragent import Accept, AdmissionRequest, Reject, UserAgentConfig
 from w3sipagent.config import Settings
 from w3sipagent.errors import AIError, ConfigError
+from w3sipagent.knowledge.runtime import KnowledgeRuntime
 from w3sipagent.metrics import Metrics
 from w3sipagent.records.cdr import CallRecord
 from w3sipagent.records.store import CdrStore, RecordsSink
@@ -122,6 +123,8 @@ class TenantAdmission:
         self.early_connect = early_connect
         self._calls = calls
         self._http = http
+        self.knowledge: KnowledgeRuntime | None = None
+        """The tenants' knowledge bases (set by the service when one is configured)."""
 
     def codecs_for(self, resolution: Resolution) -> tuple[str, ...]:
         """The codec preference of the tenant's calls (see :func:`tenant_codec_preference`)."""
@@ -222,8 +225,9 @@ class TenantAdmission:
         for the audio ``encoding`` the call was answered with."""
         res = ctx.resolution
         tenant, agent = res.tenant, res.agent
+        kb = self.knowledge.for_call(tenant, agent) if self.knowledge is not None else None
         tools = ToolRegistry.for_tenant(
-            tenant, agent.tools, http=self._http(), environ=self.environ
+            tenant, agent.tools, http=self._http(), environ=self.environ, knowledge=kb
         )
         fmt = choose_ai_format(encoding)
         options = bridge_options(

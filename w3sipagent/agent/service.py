@@ -51,6 +51,7 @@ from w3sipagent.asyncio.refer import TransferConfig, Transferer
 from w3sipagent.asyncio.register import RegisterConfig, RegistrationManager, RegistrationStatus
 from w3sipagent.asyncio.useragent import UserAgent, UserAgentConfig
 from w3sipagent.config import Settings
+from w3sipagent.knowledge.runtime import KnowledgeRuntime
 from w3sipagent.logs import SipTrace
 from w3sipagent.metrics import Metrics
 from w3sipagent.records.cdr import CallRecord
@@ -184,6 +185,14 @@ class AgentService:
             metrics=metrics,
         )
         """REGISTER mode: the tenants' registrations (started by :meth:`start`)."""
+        self.knowledge = KnowledgeRuntime(
+            settings.records.database_url,
+            lambda: self._tables().tenants,
+            default_key=settings.realtime.api_key,
+            environ=self._environ,
+        )
+        """The tenants' knowledge bases (opened by :meth:`start` when a tenant has one)."""
+        self.admission.knowledge = self.knowledge
 
     @property
     def environ(self) -> Mapping[str, str]:
@@ -219,6 +228,7 @@ class AgentService:
             self._http = httpx.AsyncClient(follow_redirects=False)
         if self.webhooks is None:
             self.webhooks = CdrWebhookPoster(self._http, environ=self._environ)
+        await self.knowledge.start(self._http)
         self.ua = ua = UserAgent(
             self.ua_config, handler=self.call_runner.handle, admission=self.admission.admit
         )
@@ -260,6 +270,7 @@ class AgentService:
             self.retention = None
         if self.transferer is not None:
             await self.transferer.aclose()
+        await self.knowledge.close()
         if self._own_webhooks and self.webhooks is not None:
             await self.webhooks.close()  # bounded by its close_timeout
             self.webhooks = None

@@ -9,6 +9,9 @@ Built-ins (:func:`builtin_tools`):
   fraud). The result is the real outcome learnt from the NOTIFYs.
 - ``end_call(reason)``: hang up once the current response has finished playing.
 - ``send_dtmf(digits)``: RFC 4733 digits towards the caller's side (IVRs behind it).
+- ``search_knowledge(query)``: the best passages of the tenant's knowledge base with their
+  source (file and chunk), for agents with ``knowledge = true`` (:func:`knowledge_tool`);
+  the search is bound to the call's tenant, so it never sees another tenant's passages.
 
 Webhook tools (:class:`WebhookTool`): a tenant's HTTP endpoints, POSTed the model's JSON
 arguments with httpx; non-2xx answers, network errors and timeouts come back to the model
@@ -36,16 +39,20 @@ import httpx
 from w3sipagent.ai.session import ToolSpec
 from w3sipagent.asyncio.call_api import TransferOutcome
 from w3sipagent.errors import ConfigError
+from w3sipagent.knowledge.sources import KnowledgeError
+from w3sipagent.knowledge.store import Passage
 from w3sipagent.tenants.models import TenantConfig, WebhookToolConfig
 from w3sipagent.tenants.secrets import resolve_header
 
 __all__ = [
+    "KnowledgeSearch",
     "Tool",
     "ToolContext",
     "ToolRegistry",
     "ToolResult",
     "WebhookTool",
     "builtin_tools",
+    "knowledge_tool",
 ]
 
 log = logging.getLogger("w3sipagent.agent.tools")
@@ -53,6 +60,8 @@ log = logging.getLogger("w3sipagent.agent.tools")
 MAX_RESULT_CHARS = 8000
 """Webhook answers longer than this are cut before they reach the model."""
 DTMF_RE = re.compile(r"^[0-9*#A-Da-d]{1,32}$")
+MAX_PASSAGE_CHARS = 1500
+"""A passage longer than this is cut in the tool result (the model gets top_k of them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +99,14 @@ class ToolContext(Protocol):
 
     async def send_dtmf(self, digits: str) -> None:
         """Send DTMF digits on the call."""
+        ...
+
+
+class KnowledgeSearch(Protocol):
+    """A knowledge base bound to one tenant (:class:`w3sipagent.knowledge.TenantKnowledge`)."""
+
+    async def search(self, query: str, top_k: int | None = None) -> list[Passage]:
+        """The best passages for ``query``."""
         ...
 
 
@@ -161,9 +178,13 @@ class ToolRegistry:
         *,
         http: httpx.AsyncClient | None = None,
         environ: Mapping[str, str] | None = None,
+        knowledge: KnowledgeSearch | None = None,
     ) -> ToolRegistry:
-        """Built-ins bound to ``tenant``'s destinations plus the agent's webhook tools."""
+        """Built-ins bound to ``tenant``'s destinations plus the agent's webhook tools;
+        ``search_knowledge`` when ``knowledge`` (the tenant's own base) is given."""
         tools = builtin_tools(tenant.transfers)
+        if knowledge is not None:
+            tools.append(knowledge_tool(knowledge))
         for cfg in agent_tools:
             tools.append(WebhookTool(cfg, http=http, environ=environ).tool())
         return cls(tools)
@@ -258,6 +279,51 @@ def builtin_tools(destinations: Mapping[str, str]) -> list[Tool]:
         )
     )
     return tools
+
+
+def knowledge_tool(kb: KnowledgeSearch, *, timeout: float = 15.0) -> Tool:
+    """``search_knowledge(query)`` over ``kb``: passages with their file and chunk."""
+
+    async def search_knowledge(ctx: ToolContext, args: dict[str, Any]) -> ToolResult:
+        query = args.get("query")
+        if not isinstance(query, str) or not query.strip():
+            return ToolResult(error="query must be a non-empty string")
+        try:
+            passages = await kb.search(query.strip()[:1000])
+        except KnowledgeError as exc:
+            log.warning("search_knowledge failed: %s", exc)
+            return ToolResult(error="the knowledge base is unavailable right now")
+        passages = [p for p in passages if p.score > 0]  # nothing in common: not a hit
+        if not passages:
+            return ToolResult({"passages": [], "note": "nothing found in the knowledge base"})
+        return ToolResult(
+            {
+                "passages": [
+                    {
+                        "text": p.text[:MAX_PASSAGE_CHARS],
+                        "source": p.source,
+                        "chunk": p.chunk,
+                        "score": p.score,
+                    }
+                    for p in passages
+                ]
+            }
+        )
+
+    spec = ToolSpec(
+        "search_knowledge",
+        "Search the company's knowledge base (documents, menus, policies, FAQs). Use it "
+        "before answering factual questions about the company; answer from the passages "
+        "and say which document it comes from when useful.",
+        {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "what to look for, in a few words"}
+            },
+            "required": ["query"],
+        },
+    )
+    return Tool(spec, search_knowledge, timeout=timeout)
 
 
 # ---------------------------------------------------------------- webhooks

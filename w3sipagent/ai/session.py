@@ -73,7 +73,6 @@ class HistoryItem:
     text: str
 
 
-# ---- GA session fields (issue 14, Realtime fidelity) ----
 @dataclass(frozen=True, slots=True)
 class StoredPrompt:
     """A prompt stored on the service: its id, optional version and variables."""
@@ -81,9 +80,6 @@ class StoredPrompt:
     id: str
     version: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
-
-
-# ---- end GA session fields ----
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +104,6 @@ class AISessionConfig:
     """How the back end trims a long conversation: None leaves the service default
     (``"auto"``); ``"disabled"``; or a GA truncation object such as
     ``{"type": "retention_ratio", "retention_ratio": 0.8}``."""
-    # ---- GA session fields (issue 14, Realtime fidelity) ----
     transcription_prompt: str | None = None
     """Guides the caller's transcription (keywords for whisper-1, free text otherwise)."""
     prompt: StoredPrompt | None = None
@@ -117,7 +112,6 @@ class AISessionConfig:
     """Service-side traces: ``"auto"`` or ``{workflow_name, group_id, metadata}``."""
     include: tuple[str, ...] = ()
     """Extra fields in server events, e.g. ``item.input_audio_transcription.logprobs``."""
-    # ---- end GA session fields ----
 
     @property
     def interrupts_itself(self) -> bool:

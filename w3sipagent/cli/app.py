@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from w3sipagent.cli import call, demo, dial, serve
+    from w3sipagent.cli import call, demo, dial, knowledge, serve
 
     app.command("serve")(serve.serve)
     app.command("run")(serve.run)
@@ -51,6 +51,7 @@ def _register() -> None:
     app.add_typer(cdr.app, name="cdr")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(freeswitch.app, name="freeswitch")
+    app.add_typer(knowledge.app, name="knowledge")
 
 
 _register()

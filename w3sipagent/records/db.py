@@ -3,6 +3,8 @@
 :func:`make_engine` and :func:`run_migrations` set a database up; :func:`cdr_values` and
 :func:`row_to_cdr` map a :class:`~w3sipagent.records.cdr.CallRecord` to its ``cdrs`` row and
 back; :class:`ActivityEntry` and :class:`UsageTotals` are what the store's reads return.
+:data:`KNOWLEDGE_DOCS` and :data:`KNOWLEDGE_CHUNKS` are the tenants' knowledge bases
+(migration ``0002_knowledge``; used by :mod:`w3sipagent.knowledge`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -19,11 +22,15 @@ from sqlalchemy.pool import StaticPool
 
 from w3sipagent.records.cdr import CallRecord
 from w3sipagent.records.migrations import MIGRATIONS_DIR
+from w3sipagent.records.models import Base, UTCDateTime
 
 __all__ = [
+    "KNOWLEDGE_CHUNKS",
+    "KNOWLEDGE_DOCS",
     "ActivityEntry",
     "UsageTotals",
     "cdr_values",
+    "head_revision",
     "make_engine",
     "row_to_cdr",
     "run_migrations",
@@ -88,6 +95,53 @@ def make_engine(url: str) -> AsyncEngine:
 
         return engine
     return create_async_engine(u, pool_pre_ping=True)
+
+
+KNOWLEDGE_DOCS = sa.Table(
+    "knowledge_docs",
+    Base.metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("chunking", sa.String(64), nullable=False),
+    sa.Column("chunks", sa.Integer(), nullable=False),
+    sa.Column("synced_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "path", name="uq_knowledge_docs_tenant_path"),
+)
+"""One file of a tenant's knowledge base: its content hash and how it was embedded
+(a file whose hash, model and chunking are unchanged is not embedded again)."""
+
+KNOWLEDGE_CHUNKS = sa.Table(
+    "knowledge_chunks",
+    Base.metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("tenant", sa.String(64), nullable=False),
+    sa.Column("doc_id", sa.Integer(), nullable=False),
+    sa.Column("chunk", sa.Integer(), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("dims", sa.Integer(), nullable=False),
+    sa.Column("embedding", sa.LargeBinary(), nullable=False),
+    sa.Index("ix_knowledge_chunks_tenant", "tenant", "model", "dims"),
+    sa.Index("ix_knowledge_chunks_doc", "doc_id"),
+)
+"""One passage: its text and its embedding as little-endian float32 bytes. On PostgreSQL
+with the ``vector`` extension the migration adds an ``embedding_vec vector`` column too."""
+
+
+def head_revision() -> str:
+    """The newest Alembic revision shipped (what :func:`run_migrations` upgrades to)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
 
 
 def run_migrations(connection: Connection) -> None:

@@ -120,10 +120,9 @@ class WebhookToolConfig(StrictModel):
         return ToolSpec(self.name, self.description, dict(self.parameters))
 
 
-BUILTIN_TOOLS = frozenset({"transfer_call", "end_call", "send_dtmf"})
+BUILTIN_TOOLS = frozenset({"transfer_call", "end_call", "send_dtmf", "search_knowledge"})
 
 
-# ---- GA session fields (issue 14, Realtime fidelity) ----
 class CustomVoiceConfig(StrictModel):
     """A custom voice of the OpenAI project: ``voice = { id = "voice_..." }``."""
 
@@ -171,7 +170,6 @@ class TracingConfig(StrictModel):
 
 
 INCLUDE_FIELDS = Literal["item.input_audio_transcription.logprobs"]
-# ---- end GA session fields ----
 
 
 class AgentConfig(StrictModel):
@@ -190,12 +188,12 @@ class AgentConfig(StrictModel):
     speed: float | None = Field(default=None, ge=0.25, le=1.5)
     max_output_tokens: int | None = Field(default=None, ge=1, le=4096)
     tools: list[WebhookToolConfig] = Field(default_factory=list)
-    # ---- GA session fields (issue 14, Realtime fidelity) ----
     stored_prompt: StoredPromptConfig | None = None
     """A stored prompt (``pmpt_...``, version, variables) under ``instructions``."""
     tracing: Literal["auto"] | TracingConfig | None = None
     include: list[INCLUDE_FIELDS] = Field(default_factory=list)
-    # ---- end GA session fields ----
+    knowledge: bool = False
+    """Offer the built-in ``search_knowledge`` tool (the tenant needs a ``[knowledge]`` table)."""
 
     @field_validator("tools")
     @classmethod
@@ -239,7 +237,6 @@ class AgentConfig(StrictModel):
             tools=extra_tools + tuple(t.spec() for t in self.tools),
             max_output_tokens=self.max_output_tokens,
             speed=self.speed,
-            # ---- GA session fields (issue 14, Realtime fidelity) ----
             transcription_prompt=self.transcription.prompt,
             prompt=self.stored_prompt.to_session() if self.stored_prompt else None,
             tracing=self.tracing.to_session()

@@ -67,6 +67,7 @@ __all__ = [
     "CdrWebhookConfig",
     "Duration",
     "FallbackConfig",
+    "KnowledgeConfig",
     "NetworkList",
     "RecordingConfig",
     "RegistrationConfig",
@@ -229,6 +230,49 @@ class RegistrationConfig(StrictModel):
         return None if v is None else check_host(v)
 
 
+class KnowledgeConfig(StrictModel):
+    """The tenant's knowledge base: files chunked, embedded and searched by the agents that
+    set ``knowledge = true`` (tool ``search_knowledge``). See docs/knowledge.md."""
+
+    paths: list[Path] = Field(min_length=1)
+    """Files or folders (searched recursively for ``extensions``), relative to the config file."""
+    extensions: StrList = Field(default_factory=lambda: [".txt", ".md", ".markdown", ".pdf"])
+    embedding_model: str = Field(default="text-embedding-3-small", min_length=1)
+    dimensions: int | None = Field(default=None, ge=1, le=8192)
+    base_url: str = "https://api.openai.com/v1"
+    """Any OpenAI-compatible endpoint serving ``POST {base_url}/embeddings``."""
+    api_key: SecretRef | None = None
+    """None: the tenant's ``api_key`` (else the deployment's)."""
+    chunk_size: int = Field(default=800, ge=100, le=8000)
+    """Characters per passage."""
+    chunk_overlap: int = Field(default=100, ge=0, le=2000)
+    top_k: int = Field(default=4, ge=1, le=20)
+    timeout: Duration = 10.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        return check_http_url(v).rstrip("/")
+
+    @field_validator("extensions")
+    @classmethod
+    def _extensions(cls, v: list[str]) -> list[str]:
+        out = [e.lower() if e.startswith(".") else "." + e.lower() for e in v]
+        unknown = sorted(set(out) - {".txt", ".md", ".markdown", ".pdf"})
+        if unknown:
+            raise ValueError(f"{unknown[0]!r}: only .txt, .md, .markdown and .pdf are read")
+        return out
+
+    @model_validator(mode="after")
+    def _overlap(self) -> KnowledgeConfig:
+        if self.chunk_overlap >= self.chunk_size // 2:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be under half of chunk_size "
+                f"({self.chunk_size})"
+            )
+        return self
+
+
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 
 
@@ -259,6 +303,7 @@ class TenantConfig(StrictModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     usage_caps: UsageCaps = Field(default_factory=UsageCaps)
     registrations: dict[str, RegistrationConfig] = Field(default_factory=dict)
+    knowledge: KnowledgeConfig | None = None
 
     @field_validator("hosts")
     @classmethod
@@ -324,6 +369,9 @@ class TenantConfig(StrictModel):
         for name, reg in self.registrations.items():
             if reg.agent is not None and reg.agent not in self.agents:
                 raise ValueError(f"registrations.{name}.agent: no agent named {reg.agent!r}")
+        for name, agent_cfg in self.agents.items():
+            if agent_cfg.knowledge and self.knowledge is None:
+                raise ValueError(f"agents.{name}.knowledge: the tenant has no [knowledge] table")
         for digit, action in self.dtmf.items():
             if len(digit) != 1 or digit.upper() not in DTMF_DIGITS:
                 raise ValueError(f"dtmf: {digit!r} is not a DTMF digit (0-9 * # A-D)")
