@@ -122,6 +122,7 @@ async def test_ga_session_fields_accepted_by_the_local_server() -> None:
         await client.start()
         eff = client.server_session  # type: ignore[attr-defined]
         await client.close()
+    assert eff is not None
     assert eff["prompt"] == {"id": "pmpt_1"} and eff["tracing"] == "auto"
     assert eff["audio"]["output"]["voice"] == {"id": "voice_custom1"}
     assert eff["audio"]["input"]["transcription"]["prompt"] == "menu words"
