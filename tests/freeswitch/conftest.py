@@ -27,7 +27,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import runner
+from tests.interop.conftest import interop_log
 from w3sipagent.freeswitch.esl import EslClient
+
+__all__ = ["interop_log", "runner"]
 
 ROOT = Path(__file__).resolve().parents[2]
 FS_HOME = Path("/opt/freeswitch")
