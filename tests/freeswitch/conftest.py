@@ -177,13 +177,16 @@ class FreeSwitch:
             time.sleep(int(wait[1]) + 0.5)  # "must be up for at least 10 seconds"
         self.wait_log(mark, rf"Started Profile {re.escape(name)}\b")
         end = time.monotonic() + 15
-        while "RUNNING" not in self.cli(f"sofia status profile {name}"):
+        while not re.search(
+            rf"^\s*{re.escape(name)}\s+profile\s.*RUNNING", self.cli("sofia status"), re.M
+        ):
             assert time.monotonic() < end, f"profile {name} not running again"
             time.sleep(0.1)
         return self.new_problems(mark, "restart")
 
-    def merge_profile_settings(self, profile: str, settings_xml: str) -> None:
-        """Set each ``<param>`` of ``settings_xml`` in ``sip_profiles/PROFILE.xml``'s settings."""
+    def merge_profile_settings(self, profile: str, settings_xml: str) -> bool:
+        """Set each ``<param>`` of ``settings_xml`` in ``sip_profiles/PROFILE.xml``'s settings;
+        whether the file changed (then the profile needs a restart)."""
         path = self.conf / "sip_profiles" / f"{profile}.xml"
         text = path.read_text()
         for name, value in re.findall(r'<param name="([^"]+)" value="([^"]*)"/>', settings_xml):
@@ -193,7 +196,9 @@ class FreeSwitch:
                 text = pattern.sub(line, text)
             else:
                 text = text.replace("</settings>", f"    {line}\n  </settings>", 1)
+        changed = text != path.read_text()
         path.write_text(text)
+        return changed
 
 
 @pytest.fixture(scope="session")

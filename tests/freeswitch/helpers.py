@@ -88,14 +88,19 @@ class Ai:
 
 @asynccontextmanager
 async def agent_service(
-    tenants: dict[str, TenantConfig], tmp_path: Path, ai: Ai, **kw: Any
+    tenants: dict[str, TenantConfig],
+    tmp_path: Path,
+    ai: Ai,
+    *,
+    environ_extra: dict[str, str] | None = None,
+    **kw: Any,
 ) -> AsyncIterator[AgentService]:
     svc = AgentService(
         Settings(records={"recordings_dir": str(tmp_path / "rec")}),  # type: ignore[arg-type]
         tenants=TenantTable(tenants),
         ai_factory=ai,
         ua_config=fast_config(dial_timeout=10.0),
-        environ=ENV,
+        environ={**ENV, **(environ_extra or {})},
         register_config=RegisterConfig(request_timeout=3, backoff_initial=0.2, backoff_jitter=0),
         bridge_defaults=BridgeOptions(housekeeping_interval=0.02),
         **kw,
