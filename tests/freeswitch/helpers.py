@@ -9,6 +9,7 @@ FreeSWITCH plays towards it.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 import wave
 from collections.abc import AsyncIterator, Sequence
@@ -68,6 +69,18 @@ def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(samples)))) if samples.size else 0.0
 
 
+class TimedSession(ScriptedSession):
+    """A scripted session that also notes when caller audio arrived, and how loud it was."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.received: list[tuple[float, float]] = []  # (wall clock, rms)
+
+    def send_audio(self, audio: bytes) -> None:
+        super().send_audio(audio)
+        self.received.append((time.time(), rms(ai_pcm(self.config.input_format, audio))))
+
+
 @dataclass
 class Ai:
     """The service's AI factory: scripted sessions, remembered with their tenant."""
@@ -75,13 +88,14 @@ class Ai:
     greeting_ms: int = 4000
     replies: Sequence[ScriptedReply] = ()
     after_tool: Sequence[ScriptedReply] = ()
-    made: list[tuple[str, ScriptedSession]] = field(default_factory=list)
+    tool: tuple[str, str] | None = None  # called right after a short greeting
+    made: list[tuple[str, TimedSession]] = field(default_factory=list)
 
     def __call__(self, tenant: str, key: str, transport: str, cfg: AISessionConfig) -> Any:
         greeting = ScriptedReply(ai_tone(cfg.output_format, self.greeting_ms), "Hello.")
-        s = ScriptedSession(
-            cfg, greeting=greeting, replies=self.replies, after_tool=self.after_tool
-        )
+        if self.tool is not None:
+            greeting = ScriptedReply(greeting.audio[: len(greeting.audio) // 8], "Hi.", self.tool)
+        s = TimedSession(cfg, greeting=greeting, replies=self.replies, after_tool=self.after_tool)
         self.made.append((tenant, s))
         return s
 
@@ -93,16 +107,19 @@ async def agent_service(
     ai: Ai,
     *,
     environ_extra: dict[str, str] | None = None,
+    settings: Settings | None = None,
     **kw: Any,
 ) -> AsyncIterator[AgentService]:
+    kw.setdefault("bridge_defaults", BridgeOptions(housekeeping_interval=0.02))
     svc = AgentService(
-        Settings(records={"recordings_dir": str(tmp_path / "rec")}),  # type: ignore[arg-type]
+        settings or Settings(records={"recordings_dir": str(tmp_path / "rec")}),  # type: ignore[arg-type]
         tenants=TenantTable(tenants),
         ai_factory=ai,
-        ua_config=fast_config(dial_timeout=10.0),
+        # RFC 3261 timers (fast_config's 20 ms T1 retransmits a REFER FreeSWITCH takes 20 ms
+        # to answer, and the trace would show two)
+        ua_config=fast_config(dial_timeout=10.0, t1=0.5, t2=4.0, t4=5.0, timer_d=1.0),
         environ={**ENV, **(environ_extra or {})},
         register_config=RegisterConfig(request_timeout=3, backoff_initial=0.2, backoff_jitter=0),
-        bridge_defaults=BridgeOptions(housekeeping_interval=0.02),
         **kw,
     )
     await svc.start()
