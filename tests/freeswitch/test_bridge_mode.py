@@ -68,7 +68,7 @@ async def call_and_check(
     uid = await originate_to(esl, did, "public", record, seconds=3)
     cdr = await finished_cdr(svc)
     await wait_file(record)
-    heard, played, rate = read_stereo(record)
+    heard, _played, rate = read_stereo(record)
     tenant_seen, session = ai.made[-1]
     fmt = session.config.input_format
     to_ai = ai_pcm(fmt, session.audio)

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent.helpers import wait_until
 from tests.freeswitch.conftest import DOMAIN, INTERNAL_PORT, ROOT, FreeSwitch
 from tests.freeswitch.helpers import Ai, agent_service
 from tests.freeswitch.transfer_rig import TARGETS, TARGETS_XML, TRANSFERS, run_row
 from w3sipagent.agent.bridge import BridgeOptions
+from w3sipagent.agent.service import AgentService
+from w3sipagent.config import Settings
 from w3sipagent.freeswitch.esl import EslClient
 from w3sipagent.records.cdr import Disposition
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig
@@ -136,8 +139,6 @@ async def test_refer_outcome(
         request.applymarker(mark)
     trace = tmp_path / "trace.jsonl"
     ai = Ai(tool=("transfer_call", json.dumps({"destination": target, "reason": "test"})))
-    from w3sipagent.config import Settings
-
     settings = Settings(
         records={"recordings_dir": str(tmp_path / "rec")},  # type: ignore[arg-type]
         logging={"sip_trace": True, "sip_trace_path": str(trace)},  # type: ignore[arg-type]
@@ -201,17 +202,12 @@ async def test_refer_outcome(
         assert row.outcome == "unknown", row.line()
 
 
-async def _registered(svc: object) -> None:
-    from tests.agent.helpers import wait_until
+async def _registered(svc: AgentService) -> None:
+    def up() -> bool:
+        status = svc.registration_statuses().get("globex/pbx")
+        return status is not None and status.state == "registered"
 
-    await wait_until(
-        lambda: (
-            getattr(svc, "registration_statuses")().get("globex/pbx") is not None
-            and getattr(svc, "registration_statuses")()["globex/pbx"].state == "registered"
-        ),
-        timeout=10,
-        what="registered",
-    )
+    await wait_until(up, timeout=10, what="registered")
 
 
 def _record(row: object) -> None:

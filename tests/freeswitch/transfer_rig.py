@@ -14,6 +14,7 @@ over ESL: whether and when FreeSWITCH hung the caller up.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import time
@@ -229,13 +230,11 @@ async def run_row(
     if loud:
         row.caller_audio_until_ms = (loud[-1] - refer_at) * 1000
         edges = [refer_at, *loud]
-        row.caller_audio_gap_ms = max(b - a for a, b in zip(edges, edges[1:], strict=False)) * 1000
+        row.caller_audio_gap_ms = max(b - a for a, b in itertools.pairwise(edges)) * 1000
     moving = [ts for ts, _ in rtp if ts > refer_at]
     row.rtp_until_ms = (moving[-1] - refer_at) * 1000 if moving else None
     edges = [refer_at, *moving]
-    row.rtp_gap_ms = (
-        max(b - a for a, b in zip(edges, edges[1:], strict=False)) * 1000 if moving else None
-    )
+    row.rtp_gap_ms = max(b - a for a, b in itertools.pairwise(edges)) * 1000 if moving else None
     if hangup_at is not None:
         row.caller_hangup_ms = (hangup_at - refer_at) * 1000
     if cdr.end_at is not None:
