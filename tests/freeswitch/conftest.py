@@ -38,6 +38,7 @@ FS_HOME = Path("/opt/freeswitch")
 LOG = FS_HOME / "log" / "freeswitch.log"
 ESL_HOST, ESL_PORT, ESL_PASSWORD = "127.0.0.1", 8021, "ClueCon"
 INTERNAL_PORT, EXTERNAL_PORT = 5060, 5080
+RTP_END = 19999  # FreeSWITCH's RTP: 16384-19999, below tests/ports.py's blocks
 DOMAIN = "127.0.0.1"  # the directory domain of the loopback config ($${domain})
 USER_PASSWORD = "perfpeer9876"  # default_password of the loopback config (users 1000-1019)
 
@@ -145,10 +146,22 @@ class FreeSwitch:
         """The pristine loopback config, applied (profiles changed since are restarted)."""
         shutil.rmtree(self.conf)
         shutil.copytree(FS_HOME / "conf.loopback", self.conf, symlinks=True)
+        self.suite_settings()
         self.reloadxml()
         for name in sorted(self._dirty_profiles):
             self.restart_profile(name)
         self._dirty_profiles.clear()
+
+    def suite_settings(self) -> None:
+        """The suite's one change to the loopback config: FreeSWITCH's RTP ports below the
+        blocks of the suite's port plan (tests/ports.py); read at start only."""
+        switch = self.conf / "autoload_configs" / "switch.conf.xml"
+        switch.write_text(
+            switch.read_text().replace(
+                '<param name="rtp-end-port" value="32768"/>',
+                f'<param name="rtp-end-port" value="{RTP_END}"/>',
+            )
+        )
 
     def put(self, rel: str, text: str) -> Path:
         """Write ``text`` to ``conf/REL``."""
@@ -217,6 +230,7 @@ def freeswitch_session() -> Iterator[FreeSwitch]:
     if fs.running():
         fs.ctl("stop")  # a leftover of an earlier run: start from a known config
     fs.ctl("reset-config")
+    fs.suite_settings()
     start_mark = fs.mark()
     fs.ctl("start")
     try:

@@ -12,7 +12,9 @@ Run with ``-s`` to print the measured rows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import pytest
 from tests.agent.helpers import wait_until
 from tests.freeswitch.conftest import DOMAIN, INTERNAL_PORT, ROOT, FreeSwitch
 from tests.freeswitch.helpers import Ai, agent_service
-from tests.freeswitch.transfer_rig import TARGETS, TARGETS_XML, TRANSFERS, run_row
+from tests.freeswitch.transfer_rig import TARGETS, TARGETS_XML, TRANSFERS, Row, run_row
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.agent.service import AgentService
 from w3sipagent.config import Settings
@@ -210,14 +212,14 @@ async def _registered(svc: AgentService) -> None:
     await wait_until(up, timeout=10, what="registered")
 
 
-def _record(row: object) -> None:
-    """Append the measured row to ``$W3SIPAGENT_FS_ROWS`` (a JSON-lines file), if set: the
-    table in docs/freeswitch.md was written from such a run."""
-    import dataclasses
-    import os
-
-    path = os.environ.get("W3SIPAGENT_FS_ROWS")
-    if not path:
+def _record(row: Row) -> None:
+    """With ``$W3SIPAGENT_FS_ROWS`` (a folder): keep the measured row there, as
+    ``MODE-default|confirm-TARGET.json`` (the docs table and vectors/refer/ come from such a
+    run)."""
+    folder = os.environ.get("W3SIPAGENT_FS_ROWS")
+    if not folder:
         return
-    with open(path, "a") as f:
-        f.write(json.dumps(dataclasses.asdict(row)) + "\n")  # type: ignore[call-overload]
+    name = f"{row.mode}-{'confirm' if row.confirm else 'default'}-{row.target}.json"
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(row), indent=1) + "\n")

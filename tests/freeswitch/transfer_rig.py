@@ -103,6 +103,7 @@ class Row:
     caller_cause: str = ""
     bye_from_fs_ms: float | None = None
     notify: list[tuple[float, str, str]] = field(default_factory=list)  # (ms, sipfrag, sub-state)
+    messages: list[dict[str, object]] = field(default_factory=list)  # the trace from the REFER
 
     @property
     def caller_back(self) -> bool:
@@ -222,6 +223,7 @@ async def run_row(
             if what == "BYE" and m.get("dir") == "in":
                 row.bye_from_fs_ms = t
         row.sip.append(f"{t:+.0f}ms {m.get('dir')} {what}")
+        row.messages.append({"ms": round(t, 1), "dir": m.get("dir"), "message": text})
     session: TimedSession = ai.made[-1][1]
     chunks = [ts for ts, _ in session.received if ts > refer_at]
     if chunks:
