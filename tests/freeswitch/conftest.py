@@ -262,7 +262,13 @@ async def esl(freeswitch: FreeSwitch) -> AsyncIterator[EslClient]:
         ESL_HOST,
         ESL_PORT,
         ESL_PASSWORD,
-        events=["CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_HANGUP_COMPLETE"],
+        events=[
+            "CHANNEL_CREATE",
+            "CHANNEL_ANSWER",
+            "CHANNEL_BRIDGE",
+            "CHANNEL_EXECUTE",
+            "CHANNEL_HANGUP_COMPLETE",
+        ],
     )
     await client.connect()
     yield client

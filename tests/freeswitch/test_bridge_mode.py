@@ -10,6 +10,7 @@ codec on the wire and the AI format.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,90 @@ instructions = "Sales."
         interop_log += await call_and_check(
             freeswitch, esl, svc, ai, tmp_path, "+15551230001", codec, agent="sales"
         )
+
+
+async def test_generated_dialplan_tenant_without_hosts(
+    freeswitch: FreeSwitch,
+    esl: EslClient,
+    runner,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    interop_log: list[str],
+) -> None:
+    """A tenant without hosts is bridged as ``sofia/external/${destination_number}@AGENT``:
+    the agent resolves it by the dialled DID."""
+    globex = TenantConfig(
+        id="globex",
+        dids=["+442071234567"],
+        api_key=SecretRef(env="GLOBEX_KEY"),
+        codecs=["PCMA"],
+        agents={"main": AgentConfig(instructions="Globex.", greeting="Greet.")},
+    )
+    ai = Ai()
+    async with agent_service({"globex": globex}, tmp_path, ai) as svc:
+        cfg = write_config(
+            tmp_path,
+            f"""
+[sip]
+listen = "127.0.0.1:{svc.port}"
+[tenants.globex]
+dids = ["+44 20 7123 4567"]
+codecs = ["PCMA"]
+[tenants.globex.agents.main]
+instructions = "Globex."
+""",
+        )
+        result = invoke(runner, "freeswitch", "dialplan", "-c", str(cfg))
+        assert result.exit_code == 0, result.output
+        assert "sofia/external/${destination_number}@127.0.0.1:" in result.stdout
+        freeswitch.put("dialplan/public/10_w3sipagent.xml", result.stdout)
+        assert freeswitch.reloadxml() == []
+        interop_log += await call_and_check(
+            freeswitch, esl, svc, ai, tmp_path, "442071234567", "PCMA", tenant="globex",
+            agent="main",
+        )  # fmt: skip
+
+
+async def test_generated_fallback_when_the_agent_answers_503(
+    freeswitch: FreeSwitch,
+    esl: EslClient,
+    runner,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """``--fallback``: a draining agent answers 503 and FreeSWITCH transfers the caller to
+    the fallback extension (here the loopback config's echo test, 9196 in public)."""
+    ai = Ai()
+    async with agent_service({"acme": acme(["PCMU"])}, tmp_path, ai) as svc:
+        cfg = write_config(
+            tmp_path,
+            f"""
+[sip]
+listen = "127.0.0.1:{svc.port}"
+[tenants.acme]
+hosts = ["acme.example"]
+dids = {{ "+1 555 123 0000" = "support" }}
+codecs = ["PCMU"]
+[tenants.acme.agents.support]
+instructions = "Support."
+""",
+        )
+        result = invoke(
+            runner, "freeswitch", "dialplan", "-c", str(cfg), "--fallback", "9196 XML public"
+        )
+        assert result.exit_code == 0, result.output
+        freeswitch.put("dialplan/public/10_w3sipagent.xml", result.stdout)
+        assert freeswitch.reloadxml() == []
+        svc.drain()
+        q = esl.subscribe()
+        uid = await originate_to(esl, "15551230000", "public", tmp_path / "fb.wav", seconds=2)
+        # the caller was answered by the fallback (echo), not by the agent
+        apps: list[str] = []
+        while True:
+            ev = await asyncio.wait_for(q.get(), 10)
+            assert ev is not None
+            if ev.name == "CHANNEL_EXECUTE" and ev.get("Application") in ("transfer", "echo"):
+                apps.append(f"{ev.get('Application')} {ev.get('Application-Data')}".strip())
+            if ev.name == "CHANNEL_HANGUP_COMPLETE" and ev.uuid == uid:
+                break
+        esl.unsubscribe(q)
+        assert "transfer 9196 XML public" in apps and "echo" in apps, apps
+        assert ai.made == []  # no AI session for a refused call
