@@ -72,7 +72,7 @@ async def call_and_check(
     heard, _played, rate = read_stereo(record)
     tenant_seen, session = ai.made[-1]
     fmt = session.config.input_format
-    to_ai = ai_pcm(fmt, session.audio)
+    to_ai = ai_pcm(fmt, bytes(session.audio))
     lines = [
         f"{codec}: FreeSWITCH heard {dominant_hz(heard[rate:], rate):.0f} Hz rms {rms(heard):.0f}; "
         f"AI got {dominant_hz(to_ai, fmt.sample_rate):.0f} Hz ({fmt.value}); "
@@ -162,7 +162,7 @@ async def test_generated_dialplan_tenant_without_hosts(
     the agent resolves it by the dialled DID."""
     globex = TenantConfig(
         id="globex",
-        dids=["+442071234567"],
+        dids={"+442071234567": None},
         api_key=SecretRef(env="GLOBEX_KEY"),
         codecs=["PCMA"],
         agents={"main": AgentConfig(instructions="Globex.", greeting="Greet.")},

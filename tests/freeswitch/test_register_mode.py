@@ -43,7 +43,7 @@ def globex(codecs: list[str]) -> TenantConfig:
     return TenantConfig(
         id="globex",
         hosts=[],  # reachable only through the registration
-        dids=["+442071234567"],
+        dids={"+442071234567": None},
         api_key=SecretRef(env="GLOBEX_KEY"),
         codecs=codecs,  # type: ignore[arg-type]
         agents={"main": AgentConfig(instructions="Globex.", greeting="Greet.")},
@@ -102,7 +102,7 @@ async def register_call(
         heard, _, rate = read_stereo(record)
         tenant, session = ai.made[-1]
         fmt = session.config.input_format
-        to_ai = ai_pcm(fmt, session.audio)
+        to_ai = ai_pcm(fmt, bytes(session.audio))
         interop_log.append(
             f"REGISTER {codec}: FreeSWITCH heard {dominant_hz(heard[rate:], rate):.0f} Hz; AI got "
             f"{dominant_hz(to_ai, fmt.sample_rate):.0f} Hz; CDR tenant={cdr.tenant} "

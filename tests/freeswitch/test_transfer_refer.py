@@ -69,7 +69,7 @@ def tenants(mode: str) -> dict[str, TenantConfig]:
     return {
         "globex": TenantConfig(
             id="globex",
-            dids=["+442071234567"],
+            dids={"+442071234567": None},
             api_key=SecretRef(env="GLOBEX_KEY"),
             codecs=["PCMA", "PCMU"],
             agents=agents,
