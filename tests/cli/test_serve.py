@@ -171,7 +171,7 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
             status, body = await http_get(mport, "/metrics")
             assert status == 200
             assert ended in body
-            assert 'w3sipagent_rejected_calls_total{code="404"} 1.0' in body
+            assert 'w3sipagent_rejected_calls_total{code="404",reason="unknown_tenant"} 1.0' in body
             assert 'w3sipagent_active_calls{tenant="acme"} 0.0' in body
             # SIGHUP: a new tenant appears without a restart
             cfg.write_text(

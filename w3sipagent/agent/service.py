@@ -220,7 +220,11 @@ class AgentService:
         if self.webhooks is None:
             self.webhooks = CdrWebhookPoster(self._http, environ=self._environ)
         self.ua = ua = UserAgent(
-            self.ua_config, handler=self.call_runner.handle, admission=self.admission.admit
+            self.ua_config,
+            handler=self.call_runner.handle,
+            admission=self.admission.admit,
+            unhandled=self.call_runner.unhandled,
+            refused=self.admission.refused,
         )
         self.transferer = Transferer(ua, self.transfer_config)
         self.transferer.install(ua)
@@ -254,6 +258,7 @@ class AgentService:
         await self.registration_sync.close(unregister=self.ua is not None and not self.ua.closed)
         if self.ua is not None:
             await self.ua.close(drain=drain, timeout=timeout)
+        await self.call_runner.aclose()  # the CDRs of calls that never reached a bridge
         self.set_trace(False)
         if self.retention is not None:
             await self.retention.stop()
