@@ -67,9 +67,7 @@ async def test_ended_without_start_keeps_gauge_at_zero() -> None:
     assert value(m, "w3sipagent_calls_total", tenant="globex", disposition="caller_hangup") == 1
 
 
-async def http_get(
-    port: int, path: str, method: str = "GET", headers: str = ""
-) -> tuple[int, str]:
+async def http_get(port: int, path: str, method: str = "GET", headers: str = "") -> tuple[int, str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
     await writer.drain()
@@ -122,7 +120,8 @@ async def test_bearer_token_guards_every_endpoint() -> None:
             assert (await http_get(srv.port, path, headers=basic))[0] == 401
             right = "Authorization: Bearer s3cret-token\r\n"
             assert (await http_get(srv.port, path, headers=right))[0] == 200
-        status, body = await http_get(srv.port, "/metrics", headers=right)
+        assert (await http_get(srv.port, "/metrics", headers=right))[0] == 200
+        _, body = await http_get(srv.port, "/metrics", headers=right)
         assert "w3sipagent_draining" in body and "s3cret" not in body
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import wave
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,18 @@ import pytest
 from tests.agent.helpers import tone_pcm, tone_ulaw, wait_until
 from tests.asyncio.helpers import RawUac, RtpPeer, fast_config, sdp
 from w3sipagent.agent.bridge import BridgeOptions
+from w3sipagent.agent.mappers import digest_users
 from w3sipagent.agent.scripted import ScriptedReply, ScriptedSession
 from w3sipagent.agent.service import AgentService
 from w3sipagent.ai.session import AISessionConfig
 from w3sipagent.asyncio.media import MediaConfig
 from w3sipagent.asyncio.useragent import UserAgent
 from w3sipagent.config import Settings
+from w3sipagent.ids import SecureIdSource
 from w3sipagent.metrics import Metrics
 from w3sipagent.records.cdr import CallRecord, Disposition
 from w3sipagent.records.store import CdrStore
+from w3sipagent.sip.auth import DigestClient
 from w3sipagent.sip.message import SipResponse
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
 
@@ -395,3 +399,79 @@ async def test_a_source_outside_allowed_sources_is_refused_and_recorded(
         == 1
     )
     assert ai.made == [] and svc.stats.admitted == 0
+
+
+# ---------------------------------------------------------------- digest from the config
+
+
+def _authorize(challenge: SipResponse, uri: str, password: str) -> str:
+    _, value = DigestClient().build_authorization(
+        challenge.headers.get_all("WWW-Authenticate"),
+        method="INVITE",
+        uri=uri,
+        username="bob",
+        password=password,
+        body=b"",
+        ids=SecureIdSource(),
+        proxy=False,
+    )
+    return value
+
+
+async def test_digest_auth_of_invites_is_a_deployment_setting(
+    store: CdrStore, tmp_path: Path
+) -> None:
+    """``sip.auth.users`` turns the challenge on: no or wrong credentials get 401 and no
+    call, a replayed nonce count gets 401, the right password gets the call."""
+    env = {**ENV, "BOB_PW": "bob-secret-pw"}
+    settings = Settings(
+        sip={"auth": {"users": {"bob": {"env": "BOB_PW"}}}},  # type: ignore[arg-type]
+        records={"recordings_dir": str(tmp_path / "rec")},  # type: ignore[arg-type]
+    )
+    ua = replace(fast_config(), **digest_users(settings, env))  # type: ignore[arg-type]
+    ai = AI()
+    svc = AgentService(
+        settings, tenants=acme(), store=store, ai_factory=ai, ua_config=ua, environ=env
+    )
+    await svc.start()
+    uac, rtp = RawUac(svc.port), await RtpPeer.open()
+    uri = f"sip:support@acme.example;fs_path=sip:127.0.0.1:{svc.port}"
+    try:
+        uac.send(uac.request("INVITE", uri=uri, body=sdp(rtp.port), branch="z9hG4bKa1"))
+        challenge = await uac.recv_response()
+        assert challenge.status == 401 and challenge.headers.get_all("WWW-Authenticate")
+        uac.send(uac.request("ACK", uri=uri, branch="z9hG4bKa1", to_tag=challenge.to.tag))
+        uac.cseq = 2
+        wrong = _authorize(challenge, uri, "not-the-password")
+        uac.send(
+            uac.request("INVITE", uri=uri, body=sdp(rtp.port), extra=[f"Authorization: {wrong}"])
+        )
+        refused = await uac.recv_response()
+        assert refused.status == 401
+        uac.send(uac.request("ACK", uri=uri, to_tag=refused.to.tag, cseq=2))
+        uac.cseq = 3
+        right = _authorize(refused, uri, "bob-secret-pw")
+        uac.send(
+            uac.request("INVITE", uri=uri, body=sdp(rtp.port), extra=[f"Authorization: {right}"])
+        )
+        ok = await uac.recv_response()
+        assert ok.status == 200
+        uac.send(uac.ack(ok))
+        await wait_until(lambda: uac.call_id in svc.bridges, what="the authenticated call")
+        assert svc.stats.admitted == 1 and len(ai.made) == 1
+        replayer = RawUac(svc.port)  # the same Authorization, another call: replayed nc
+        try:
+            replayer.send(
+                replayer.request(
+                    "INVITE", uri=uri, body=sdp(rtp.port), extra=[f"Authorization: {right}"]
+                )
+            )
+            replay = await replayer.recv_response()
+            assert replay.status == 401
+        finally:
+            replayer.close()
+        assert svc.stats.admitted == 1  # neither the wrong password nor the replay got in
+    finally:
+        await svc.close(timeout=0)
+        uac.close()
+        rtp.close()
