@@ -15,6 +15,9 @@ the tenant and the key, e.g.::
 
 Secrets (API keys, passwords) are :class:`pydantic.SecretStr` or references to an environment
 variable / file; their values never appear in messages.
+
+The file is longer than most: it holds every section's model together, so that the whole
+settings schema (and each key's validation) reads in one place.
 """
 
 from __future__ import annotations

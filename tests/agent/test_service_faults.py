@@ -475,3 +475,14 @@ async def test_digest_auth_of_invites_is_a_deployment_setting(
         await svc.close(timeout=0)
         uac.close()
         rtp.close()
+
+
+async def test_an_outbound_call_that_cannot_be_sent_still_has_its_cdr(
+    make: Make, store: CdrStore
+) -> None:
+    ai = AI()
+    svc = await make(ai)
+    with pytest.raises(Exception, match="no DNS here"):  # nowhere to send it
+        await svc.dial("sip:bob@pbx.invalid", "acme")
+    assert [c.disposition for c in svc.finished] == [Disposition.FAILED]
+    assert svc.stats.dialed == 1 and svc.stats.cdrs == 1

@@ -183,10 +183,7 @@ class CallRunner:
     async def _record(self, ctx: Admitted, *, started: bool) -> None:
         """Count, remember, store and post a CDR of a call that never had a bridge."""
         self._finish(ctx, started=started)
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                await self.store.call_started(ctx.cdr)
-            await self._store_ended(ctx.cdr)
+        await self._store_both(ctx.cdr)
 
     def _finish(self, ctx: Admitted, *, started: bool) -> None:
         """The synchronous part of a call's end: once per admitted call, the tenant slot
@@ -206,6 +203,12 @@ class CallRunner:
         webhooks = self._webhooks()
         if hook is not None and webhooks is not None:
             webhooks.submit(cdr, hook)
+
+    async def _store_both(self, cdr: CallRecord) -> None:
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.call_started(cdr)
+            await self._store_ended(cdr)
 
     async def _store_ended(self, cdr: CallRecord) -> None:
         if self.store is not None:
@@ -268,6 +271,18 @@ class CallRunner:
             )
             await self._record(ctx, started=False)
             return cdr
+        except BaseException as exc:  # a dial that failed otherwise still has its CDR
+            cdr.call_id = f"outbound-{int(time.time() * 1000)}"
+            shutdown = isinstance(exc, asyncio.CancelledError)
+            cdr.finish(
+                Disposition.SHUTDOWN if shutdown else Disposition.FAILED,
+                hangup_by="system",
+                reason="shutdown" if shutdown else str(exc)[:200] or type(exc).__name__,
+            )
+            self._finish(ctx, started=False)
+            if self.store is not None:
+                self._spawn_close(self._store_both(cdr))
+            raise
         cdr.call_id = call.call_id
         cdr.source = f"{call.info.source[0]}:{call.info.source[1]}"
         call.context = ctx
