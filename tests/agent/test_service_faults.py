@@ -486,3 +486,38 @@ async def test_an_outbound_call_that_cannot_be_sent_still_has_its_cdr(
         await svc.dial("sip:bob@pbx.invalid", "acme")
     assert [c.disposition for c in svc.finished] == [Disposition.FAILED]
     assert svc.stats.dialed == 1 and svc.stats.cdrs == 1
+
+
+async def test_an_invite_cancelled_during_its_admission_gets_a_cdr(
+    make: Make, store: CdrStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ai = AI()
+    svc = await make(ai)
+    read_key = svc.admission.read_api_key
+    reading = asyncio.Event()
+
+    async def slow_key(ctx: Any) -> None:  # a key file on a slow disk
+        reading.set()
+        await asyncio.sleep(0.3)
+        await read_key(ctx)
+
+    monkeypatch.setattr(svc.admission, "read_api_key", slow_key)
+    uac, rtp = RawUac(svc.port), await RtpPeer.open()
+    try:
+        uac.send(uac.request("INVITE", body=sdp(rtp.port), branch="z9hG4bKslow"))
+        await asyncio.wait_for(reading.wait(), 5)
+        uac.send(uac.request("CANCEL", body=b"", branch="z9hG4bKslow"))
+        statuses = set()
+        while 487 not in statuses:
+            statuses.add((await uac.recv_response(timeout=5)).status)
+        cdr = await cdr_of(svc, store, uac.call_id)
+        assert (cdr.disposition, cdr.hangup_by, cdr.sip_code) == (
+            Disposition.CALLER_HANGUP,
+            "caller",
+            487,
+        )
+        assert cdr.answer_at is None
+        await wait_until(lambda: released(svc, ai), what="the early session closed")
+    finally:
+        uac.close()
+        rtp.close()
