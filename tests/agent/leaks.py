@@ -1,5 +1,6 @@
 """The release property of the agent service: after a test, every call it admitted ended in
-exactly one CDR, no AI session is open, no RTP port is held, no call is left in its tables.
+exactly one CDR, no AI session is open, no RTP port is held, no call is left in its tables,
+no task is left pending on the loop.
 
 :class:`ServiceWatch` follows every :class:`AgentService` built while it is installed (the
 autouse fixture in ``tests/agent/conftest.py``): it wraps each service's AI factory to
@@ -9,6 +10,7 @@ closed service still holds.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -24,17 +26,35 @@ class ServiceWatch:
     def __init__(self) -> None:
         self.services: list[AgentService] = []
         self.sessions: dict[int, list[AISession]] = {}
+        self.before: dict[int, set[asyncio.Task[Any]]] = {}
+        """The tasks that ran before each service started (not its own)."""
+        self.left_pending: dict[int, list[str]] = {}
+        """The tasks started after each service that were still pending when it closed."""
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Follow every AgentService built from now on (until the monkeypatch is undone)."""
         original = AgentService.__init__
+        start, close = AgentService.start, AgentService.close
         watch = self
 
         def init(svc: AgentService, *args: Any, **kwargs: Any) -> None:
             original(svc, *args, **kwargs)
             watch.follow(svc)
 
+        async def started(svc: AgentService) -> None:
+            watch.before[id(svc)] = asyncio.all_tasks()
+            await start(svc)
+
+        async def closed(svc: AgentService, **kwargs: Any) -> None:
+            await close(svc, **kwargs)
+            before = watch.before.get(id(svc), set())
+            current = asyncio.current_task()
+            left = [t for t in asyncio.all_tasks() if t not in before and t is not current]
+            watch.left_pending[id(svc)] = [t.get_name() for t in left if not t.done()]
+
         monkeypatch.setattr(AgentService, "__init__", init)
+        monkeypatch.setattr(AgentService, "start", started)
+        monkeypatch.setattr(AgentService, "close", closed)
 
     def follow(self, svc: AgentService) -> None:
         made: list[AISession] = []
@@ -80,6 +100,9 @@ class ServiceWatch:
                 out.append(
                     f"{name}: {st.cdrs} CDRs for {st.admitted} admitted + {st.dialed} dialed calls"
                 )
+            pending = self.left_pending.get(id(svc), [])
+            if pending:
+                out.append(f"{name}: tasks left pending after close: {sorted(pending)}")
             held = {t: svc.admission.held(t) for t in svc.admission.tables().tenants}
             if any(held.values()):
                 out.append(f"{name}: tenant slots still held: {held}")
