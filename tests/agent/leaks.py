@@ -26,6 +26,8 @@ class ServiceWatch:
     def __init__(self) -> None:
         self.services: list[AgentService] = []
         self.sessions: dict[int, list[AISession]] = {}
+        self.closed: set[int] = set()
+        """The sessions whose ``close()`` was called."""
         self.before: dict[int, set[asyncio.Task[Any]]] = {}
         """The tasks that ran before each service started (not its own)."""
         self.left_pending: dict[int, list[str]] = {}
@@ -62,16 +64,30 @@ class ServiceWatch:
         self.sessions[id(svc)] = made
         factory = svc.admission.ai_factory
 
+        closed = self.closed
+
         def counting(tenant: str, key: str, transport: str, cfg: AISessionConfig) -> AISession:
             session = factory(tenant, key, transport, cfg)
             made.append(session)
+            close = session.close
+
+            async def close_counted() -> None:  # any back end: closing is what is counted
+                closed.add(id(session))
+                await close()
+
+            session.close = close_counted  # type: ignore[method-assign]
             return session
 
         svc.admission.ai_factory = counting
 
     def open_sessions(self, svc: AgentService) -> list[AISession]:
-        """The sessions the service made that are not closed."""
-        return [s for s in self.sessions[id(svc)] if not getattr(s, "closed", True)]
+        """The sessions the service made that were never closed (a session that closed
+        itself, e.g. failing to start, says so with ``closed``)."""
+        return [
+            s
+            for s in self.sessions[id(svc)]
+            if id(s) not in self.closed and not getattr(s, "closed", False)
+        ]
 
     def problems(self) -> list[str]:
         """What the closed services still hold (empty when everything was released)."""
