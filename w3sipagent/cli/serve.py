@@ -109,7 +109,8 @@ async def run_agent(
     server: MetricsServer | None = None
     if settings.metrics.listen is not None:
         mhost, mport = parse_hostport(settings.metrics.listen)
-        server = MetricsServer(metrics, health, mhost, mport)
+        token = settings.metrics.bearer_token()
+        server = MetricsServer(metrics, health, mhost, mport, token=token)
         await server.start()
         log.info("metrics on %s/metrics, health on /healthz and /readyz", server.url)
     stop = stop or asyncio.Event()
