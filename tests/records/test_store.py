@@ -75,8 +75,8 @@ async def test_migrations_created_tables(store: CdrStore) -> None:
     async with store.engine.connect() as conn:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert {"cdrs", "activity", "alembic_version"} <= tables
-    assert version == "0001"
+    assert {"cdrs", "activity", "alembic_version", "control_tenants", "control_dids"} <= tables
+    assert version == "0002"
 
 
 async def test_reopen_is_idempotent(db_url: str) -> None:
