@@ -30,7 +30,8 @@ __all__ = [
     "TrunkRow",
 ]
 
-_TENANT_FK = ForeignKey("control_tenants.id", ondelete="CASCADE")
+def _tenant_fk() -> ForeignKey:
+    return ForeignKey("control_tenants.id", ondelete="CASCADE")
 
 
 class TenantRow(Base):
@@ -51,7 +52,7 @@ class HostRow(Base):
     __tablename__ = "control_hosts"
 
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64), _TENANT_FK, index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), _tenant_fk(), index=True)
 
 
 class StoreRow(Base):
@@ -59,7 +60,7 @@ class StoreRow(Base):
 
     __tablename__ = "control_stores"
 
-    tenant_id: Mapped[str] = mapped_column(String(64), _TENANT_FK, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), _tenant_fk(), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), default="")
 
@@ -69,7 +70,7 @@ class AgentRow(Base):
 
     __tablename__ = "control_agents"
 
-    tenant_id: Mapped[str] = mapped_column(String(64), _TENANT_FK, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), _tenant_fk(), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     store_id: Mapped[str | None] = mapped_column(String(64))
     policy: Mapped[str] = mapped_column(String(32))
@@ -82,7 +83,7 @@ class DidRow(Base):
     __tablename__ = "control_dids"
 
     number: Mapped[str] = mapped_column(String(32), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(64), _TENANT_FK, index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), _tenant_fk(), index=True)
     store_id: Mapped[str | None] = mapped_column(String(64))
     target_type: Mapped[str] = mapped_column(String(16))
     target_ref: Mapped[str | None] = mapped_column(String(64))
@@ -93,7 +94,7 @@ class TrunkRow(Base):
 
     __tablename__ = "control_trunks"
 
-    tenant_id: Mapped[str] = mapped_column(String(64), _TENANT_FK, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), _tenant_fk(), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     store_id: Mapped[str | None] = mapped_column(String(64))
     gateway: Mapped[str | None] = mapped_column(String(128), unique=True)
@@ -105,7 +106,7 @@ class DestinationRow(Base):
 
     __tablename__ = "control_destinations"
 
-    tenant_id: Mapped[str] = mapped_column(String(64), _TENANT_FK, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), _tenant_fk(), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     uri: Mapped[str] = mapped_column(String(512))
 
@@ -118,7 +119,7 @@ class TokenRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
-    tenant_id: Mapped[str | None] = mapped_column(String(64), _TENANT_FK, index=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64), _tenant_fk(), index=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -94,11 +94,12 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
     op.create_index("ix_control_tokens_tenant_id", "control_tokens", ["tenant_id"])
-    op.create_table(
+    state = op.create_table(
         "control_state",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("version", sa.Integer(), nullable=False),
     )
+    op.bulk_insert(state, [{"id": 1, "version": 0}])
     op.create_table(
         "control_audit",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
