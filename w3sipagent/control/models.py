@@ -30,6 +30,7 @@ __all__ = [
     "TrunkRow",
 ]
 
+
 def _tenant_fk() -> ForeignKey:
     return ForeignKey("control_tenants.id", ondelete="CASCADE")
 

@@ -166,7 +166,7 @@ class ControlRepo:
             row = await self._tenant(s, tenant_id)
             before = await self._tenant_out(s, row)
             for table in _CHILD_ROWS:
-                await s.execute(delete(table).where(table.tenant_id == tenant_id))  # type: ignore[attr-defined]
+                await s.execute(delete(table).where(table.tenant_id == tenant_id))
             await s.delete(row)
             await self._changed(s, actor, "delete", "tenant", tenant_id, tenant_id, before, None)
         self._notify()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -99,8 +99,7 @@ async def load_snapshot(conn: AsyncConnection) -> Snapshot:
     ).all()
     for number, tid, store, kind, ref in rows:
         dids[tid].append((number, kind, ref))
-        target: TargetType = kind
-        snap.routes[number] = DidRoute(number, tid, target, ref, store)
+        snap.routes[number] = DidRoute(number, tid, cast(TargetType, kind), ref, store)
     dests: dict[str, list[tuple[str, str]]] = defaultdict(list)
     q2 = select(DestinationRow.tenant_id, DestinationRow.name, DestinationRow.uri)
     for tid, name, uri in (await conn.execute(q2)).all():

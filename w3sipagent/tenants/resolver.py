@@ -130,7 +130,8 @@ class TenantTable:
         self._wildcards.sort(key=lambda w: len(w[0]), reverse=True)
         self.routes: dict[str, DidRoute] = {}
         for number, route in (routes or {}).items():
-            if route.tenant_id in self.tenants:
+            owner = self._dids.get(number)
+            if route.tenant_id in self.tenants and (owner is None or owner[0] == route.tenant_id):
                 self.routes.setdefault(number, route)
                 if route.target_type == "ai_agent":
                     self._dids.setdefault(number, (route.tenant_id, route.target_ref))
@@ -184,6 +185,14 @@ class TenantTable:
             international_prefix=t.international_prefix,
             national_prefix=t.national_prefix,
         )
+
+    def did_route(self, number: str) -> DidRoute | None:
+        """Where the E.164 ``number`` goes (a file tenant's DID is an agent target), or None."""
+        route = self.routes.get(number)
+        if route is not None:
+            return route
+        hit = self._dids.get(number)
+        return None if hit is None else DidRoute(number, hit[0], "ai_agent", hit[1])
 
     def trunk_for(self, gateway: str | None, source_ip: str | None) -> TrunkRoute | None:
         """The trunk named ``gateway``, else the most specific one whose network holds
