@@ -118,7 +118,7 @@ async def test_audit_before_after_redacted(repo: ControlRepo) -> None:
     assert last.before is not None and last.after is not None
     assert last.before["target_type"] == "ai_agent"
     assert last.after["target_ref"] == "human"
-    created = [e for e in entries if e.entity == "tenant"][0]
+    created = next(e for e in entries if e.entity == "tenant")
     assert created.after is not None
     assert created.after["api_key"]["env"] == "ACME_KEY"  # a reference, not a secret
 

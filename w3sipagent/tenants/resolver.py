@@ -233,6 +233,10 @@ class TenantTable:
             return Rejection(
                 403, "Forbidden", f"source {req.source_ip} is not allowed for tenant {tid}", tid
             )
+        if store_id is None and did is not None:
+            same = self.routes.get(did)
+            if same is not None and same.tenant_id == tid:
+                store_id = same.store_id  # the dialled number's store, whatever found the tenant
         route = self.routes.get(did) if did is not None and step == "did" else None
         if route is not None and route.target_type == "reject":
             return Rejection(603, "Decline", f"DID {did} is set to reject", tid)
