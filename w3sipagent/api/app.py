@@ -16,7 +16,16 @@ from fastapi.responses import JSONResponse
 
 from w3sipagent import __version__
 from w3sipagent.api import crud, records, voip
-from w3sipagent.api.context import ApiContext, Principal, admin_only, context, principal, scoped
+from w3sipagent.api.context import (
+    ApiContext,
+    Principal,
+    admin,
+    admin_only,
+    context,
+    principal,
+    scoped,
+    tenant_scope,
+)
 from w3sipagent.control.errors import Conflict, Invalid, NotFound
 from w3sipagent.control.schemas import TenantIn, TenantOut, TenantSettings
 from w3sipagent.redact import REDACTOR
@@ -95,7 +104,7 @@ def _tenant_routes(app: FastAPI) -> None:
 
     @app.post("/api/tenants", response_model=TenantOut, status_code=201, tags=["tenants"])
     async def create_tenant(
-        body: TenantIn, who: Principal = Depends(principal), ctx: ApiContext = Depends(context)
+        body: TenantIn, who: Principal = Depends(admin), ctx: ApiContext = Depends(context)
     ) -> TenantOut:
         """Create a tenant (admin)."""
         admin_only(who)
@@ -107,7 +116,7 @@ def _tenant_routes(app: FastAPI) -> None:
 
     @app.get("/api/tenants/{tenant_id}", response_model=TenantOut, tags=["tenants"])
     async def get_tenant(
-        tenant_id: str, who: Principal = Depends(principal), ctx: ApiContext = Depends(context)
+        tenant_id: str, who: Principal = Depends(tenant_scope), ctx: ApiContext = Depends(context)
     ) -> TenantOut:
         scoped(who, tenant_id)
         return _file_tenant(ctx, tenant_id) or await ctx.repo.get_tenant(tenant_id)
@@ -116,7 +125,7 @@ def _tenant_routes(app: FastAPI) -> None:
     async def update_tenant(
         tenant_id: str,
         body: TenantSettings,
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> TenantOut:
         """Replace the tenant's settings: hosts, key reference, limits, caps, codecs..."""
@@ -128,7 +137,7 @@ def _tenant_routes(app: FastAPI) -> None:
 
     @app.delete("/api/tenants/{tenant_id}", status_code=204, tags=["tenants"])
     async def delete_tenant(
-        tenant_id: str, who: Principal = Depends(principal), ctx: ApiContext = Depends(context)
+        tenant_id: str, who: Principal = Depends(tenant_scope), ctx: ApiContext = Depends(context)
     ) -> Response:
         """Delete a tenant and everything it has but its CDRs (admin)."""
         scoped(who, tenant_id)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from pydantic import SecretStr
 
 from w3sipagent.config import Settings
@@ -18,7 +18,16 @@ from w3sipagent.control.tokens import lookup_token
 from w3sipagent.tenants.models import TenantConfig
 from w3sipagent.tenants.resolver import TenantTable
 
-__all__ = ["ApiContext", "Principal", "admin_only", "context", "principal", "scoped"]
+__all__ = [
+    "ApiContext",
+    "Principal",
+    "admin",
+    "admin_only",
+    "context",
+    "principal",
+    "scoped",
+    "tenant_scope",
+]
 
 
 @dataclass
@@ -100,6 +109,19 @@ async def principal(request: Request) -> Principal:
         raise _UNAUTHORIZED
     who = f"token {info.prefix}…" + (f" ({info.name})" if info.name else "")
     return Principal(who, info.tenant_id)
+
+
+async def tenant_scope(tenant_id: str, who: Principal = Depends(principal)) -> Principal:
+    """The caller of a ``/api/tenants/{tenant_id}/…`` route, checked before the body is read:
+    another tenant's token gets 404, worded as for a tenant that does not exist."""
+    scoped(who, tenant_id)
+    return who
+
+
+async def admin(who: Principal = Depends(principal)) -> Principal:
+    """The caller of an admin-only route (403 for a tenant token, before the body is read)."""
+    admin_only(who)
+    return who
 
 
 def scoped(who: Principal, tenant_id: str) -> None:

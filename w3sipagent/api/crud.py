@@ -14,7 +14,13 @@ from typing import Any
 from fastapi import Depends, FastAPI, Response
 from pydantic import BaseModel
 
-from w3sipagent.api.context import ApiContext, Principal, context, principal, scoped
+from w3sipagent.api.context import (
+    ApiContext,
+    Principal,
+    context,
+    scoped,
+    tenant_scope,
+)
 from w3sipagent.control.errors import Conflict
 from w3sipagent.control.kinds import KINDS, Kind
 
@@ -30,7 +36,7 @@ def _writable(ctx: ApiContext, tenant_id: str) -> None:
 
 def _handlers(k: Kind) -> dict[str, Handler]:
     async def list_(
-        tenant_id: str, who: Principal = Depends(principal), ctx: ApiContext = Depends(context)
+        tenant_id: str, who: Principal = Depends(tenant_scope), ctx: ApiContext = Depends(context)
     ) -> list[BaseModel]:
         scoped(who, tenant_id)
         return await ctx.repo.list_items(k.plural, tenant_id)
@@ -38,7 +44,7 @@ def _handlers(k: Kind) -> dict[str, Handler]:
     async def create(
         tenant_id: str,
         body: BaseModel,
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> BaseModel:
         scoped(who, tenant_id)
@@ -50,7 +56,7 @@ def _handlers(k: Kind) -> dict[str, Handler]:
     async def get(
         tenant_id: str,
         key: str,
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> BaseModel:
         scoped(who, tenant_id)
@@ -60,7 +66,7 @@ def _handlers(k: Kind) -> dict[str, Handler]:
         tenant_id: str,
         key: str,
         body: BaseModel,
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> BaseModel:
         scoped(who, tenant_id)
@@ -73,7 +79,7 @@ def _handlers(k: Kind) -> dict[str, Handler]:
     async def remove(
         tenant_id: str,
         key: str,
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> Response:
         scoped(who, tenant_id)

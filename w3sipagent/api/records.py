@@ -10,7 +10,15 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from w3sipagent.api.context import ApiContext, Principal, admin_only, context, principal, scoped
+from w3sipagent.api.context import (
+    ApiContext,
+    Principal,
+    admin,
+    admin_only,
+    context,
+    scoped,
+    tenant_scope,
+)
 from w3sipagent.control import cdrs
 from w3sipagent.control.errors import NotFound
 from w3sipagent.control.schemas import ID_PATTERN
@@ -76,7 +84,7 @@ def register(app: FastAPI) -> None:
         until: datetime | None = None,
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0),
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> list[dict[str, Any]]:
         """The tenant's calls newest first (summaries; the detail has the transcript)."""
@@ -99,7 +107,7 @@ def register(app: FastAPI) -> None:
     async def get_cdr(
         tenant_id: str,
         call_id: str,
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> CallRecord:
         """One call: transcript, tool calls, transfer, usage, RTP statistics, events."""
@@ -114,7 +122,7 @@ def register(app: FastAPI) -> None:
         tenant_id: str,
         day: date | None = None,
         days: int = Query(1, ge=1, le=366),
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> UsageOut:
         """Calls, minutes and tokens over ``days`` UTC days from ``day`` (default today)."""
@@ -125,7 +133,7 @@ def register(app: FastAPI) -> None:
 
     @app.get("/api/tenants/{tenant_id}/calls", tags=["records"])
     async def tenant_calls(
-        tenant_id: str, who: Principal = Depends(principal), ctx: ApiContext = Depends(context)
+        tenant_id: str, who: Principal = Depends(tenant_scope), ctx: ApiContext = Depends(context)
     ) -> list[dict[str, Any]]:
         """The tenant's calls in progress on this agent process."""
         scoped(who, tenant_id)
@@ -134,7 +142,7 @@ def register(app: FastAPI) -> None:
 
     @app.get("/api/calls", tags=["records"])
     async def all_calls(
-        who: Principal = Depends(principal), ctx: ApiContext = Depends(context)
+        who: Principal = Depends(admin), ctx: ApiContext = Depends(context)
     ) -> list[dict[str, Any]]:
         """Every call in progress on this agent process (admin)."""
         admin_only(who)
@@ -144,7 +152,7 @@ def register(app: FastAPI) -> None:
     async def activity(
         tenant_id: str,
         limit: int = Query(100, ge=1, le=1000),
-        who: Principal = Depends(principal),
+        who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> list[AuditOut]:
         """Who changed what in this tenant, before → after (secrets masked), newest first."""
@@ -155,7 +163,7 @@ def register(app: FastAPI) -> None:
 
     @app.post("/api/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"])
     async def new_token(
-        body: TokenRequest, who: Principal = Depends(principal), ctx: ApiContext = Depends(context)
+        body: TokenRequest, who: Principal = Depends(admin), ctx: ApiContext = Depends(context)
     ) -> TokenCreated:
         """A new API token (admin): shown once, stored hashed."""
         admin_only(who)

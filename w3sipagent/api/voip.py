@@ -15,7 +15,13 @@ from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
-from w3sipagent.api.context import ApiContext, Principal, admin_only, context, principal
+from w3sipagent.api.context import (
+    ApiContext,
+    Principal,
+    admin,
+    admin_only,
+    context,
+)
 from w3sipagent.control.routing import (
     NOT_FOUND_XML,
     bridge_string,
@@ -51,7 +57,7 @@ def register(app: FastAPI) -> None:
         did: str | None = None,
         host: str | None = None,
         gateway: str | None = None,
-        who: Principal = Depends(principal),
+        who: Principal = Depends(admin),
         ctx: ApiContext = Depends(context),
     ) -> dict[str, Any]:
         """Where a call to ``did`` (or on ``gateway``, or to ``host``) goes (admin)."""
@@ -82,7 +88,7 @@ def register(app: FastAPI) -> None:
     @app.post("/api/freeswitch/dialplan", tags=["routing"], response_class=Response)
     async def xml_curl_dialplan(
         request: Request,
-        who: Principal = Depends(principal),
+        who: Principal = Depends(admin),
         ctx: ApiContext = Depends(context),
     ) -> Response:
         """mod_xml_curl's dialplan binding: the call's variables in, dialplan XML out."""
