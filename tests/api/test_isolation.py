@@ -116,9 +116,7 @@ async def test_every_endpoint_refuses_another_tenant(api: Api) -> None:
         r = await api.client.get(url, headers=a)
         assert r.status_code == 404 and "globex" not in r.text
     # B's number, host or gateway cannot be taken, and the refusal does not name B
-    r = await api.client.post(
-        "/api/tenants/acme/dids", json={"number": "+39069999999"}, headers=a
-    )
+    r = await api.client.post("/api/tenants/acme/dids", json={"number": "+39069999999"}, headers=a)
     assert r.status_code == 409 and "globex" not in r.text
     r = await api.client.put("/api/tenants/acme", json={"hosts": ["globex.example"]}, headers=a)
     assert r.status_code == 409 and "globex'" not in r.text.replace("globex.example", "")
