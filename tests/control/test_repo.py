@@ -150,3 +150,27 @@ async def test_readonly_file_tenant(db_url: str) -> None:
             await repo.create_tenant(TenantIn(id="filed"), actor="t")
     finally:
         await repo.close()
+
+
+async def test_snapshot_rereads_only_changed_tenants(repo: ControlRepo) -> None:
+    await provision(repo, "acme", "+39061234567")
+    await provision(repo, "globex", "+39069999999")
+    first = await repo.snapshot()
+    assert first.reread == 2
+    same = await repo.snapshot(first)
+    assert same.reread == 0 and same.tenants["acme"] is first.tenants["acme"]
+    await repo.replace_item(
+        "dids",
+        "acme",
+        "+39061234567",
+        DidIn(number="+39061234567", target_type="reject"),
+        actor="t",
+    )
+    after = await repo.snapshot(same)
+    assert after.reread == 1
+    assert after.tenants["globex"] is first.tenants["globex"]
+    assert after.routes["+39061234567"].target_type == "reject"
+    assert after.routes["+39069999999"].tenant_id == "globex"
+    await repo.delete_tenant("globex", actor="t")
+    gone = await repo.snapshot(after)
+    assert set(gone.tenants) == {"acme"} and "+39069999999" not in gone.routes

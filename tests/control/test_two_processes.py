@@ -118,7 +118,7 @@ async def test_database_outage_keeps_the_running_table(db_url: str) -> None:
         async def version(self) -> int:
             raise OSError("connection refused")
 
-        async def snapshot(self) -> object:
+        async def snapshot(self, previous: object = None) -> object:
             raise OSError("connection refused")
 
     reg.attach_control(Down())  # type: ignore[arg-type]

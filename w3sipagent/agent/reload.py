@@ -24,7 +24,7 @@ import glob
 import logging
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from w3sipagent.config import Settings, load_settings
 from w3sipagent.errors import ConfigError
@@ -55,7 +55,7 @@ class ControlSource(Protocol):
 
     async def version(self) -> int: ...
 
-    async def snapshot(self) -> ControlSnapshot: ...
+    async def snapshot(self, previous: Any = None) -> ControlSnapshot: ...
 
 
 def table_from_settings(settings: Settings, control: ControlSnapshot | None = None) -> TenantTable:
@@ -163,7 +163,7 @@ class TenantRegistry:
             version = await self._control.version()
             if not force and self._snapshot is not None and version == self._snapshot.version:
                 return False
-            snap = await self._control.snapshot()
+            snap = await self._control.snapshot(self._snapshot)
         except Exception as e:  # a database outage must not stop the calls on the old table
             log.warning("control plane: database not read, keeping the running tenants: %r", e)
             return False

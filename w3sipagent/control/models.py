@@ -43,6 +43,8 @@ class TenantRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), default="")
     settings: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    """Goes up with every change to the tenant or anything it has (what snapshots compare)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

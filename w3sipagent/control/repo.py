@@ -92,10 +92,11 @@ class ControlRepo:
         async with self.engine.connect() as conn:
             return await snapshot.version_of(conn)
 
-    async def snapshot(self) -> snapshot.Snapshot:
-        """Every tenant, DID route and trunk, as the tenant table needs them."""
+    async def snapshot(self, previous: snapshot.Snapshot | None = None) -> snapshot.Snapshot:
+        """Every tenant, DID route and trunk, as the tenant table needs them (tenants that
+        did not change since ``previous`` are reused)."""
         async with self.engine.connect() as conn:
-            return await snapshot.load_snapshot(conn)
+            return await snapshot.load_snapshot(conn, previous)
 
     async def audit(
         self, *, tenant_id: str | None = None, limit: int = 100
@@ -389,6 +390,12 @@ class ControlRepo:
             before=None if before is None else before.model_dump(mode="json"),
             after=None if after is None else after.model_dump(mode="json"),
         )
+        if action != "delete" or entity != "tenant":
+            await s.execute(
+                update(TenantRow)
+                .where(TenantRow.id == tenant_id)
+                .values(revision=TenantRow.revision + 1, updated_at=utcnow())
+            )
         await s.execute(
             update(ControlStateRow)
             .where(ControlStateRow.id == 1)

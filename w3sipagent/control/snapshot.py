@@ -7,6 +7,7 @@ A tenant without an agent yet is skipped (it cannot take a call); the reason is 
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,17 @@ __all__ = ["Snapshot", "load_snapshot", "tenant_document", "version_of"]
 
 
 @dataclass
+class _TenantPart:
+    """What one tenant contributes, kept while its revision does not change."""
+
+    revision: int
+    config: TenantConfig | None
+    skipped: str | None
+    routes: dict[str, DidRoute]
+    trunks: list[TrunkRoute]
+
+
+@dataclass
 class Snapshot:
     """Everything the database says about routing, at one change-counter value."""
 
@@ -43,6 +55,11 @@ class Snapshot:
     stores: dict[str, set[str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     """Tenant id → why it is not served (no agent yet, invalid)."""
+    parts: dict[str, _TenantPart] = field(default_factory=dict)
+    """Per tenant, by revision: the next snapshot reads and validates only the tenants whose
+    revision changed (a change to one tenant costs one tenant, not all of them)."""
+    reread: int = 0
+    """How many tenants this snapshot read and validated anew."""
 
 
 def tenant_document(
@@ -74,49 +91,96 @@ async def version_of(conn: AsyncConnection) -> int:
     return int(v or 0)
 
 
-async def load_snapshot(conn: AsyncConnection) -> Snapshot:
-    """Read every control-plane tenant, route and trunk (one consistent read)."""
+async def load_snapshot(conn: AsyncConnection, previous: Snapshot | None = None) -> Snapshot:
+    """Read every control-plane tenant, route and trunk (one consistent read).
+
+    Tenants whose revision is the same as in ``previous`` are reused as they are; the others
+    are read and then validated in a worker thread, so that a rebuild of many tenants does
+    not hold the event loop (and the calls' media) for its whole duration.
+    """
     snap = Snapshot(version=await version_of(conn))
-    tenants = (await conn.execute(select(TenantRow.id, TenantRow.settings))).all()
+    revisions = dict((await conn.execute(select(TenantRow.id, TenantRow.revision))).all())
+    old = previous.parts if previous is not None else {}
+    changed = [t for t, rev in revisions.items() if t not in old or old[t].revision != rev]
+    fresh: dict[str, _TenantPart] = {}
+    for k in range(0, len(changed), 500):
+        fresh.update(await _read_parts(conn, changed[k : k + 500], revisions))
+    for tid in revisions:
+        part = fresh.get(tid) or old[tid]
+        snap.parts[tid] = part
+        if part.config is not None:
+            snap.tenants[tid] = part.config
+        if part.skipped is not None:
+            snap.skipped[tid] = part.skipped
+        snap.routes.update(part.routes)
+        snap.trunks.extend(part.trunks)
+    snap.reread = len(fresh)
+    return snap
+
+
+async def _read_parts(
+    conn: AsyncConnection, ids: list[str], revisions: Mapping[str, int]
+) -> dict[str, _TenantPart]:
+    tenants = (
+        await conn.execute(select(TenantRow.id, TenantRow.settings).where(TenantRow.id.in_(ids)))
+    ).all()
     hosts: dict[str, list[str]] = defaultdict(list)
-    for host, tid in (await conn.execute(select(HostRow.host, HostRow.tenant_id))).all():
+    q0 = select(HostRow.host, HostRow.tenant_id).where(HostRow.tenant_id.in_(ids))
+    for host, tid in (await conn.execute(q0)).all():
         hosts[tid].append(host)
     agents: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    q = select(AgentRow.tenant_id, AgentRow.name, AgentRow.config).order_by(AgentRow.name)
+    q = (
+        select(AgentRow.tenant_id, AgentRow.name, AgentRow.config)
+        .where(AgentRow.tenant_id.in_(ids))
+        .order_by(AgentRow.name)
+    )
     for tid, name, cfg in (await conn.execute(q)).all():
         agents[tid].append((name, cfg))
     dids: dict[str, list[tuple[str, str, str | None]]] = defaultdict(list)
-    rows = (
-        await conn.execute(
-            select(
-                DidRow.number,
-                DidRow.tenant_id,
-                DidRow.store_id,
-                DidRow.target_type,
-                DidRow.target_ref,
-            )
-        )
-    ).all()
-    for number, tid, store, kind, ref in rows:
+    routes: dict[str, dict[str, DidRoute]] = defaultdict(dict)
+    q1 = select(
+        DidRow.number, DidRow.tenant_id, DidRow.store_id, DidRow.target_type, DidRow.target_ref
+    ).where(DidRow.tenant_id.in_(ids))
+    for number, tid, store, kind, ref in (await conn.execute(q1)).all():
         dids[tid].append((number, kind, ref))
-        snap.routes[number] = DidRoute(number, tid, cast(TargetType, kind), ref, store)
+        routes[tid][number] = DidRoute(number, tid, cast(TargetType, kind), ref, store)
     dests: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    q2 = select(DestinationRow.tenant_id, DestinationRow.name, DestinationRow.uri)
+    q2 = select(DestinationRow.tenant_id, DestinationRow.name, DestinationRow.uri).where(
+        DestinationRow.tenant_id.in_(ids)
+    )
     for tid, name, uri in (await conn.execute(q2)).all():
         dests[tid].append((name, uri))
+    trunks: dict[str, list[TrunkRoute]] = defaultdict(list)
     q3 = select(
         TrunkRow.tenant_id, TrunkRow.name, TrunkRow.gateway, TrunkRow.source, TrunkRow.store_id
-    )
+    ).where(TrunkRow.tenant_id.in_(ids))
     for tid, name, gateway, source, store in (await conn.execute(q3)).all():
         net = parse_network(source) if source else None
-        snap.trunks.append(TrunkRoute(tid, name, gateway, net, store))
+        trunks[tid].append(TrunkRoute(tid, name, gateway, net, store))
+    docs: dict[str, dict[str, Any]] = {}
+    parts: dict[str, _TenantPart] = {}
     for tid, settings in tenants:
-        if not agents.get(tid):
-            snap.skipped[tid] = "no agent yet"
-            continue
-        doc = tenant_document(tid, settings, hosts[tid], agents[tid], dids[tid], dests[tid])
+        parts[tid] = _TenantPart(
+            revisions[tid], None, "no agent yet", dict(routes[tid]), list(trunks[tid])
+        )
+        if agents.get(tid):
+            docs[tid] = tenant_document(
+                tid, settings, hosts[tid], agents[tid], dids[tid], dests[tid]
+            )
+    built = await asyncio.to_thread(_validate_all, docs) if docs else {}
+    for tid, result in built.items():
+        if isinstance(result, TenantConfig):
+            parts[tid].config, parts[tid].skipped = result, None
+        else:
+            parts[tid].skipped = result
+    return parts
+
+
+def _validate_all(docs: Mapping[str, dict[str, Any]]) -> dict[str, TenantConfig | str]:
+    out: dict[str, TenantConfig | str] = {}
+    for tid, doc in docs.items():
         try:
-            snap.tenants[tid] = TenantConfig.model_validate(doc)
+            out[tid] = TenantConfig.model_validate(doc)
         except ValidationError as e:
-            snap.skipped[tid] = f"invalid: {e.errors()[0]['msg']}"
-    return snap
+            out[tid] = f"invalid: {e.errors()[0]['msg']}"
+    return out
