@@ -15,7 +15,7 @@ TEMPLATE = """\
      Load the module: <load module="mod_xml_curl"/> in modules.conf.xml, then `reload mod_xml_curl`.
      The password is an admin API token (w3sipagent api-token create --admin):
      keep this file readable by FreeSWITCH only. -->
-<configuration name="xml_curl.conf" description="w3sipagent routing">
+<configuration name="xml_curl.conf" description="routing by the agent">
   <bindings>
     <binding name="w3sipagent">
       <param name="gateway-url" value={url} bindings="dialplan"/>
