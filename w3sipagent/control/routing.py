@@ -52,6 +52,8 @@ class RouteAnswer:
     """``did``, ``gateway`` or ``host``."""
     did: str | None = None
     destination_uri: str | None = None
+    gateway: str | None = None
+    """The trunk's gateway name, when a trunk found the tenant."""
 
 
 def route_inbound(
@@ -78,7 +80,13 @@ def route_inbound(
     if trunk is not None:
         tenant = table.tenants[trunk.tenant_id]
         return RouteAnswer(
-            "ai_agent", tenant.default_agent, tenant.id, trunk.store_id, "gateway", number
+            "ai_agent",
+            tenant.default_agent,
+            tenant.id,
+            trunk.store_id,
+            "gateway",
+            number,
+            gateway=trunk.gateway,
         )
     tid = table.tenant_for_host(host) if host else None
     if tid is not None:
@@ -121,6 +129,10 @@ def dialplan_xml(
         actions.append(_action("set", f"w3_store={answer.store_id}"))
     name = f"w3sipagent-{answer.tenant_id}-{answer.route_target_ref or answer.route_target_type}"
     if answer.route_target_type == "ai_agent":
+        if answer.gateway:  # the agent's `trunk` step finds the tenant by it
+            actions.append(
+                _action("set", f"sip_h_{settings.tenancy.trunk_header}={answer.gateway}")
+            )
         actions += [
             _action("set", "hangup_after_bridge=true"),
             _action("set", f"call_timeout={call_timeout}"),
