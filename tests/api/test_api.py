@@ -301,3 +301,56 @@ async def test_unauthenticated_is_401(api: Api) -> None:
         assert r.status_code == 401
         r = await api.client.get(path, headers={"Authorization": "Bearer nope"})
         assert r.status_code == 401
+
+
+async def test_client_secret_minted_with_the_tenants_key(api: Api) -> None:
+    import json as jsonlib
+
+    import httpx
+
+    await provision(api.client, api.admin)
+    await ok(
+        api.client.put(
+            "/api/tenants/acme",
+            json={"hosts": ["acme.example"], "api_key": {"env": "ACME_KEY"}},
+            headers=api.admin,
+        )
+    )
+    seen: list[httpx.Request] = []
+
+    def openai(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"value": "ek_test_123", "expires_at": 1900000000})
+
+    api.ctx.http = httpx.AsyncClient(transport=httpx.MockTransport(openai))
+    api.ctx.environ = {"ACME_KEY": "sk-acme-secret-key-42"}
+    token = await tenant_token(api.client, api.admin, "acme")
+    got = await ok(
+        api.client.post("/api/openai/token", json={"ttl_seconds": 60}, headers=api.auth(token))
+    )
+    assert got == {
+        "value": "ek_test_123",
+        "expires_at": 1900000000,
+        "tenant_id": "acme",
+        "agent": "support",
+        "model": "gpt-realtime",
+    }
+    sent = seen[0]
+    assert str(sent.url) == "https://api.openai.com/v1/realtime/client_secrets"
+    assert sent.headers["authorization"] == "Bearer sk-acme-secret-key-42"
+    body = jsonlib.loads(sent.content)
+    assert body["expires_after"] == {"anchor": "created_at", "seconds": 60}
+    assert body["session"]["audio"]["output"]["voice"] == "cedar"
+    assert body["session"]["instructions"] == "You are acme."
+    # the admin names the tenant; a bad agent is a 422 naming the field
+    r = await api.client.post("/api/openai/token", json={}, headers=api.admin)
+    assert r.status_code == 422
+    r = await api.client.post(
+        "/api/tenants/acme/openai/token", json={"agent": "ghost"}, headers=api.admin
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "agent"]
+    # the key is unreadable: refused without saying more
+    api.ctx.environ = {}
+    r = await api.client.post("/api/openai/token", json={}, headers=api.auth(token))
+    assert r.status_code == 409 and "ACME_KEY" not in r.text
+    await api.ctx.http.aclose()

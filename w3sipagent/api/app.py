@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from w3sipagent import __version__
-from w3sipagent.api import crud, records, voip
+from w3sipagent.api import clientsecret, crud, records, voip
 from w3sipagent.api.context import (
     ApiContext,
     Principal,
@@ -76,6 +76,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     crud.register(app)
     records.register(app)
     voip.register(app)
+    clientsecret.register(app)
     return app
 
 

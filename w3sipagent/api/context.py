@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from fastapi import Depends, HTTPException, Request
 from pydantic import SecretStr
 
@@ -47,6 +48,10 @@ class ApiContext:
     live_calls: Callable[[], list[Any]] = list
     addresses: list[str] = field(default_factory=list)
     """The agents' SIP addresses for FreeSWITCH's bridge string, failover order."""
+    http: httpx.AsyncClient | None = None
+    """The client the Realtime client-secret endpoint uses (None: one per request)."""
+    environ: Mapping[str, str] | None = None
+    """Where tenants' key references are read (None: the process environment)."""
     on_change: Callable[[], Awaitable[object]] | None = None
     """Awaited after every change made through the API (e.g. the registry's refresh, so that
     this process routes the next call with it at once)."""
