@@ -98,3 +98,27 @@ def test_freeswitch_xml_curl_prints_the_binding(tmp_path: Path) -> None:
     assert url.get("value") == "http://10.0.0.5:8080/api/freeswitch/dialplan"
     assert url.get("bindings") == "dialplan"
     assert params["gateway-credentials"].get("value") == "freeswitch:tok123"
+
+
+def test_dids_set_list_delete(tmp_path: Path) -> None:
+    runner = CliRunner()
+    src = write_config(tmp_path, TWO_TENANTS)
+    db = f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
+    assert invoke(runner, "tenants", "import", str(src), "--database", db).exit_code == 0
+    r = invoke(runner, "dids", "set", "acme", "+39 06 555", "--agent", "sales", "--database", db)
+    assert r.exit_code == 0 and r.output.strip() == "+3906555: created", r.output
+    r = invoke(runner, "dids", "set", "acme", "003906555", "--reject", "--database", db)
+    assert r.output.strip() == "+3906555: updated"
+    r = invoke(runner, "dids", "list", "--tenant", "acme", "--json", "--database", db)
+    rows = {d["number"]: d for d in map(json.loads, r.output.strip().splitlines())}
+    assert rows["+3906555"]["target_type"] == "reject"
+    assert rows["+15551230001"]["target_ref"] == "sales"
+    r = invoke(runner, "dids", "set", "globex", "+3906555", "--database", db)
+    assert r.exit_code == 1 and "not available" in r.output and "acme" not in r.output
+    r = invoke(runner, "dids", "set", "acme", "+3906556", "--agent", "ghost", "--database", db)
+    assert r.exit_code == 1 and "ghost" in r.output
+    bad = invoke(runner, "dids", "set", "acme", "x", "--reject", "--agent", "a", "--database", db)
+    assert bad.exit_code == 2
+    assert invoke(runner, "dids", "delete", "acme", "+3906555", "--database", db).exit_code == 0
+    r = invoke(runner, "dids", "list", "--database", db)
+    assert "+3906555" not in r.output and "+442071234567" in r.output

@@ -1,7 +1,7 @@
 """The ``w3sipagent`` command (typer + rich): ``main()`` is the console-script entry point.
 
 Commands: serve, run, call, dial, demo, realtime-server, doctor, and the groups cdr, config,
-freeswitch, tenants and api-token. Exit codes: 0 done, 1 the operation failed, 2 bad command line or
+freeswitch, tenants, dids and api-token. Exit codes: 0 done, 1 the operation failed, 2 bad command line or
 configuration, 3 a needed service or address was unavailable, 130 interrupted.
 """
 
@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from w3sipagent.cli import call, demo, dial, serve, tenants_cmd, xmlcurl
+    from w3sipagent.cli import call, demo, dial, dids_cmd, serve, tenants_cmd, xmlcurl
 
     app.command("serve")(serve.serve)
     app.command("run")(serve.run)
@@ -54,6 +54,7 @@ def _register() -> None:
     freeswitch.app.command("xml-curl")(xmlcurl.xml_curl)
     app.add_typer(tenants_cmd.app, name="tenants")
     app.add_typer(tenants_cmd.token_app, name="api-token")
+    app.add_typer(dids_cmd.app, name="dids")
 
 
 _register()

@@ -35,7 +35,7 @@ DatabaseOption = typer.Option(
 )
 
 
-def _with_repo(
+def with_repo(
     config: Path | None, database: str | None, work: Callable[[ControlRepo], Awaitable[T]]
 ) -> T:
     settings = load(config, {"records.database_url": database} if database else None)
@@ -96,7 +96,7 @@ def list_tenants(
             )
         console.print(table)
 
-    _with_repo(config, database, work)
+    with_repo(config, database, work)
 
 
 @app.command("show")
@@ -115,7 +115,7 @@ def show(
             out[kind] = [i.model_dump(mode="json", exclude={"tenant_id"}) for i in items]
         typer.echo(json.dumps(out, indent=2))
 
-    _with_repo(config, database, work)
+    with_repo(config, database, work)
 
 
 @app.command("import")
@@ -140,7 +140,7 @@ def import_file(
             repo, tenants.values(), actor=f"cli import {file.name}", replace=replace
         )
 
-    done = _with_repo(config, database, work)
+    done = with_repo(config, database, work)
     err_console.print(f"imported {len(done)} tenant(s): {', '.join(done)}")
 
 
@@ -157,7 +157,7 @@ def export(
     """Write the database's tenants as [tenants.ID] TOML tables."""
     from w3sipagent.control.transfer import export_toml
 
-    text = _with_repo(config, database, lambda repo: export_toml(repo, tenant))
+    text = with_repo(config, database, lambda repo: export_toml(repo, tenant))
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -186,4 +186,4 @@ def create_token(
         except LookupError as e:
             fail(str(e), code=EXIT_USAGE, hint="w3sipagent tenants list")
 
-    typer.echo(_with_repo(config, database, work))
+    typer.echo(with_repo(config, database, work))
