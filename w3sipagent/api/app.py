@@ -55,6 +55,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
 
+    @app.middleware("http")
+    async def _no_nul(request: Request, call_next: Any) -> Any:
+        # a NUL in a path or query value can reach no object (and PostgreSQL refuses it)
+        if "\x00" in request.url.path or "%00" in request.url.query:
+            detail = [{"loc": ["path"], "msg": "NUL character in the URL", "type": "value_error"}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return await call_next(request)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _clean_errors(exc.errors())}, status_code=422)

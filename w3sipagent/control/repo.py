@@ -12,6 +12,7 @@ tenant never learns which other tenant holds a number, a host or a gateway.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -124,6 +125,7 @@ class ControlRepo:
         """A new tenant (409 when the id exists here or in the config file)."""
         if body.id in self.readonly():
             raise Conflict(f"tenant {body.id!r} is defined in the config file (read-only)")
+        _check_text(body)
         async with self._write() as s:
             if await s.get(TenantRow, body.id) is not None:
                 raise Conflict(f"tenant {body.id!r} already exists")
@@ -147,6 +149,7 @@ class ControlRepo:
 
     async def update_tenant(self, tenant_id: str, body: TenantSettings, *, actor: str) -> TenantOut:
         """Replace a tenant's settings (and hosts)."""
+        _check_text(body)
         async with self._write() as s:
             row = await self._tenant(s, tenant_id)
             before = await self._tenant_out(s, row)
@@ -199,6 +202,7 @@ class ControlRepo:
     ) -> BaseModel:
         k = KINDS[kind]
         key = str(getattr(body, k.key))
+        _check_text(body)
         async with self._write() as s:
             await self._tenant(s, tenant_id)
             pk = key if k.global_key else (tenant_id, key)
@@ -222,6 +226,7 @@ class ControlRepo:
         k = KINDS[kind]
         if str(getattr(body, k.key)) != key:
             raise Invalid((k.key,), f"differs from the {k.entity} in the path ({key!r})")
+        _check_text(body)
         async with self._write() as s:
             await self._tenant(s, tenant_id)
             row = await self._item(s, k, tenant_id, key)
@@ -365,8 +370,14 @@ class ControlRepo:
             await self._assemble(s, tenant_id)
         except ValidationError as e:
             first = e.errors()[0]
-            loc = tuple(p for p in first["loc"] if p != "__root__") or ("body",)
             msg = str(first["msg"]).removeprefix("Value error, ")
+            loc = tuple(p for p in first["loc"] if p != "__root__")
+            if not loc:  # a whole-tenant check: its message starts with the field's path
+                head, sep, rest = msg.partition(": ")
+                if sep and re.fullmatch(r"[A-Za-z_][\w.]*", head):
+                    loc, msg = tuple(head.split(".")), rest
+                else:
+                    loc = ("body",)
             raise Invalid(loc, msg) from None
 
     async def _changed(
@@ -419,6 +430,9 @@ class _WriteTx:
         self, et: type[BaseException] | None, e: BaseException | None, tb: Any
     ) -> None:
         try:
+            if isinstance(e, IntegrityError):
+                await self.session.rollback()
+                raise Conflict("a concurrent change took this name or number") from None
             if et is None:
                 try:
                     await self.session.commit()
@@ -429,6 +443,29 @@ class _WriteTx:
                 await self.session.rollback()
         finally:
             await self.session.close()
+
+
+def _nul_at(value: Any, loc: tuple[str | int, ...] = ()) -> tuple[str | int, ...] | None:
+    """Where a NUL character hides in ``value`` (PostgreSQL stores none), or None."""
+    if isinstance(value, str):
+        return loc if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            hit = _nul_at(str(k), (*loc, str(k))) or _nul_at(v, (*loc, str(k)))
+            if hit is not None:
+                return hit
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            hit = _nul_at(v, (*loc, i))
+            if hit is not None:
+                return hit
+    return None
+
+
+def _check_text(body: BaseModel) -> None:
+    loc = _nul_at(body.model_dump(mode="json"))
+    if loc is not None:
+        raise Invalid(loc or ("body",), "must not contain NUL characters")
 
 
 def _settings_json(body: TenantSettings) -> dict[str, Any]:
