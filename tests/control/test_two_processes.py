@@ -38,7 +38,9 @@ async def test_change_through_one_process_reaches_the_other(db_url: str) -> None
         await a.create_item("agents", "acme", AgentIn(name="one"), actor="a")
         await a.create_item("agents", "acme", AgentIn(name="two", voice="ash"), actor="a")
         await a.create_item("dids", "acme", DidIn(number="+390611", target_ref="one"), actor="a")
-        await wait_until(lambda: "acme" in reg_b.table.tenants, 10, "B sees the new tenant")
+        await wait_until(
+            lambda: reg_b.table.did_route("+390611") is not None, 10, "B sees the new number"
+        )
         in_progress = reg_b.table
         res = in_progress.resolve(call_to("+390611"))
         assert isinstance(res, Resolution) and res.agent_name == "one"
