@@ -53,6 +53,10 @@ class ControlPlane:
         assert self.repo is not None and settings.api.listen is not None
         if settings.api.admin_token is None:
             log.warning("api: no admin token (W3SIPAGENT_API__ADMIN_TOKEN): tenant tokens only")
+        else:
+            from w3sipagent.redact import REDACTOR
+
+            REDACTOR.add(settings.api.admin_token.get_secret_value())  # masked in every log
 
         async def changed() -> Any:
             return await registry.refresh_control(force=True) if database else None
