@@ -26,6 +26,7 @@ from w3sipagent.api.context import (
     scoped,
     tenant_scope,
 )
+from w3sipagent.api.policy import check_tenant_change
 from w3sipagent.control.errors import Conflict, Invalid, NotFound
 from w3sipagent.control.schemas import TenantIn, TenantOut, TenantSettings
 from w3sipagent.redact import REDACTOR
@@ -140,6 +141,8 @@ def _tenant_routes(app: FastAPI) -> None:
         """Replace the tenant's settings: hosts, key reference, limits, caps, codecs..."""
         scoped(who, tenant_id)
         _writable(ctx, tenant_id)
+        if not who.admin:
+            check_tenant_change(body, await ctx.repo.get_tenant(tenant_id))
         out = await ctx.repo.update_tenant(tenant_id, body, actor=who.actor)
         await ctx.changed()
         return out

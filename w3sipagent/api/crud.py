@@ -21,6 +21,7 @@ from w3sipagent.api.context import (
     scoped,
     tenant_scope,
 )
+from w3sipagent.api.policy import check_item_change
 from w3sipagent.control.errors import Conflict
 from w3sipagent.control.kinds import KINDS, Kind
 
@@ -49,6 +50,8 @@ def _handlers(k: Kind) -> dict[str, Handler]:
     ) -> BaseModel:
         scoped(who, tenant_id)
         _writable(ctx, tenant_id)
+        if not who.admin:
+            check_item_change(k.plural, "POST", body, None)
         out = await ctx.repo.create_item(k.plural, tenant_id, body, actor=who.actor)
         await ctx.changed()
         return out
@@ -72,6 +75,9 @@ def _handlers(k: Kind) -> dict[str, Handler]:
         scoped(who, tenant_id)
         _writable(ctx, tenant_id)
         key = _key(k, key)
+        if not who.admin:
+            old = await ctx.repo.get_item(k.plural, tenant_id, key)
+            check_item_change(k.plural, "PUT", body, old)
         out = await ctx.repo.replace_item(k.plural, tenant_id, key, body, actor=who.actor)
         await ctx.changed()
         return out
@@ -84,6 +90,9 @@ def _handlers(k: Kind) -> dict[str, Handler]:
     ) -> Response:
         scoped(who, tenant_id)
         _writable(ctx, tenant_id)
+        if not who.admin:
+            await ctx.repo.get_item(k.plural, tenant_id, _key(k, key))  # 404 first
+            check_item_change(k.plural, "DELETE", None, None)
         await ctx.repo.delete_item(k.plural, tenant_id, _key(k, key), actor=who.actor)
         await ctx.changed()
         return Response(status_code=204)
