@@ -167,8 +167,10 @@ class TenantRegistry:
         except Exception as e:  # a database outage must not stop the calls on the old table
             log.warning("control plane: database not read, keeping the running tenants: %r", e)
             return False
+        before = self._snapshot.skipped if self._snapshot is not None else {}
         for tid, why in snap.skipped.items():
-            log.info("control plane: tenant %s not served: %s", tid, why)
+            if before.get(tid) != why:  # once per tenant and reason, not at every change
+                log.info("control plane: tenant %s not served: %s", tid, why)
         self._snapshot = snap
         self._table = table_from_settings(self._settings, snap)
         for cb in self._listeners:
