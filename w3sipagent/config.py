@@ -504,13 +504,13 @@ def _prepare_tenants(data: dict[str, Any], origins: Origins, main: str) -> list[
 
 __all__ = [
     "CONFIG_PATH_ENV",
-    "ApiSettings",
-    "ControlSettings",
     "DEFAULT_CONFIG_NAME",
     "ENV_PREFIX",
     "OFF",
+    "ApiSettings",
     "ConfigError",
     "ConfigProblems",
+    "ControlSettings",
     "LoggingSettings",
     "MetricsSettings",
     "RealtimeSettings",
