@@ -118,8 +118,7 @@ def _tenant_routes(app: FastAPI) -> None:
     ) -> TenantOut:
         """Create a tenant (admin)."""
         admin_only(who)
-        if body.id in ctx.file_tenants():
-            raise Conflict(f"tenant {body.id!r} is defined in the config file (read-only)")
+        _writable(ctx, body.id, body.hosts)
         out = await ctx.repo.create_tenant(body, actor=who.actor)
         await ctx.changed()
         return out
@@ -140,7 +139,7 @@ def _tenant_routes(app: FastAPI) -> None:
     ) -> TenantOut:
         """Replace the tenant's settings: hosts, key reference, limits, caps, codecs..."""
         scoped(who, tenant_id)
-        _writable(ctx, tenant_id)
+        _writable(ctx, tenant_id, body.hosts)
         if not who.admin:
             check_tenant_change(body, await ctx.repo.get_tenant(tenant_id))
         out = await ctx.repo.update_tenant(tenant_id, body, actor=who.actor)
@@ -160,6 +159,10 @@ def _tenant_routes(app: FastAPI) -> None:
         return Response(status_code=204)
 
 
-def _writable(ctx: ApiContext, tenant_id: str) -> None:
-    if tenant_id in ctx.file_tenants():
+def _writable(ctx: ApiContext, tenant_id: str, hosts: list[str] | None = None) -> None:
+    files = ctx.file_tenants()
+    if tenant_id in files:
         raise Conflict(f"tenant {tenant_id!r} is defined in the config file (read-only)")
+    for host in hosts or ():
+        if any(host in t.hosts for t in files.values()):
+            raise Conflict(f"host {host!r} is not available")

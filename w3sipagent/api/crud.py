@@ -22,17 +22,40 @@ from w3sipagent.api.context import (
     tenant_scope,
 )
 from w3sipagent.api.policy import check_item_change
-from w3sipagent.control.errors import Conflict
+from w3sipagent.control.errors import Conflict, NotFound
 from w3sipagent.control.kinds import KINDS, Kind
+from w3sipagent.control.schemas import AgentOut, DestinationOut, DidOut
+from w3sipagent.tenants.models import TenantConfig
 
 __all__ = ["register"]
 
 Handler = Callable[..., Coroutine[Any, Any, Any]]
 
 
-def _writable(ctx: ApiContext, tenant_id: str) -> None:
-    if tenant_id in ctx.file_tenants():
+def _writable(ctx: ApiContext, tenant_id: str, body: BaseModel | None = None) -> None:
+    files = ctx.file_tenants()
+    if tenant_id in files:
         raise Conflict(f"tenant {tenant_id!r} is defined in the config file (read-only)")
+    number = getattr(body, "number", None)
+    if number is not None and any(number in t.dids for t in files.values()):
+        raise Conflict(f"did {number} is not available")
+
+
+def _from_file(k: Kind, tenant: TenantConfig) -> list[BaseModel]:
+    """A file tenant's objects of kind ``k``, read-only (stores and trunks: database only)."""
+    tid = tenant.id
+    if k.plural == "agents":
+        return [
+            AgentOut.model_validate({**a.model_dump(mode="json"), "name": n, "tenant_id": tid})
+            for n, a in tenant.agents.items()
+        ]
+    if k.plural == "dids":
+        return [
+            DidOut(number=n, target_ref=a, tenant_id=tid) for n, a in sorted(tenant.dids.items())
+        ]
+    if k.plural == "destinations":
+        return [DestinationOut(name=n, uri=u, tenant_id=tid) for n, u in tenant.transfers.items()]
+    return []
 
 
 def _handlers(k: Kind) -> dict[str, Handler]:
@@ -40,6 +63,9 @@ def _handlers(k: Kind) -> dict[str, Handler]:
         tenant_id: str, who: Principal = Depends(tenant_scope), ctx: ApiContext = Depends(context)
     ) -> list[BaseModel]:
         scoped(who, tenant_id)
+        filed = ctx.file_tenants().get(tenant_id)
+        if filed is not None:
+            return _from_file(k, filed)
         return await ctx.repo.list_items(k.plural, tenant_id)
 
     async def create(
@@ -49,7 +75,7 @@ def _handlers(k: Kind) -> dict[str, Handler]:
         ctx: ApiContext = Depends(context),
     ) -> BaseModel:
         scoped(who, tenant_id)
-        _writable(ctx, tenant_id)
+        _writable(ctx, tenant_id, body)
         if not who.admin:
             check_item_change(k.plural, "POST", body, None)
         out = await ctx.repo.create_item(k.plural, tenant_id, body, actor=who.actor)
@@ -63,6 +89,12 @@ def _handlers(k: Kind) -> dict[str, Handler]:
         ctx: ApiContext = Depends(context),
     ) -> BaseModel:
         scoped(who, tenant_id)
+        filed = ctx.file_tenants().get(tenant_id)
+        if filed is not None:
+            for item in _from_file(k, filed):
+                if str(getattr(item, k.key)) == _key(k, key):
+                    return item
+            raise NotFound(f"no {k.entity} {key!r} in tenant {tenant_id!r}")
         return await ctx.repo.get_item(k.plural, tenant_id, _key(k, key))
 
     async def replace(

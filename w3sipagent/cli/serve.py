@@ -259,7 +259,7 @@ def run(
     """
     flags = overrides(sip, rtp_ports, realtime_url, metrics, drain_timeout)
     settings = load(config, flags)
-    if tenant not in settings.tenants:
+    if tenant not in settings.tenants and settings.control.source == "file":
         fail(
             f"no tenant {tenant!r} in the configuration",
             code=EXIT_USAGE,
