@@ -180,7 +180,7 @@ def test_bad_voice_names_file_tenant_key(tmp_path: Path) -> None:
         ),
         (
             "[tenancy]\nresolution_order = ['host']\n",
-            "tenancy.resolution_order.0: must be one of request_uri_host, to_host, registration, did, trusted_header (got 'host')",
+            "tenancy.resolution_order.0: must be one of request_uri_host, to_host, registration, did, trunk, trusted_header (got 'host')",
         ),
     ],
 )

@@ -398,6 +398,36 @@ class LoggingSettings(_Section):
         return v.upper() if isinstance(v, str) else v
 
 
+class ControlSettings(_Section):
+    """Where tenants come from: the config file, the control-plane database, or both."""
+
+    source: Literal["file", "database", "both"] = "file"
+    """``file``: [tenants.*] only; ``database``: the records database only; ``both``: the
+    file's tenants (read-only) plus the database's."""
+    poll_interval: Duration = 1.0
+    """Seconds between checks of the database's change counter (changes reach new calls
+    within this time on every process sharing the database)."""
+
+
+class ApiSettings(_Section):
+    """The control-plane HTTP API (off unless ``listen`` is set)."""
+
+    listen: HostPort | None = None
+    admin_token: SecretStr | None = None
+    """The admin bearer token (``W3SIPAGENT_API__ADMIN_TOKEN``); tenant tokens live in the
+    database (``w3sipagent api-token create``)."""
+    agent_addresses: StrList = Field(default_factory=list)
+    """The agents' SIP addresses HOST:PORT for FreeSWITCH's bridge string, in failover order
+    (default: sip.advertised, else sip.listen)."""
+    profile: str = "external"
+    """The Sofia profile the routing endpoints bridge on."""
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == OFF else v
+
+
 class Settings(BaseSettings):
     """All settings of one w3sipagent process. Build it with :func:`load_settings`."""
 
@@ -412,6 +442,8 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
 
     _origins: Origins = PrivateAttr(default_factory=dict)
@@ -553,8 +585,10 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "ENV_PREFIX",
     "OFF",
+    "ApiSettings",
     "ConfigError",
     "ConfigProblems",
+    "ControlSettings",
     "LoggingSettings",
     "MetricsSettings",
     "RealtimeSettings",

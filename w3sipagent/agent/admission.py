@@ -196,6 +196,7 @@ class TenantAdmission:
             tenant=tenant.id,
             agent=result.agent_name,
             did=result.did,
+            store_id=result.store_id,
             caller=req.from_uri,
             callee=req.to_uri,
             request_uri=req.request_uri,

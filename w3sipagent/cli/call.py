@@ -271,8 +271,8 @@ async def place_call(
         if hang_up_on is not None:
             waits.add(asyncio.ensure_future(hang_up_on.wait()))
         done, _ = await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits - {ended}:
-            w.cancel()
+        for other in waits - {ended}:
+            other.cancel()
         if ended in done:
             end = ended.result()
             summary.ended_by, summary.end_reason = "far end", end.reason
