@@ -209,8 +209,8 @@ async def test_bad_input_is_422_naming_the_field(api: Api) -> None:
     for path, body, loc in cases:
         r = await api.client.post(path, json=body, headers=api.admin)
         assert r.status_code == 422, (path, r.text)
-        locs = [d["loc"] for d in r.json()["detail"]]
-        assert loc in locs, (path, r.json())
+        locs = [d["loc"] for d in r.json()["detail"]]  # a union may add its member's tag
+        assert any(got[: len(loc)] == loc for got in locs), (path, r.json())
     r = await api.client.post(
         "/api/tenants",
         content=b"{not json",

@@ -30,6 +30,7 @@ OPERATOR_TENANT_FIELDS = (
     "cdr_webhook",
     "fallback.wav",
     "recording.announcement",
+    "knowledge",  # its paths are files on the agent's machine, its key a reference
 )
 OPERATOR_AGENT_FIELDS = ("instructions_file",)
 OPERATOR_KINDS_CREATE_DELETE = ("dids", "trunks")

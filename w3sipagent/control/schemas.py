@@ -28,6 +28,7 @@ from w3sipagent.tenants.fields import (
 from w3sipagent.tenants.models import (
     CdrWebhookConfig,
     FallbackConfig,
+    KnowledgeConfig,
     RecordingConfig,
     RegistrationConfig,
     RetentionConfig,
@@ -92,6 +93,7 @@ class TenantSettings(StrictModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     usage_caps: UsageCaps = Field(default_factory=UsageCaps)
     registrations: dict[str, RegistrationConfig] = Field(default_factory=dict)
+    knowledge: KnowledgeConfig | None = None
 
     @field_validator("hosts")
     @classmethod
