@@ -1,7 +1,10 @@
-"""The agent part of a tenant: prompt, voice, turn detection, transcription and tools.
+"""The agent part of a tenant: back end, prompt, voice, turn detection, transcription, tools.
 
 ``[tenants.NAME.agents.AGENT]`` validated into :class:`AgentConfig`, which gives the AI
-session configuration of a call (:meth:`AgentConfig.session_config`).
+session configuration of a call (:meth:`AgentConfig.session_config`). ``backend`` picks
+the AI: ``realtime`` (OpenAI Realtime, the default) or ``live`` (GPT-Live); a setting the
+chosen back end does not have (``turn_detection`` on a live agent, ``delegation`` on a
+realtime one) is an error naming its key.
 """
 
 from __future__ import annotations
@@ -9,20 +12,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from w3sipagent.ai.session import AISessionConfig, AudioFormat, ToolSpec, TurnDetection
+from w3sipagent.ai.session import (
+    AISessionConfig,
+    AudioFormat,
+    HistoryItem,
+    ToolSpec,
+    TurnDetection,
+)
 from w3sipagent.tenants.fields import (
+    LIVE_MODELS,
+    LIVE_VOICES,
+    VOICES,
     Duration,
     StrictModel,
-    Voice,
     check_env_name,
     check_http_url,
 )
 
 __all__ = [
     "BUILTIN_TOOLS",
+    "LIVE_PLAYOUT_LEAD_MS",
     "AgentConfig",
+    "CustomVoice",
+    "DelegationConfig",
+    "HistoryMessage",
     "TranscriptionConfig",
     "TurnDetectionConfig",
     "WebhookToolConfig",
@@ -111,12 +127,51 @@ class WebhookToolConfig(StrictModel):
 
 BUILTIN_TOOLS = frozenset({"transfer_call", "end_call", "send_dtmf"})
 
+LIVE_PLAYOUT_LEAD_MS = 300
+"""How far the bridge may queue a live agent's real-time audio ahead of the caller."""
+
+
+class CustomVoice(StrictModel):
+    """A custom voice of the account: ``voice = { id = "voice_…" }`` (GPT-Live)."""
+
+    id: str = Field(pattern=r"^voice_[A-Za-z0-9_-]{1,128}$")
+
+
+class DelegationConfig(StrictModel):
+    """GPT-Live: the Responses model that runs the tools and the reasoning behind the voice."""
+
+    model: str = "gpt-5-mini"
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    service_tier: Literal["auto", "default", "flex", "priority"] | None = None
+
+
+class HistoryMessage(StrictModel):
+    """One message of the conversation a call starts with."""
+
+    role: Literal["user", "assistant", "system"]
+    text: str = Field(min_length=1, max_length=4000)
+
+
+def _one_of(values: tuple[str, ...]) -> PydanticCustomError:
+    """The error pydantic gives for a Literal (so it reads the same for every back end)."""
+    quoted = [f"'{v}'" for v in values]
+    expected = ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+    return PydanticCustomError(
+        "literal_error", "Input should be {expected}", {"expected": expected}
+    )
+
+
+_REALTIME_ONLY = ("turn_detection", "transcription", "noise_reduction", "speed", "language")
+
 
 class AgentConfig(StrictModel):
-    """One agent of a tenant: model, voice, prompt, greeting, turn detection, tools."""
+    """One agent of a tenant: back end, model, voice, prompt, greeting, turn detection, tools."""
 
+    backend: Literal["realtime", "live"] = "realtime"
+    """The AI: ``realtime`` (OpenAI Realtime) or ``live`` (GPT-Live)."""
     model: str = "gpt-realtime"
-    voice: Voice = "marin"
+    """``gpt-realtime…`` for realtime; ``gpt-live-1`` (default) or ``gpt-live-1.1`` for live."""
+    voice: str | CustomVoice = "marin"
     instructions: str = ""
     instructions_file: Path | None = None
     language: str | None = None
@@ -128,6 +183,56 @@ class AgentConfig(StrictModel):
     speed: float | None = Field(default=None, ge=0.25, le=1.5)
     max_output_tokens: int | None = Field(default=None, ge=1, le=4096)
     tools: list[WebhookToolConfig] = Field(default_factory=list)
+    history: list[HistoryMessage] = Field(default_factory=list, max_length=128)
+    """Messages the conversation starts with (context the caller does not hear)."""
+    delegation: DelegationConfig | None = None
+    """GPT-Live only: the model behind the voice that runs tools (and its effort, tier)."""
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str, info: ValidationInfo) -> str:
+        live = info.data.get("backend") == "live"
+        if live and v not in LIVE_MODELS:
+            raise _one_of(LIVE_MODELS)
+        if not live and v in LIVE_MODELS:
+            raise ValueError(f'{v} is a GPT-Live model: set backend = "live"')
+        return v
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice(cls, v: object, info: ValidationInfo) -> object:
+        live = info.data.get("backend") == "live"
+        if isinstance(v, dict):
+            if not live:
+                raise ValueError('a custom voice { id = "voice_…" } needs backend = "live"')
+            return v
+        voices = LIVE_VOICES if live else VOICES
+        if v not in voices:
+            raise _one_of(voices)
+        return v
+
+    @field_validator(*_REALTIME_ONLY, mode="before")
+    @classmethod
+    def _realtime_only(cls, v: object, info: ValidationInfo) -> object:
+        if info.data.get("backend") == "live":
+            raise ValueError(
+                "not a setting of a live agent (GPT-Live decides turns, transcription and "
+                "pace by itself): remove it"
+            )
+        return v
+
+    @field_validator("delegation", mode="before")
+    @classmethod
+    def _live_only(cls, v: object, info: ValidationInfo) -> object:
+        if info.data.get("backend", "realtime") != "live":
+            raise ValueError('only a live agent delegates its tools: set backend = "live"')
+        return v
+
+    @model_validator(mode="after")
+    def _backend_defaults(self) -> AgentConfig:
+        if self.backend == "live" and "model" not in self.model_fields_set:
+            self.model = LIVE_MODELS[0]
+        return self
 
     @field_validator("tools")
     @classmethod
@@ -157,18 +262,42 @@ class AgentConfig(StrictModel):
         instructions: str | None = None,
     ) -> AISessionConfig:
         """The AI session configuration for one call of this agent."""
+        voice = self.voice.id if isinstance(self.voice, CustomVoice) else self.voice
+        history = tuple(HistoryItem(m.role, m.text) for m in self.history)
+        tools = extra_tools + tuple(t.spec() for t in self.tools)
+        prompt = self.prompt() if instructions is None else instructions
+        if self.backend == "live":
+            d = self.delegation or DelegationConfig()
+            return AISessionConfig(
+                instructions=prompt,
+                model=self.model,
+                voice=voice,
+                input_format=audio_format,
+                output_format=audio_format,
+                turn_detection=None,
+                transcription_model=None,
+                tools=tools,
+                max_output_tokens=self.max_output_tokens,
+                history=history,
+                backend="live",
+                tool_model=d.model,
+                tool_reasoning_effort=d.reasoning_effort,
+                tool_service_tier=d.service_tier,
+                playout_lead_ms=LIVE_PLAYOUT_LEAD_MS,
+            )
         lang = self.transcription.language or self.language
         return AISessionConfig(
-            instructions=self.prompt() if instructions is None else instructions,
+            instructions=prompt,
             model=self.model,
-            voice=self.voice,
+            voice=voice,
             input_format=audio_format,
             output_format=audio_format,
             turn_detection=self.turn_detection.to_session(),
             transcription_model=self.transcription.model if self.transcription.enabled else None,
             transcription_language=lang,
             noise_reduction=self.noise_reduction,
-            tools=extra_tools + tuple(t.spec() for t in self.tools),
+            tools=tools,
             max_output_tokens=self.max_output_tokens,
             speed=self.speed,
+            history=history,
         )
