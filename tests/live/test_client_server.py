@@ -119,14 +119,15 @@ async def test_silence_streams_while_the_caller_sends_nothing(server: LiveServer
 
 @pytest.mark.parametrize(
     "server",
-    [(SCRIPT, LiveServerOptions(session_duration_s=1.5, usage_interval_s=10))],
+    [(SCRIPT, LiveServerOptions(session_duration_s=3.0, usage_interval_s=10))],
     indirect=True,
 )
 async def test_renewal_before_expires_at_reseeds_the_transcript(server: LiveServer) -> None:
-    client = client_for(server, renew_margin_s=1.0)
+    client = client_for(server, renew_margin_s=1.5)
     await client.start()
     col = Collector(client)
     await client.create_response("Greet.")
+    await wait_until(lambda: col.of(ai.AgentTranscript), timeout=1.4, what="greeting text")
     await wait_until(lambda: client.renewals >= 1, timeout=6, what="renewal")
     assert len(server.sessions) >= 2
     second = server.sessions[1].events[0].event["session"]

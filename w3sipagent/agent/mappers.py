@@ -199,6 +199,7 @@ def bridge_options(
         transfer_timeout=d.transfer_timeout,
         quiet_timeout=d.quiet_timeout,
         end_call_tail=d.end_call_tail,
+        end_call_quiet=d.end_call_quiet,
         fallback_wav=tenant.fallback.wav,
         fallback_uri=tenant.fallback_uri(),
         recording_path=recording,
