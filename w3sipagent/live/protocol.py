@@ -521,14 +521,11 @@ class LiveProtocol:
             self._batches.setdefault(key, _Batch()).calls.add(call_id)
             self._call_batch[call_id] = key
             args = item.get("arguments")
-            return [
-                ai.ToolCall(
-                    call_id,
-                    str(item.get("name") or ""),
-                    args if isinstance(args, str) else "{}",
-                    response_id=key,
-                )
-            ]
+            name = str(item.get("name") or "")
+            call = ai.ToolCall(
+                call_id, name, args if isinstance(args, str) else "{}", response_id=key
+            )
+            return [*self._finish(caller=True), call]  # the model acts on what was said
         if kind in (
             "response.completed",
             "response.done",

@@ -276,7 +276,8 @@ class LiveServerSession:
         pcm = to_pcm16(data, self.fmt)
         self.input_ms += len(pcm) * 1000 // (2 * self.rate)
         for ev in self._vad.feed(pcm, self.rate):
-            if isinstance(ev, VadSpeechStarted) and self._speech is not None:
+            speaking = self._speech is not None and not self._speech.done()
+            if isinstance(ev, VadSpeechStarted) and speaking and self._speech is not None:
                 self._speech.cancel()  # the model hears the caller and stops
                 self._speech = None
                 self.recording.cancels.append(
@@ -406,11 +407,15 @@ class LiveServerSession:
                 self._speak(entry.call.after, n)
 
     def _speak(self, text: str, turn: int) -> None:
+        """Say ``text`` after what is being said (caller speech cancels the whole chain)."""
         if not text:
             return
-        if self._speech is not None:
-            self._speech.cancel()
-        self._speech = self.spawn(self._say(text, turn))
+        self._speech = self.spawn(self._say_after(self._speech, text, turn))
+
+    async def _say_after(self, before: asyncio.Task[None] | None, text: str, turn: int) -> None:
+        if before is not None and not before.done():
+            await before
+        await self._say(text, turn)
 
     async def _say(self, text: str, turn: int) -> None:
         await self.inject("response.created", turn)
