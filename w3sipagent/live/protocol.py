@@ -23,13 +23,19 @@ import base64
 import binascii
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from w3sipagent.ai import session as ai
 from w3sipagent.codecs.g711 import alaw_decode, ulaw_decode
+from w3sipagent.live.start import (
+    DEFAULT_TOOL_MODEL,
+    MAX_INPUT_MESSAGES,
+    audio_format_object,
+    session_start_object,
+)
 
 __all__ = [
     "CLOSE_REASONS",
@@ -47,21 +53,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-live-1"
 LIVE_MODELS = ("gpt-live-1", "gpt-live-1.1")
-DEFAULT_TOOL_MODEL = "gpt-5-mini"
-"""The delegated Responses model when the agent names none."""
 LIVE_VOICES: tuple[str, ...] = (
     "alloy", "ash", "ballad", "beacon", "bossa", "cedar", "cinder", "coral", "delta", "echo",
     "gleam", "marin", "meridian", "quartz", "ripple", "sage", "shida", "shimmer", "stone",
     "tempo", "verse", "vesper", "willow",
 )  # fmt: skip
 CLOSE_REASONS = ("close_requested", "expired", "content", "remote_hangup", "connection_lost")
-MAX_INPUT_MESSAGES = 128
-_MAX_INPUT_CHARS = 24_000  # ≈ the 8,192 rendered tokens session.start's input allows
-
-
-def audio_format_object(fmt: ai.AudioFormat) -> dict[str, Any]:
-    """``audio.format`` of ``session.start`` for an AI audio format."""
-    return {"type": fmt.value, "rate": fmt.sample_rate}
 
 
 def silence_frame(fmt: ai.AudioFormat, ms: int = 20) -> bytes:
@@ -180,54 +177,8 @@ class LiveProtocol:
         self._out.append(event)
 
     def session_object(self) -> dict[str, Any]:
-        """The ``session`` of ``session.start`` for this configuration."""
-        c = self.config
-        session: dict[str, Any] = {"model": c.model, "instructions": c.instructions}
-        history = self._input_messages()
-        if history:
-            session["input"] = history
-        audio: dict[str, Any] = {"format": audio_format_object(self.fmt)}
-        if c.voice:
-            voice: Any = {"id": c.voice} if c.voice.startswith("voice_") else c.voice
-            audio["output"] = {"voice": voice}
-        session["audio"] = audio
-        responses: dict[str, Any] = {"model": c.tool_model or DEFAULT_TOOL_MODEL}
-        if c.instructions:
-            responses["instructions"] = c.instructions
-        if c.tools:
-            responses["tools"] = [
-                {
-                    "type": "function",
-                    "name": t.name,
-                    "description": t.description,
-                    "parameters": t.parameters,
-                }
-                for t in c.tools
-            ]
-            responses["tool_choice"] = c.tool_choice
-        if c.tool_reasoning_effort:
-            responses["reasoning"] = {"effort": c.tool_reasoning_effort}
-        if c.tool_service_tier:
-            responses["service_tier"] = c.tool_service_tier
-        if c.max_output_tokens is not None:
-            responses["max_output_tokens"] = c.max_output_tokens
-        session["delegation"] = {"type": "responses", "responses": responses}
-        return session
-
-    def _input_messages(self) -> list[dict[str, Any]]:
-        items = list(self._history)[-MAX_INPUT_MESSAGES:]
-        while items and sum(len(i.text) for i in items) > _MAX_INPUT_CHARS:
-            items.pop(0)
-        out: list[dict[str, Any]] = []
-        for it in items:
-            if it.role == "assistant":
-                out.append(
-                    {"role": "assistant", "content": [{"type": "output_text", "text": it.text}]}
-                )
-            else:
-                role = "user" if it.role == "user" else "developer"
-                out.append({"role": role, "content": [{"type": "input_text", "text": it.text}]})
-        return out
+        """The ``session`` of ``session.start`` (the history so far as its ``input``)."""
+        return session_start_object(replace(self.config, history=tuple(self._history)))
 
     def start(self) -> None:
         """Queue ``session.start`` (the first and, until ``session.started``, only event)."""
