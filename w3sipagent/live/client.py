@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -37,7 +37,7 @@ from w3sipagent.ai.redaction import redact, wire_logger
 from w3sipagent.errors import AIError
 from w3sipagent.live.protocol import LiveProtocol, silence_frame
 
-__all__ = ["DEFAULT_BASE_URL", "LiveClient"]
+__all__ = ["DEFAULT_BASE_URL", "Channel", "ChannelClosed", "Conn", "LiveClient"]
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,65 @@ _WIRE_LOG = wire_logger("w3sipagent.live.wire")
 FRAME_MS = 20
 
 
-class _Conn:
-    """One WebSocket session: protocol state, socket, writer queue, tasks."""
+class ChannelClosed(Exception):
+    """The transport under a session ended; ``reason`` says how."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Channel(Protocol):
+    """A connected transport carrying GPT-Live events as JSON text."""
+
+    async def send(self, text: str) -> None:
+        """Send one event; raises :class:`ChannelClosed`."""
+        ...
+
+    async def recv(self) -> str:
+        """The next server event; raises :class:`ChannelClosed`."""
+        ...
+
+    async def close(self) -> None:
+        """Close the transport (idempotent)."""
+        ...
+
+
+class _WebSocketChannel:
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed:
+            raise ChannelClosed("connection lost") from None
+
+    async def recv(self) -> str:
+        try:
+            message = await self._ws.recv()
+        except ConnectionClosed as exc:
+            reason = f"WebSocket closed: code {exc.rcvd.code}" if exc.rcvd else "connection lost"
+            raise ChannelClosed(reason) from None
+        return message if isinstance(message, str) else ""
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+class Conn:
+    """One session of a client: protocol state, channel, writer queue, tasks; ``extra``
+    holds transport state (WebRTC tracks)."""
 
     def __init__(self, proto: LiveProtocol) -> None:
         self.proto = proto
-        self.ws: ClientConnection | None = None
+        self.channel: Channel | None = None
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self.ended = asyncio.Event()
+        self.extra: Any = None
 
 
 class LiveClient:
@@ -102,7 +150,7 @@ class LiveClient:
         self.silence_after_ms = silence_after_ms
         self._protocol_options = protocol_options
         self._events: asyncio.Queue[ai.AIEvent] = asyncio.Queue()
-        self._conn: _Conn | None = None
+        self._conn: Conn | None = None
         self._early: list[bytes] = []
         self._started = False
         self._closed = False
@@ -154,9 +202,13 @@ class LiveClient:
 
     # ------------------------------------------------------------ connection
 
-    async def _connect(self, conn: _Conn) -> None:
+    _wire_audio = True
+    """Audio travels as events (WebSocket); False: on media tracks (WebRTC)."""
+
+    async def _open_channel(self, conn: Conn) -> Channel:
+        """Connect the WebSocket (``Authorization: Bearer``; the model is never in the URL)."""
         try:
-            conn.ws = await connect(
+            ws = await connect(
                 self.url,
                 additional_headers={"Authorization": f"Bearer {self._api_key}"},
                 open_timeout=self.connect_timeout,
@@ -175,11 +227,24 @@ class LiveClient:
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             text = redact(f"{type(exc).__name__}: {exc}", self._api_key)
             raise AIError(f"cannot connect to {self.url}: {text}") from None
+        return _WebSocketChannel(ws)
 
-    async def _open(self, config: ai.AISessionConfig) -> _Conn:
-        conn = _Conn(LiveProtocol(config, **self._protocol_options))
-        await self._connect(conn)
+    def _channel_open(self, conn: Conn) -> None:
+        """The channel is up: send ``session.start`` (WebRTC: already started by HTTP)."""
         conn.proto.start()
+
+    async def _close_channel(self, conn: Conn) -> None:
+        """Close the transport (WebRTC also stops its tracks)."""
+        if conn.channel is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.channel.close(), self.close_timeout)
+
+    async def _open(self, config: ai.AISessionConfig) -> Conn:
+        conn = Conn(LiveProtocol(config, wire_audio=self._wire_audio, **self._protocol_options))
+        conn.channel = await self._open_channel(conn)
+        self._channel_open(conn)
+        if not conn.ready.done() and conn.proto.started:
+            conn.ready.set_result(None)
         conn.tasks = [
             asyncio.create_task(self._read(conn), name="live-reader"),
             asyncio.create_task(self._write(conn), name="live-writer"),
@@ -203,26 +268,25 @@ class LiveClient:
             raise AIError(f"GPT-Live session rejected: {err.code or err.type}{where}: {msg}")
         return conn
 
-    def _flush(self, conn: _Conn) -> None:
+    def _flush(self, conn: Conn) -> None:
         for event in conn.proto.take_outgoing():
             conn.queue.put_nowait(json.dumps(event, separators=(",", ":")))
 
-    async def _write(self, conn: _Conn) -> None:
-        assert conn.ws is not None
+    async def _write(self, conn: Conn) -> None:
+        assert conn.channel is not None
         while True:
             text = await conn.queue.get()
             try:
-                await conn.ws.send(text)
-            except ConnectionClosed:
+                await conn.channel.send(text)
+            except ChannelClosed:
                 return  # the reader reports it
 
-    async def _read(self, conn: _Conn) -> None:
-        assert conn.ws is not None
+    async def _read(self, conn: Conn) -> None:
+        assert conn.channel is not None
         reason = "connection lost"
         try:
-            async for message in conn.ws:
-                if isinstance(message, bytes):
-                    continue
+            while True:
+                message = await conn.channel.recv()
                 try:
                     event = json.loads(message)
                 except ValueError:
@@ -238,16 +302,14 @@ class LiveClient:
                 if conn.proto.closed_reason is not None:
                     reason = f"live session closed: {conn.proto.closed_reason}"
                     break
-            else:
-                reason = "server closed the WebSocket"
-        except ConnectionClosed as exc:
-            reason = f"WebSocket closed: code {exc.rcvd.code}" if exc.rcvd else "connection lost"
+        except ChannelClosed as exc:
+            reason = exc.reason
         except Exception as exc:  # a bug must end the session visibly, not hang it
             log.exception("GPT-Live reader failed")
             reason = f"internal error: {type(exc).__name__}"
         self._conn_ended(conn, reason)
 
-    def _dispatch(self, conn: _Conn, events: list[ai.AIEvent]) -> None:
+    def _dispatch(self, conn: Conn, events: list[ai.AIEvent]) -> None:
         for event in events:
             if isinstance(event, ai.Closed):
                 continue  # reported by _conn_ended (the renewal may take over)
@@ -259,7 +321,7 @@ class LiveClient:
                 continue
             self._events.put_nowait(event)
 
-    def _conn_ended(self, conn: _Conn, reason: str) -> None:
+    def _conn_ended(self, conn: Conn, reason: str) -> None:
         conn.ended.set()
         if not conn.ready.done():
             conn.ready.set_exception(AIError(f"GPT-Live session ended during set-up: {reason}"))
@@ -277,18 +339,16 @@ class LiveClient:
         self._cancel_tasks()
         self._events.put_nowait(ai.Closed(reason, error=True))
 
-    async def _drop(self, conn: _Conn, *, graceful: bool = False) -> None:
+    async def _drop(self, conn: Conn, *, graceful: bool = False) -> None:
         conn.closing = True
-        if graceful and conn.ws is not None and conn.proto.started:
+        if graceful and conn.channel is not None and conn.proto.started:
             conn.proto.close()
             self._flush(conn)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(conn.ended.wait(), self.close_timeout)
         for task in conn.tasks:
             task.cancel()
-        if conn.ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.ws.close(), self.close_timeout)
+        await self._close_channel(conn)
         for task in conn.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -334,7 +394,7 @@ class LiveClient:
         self._last_feed = time.monotonic()
         self._feed(conn, audio)
 
-    def _feed(self, conn: _Conn, audio: bytes) -> None:
+    def _feed(self, conn: Conn, audio: bytes) -> None:
         out = conn.proto.append_audio(audio)
         self._flush(conn)
         self._dispatch(conn, out)
@@ -366,7 +426,7 @@ class LiveClient:
             if isinstance(event, ai.Closed):
                 return
 
-    def _act(self) -> _Conn | None:
+    def _act(self) -> Conn | None:
         conn = self._conn
         if conn is None:
             raise AIError("GPT-Live session not started")

@@ -130,8 +130,12 @@ class LiveProtocol:
         hangover_ms: int = 400,
         transcript_gap_ms: int = 1000,
         max_held_ms: int = 10_000,
+        wire_audio: bool = True,
     ) -> None:
         self.config = config
+        self.wire_audio = wire_audio
+        """False over WebRTC: audio travels on the media tracks, not as events (the input
+        is still counted: it is the session's clock)."""
         self.fmt = config.input_format
         self.speech_dbfs = speech_dbfs
         self.hangover_ms = hangover_ms
@@ -198,9 +202,9 @@ class LiveProtocol:
             while self._held_ms > self.max_held_ms and self._held:
                 self._held_ms -= self.fmt.duration_ms(len(self._held.popleft()))
             return []
-        self._send(
-            {"type": "session.input_audio.append", "audio": base64.b64encode(audio).decode()}
-        )
+        if self.wire_audio:
+            audio_b64 = base64.b64encode(audio).decode()
+            self._send({"type": "session.input_audio.append", "audio": audio_b64})
         self.input_ms += ms
         return self._clock_moved()
 
@@ -303,6 +307,8 @@ class LiveProtocol:
         sess = event.get("session")
         sess = sess if isinstance(sess, dict) else {}
         self.server_session = sess
+        if self.started:  # WebRTC: started by the HTTP answer, announced again on the channel
+            return []
         self.session_id = str(sess.get("id") or "") or None
         exp = sess.get("expires_at")
         self.expires_at = int(exp) if isinstance(exp, int | float) else None
@@ -360,7 +366,11 @@ class LiveProtocol:
         except (binascii.Error, ValueError):
             log.warning("ignoring an output audio delta that is not base64")
             return []
-        if not data:
+        return self.output_audio(data)
+
+    def output_audio(self, data: bytes) -> list[ai.AIEvent]:
+        """Model audio in the session format (a delta, or a WebRTC track's frames)."""
+        if not data or self.closed_reason is not None:
             return []
         frame = self.fmt.bytes_per_ms * 20
         loud = False
