@@ -51,6 +51,7 @@ def default_ai_factory(settings: Settings) -> AIFactory:
             return live.open_session(
                 config,
                 api_key=api_key,
+                transport="webrtc" if transport == "webrtc" else "websocket",
                 base_url=base,
                 connect_timeout=timeout,
                 session_timeout=timeout,

@@ -1,6 +1,7 @@
 """OpenAI GPT-Live sessions (``/v1/live/sessions``) for the bridge.
 
 - :class:`LiveClient`: the WebSocket transport, an :class:`~w3sipagent.ai.session.AISession`.
+- :class:`~w3sipagent.live.webrtc.LiveWebRTCClient`: WebRTC (aiortc), imported lazily.
 - :mod:`w3sipagent.live.protocol`: the sans-IO core (``session.start``, events, tools
   through Responses delegation, utterances derived from the audio).
 - :func:`open_session`: a not yet started session (what the service's factory calls).
@@ -36,10 +37,19 @@ def open_session(
     base_url: str | None = None,
     **options: Any,
 ) -> LiveClient:
-    """A not yet started GPT-Live session; ``options`` go to :class:`LiveClient`.
-
-    Only the WebSocket transport is implemented; ``webrtc`` raises AIError.
-    """
-    if transport != "websocket":
-        raise AIError(f"GPT-Live transport {transport!r} is not supported yet: use 'websocket'")
-    return LiveClient(config, api_key=api_key, base_url=base_url or DEFAULT_BASE_URL, **options)
+    """A not yet started GPT-Live session over ``transport`` (``websocket`` or ``webrtc``);
+    ``options`` go to the class. Raises AIError for an unknown transport or when aiortc is
+    not installed for WebRTC."""
+    if transport == "websocket":
+        return LiveClient(config, api_key=api_key, base_url=base_url or DEFAULT_BASE_URL, **options)
+    if transport == "webrtc":
+        try:
+            from w3sipagent.live.webrtc import DEFAULT_HTTP_BASE_URL, LiveWebRTCClient
+        except ImportError as exc:
+            raise AIError(
+                f"WebRTC transport needs aiortc (pip install 'w3sipagent[webrtc]'): {exc}"
+            ) from None
+        return LiveWebRTCClient(
+            config, api_key=api_key, base_url=base_url or DEFAULT_HTTP_BASE_URL, **options
+        )
+    raise AIError(f"unknown GPT-Live transport {transport!r}: use 'websocket' or 'webrtc'")

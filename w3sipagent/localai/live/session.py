@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from w3sipagent.ai.session import AudioFormat
 from w3sipagent.ids import IdSource
@@ -37,7 +37,7 @@ from w3sipagent.localai.scenario import Scenario, Turn
 from w3sipagent.localai.tts import Synthesizer
 from w3sipagent.localai.vad import EnergyVad, VadSpeechStarted, VadSpeechStopped
 
-__all__ = ["LiveServerOptions", "LiveServerSession", "LiveTransport"]
+__all__ = ["LiveServerOptions", "LiveServerSession", "LiveTransport", "Player"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,18 @@ class LiveTransport:
         self.abort = abort
 
 
+class Player(Protocol):
+    """A WebRTC output track: plays queued 24 kHz PCM at real time."""
+
+    def enqueue(self, response_id: str, item_id: str, pcm24k: bytes) -> None:
+        """Queue speech."""
+        ...
+
+    def clear(self) -> dict[str, int]:
+        """Drop what is queued."""
+        ...
+
+
 class _Ended(Exception):
     """The session ended (closed or aborted) while handling an event."""
 
@@ -84,8 +96,11 @@ class LiveServerSession:
         synthesizer: Synthesizer,
         options: LiveServerOptions,
         ids: IdSource,
+        player: Player | None = None,
     ) -> None:
         self.transport = transport
+        self.player = player
+        """WebRTC: the output track the model's speech is played on (no audio events)."""
         self.scenario = scenario
         self.tts = synthesizer
         self.options = options
@@ -243,12 +258,24 @@ class LiveServerSession:
         return {**self.config, "id": self.id, "expires_at": self.expires_at, "status": "active"}
 
     async def _start(self, session: Any) -> None:
-        self.config, fmt = check_start(session)
+        self.create(session)
+        await self.announce()
+
+    def create(self, session: Any, *, webrtc: bool = False) -> dict[str, Any]:
+        """Validate and take the session (``session.start``, or the WebRTC create body);
+        returns the session object (with ``id`` and ``expires_at``)."""
+        self.config, fmt = check_start(session, webrtc=webrtc)
         self.fmt = FORMATS[fmt] or AudioFormat.PCM24K
         self.rate = fmt[1]
+        if webrtc:
+            self.recording.transport = "webrtc"
         self.recording.model = str(self.config.get("model"))
         self.started = True
         self.expires_at = int(time.time() + self.options.session_duration_s)
+        return self._session_obj()
+
+    async def announce(self) -> None:
+        """``session.started``; the usage reports and the expiry begin."""
         await self.emit({"type": "session.started", "session": self._session_obj()})
         self.spawn(self._usage_loop())
         self.spawn(self._expire_later())
@@ -273,13 +300,18 @@ class LiveServerSession:
         if self.fmt is AudioFormat.PCM24K and len(data) % 2:
             raise LiveRequestError("invalid_audio", "PCM16 audio needs whole samples.", "audio")
         self.recording.record_audio(data, self.fmt)
-        pcm = to_pcm16(data, self.fmt)
-        self.input_ms += len(pcm) * 1000 // (2 * self.rate)
-        for ev in self._vad.feed(pcm, self.rate):
+        await self.input_pcm(to_pcm16(data, self.fmt), self.rate)
+
+    async def input_pcm(self, pcm: bytes, rate: int) -> None:
+        """Caller audio as 16-bit PCM (decoded appends, or the WebRTC track's frames)."""
+        self.input_ms += len(pcm) * 1000 // (2 * rate)
+        for ev in self._vad.feed(pcm, rate):
             speaking = self._speech is not None and not self._speech.done()
             if isinstance(ev, VadSpeechStarted) and speaking and self._speech is not None:
                 self._speech.cancel()  # the model hears the caller and stops
                 self._speech = None
+                if self.player is not None:
+                    self.player.clear()
                 self.recording.cancels.append(
                     CancelRecord(self.recording.now(), None, "caller_speech", True)
                 )
@@ -431,6 +463,9 @@ class LiveServerSession:
                 "end_ms": self.input_ms + fmt.duration_ms(len(data)),
             }
         )
+        if self.player is not None:  # WebRTC: the track plays it at real time
+            await self._play(pcm24k, turn)
+            return
         step = fmt.bytes_per_ms * self.options.chunk_ms
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -444,6 +479,17 @@ class LiveServerSession:
             )
             if i == 0:
                 await self.inject("first_audio", turn)
+        await self.inject("response.done", turn)
+
+    async def _play(self, pcm24k: bytes, turn: int) -> None:
+        assert self.player is not None
+        self.player.enqueue(f"speech_{turn}", f"speech_{turn}", pcm24k)
+        await self.inject("first_audio", turn)
+        try:
+            await asyncio.sleep(len(pcm24k) / 48000)  # while it plays
+        except asyncio.CancelledError:
+            self.player.clear()
+            raise
         await self.inject("response.done", turn)
 
     # ------------------------------------------------------------ injections

@@ -88,10 +88,20 @@ def _invalid(where: str, what: str) -> LiveRequestError:
     return LiveRequestError("invalid_value", f"Invalid value for '{where}': {what}.", where)
 
 
-def check_start(session: Any) -> tuple[dict[str, Any], tuple[str, int]]:
-    """The validated session of ``session.start`` and its ``(format type, rate)``."""
+_CREATE_ONLY = {"client", "wake_policy", "idle_timeout_s"}
+
+
+def check_start(session: Any, *, webrtc: bool = False) -> tuple[dict[str, Any], tuple[str, int]]:
+    """The validated session of ``session.start`` (or, ``webrtc``, of the create request:
+    no ``audio.format``, plus the create-only fields) and its ``(format type, rate)``."""
     s = _obj(session, "session")
-    _unknown(s, _SESSION_KEYS, "session")
+    _unknown(s, _SESSION_KEYS | (_CREATE_ONLY if webrtc else set()), "session")
+    if webrtc and isinstance(s.get("audio"), dict) and "format" in s["audio"]:
+        raise LiveRequestError(
+            "unknown_parameter",
+            "Unknown parameter: 'session.audio.format' (WebSocket only).",
+            "session.audio.format",
+        )
     if "model" not in s:
         raise LiveRequestError(
             "missing_required_parameter",
