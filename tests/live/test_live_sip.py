@@ -70,7 +70,7 @@ async def _tool_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     writer.close()
 
 
-def tenants(tool_url: str) -> TenantTable:
+def tenants(tool_url: str, transport: str = "websocket") -> TenantTable:
     agent = AgentConfig.model_validate(
         {
             "backend": "live",
@@ -96,6 +96,7 @@ def tenants(tool_url: str) -> TenantTable:
         agents={"main": agent},
         codecs=["PCMU", "PCMA", "G722"],
         transfers={"operator": "sip:operator@pbx.example"},
+        realtime_transport=transport,
     )
     return TenantTable({"acme": t})
 
@@ -103,13 +104,18 @@ def tenants(tool_url: str) -> TenantTable:
 def live_factory(srv: LiveServer) -> Any:
     def make(tenant: str, key: str, transport: str, cfg: AISessionConfig) -> AISession:
         assert cfg.backend == "live"
+        if transport == "webrtc":
+            return open_session(
+                cfg, api_key=key, transport="webrtc", base_url=srv.base_url, trust_env=False
+            )
         return open_session(cfg, api_key=key, base_url=srv.base_url, proxy=None, session_timeout=5)
 
     return make
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Any]:
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    transport = getattr(request, "param", "websocket")
     tool = await asyncio.start_server(_tool_http, "127.0.0.1", 0)
     tool_url = f"http://127.0.0.1:{tool.sockets[0].getsockname()[1]}/orders"
     opts = LiveServerOptions(usage_interval_s=0.5, vad_silence_ms=400)
@@ -117,7 +123,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Any]:
         settings = Settings(records={"recordings_dir": str(tmp_path / "rec")})  # type: ignore[arg-type]
         svc = AgentService(
             settings,
-            tenants=tenants(tool_url),
+            tenants=tenants(tool_url, transport),
             ai_factory=live_factory(srv),
             ua_config=fast_config(),
             environ={"ACME_KEY": "sk-test-acme"},
@@ -220,3 +226,39 @@ async def test_g722_call_uses_pcm_24k(rig: Any) -> None:
     cdr = svc.finished[-1]
     assert cdr.ai_format == "audio/pcm" and cdr.codec.upper() == "G722"
     assert any(e.speaker == "agent" and e.text == GREETING for e in cdr.transcript)
+
+
+@pytest.mark.parametrize("rig", ["webrtc"], indirect=True)
+async def test_webrtc_transport_greeting_tool_and_transfer(rig: Any) -> None:
+    pytest.importorskip("aiortc")
+    srv, svc, caller, refers = rig
+    call = await caller.dial(
+        "sip:main@acme.example", proxy=("127.0.0.1", svc.port), codecs=["PCMU/8000"]
+    )
+    ear = Ear(call)
+    await wait_until(lambda: ear.loud() >= 25, timeout=10, what="greeting heard over WebRTC")
+    rec = srv.sessions[0]
+    assert rec.transport == "webrtc"
+    bridge = svc.bridges[call.call_id]
+    await wait_until(lambda: not bridge.playout.busy and ear.loud() > 60, timeout=10, what="over")
+    pcm = tone_pcm(500, 8000, 7000, 300.0)
+    await call.play(pcm)
+    await wait_until(
+        lambda: any(t.name == "check_order" and t.result for t in bridge.cdr.tool_calls),
+        timeout=10,
+        what="webhook tool",
+    )
+    await wait_until(
+        lambda: not bridge.playout.busy and bridge.cdr.transcript[-1].text == "Your order shipped.",
+        timeout=10,
+        what="answer",
+    )
+    await call.play(pcm)
+    await wait_until(lambda: not svc.bridges, timeout=15, what="transferred")
+    assert refers == ["sip:operator@pbx.example"]
+    cdr = svc.finished[-1]
+    assert cdr.disposition is Disposition.TRANSFERRED and cdr.ai_format == "audio/pcmu"
+    said = [(e.speaker, e.text) for e in cdr.transcript]
+    assert ("agent", GREETING) in said and ("caller", "Where is my order?") in said
+    assert cdr.usage.seconds > 0
+    assert "session.input_audio.append" not in rec.types()
