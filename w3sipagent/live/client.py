@@ -27,84 +27,24 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from w3sipagent.ai import session as ai
 from w3sipagent.ai.redaction import redact, wire_logger
 from w3sipagent.errors import AIError
+from w3sipagent.live.channel import Channel, ChannelClosed, Conn, WebSocketChannel
 from w3sipagent.live.protocol import LiveProtocol, silence_frame
 
-__all__ = ["DEFAULT_BASE_URL", "Channel", "ChannelClosed", "Conn", "LiveClient"]
+__all__ = ["DEFAULT_BASE_URL", "LiveClient"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "wss://api.openai.com/v1"
 _WIRE_LOG = wire_logger("w3sipagent.live.wire")
 FRAME_MS = 20
-
-
-class ChannelClosed(Exception):
-    """The transport under a session ended; ``reason`` says how."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Channel(Protocol):
-    """A connected transport carrying GPT-Live events as JSON text."""
-
-    async def send(self, text: str) -> None:
-        """Send one event; raises :class:`ChannelClosed`."""
-        ...
-
-    async def recv(self) -> str:
-        """The next server event; raises :class:`ChannelClosed`."""
-        ...
-
-    async def close(self) -> None:
-        """Close the transport (idempotent)."""
-        ...
-
-
-class _WebSocketChannel:
-    def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
-
-    async def send(self, text: str) -> None:
-        try:
-            await self._ws.send(text)
-        except ConnectionClosed:
-            raise ChannelClosed("connection lost") from None
-
-    async def recv(self) -> str:
-        try:
-            message = await self._ws.recv()
-        except ConnectionClosed as exc:
-            reason = f"WebSocket closed: code {exc.rcvd.code}" if exc.rcvd else "connection lost"
-            raise ChannelClosed(reason) from None
-        return message if isinstance(message, str) else ""
-
-    async def close(self) -> None:
-        await self._ws.close()
-
-
-class Conn:
-    """One session of a client: protocol state, channel, writer queue, tasks; ``extra``
-    holds transport state (WebRTC tracks)."""
-
-    def __init__(self, proto: LiveProtocol) -> None:
-        self.proto = proto
-        self.channel: Channel | None = None
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.closing = False
-        self.ended = asyncio.Event()
-        self.extra: Any = None
 
 
 class LiveClient:
@@ -227,7 +167,7 @@ class LiveClient:
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             text = redact(f"{type(exc).__name__}: {exc}", self._api_key)
             raise AIError(f"cannot connect to {self.url}: {text}") from None
-        return _WebSocketChannel(ws)
+        return WebSocketChannel(ws)
 
     def _channel_open(self, conn: Conn) -> None:
         """The channel is up: send ``session.start`` (WebRTC: already started by HTTP)."""

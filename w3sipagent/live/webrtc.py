@@ -27,7 +27,8 @@ from w3sipagent.ai import session as ai
 from w3sipagent.ai.redaction import redact
 from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from w3sipagent.errors import AIError
-from w3sipagent.live.client import Channel, ChannelClosed, Conn, LiveClient
+from w3sipagent.live.channel import Channel, ChannelClosed, Conn
+from w3sipagent.live.client import LiveClient
 from w3sipagent.live.start import session_start_object
 
 __all__ = ["DEFAULT_HTTP_BASE_URL", "CallerAudioTrack", "LiveWebRTCClient"]

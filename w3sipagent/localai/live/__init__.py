@@ -8,7 +8,8 @@ with the shared speech, VAD, audio and recorder parts; :mod:`.validate` holds th
 from __future__ import annotations
 
 from w3sipagent.localai.live.app import LiveServer
-from w3sipagent.localai.live.session import LiveServerOptions, LiveServerSession
+from w3sipagent.localai.live.ports import LiveServerOptions
+from w3sipagent.localai.live.session import LiveServerSession
 from w3sipagent.localai.live.validate import LiveRequestError, check_start, check_update
 
 __all__ = [

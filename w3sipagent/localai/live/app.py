@@ -32,12 +32,8 @@ from websockets.http11 import Request, Response
 
 from w3sipagent.ai.redaction import wire_logger
 from w3sipagent.ids import IdSource, SecureIdSource
-from w3sipagent.localai.live.session import (
-    LiveServerOptions,
-    LiveServerSession,
-    LiveTransport,
-    Player,
-)
+from w3sipagent.localai.live.ports import LiveServerOptions, LiveTransport, Player
+from w3sipagent.localai.live.session import LiveServerSession
 from w3sipagent.localai.live.validate import LiveRequestError
 from w3sipagent.localai.realtime.app import MAX_HTTP_BODY
 from w3sipagent.localai.realtime.app import _HttpOrWebSocket as HttpOrWebSocket

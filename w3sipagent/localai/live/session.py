@@ -24,61 +24,22 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Awaitable
+from typing import Any
 
 from w3sipagent.ai.session import AudioFormat
 from w3sipagent.ids import IdSource
 from w3sipagent.localai.audio import from_pcm24k, to_pcm16
+from w3sipagent.localai.live.ports import LiveServerOptions, LiveTransport, Player
 from w3sipagent.localai.live.validate import FORMATS, LiveRequestError, check_start, check_update
 from w3sipagent.localai.recorder import CancelRecord, SessionRecording
 from w3sipagent.localai.scenario import Scenario, Turn
 from w3sipagent.localai.tts import Synthesizer
 from w3sipagent.localai.vad import EnergyVad, VadSpeechStarted, VadSpeechStopped
 
-__all__ = ["LiveServerOptions", "LiveServerSession", "LiveTransport", "Player"]
+__all__ = ["LiveServerSession"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LiveServerOptions:
-    """Timing of the local GPT-Live server: output chunk size, session length, how often
-    usage is reported, and the caller-turn VAD."""
-
-    chunk_ms: int = 40
-    session_duration_s: float = 3600.0
-    usage_interval_s: float = 15.0
-    vad_threshold: float = 0.5
-    vad_silence_ms: int = 500
-    vad_min_speech_ms: int = 60
-
-
-class LiveTransport:
-    """Where a session's events go: ``send`` (one JSON event), ``close``, ``abort``."""
-
-    def __init__(
-        self,
-        send: Callable[[str], Awaitable[None]],
-        close: Callable[[int, str], Awaitable[None]],
-        abort: Callable[[], None],
-    ) -> None:
-        self.send = send
-        self.close = close
-        self.abort = abort
-
-
-class Player(Protocol):
-    """A WebRTC output track: plays queued 24 kHz PCM at real time."""
-
-    def enqueue(self, response_id: str, item_id: str, pcm24k: bytes) -> None:
-        """Queue speech."""
-        ...
-
-    def clear(self) -> dict[str, int]:
-        """Drop what is queued."""
-        ...
 
 
 class _Ended(Exception):

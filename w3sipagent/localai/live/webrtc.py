@@ -23,7 +23,8 @@ from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame
 
 from w3sipagent.ai.session import AudioFormat
-from w3sipagent.localai.live.session import LiveServerSession, LiveTransport
+from w3sipagent.localai.live.ports import LiveTransport
+from w3sipagent.localai.live.session import LiveServerSession
 from w3sipagent.localai.realtime.ice import restrict_ice
 from w3sipagent.localai.realtime.webrtc import PlayoutTrack, audio_frame_to_pcm24k
 
