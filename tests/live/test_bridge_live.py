@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+import pytest
+
 from tests.agent.helpers import ulaw_frames, wait_until
 from w3sipagent.agent.bridge import BridgeOptions, CallBridge
 from w3sipagent.agent.memcall import MemoryCall
@@ -15,7 +17,7 @@ from w3sipagent.ai.session import AISession, AISessionConfig
 from w3sipagent.codecs.g711 import ULAW_SILENCE
 from w3sipagent.live import LiveClient
 from w3sipagent.localai.live import LiveServer, LiveServerOptions
-from w3sipagent.localai.scenario import FunctionCall, Scenario, Turn
+from w3sipagent.localai.scenario import FunctionCall, Injection, Scenario, Turn
 from w3sipagent.localai.tts import tone_speech
 from w3sipagent.records.cdr import Disposition
 
@@ -133,3 +135,43 @@ async def test_bursty_output_is_trimmed_to_the_lead_not_queued() -> None:
         await caller.stop()
     assert 0 < peak <= 300 // 20
     assert any(e["kind"] == "playout_trimmed" for e in cdr.events)
+
+
+@pytest.mark.parametrize(
+    ("reason", "sessions"), [("content", 1), ("connection_lost", 2)], ids=["content", "lost"]
+)
+async def test_session_closed_reason_decides_reconnect_or_fallback(
+    reason: str, sessions: int
+) -> None:
+    script = Scenario(
+        greeting="Hello there.",
+        inject=(Injection(at="response.done", action="close", turn=0, close_reason=reason),),
+    )
+    async with LiveServer(scenario=script, tts_engine="tone") as srv:
+        call = MemoryCall(silence=SILENCE)
+        opts = BridgeOptions(
+            greeting="Greet.", fallback_uri="sip:operator@pbx.example", reconnect_timeout=3.0
+        )
+        bridge = CallBridge(call, factory(srv), CFG, options=opts)
+        task = asyncio.create_task(bridge.run())
+        caller = Caller(call)
+        if sessions == 2:  # reconnected, re-seeded with what was said; then the caller leaves
+            await wait_until(lambda: len(srv.sessions) == 2, timeout=10, what="reconnection")
+            await wait_until(lambda: bool(srv.sessions[1].events), timeout=5, what="start")
+            start = srv.sessions[1].events[0].event["session"]
+            assert {
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "Hello there."}],
+            } in start["input"]
+            call.remote_hangup()
+        cdr = await asyncio.wait_for(task, 15)
+        await caller.stop()
+    assert len(srv.sessions) == sessions
+    lost = [e for e in cdr.events if e["kind"] == "ai_lost"]
+    assert lost and lost[0]["reason"] == f"live session closed: {reason}"
+    if sessions == 1:  # the content was refused: no new session, the fallback at once
+        assert cdr.disposition is Disposition.FALLBACK
+        assert call.transfers == ["sip:operator@pbx.example"]
+    else:
+        assert "ai_reconnected" in [e["kind"] for e in cdr.events]
+        assert cdr.disposition is Disposition.CALLER_HANGUP

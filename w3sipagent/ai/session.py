@@ -276,10 +276,12 @@ class AIErrorEvent(AIEvent):
 
 @dataclass(frozen=True, slots=True)
 class Closed(AIEvent):
-    """The session ended. ``error`` is True when it ended by failure, not by ``close()``."""
+    """The session ended. ``error`` is True when it ended by failure, not by ``close()``;
+    ``retry`` False when a new session would not help (the service refused the content)."""
 
     reason: str
     error: bool = False
+    retry: bool = True
 
 
 @runtime_checkable

@@ -272,12 +272,12 @@ class LiveClient:
             self._tasks.append(asyncio.create_task(self._renew_or_fail(), name="live-renew"))
             return
         log.warning("GPT-Live session lost: %s", reason)
-        self._fail(reason)
+        self._fail(reason, retry=conn.proto.retry_helps)
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, *, retry: bool = True) -> None:
         self._closed = True
         self._cancel_tasks()
-        self._events.put_nowait(ai.Closed(reason, error=True))
+        self._events.put_nowait(ai.Closed(reason, error=True, retry=retry))
 
     async def _drop(self, conn: Conn, *, graceful: bool = False) -> None:
         conn.closing = True

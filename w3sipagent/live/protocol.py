@@ -267,6 +267,12 @@ class LiveProtocol:
             and not self._batches
         )
 
+    @property
+    def retry_helps(self) -> bool:
+        """A new session could take over: not after the service refused the content
+        (``content``) or the far end hung up (``remote_hangup``)."""
+        return self.closed_reason not in ("content", "remote_hangup")
+
     def history(self) -> tuple[ai.HistoryItem, ...]:
         """The conversation as text (≤ 128 messages, open ones included), to re-seed."""
         items = list(self._history)
@@ -342,7 +348,8 @@ class LiveProtocol:
         if not self.started:
             self.setup_error = self.setup_error or LiveError("session_closed", reason, reason)
             return []
-        out.append(ai.Closed(f"live session closed: {reason}", error=reason != "close_requested"))
+        error = reason != "close_requested"
+        out.append(ai.Closed(f"live session closed: {reason}", error=error, retry=self.retry_helps))
         return out
 
     def _usage(self, usage: Any) -> list[ai.AIEvent]:
