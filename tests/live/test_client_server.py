@@ -160,7 +160,7 @@ async def test_injected_close_ends_the_session_with_an_error(server: LiveServer)
     col = Collector(client)
     await client.create_response("Greet.")
     await asyncio.wait_for(col.task, 5)
-    assert col.events[-1] == ai.Closed("live session closed: content", error=True)
+    assert col.events[-1] == ai.Closed("live session closed: content", error=True, retry=False)
 
 
 async def test_rejected_start_raises_without_the_key(server: LiveServer) -> None:

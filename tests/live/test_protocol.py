@@ -228,7 +228,7 @@ def test_greeting_dtmf_usage_errors_and_closed_reasons() -> None:
     )
     assert err == [ai.AIErrorEvent("invalid_audio", "bad", fatal=False)]
     out = proto.receive({"type": "session.closed", "reason": "content", "usage": {"seconds": 21}})
-    assert out[-1] == ai.Closed("live session closed: content", error=True)
+    assert out[-1] == ai.Closed("live session closed: content", error=True, retry=False)
     assert ai.UsageUpdated(ai.Usage(seconds=0.5)) in out
 
 
