@@ -35,8 +35,9 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 from w3sipagent.ai import session as ai
 from w3sipagent.ai.redaction import redact, wire_logger
 from w3sipagent.errors import AIError
+from w3sipagent.live.audio import silence_frame
 from w3sipagent.live.channel import Channel, ChannelClosed, Conn, WebSocketChannel
-from w3sipagent.live.protocol import LiveProtocol, silence_frame
+from w3sipagent.live.protocol import LiveProtocol
 
 __all__ = ["DEFAULT_BASE_URL", "LiveClient"]
 

@@ -26,10 +26,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from w3sipagent.ai import session as ai
-from w3sipagent.codecs.g711 import alaw_decode, ulaw_decode
+from w3sipagent.live.audio import level_dbfs, silence_frame
 from w3sipagent.live.start import (
     DEFAULT_TOOL_MODEL,
     MAX_INPUT_MESSAGES,
@@ -59,30 +57,6 @@ LIVE_VOICES: tuple[str, ...] = (
     "tempo", "verse", "vesper", "willow",
 )  # fmt: skip
 CLOSE_REASONS = ("close_requested", "expired", "content", "remote_hangup", "connection_lost")
-
-
-def silence_frame(fmt: ai.AudioFormat, ms: int = 20) -> bytes:
-    """``ms`` of digital silence in ``fmt``."""
-    n = fmt.bytes_per_ms * ms
-    if fmt is ai.AudioFormat.PCMU:
-        return b"\xff" * n
-    if fmt is ai.AudioFormat.PCMA:
-        return b"\xd5" * n
-    return bytes(n)
-
-
-def _level_dbfs(data: bytes, fmt: ai.AudioFormat) -> float:
-    if fmt is ai.AudioFormat.PCMU:
-        pcm = ulaw_decode(data)
-    elif fmt is ai.AudioFormat.PCMA:
-        pcm = alaw_decode(data)
-    else:
-        pcm = data[: len(data) - len(data) % 2]
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    if x.size == 0:
-        return -120.0
-    rms = float(np.sqrt(np.mean(x * x)))
-    return -120.0 if rms < 1.0 else 20.0 * float(np.log10(rms / 32768.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,7 +358,7 @@ class LiveProtocol:
         trailing = 0
         for off in range(0, len(data), frame):
             part = data[off : off + frame]
-            if _level_dbfs(part, self.fmt) >= self.speech_dbfs:
+            if level_dbfs(part, self.fmt) >= self.speech_dbfs:
                 loud = True
                 trailing = 0
             else:
