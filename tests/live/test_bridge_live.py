@@ -175,3 +175,33 @@ async def test_session_closed_reason_decides_reconnect_or_fallback(
     else:
         assert "ai_reconnected" in [e["kind"] for e in cdr.events]
         assert cdr.disposition is Disposition.CALLER_HANGUP
+
+
+async def test_error_event_mid_call_goes_to_the_cdr_and_the_call_goes_on() -> None:
+    script = Scenario(
+        greeting="Hello there.",
+        inject=(
+            Injection(
+                at="first_audio", action="error", turn=0, code="invalid_audio", message="bad"
+            ),
+        ),
+    )
+    async with LiveServer(scenario=script, tts_engine="tone") as srv:
+        call = MemoryCall(silence=SILENCE)
+        bridge = CallBridge(call, factory(srv), CFG, options=BridgeOptions(greeting="Greet."))
+        task = asyncio.create_task(bridge.run())
+        caller = Caller(call)
+        await wait_until(
+            lambda: any(e["kind"] == "ai_error" for e in bridge.cdr.events),
+            timeout=10,
+            what="error",
+        )
+        await wait_until(
+            lambda: len(call.audio_frames()) >= 20, timeout=10, what="greeting goes on"
+        )
+        call.remote_hangup()
+        cdr = await asyncio.wait_for(task, 5)
+        await caller.stop()
+    (err,) = [e for e in cdr.events if e["kind"] == "ai_error"]
+    assert err["code"] == "invalid_audio" and err["message"] == "bad" and not err["fatal"]
+    assert len(srv.sessions) == 1 and cdr.disposition is Disposition.CALLER_HANGUP
