@@ -8,7 +8,9 @@ audible) follows :class:`~w3sipagent.agent.bargein.BargeInPolicy`: the playout q
 cleared, so the next pacer tick sends silence; the item being heard is truncated at the
 milliseconds actually handed to the pacer; the response is cancelled unless the back end
 stops it itself; late deltas of it are dropped. With a guard (``min_interrupt_ms``) the
-cut waits until the caller spoke that long.
+cut waits until the caller spoke that long. A back end that owns the turns
+(``AISessionConfig.playout_lead_ms``) sends no caller-speech events and takes no truncate:
+its real-time audio is played in step, the queue trimmed to that lead.
 """
 
 from __future__ import annotations
