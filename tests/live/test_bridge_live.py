@@ -163,6 +163,11 @@ async def test_session_closed_reason_decides_reconnect_or_fallback(
                 "role": "assistant",
                 "content": [{"type": "output_text", "text": "Hello there."}],
             } in start["input"]
+            await wait_until(
+                lambda: any(e["kind"] == "ai_reconnected" for e in bridge.cdr.events),
+                timeout=5,
+                what="reconnected",
+            )
             call.remote_hangup()
         cdr = await asyncio.wait_for(task, 15)
         await caller.stop()
