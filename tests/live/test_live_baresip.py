@@ -1,4 +1,5 @@
-"""A live agent (GPT-Live) called by real baresip peers on 127.0.0.1, the local GPT-Live server.
+"""A live agent (GPT-Live) called by real baresip peers on 127.0.0.1, the local GPT-Live server
+(over WebSocket, and over WebRTC for one case).
 
 baresip dials the agent (PCMU passthrough or G.722 → PCM 24 kHz), hears the greeting (its
 recording of what it received), speaks (its microphone file): the model asks for the
@@ -65,7 +66,10 @@ def mic(path: Path, rate: int) -> Path:
 
 
 @pytest.fixture
-async def agent(tmp_path: Path) -> AsyncIterator[tuple[LiveServer, AgentService, dict[str, str]]]:
+async def agent(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[LiveServer, AgentService, dict[str, str]]]:
+    transport = getattr(request, "param", "websocket")
     transfers: dict[str, str] = {}
     tool = await asyncio.start_server(_tool_http, "127.0.0.1", 0)
     tool_url = f"http://127.0.0.1:{tool.sockets[0].getsockname()[1]}/orders"
@@ -88,6 +92,7 @@ async def agent(tmp_path: Path) -> AsyncIterator[tuple[LiveServer, AgentService,
                 agents={"main": agent_cfg},
                 codecs=["PCMU", "G722"],
                 transfers=dict(transfers),
+                realtime_transport=transport,
             )
             return TenantTable({"acme": t})
 
@@ -113,7 +118,13 @@ async def _call_ended(svc: AgentService, timeout: float = 30) -> CallRecord:
 
 
 @pytest.mark.parametrize(
-    ("codec", "fmt"), [("PCMU/8000/1", "audio/pcmu"), ("G722/16000/1", "audio/pcm")]
+    ("agent", "codec", "fmt"),
+    [
+        ("websocket", "PCMU/8000/1", "audio/pcmu"),
+        ("websocket", "G722/16000/1", "audio/pcm"),
+        ("webrtc", "PCMU/8000/1", "audio/pcmu"),
+    ],
+    indirect=["agent"],
 )
 async def test_baresip_calls_a_live_agent_tool_and_transfer(
     agent: Any, tmp_path: Path, codec: str, fmt: str
@@ -138,7 +149,8 @@ async def test_baresip_calls_a_live_agent_tool_and_transfer(
         await caller.stop()
         await desk.stop()
     rec = srv.sessions[0]
-    assert rec.events[0].event["session"]["audio"]["format"]["type"] == fmt
+    if rec.transport == "websocket":
+        assert rec.events[0].event["session"]["audio"]["format"]["type"] == fmt
     assert cdr.ai_format == fmt
     received = list(caller.recordings("-dec.wav"))
     assert received and sum(1 for r in wav_rms_per_frame(received[0]) if r > 1500) >= 25
