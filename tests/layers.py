@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("core", ("errors", "sip", "sdp", "rtp", "codecs"), ("base",)),
     ("util", ("ids", "logs", "redact"), ("base", "core")),
     ("io", ("asyncio",), ("base", "core", "util")),
-    ("ai", ("ai", "realtime", "localai"), ("base", "core", "util")),
+    ("ai", ("ai", "realtime", "live", "localai"), ("base", "core", "util")),
     ("data", ("records", "tenants", "knowledge"), ("base", "core", "util", "ai")),
     ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "util", "ai", "data")),
     ("pbx", ("freeswitch",), ("base", "core", "util", "data", "settings")),
@@ -35,12 +35,19 @@ NEVER: tuple[tuple[str, str], ...] = (
     ("ai", "rtp"),
     ("ai", "realtime"),
     ("ai", "localai"),
+    ("ai", "live"),
     ("realtime", "sip"),
     ("realtime", "rtp"),
     ("realtime", "localai"),
+    ("realtime", "live"),
+    ("live", "sip"),
+    ("live", "rtp"),
+    ("live", "localai"),
+    ("live", "realtime"),
     ("localai", "sip"),
     ("localai", "rtp"),
     ("localai", "realtime"),
+    ("localai", "live"),
 )
 
 # The layer whose modules do no I/O, read no clock and draw no randomness.

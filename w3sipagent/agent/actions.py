@@ -159,7 +159,11 @@ class CallActions:
         await self.call.send_dtmf(digits)
 
     async def _end_after_playout(self, reason: str) -> None:
-        await self.wait_quiet(self.options.quiet_timeout)
+        s = self._live.session
+        if s is not None and s.config.model_owns_turns:
+            await self.wait_quiet_for(self.options.end_call_quiet, self.options.quiet_timeout)
+        else:
+            await self.wait_quiet(self.options.quiet_timeout)
         await asyncio.sleep(self.options.end_call_tail)
         self._life.finish(Outcome(Disposition.COMPLETED, "agent", f"end_call: {reason}"))
 
@@ -172,6 +176,24 @@ class CallActions:
                 return False
             await asyncio.sleep(step)
         return True
+
+    async def wait_quiet_for(self, quiet: float, timeout: float) -> bool:
+        """Wait until the agent has been quiet for ``quiet`` seconds (decided from the
+        audio: no utterance under way, nothing queued); False when ``timeout`` passed."""
+        start = self._clock()
+        step = self._turns.playout.frame_ms / 1000.0
+        since: float | None = None
+        while True:
+            now = self._clock()
+            if not self._turns.quiet:
+                since = None
+            elif since is None:
+                since = now
+            if since is not None and now - since >= quiet:
+                return True
+            if now - start >= timeout:
+                return False
+            await asyncio.sleep(step)
 
     # ------------------------------------------------------------ the caller's keys
 

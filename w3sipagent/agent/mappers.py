@@ -38,13 +38,25 @@ AIFactory = Callable[[str, str, str, AISessionConfig], AISession]
 
 
 def default_ai_factory(settings: Settings) -> AIFactory:
-    """Realtime sessions (WebSocket or WebRTC per tenant) at ``settings.realtime.base_url``."""
+    """The agent's back end (``config.backend``): Realtime sessions (WebSocket or WebRTC per
+    tenant) or GPT-Live sessions (WebSocket), both at ``settings.realtime.base_url``."""
     from w3sipagent.realtime import open_session
 
     base = settings.realtime.base_url  # ``…/v1``: the settings trim a trailing /realtime
     timeout = settings.realtime.connect_timeout
 
     def make(tenant_id: str, api_key: str, transport: str, config: AISessionConfig) -> AISession:
+        if config.backend == "live":
+            from w3sipagent import live
+
+            return live.open_session(
+                config,
+                api_key=api_key,
+                transport="webrtc" if transport == "webrtc" else "websocket",
+                base_url=base,
+                connect_timeout=timeout,
+                session_timeout=timeout,
+            )
         url = base if transport == "websocket" else base.replace("ws", "http", 1)
         extra = {"connect_timeout": timeout} if transport == "websocket" else {}
         return open_session(
@@ -217,6 +229,7 @@ def bridge_options(
         transfer_timeout=d.transfer_timeout,
         quiet_timeout=d.quiet_timeout,
         end_call_tail=d.end_call_tail,
+        end_call_quiet=d.end_call_quiet,
         fallback_wav=tenant.fallback.wav,
         fallback_uri=tenant.fallback_uri(),
         recording_path=recording,

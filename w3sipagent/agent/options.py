@@ -103,6 +103,9 @@ class BridgeOptions:
     """At most this long to wait for the agent's current words before end_call / transfer."""
     end_call_tail: float = 0.3
     """Pause after the last frame played before the BYE."""
+    end_call_quiet: float = 1.0
+    """With a back end that owns the turns (no "done" event, the goodbye may still be on
+    its way): end_call waits until the agent's output was quiet this long."""
     fallback_wav: Path | None = None
     fallback_uri: str | None = None
     recording_path: Path | None = None

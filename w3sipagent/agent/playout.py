@@ -189,6 +189,18 @@ class PlayoutQueue:
         self._drained.set()
         return n
 
+    def trim(self, max_frames: int) -> int:
+        """Drop the oldest queued frames beyond ``max_frames`` (a back end that sends at real
+        time must not be played late); returns how many were dropped."""
+        n = len(self._frames) - max(0, max_frames)
+        for _ in range(max(0, n)):
+            _, it = self._frames.popleft()
+            if it is not None:
+                it.queued_ms -= self.frame_ms  # never sent, so never to be heard
+        if n > 0:
+            self.frames_dropped += n
+        return max(0, n)
+
     def played_ms(self, item_id: str) -> int:
         """Milliseconds of ``item_id`` handed to the pacer (0 if unknown)."""
         it = self._items.get(item_id)

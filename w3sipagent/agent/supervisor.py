@@ -171,15 +171,17 @@ class SessionSupervisor:
                     self._life.spawn(self.failed(session, f"{ev.code}: {ev.message}"), "ai-failed")
             elif isinstance(ev, Closed):
                 if ev.error:
-                    self._life.spawn(self.failed(session, ev.reason), "ai-failed")
+                    failed = self.failed(session, ev.reason, retry=ev.retry)
+                    self._life.spawn(failed, "ai-failed")
                 return
             else:
                 await self._on_event(session, ev)
         if self._live.is_live(session) and not self._life.ended:
             await self.failed(session, "event stream ended")
 
-    async def failed(self, session: AISession, reason: str) -> None:
-        """The live ``session`` is lost: reconnect with the history, else fall back."""
+    async def failed(self, session: AISession, reason: str, *, retry: bool = True) -> None:
+        """The live ``session`` is lost: reconnect with the history (unless not ``retry``),
+        else fall back."""
         if self._life.ended or self._recovering or not self._live.is_live(session):
             return
         self._recovering = True
@@ -190,7 +192,7 @@ class SessionSupervisor:
         self._turns.reset()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(session.close(), self.options.close_timeout)
-        while self._reconnects_left > 0 and not self._life.ended:
+        while retry and self._reconnects_left > 0 and not self._life.ended:
             self._reconnects_left -= 1
             if await self._connect(self.history(), self.options.reconnect_timeout):
                 self._recovering = False

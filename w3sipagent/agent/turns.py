@@ -8,7 +8,9 @@ audible) follows :class:`~w3sipagent.agent.bargein.BargeInPolicy`: the playout q
 cleared, so the next pacer tick sends silence; the item being heard is truncated at the
 milliseconds actually handed to the pacer; the response is cancelled unless the back end
 stops it itself; late deltas of it are dropped. With a guard (``min_interrupt_ms``) the
-cut waits until the caller spoke that long.
+cut waits until the caller spoke that long. A back end that owns the turns
+(``AISessionConfig.playout_lead_ms``) sends no caller-speech events and takes no truncate:
+its real-time audio is played in step, the queue trimmed to that lead.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from w3sipagent.ai.session import (
     ResponseStarted,
     SpeechStarted,
     SpeechStopped,
+    UsageUpdated,
 )
 from w3sipagent.records.cdr import CallRecord
 
@@ -127,6 +130,11 @@ class Turns:
             if self.latency.pending is not None:
                 self.latency.audio_delta(self._clock())
             self.playout.push(self._media.agent_audio(ev.audio), ev.item_id, ev.response_id)
+            lead = session.config.playout_lead_ms
+            if lead is not None:  # real-time output: play it in step, never late
+                dropped = self.playout.trim(max(1, lead // self.playout.frame_ms))
+                if dropped:
+                    self._cdr.add_event("playout_trimmed", frames=dropped)
         elif isinstance(ev, AudioDone):
             if not self.policy.dropped(ev.response_id):
                 self.playout.push(self._media.agent_audio_end(), ev.item_id, ev.response_id)
@@ -134,6 +142,8 @@ class Turns:
         elif isinstance(ev, ResponseStarted):
             self.policy.response_started(ev.response_id)
             self.latency.response_started(self._clock())
+        elif isinstance(ev, UsageUpdated):
+            self._cdr.usage.add(ev.usage)
         elif isinstance(ev, ResponseDone):
             if ev.usage is not None:
                 self._cdr.usage.add(ev.usage)

@@ -2,7 +2,7 @@
 
 The bridge talks to the AI only through :class:`AISession` and the events
 below. The OpenAI Realtime client (:mod:`w3sipagent.realtime`) is the first
-implementation; a cascaded speech-to-text -> chat -> text-to-speech pipeline
+implementation, the GPT-Live client (:mod:`w3sipagent.live`) the second; a cascaded speech-to-text -> chat -> text-to-speech pipeline
 is meant to be another. Nothing of a back end's wire format appears here.
 
 Audio is raw bytes in the session's negotiated :class:`AudioFormat`:
@@ -112,11 +112,35 @@ class AISessionConfig:
     """Service-side traces: ``"auto"`` or ``{workflow_name, group_id, metadata}``."""
     include: tuple[str, ...] = ()
     """Extra fields in server events, e.g. ``item.input_audio_transcription.logprobs``."""
+    backend: str = "realtime"
+    """Which implementation runs the session (``realtime``, ``live``): the service's AI
+    factory picks by it."""
+    tool_model: str | None = None
+    """The model that runs the tools and the reasoning behind the voice, for back ends
+    that delegate them (None: the back end's default)."""
+    tool_reasoning_effort: str | None = None
+    """Reasoning effort of :attr:`tool_model` (``none`` … ``xhigh``)."""
+    tool_service_tier: str | None = None
+    """Service tier of :attr:`tool_model` (``auto``, ``default``, ``flex``, ``priority``)."""
+    playout_lead_ms: int | None = None
+    """Set when the back end owns the turns: it hears the caller while it speaks, stops by
+    itself (no truncate, no cancel, no caller-speech events) and sends its audio at real
+    time. The bridge then plays what arrives and keeps at most this many milliseconds
+    queued ahead of the caller, dropping the oldest beyond it. None: the back end sends
+    faster than real time, the bridge queues all of it and cuts it at barge-in."""
+
+    @property
+    def model_owns_turns(self) -> bool:
+        """The back end decides turns and barge-in alone (see :attr:`playout_lead_ms`)."""
+        return self.playout_lead_ms is not None
 
     @property
     def interrupts_itself(self) -> bool:
         """The back end stops its own response when it hears the caller start speaking
-        (turn detection with ``interrupt_response``); otherwise the bridge cancels it."""
+        (turn detection with ``interrupt_response``, or a back end that owns the turns);
+        otherwise the bridge cancels it."""
+        if self.model_owns_turns:
+            return True
         td = self.turn_detection
         return td is not None and td.interrupt_response
 
@@ -226,6 +250,8 @@ class Usage:
     input_audio_tokens: int = 0
     output_audio_tokens: int = 0
     cached_tokens: int = 0
+    seconds: float = 0.0
+    """Billed session seconds (back ends that bill by time)."""
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -235,7 +261,15 @@ class Usage:
             self.input_audio_tokens + other.input_audio_tokens,
             self.output_audio_tokens + other.output_audio_tokens,
             self.cached_tokens + other.cached_tokens,
+            self.seconds + other.seconds,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdated(AIEvent):
+    """Usage that is not tied to a response (time-billed sessions): an increment."""
+
+    usage: Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,10 +293,12 @@ class AIErrorEvent(AIEvent):
 
 @dataclass(frozen=True, slots=True)
 class Closed(AIEvent):
-    """The session ended. ``error`` is True when it ended by failure, not by ``close()``."""
+    """The session ended. ``error`` is True when it ended by failure, not by ``close()``;
+    ``retry`` False when a new session would not help (the service refused the content)."""
 
     reason: str
     error: bool = False
+    retry: bool = True
 
 
 @runtime_checkable
@@ -302,7 +338,8 @@ class AISession(Protocol):
         ...
 
     async def truncate(self, item_id: str, audio_end_ms: int) -> None:
-        """Tell the back end the caller heard only ``audio_end_ms`` of an agent item."""
+        """Tell the back end the caller heard only ``audio_end_ms`` of an agent item
+        (nothing to do for a back end that owns the turns)."""
         ...
 
     async def cancel_response(self) -> None:

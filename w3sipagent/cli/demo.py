@@ -9,7 +9,9 @@ through the tool and finally transfers the caller to the manager (REFER; the sof
 plays a PBX and reports the transfer done). Then it prints the transcript, the per-turn
 latencies and where the recording and the CDR are.
 
-``--openai`` talks to the real OpenAI Realtime API instead (needs ``OPENAI_API_KEY``).
+``--backend live`` runs the same call on GPT-Live (the local server's ``/v1/live/sessions``,
+playing the same scenario). ``--openai`` talks to the real OpenAI API instead (needs
+``OPENAI_API_KEY``).
 """
 
 from __future__ import annotations
@@ -86,12 +88,25 @@ async def tool_server() -> AsyncIterator[str]:
 
 
 def demo_config(
-    run_dir: Path, realtime_url: str, tool_url: str, *, codec: str, openai: bool = False
+    run_dir: Path,
+    realtime_url: str,
+    tool_url: str,
+    *,
+    codec: str,
+    openai: bool = False,
+    backend: str = "realtime",
 ) -> str:
     """The demo tenant's configuration file (TOML); the key is read from OPENAI_API_KEY with
-    ``openai``, else a placeholder (the local server accepts any key)."""
+    ``openai``, else a placeholder (the local server accepts any key). ``backend``: the
+    agent's AI, ``realtime`` or ``live`` (GPT-Live has no turn detection settings)."""
     tenant_key = 'api_key = { env = "OPENAI_API_KEY" }\n' if openai else ""
     default_key = "" if openai else 'api_key = "sk-local-demo"\n'
+    if backend == "live":
+        agent_ai = 'backend = "live"\nmodel = "gpt-live-1"'
+    else:
+        agent_ai = (
+            'turn_detection = { type = "server_vad", threshold = 0.5, silence_duration_ms = 500 }'
+        )
     return f"""# Written by `w3sipagent demo`: the demo tenant. Try:
 #   w3sipagent cdr list -c {run_dir / "w3sipagent.toml"}
 [sip]
@@ -127,7 +142,7 @@ recording = {{ enabled = true }}
 voice = "marin"
 instructions = "You are the phone host of Bistro Lumen. Be brief and friendly."
 greeting = "Greet the caller and ask how you can help."
-turn_detection = {{ type = "server_vad", threshold = 0.5, silence_duration_ms = 500 }}
+{agent_ai}
 
 [[tenants.{TENANT}.agents.{AGENT}.tools]]
 name = "check_reservation"
@@ -146,6 +161,7 @@ async def run_demo(
     tts: str = "auto",
     max_duration: float = 50.0,
     progress: Any = None,
+    backend: str = "realtime",
 ) -> tuple[CallRecord | None, Any, Path]:
     """Run the demo call; returns (CDR, softphone summary, config path)."""
     from w3sipagent.agent.service import AgentService
@@ -159,6 +175,18 @@ async def run_demo(
     async with contextlib.AsyncExitStack() as stack:
         if use_openai:
             realtime_url = "wss://api.openai.com/v1"
+        elif backend == "live":
+            from w3sipagent.localai.live import LiveServer
+
+            live = LiveServer(
+                "127.0.0.1",
+                0,
+                scenario=scenario_path(),
+                tts_engine=tts,  # type: ignore[arg-type]
+            )
+            await stack.enter_async_context(live)
+            realtime_url = live.base_url
+            say(f"local GPT-Live server on {realtime_url}/live/sessions (scenario bistro-demo)")
         else:
             from w3sipagent.localai import RealtimeServer
 
@@ -174,7 +202,9 @@ async def run_demo(
         tool_url = await stack.enter_async_context(tool_server())
         cfg_path = run_dir / "w3sipagent.toml"
         cfg_path.write_text(
-            demo_config(run_dir, realtime_url, tool_url, codec=codec, openai=use_openai)
+            demo_config(
+                run_dir, realtime_url, tool_url, codec=codec, openai=use_openai, backend=backend
+            )
         )
         settings = load_settings(cfg_path, environ={}, discover=False)
         store = await stack.enter_async_context(CdrStore.from_settings(settings.records))
@@ -275,7 +305,12 @@ def demo(
         Path("var/demo"), "--dir", help="Where the demo's config, CDR database and recordings go."
     ),
     openai: bool = typer.Option(
-        False, "--openai", help="Use the real OpenAI Realtime API (needs OPENAI_API_KEY)."
+        False, "--openai", help="Use the real OpenAI API (needs OPENAI_API_KEY)."
+    ),
+    backend: str = typer.Option(
+        "realtime",
+        "--backend",
+        help="The agent's AI: realtime (OpenAI Realtime) or live (GPT-Live).",
     ),
     codec: str = typer.Option("PCMU", "--codec", help="PCMU, PCMA, G722 or opus."),
     tts: str = typer.Option("auto", "--tts", help="Caller and agent speech: auto, espeak, tone."),
@@ -284,7 +319,7 @@ def demo(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the agent's log lines."),
 ) -> None:
-    """Run a complete phone call offline: local Realtime server, agent, softphone.
+    """Run a complete phone call offline: local AI server, agent, softphone.
 
     No network and no API key are needed. Prints the transcript, the per-turn latency, the
     recording and the CDR. Exit 0 when the call went through with a transcript.
@@ -293,6 +328,8 @@ def demo(
 
     if codec not in ("PCMU", "PCMA", "G722", "opus"):
         fail(f"--codec must be PCMU, PCMA, G722 or opus (got {codec!r})", code=EXIT_USAGE)
+    if backend not in ("realtime", "live"):
+        fail(f"--backend must be realtime or live (got {backend!r})", code=EXIT_USAGE)
     if tts not in ("auto", "espeak", "tone"):
         fail(f"--tts must be auto, espeak or tone (got {tts!r})", code=EXIT_USAGE)
     if openai and not os.environ.get("OPENAI_API_KEY", "").strip():
@@ -315,6 +352,7 @@ def demo(
             tts=tts,
             max_duration=max_duration,
             progress=say,
+            backend=backend,
         )
     )
     print_report(cdr, summary, cfg)

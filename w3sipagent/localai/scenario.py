@@ -24,7 +24,7 @@ session on purpose at a chosen point. See docs/realtime-server.md for the full f
     [[inject]]
     turn = 2                 # 0 = greeting
     at = "response.done"     # session.created, committed, response.created, first_audio, response.done
-    action = "close"         # error, close, abort, fail
+    action = "close"         # error, close, abort, fail, expire (GPT-Live: session.closed expired)
     close_code = 1011
 
 The server has no speech recognizer: the caller transcript it reports for
@@ -45,7 +45,7 @@ from w3sipagent.errors import ConfigError
 InjectPoint = Literal[
     "session.created", "committed", "response.created", "first_audio", "response.done"
 ]
-InjectAction = Literal["error", "close", "abort", "fail"]
+InjectAction = Literal["error", "close", "abort", "fail", "expire"]
 
 INJECT_POINTS: tuple[str, ...] = (
     "session.created",
@@ -54,7 +54,7 @@ INJECT_POINTS: tuple[str, ...] = (
     "first_audio",
     "response.done",
 )
-INJECT_ACTIONS: tuple[str, ...] = ("error", "close", "abort", "fail")
+INJECT_ACTIONS: tuple[str, ...] = ("error", "close", "abort", "fail", "expire")
 
 DEFAULT_FALLBACK = "I'm sorry, I have nothing more to add."
 

@@ -87,6 +87,8 @@ class TokenUsage(BaseModel):
     input_audio_tokens: int = 0
     output_audio_tokens: int = 0
     cached_tokens: int = 0
+    seconds: float = 0.0
+    """Billed AI session seconds (time-billed back ends such as GPT-Live)."""
 
     def add(self, usage: Usage) -> None:
         """Add one response's usage."""
@@ -96,6 +98,7 @@ class TokenUsage(BaseModel):
         self.input_audio_tokens += usage.input_audio_tokens
         self.output_audio_tokens += usage.output_audio_tokens
         self.cached_tokens += usage.cached_tokens
+        self.seconds = round(self.seconds + usage.seconds, 3)
 
 
 def utcnow() -> datetime:

@@ -1,7 +1,10 @@
-"""The agent part of a tenant: prompt, voice, turn detection, transcription and tools.
+"""The agent part of a tenant: back end, prompt, voice, turn detection, transcription, tools.
 
 ``[tenants.NAME.agents.AGENT]`` validated into :class:`AgentConfig`, which gives the AI
-session configuration of a call (:meth:`AgentConfig.session_config`).
+session configuration of a call (:meth:`AgentConfig.session_config`). ``backend`` picks
+the AI: ``realtime`` (OpenAI Realtime, the default) or ``live`` (GPT-Live); a setting the
+chosen back end does not have (``turn_detection`` on a live agent, ``delegation`` on a
+realtime one) is an error naming its key.
 """
 
 from __future__ import annotations
@@ -9,27 +12,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from w3sipagent.ai.session import (
     AISessionConfig,
     AudioFormat,
+    HistoryItem,
     StoredPrompt,
     ToolSpec,
     TurnDetection,
 )
 from w3sipagent.tenants.fields import (
+    LIVE_MODELS,
+    LIVE_VOICES,
+    VOICES,
     Duration,
     StrictModel,
-    Voice,
     check_env_name,
     check_http_url,
 )
 
 __all__ = [
     "BUILTIN_TOOLS",
+    "LIVE_PLAYOUT_LEAD_MS",
     "AgentConfig",
-    "CustomVoiceConfig",
+    "CustomVoice",
+    "DelegationConfig",
+    "HistoryMessage",
     "StoredPromptConfig",
     "TracingConfig",
     "TranscriptionConfig",
@@ -123,23 +133,6 @@ class WebhookToolConfig(StrictModel):
 BUILTIN_TOOLS = frozenset({"transfer_call", "end_call", "send_dtmf", "search_knowledge"})
 
 
-class CustomVoiceConfig(StrictModel):
-    """A custom voice of the OpenAI project: ``voice = { id = "voice_..." }``."""
-
-    id: str = Field(pattern=r"^voice_[A-Za-z0-9_-]{1,64}$")
-
-
-def _voice_kind(v: Any) -> str:
-    return "Custom" if isinstance(v, dict | CustomVoiceConfig) else "Name"
-
-
-AgentVoice = Annotated[
-    Annotated[Voice, Tag("Name")] | Annotated[CustomVoiceConfig, Tag("Custom")],
-    Discriminator(_voice_kind),
-]
-"""A built-in voice name, or a custom voice ``{ id = "voice_..." }``."""
-
-
 class StoredPromptConfig(StrictModel):
     """A prompt stored in the OpenAI project (``pmpt_...``), applied by the service."""
 
@@ -171,12 +164,73 @@ class TracingConfig(StrictModel):
 
 INCLUDE_FIELDS = Literal["item.input_audio_transcription.logprobs"]
 
+LIVE_PLAYOUT_LEAD_MS = 300
+"""How far the bridge may queue a live agent's real-time audio ahead of the caller."""
+
+
+class CustomVoice(StrictModel):
+    """A custom voice of the account: ``voice = { id = "voice_…" }`` (GPT-Live)."""
+
+    id: str = Field(pattern=r"^voice_[A-Za-z0-9_-]{1,128}$")
+
+
+def _voice_kind(v: Any) -> str:
+    return "Custom" if isinstance(v, dict | CustomVoice) else "Name"
+
+
+AgentVoice = Annotated[
+    Annotated[str, Tag("Name")] | Annotated[CustomVoice, Tag("Custom")],
+    Discriminator(_voice_kind),
+]
+"""A voice name (checked against the back end's list) or a custom voice ``{ id = "voice_…" }``;
+the tags keep a bad ``{ id }`` reported as ``voice.id`` alone."""
+
+
+class DelegationConfig(StrictModel):
+    """GPT-Live: the Responses model that runs the tools and the reasoning behind the voice."""
+
+    model: str = "gpt-5-mini"
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    service_tier: Literal["auto", "default", "flex", "priority"] | None = None
+
+
+class HistoryMessage(StrictModel):
+    """One message of the conversation a call starts with."""
+
+    role: Literal["user", "assistant", "system"]
+    text: str = Field(min_length=1, max_length=4000)
+
+
+def _one_of(values: tuple[str, ...]) -> PydanticCustomError:
+    """The error pydantic gives for a Literal (so it reads the same for every back end)."""
+    quoted = [f"'{v}'" for v in values]
+    expected = ", ".join(quoted[:-1]) + f" or {quoted[-1]}"
+    return PydanticCustomError(
+        "literal_error", "Input should be {expected}", {"expected": expected}
+    )
+
+
+_REALTIME_ONLY = (
+    "turn_detection",
+    "transcription",
+    "noise_reduction",
+    "speed",
+    "language",
+    "stored_prompt",
+    "tracing",
+    "include",
+)
+
 
 class AgentConfig(StrictModel):
-    """One agent of a tenant: model, voice, prompt, greeting, turn detection, tools."""
+    """One agent of a tenant: back end, model, voice, prompt, greeting, turn detection, tools."""
 
+    backend: Literal["realtime", "live"] = "realtime"
+    """The AI: ``realtime`` (OpenAI Realtime) or ``live`` (GPT-Live)."""
     model: str = "gpt-realtime"
+    """``gpt-realtime…`` for realtime; ``gpt-live-1`` (default) or ``gpt-live-1.1`` for live."""
     voice: AgentVoice = "marin"
+    """A voice of the back end's list, or a custom voice ``{ id = "voice_…" }``."""
     instructions: str = ""
     instructions_file: Path | None = None
     language: str | None = None
@@ -194,6 +248,56 @@ class AgentConfig(StrictModel):
     include: list[INCLUDE_FIELDS] = Field(default_factory=list)
     knowledge: bool = False
     """Offer the built-in ``search_knowledge`` tool (the tenant needs a ``[knowledge]`` table)."""
+    history: list[HistoryMessage] = Field(default_factory=list, max_length=128)
+    """Messages the conversation starts with (context the caller does not hear)."""
+    delegation: DelegationConfig | None = None
+    """GPT-Live only: the model behind the voice that runs tools (and its effort, tier)."""
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str, info: ValidationInfo) -> str:
+        live = info.data.get("backend") == "live"
+        if live and v not in LIVE_MODELS:
+            raise _one_of(LIVE_MODELS)
+        if not live and v in LIVE_MODELS:
+            raise ValueError(f'{v} is a GPT-Live model: set backend = "live"')
+        return v
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice(cls, v: object, info: ValidationInfo) -> object:
+        live = info.data.get("backend") == "live"
+        if isinstance(v, dict | CustomVoice):
+            return v
+        voices = LIVE_VOICES if live else VOICES
+        if v not in voices:
+            raise _one_of(voices)
+        return v
+
+    @field_validator(*_REALTIME_ONLY)
+    @classmethod
+    def _realtime_only(cls, v: object, info: ValidationInfo) -> object:
+        # a stored agent is dumped whole, so only a value other than the default counts
+        field = cls.model_fields[info.field_name or ""]
+        if info.data.get("backend") == "live" and v != field.get_default(call_default_factory=True):
+            raise ValueError(
+                "not a setting of a live agent (GPT-Live decides turns, transcription and "
+                "pace by itself): remove it"
+            )
+        return v
+
+    @field_validator("delegation")
+    @classmethod
+    def _live_only(cls, v: DelegationConfig | None, info: ValidationInfo) -> object:
+        if v is not None and info.data.get("backend", "realtime") != "live":
+            raise ValueError('only a live agent delegates its tools: set backend = "live"')
+        return v
+
+    @model_validator(mode="after")
+    def _backend_defaults(self) -> AgentConfig:
+        if self.backend == "live" and "model" not in self.model_fields_set:
+            self.model = LIVE_MODELS[0]
+        return self
 
     @field_validator("tools")
     @classmethod
@@ -223,18 +327,41 @@ class AgentConfig(StrictModel):
         instructions: str | None = None,
     ) -> AISessionConfig:
         """The AI session configuration for one call of this agent."""
+        voice = self.voice.id if isinstance(self.voice, CustomVoice) else self.voice
+        history = tuple(HistoryItem(m.role, m.text) for m in self.history)
+        tools = extra_tools + tuple(t.spec() for t in self.tools)
+        prompt = self.prompt() if instructions is None else instructions
+        if self.backend == "live":
+            d = self.delegation or DelegationConfig()
+            return AISessionConfig(
+                instructions=prompt,
+                model=self.model,
+                voice=voice,
+                input_format=audio_format,
+                output_format=audio_format,
+                turn_detection=None,
+                transcription_model=None,
+                tools=tools,
+                max_output_tokens=self.max_output_tokens,
+                history=history,
+                backend="live",
+                tool_model=d.model,
+                tool_reasoning_effort=d.reasoning_effort,
+                tool_service_tier=d.service_tier,
+                playout_lead_ms=LIVE_PLAYOUT_LEAD_MS,
+            )
         lang = self.transcription.language or self.language
         return AISessionConfig(
-            instructions=self.prompt() if instructions is None else instructions,
+            instructions=prompt,
             model=self.model,
-            voice=self.voice if isinstance(self.voice, str) else self.voice.id,
+            voice=voice,
             input_format=audio_format,
             output_format=audio_format,
             turn_detection=self.turn_detection.to_session(),
             transcription_model=self.transcription.model if self.transcription.enabled else None,
             transcription_language=lang,
             noise_reduction=self.noise_reduction,
-            tools=extra_tools + tuple(t.spec() for t in self.tools),
+            tools=tools,
             max_output_tokens=self.max_output_tokens,
             speed=self.speed,
             transcription_prompt=self.transcription.prompt,
@@ -243,4 +370,5 @@ class AgentConfig(StrictModel):
             if isinstance(self.tracing, TracingConfig)
             else self.tracing,
             include=tuple(self.include),
+            history=history,
         )

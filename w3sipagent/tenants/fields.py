@@ -15,6 +15,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 __all__ = [
     "CODECS",
+    "LIVE_MODELS",
+    "LIVE_VOICES",
     "VOICES",
     "Duration",
     "Network",
@@ -53,6 +55,16 @@ VOICES: tuple[str, ...] = (
 Voice = Literal[
     "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"
 ]
+
+LIVE_VOICES: tuple[str, ...] = (
+    "alloy", "ash", "ballad", "beacon", "bossa", "cedar", "cinder", "coral", "delta", "echo",
+    "gleam", "marin", "meridian", "quartz", "ripple", "sage", "shida", "shimmer", "stone",
+    "tempo", "verse", "vesper", "willow",
+)  # fmt: skip
+"""The GPT-Live voices (a custom voice is ``{ id = "voice_…" }``)."""
+
+LIVE_MODELS: tuple[str, ...] = ("gpt-live-1", "gpt-live-1.1")
+"""The GPT-Live models."""
 
 CODECS: tuple[str, ...] = ("PCMU", "PCMA", "G722", "opus")
 """Codec names a tenant may prefer, canonical spelling."""

@@ -1,0 +1,77 @@
+"""What a GPT-Live client session runs over: a :class:`Channel` of JSON events, and
+:class:`Conn`, one session's protocol state, channel, writer queue and tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from w3sipagent.live.protocol import LiveProtocol
+
+__all__ = ["Channel", "ChannelClosed", "Conn", "WebSocketChannel"]
+
+
+class ChannelClosed(Exception):
+    """The transport under a session ended; ``reason`` says how."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Channel(Protocol):
+    """A connected transport carrying GPT-Live events as JSON text."""
+
+    async def send(self, text: str) -> None:
+        """Send one event; raises :class:`ChannelClosed`."""
+        ...
+
+    async def recv(self) -> str:
+        """The next server event; raises :class:`ChannelClosed`."""
+        ...
+
+    async def close(self) -> None:
+        """Close the transport (idempotent)."""
+        ...
+
+
+class WebSocketChannel:
+    """A websockets client connection as a :class:`Channel`."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    async def send(self, text: str) -> None:
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed:
+            raise ChannelClosed("connection lost") from None
+
+    async def recv(self) -> str:
+        try:
+            message = await self._ws.recv()
+        except ConnectionClosed as exc:
+            reason = f"WebSocket closed: code {exc.rcvd.code}" if exc.rcvd else "connection lost"
+            raise ChannelClosed(reason) from None
+        return message if isinstance(message, str) else ""
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+class Conn:
+    """One session of a client: protocol state, channel, writer queue, tasks; ``extra``
+    holds transport state (WebRTC tracks)."""
+
+    def __init__(self, proto: LiveProtocol) -> None:
+        self.proto = proto
+        self.channel: Channel | None = None
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.closing = False
+        self.ended = asyncio.Event()
+        self.extra: Any = None
