@@ -200,3 +200,30 @@ async def test_oversized_payload_is_dropped(
         ep.close()
     finally:
         caller.close()
+
+
+async def test_nat_rebinding_is_not_blocked_by_a_foreign_flood(
+    ports: RtpPortRange, pacer: Pacer
+) -> None:
+    old, new, intruder = udp_socket(), udp_socket(), udp_socket()
+    try:
+        ep = await talking(ports, pacer, relatch_packets=4)
+        rec = Recorder(ep)
+        ep.set_remote(old.getsockname())
+        dst = (HOST, ep.local_port)
+        for seq in range(1, 4):
+            old.sendto(rtp(seq), dst)
+        await wait_until(lambda: len(rec.frames) >= 3, what="3 packets")
+        for seq in range(4, 8):  # the NAT moved; a flood of another stream in between
+            new.sendto(rtp(seq), dst)
+            intruder.sendto(rtp(seq, ssrc=0x7777), dst)
+            intruder.sendto(b"\x80", dst)
+        await wait_until(lambda: ep.send_address == new.getsockname(), what="re-latch")
+        await wait_until(lambda: len(rec.frames) >= 4, what="the re-latching packet")
+        assert [f.sequence_number for f in rec.frames if not f.lost] == [1, 2, 3, 7]
+        assert ep.snapshot().foreign == 3 + 8
+        ep.close()
+    finally:
+        old.close()
+        new.close()
+        intruder.close()

@@ -251,21 +251,22 @@ class RtpReceiver:
         sequence continued) from that source. True: latched, the packet is accepted."""
         peer = self.peer
         rs = self._rx_stats
-        if peer.rx is not None and rs is not None:
+        if peer.rx is not None:
+            if rs is None:  # a new clock rate restarted the statistics: nothing to continue
+                return False
             seq = packet.sequence_number
             cand = self._candidate
             if cand is not None and cand[0] == addr and cand[1] == packet.ssrc:
-                base = cand[2]
+                base, count = cand[2], cand[3] + 1
             elif packet.ssrc == rs.ssrc:
-                base = rs.max_seq  # a new candidate continues the established stream
+                base, count = rs.max_seq, 1  # a new candidate continues the established stream
                 cand = None
-            else:
-                self._candidate = None
+            else:  # another stream: dropped, and no say in a takeover under way
                 return False
             if not 0 < (seq - base) & 0xFFFF <= _MAX_GAP:
-                self._candidate = None
+                if cand is not None:
+                    self._candidate = None  # the candidate's own sequence broke
                 return False
-            count = 1 if cand is None else cand[3] + 1
             if count < self.config.relatch_packets:
                 self._candidate = (addr, packet.ssrc, seq, count)
                 return False
