@@ -1,10 +1,13 @@
 """The receive side of an RTP endpoint: from a datagram to frames, DTMF and events.
 
 :meth:`RtpReceiver.receive` is the per-packet path: RTCP demultiplexing (RFC 5761),
-media source policy and latching, parse, payload-type check, RFC 3550 statistics,
-jitter buffer, then telephone-events to the DTMF receiver and everything else to
-:attr:`RtpReceiver.on_frame`. Malformed packets, unknown payload types and packets
-from a foreign source are dropped and counted in the endpoint's
+media source policy, parse, payload-type check, payload size bound
+(``MediaConfig.max_packet_ms``), latching (a takeover by another source needs
+``MediaConfig.relatch_packets`` packets of the established stream, see
+:mod:`~w3sipagent.asyncio.mediaconfig`), RFC 3550 statistics, jitter buffer, then
+telephone-events to the DTMF receiver and everything else to
+:attr:`RtpReceiver.on_frame`. Malformed packets, unknown payload types, oversized
+payloads and packets from a foreign source are dropped and counted in the endpoint's
 :class:`~w3sipagent.rtp.stats.StreamStats`; nothing raises out of the receive path.
 
 Two timers belong here: housekeeping (the jitter buffer's and the DTMF receiver's
