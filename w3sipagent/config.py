@@ -194,6 +194,14 @@ class SipSettings(_Section):
     """Who may send us INVITEs at all (default: loopback only)."""
     max_calls: int = Field(default=200, ge=1)
     drain_timeout: Duration = 30.0
+    tcp_max_connections: int = Field(default=1024, ge=1, le=1_000_000)
+    """TCP/TLS connections held at once (accepted and outgoing); one more accepted is closed."""
+    tcp_max_per_source: int = Field(default=64, ge=1, le=1_000_000)
+    """Accepted TCP/TLS connections from one IP address at once."""
+    tcp_idle_timeout: Duration = 300.0
+    """A TCP/TLS connection without traffic for this long is closed."""
+    tcp_message_timeout: Duration = 10.0
+    """A SIP message started on a TCP/TLS connection must be complete within this time."""
     user_agent: str = "w3sipagent"
     auth: SipAuthSettings = Field(default_factory=SipAuthSettings)
     """Digest authentication of incoming INVITEs (off unless ``auth.users`` is set)."""
@@ -206,6 +214,10 @@ class SipSettings(_Section):
             raise ValueError("transports: at least one of udp, tcp, tls")
         if self.t1 <= 0 or self.t2 < self.t1:
             raise ValueError("t1/t2: need 0 < t1 <= t2")
+        if self.tcp_idle_timeout <= 0 or self.tcp_message_timeout <= 0:
+            raise ValueError("tcp_idle_timeout/tcp_message_timeout: must be above 0")
+        if self.tcp_max_per_source > self.tcp_max_connections:
+            raise ValueError("tcp_max_per_source: at most tcp_max_connections")
         return self
 
     @property
@@ -242,6 +254,13 @@ class RtpSettings(_Section):
     """SO_RCVBUF asked for on each RTP socket (bytes; Linux grants twice that). The default
     bounds what a CPU-starved agent can queue to ~0.8 s of 20 ms audio (the system default,
     208 KB, holds ~5 s). None: the system default."""
+    relatch_packets: int = Field(default=5, ge=1, le=100)
+    """Consecutive packets of the call's established stream (its SSRC, its sequence
+    continued) from a new source before the audio follows it (a caller's NAT rebinding).
+    Other packets from other sources are dropped and counted (``foreign``)."""
+    max_packet_ms: int | None = Field(default=None, ge=10, le=1000)
+    """The most audio one RTP packet may carry (ms); bigger ones are dropped and counted
+    (``oversize``). Default: twice the negotiated ptime, at least 60 ms."""
     receive_batch: int = Field(default=32, ge=1, le=1024)
     """RTP datagrams read per socket wake-up (until the socket is empty): a backlog left by a
     pause drains in one event loop pass. 1: asyncio's one datagram per loop iteration."""

@@ -11,6 +11,8 @@
 ``w3sipagent_barge_ins_total{tenant}``       counter    the caller interrupted the agent
 ``w3sipagent_rtp_packets_lost_total{tenant}``   counter  inbound RTP packets lost
 ``w3sipagent_rtp_jitter_seconds{tenant}``    histogram  inbound interarrival jitter at call end
+``w3sipagent_rtp_packets_dropped_total{tenant,reason}``  counter  hostile inbound RTP dropped
+``w3sipagent_sip_connections_refused_total``  counter  TCP/TLS connections over the caps
 ``w3sipagent_realtime_errors_total{tenant,code}``  counter  Realtime API errors
 ``w3sipagent_realtime_reconnects_total{tenant}``  counter  Realtime sessions re-opened
 ``w3sipagent_draining``                      gauge      1 while draining (SIGTERM)
@@ -34,7 +36,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -45,6 +47,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from w3sipagent.records.cdr import CallRecord
 from w3sipagent.records.sink import RecordsSink
@@ -123,6 +127,17 @@ class Metrics:
             buckets=JITTER_BUCKETS,
             registry=r,
         )
+        self.rtp_dropped = Counter(
+            "w3sipagent_rtp_packets_dropped",
+            "Inbound RTP dropped: from a foreign source (reason=foreign), or carrying more "
+            "audio than rtp.max_packet_ms (reason=oversize)",
+            ["tenant", "reason"],
+            registry=r,
+        )
+        #: Where ``w3sipagent_sip_connections_refused_total`` is read at each scrape
+        #: (:meth:`watch_refused_connections`).
+        self._refused_connections: Callable[[], int] | None = None
+        r.register(_RefusedConnections(self))
         self.realtime_errors = Counter(
             "w3sipagent_realtime_errors", "Realtime API errors", ["tenant", "code"], registry=r
         )
@@ -154,6 +169,10 @@ class Metrics:
         lost = _number(cdr.rtp, "packets_lost", "lost")
         if lost is not None and lost > 0:
             self.rtp_lost.labels(tenant).inc(lost)
+        for reason in ("foreign", "oversize"):
+            dropped = _number(cdr.rtp, reason)
+            if dropped is not None and dropped > 0:
+                self.rtp_dropped.labels(tenant, reason).inc(dropped)
         jitter_ms = _number(cdr.rtp, "jitter_ms")
         jitter_s = _number(cdr.rtp, "jitter_s", "jitter")
         if jitter_ms is not None:
@@ -180,6 +199,17 @@ class Metrics:
         elif kind in ("realtime_reconnect", "reconnect", "reconnected", "ai_reconnected"):
             self.realtime_reconnects.labels(t).inc()
 
+    def watch_refused_connections(self, count: Callable[[], int]) -> None:
+        """Report ``count()`` (the user agent's
+        :attr:`~w3sipagent.asyncio.transport.TransportSet.refused_connections`) as
+        ``w3sipagent_sip_connections_refused_total``."""
+        self._refused_connections = count
+
+    def refused_connections(self) -> int:
+        """TCP/TLS connections refused for the caps so far (0 until watched)."""
+        count = self._refused_connections
+        return 0 if count is None else count()
+
     def rejected_call(self, code: int, reason: str = "other") -> None:
         """An INVITE was refused with ``code`` before any call existed; ``reason`` is one of
         :data:`REJECT_REASONS` (anything else counts as ``other``: the label stays bounded)."""
@@ -188,6 +218,22 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return bytes(generate_latest(self.registry))
+
+
+class _RefusedConnections(Collector):
+    """``w3sipagent_sip_connections_refused_total``, read from the user agent when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "w3sipagent_sip_connections_refused",
+            "TCP/TLS connections closed at once: over sip.tcp_max_connections or "
+            "sip.tcp_max_per_source",
+        )
+        family.add_metric([], self._metrics.refused_connections())
+        yield family
 
 
 def _number(data: Mapping[str, Any], *keys: str) -> float | None:

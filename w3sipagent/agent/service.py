@@ -240,6 +240,8 @@ class AgentService:
         self.transferer.install(ua)
         ua.transferer = self.transferer
         self._install_trace(ua)
+        if self.metrics is not None:
+            self.metrics.watch_refused_connections(lambda: ua.transports.refused_connections)
         if self.settings.logging.sip_trace:
             self.set_trace(True)
         await ua.start()

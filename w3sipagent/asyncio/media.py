@@ -130,6 +130,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             emit=self._emit,
             clock_rate=clock_rate,
             ptime_ms=ptime_ms,
+            payload_type=payload_type,
             payload_types=_payload_types(payload_type, payload_types, telephone_event_pt),
             telephone_event_pt=telephone_event_pt,
             signalling_ip=signalling_ip,
@@ -299,6 +300,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             clock_rate,
             ptime,
             ptime != old_ptime,
+            payload_type,
             _payload_types(payload_type, payload_types, telephone_event_pt),
             telephone_event_pt,
         )

@@ -7,6 +7,14 @@ Source policy (``MediaConfig.source_policy``):
   the call's SIP signalling; the endpoint then sends there (symmetric RTP);
 - ``"latch-any"``: latch to any source (least safe: RTP injection).
 
+Latching (both latch policies): while nothing is latched (call start, or the SDP named a
+new address) the first valid RTP packet (it parses, carries one of the session's payload
+types) latches. Once a stream is latched, another source takes over only after
+``relatch_packets`` consecutive valid packets of the *established* stream (its SSRC, its
+sequence continued) with none from the latched source in between: a caller's NAT
+rebinding. Anything else from another source is dropped and counted
+(``StreamStats.foreign``); it never reaches the frame sink.
+
 :class:`PeerAddresses` holds the peer's addresses as the SDP names them and as
 latched from received packets; the receive path latches, the send path reads.
 """
@@ -60,7 +68,18 @@ class MediaConfig:
     per iteration, which at a few hundred calls is barely faster than packets arrive, and
     the small :attr:`receive_buffer` overflows. 1 keeps the transport's behaviour."""
 
+    relatch_packets: int = 5
+    """Consecutive valid packets of the established stream (same SSRC, continued sequence)
+    from a new source before the endpoint re-latches there (1 to 100)."""
+    max_packet_ms: int | None = None
+    """The most audio one RTP packet may carry (ms; None: twice the negotiated ptime, at
+    least 60 ms). A bigger payload is dropped and counted (``StreamStats.oversize``)."""
+
     def __post_init__(self) -> None:
+        if not 1 <= self.relatch_packets <= 100:
+            raise ValueError(f"relatch_packets {self.relatch_packets!r}: 1 to 100 packets")
+        if self.max_packet_ms is not None and not 10 <= self.max_packet_ms <= 1000:
+            raise ValueError(f"max_packet_ms {self.max_packet_ms!r}: 10 to 1000 ms, or None")
         if self.source_policy not in ("latch", "strict", "latch-any"):
             raise ValueError(f"source_policy {self.source_policy!r}: latch, strict or latch-any")
         if self.silence not in ("silence", "comfort-noise", "none"):

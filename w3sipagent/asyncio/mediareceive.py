@@ -1,10 +1,13 @@
 """The receive side of an RTP endpoint: from a datagram to frames, DTMF and events.
 
 :meth:`RtpReceiver.receive` is the per-packet path: RTCP demultiplexing (RFC 5761),
-media source policy and latching, parse, payload-type check, RFC 3550 statistics,
-jitter buffer, then telephone-events to the DTMF receiver and everything else to
-:attr:`RtpReceiver.on_frame`. Malformed packets, unknown payload types and packets
-from a foreign source are dropped and counted in the endpoint's
+media source policy, parse, payload-type check, payload size bound
+(``MediaConfig.max_packet_ms``), latching (a takeover by another source needs
+``MediaConfig.relatch_packets`` packets of the established stream, see
+:mod:`~w3sipagent.asyncio.mediaconfig`), RFC 3550 statistics, jitter buffer, then
+telephone-events to the DTMF receiver and everything else to
+:attr:`RtpReceiver.on_frame`. Malformed packets, unknown payload types, oversized
+payloads and packets from a foreign source are dropped and counted in the endpoint's
 :class:`~w3sipagent.rtp.stats.StreamStats`; nothing raises out of the receive path.
 
 Two timers belong here: housekeeping (the jitter buffer's and the DTMF receiver's
@@ -40,6 +43,19 @@ from w3sipagent.rtp.stats import ReceiverStatistics, StreamStats
 log = logging.getLogger(__name__)
 
 _MAX_DATAGRAM = 65536  # read size of the batched RTP reads (asyncio's transport reads 256 KB)
+_MAX_GAP = 512  # sequence numbers a re-latching stream may skip (packets lost meanwhile)
+_ONE_BYTE_PTS = frozenset((0, 8, 9))  # PCMU, PCMA, G.722: one payload byte per clock tick
+_MAX_BYTES_PER_TICK = 8  # others: L16 up to 4 channels (Opus is bounded by its 120 ms)
+
+
+def max_payload_bytes(
+    config: MediaConfig, payload_type: int, clock_rate: int, ptime_ms: int
+) -> int:
+    """The biggest payload of ``payload_type`` an RTP packet may carry: ``max_packet_ms`` of
+    audio (None: twice ``ptime_ms``, at least 60 ms)."""
+    ms = config.max_packet_ms or max(2 * ptime_ms, 60)
+    per_tick = 1 if payload_type in _ONE_BYTE_PTS else _MAX_BYTES_PER_TICK
+    return clock_rate * ms * per_tick // 1000
 
 
 class RtpReceiver:
@@ -56,6 +72,7 @@ class RtpReceiver:
         emit: Callable[[MediaEvent], None],
         clock_rate: int,
         ptime_ms: int,
+        payload_type: int,
         payload_types: frozenset[int],
         telephone_event_pt: int | None,
         signalling_ip: str | None,
@@ -76,6 +93,11 @@ class RtpReceiver:
         self.payload_types = payload_types
         self.telephone_event_pt = telephone_event_pt
         self.jitter = self._new_jitter(clock_rate, ptime_ms)
+        #: The biggest payload accepted (bytes; see :func:`max_payload_bytes`).
+        self.max_payload = max_payload_bytes(config, payload_type, clock_rate, ptime_ms)
+        #: A source taking over the established stream: (address, SSRC, last sequence
+        #: number, consecutive packets so far).
+        self._candidate: tuple[Address, int, int, int] | None = None
         self.dtmf_receiver = DtmfReceiver(clock_rate, end_timeout=config.dtmf_end_timeout)
         self._rx_stats: ReceiverStatistics | None = None
         self.on_frame: Callable[[Frame], None] | None = None
@@ -108,11 +130,13 @@ class RtpReceiver:
         clock_rate: int,
         ptime_ms: int,
         ptime_changed: bool,
+        payload_type: int,
         payload_types: frozenset[int],
         telephone_event_pt: int | None,
     ) -> None:
         """A new codec (re-INVITE): on a new clock rate the buffered frames are delivered
         and the pipeline restarts; on a new ptime alone the jitter buffer's frame changes."""
+        self.max_payload = max_payload_bytes(self.config, payload_type, clock_rate, ptime_ms)
         if clock_rate == self.clock_rate and ptime_changed:
             self.jitter.frame_time = ptime_ms / 1000.0
         if clock_rate != self.clock_rate:
@@ -156,33 +180,40 @@ class RtpReceiver:
                 return
             receive(data, addr)
 
-    def _accept(self, addr: Address, rtcp: bool) -> bool:
-        peer = self.peer
-        sdp = peer.sdp_rtcp if rtcp else peer.sdp
-        if not source_allowed(self.config.source_policy, addr, sdp, self.signalling_ip):
-            return False
-        if peer.latch(addr, rtcp):
-            self._emit(SourceLatched(addr, rtcp))
-        return True
-
     def receive(self, data: bytes, addr: Address) -> None:
         """One datagram from the RTP socket (RTCP too, with rtcp-mux)."""
         # The per-packet path (50 a second per call): locals instead of repeated
-        # attribute lookups, audio frames handed to on_frame without a call hop.
+        # attribute lookups, audio frames handed to on_frame without a call hop. A packet
+        # of the latched source costs two more comparisons than that (candidate, size).
         try:
             if len(data) > 1 and 192 <= data[1] <= 223:
                 self.receive_rtcp(data, addr)
                 return
-            if addr != self.peer.rx and not self._accept(addr, False):
+            latched = addr == self.peer.rx
+            if not latched and not self._source_allowed(addr):
                 self.stats.wrong_source += 1
+                self.stats.foreign += 1
                 return
             try:
                 packet = RtpPacket.parse(data)
             except RtpError:
                 self.stats.malformed += 1
+                if not latched:
+                    self.stats.foreign += 1
                 return
             if packet.payload_type not in self.payload_types:
                 self.stats.unknown_payload_type += 1
+                if not latched:
+                    self.stats.foreign += 1
+                return
+            if len(packet.payload) > self.max_payload:
+                self.stats.oversize += 1
+                return
+            if latched:
+                if self._candidate is not None:
+                    self._candidate = None  # the latched stream goes on: no takeover
+            elif not self._relatch(packet, addr):
+                self.stats.foreign += 1
                 return
             now = self._loop.time()
             stats = self.stats
@@ -211,6 +242,43 @@ class RtpReceiver:
             self.stats.malformed += 1
             log.exception("rtp receive failed on port %d", self.local_port)
 
+    def _source_allowed(self, addr: Address, rtcp: bool = False) -> bool:
+        peer = self.peer
+        sdp = peer.sdp_rtcp if rtcp else peer.sdp
+        return source_allowed(self.config.source_policy, addr, sdp, self.signalling_ip)
+
+    def _relatch(self, packet: RtpPacket, addr: Address) -> bool:
+        """A valid RTP packet from an allowed source other than the latched one: latch to
+        it when nothing is latched yet; else count it towards a takeover, which needs
+        ``relatch_packets`` consecutive packets of the established stream (its SSRC, its
+        sequence continued) from that source. True: latched, the packet is accepted."""
+        peer = self.peer
+        rs = self._rx_stats
+        if peer.rx is not None:
+            if rs is None:  # a new clock rate restarted the statistics: nothing to continue
+                return False
+            seq = packet.sequence_number
+            cand = self._candidate
+            if cand is not None and cand[0] == addr and cand[1] == packet.ssrc:
+                base, count = cand[2], cand[3] + 1
+            elif packet.ssrc == rs.ssrc:
+                base, count = rs.max_seq, 1  # a new candidate continues the established stream
+                cand = None
+            else:  # another stream: dropped, and no say in a takeover under way
+                return False
+            if not 0 < (seq - base) & 0xFFFF <= _MAX_GAP:
+                if cand is not None:
+                    self._candidate = None  # the candidate's own sequence broke
+                return False
+            if count < self.config.relatch_packets:
+                self._candidate = (addr, packet.ssrc, seq, count)
+                return False
+            log.info("rtp on port %d re-latched to %s:%d", self.local_port, addr[0], addr[1])
+        self._candidate = None
+        if peer.latch(addr, False):
+            self._emit(SourceLatched(addr, False))
+        return True
+
     def _deliver(self, frame: Frame, now: float) -> None:
         if frame.payload_type == self.telephone_event_pt and self.telephone_event_pt is not None:
             if frame.payload is None:
@@ -231,7 +299,8 @@ class RtpReceiver:
     def receive_rtcp(self, data: bytes, addr: Address) -> None:
         """One RTCP datagram (from the RTCP socket, or demultiplexed from the RTP one)."""
         try:
-            if addr != self.peer.rtcp_rx and not self._accept(addr, True):
+            known = addr == self.peer.rtcp_rx
+            if not known and not self._source_allowed(addr, True):
                 self.stats.wrong_source += 1
                 return
             try:
@@ -239,6 +308,8 @@ class RtpReceiver:
             except RtpError:
                 self.stats.malformed += 1
                 return
+            if not known and self.peer.latch(addr, True):  # valid RTCP only
+                self._emit(SourceLatched(addr, True))
             self.stats.rtcp_received += 1
             if any(isinstance(p, RtcpByePacket) for p in packets):
                 self._emit(RtcpByeReceived())

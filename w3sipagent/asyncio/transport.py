@@ -15,7 +15,10 @@ rather than let ``sendto`` / ``create_connection`` look it up).
 - TCP (and TLS when a certificate and key are configured) listeners; accepted and outgoing
   connections are kept in one table keyed by (transport, peer address) and reused for every
   message to that peer; a connection with no traffic for ``tcp_idle_timeout`` seconds is
-  closed;
+  closed, and so is one holding part of a message for ``tcp_message_timeout`` seconds;
+- at most ``tcp_max_connections`` stream connections at once, and ``tcp_max_per_source``
+  accepted ones per peer IP: a connection accepted beyond either is closed at once and
+  counted (:attr:`TransportSet.refused_connections`);
 - CRLF keep-alive pings (``\\r\\n\\r\\n``, RFC 5626 §3.5.1) on a stream are answered with
   ``\\r\\n``. Over UDP RFC 5626 §4.4.2 defines STUN, not CRLF, as the keep-alive (and
   only for edge proxies that offer ``outbound``); the CRLF datagrams that some NAT helpers
@@ -82,6 +85,9 @@ class TransportConfig:
     ``host``/``port``: the bind address (port 0 picks a free one; UDP and TCP share it).
     ``tls_port``: the TLS listener (None: the SIP port + 1 when ``tls_cert`` is set).
     ``tcp_idle_timeout``: close a connection after this many seconds without traffic.
+    ``tcp_message_timeout``: close a connection holding part of a message this long.
+    ``tcp_max_connections`` / ``tcp_max_per_source``: stream connections at once (all;
+    accepted from one IP); beyond them an accepted connection is closed at once.
     ``bind_attempts``: with port 0, how many fresh ports to try when UDP's port is taken on TCP.
     """
 
@@ -95,6 +101,9 @@ class TransportConfig:
     tls_verify: bool = True
     tls_ca: str | None = None
     tcp_idle_timeout: float = 300.0
+    tcp_message_timeout: float = 10.0
+    tcp_max_connections: int = 1024
+    tcp_max_per_source: int = 64
     tcp_connect_timeout: float = 5.0
     max_message_size: int = 65535
     bind_attempts: int = 10
@@ -116,22 +125,29 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """One TCP or TLS connection: framing in, writes out, idle timer, keep-alive pongs."""
+    """One TCP or TLS connection: framing in, writes out, idle and partial-message timers,
+    keep-alive pongs. ``outgoing``: opened by us (never refused by the connection caps)."""
 
-    def __init__(self, owner: TransportSet, transport_name: str) -> None:
+    def __init__(self, owner: TransportSet, transport_name: str, outgoing: bool = False) -> None:
         self.owner = owner
         self.name = transport_name
+        self.outgoing = outgoing
         self.framer = StreamFramer(max_message_size=owner.config.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
         self.last_activity = owner.loop.time()
         self._idle: asyncio.TimerHandle | None = None
+        self._partial: asyncio.TimerHandle | None = None
         self.closed = False
         self.pending: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.peer = _addr(transport.get_extra_info("peername"))
+        if not self.owner.admit(self):
+            self.closed = True  # never registered: nothing to forget
+            self.transport.abort()
+            return
         self.owner.connection_up(self)
         for data in self.pending:
             self.transport.write(data)
@@ -139,7 +155,10 @@ class StreamConnection(asyncio.Protocol):
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         self.last_activity = self.owner.loop.time()
+        framed = False
         for item in self.framer.feed(data):
             if isinstance(item, KeepAlive):
                 if item.ping and self.transport is not None:
@@ -148,8 +167,33 @@ class StreamConnection(asyncio.Protocol):
                 self._reply_error(item)
             else:
                 # The core parses datagrams itself: hand it the framed message's bytes.
+                framed = True
                 self.owner.received(bytes(item), self.peer, self.name)
         if self.framer.failed:
+            self.close()
+        elif self.framer.buffered:
+            if self._partial is None or framed:  # a message started: it has this long
+                self._arm_partial()
+        elif self._partial is not None:
+            self._partial.cancel()
+            self._partial = None
+
+    def _arm_partial(self) -> None:
+        if self._partial is not None:
+            self._partial.cancel()
+        loop = self.owner.loop
+        timeout = self.owner.config.tcp_message_timeout
+        self._partial = loop.call_at(loop.time() + timeout, self._partial_expired)
+
+    def _partial_expired(self) -> None:
+        self._partial = None
+        if not self.closed:
+            log.info(
+                "closing %s connection from %s: message incomplete after %.0f s",
+                self.name,
+                self.peer,
+                self.owner.config.tcp_message_timeout,
+            )
             self.close()
 
     def _reply_error(self, err: SipParseError) -> None:
@@ -210,9 +254,10 @@ class StreamConnection(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        for timer in (self._idle, self._partial):
+            if timer is not None:
+                timer.cancel()
+        self._idle = self._partial = None
         self.owner.connection_down(self)
 
 
@@ -239,6 +284,11 @@ class TransportSet:
         self._servers: list[asyncio.Server] = []
         self._connections: dict[tuple[str, Address], StreamConnection] = {}
         self._connecting: dict[tuple[str, Address], asyncio.Task[None]] = {}
+        self._streams: set[StreamConnection] = set()  # live, for the caps
+        self._per_source: dict[str, int] = {}  # accepted live connections per peer IP
+        #: Accepted connections closed at once for the caps (``tcp_max_connections``,
+        #: ``tcp_max_per_source``).
+        self.refused_connections = 0
         self._server_ssl: ssl.SSLContext | None = None
         self._client_ssl: ssl.SSLContext | None = None
         self.udp_address: Address | None = None
@@ -329,7 +379,7 @@ class TransportSet:
 
     def _connect(self, key: tuple[str, Address]) -> StreamConnection:
         transport, addr = key
-        conn = StreamConnection(self, transport)
+        conn = StreamConnection(self, transport, outgoing=True)
         conn.peer = addr
         self._connections[key] = conn
 
@@ -378,8 +428,33 @@ class TransportSet:
         """The live stream connections."""
         return [c for c in self._connections.values() if not c.closed]
 
+    def admit(self, conn: StreamConnection) -> bool:
+        """Whether an accepted connection fits under ``tcp_max_connections`` and
+        ``tcp_max_per_source`` (outgoing ones always do, and count towards the total)."""
+        if conn.outgoing:
+            return True
+        c = self.config
+        ip = conn.peer[0]
+        from_ip = self._per_source.get(ip, 0)
+        if len(self._streams) >= c.tcp_max_connections or from_ip >= c.tcp_max_per_source:
+            self.refused_connections += 1
+            log.warning(
+                "refused %s connection from %s: %d connections, %d from that address",
+                conn.name,
+                ip,
+                len(self._streams),
+                from_ip,
+            )
+            return False
+        return True
+
     def connection_up(self, conn: StreamConnection) -> None:
         """``conn`` is connected (accepted or outgoing): it serves its peer from now on."""
+        if conn not in self._streams:
+            self._streams.add(conn)
+            if not conn.outgoing:
+                ip = conn.peer[0]
+                self._per_source[ip] = self._per_source.get(ip, 0) + 1
         key = (conn.name, conn.peer)
         old = self._connections.get(key)
         if old is not None and old is not conn and not old.closed:
@@ -388,6 +463,15 @@ class TransportSet:
 
     def connection_down(self, conn: StreamConnection) -> None:
         """``conn`` is closed or lost: forget it and tell ``on_connection_lost``."""
+        if conn in self._streams:
+            self._streams.discard(conn)
+            if not conn.outgoing:
+                ip = conn.peer[0]
+                left = self._per_source.get(ip, 1) - 1
+                if left > 0:
+                    self._per_source[ip] = left
+                else:
+                    self._per_source.pop(ip, None)
         key = (conn.name, conn.peer)
         if self._connections.get(key) is conn:
             del self._connections[key]

@@ -50,6 +50,9 @@ class UserAgentConfig:
     timer_c: float | None = 180.0
     timer_d: float = 32.0
     tcp_idle_timeout: float = 300.0
+    tcp_message_timeout: float = 10.0
+    tcp_max_connections: int = 1024
+    tcp_max_per_source: int = 64
     tcp_connect_timeout: float = 5.0
     # media
     rtp_host: str | None = None
@@ -94,6 +97,12 @@ class UserAgentConfig:
         for name in ("drain_timeout", "bye_timeout", "dial_timeout", "tcp_idle_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"UserAgentConfig.{name}: must be >= 0")
+        if self.tcp_message_timeout <= 0:
+            raise ConfigError("UserAgentConfig.tcp_message_timeout: must be > 0")
+        if not 1 <= self.tcp_max_per_source <= self.tcp_max_connections:
+            raise ConfigError(
+                "UserAgentConfig: need 1 <= tcp_max_per_source <= tcp_max_connections"
+            )
         bad = {t.lower() for t in self.transports} - {"udp", "tcp", "tls"}
         if bad:
             raise ConfigError(f"UserAgentConfig.transports: unknown {sorted(bad)}")

@@ -22,7 +22,10 @@ class StreamStats:
 
     ``lost`` counts packets never received (sequence gaps the jitter buffer gave
     up on); ``late`` packets arrived after their slot was concealed;
-    ``jitter_ms`` is the RFC 3550 interarrival jitter of the current source.
+    ``jitter_ms`` is the RFC 3550 interarrival jitter of the current source;
+    ``foreign`` counts packets dropped from a source other than the latched one (not RTP,
+    another SSRC or payload type, a broken sequence, a re-latch not yet confirmed);
+    ``oversize`` packets carried more audio than ``MediaConfig.max_packet_ms``.
     """
 
     packets_received: int = 0
@@ -37,6 +40,8 @@ class StreamStats:
     malformed: int = 0
     unknown_payload_type: int = 0
     wrong_source: int = 0
+    foreign: int = 0
+    oversize: int = 0
     ssrc_changes: int = 0
     dtmf_received: int = 0
     dtmf_sent: int = 0
