@@ -4,9 +4,8 @@ agent's leg (external in bridge mode, internal in REGISTER mode).
 
 Each test asserts the TRUE outcome the issue demands: the real outcome when FreeSWITCH tells
 it, ``unknown`` when it does not, never ``transferred`` for a caller who was dropped, and no
-silence longer than the configured transfer timeout. Rows today's REFER logic
-(w3sipagent/asyncio/refer.py) gets wrong are ``xfail(strict=True)`` with the reason; what
-FreeSWITCH sends in each row is in docs/freeswitch.md ("Transfers: what FreeSWITCH sends").
+silence longer than the configured transfer timeout. What FreeSWITCH sends in each row is
+in docs/freeswitch.md ("Transfers: what FreeSWITCH sends").
 Run with ``-s`` to print the measured rows.
 """
 
@@ -36,20 +35,6 @@ FS_DIR = ROOT / "freeswitch"
 PASSWORD = "globex-secret-0123"
 TRANSFER_TIMEOUT = 4.0  # the agent's bound on waiting for FreeSWITCH's verdict
 FAILED = ("busy", "rejected", "failed")
-
-# (confirm, target) -> why today's refer.py is wrong there (None: right today)
-TODAY_WRONG: dict[tuple[bool, str], str] = {
-    **{
-        (False, t): "default profile: NOTIFY 200 + BYE at once for every target; refer.py "
-        "reports 'accepted' (and the CDR 'transferred'), the truth is 'unknown'"
-        for t in TARGETS
-    },
-    (True, "echo"): "no NOTIFY when the target answers by itself; refer.py waits the whole "
-    "timeout and reports 'timed_out', the truth is 'unknown' (caller with the target)",
-    (True, "hangup"): "no NOTIFY when the target extension rejects with `respond`; FreeSWITCH "
-    "drops the caller; refer.py reports 'timed_out' and the CDR 'transferred', the truth "
-    "is 'unknown' (nothing on our leg tells this row from 'echo') and not 'transferred'",
-}
 
 
 def tenants(mode: str) -> dict[str, TenantConfig]:
@@ -118,12 +103,6 @@ def confirm(request: pytest.FixtureRequest, fs_transfers: FreeSwitch) -> bool:
     return bool(request.param)
 
 
-def _expectation(confirm: bool, target: str) -> pytest.MarkDecorator | None:
-    why = TODAY_WRONG.get((confirm, target))
-    # AssertionError only: a broken rig (RuntimeError) must not pass as the expected failure
-    return pytest.mark.xfail(strict=True, reason=why, raises=AssertionError) if why else None
-
-
 @pytest.mark.parametrize("mode", ["bridge", "register"])
 @pytest.mark.parametrize("target", list(TARGETS))
 async def test_refer_outcome(
@@ -132,13 +111,9 @@ async def test_refer_outcome(
     esl: EslClient,
     tmp_path: Path,
     interop_log: list[str],
-    request: pytest.FixtureRequest,
     mode: str,
     target: str,
 ) -> None:
-    mark = _expectation(confirm, target)
-    if mark is not None:
-        request.applymarker(mark)
     trace = tmp_path / "trace.jsonl"
     ai = Ai(tool=("transfer_call", json.dumps({"destination": target, "reason": "test"})))
     settings = Settings(
