@@ -214,6 +214,8 @@ def _transfer_tool(destinations: Mapping[str, str]) -> Tool:
             out["note"] = "the caller has left this call; whether the target took it is unknown"
         elif not ended:
             out["note"] = "the transfer did not happen; the caller is still with you"
+            if outcome.reason:
+                out["reason"] = outcome.reason[:120]
         return ToolResult(out, respond=not ended)
 
     spec = ToolSpec(
