@@ -328,6 +328,14 @@ async def test_rtp_silence_ends_the_wait_early() -> None:
     assert 0.2 <= elapsed < 0.45  # 202 at 0.02 + 0.2 s of silence, not the 5 s timeout
 
 
+async def test_rtp_silence_counts_from_the_last_packet() -> None:
+    cfg = dataclasses.replace(FAST, rtp_silence=0.2)
+    call = RtpCall(stop_at=0.3)  # the caller's RTP goes on 0.28 s after the 202
+    outcome, _, elapsed = await run(FakePeer(), cfg, timeout=5.0, call=call)
+    assert outcome.status == "unknown"
+    assert 0.5 <= elapsed < 0.7
+
+
 async def test_rtp_silence_then_403_while_ringing_is_rejected() -> None:
     # the target rings (caller's RTP stopped), then 403: with rtp_silence above the ring
     # time the caller comes back to us

@@ -25,6 +25,7 @@ from tests.freeswitch.helpers import Ai, agent_service
 from tests.freeswitch.transfer_rig import TARGETS, TARGETS_XML, TRANSFERS, Row, run_row
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.agent.service import AgentService
+from w3sipagent.asyncio.refer import TransferConfig
 from w3sipagent.config import Settings
 from w3sipagent.freeswitch.esl import EslClient
 from w3sipagent.records.cdr import Disposition
@@ -198,3 +199,51 @@ def _record(row: Row) -> None:
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dataclasses.asdict(row), indent=1) + "\n")
+
+
+@pytest.mark.parametrize("target", ["echo", "hangup"])
+async def test_rtp_silence_bound_ends_the_silent_rows_early(
+    fs_transfers: FreeSwitch,
+    esl: EslClient,
+    tmp_path: Path,
+    interop_log: list[str],
+    target: str,
+) -> None:
+    """``confirm-blind-transfer``, a target that answers by itself or rejects with
+    ``respond``: FreeSWITCH sends nothing, the caller's RTP stops; with
+    ``TransferConfig.rtp_silence`` the agent reports ``unknown`` and ends its leg after that
+    bound instead of the (here 30 s) transfer timeout."""
+    fs = fs_transfers
+    for profile in ("external", "internal"):
+        xml = '<settings><param name="confirm-blind-transfer" value="true"/></settings>'
+        if fs.merge_profile_settings(profile, xml):
+            assert fs.restart_profile(profile) == []
+    trace = tmp_path / "trace.jsonl"
+    ai = Ai(tool=("transfer_call", json.dumps({"destination": target, "reason": "test"})))
+    settings = Settings(
+        records={"recordings_dir": str(tmp_path / "rec")},  # type: ignore[arg-type]
+        logging={"sip_trace": True, "sip_trace_path": str(trace)},  # type: ignore[arg-type]
+    )
+    async with agent_service(
+        tenants("bridge"),
+        tmp_path,
+        ai,
+        settings=settings,
+        bridge_defaults=BridgeOptions(
+            housekeeping_interval=0.02, transfer_timeout=30.0, quiet_timeout=1.0
+        ),
+        transfer_config=TransferConfig(rtp_silence=1.0),
+    ) as svc:
+        xml = (FS_DIR / "dialplan/public/10_w3sipagent.xml").read_text()
+        fs.put(
+            "dialplan/public/10_w3sipagent.xml",
+            xml.replace("127.0.0.1:5090", f"127.0.0.1:{svc.port}"),
+        )
+        assert fs.reloadxml() == []
+        row, cdr = await run_row(
+            esl, svc, ai, trace, mode="bridge", confirm=True, target=target, did="15551230000"
+        )
+    interop_log.append("rtp_silence=1.0: " + row.line())
+    assert row.outcome == "unknown", row.line()
+    assert cdr.disposition is Disposition.TRANSFER_UNKNOWN, row.line()
+    assert row.ended_ms is not None and 1000 < row.ended_ms < 2000, row.line()
