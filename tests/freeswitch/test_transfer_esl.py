@@ -161,7 +161,11 @@ async def test_esl_outcome(
     target: str,
 ) -> None:
     fs = fs_transfers
-    ai = Ai(tool=("transfer_call", json.dumps({"destination": target, "reason": "test"})))
+    # the tool call ~2 s into the call: the rig sees the live call before the transfer
+    ai = Ai(
+        greeting_ms=16000,
+        tool=("transfer_call", json.dumps({"destination": target, "reason": "test"})),
+    )
     async with agent_service(
         esl_tenants(mode),
         tmp_path,
@@ -207,7 +211,7 @@ async def test_esl_without_the_caller_uuid_header_fails_and_keeps_the_caller(
     """A dialplan without the ``sip_h_X-W3-Caller-UUID`` line: the transfer says why it
     cannot work, and the caller stays with the agent."""
     fs = fs_transfers
-    ai = Ai(tool=("transfer_call", json.dumps({"destination": "answer"})))
+    ai = Ai(greeting_ms=16000, tool=("transfer_call", json.dumps({"destination": "answer"})))
     async with agent_service(
         esl_tenants("bridge"),
         tmp_path,
