@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("ai", ("ai", "realtime", "live", "localai"), ("base", "core", "util")),
     ("data", ("records", "tenants", "knowledge"), ("base", "core", "util", "ai")),
     ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "util", "ai", "data")),
-    ("pbx", ("freeswitch",), ("base", "core", "util", "data", "settings")),
+    ("pbx", ("freeswitch",), ("base", "core", "io", "util", "data", "settings")),
     ("control", ("control",), ("base", "core", "util", "ai", "data", "settings", "pbx")),
     ("api", ("api",), ("base", "core", "util", "ai", "data", "settings", "pbx", "control")),
     ("agent", ("agent",), ("base", "core", "io", "util", "ai", "data", "settings", "pbx", "control")),

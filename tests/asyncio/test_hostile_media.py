@@ -5,6 +5,7 @@ rebinding and an SDP change still move it; an oversized payload is dropped."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,7 @@ def audio_ms(rec: Recorder) -> float:
     return sum(len(f.payload or b"") for f in rec.frames if not f.lost) / 8.0
 
 
-async def talking(ports: RtpPortRange, pacer: Pacer, **kw: int | None) -> RtpEndpoint:
+async def talking(ports: RtpPortRange, pacer: Pacer, **kw: Any) -> RtpEndpoint:
     # The system's receive buffer: bursts of 100 packets (or one of 64 KB) are not dropped
     # by the kernel before the endpoint sees them.
     config = MediaConfig(

@@ -10,6 +10,7 @@ transferee (baresip) are in tests/interop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ FAST = TransferConfig(
     bye_window=0.15,
     after_bye_grace=0.2,
     attempt_timeout=0.5,
+    rtp_gone=0.2,
+    rtp_poll=0.01,
 )
 
 
@@ -137,17 +140,38 @@ class FakePeer:
             self.transferer.call_ended(self.call)
 
 
-def setup(peer: FakePeer, config: TransferConfig = FAST) -> tuple[Transferer, FakeCall]:
+class RtpCall(FakeCall):
+    """A call whose caller RTP (``stats()["packets_received"]``) grows every 10 ms until
+    ``stop_at`` seconds after it was made (None: never stops)."""
+
+    def __init__(self, stop_at: float | None) -> None:
+        super().__init__()
+        self._t0 = asyncio.get_running_loop().time()
+        self._stop_at = stop_at
+
+    def stats(self) -> dict[str, object]:
+        elapsed = asyncio.get_running_loop().time() - self._t0
+        if self._stop_at is not None:
+            elapsed = min(elapsed, self._stop_at)
+        return {"packets_received": int(elapsed / 0.01)}
+
+
+def setup(
+    peer: FakePeer, config: TransferConfig = FAST, call: FakeCall | None = None
+) -> tuple[Transferer, FakeCall]:
     t = Transferer(peer, config)
-    call = FakeCall()
+    call = call or FakeCall()
     peer.transferer, peer.call = t, call
     return t, call
 
 
 async def run(
-    peer: FakePeer, config: TransferConfig = FAST, timeout: float | None = None
+    peer: FakePeer,
+    config: TransferConfig = FAST,
+    timeout: float | None = None,
+    call: FakeCall | None = None,
 ) -> tuple[TransferOutcome, FakeCall, float]:
-    t, call = setup(peer, config)
+    t, call = setup(peer, config, call)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     outcome = await t.transfer(call, "sip:1000@127.0.0.1", timeout=timeout)
@@ -196,20 +220,20 @@ DEFAULT_PROFILE = [
 
 
 @pytest.mark.parametrize("case", ["answers", "rings long", "busy", "no extension"])
-async def test_freeswitch_default_profile_is_accepted(case: str) -> None:
+async def test_freeswitch_default_profile_is_unknown(case: str) -> None:
     peer = FakePeer(steps=list(DEFAULT_PROFILE))
     outcome, call, elapsed = await run(peer)
-    assert outcome.status == "accepted", case
+    assert outcome.status == "unknown", case  # FreeSWITCH only took the transfer
     assert outcome.code == 200
     assert outcome.notifications == (200,)
-    assert call.hangups == ["transferred"]  # idempotent on an ended call
+    assert call.hangups == ["transfer_unknown"]  # idempotent on an ended call
     assert elapsed < 0.3
 
 
-async def test_bye_before_the_notify_is_still_accepted() -> None:
+async def test_bye_before_the_notify_is_still_unknown() -> None:
     peer = FakePeer(steps=[(0.02, "bye", None), (0.03, "notify", notify(b"SIP/2.0 200 OK\r\n"))])
     outcome, _, _ = await run(peer)
-    assert outcome.status == "accepted"
+    assert outcome.status == "unknown"
 
 
 async def test_one_legged_call_gets_403_and_stays() -> None:
@@ -268,21 +292,66 @@ async def test_confirm_blind_unavailable_is_failed() -> None:
     assert call.hangups == []
 
 
-async def test_confirm_blind_unbridged_answer_times_out_and_hangs_up() -> None:
-    peer = FakePeer(steps=[])  # parked: no NOTIFY at all
+async def test_confirm_blind_no_notify_without_media_signal_is_unknown() -> None:
+    # parked: no NOTIFY at all, and the call cannot say whether the caller's RTP flows
+    peer = FakePeer(steps=[])
     outcome, call, elapsed = await run(peer, timeout=0.4)
-    assert outcome.status == "timed_out" and outcome.code is None
-    assert call.hangups == ["transferred"]
+    assert outcome.status == "unknown" and outcome.code is None
+    assert call.hangups == ["transfer_unknown"]
     assert 0.38 <= elapsed < 0.6
 
 
-async def test_timeout_without_hangup_when_configured() -> None:
+async def test_unknown_without_hangup_when_configured() -> None:
     cfg = TransferConfig(
-        refer_timeout=0.5, default_timeout=0.3, hangup_on_timeout=False, immediate_window=0.1
+        refer_timeout=0.5, default_timeout=0.3, hangup_on_unknown=False, immediate_window=0.1
     )
     outcome, call, _ = await run(FakePeer(), cfg)
-    assert outcome.status == "timed_out"
+    assert outcome.status == "unknown"
     assert call.hangups == []
+
+
+async def test_no_notify_caller_rtp_stops_is_unknown_at_the_timeout() -> None:
+    # FreeSWITCH with confirm-blind-transfer, target answers by itself: no NOTIFY, no BYE,
+    # the caller's RTP stops ~30 ms after the REFER
+    call = RtpCall(stop_at=0.03)
+    outcome, _, elapsed = await run(FakePeer(), timeout=0.5, call=call)
+    assert outcome.status == "unknown" and "RTP stopped" in outcome.reason
+    assert call.hangups == ["transfer_unknown"]
+    assert 0.48 <= elapsed < 0.7
+
+
+async def test_rtp_silence_ends_the_wait_early() -> None:
+    cfg = dataclasses.replace(FAST, rtp_silence=0.2)
+    call = RtpCall(stop_at=0.03)
+    outcome, _, elapsed = await run(FakePeer(), cfg, timeout=5.0, call=call)
+    assert outcome.status == "unknown" and call.hangups == ["transfer_unknown"]
+    assert 0.2 <= elapsed < 0.45  # 202 at 0.02 + 0.2 s of silence, not the 5 s timeout
+
+
+async def test_rtp_silence_counts_from_the_last_packet() -> None:
+    cfg = dataclasses.replace(FAST, rtp_silence=0.2)
+    call = RtpCall(stop_at=0.3)  # the caller's RTP goes on 0.28 s after the 202
+    outcome, _, elapsed = await run(FakePeer(), cfg, timeout=5.0, call=call)
+    assert outcome.status == "unknown"
+    assert 0.5 <= elapsed < 0.7
+
+
+async def test_rtp_silence_then_403_while_ringing_is_rejected() -> None:
+    # the target rings (caller's RTP stopped), then 403: with rtp_silence above the ring
+    # time the caller comes back to us
+    cfg = dataclasses.replace(FAST, rtp_silence=0.5)
+    call = RtpCall(stop_at=0.03)
+    peer = FakePeer(steps=[(0.3, "notify", notify(b"SIP/2.0 403 Forbidden\r\n"))])
+    outcome, _, _ = await run(peer, cfg, timeout=5.0, call=call)
+    assert outcome == TransferOutcome("rejected", 403, "Forbidden", (403,))
+    assert call.hangups == []
+
+
+async def test_no_notify_while_caller_rtp_flows_is_timed_out_and_stays() -> None:
+    # the peer ignored the REFER: the caller still talks to us, so our leg is kept
+    call = RtpCall(stop_at=None)
+    outcome, _, _ = await run(FakePeer(), timeout=0.4, call=call)
+    assert outcome.status == "timed_out" and call.hangups == []
 
 
 # ----------------------------------------------------------------- progress, RFC 3515 peers
@@ -315,7 +384,7 @@ async def test_notify_before_202_is_counted() -> None:
     assert outcome == TransferOutcome("busy", 486, "Busy Here", (100, 486))
 
 
-async def test_terminated_without_final_is_accepted() -> None:
+async def test_terminated_without_final_is_unknown() -> None:
     peer = FakePeer(
         steps=[
             (0.01, "notify", notify(b"SIP/2.0 100 Trying\r\n", "active")),
@@ -323,7 +392,7 @@ async def test_terminated_without_final_is_accepted() -> None:
         ]
     )
     outcome, _, elapsed = await run(peer)
-    assert outcome.status == "accepted" and outcome.code is None
+    assert outcome.status == "unknown" and outcome.code is None
     assert outcome.notifications == (100,)
     assert elapsed < 0.2
 
@@ -336,7 +405,7 @@ async def test_peer_hangs_up_without_final_waits_grace() -> None:
         ]
     )
     outcome, _, elapsed = await run(peer)
-    assert outcome.status == "accepted"
+    assert outcome.status == "unknown"
     assert "ended the call" in outcome.reason
     assert 0.24 <= elapsed < 0.45  # BYE at 0.05 + grace 0.2
 
@@ -584,16 +653,16 @@ class FsCase:
 
 
 FS_CASES = [
-    FsCase("default: answered", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "accepted", 200, False),
-    FsCase("default: busy target", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "accepted", 200, False),
-    FsCase("default: no extension", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "accepted", 200, False),
+    FsCase("default: answered", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "unknown", 200, False),
+    FsCase("default: busy target", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "unknown", 200, False),
+    FsCase("default: no extension", b"SIP/2.0 200 OK\r\n", 0.02, 0.04, "unknown", 200, False),
     FsCase("one-legged call", b"SIP/2.0 403 Forbidden\r\n", 0.02, None, "rejected", 403, False),
     FsCase("confirm: bridged", b"SIP/2.0 200 OK\r\n", 0.31, None, "succeeded", 200, True),
     FsCase("confirm: busy", b"SIP/2.0 486 486\r\n", 0.2, None, "busy", 486, False),
     FsCase(
         "confirm: no extension", b"SIP/2.0 403 Forbidden\r\n", 0.03, None, "rejected", 403, False
     ),
-    FsCase("confirm: answered unbridged", None, 0.0, None, "timed_out", None, True),
+    FsCase("confirm: answered unbridged", None, 0.0, None, "unknown", None, True),
 ]
 
 

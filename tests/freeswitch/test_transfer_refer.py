@@ -4,9 +4,8 @@ agent's leg (external in bridge mode, internal in REGISTER mode).
 
 Each test asserts the TRUE outcome the issue demands: the real outcome when FreeSWITCH tells
 it, ``unknown`` when it does not, never ``transferred`` for a caller who was dropped, and no
-silence longer than the configured transfer timeout. Rows today's REFER logic
-(w3sipagent/asyncio/refer.py) gets wrong are ``xfail(strict=True)`` with the reason; what
-FreeSWITCH sends in each row is in docs/freeswitch.md ("Transfers: what FreeSWITCH sends").
+silence longer than the configured transfer timeout. What FreeSWITCH sends in each row is
+in docs/freeswitch.md ("Transfers: what FreeSWITCH sends").
 Run with ``-s`` to print the measured rows.
 """
 
@@ -26,6 +25,7 @@ from tests.freeswitch.helpers import Ai, agent_service
 from tests.freeswitch.transfer_rig import TARGETS, TARGETS_XML, TRANSFERS, Row, run_row
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.agent.service import AgentService
+from w3sipagent.asyncio.refer import TransferConfig
 from w3sipagent.config import Settings
 from w3sipagent.freeswitch.esl import EslClient
 from w3sipagent.records.cdr import Disposition
@@ -36,20 +36,6 @@ FS_DIR = ROOT / "freeswitch"
 PASSWORD = "globex-secret-0123"
 TRANSFER_TIMEOUT = 4.0  # the agent's bound on waiting for FreeSWITCH's verdict
 FAILED = ("busy", "rejected", "failed")
-
-# (confirm, target) -> why today's refer.py is wrong there (None: right today)
-TODAY_WRONG: dict[tuple[bool, str], str] = {
-    **{
-        (False, t): "default profile: NOTIFY 200 + BYE at once for every target; refer.py "
-        "reports 'accepted' (and the CDR 'transferred'), the truth is 'unknown'"
-        for t in TARGETS
-    },
-    (True, "echo"): "no NOTIFY when the target answers by itself; refer.py waits the whole "
-    "timeout and reports 'timed_out', the truth is 'unknown' (caller with the target)",
-    (True, "hangup"): "no NOTIFY when the target extension rejects with `respond`; FreeSWITCH "
-    "drops the caller; refer.py reports 'timed_out' and the CDR 'transferred', the truth "
-    "is 'unknown' (nothing on our leg tells this row from 'echo') and not 'transferred'",
-}
 
 
 def tenants(mode: str) -> dict[str, TenantConfig]:
@@ -118,12 +104,6 @@ def confirm(request: pytest.FixtureRequest, fs_transfers: FreeSwitch) -> bool:
     return bool(request.param)
 
 
-def _expectation(confirm: bool, target: str) -> pytest.MarkDecorator | None:
-    why = TODAY_WRONG.get((confirm, target))
-    # AssertionError only: a broken rig (RuntimeError) must not pass as the expected failure
-    return pytest.mark.xfail(strict=True, reason=why, raises=AssertionError) if why else None
-
-
 @pytest.mark.parametrize("mode", ["bridge", "register"])
 @pytest.mark.parametrize("target", list(TARGETS))
 async def test_refer_outcome(
@@ -132,13 +112,9 @@ async def test_refer_outcome(
     esl: EslClient,
     tmp_path: Path,
     interop_log: list[str],
-    request: pytest.FixtureRequest,
     mode: str,
     target: str,
 ) -> None:
-    mark = _expectation(confirm, target)
-    if mark is not None:
-        request.applymarker(mark)
     trace = tmp_path / "trace.jsonl"
     ai = Ai(tool=("transfer_call", json.dumps({"destination": target, "reason": "test"})))
     settings = Settings(
@@ -223,3 +199,51 @@ def _record(row: Row) -> None:
     path = Path(folder) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dataclasses.asdict(row), indent=1) + "\n")
+
+
+@pytest.mark.parametrize("target", ["echo", "hangup"])
+async def test_rtp_silence_bound_ends_the_silent_rows_early(
+    fs_transfers: FreeSwitch,
+    esl: EslClient,
+    tmp_path: Path,
+    interop_log: list[str],
+    target: str,
+) -> None:
+    """``confirm-blind-transfer``, a target that answers by itself or rejects with
+    ``respond``: FreeSWITCH sends nothing, the caller's RTP stops; with
+    ``TransferConfig.rtp_silence`` the agent reports ``unknown`` and ends its leg after that
+    bound instead of the (here 30 s) transfer timeout."""
+    fs = fs_transfers
+    for profile in ("external", "internal"):
+        xml = '<settings><param name="confirm-blind-transfer" value="true"/></settings>'
+        if fs.merge_profile_settings(profile, xml):
+            assert fs.restart_profile(profile) == []
+    trace = tmp_path / "trace.jsonl"
+    ai = Ai(tool=("transfer_call", json.dumps({"destination": target, "reason": "test"})))
+    settings = Settings(
+        records={"recordings_dir": str(tmp_path / "rec")},  # type: ignore[arg-type]
+        logging={"sip_trace": True, "sip_trace_path": str(trace)},  # type: ignore[arg-type]
+    )
+    async with agent_service(
+        tenants("bridge"),
+        tmp_path,
+        ai,
+        settings=settings,
+        bridge_defaults=BridgeOptions(
+            housekeeping_interval=0.02, transfer_timeout=30.0, quiet_timeout=1.0
+        ),
+        transfer_config=TransferConfig(rtp_silence=1.0),
+    ) as svc:
+        xml = (FS_DIR / "dialplan/public/10_w3sipagent.xml").read_text()
+        fs.put(
+            "dialplan/public/10_w3sipagent.xml",
+            xml.replace("127.0.0.1:5090", f"127.0.0.1:{svc.port}"),
+        )
+        assert fs.reloadxml() == []
+        row, cdr = await run_row(
+            esl, svc, ai, trace, mode="bridge", confirm=True, target=target, did="15551230000"
+        )
+    interop_log.append("rtp_silence=1.0: " + row.line())
+    assert row.outcome == "unknown", row.line()
+    assert cdr.disposition is Disposition.TRANSFER_UNKNOWN, row.line()
+    assert row.ended_ms is not None and 1000 < row.ended_ms < 2000, row.line()

@@ -25,6 +25,7 @@ from w3sipagent.agent.lifecycle import (
     LiveSlot,
     Outcome,
     outcome_of_call_end,
+    transfer_disposition,
 )
 from w3sipagent.agent.media import BridgeMedia
 from w3sipagent.agent.options import BridgeOptions
@@ -131,7 +132,12 @@ class CallActions:
         self._cdr.add_event("transfer", destination=destination, reason=reason)
         self._transferring = True
         try:
-            outcome = await self.call.transfer(uri, timeout=self.options.transfer_timeout)
+            via = self.options.transferer
+            timeout = self.options.transfer_timeout
+            if via is None:
+                outcome = await self.call.transfer(uri, timeout=timeout)
+            else:
+                outcome = await via(self.call, uri, timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -143,8 +149,10 @@ class CallActions:
         rec.outcome = outcome.status
         rec.status = outcome.code
         if outcome.status in ENDED_TRANSFER:
-            why = f"transferred to {destination} ({outcome.status})"
-            self._life.finish(Outcome(disposition, "agent", why, sip_code=outcome.code))
+            verb = "transferred to" if outcome.status == "succeeded" else "handed off to"
+            why = f"{verb} {destination} ({outcome.status})"
+            disp = transfer_disposition(outcome.status, disposition)
+            self._life.finish(Outcome(disp, "agent", why, sip_code=outcome.code))
         elif self._ended_in_transfer is not None:  # the caller left while we transferred
             self.call_ended(self._ended_in_transfer)
         return outcome

@@ -271,6 +271,7 @@ class TenantAdmission:
             res,
             ctx.cdr.call_id,
             ai_enabled=not ctx.over_cap,
+            environ=self.environ,
         )
         config = bridge_session_config(
             agent.session_config(fmt), fmt, tools, options.min_interrupt_ms

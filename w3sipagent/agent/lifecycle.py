@@ -30,12 +30,22 @@ __all__ = [
     "Outcome",
     "outcome_of_call_end",
     "outcome_of_unhandled",
+    "transfer_disposition",
 ]
 
 log = logging.getLogger("w3sipagent.agent.bridge")
 
-ENDED_TRANSFER = ("succeeded", "accepted", "timed_out")
-"""Transfer outcomes after which our leg is over."""
+ENDED_TRANSFER = ("succeeded", "accepted", "unknown")
+"""Transfer outcomes after which our leg is over (the caller has left it)."""
+
+
+def transfer_disposition(status: str, transferred: Disposition) -> Disposition:
+    """The CDR disposition after a transfer that ended our leg: ``transferred`` (or the
+    given one, e.g. ``fallback``) only when the peer confirmed it (``succeeded``);
+    ``transfer_unknown`` when the caller left us without a verdict."""
+    if status == "succeeded" or transferred is not Disposition.TRANSFERRED:
+        return transferred
+    return Disposition.TRANSFER_UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +72,8 @@ def outcome_of_call_end(ev: CallEnded) -> Outcome:
         disp, by = Disposition.CALLER_HANGUP, "caller"
     elif reason == "transferred":
         disp, by = Disposition.TRANSFERRED, "agent"
+    elif reason == "transfer_unknown":
+        disp, by = Disposition.TRANSFER_UNKNOWN, "agent"
     elif reason == "rtp_timeout":
         disp, by = Disposition.TIMEOUT, "system"
     elif reason == "shutdown":

@@ -9,6 +9,7 @@ tenant's codec preference and the codec an SDP offer will be answered with.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,9 @@ from w3sipagent.asyncio.media import MediaConfig
 from w3sipagent.asyncio.useragent import UserAgentConfig
 from w3sipagent.config import Settings
 from w3sipagent.errors import SdpError
+from w3sipagent.freeswitch.transfer import EslTransferConfig, EslTransferer
 from w3sipagent.sdp import SessionDescription, negotiate_answer
+from w3sipagent.tenants.models import TenantConfig
 from w3sipagent.tenants.resolver import Resolution
 from w3sipagent.tenants.secrets import resolve_secret
 
@@ -206,6 +209,7 @@ def bridge_options(
     call_id: str,
     *,
     ai_enabled: bool = True,
+    environ: Mapping[str, str] | None = None,
 ) -> BridgeOptions:
     """One call's bridge options: the tenant's and agent's settings over ``defaults``.
 
@@ -233,6 +237,7 @@ def bridge_options(
         dtmf_actions=dict(tenant.dtmf),
         transfers=dict(tenant.transfers),
         transfer_timeout=d.transfer_timeout,
+        transferer=esl_transferer(tenant, os.environ if environ is None else environ),
         quiet_timeout=d.quiet_timeout,
         end_call_tail=d.end_call_tail,
         end_call_quiet=d.end_call_quiet,
@@ -246,3 +251,17 @@ def bridge_options(
         hangup_timeout=d.hangup_timeout,
         close_timeout=d.close_timeout,
     )
+
+
+def esl_transferer(tenant: TenantConfig, environ: Mapping[str, str]) -> EslTransferer | None:
+    """The tenant's event-socket transferer (``transfer_method = "esl"``), else None."""
+    esl = tenant.esl
+    if tenant.transfer_method != "esl" or esl is None:
+        return None
+    ref = esl.password
+
+    def password() -> str:
+        what = f"tenant {tenant.id} esl.password"
+        return resolve_secret(ref, what=what, environ=environ).get_secret_value()
+
+    return EslTransferer(EslTransferConfig(esl.host, esl.port, esl.profile), password)

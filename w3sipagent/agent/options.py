@@ -9,13 +9,13 @@ for; :class:`EarlySession` is a session started before the call was answered.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from w3sipagent.agent.tools import ToolRegistry
 from w3sipagent.ai.session import AISession, AISessionConfig, AudioFormat
-from w3sipagent.asyncio.call_api import MediaFormat
+from w3sipagent.asyncio.call_api import CallLike, MediaFormat, TransferOutcome
 from w3sipagent.codecs import get_codec
 from w3sipagent.codecs.base import Codec
 
@@ -99,6 +99,9 @@ class BridgeOptions:
     transfers: Mapping[str, str] = field(default_factory=dict)
     """Named destinations (for DTMF actions; the tools hold their own copy)."""
     transfer_timeout: float = 30.0
+    transferer: Callable[[CallLike, str, float], Awaitable[TransferOutcome]] | None = None
+    """How a transfer is carried out: None is the call's REFER (``call.transfer``); the
+    tenants with ``transfer_method = "esl"`` get FreeSWITCH's event socket."""
     quiet_timeout: float = 30.0
     """At most this long to wait for the agent's current words before end_call / transfer."""
     end_call_tail: float = 0.3

@@ -209,9 +209,13 @@ def _transfer_tool(destinations: Mapping[str, str]) -> Tool:
         out: dict[str, Any] = {"destination": dest, "status": outcome.status}
         if outcome.code is not None:
             out["sip_code"] = outcome.code
-        ended = outcome.status in ("succeeded", "accepted", "timed_out")
-        if not ended:
+        ended = outcome.status in ("succeeded", "accepted", "unknown")
+        if outcome.status == "unknown":
+            out["note"] = "the caller has left this call; whether the target took it is unknown"
+        elif not ended:
             out["note"] = "the transfer did not happen; the caller is still with you"
+            if outcome.reason:
+                out["reason"] = outcome.reason[:120]
         return ToolResult(out, respond=not ended)
 
     spec = ToolSpec(

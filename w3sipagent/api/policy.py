@@ -30,6 +30,7 @@ OPERATOR_TENANT_FIELDS = (
     "cdr_webhook",
     "fallback.wav",
     "recording.announcement",
+    "esl",  # an address on the operator's network and a password reference
     "knowledge",  # its paths are files on the agent's machine, its key a reference
 )
 OPERATOR_AGENT_FIELDS = ("instructions_file",)

@@ -135,7 +135,9 @@ class CallEnded(CallEvent):
     sip_code: int | None = None
 
 
-TransferStatus = Literal["succeeded", "accepted", "busy", "rejected", "failed", "timed_out"]
+TransferStatus = Literal[
+    "succeeded", "accepted", "unknown", "busy", "no_answer", "rejected", "failed", "timed_out"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +145,14 @@ class TransferOutcome:
     """The real result of a blind transfer (REFER), learnt from the NOTIFY sipfrags.
 
     - ``succeeded``: a final 2xx sipfrag; the transferee is with the target.
-    - ``accepted``: the peer only confirmed it took the transfer (an immediate 2xx followed
-      by BYE, as FreeSWITCH does without ``confirm-blind-transfer``): outcome unknown.
+    - ``accepted``: the REFER was accepted and taken as final (no NOTIFY awaited).
+    - ``unknown``: the caller has left our leg but the peer gave no verdict (an immediate
+      2xx followed by BYE, as FreeSWITCH does without ``confirm-blind-transfer``; no
+      NOTIFY while the caller's RTP stopped): our leg is over, the result is not known.
+    - ``no_answer``: the target rang out (the ESL transfer says so; REFER cannot).
     - ``busy``: 486 / 600; ``rejected``: 403 / 603 / the REFER itself refused;
       ``failed``: any other final >= 300 (the caller is back with us: resume).
-    - ``timed_out``: no final NOTIFY within the timeout.
+    - ``timed_out``: no final NOTIFY within the timeout, the caller still with us.
     """
 
     status: TransferStatus

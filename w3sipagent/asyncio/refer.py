@@ -8,18 +8,24 @@ a :class:`~w3sipagent.asyncio.call_api.TransferOutcome`:
 
 ===========  ==============================================================================
 succeeded    a final 2xx sipfrag (after progress, or without the peer hanging up at once)
-accepted     a 2xx sipfrag that arrives at once and is followed by a BYE: FreeSWITCH's
-             default profile, which only says it took the transfer; or a 202 taken as final
+unknown      the peer gave no verdict: a 2xx sipfrag at once followed by a BYE (FreeSWITCH
+             without ``confirm-blind-transfer``, whatever the target did), a BYE or a
+             terminated subscription without a final status, or no NOTIFY while the
+             caller's RTP has stopped (FreeSWITCH with ``confirm-blind-transfer`` when the
+             target answers by itself or hangs up): the caller has left our leg
+accepted     a 202 taken as final (``accept_202_as_final``, ``Refer-Sub: false``)
 busy         486 / 600
 rejected     403 / 603, or the REFER itself refused (4xx-6xx)
 failed       any other final >= 300: the caller is back with us, the call goes on
-timed_out    no final NOTIFY within the timeout: our leg is hung up, because FreeSWITCH
-             with ``confirm-blind-transfer`` parks it while the caller may be with the target
+timed_out    no final NOTIFY within the timeout while the caller's RTP still flows: the
+             caller is still with us, the call goes on
 ===========  ==============================================================================
 
-After ``succeeded`` / ``accepted`` our leg is hung up (FreeSWITCH with
-``confirm-blind-transfer`` sends no BYE). Measured FreeSWITCH behaviour:
-``/work/shared/reference/freeswitch-refer.md`` (docs/ of the project).
+After ``succeeded`` / ``accepted`` our leg is hung up (reason ``transferred``; FreeSWITCH
+with ``confirm-blind-transfer`` sends no BYE), after ``unknown`` too (reason
+``transfer_unknown``). The caller's RTP is read from the call's ``stats()``
+(``packets_received``) every ``rtp_poll`` seconds. The decision itself is the pure
+:meth:`ReferProgress.verdict`. Measured FreeSWITCH behaviour: docs/freeswitch.md.
 
 Incoming (:meth:`Transferer.handle_refer`): a REFER is answered 603 Decline unless the
 :data:`ReferPolicy` allows it; then 202, a NOTIFY ``100 Trying``, the
@@ -224,47 +230,55 @@ class Transferer:
             progress.event_id = str(resp.cseq.seq)
         no_sub = (resp.headers.get("Refer-Sub") or "").strip().lower() == "false"
         if cfg.accept_202_as_final or (no_sub and not cfg.subscribe):
-            outcome = TransferOutcome("accepted", resp.status, resp.reason)
             await self._hangup(call, cfg.hangup_after_success)
-            return outcome
+            return TransferOutcome("accepted", resp.status, resp.reason)
+        progress.accepted_at(loop.time())
         deadline = progress.sent_at + timeout
-        grace_end: float | None = None
-        while True:
-            now = loop.time()
-            if progress.final is not None and progress.maybe_accepted_only():
-                # Wait a little for the BYE that tells "accepted" from "succeeded".
-                assert progress.final_at is not None
-                end = progress.final_at + cfg.bye_window
-                if progress.peer_ended_at is None and now < end:
-                    await _wait(pending.changed, end - now)
-                    continue
-                break
-            if progress.done:
-                break
-            if progress.peer_ended_at is not None:
-                if grace_end is None:
-                    grace_end = progress.peer_ended_at + cfg.after_bye_grace
-                if now >= grace_end:
+        watcher = asyncio.ensure_future(self._watch_rtp(call, pending))
+        try:
+            while True:
+                now = loop.time()
+                verdict = progress.verdict(now, deadline)
+                if verdict is not None:
+                    outcome = verdict
                     break
-                await _wait(pending.changed, min(grace_end, deadline) - now)
-            elif now >= deadline:
-                break
-            else:
-                await _wait(pending.changed, deadline - now)
-            if loop.time() >= deadline:
-                break
-        outcome = progress.outcome(loop.time())
+                await _wait(pending.changed, progress.next_check(now, deadline) - now)
+        finally:
+            watcher.cancel()  # (not awaited: the hangup below must not wait a loop turn)
         if outcome.status in ("succeeded", "accepted"):
             await self._hangup(call, cfg.hangup_after_success)
-        elif outcome.status == "timed_out":
-            await self._hangup(call, cfg.hangup_on_timeout)
+        elif outcome.status == "unknown":
+            await self._hangup(call, cfg.hangup_on_unknown, "transfer_unknown")
         return outcome
 
-    async def _hangup(self, call: TransferableCall, wanted: bool) -> None:
+    async def _watch_rtp(self, call: Any, pending: _Pending) -> None:
+        """Feed the caller's RTP activity (the call's ``packets_received``) to the progress."""
+        stats = getattr(call, "stats", None)
+        if stats is None:
+            return
+        loop = asyncio.get_running_loop()
+        last: object = None
+        while True:
+            try:
+                count = stats().get("packets_received")
+            except Exception:  # a call without RTP statistics: no media signal
+                return
+            if not isinstance(count, int):
+                return
+            if count != last:
+                pending.progress.rtp_seen(loop.time())
+                if last is None:  # the first sample: the media signal exists from now
+                    pending.changed.set()
+                last = count
+            await asyncio.sleep(self.config.rtp_poll)
+
+    async def _hangup(
+        self, call: TransferableCall, wanted: bool, reason: str = "transferred"
+    ) -> None:
         if not wanted:
             return
         try:
-            await call.hangup("transferred")
+            await call.hangup(reason)
         except Exception:  # the outcome matters more than a failed BYE
             log.warning("hanging up after a transfer failed", exc_info=True)
 

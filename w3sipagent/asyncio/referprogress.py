@@ -1,8 +1,8 @@
 """The parts of blind transfer (RFC 3515) that do no I/O, for :mod:`.refer`: what the
 transfer code needs from the user agent and a call (:class:`InDialogRequester`,
-:class:`TransferableCall`), its timers (:class:`TransferConfig`), how NOTIFY sipfrag
-statuses become an outcome (:class:`ReferProgress`, :func:`classify_final`, on the clock
-it is given) and the incoming-REFER policy types (:class:`ReferRequest`, ``ReferPolicy``,
+:class:`TransferableCall`), its timers (:class:`TransferConfig`), how the signals (NOTIFY sipfrag statuses,
+Subscription-State, the peer's BYE, the caller's RTP after the 202) become an outcome
+(:class:`ReferProgress`, :func:`classify_final`, on the clock it is given) and the incoming-REFER policy types (:class:`ReferRequest`, ``ReferPolicy``,
 ``ReferAttempt``, :func:`forbid_all`, :func:`allow_all`).
 """
 
@@ -66,10 +66,21 @@ class TransferConfig:
     - ``bye_window``: ... and it is one when the peer's BYE follows within this time
       (FreeSWITCH: ~20 ms after the NOTIFY).
     - ``after_bye_grace``: when the peer hangs up before any final NOTIFY, keep listening
-      this long for one (NOTIFYs may follow the BYE), then report ``accepted``.
+      this long for one (NOTIFYs may follow the BYE), then report ``unknown``.
+    - ``rtp_silence``: when set, no final NOTIFY and the caller's RTP missing this long
+      after the 202 end the wait as ``unknown`` (FreeSWITCH with ``confirm-blind-transfer``
+      sends nothing when the target answers by itself or hangs up). FreeSWITCH also stops
+      the caller's RTP while the target rings, so keep it above the targets' ring time, or
+      a ring-out (NOTIFY 403, caller back) is reported ``unknown`` with our leg gone.
+      None (default): the wait ends at the timeout.
+    - ``rtp_gone``: at the timeout, the caller's RTP missing this long means the caller
+      left our leg (``unknown``, our leg hung up); RTP still flowing means they did not
+      (``timed_out``, the call goes on).
+    - ``rtp_poll``: how often the caller's RTP counter is read during a transfer.
     - ``accept_202_as_final``: report ``accepted`` right after the 202 (no NOTIFY wait).
     - ``subscribe``: False sends ``Refer-Sub: false`` (RFC 4488): the 202 is then final.
-    - ``hangup_after_success`` / ``hangup_on_timeout``: hang up our leg in those cases.
+    - ``hangup_after_success`` / ``hangup_on_unknown``: hang up our leg after ``succeeded``
+      / ``accepted`` and after ``unknown`` (the caller has left it).
     - ``referred_by``: ``Referred-By`` value; None derives it from the call's local URI.
     - ``notify_expires``: ``Subscription-State`` expires of our NOTIFYs (incoming REFER).
     - ``attempt_timeout``: limit of the incoming-REFER attempt (then NOTIFY 408).
@@ -80,10 +91,13 @@ class TransferConfig:
     immediate_window: float = 0.5
     bye_window: float = 0.5
     after_bye_grace: float = 2.0
+    rtp_silence: float | None = None
+    rtp_gone: float = 1.0
+    rtp_poll: float = 0.05
     accept_202_as_final: bool = False
     subscribe: bool = True
     hangup_after_success: bool = True
-    hangup_on_timeout: bool = True
+    hangup_on_unknown: bool = True
     referred_by: str | None = None
     notify_expires: int = 60
     attempt_timeout: float = 60.0
@@ -96,8 +110,12 @@ class TransferConfig:
             "bye_window",
             "after_bye_grace",
             "attempt_timeout",
+            "rtp_silence",
+            "rtp_gone",
+            "rtp_poll",
         ):
-            if getattr(self, name) < 0:
+            value = getattr(self, name)
+            if value is not None and value < 0:
                 raise ValueError(f"TransferConfig.{name} must not be negative")
 
 
@@ -112,11 +130,22 @@ def classify_final(code: int) -> TransferStatus:
     return "failed"
 
 
+UNKNOWN_ACCEPTED_ONLY = "the peer only accepted the transfer (NOTIFY 2xx at once, then BYE)"
+UNKNOWN_TERMINATED = "subscription ended without a final status"
+UNKNOWN_BYE = "the peer ended the call before a final status"
+UNKNOWN_MEDIA_GONE = "no final NOTIFY; the caller's RTP stopped after the REFER was accepted"
+
+
 @dataclass(slots=True)
 class ReferProgress:
-    """Pure bookkeeping of one outgoing REFER: statuses seen, when, and the outcome.
+    """Pure bookkeeping of one outgoing REFER: the signals seen, when, and the verdict.
 
-    Times are seconds on any monotonic clock; ``sent_at`` is when the REFER left.
+    Times are seconds on any monotonic clock; ``sent_at`` is when the REFER left. The
+    signals: each NOTIFY (:meth:`notify`: sipfrag status, ``Subscription-State``), the
+    peer's BYE on our leg (:meth:`peer_ended`), the 202 (:meth:`accepted_at`) and the
+    caller's RTP on our leg (:meth:`rtp_seen`: the last time a packet arrived; never
+    called when the call cannot say). :meth:`verdict` turns them into an outcome, or None
+    while the answer is still open (:meth:`next_check` says when to look again).
     """
 
     sent_at: float
@@ -127,6 +156,8 @@ class ReferProgress:
     final_at: float | None = None
     terminated: bool = False
     peer_ended_at: float | None = None
+    answered_at: float | None = None
+    rtp_last: float | None = None
 
     def notify(self, status: int | None, reason: str, terminated: bool, now: float) -> None:
         """Record one NOTIFY (``status`` None when the body held no status line)."""
@@ -143,6 +174,15 @@ class ReferProgress:
         if self.peer_ended_at is None:
             self.peer_ended_at = now
 
+    def accepted_at(self, now: float) -> None:
+        """The REFER was accepted (202): the caller's media may leave our leg from now."""
+        self.answered_at = now
+
+    def rtp_seen(self, at: float) -> None:
+        """The caller's RTP reached our leg at ``at`` (the latest packet)."""
+        if self.rtp_last is None or at > self.rtp_last:
+            self.rtp_last = at
+
     @property
     def done(self) -> bool:
         """A final status arrived or the subscription ended."""
@@ -158,30 +198,83 @@ class ReferProgress:
             and self.final_at - self.sent_at <= self.config.immediate_window
         )
 
-    def outcome(self, now: float) -> TransferOutcome:
-        """The outcome from what was seen so far (call when done, or at the deadline)."""
+    def media_silent_since(self) -> float | None:
+        """Since when the caller's RTP has been missing after the 202 (None: unknown)."""
+        if self.rtp_last is None or self.answered_at is None:
+            return None
+        return max(self.rtp_last, self.answered_at)
+
+    def media_gone(self, now: float, after: float) -> bool:
+        """The caller's RTP has been missing for ``after`` seconds since the 202."""
+        since = self.media_silent_since()
+        return since is not None and now - since >= after
+
+    def verdict(self, now: float, deadline: float) -> TransferOutcome | None:
+        """The outcome the signals give at ``now``, or None while it is still open.
+
+        ========================================  =========================================
+        final 2xx NOTIFY, first and immediate,    ``unknown`` (FreeSWITCH without
+        and the peer's BYE within ``bye_window``  ``confirm-blind-transfer``: it only took
+                                                  the transfer)
+        final 2xx NOTIFY otherwise                ``succeeded``
+        final >= 300 NOTIFY                       busy (486/600), rejected (403/603),
+                                                  failed: the caller is back with us
+        subscription terminated, no final         ``unknown``
+        the peer's BYE, no final after the grace  ``unknown``
+        no NOTIFY, caller RTP gone ``rtp_silence``  ``unknown`` (when ``rtp_silence`` is set)
+        the deadline, caller RTP gone (or the     ``unknown``: the caller left our leg
+        call cannot tell)
+        the deadline, caller RTP still flowing    ``timed_out``: the caller is still with us
+        ========================================  =========================================
+        """
+        cfg = self.config
         notes = tuple(self.notifications)
         if self.final is not None:
             code, reason = self.final
             status = classify_final(code)
             if status == "succeeded" and self.maybe_accepted_only():
-                ended, final_at = self.peer_ended_at, self.final_at
-                if (
-                    ended is not None
-                    and final_at is not None
-                    and ended - final_at <= self.config.bye_window
-                ):
-                    status = "accepted"
+                final_at = self.final_at if self.final_at is not None else now
+                ended = self.peer_ended_at
+                if ended is not None and ended - final_at <= cfg.bye_window:
+                    return TransferOutcome("unknown", code, UNKNOWN_ACCEPTED_ONLY, notes)
+                if ended is None and now < final_at + cfg.bye_window:
+                    return None  # the BYE that tells "unknown" from "succeeded" may follow
             return TransferOutcome(status, code, reason, notes)
         if self.terminated:
-            return TransferOutcome(
-                "accepted", None, "subscription ended without a final status", notes
-            )
+            return TransferOutcome("unknown", None, UNKNOWN_TERMINATED, notes)
         if self.peer_ended_at is not None:
+            if now >= min(self.peer_ended_at + cfg.after_bye_grace, deadline):
+                return TransferOutcome("unknown", None, UNKNOWN_BYE, notes)
+            return None
+        if cfg.rtp_silence is not None and self.media_gone(now, cfg.rtp_silence):
+            return TransferOutcome("unknown", None, UNKNOWN_MEDIA_GONE, notes)
+        if now >= deadline:
+            if self.media_silent_since() is None or self.media_gone(now, cfg.rtp_gone):
+                return TransferOutcome("unknown", None, UNKNOWN_MEDIA_GONE, notes)
             return TransferOutcome(
-                "accepted", None, "the peer ended the call before a final status", notes
+                "timed_out", None, "no final NOTIFY; the caller is still with us", notes
             )
-        return TransferOutcome("timed_out", None, "no final NOTIFY within the timeout", notes)
+        return None
+
+    def next_check(self, now: float, deadline: float) -> float:
+        """When :meth:`verdict` may change without a new signal (a time >= ``now``)."""
+        cfg = self.config
+        times = [deadline]
+        if self.final_at is not None:
+            times.append(self.final_at + cfg.bye_window)
+        if self.peer_ended_at is not None:
+            times.append(self.peer_ended_at + cfg.after_bye_grace)
+        since = self.media_silent_since()
+        if since is not None and cfg.rtp_silence is not None:
+            times.append(since + cfg.rtp_silence)
+        later = [t for t in times if t > now]
+        return min(later) if later else now
+
+    def outcome(self, now: float) -> TransferOutcome:
+        """The outcome at the deadline ``now`` (what :meth:`verdict` gives then)."""
+        verdict = self.verdict(now, now)
+        assert verdict is not None  # at the deadline every case is decided
+        return verdict
 
 
 @dataclass(frozen=True, slots=True)

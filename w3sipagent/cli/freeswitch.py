@@ -14,6 +14,9 @@ Register mode (``--mode register``): tenants with ``registrations`` are bridged 
 ``user/USER@$${domain}`` (the agent registered as a directory user of the default domain;
 the output goes to the public context too, where trunk calls enter).
 
+Every extension sets ``sip_h_X-W3-Caller-UUID=${uuid}`` before the bridge: the caller's
+channel UUID reaches the agent in that header (``transfer_method = "esl"`` needs it).
+
 Tenants that yield no extension (no DIDs; in register mode no registrations, or none whose
 agent has a DID) are named on standard error and in an XML comment, with the reason: an
 empty ``<include>`` never comes without one.

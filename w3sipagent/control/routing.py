@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 from w3sipagent.config import Settings
-from w3sipagent.freeswitch.dialplan import dial_string
+from w3sipagent.freeswitch.dialplan import CALLER_UUID_SET, dial_string
 from w3sipagent.tenants.resolver import TenantTable
 from w3sipagent.tenants.routing import TargetType
 
@@ -136,6 +136,7 @@ def dialplan_xml(
         actions += [
             _action("set", "hangup_after_bridge=true"),
             _action("set", f"call_timeout={call_timeout}"),
+            _action("set", CALLER_UUID_SET),  # the ESL transfer finds the caller by it
             _action("bridge", bridge_string(settings, table, answer, addresses)),
         ]
     elif answer.route_target_type == "destination" and answer.destination_uri:

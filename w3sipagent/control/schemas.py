@@ -27,6 +27,7 @@ from w3sipagent.tenants.fields import (
 )
 from w3sipagent.tenants.models import (
     CdrWebhookConfig,
+    EslConfig,
     FallbackConfig,
     KnowledgeConfig,
     RecordingConfig,
@@ -94,6 +95,8 @@ class TenantSettings(StrictModel):
     usage_caps: UsageCaps = Field(default_factory=UsageCaps)
     registrations: dict[str, RegistrationConfig] = Field(default_factory=dict)
     knowledge: KnowledgeConfig | None = None
+    transfer_method: Literal["refer", "esl"] = "refer"
+    esl: EslConfig | None = None
 
     @field_validator("hosts")
     @classmethod

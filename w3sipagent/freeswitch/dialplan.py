@@ -14,6 +14,9 @@ Register mode (``--mode register``): tenants with ``registrations`` are bridged 
 ``user/USER@$${domain}`` (the agent registered as a directory user of the default domain;
 the output goes to the public context too, where trunk calls enter).
 
+Every extension sets ``sip_h_X-W3-Caller-UUID=${uuid}`` before the bridge: the caller's
+channel UUID reaches the agent in that header (``transfer_method = "esl"`` needs it).
+
 Tenants that yield no extension (no DIDs; in register mode no registrations, or none whose
 agent has a DID) are named on standard error and in an XML comment, with the reason: an
 empty ``<include>`` never comes without one.
@@ -29,7 +32,11 @@ from enum import StrEnum
 from xml.sax.saxutils import escape, quoteattr
 
 from w3sipagent.config import Settings
+from w3sipagent.freeswitch.transfer import CALLER_UUID_HEADER
 from w3sipagent.tenants.models import TenantConfig
+
+CALLER_UUID_SET = f"sip_h_{CALLER_UUID_HEADER}=${{uuid}}"
+"""Puts the caller's channel UUID into the INVITE to the agent (the ESL transfer's key)."""
 
 FS_CODEC_NAMES = {"PCMU": "PCMU", "PCMA": "PCMA", "G722": "G722", "opus": "opus"}
 
@@ -132,6 +139,7 @@ def generate_dialplan(
                 )
                 out.append(_action("set", "hangup_after_bridge=true"))
                 out.append(_action("set", f"call_timeout={call_timeout}"))
+                out.append(_action("set", CALLER_UUID_SET))
                 out.append(
                     _action(
                         "bridge",
@@ -153,6 +161,7 @@ def generate_dialplan(
             )
             out.append(_action("set", "hangup_after_bridge=true"))
             out.append(_action("set", f"call_timeout={call_timeout}"))
+            out.append(_action("set", CALLER_UUID_SET))
             if fallback:
                 out.append(
                     _action(

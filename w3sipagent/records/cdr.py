@@ -29,6 +29,10 @@ class Disposition(enum.StrEnum):
     """The agent ended the call (end_call) after the conversation."""
     CALLER_HANGUP = "caller_hangup"
     TRANSFERRED = "transferred"
+    """The peer confirmed the transfer (a final 2xx NOTIFY, or the ESL target answered)."""
+    TRANSFER_UNKNOWN = "transfer_unknown"
+    """The caller left our leg by a transfer whose result the peer never told (FreeSWITCH
+    without ``confirm-blind-transfer``; no NOTIFY while the caller's RTP stopped)."""
     REJECTED = "rejected"
     """Refused after the tenant was known (busy, over a limit, codec); ``sip_code`` says how."""
     AI_ERROR = "ai_error"
@@ -73,7 +77,7 @@ class TransferRecord(BaseModel):
     destination: str
     uri: str
     outcome: str = "pending"
-    """succeeded / busy / rejected / timeout / failed / pending."""
+    """succeeded / accepted / unknown / busy / rejected / failed / timed_out / pending."""
     status: int | None = None
     """Final SIP status from the NOTIFY sipfrag, when one came."""
 

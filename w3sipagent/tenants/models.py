@@ -66,6 +66,7 @@ __all__ = [
     "AgentConfig",
     "CdrWebhookConfig",
     "Duration",
+    "EslConfig",
     "FallbackConfig",
     "KnowledgeConfig",
     "NetworkList",
@@ -230,6 +231,16 @@ class RegistrationConfig(StrictModel):
         return None if v is None else check_host(v)
 
 
+class EslConfig(StrictModel):
+    """FreeSWITCH's event socket, for ``transfer_method = "esl"`` (docs/freeswitch.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8021, ge=1, le=65535)
+    password: SecretRef
+    profile: str = Field(default="external", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """The sofia profile that dials ``sip:`` destinations (``sofia/PROFILE/USER@HOST``)."""
+
+
 class KnowledgeConfig(StrictModel):
     """The tenant's knowledge base: files chunked, embedded and searched by the agents that
     set ``knowledge = true`` (tool ``search_knowledge``). See docs/knowledge.md."""
@@ -297,7 +308,12 @@ class TenantConfig(StrictModel):
     recording: RecordingConfig = Field(default_factory=RecordingConfig)
     cdr_webhook: CdrWebhookConfig | None = None
     transfers: dict[str, str] = Field(default_factory=dict)
-    """Named destinations (name → URI). The model may only pick a name."""
+    """Named destinations (name → URI; with ESL also a FreeSWITCH dial string). The model
+    may only pick a name."""
+    transfer_method: Literal["refer", "esl"] = "refer"
+    """How the caller is transferred: REFER on the agent's leg, or FreeSWITCH's event
+    socket (``esl``: the outcome is always known, the caller stays on failure)."""
+    esl: EslConfig | None = None
     dtmf: dict[str, str] = Field(default_factory=dict)
     """Digit → action: ``transfer:NAME``, ``hangup`` or ``message:TEXT``."""
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
@@ -352,7 +368,8 @@ class TenantConfig(StrictModel):
         for name, uri in v.items():
             if not re.match(r"^[A-Za-z0-9_-]{1,64}$", name):
                 raise ValueError(f"destination name {name!r} may hold letters, digits, _ and -")
-            check_target_uri(uri)
+            if not _is_dial_string(uri):
+                check_target_uri(uri)
         return {k: u.strip() for k, u in v.items()}
 
     @model_validator(mode="after")
@@ -388,6 +405,15 @@ class TenantConfig(StrictModel):
                     f"(got {action!r})"
                 )
         self.dtmf = {d.upper(): a for d, a in self.dtmf.items()}
+        if self.transfer_method == "esl" and self.esl is None:
+            raise ValueError('transfer_method = "esl" needs an [esl] table (host, password)')
+        if self.transfer_method == "refer":
+            for name, uri in self.transfers.items():
+                if _is_dial_string(uri):
+                    raise ValueError(
+                        f"transfers.{name}: {uri!r} is a FreeSWITCH dial string, usable "
+                        'only with transfer_method = "esl"'
+                    )
         fb = self.fallback.transfer
         if fb is not None and fb not in self.transfers:
             try:
@@ -414,6 +440,13 @@ class TenantConfig(StrictModel):
     def dtmf_action(self, digit: str) -> str | None:
         """The action mapped to ``digit`` (``transfer:human``, ``hangup``...), or None."""
         return self.dtmf.get(digit.upper())
+
+
+def _is_dial_string(value: str) -> bool:
+    """A FreeSWITCH dial string (``user/1001@host``, ``loopback/1000/default``), not a URI."""
+    v = value.strip()
+    head = v.split("/", 1)[0]
+    return "/" in v and ":" not in head and not any(c.isspace() for c in v)
 
 
 RESOLUTION_STEPS = ("request_uri_host", "to_host", "registration", "did", "trunk", "trusted_header")
