@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("core", ("errors", "sip", "sdp", "rtp", "codecs"), ("base",)),
     ("util", ("ids", "logs", "redact"), ("base", "core")),
     ("io", ("asyncio",), ("base", "core", "util")),
-    ("ai", ("ai", "realtime", "localai"), ("base", "core", "util")),
+    ("ai", ("ai", "realtime", "localai", "cascade"), ("base", "core", "util")),
     ("data", ("records", "tenants", "knowledge"), ("base", "core", "util", "ai")),
     ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "util", "ai", "data")),
     ("agent", ("agent",), ("base", "core", "io", "util", "ai", "data", "settings")),
@@ -38,6 +38,10 @@ NEVER: tuple[tuple[str, str], ...] = (
     ("localai", "sip"),
     ("localai", "rtp"),
     ("localai", "realtime"),
+    ("cascade", "sip"),
+    ("cascade", "rtp"),
+    ("cascade", "realtime"),
+    ("cascade", "localai"),
 )
 
 # The layer whose modules do no I/O, read no clock and draw no randomness.

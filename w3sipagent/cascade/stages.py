@@ -1,0 +1,335 @@
+"""The three HTTP stages over any OpenAI-compatible endpoint (httpx).
+
+:class:`SpeechToText` posts an utterance to ``/audio/transcriptions``;
+:class:`Model` streams ``/responses`` (SSE) or ``/chat/completions`` (chunks) into
+:class:`TextDelta` / :class:`FunctionCall` / :class:`ModelDone`; :class:`TextToSpeech`
+streams ``/audio/speech`` as 24 kHz 16-bit PCM. A failure (status, timeout, broken
+stream) raises :class:`StageError` naming the stage.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from w3sipagent.ai.session import ToolSpec, Usage
+from w3sipagent.cascade.config import StageEndpoint
+from w3sipagent.errors import AIError
+
+TTS_RATE = 24000
+
+
+class StageError(AIError):
+    """A stage failed: ``stage`` (stt, llm, tts), HTTP ``status`` (None: no answer),
+    the service's error ``code`` and, for 429, ``retry_after`` seconds."""
+
+    def __init__(
+        self,
+        stage: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{stage}: {message}")
+        self.stage = stage
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
+
+
+def _client(ep: StageEndpoint) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {ep.api_key}"} if ep.api_key else {}
+    return httpx.AsyncClient(base_url=ep.base_url.rstrip("/"), headers=headers, timeout=ep.timeout)
+
+
+async def _raise_for(stage: str, resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    body = await resp.aread()
+    message, code = f"HTTP {resp.status_code}", None
+    try:
+        err = json.loads(body)["error"]
+        message, code = str(err.get("message") or message), err.get("code")
+    except (ValueError, KeyError, TypeError):
+        pass
+    retry = resp.headers.get("retry-after")
+    raise StageError(
+        stage,
+        message,
+        status=resp.status_code,
+        code=code,
+        retry_after=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
+    )
+
+
+def wav_file(pcm: bytes, rate: int) -> bytes:
+    """A mono 16-bit WAV holding ``pcm``."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return buf.getvalue()
+
+
+class _Stage:
+    name = "stage"
+
+    def __init__(self, endpoint: StageEndpoint) -> None:
+        self.endpoint = endpoint
+        self._http = _client(endpoint)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class SpeechToText(_Stage):
+    """``POST /audio/transcriptions`` per utterance."""
+
+    name = "stt"
+
+    async def transcribe(
+        self, pcm: bytes, rate: int, *, language: str | None = None, prompt: str | None = None
+    ) -> str:
+        data = {"model": self.endpoint.model, "response_format": "json"}
+        if language:
+            data["language"] = language
+        if prompt:
+            data["prompt"] = prompt
+        files = {"file": ("utterance.wav", wav_file(pcm, rate), "audio/wav")}
+        try:
+            resp = await self._http.post("/audio/transcriptions", data=data, files=files)
+            await _raise_for(self.name, resp)
+            return str(resp.json().get("text", "")).strip()
+        except httpx.HTTPError as exc:
+            raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            raise StageError(self.name, f"unreadable answer: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDone:
+    usage: Usage | None
+
+
+ModelEvent = TextDelta | FunctionCall | ModelDone
+
+Message = dict[str, Any]
+"""A conversation item in Responses ``input`` form (user/assistant/system message,
+``function_call``, ``function_call_output``)."""
+
+
+class Model(_Stage):
+    """The model stage: ``api`` ``responses`` (SSE) or ``chat`` (Chat Completions chunks)."""
+
+    name = "llm"
+
+    def __init__(
+        self, endpoint: StageEndpoint, api: Literal["responses", "chat"] = "responses"
+    ) -> None:
+        super().__init__(endpoint)
+        self.api = api
+
+    async def stream(
+        self,
+        instructions: str,
+        items: Sequence[Message],
+        tools: Sequence[ToolSpec],
+        *,
+        tool_choice: str = "auto",
+        max_output_tokens: int | None = None,
+    ) -> AsyncIterator[ModelEvent]:
+        parse: _ChatParser | _ResponsesParser
+        if self.api == "chat":
+            body = _chat_body(self.endpoint.model, instructions, items, tools, tool_choice)
+            if max_output_tokens:
+                body["max_completion_tokens"] = max_output_tokens
+            path, parse = "/chat/completions", _ChatParser()
+        else:
+            body = {
+                "model": self.endpoint.model,
+                "instructions": instructions,
+                "input": list(items),
+                "stream": True,
+                "store": False,
+            }
+            if tools:
+                body["tools"] = [
+                    {
+                        "type": "function",
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    }
+                    for t in tools
+                ]
+                body["tool_choice"] = tool_choice
+            if max_output_tokens:
+                body["max_output_tokens"] = max_output_tokens
+            path, parse = "/responses", _ResponsesParser()
+        try:
+            async with self._http.stream("POST", path, json=body) as resp:
+                await _raise_for(self.name, resp)
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    for out in parse.feed(json.loads(data)):
+                        yield out
+        except httpx.HTTPError as exc:
+            raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            raise StageError(self.name, f"unreadable stream: {exc}") from exc
+        yield ModelDone(parse.usage)
+
+
+class _ResponsesParser:
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+
+    def feed(self, ev: dict[str, Any]) -> list[ModelEvent]:
+        kind = ev.get("type")
+        if kind == "response.output_text.delta":
+            return [TextDelta(str(ev.get("delta", "")))]
+        if kind == "response.output_item.done":
+            item = ev.get("item") or {}
+            if item.get("type") == "function_call":
+                return [FunctionCall(item["call_id"], item["name"], item.get("arguments", "{}"))]
+        elif kind == "response.completed":
+            u = (ev.get("response") or {}).get("usage") or {}
+            self.usage = Usage(
+                u.get("input_tokens", 0), u.get("output_tokens", 0), u.get("total_tokens", 0)
+            )
+        elif kind in ("response.failed", "error"):
+            err = (ev.get("response") or {}).get("error") or ev.get("error") or ev
+            raise StageError(
+                "llm", str(err.get("message", "response failed")), code=err.get("code")
+            )
+        return []
+
+
+class _ChatParser:
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def feed(self, chunk: dict[str, Any]) -> list[ModelEvent]:
+        out: list[ModelEvent] = []
+        u = chunk.get("usage")
+        if u:
+            self.usage = Usage(
+                u.get("prompt_tokens", 0), u.get("completion_tokens", 0), u.get("total_tokens", 0)
+            )
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                out.append(TextDelta(delta["content"]))
+            for tc in delta.get("tool_calls") or ():
+                call = self._calls.setdefault(
+                    tc.get("index", 0), {"id": "", "name": "", "args": ""}
+                )
+                fn = tc.get("function") or {}
+                call["id"] = tc.get("id") or call["id"]
+                call["name"] = fn.get("name") or call["name"]
+                call["args"] += fn.get("arguments") or ""
+            if choice.get("finish_reason"):
+                out.extend(
+                    FunctionCall(c["id"], c["name"], c["args"] or "{}")
+                    for _, c in sorted(self._calls.items())
+                )
+                self._calls.clear()
+        return out
+
+
+def _chat_body(
+    model: str,
+    instructions: str,
+    items: Sequence[Message],
+    tools: Sequence[ToolSpec],
+    tool_choice: str,
+) -> dict[str, Any]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}]
+    for it in items:
+        kind = it.get("type", "message")
+        if kind == "function_call":
+            call = {
+                "id": it["call_id"],
+                "type": "function",
+                "function": {"name": it["name"], "arguments": it["arguments"]},
+            }
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            messages.append(
+                {"role": "tool", "tool_call_id": it["call_id"], "content": it["output"]}
+            )
+        else:
+            messages.append({"role": it["role"], "content": it["content"]})
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters": t.parameters,
+                },
+            }
+            for t in tools
+        ]
+        body["tool_choice"] = tool_choice
+    return body
+
+
+class TextToSpeech(_Stage):
+    """``POST /audio/speech`` streamed as raw PCM (24 kHz, 16-bit, mono)."""
+
+    name = "tts"
+
+    async def speak(
+        self, text: str, voice: str, instructions: str | None = None
+    ) -> AsyncIterator[bytes]:
+        body: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "input": text,
+            "voice": voice,
+            "response_format": "pcm",
+        }
+        if instructions:
+            body["instructions"] = instructions
+        try:
+            async with self._http.stream("POST", "/audio/speech", json=body) as resp:
+                await _raise_for(self.name, resp)
+                async for chunk in resp.aiter_bytes():
+                    if chunk:
+                        yield chunk
+        except httpx.HTTPError as exc:
+            raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
