@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from tests.cascade.conftest import Run, caller_speech
@@ -59,7 +60,7 @@ async def test_greeting_turn_and_tool_call(run: Run, server: CascadeServer) -> N
         "tts_first_byte",
     ]
     assert list(t) == order or sorted(t, key=t.__getitem__) == order
-    assert all(t[a] <= t[b] for a, b in zip(order, order[1:], strict=False))
+    assert all(t[a] <= t[b] for a, b in itertools.pairwise(order))
     assert 0.45 <= t["end_of_turn"] - t["caller_speech_end"] <= 0.56  # silence_ms 500
 
     await run.session.send_tool_result(call.call_id, '{"status": "shipped"}')

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tests.cascade.conftest import quiet, voice
 from w3sipagent.cascade.config import ListenSettings
 from w3sipagent.cascade.vad import Listener
-from tests.cascade.conftest import quiet, voice
 
 
 def pcm8k(*parts: tuple[str, int]) -> bytes:
