@@ -34,6 +34,7 @@ from w3sipagent.ai.session import (
     ResponseStarted,
     SpeechStarted,
     SpeechStopped,
+    TurnStages,
 )
 from w3sipagent.records.cdr import CallRecord
 
@@ -148,6 +149,8 @@ class Turns:
             if ev.final and ev.text.strip():
                 at = self._speech_offsets.pop(ev.item_id, None)
                 self._cdr.add_transcript("caller", ev.text.strip(), at=at, item_id=ev.item_id)
+        elif isinstance(ev, TurnStages):
+            self.latency.stages(ev.times)
         elif isinstance(ev, AgentTranscript) and ev.final and ev.text.strip():
             self._cdr.add_transcript("agent", ev.text.strip(), item_id=ev.item_id)
 
@@ -160,7 +163,9 @@ class Turns:
         ):
             turn = self.latency.frame_sent(now)
             if turn is not None:
-                self._cdr.add_event("turn", **turn.breakdown())
+                stages = turn.stages_ms()
+                extra = {"stages": stages} if stages else {}
+                self._cdr.add_event("turn", **turn.breakdown(), **extra)
 
     # ------------------------------------------------------------ caller speech
 

@@ -18,6 +18,7 @@ from w3sipagent.ai.session import (
     ToolSpec,
     TurnDetection,
 )
+from w3sipagent.tenants.cascade import CascadeConfig
 from w3sipagent.tenants.fields import (
     Duration,
     StrictModel,
@@ -194,6 +195,8 @@ class AgentConfig(StrictModel):
     include: list[INCLUDE_FIELDS] = Field(default_factory=list)
     knowledge: bool = False
     """Offer the built-in ``search_knowledge`` tool (the tenant needs a ``[knowledge]`` table)."""
+    cascade: CascadeConfig | None = None
+    """Speech-to-text → model → text-to-speech instead of Realtime (issue 15)."""
 
     @field_validator("tools")
     @classmethod
