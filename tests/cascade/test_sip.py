@@ -1,0 +1,147 @@
+"""A real SIP call (PCMU) through AgentService to a cascade agent at the local server:
+the caller hears the agent, its speech is transcribed and answered, the CDR has the
+per-stage latencies of the turn."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agent.helpers import rms_pcm
+from tests.asyncio.helpers import fast_config
+from tests.cascade.conftest import KEY, quiet, voice
+from tests.wait import wait_until
+from w3sipagent.agent.service import AgentService
+from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.useragent import UserAgent
+from w3sipagent.cascade import CascadeSession
+from w3sipagent.config import Settings
+from w3sipagent.localai import Scenario
+from w3sipagent.localai.cascade import CascadeServer
+from w3sipagent.records.store import CdrStore
+from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
+from w3sipagent.tenants.cascade import CascadeConfig, CascadeStageConfig
+
+SCRIPT = Scenario.loads(
+    """
+name = "cascade-sip"
+[greeting]
+say = "Hello, this is the shop."
+[[turns]]
+caller = "Where is my order?"
+say = "It shipped today. It arrives tomorrow."
+"""
+)
+
+STAGES = [
+    "caller_speech_end",
+    "end_of_turn",
+    "transcript_final",
+    "model_first_token",
+    "first_sentence",
+    "tts_first_byte",
+    "first_rtp",
+]
+
+
+def tenants(base_url: str) -> TenantTable:
+    def stage(model: str) -> CascadeStageConfig:
+        return CascadeStageConfig(base_url=base_url, model=model)
+
+    cascade = CascadeConfig(
+        stt=stage("whisper-1"), llm=stage("gpt-4.1-mini"), tts=stage("gpt-4o-mini-tts")
+    )
+    shop = TenantConfig(
+        id="shop",
+        hosts=["shop.example"],
+        api_key=SecretRef(env="SHOP_KEY"),
+        agents={
+            "desk": AgentConfig(
+                instructions="You are the shop.", greeting="Greet.", cascade=cascade
+            )
+        },
+    )
+    return TenantTable({"shop": shop})
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Any]:
+    async with CascadeServer(scenario=SCRIPT, api_keys=[KEY], tts_engine="tone") as srv:
+        store = CdrStore(f"sqlite+aiosqlite:///{tmp_path / 'cdr.db'}", retry_delay=0.01)
+        await store.open()
+        svc = AgentService(
+            Settings(),
+            tenants=tenants(srv.base_url),
+            store=store,
+            ua_config=fast_config(),
+            environ={"SHOP_KEY": KEY},
+        )
+        await svc.start()
+        caller = UserAgent(fast_config())
+        await caller.start()
+        try:
+            yield srv, svc, caller, store
+        finally:
+            await caller.close(timeout=0)
+            await svc.close(timeout=0)
+            await store.close()
+
+
+def quiet_tail(heard: list[float], frames: int = 25) -> bool:
+    """The agent has been silent for the last ``frames`` frames (500 ms) heard."""
+    return len(heard) > frames and all(r < 300 for r in heard[-frames:])
+
+
+async def _listen(call: Call, into: list[float]) -> None:
+    async for pcm in call.audio():
+        into.append(rms_pcm(pcm))
+
+
+async def test_cascade_call_pcmu_heard_transcribed_answered_with_stage_latencies(
+    rig: Any,
+) -> None:
+    srv, svc, caller, store = rig
+    call = await caller.dial(
+        "sip:desk@shop.example", proxy=("127.0.0.1", svc.port), codecs=["PCMU/8000"]
+    )
+    heard: list[float] = []
+    listener = asyncio.create_task(_listen(call, heard))
+    await wait_until(lambda: sum(r > 1000 for r in heard) >= 10, 15, "greeting heard")
+    bridge = svc.bridges[call.call_id]
+    session = bridge.sessions[0]
+    assert isinstance(session, CascadeSession)
+    await wait_until(lambda: quiet_tail(heard), 15, "greeting played")
+
+    loud_before = sum(r > 1000 for r in heard)
+    await call.play(voice(700) + quiet(900))
+    await wait_until(lambda: sum(r > 1000 for r in heard) >= loud_before + 20, 15, "answer heard")
+    await wait_until(lambda: quiet_tail(heard), 15, "answer played")
+    await call.hangup()
+    await asyncio.wait_for(listener, 5)
+    await wait_until(lambda: not svc.bridges, 5, "bridge ended")
+    await store.flush()
+    cdr = await store.get_cdr(call.call_id)
+    assert cdr is not None and cdr.codec == "PCMU"
+    said = [(e.speaker, e.text) for e in cdr.transcript]
+    assert said == [
+        ("agent", "Hello, this is the shop."),
+        ("caller", "Where is my order?"),
+        ("agent", "It shipped today. It arrives tomorrow."),
+    ]
+    stages = cdr.turn_stages_ms()
+    assert len(stages) == 1
+    st = stages[0]
+    assert list(st) == STAGES
+    assert all(st[a] <= st[b] for a, b in itertools.pairwise(STAGES))
+    assert st["caller_speech_end"] == 0.0
+    assert 400 <= st["end_of_turn"] <= 700  # silence_ms 500 (and the VAD's hangover)
+    assert st["first_rtp"] - st["tts_first_byte"] < 100  # the next pacer tick or two
+    # the stages requested went to the local server, with the tenant's key
+    paths = [r.path for r in srv.requests]
+    assert paths.count("/v1/audio/transcriptions") == 1
+    assert all(r.headers.get("authorization") == f"Bearer {KEY}" for r in srv.requests)
