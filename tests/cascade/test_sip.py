@@ -23,6 +23,7 @@ from w3sipagent.cascade import CascadeSession
 from w3sipagent.config import Settings
 from w3sipagent.localai import Scenario
 from w3sipagent.localai.cascade import CascadeServer
+from w3sipagent.records.cdr import Disposition
 from w3sipagent.records.store import CdrStore
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
 from w3sipagent.tenants.cascade import CascadeConfig, CascadeStageConfig
@@ -70,7 +71,8 @@ def tenants(base_url: str) -> TenantTable:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path) -> AsyncIterator[Any]:
+async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+    key = getattr(request, "param", KEY)
     async with CascadeServer(scenario=SCRIPT, api_keys=[KEY], tts_engine="tone") as srv:
         store = CdrStore(f"sqlite+aiosqlite:///{tmp_path / 'cdr.db'}", retry_delay=0.01)
         await store.open()
@@ -79,7 +81,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Any]:
             tenants=tenants(srv.base_url),
             store=store,
             ua_config=fast_config(),
-            environ={"SHOP_KEY": KEY},
+            environ={"SHOP_KEY": key},
         )
         await svc.start()
         caller = UserAgent(fast_config())
@@ -145,3 +147,20 @@ async def test_cascade_call_pcmu_heard_transcribed_answered_with_stage_latencies
     paths = [r.path for r in srv.requests]
     assert paths.count("/v1/audio/transcriptions") == 1
     assert all(r.headers.get("authorization") == f"Bearer {KEY}" for r in srv.requests)
+
+
+@pytest.mark.parametrize("rig", ["sk-refused-0000000000"], indirect=True)
+async def test_refused_stage_follows_the_fallback(rig: Any) -> None:
+    _srv, svc, caller, store = rig
+    call = await caller.dial(
+        "sip:desk@shop.example", proxy=("127.0.0.1", svc.port), codecs=["PCMU/8000"]
+    )
+    await wait_until(lambda: call.ended, 15, "call ended by the fallback")
+    await wait_until(lambda: not svc.bridges, 5, "bridge ended")
+    await store.flush()
+    cdr = await store.get_cdr(call.call_id)
+    assert cdr is not None and cdr.disposition is Disposition.AI_ERROR
+    kinds = [e["kind"] for e in cdr.events]
+    assert kinds[0] == "ai_connect_failed" and kinds[-1] == "fallback"
+    assert cdr.events[0]["error"].startswith("llm: Incorrect API key provided")
+    assert "sk-refused" not in cdr.model_dump_json()

@@ -53,3 +53,6 @@ class CascadeSettings:
     filler: str | None = None
     """Said when a tool has not answered after ``filler_after_ms`` (None: nothing)."""
     filler_after_ms: int = 1200
+    probe: bool = True
+    """Check the model endpoint and key (``GET /models``) when the session starts, so an
+    unreachable service or a refused key fails the start (and the bridge falls back)."""

@@ -128,6 +128,13 @@ class CascadeSession:
         self._stt = SpeechToText(s.stt)
         self._llm = Model(s.llm, s.api)
         self._tts = TextToSpeech(s.tts)
+        if s.probe:
+            try:
+                await self._llm.probe()
+            except StageError:
+                for stage in (self._stt, self._llm, self._tts):
+                    await stage.aclose()
+                raise
         self._started = True
         self._emit(ai.SessionReady())
 

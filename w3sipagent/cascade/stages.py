@@ -4,11 +4,13 @@
 :class:`Model` streams ``/responses`` (SSE) or ``/chat/completions`` (chunks) into
 :class:`TextDelta` / :class:`FunctionCall` / :class:`ModelDone`; :class:`TextToSpeech`
 streams ``/audio/speech`` as 24 kHz 16-bit PCM. A failure (status, timeout, broken
-stream) raises :class:`StageError` naming the stage.
+stream) raises :class:`StageError` naming the stage. A 429 whose ``retry-after`` is at
+most ``MAX_RETRY_WAIT`` seconds is retried once after that wait (before any data came).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import wave
@@ -23,6 +25,7 @@ from w3sipagent.cascade.config import StageEndpoint
 from w3sipagent.errors import AIError
 
 TTS_RATE = 24000
+MAX_RETRY_WAIT = 1.0
 
 
 class StageError(AIError):
@@ -60,14 +63,26 @@ async def _raise_for(stage: str, resp: httpx.Response) -> None:
         message, code = str(err.get("message") or message), err.get("code")
     except (ValueError, KeyError, TypeError):
         pass
-    retry = resp.headers.get("retry-after")
     raise StageError(
         stage,
         message,
         status=resp.status_code,
         code=code,
-        retry_after=float(retry) if retry and retry.replace(".", "", 1).isdigit() else None,
+        retry_after=_retry_after(resp.headers),
     )
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait: ``retry-after-ms`` (as OpenAI sends), else ``retry-after``."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            return max(0.0, float(raw) / scale)
+        except ValueError:
+            continue
+    return None
 
 
 def wav_file(pcm: bytes, rate: int) -> bytes:
@@ -91,6 +106,23 @@ class _Stage:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def probe(self) -> None:
+        """``GET /models``: the endpoint answers and takes the key (raises StageError)."""
+        try:
+            resp = await self._http.get("/models")
+            await _raise_for(self.name, resp)
+        except httpx.HTTPError as exc:
+            raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    async def _may_retry(exc: StageError, attempt: int) -> bool:
+        """Wait out a short 429 once; False: give up."""
+        wait = exc.retry_after
+        if attempt > 0 or exc.status != 429 or wait is None or wait > MAX_RETRY_WAIT:
+            return False
+        await asyncio.sleep(wait)
+        return True
+
 
 class SpeechToText(_Stage):
     """``POST /audio/transcriptions`` per utterance."""
@@ -106,14 +138,19 @@ class SpeechToText(_Stage):
         if prompt:
             data["prompt"] = prompt
         files = {"file": ("utterance.wav", wav_file(pcm, rate), "audio/wav")}
-        try:
-            resp = await self._http.post("/audio/transcriptions", data=data, files=files)
-            await _raise_for(self.name, resp)
-            return str(resp.json().get("text", "")).strip()
-        except httpx.HTTPError as exc:
-            raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:
-            raise StageError(self.name, f"unreadable answer: {exc}") from exc
+        for attempt in range(2):
+            try:
+                resp = await self._http.post("/audio/transcriptions", data=data, files=files)
+                await _raise_for(self.name, resp)
+                return str(resp.json().get("text", "")).strip()
+            except StageError as exc:
+                if not await self._may_retry(exc, attempt):
+                    raise
+            except httpx.HTTPError as exc:
+                raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
+            except ValueError as exc:
+                raise StageError(self.name, f"unreadable answer: {exc}") from exc
+        raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,16 +226,23 @@ class Model(_Stage):
                 body["max_output_tokens"] = max_output_tokens
             path, parse = "/responses", _ResponsesParser()
         try:
-            async with self._http.stream("POST", path, json=body) as resp:
-                await _raise_for(self.name, resp)
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    for out in parse.feed(json.loads(data)):
-                        yield out
+            for attempt in range(2):
+                async with self._http.stream("POST", path, json=body) as resp:
+                    try:
+                        await _raise_for(self.name, resp)
+                    except StageError as exc:
+                        if await self._may_retry(exc, attempt):
+                            continue
+                        raise
+                    async for line in resp.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            break
+                        for out in parse.feed(json.loads(data)):
+                            yield out
+                    break
         except httpx.HTTPError as exc:
             raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
         except ValueError as exc:
@@ -326,10 +370,17 @@ class TextToSpeech(_Stage):
         if instructions:
             body["instructions"] = instructions
         try:
-            async with self._http.stream("POST", "/audio/speech", json=body) as resp:
-                await _raise_for(self.name, resp)
-                async for chunk in resp.aiter_bytes():
-                    if chunk:
-                        yield chunk
+            for attempt in range(2):
+                async with self._http.stream("POST", "/audio/speech", json=body) as resp:
+                    try:
+                        await _raise_for(self.name, resp)
+                    except StageError as exc:
+                        if await self._may_retry(exc, attempt):
+                            continue
+                        raise
+                    async for chunk in resp.aiter_bytes():
+                        if chunk:
+                            yield chunk
+                    break
         except httpx.HTTPError as exc:
             raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
