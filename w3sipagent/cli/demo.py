@@ -86,7 +86,13 @@ async def tool_server() -> AsyncIterator[str]:
 
 
 def demo_config(
-    run_dir: Path, realtime_url: str, tool_url: str, *, codec: str, openai: bool = False
+    run_dir: Path,
+    realtime_url: str,
+    tool_url: str,
+    *,
+    codec: str,
+    openai: bool = False,
+    cascade_url: str | None = None,
 ) -> str:
     """The demo tenant's configuration file (TOML); the key is read from OPENAI_API_KEY with
     ``openai``, else a placeholder (the local server accepts any key)."""
@@ -135,6 +141,16 @@ description = "Find a table booking by the guest's name"
 url = "{tool_url}"
 timeout = "3s"
 parameters = {{ type = "object", properties = {{ name = {{ type = "string" }}, party_size = {{ type = "integer" }} }}, required = ["name"] }}
+""" + (_cascade_table(cascade_url) if cascade_url else "")
+
+
+def _cascade_table(url: str) -> str:
+    """issue 15: the demo agent as a cascade (speech-to-text → model → speech) at ``url``."""
+    return f"""
+[tenants.{TENANT}.agents.{AGENT}.cascade]
+stt = {{ base_url = "{url}", model = "whisper-1" }}
+llm = {{ base_url = "{url}", model = "gpt-4.1-mini" }}
+tts = {{ base_url = "{url}", model = "gpt-4o-mini-tts" }}
 """
 
 
@@ -146,6 +162,7 @@ async def run_demo(
     tts: str = "auto",
     max_duration: float = 50.0,
     progress: Any = None,
+    backend: str = "realtime",
 ) -> tuple[CallRecord | None, Any, Path]:
     """Run the demo call; returns (CDR, softphone summary, config path)."""
     from w3sipagent.agent.service import AgentService
@@ -171,10 +188,25 @@ async def run_demo(
             await stack.enter_async_context(server)
             realtime_url = f"ws://127.0.0.1:{server.port}/v1"
             say(f"local Realtime server on {server.ws_url.split('?')[0]} (scenario bistro-demo)")
+        cascade_url = None
+        if backend == "cascade":  # issue 15: the lead reconciles this with ``--backend live``
+            from w3sipagent.localai.cascade import CascadeServer
+
+            cascade = CascadeServer(scenario=scenario_path(), tts_engine=tts)  # type: ignore[arg-type]
+            await stack.enter_async_context(cascade)
+            cascade_url = cascade.base_url
+            say(f"local cascade server on {cascade_url} (scenario bistro-demo)")
         tool_url = await stack.enter_async_context(tool_server())
         cfg_path = run_dir / "w3sipagent.toml"
         cfg_path.write_text(
-            demo_config(run_dir, realtime_url, tool_url, codec=codec, openai=use_openai)
+            demo_config(
+                run_dir,
+                realtime_url,
+                tool_url,
+                codec=codec,
+                openai=use_openai,
+                cascade_url=cascade_url,
+            )
         )
         settings = load_settings(cfg_path, environ={}, discover=False)
         store = await stack.enter_async_context(CdrStore.from_settings(settings.records))
@@ -237,6 +269,22 @@ def print_report(cdr: CallRecord | None, summary: Any, cfg_path: Path) -> None:
     for i, ms in enumerate(cdr.turn_latencies_ms, 1):
         t.add_row(str(i), f"{ms:.0f} ms")
     console.print(t)
+    stages = cdr.turn_stages_ms()
+    if stages:  # issue 15: the cascade's stages, ms from the caller's speech end
+        console.print()
+        console.print("[bold]Per-stage latency[/] (ms from the caller's speech end)")
+        st = Table(show_header=True, box=None, padding=(0, 2))
+        names = list(stages[0])
+        st.add_column("turn", justify="right")
+        for n in names[1:]:
+            st.add_column(n, justify="right")
+        for i, row in enumerate(stages, 1):
+            st.add_row(str(i), *(f"{row.get(n, float('nan')):.0f}" for n in names[1:]))
+        console.print(st)
+    for cut in (ev for ev in cdr.events if ev.get("kind") == "barge_in"):
+        console.print(
+            f"barge-in: the caller heard {cut.get('heard_ms')} ms of {cut.get('item_id')}"
+        )
     console.print()
     transfer = (
         f"{cdr.transfer.destination} ({cdr.transfer.uri}): {cdr.transfer.outcome}"
@@ -283,6 +331,9 @@ def demo(
         50.0, "--max-duration", min=5, help="Hang up after this many seconds at the latest."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the agent's log lines."),
+    backend: str = typer.Option(
+        "realtime", "--backend", help="realtime, or cascade (speech-to-text → model → speech)."
+    ),
 ) -> None:
     """Run a complete phone call offline: local Realtime server, agent, softphone.
 
@@ -295,6 +346,8 @@ def demo(
         fail(f"--codec must be PCMU, PCMA, G722 or opus (got {codec!r})", code=EXIT_USAGE)
     if tts not in ("auto", "espeak", "tone"):
         fail(f"--tts must be auto, espeak or tone (got {tts!r})", code=EXIT_USAGE)
+    if backend not in ("realtime", "cascade") or (backend == "cascade" and openai):
+        fail(f"--backend must be realtime or cascade, offline (got {backend!r})", code=EXIT_USAGE)
     if openai and not os.environ.get("OPENAI_API_KEY", "").strip():
         fail(
             "--openai needs OPENAI_API_KEY",
@@ -315,6 +368,7 @@ def demo(
             tts=tts,
             max_duration=max_duration,
             progress=say,
+            backend=backend,
         )
     )
     print_report(cdr, summary, cfg)
