@@ -15,6 +15,7 @@ import pytest
 from tests.agent.helpers import rms_pcm
 from tests.asyncio.helpers import fast_config
 from tests.cascade.conftest import KEY, quiet, voice
+from tests.cascade.test_bargein import TAIL_MS, pcmu_ms
 from tests.wait import wait_until
 from w3sipagent.agent.service import AgentService
 from w3sipagent.asyncio.call import Call
@@ -36,6 +37,23 @@ say = "Hello, this is the shop."
 [[turns]]
 caller = "Where is my order?"
 say = "It shipped today. It arrives tomorrow."
+"""
+)
+
+LONG_GREETING = [
+    "Hello, this is the shop.",
+    "We sell books, maps and globes from all over the world.",
+    "Our opening hours are from nine in the morning to six in the evening.",
+    "How can I help you today?",
+]
+LONG = Scenario.loads(
+    f"""
+name = "cascade-sip-long"
+[greeting]
+say = "{" ".join(LONG_GREETING)}"
+[[turns]]
+caller = "Where is my order?"
+say = "It shipped today."
 """
 )
 
@@ -72,8 +90,8 @@ def tenants(base_url: str) -> TenantTable:
 
 @pytest.fixture
 async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
-    key = getattr(request, "param", KEY)
-    async with CascadeServer(scenario=SCRIPT, api_keys=[KEY], tts_engine="tone") as srv:
+    key, script = getattr(request, "param", (KEY, SCRIPT))
+    async with CascadeServer(scenario=script, api_keys=[KEY], tts_engine="tone") as srv:
         store = CdrStore(f"sqlite+aiosqlite:///{tmp_path / 'cdr.db'}", retry_delay=0.01)
         await store.open()
         svc = AgentService(
@@ -149,7 +167,7 @@ async def test_cascade_call_pcmu_heard_transcribed_answered_with_stage_latencies
     assert all(r.headers.get("authorization") == f"Bearer {KEY}" for r in srv.requests)
 
 
-@pytest.mark.parametrize("rig", ["sk-refused-0000000000"], indirect=True)
+@pytest.mark.parametrize("rig", [("sk-refused-0000000000", SCRIPT)], indirect=True)
 async def test_refused_stage_follows_the_fallback(rig: Any) -> None:
     _srv, svc, caller, store = rig
     call = await caller.dial(
@@ -164,3 +182,42 @@ async def test_refused_stage_follows_the_fallback(rig: Any) -> None:
     assert kinds[0] == "ai_connect_failed" and kinds[-1] == "fallback"
     assert cdr.events[0]["error"].startswith("llm: Incorrect API key provided")
     assert "sk-refused" not in cdr.model_dump_json()
+
+
+@pytest.mark.parametrize("rig", [(KEY, LONG)], indirect=True)
+async def test_barge_in_over_rtp_cuts_history_at_the_audio_played(rig: Any) -> None:
+    _srv, svc, caller, store = rig
+    call = await caller.dial(
+        "sip:desk@shop.example", proxy=("127.0.0.1", svc.port), codecs=["PCMU/8000"]
+    )
+    heard: list[float] = []
+    listener = asyncio.create_task(_listen(call, heard))
+    await wait_until(lambda: len(heard) >= 100, 15, "two seconds of the greeting")
+    bridge = svc.bridges[call.call_id]
+    session = bridge.sessions[0]
+    assert isinstance(session, CascadeSession)
+    await call.play(voice(700) + quiet(900))  # the caller talks over the agent
+    await wait_until(lambda: bool(session.cuts), 10, "barge-in cut")
+    cut = session.cuts[0]
+    barge = bridge.barge_ins[0]
+    assert barge.item_id == cut.item_id and barge.heard_ms == cut.played_ms
+    assert 2000 <= cut.played_ms <= sum(pcmu_ms(s) for s in LONG_GREETING) - 1000
+    assert cut.full_text == " ".join(LONG_GREETING)
+    # the text kept is the text of the audio played, sentence by sentence (± the
+    # resampler's tail of each sentence) and the words of the sentence being played
+    ends = list(itertools.accumulate(pcmu_ms(s) + TAIL_MS for s in LONG_GREETING))
+    whole = sum(1 for e in ends if e <= cut.played_ms)
+    assert cut.text.startswith(" ".join(LONG_GREETING[:whole]))
+    assert not cut.text.startswith(" ".join(LONG_GREETING[: whole + 1]))
+    assistant = [it for it in session.conversation if it.get("role") == "assistant"]
+    assert assistant[0]["content"] == cut.text
+    # the caller's turn is still answered
+    await wait_until(lambda: len(session.conversation) >= 3, 10, "answer after the cut")
+    await call.hangup()
+    await asyncio.wait_for(listener, 5)
+    await wait_until(lambda: not svc.bridges, 5, "bridge ended")
+    await store.flush()
+    cdr = await store.get_cdr(call.call_id)
+    assert cdr is not None
+    cuts = [e for e in cdr.events if e["kind"] == "barge_in"]
+    assert cuts and cuts[0]["heard_ms"] == cut.played_ms

@@ -101,6 +101,7 @@ class CascadeSession:
         self._llm: Model | None = None
         self._tts: TextToSpeech | None = None
         self._caller_turns = 0
+        self._playing_until = 0.0  # clock time the agent audio sent so far ends for the caller
         self._started = False
         self._closed = False
         self.cuts: list[Cut] = []
@@ -149,7 +150,7 @@ class CascadeSession:
         else:
             assert self._in_resampler is not None
             pcm = self._in_resampler.process(audio[: len(audio) - len(audio) % 2])
-        speaking = self._response is not None and self._answer is not None
+        speaking = self._clock() < self._playing_until
         for ev in self._listener.feed(pcm, agent_speaking=speaking):
             if ev.kind == "start":
                 self._caller_started(ev.at_ms)
@@ -183,6 +184,7 @@ class CascadeSession:
         self._items.append({"role": role, "content": text})
 
     async def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        self._playing_until = 0.0  # the bridge stopped playing
         answer = self._answers.get(item_id)
         if answer is None:
             return
@@ -410,6 +412,11 @@ class CascadeSession:
         return ulaw_encode(pcm8k)
 
     def _audio(self, rid: str, answer: Answer, audio: bytes) -> None:
+        now = self._clock()
+        # the caller hears it in real time from now on: barge-in needs longer speech until then
+        self._playing_until = max(self._playing_until, now) + (
+            self._config.output_format.duration_ms(len(audio)) / 1000.0
+        )
         times, self._stage_times = self._stage_times, None
         if times is not None:
             times.setdefault("tts_first_byte", self._clock())
