@@ -315,7 +315,9 @@ def _chat_body(
     tools: Sequence[ToolSpec],
     tool_choice: str,
 ) -> dict[str, Any]:
-    messages: list[dict[str, Any]] = [{"role": "system", "content": instructions}]
+    messages: list[dict[str, Any]] = (
+        [{"role": "system", "content": instructions}] if instructions else []
+    )
     for it in items:
         kind = it.get("type", "message")
         if kind == "function_call":
