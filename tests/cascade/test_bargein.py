@@ -137,3 +137,22 @@ async def test_cut_after_the_answer_was_synthesised(server: CascadeServer, playe
         assert said[-1] == expected
     finally:
         await run.stop()
+
+
+async def test_cut_inside_the_sentence_being_synthesised(paced: CascadeServer) -> None:
+    run = Run(CascadeSession(AISessionConfig(tools=(CHECK_ORDER,)), settings_for(paced)))
+    await run.start()
+    try:
+        item = await answer_after_tool(run)
+        d0, d1 = pcmu_ms(AFTER[0]) + TAIL_MS, pcmu_ms(AFTER[1])
+        # 70 % of the second sentence was sent and heard; its synthesis is still running
+        await wait_until(lambda: audio_of(run, item) / 8 > d0 + 0.7 * d1, 5, "second sentence")
+        assert audio_of(run, item) / 8 < d0 + d1
+        await run.session.truncate(item, int(d0 + 0.7 * d1))
+        await run.session.cancel_response()
+        cut = run.session.cuts[-1].text
+        # the words heard of it, estimated from the first sentence's speech rate
+        assert cut.startswith(AFTER[0] + " It arrives")
+        assert f"{AFTER[0]} {AFTER[1]}".startswith(cut) and cut != f"{AFTER[0]} {AFTER[1]}"
+    finally:
+        await run.stop()

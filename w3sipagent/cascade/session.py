@@ -43,6 +43,8 @@ from w3sipagent.codecs.resample import Resampler
 log = logging.getLogger(__name__)
 
 _NOTHING = object()
+DEFAULT_MS_PER_CHAR = 65.0
+"""Speech time of a character of text (about 15 characters a second) before any is known."""
 
 
 @dataclass(slots=True)
@@ -54,6 +56,19 @@ class Answer:
     text: str = ""
     segments: list[Segment] = field(default_factory=list)
     truncated: bool = False
+    speaking: str | None = None
+    """The sentence being synthesised now (not yet a segment) and the ms of it sent."""
+    speaking_ms: float = 0.0
+
+    def spoken_segments(self) -> list[Segment]:
+        """The segments, with the sentence still being synthesised as a last segment whose
+        length is estimated from the speech rate so far (at least what was sent of it)."""
+        segs = list(self.segments)
+        if self.speaking is not None:
+            chars = sum(len(s.text) for s in segs)
+            rate = sum(s.audio_ms for s in segs) / chars if chars else DEFAULT_MS_PER_CHAR
+            segs.append(Segment(self.speaking, max(self.speaking_ms, len(self.speaking) * rate)))
+        return segs
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +203,7 @@ class CascadeSession:
         answer = self._answers.get(item_id)
         if answer is None:
             return
-        text = heard_text(answer.segments, audio_end_ms)
+        text = heard_text(answer.spoken_segments(), audio_end_ms)
         answer.truncated = True
         self._set_message(answer, text)
         self.cuts.append(Cut(item_id, audio_end_ms, text, answer.text))
@@ -383,6 +398,7 @@ class CascadeSession:
             resampler = None if out is ai.AudioFormat.PCM24K else Resampler(TTS_RATE, 8000)
             seg_bytes = 0
             odd = b""
+            answer.speaking, answer.speaking_ms = sentence, 0.0
             try:
                 stream = self._tts.speak(
                     sentence, self.settings.voice, self.settings.tts_instructions
@@ -394,6 +410,7 @@ class CascadeSession:
                     audio = self._encode(pcm, resampler)
                     if audio:
                         seg_bytes += len(audio)
+                        answer.speaking_ms = seg_bytes / out.bytes_per_ms
                         self._audio(rid, answer, audio)
                 if resampler is not None:
                     tail = self._encode(b"", resampler, flush=True)
@@ -401,6 +418,7 @@ class CascadeSession:
                         seg_bytes += len(tail)
                         self._audio(rid, answer, tail)
             finally:
+                answer.speaking = None
                 answer.segments.append(Segment(sentence, seg_bytes / out.bytes_per_ms))
 
     def _encode(self, pcm: bytes, resampler: Resampler | None, *, flush: bool = False) -> bytes:
