@@ -67,6 +67,8 @@ async def test_greeting_turn_and_tool_call(run: Run, server: CascadeServer) -> N
     assert list(t) == order or sorted(t, key=t.__getitem__) == order
     assert all(t[a] <= t[b] for a, b in itertools.pairwise(order))
     assert 0.45 <= t["end_of_turn"] - t["caller_speech_end"] <= 0.56  # silence_ms 500
+    assert not any(k.startswith("_") for k in t)  # the session's own marks stay inside
+    assert len(run.session.added_ms) == 1 and 0 <= run.session.added_ms[0] < 1000
 
     await run.session.send_tool_result(call.call_id, '{"status": "shipped"}')
     await wait_until(lambda: len(run.of(ResponseDone)) == 3, 5, "after tool")

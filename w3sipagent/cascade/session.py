@@ -83,6 +83,10 @@ class CascadeSession:
         self._playing_until = 0.0  # clock time the agent audio sent so far ends for the caller
         self._started = False
         self._closed = False
+        self.added_ms: list[float] = []
+        """Per answered turn, the time our pipeline added (ms): end of turn → transcription
+        sent, transcript → model request sent, first sentence → speech request sent, first
+        speech byte → first audio delta out. The services' own time is not in it."""
         self.cuts: list[Cut] = []
         """Every barge-in cut, in order (what the caller heard of which item)."""
 
@@ -217,6 +221,7 @@ class CascadeSession:
             lang = s.language or self._config.transcription_language
             prompt = s.transcription_prompt or self._config.transcription_prompt
             try:
+                times["_stt_sent"] = self._clock()
                 text = await self._stt.transcribe(
                     audio, self._listener.rate, language=lang, prompt=prompt
                 )
@@ -324,6 +329,8 @@ class CascadeSession:
         times = self._stage_times
         usage: ai.Usage | None = None
         rid = self._response_id or ""
+        if times is not None:
+            times.setdefault("_llm_sent", self._clock())
         async for ev in self._llm.stream(
             prompt,
             list(self._items),
@@ -343,6 +350,8 @@ class CascadeSession:
                     if times is not None:
                         times.setdefault("first_sentence", self._clock())
                     await queue.put(sentence)
+                    if queue.qsize() == 1:
+                        await asyncio.sleep(0)  # let the speaker send it before reading on
             elif isinstance(ev, FunctionCall):
                 calls.append(ev)
             elif isinstance(ev, ModelDone):
@@ -363,11 +372,15 @@ class CascadeSession:
             seg_bytes = 0
             odd = b""
             answer.speaking, answer.speaking_ms = sentence, 0.0
+            if self._stage_times is not None:
+                self._stage_times.setdefault("_tts_sent", self._clock())
             try:
                 stream = self._tts.speak(
                     sentence, self.settings.voice, self.settings.tts_instructions
                 )
                 async for chunk in stream:
+                    if self._stage_times is not None:
+                        self._stage_times.setdefault("tts_first_byte", self._clock())
                     data = odd + chunk
                     odd = data[len(data) - len(data) % 2 :]
                     pcm = data[: len(data) - len(odd)]
@@ -401,8 +414,9 @@ class CascadeSession:
         )
         times, self._stage_times = self._stage_times, None
         if times is not None:
-            times.setdefault("tts_first_byte", self._clock())
-            self._emit(ai.TurnStages(rid, times))
+            times.setdefault("tts_first_byte", now)
+            self._emit(ai.TurnStages(rid, {k: v for k, v in times.items() if k[0] != "_"}))
+            self.added_ms.append(_added_ms(times, now))
         self._emit(ai.AudioDelta(rid, answer.item_id, audio))
 
     def _finish_answer(self, answer: Answer, cancelled: bool) -> None:
@@ -456,3 +470,16 @@ class CascadeSession:
             if stage is not None:
                 await stage.aclose()
         self._emit(ai.Closed(reason, error=error))
+
+
+def _added_ms(times: dict[str, float], out: float) -> float:
+    """Our share of a turn (see :attr:`CascadeSession.added_ms`), from its stage times."""
+    spans = (
+        ("end_of_turn", "_stt_sent"),
+        ("transcript_final", "_llm_sent"),
+        ("first_sentence", "_tts_sent"),
+    )
+    total = sum(max(0.0, times[b] - times[a]) for a, b in spans if a in times and b in times)
+    if "tts_first_byte" in times:
+        total += max(0.0, out - times["tts_first_byte"])
+    return round(total * 1000.0, 3)
