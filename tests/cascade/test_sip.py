@@ -138,7 +138,7 @@ async def test_cascade_call_heard_transcribed_answered_with_stage_latencies(
     await wait_until(lambda: quiet_tail(heard), 15, "greeting played")
 
     loud_before = sum(r > 1000 for r in heard)
-    await call.play(voice(700) + quiet(900))
+    await call.play(voice(700, rate) + quiet(900, rate))
     await wait_until(lambda: sum(r > 1000 for r in heard) >= loud_before + 20, 15, "answer heard")
     await wait_until(lambda: quiet_tail(heard), 15, "answer played")
     await call.hangup()
