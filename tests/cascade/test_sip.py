@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from tests.agent.helpers import rms_pcm
 from tests.asyncio.helpers import fast_config
@@ -21,6 +22,7 @@ from w3sipagent.agent.service import AgentService
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.useragent import UserAgent
 from w3sipagent.cascade import CascadeSession
+from w3sipagent.cli.live import calls_table
 from w3sipagent.config import Settings
 from w3sipagent.localai import Scenario
 from w3sipagent.localai.cascade import CascadeServer
@@ -141,6 +143,12 @@ async def test_cascade_call_heard_transcribed_answered_with_stage_latencies(
     await call.play(voice(700, rate) + quiet(900, rate))
     await wait_until(lambda: sum(r > 1000 for r in heard) >= loud_before + 20, 15, "answer heard")
     await wait_until(lambda: quiet_tail(heard), 15, "answer played")
+    # the live table shows the median of each stage
+    live = next(c for c in svc.live_calls() if c.call_id == call.call_id)
+    assert list(live.stages_ms) == STAGES[1:]
+    console = Console(width=200, record=True)
+    console.print(calls_table(svc))
+    assert f"eot {live.stages_ms['end_of_turn']:.0f} · stt" in console.export_text()
     await call.hangup()
     await asyncio.wait_for(listener, 5)
     await wait_until(lambda: not svc.bridges, 5, "bridge ended")
