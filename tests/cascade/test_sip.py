@@ -229,3 +229,34 @@ async def test_barge_in_over_rtp_cuts_history_at_the_audio_played(rig: Any) -> N
     assert cdr is not None
     cuts = [e for e in cdr.events if e["kind"] == "barge_in"]
     assert cuts and cuts[0]["heard_ms"] == cut.played_ms
+
+
+async def test_stage_failure_mid_call_reconnects_and_the_turn_is_answered(rig: Any) -> None:
+    srv, svc, caller, store = rig
+    call = await caller.dial(
+        "sip:desk@shop.example", proxy=("127.0.0.1", svc.port), codecs=["PCMU/8000"]
+    )
+    heard: list[float] = []
+    listener = asyncio.create_task(_listen(call, heard))
+    await wait_until(lambda: sum(r > 1000 for r in heard) >= 10, 15, "greeting heard")
+    await wait_until(lambda: quiet_tail(heard), 15, "greeting played")
+    bridge = svc.bridges[call.call_id]
+    srv.fail_next("/v1/responses", 503, message="The engine is currently overloaded.")
+    loud_before = sum(r > 1000 for r in heard)
+    await call.play(voice(700) + quiet(900))
+    await wait_until(lambda: len(bridge.sessions) == 2, 10, "a new session")
+    await wait_until(lambda: sum(r > 1000 for r in heard) >= loud_before + 20, 15, "answer heard")
+    await wait_until(lambda: quiet_tail(heard), 15, "answer played")
+    await call.hangup()
+    await asyncio.wait_for(listener, 5)
+    await wait_until(lambda: not svc.bridges, 5, "bridge ended")
+    await store.flush()
+    cdr = await store.get_cdr(call.call_id)
+    assert cdr is not None and cdr.disposition is Disposition.CALLER_HANGUP
+    kinds = [e["kind"] for e in cdr.events]
+    assert kinds.index("ai_error") < kinds.index("ai_lost") < kinds.index("ai_reconnected")
+    err = next(e for e in cdr.events if e["kind"] == "ai_error")
+    assert "overloaded" in err["message"] and err["fatal"]
+    assert [t.text for t in cdr.transcript if t.speaker == "agent"][-1] == (
+        "It shipped today. It arrives tomorrow."
+    )
