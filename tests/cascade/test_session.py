@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 
 from tests.cascade.conftest import CHECK_ORDER, Run, caller_speech, settings_for, voice
 from tests.wait import wait_until
@@ -169,5 +170,27 @@ async def test_pcm24k_in_and_out(server: CascadeServer) -> None:
         stt = next(r for r in server.requests if r.path == "/v1/audio/transcriptions")
         wav = stt.body[stt.body.index(b"RIFF") :]
         assert int.from_bytes(wav[24:28], "little") == 16000  # the VAD's rate, 16 kHz
+    finally:
+        await run.stop()
+
+
+async def test_streaming_transcription_sends_deltas(server: CascadeServer) -> None:
+    base = settings_for(server)
+    settings = replace(base, stt=replace(base.stt, model="gpt-4o-mini-transcribe"))
+    run = Run(CascadeSession(AISessionConfig(tools=(CHECK_ORDER,)), settings))
+    await run.start()
+    try:
+        for frame in caller_speech():
+            run.session.send_audio(frame)
+        await wait_until(
+            lambda: any(isinstance(e, CallerTranscript) and e.final for e in run.events), 5
+        )
+        said = [e for e in run.of(CallerTranscript) if isinstance(e, CallerTranscript)]
+        deltas = [e.text for e in said if not e.final]
+        assert len(deltas) > 1 and "".join(deltas) == "Where is my order?"
+        assert said[-1].final and said[-1].text == "Where is my order?"
+        assert len({e.item_id for e in said}) == 1
+        stt = next(r for r in server.requests if r.path == "/v1/audio/transcriptions")
+        assert b'name="stream"' in stt.body
     finally:
         await run.stop()

@@ -223,7 +223,11 @@ class CascadeSession:
             try:
                 times["_stt_sent"] = self._clock()
                 text = await self._stt.transcribe(
-                    audio, self._listener.rate, language=lang, prompt=prompt
+                    audio,
+                    self._listener.rate,
+                    language=lang,
+                    prompt=prompt,
+                    on_delta=lambda d: self._emit(ai.CallerTranscript(item_id, d, False)),
                 )
             except StageError as exc:
                 await self._fail(exc)

@@ -14,7 +14,7 @@ import asyncio
 import io
 import json
 import wave
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -130,27 +130,61 @@ class SpeechToText(_Stage):
     name = "stt"
 
     async def transcribe(
-        self, pcm: bytes, rate: int, *, language: str | None = None, prompt: str | None = None
+        self,
+        pcm: bytes,
+        rate: int,
+        *,
+        language: str | None = None,
+        prompt: str | None = None,
+        on_delta: Callable[[str], None] | None = None,
     ) -> str:
+        """The text of an utterance. With ``on_delta``, models that stream (``gpt-4o-*``)
+        are asked to (``stream=true``) and each ``transcript.text.delta`` is passed on."""
         data = {"model": self.endpoint.model, "response_format": "json"}
         if language:
             data["language"] = language
         if prompt:
             data["prompt"] = prompt
+        streaming = on_delta is not None and self.endpoint.model.startswith("gpt-4o")
+        if streaming:
+            data["stream"] = "true"
         files = {"file": ("utterance.wav", wav_file(pcm, rate), "audio/wav")}
         for attempt in range(2):
             try:
-                resp = await self._http.post("/audio/transcriptions", data=data, files=files)
-                await _raise_for(self.name, resp)
-                return str(resp.json().get("text", "")).strip()
+                req = self._http.build_request(
+                    "POST", "/audio/transcriptions", data=data, files=files
+                )
+                resp = await self._http.send(req, stream=True)
+                try:
+                    await _raise_for(self.name, resp)
+                    if not streaming or on_delta is None:
+                        return str(json.loads(await resp.aread()).get("text", "")).strip()
+                    return await _transcript_events(resp, on_delta)
+                finally:
+                    await resp.aclose()
             except StageError as exc:
                 if not await self._may_retry(exc, attempt):
                     raise
             except httpx.HTTPError as exc:
                 raise StageError(self.name, f"{type(exc).__name__}: {exc}") from exc
-            except ValueError as exc:
+            except (ValueError, AttributeError) as exc:
                 raise StageError(self.name, f"unreadable answer: {exc}") from exc
         raise AssertionError("unreachable")
+
+
+async def _transcript_events(resp: httpx.Response, on_delta: Callable[[str], None]) -> str:
+    """The text of a streamed transcription (``transcript.text.delta`` / ``.done``)."""
+    text = ""
+    async for line in resp.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        ev = json.loads(line[5:].strip())
+        if ev.get("type") == "transcript.text.delta":
+            on_delta(str(ev.get("delta", "")))
+            text += str(ev.get("delta", ""))
+        elif ev.get("type") == "transcript.text.done":
+            return str(ev.get("text", text)).strip()
+    return text.strip()
 
 
 @dataclass(frozen=True, slots=True)
