@@ -247,8 +247,9 @@ class CascadeSession:
     def _start_response(self, instructions: str | None, say: str | None = None) -> None:
         rid = f"resp_{next(self._ids)}"
         self._response_id = rid
+        times, self._stage_times = self._stage_times, None  # this response answers the turn
         task = asyncio.get_running_loop().create_task(
-            self._respond(rid, instructions, say), name="cascade-response"
+            self._respond(rid, instructions, say, times), name="cascade-response"
         )
         self._response = task
 
@@ -259,13 +260,19 @@ class CascadeSession:
 
         task.add_done_callback(ended)
 
-    async def _respond(self, rid: str, instructions: str | None, say: str | None) -> None:
+    async def _respond(
+        self,
+        rid: str,
+        instructions: str | None,
+        say: str | None,
+        times: dict[str, float] | None,
+    ) -> None:
         assert self._llm is not None
         self._emit(ai.ResponseStarted(rid))
         answer = Answer(f"item_{next(self._ids)}", {"role": "assistant", "content": ""})
         self._answer = answer
         queue: asyncio.Queue[str | None] = asyncio.Queue()
-        speaker = asyncio.get_running_loop().create_task(self._speak(rid, answer, queue))
+        speaker = asyncio.get_running_loop().create_task(self._speak(rid, answer, queue, times))
         calls: list[FunctionCall] = []
         usage: ai.Usage | None = None
         status, reason = "completed", None
@@ -274,7 +281,7 @@ class CascadeSession:
                 answer.text = say
                 await queue.put(say)
             else:
-                usage = await self._think(answer, instructions, queue, calls)
+                usage = await self._think(answer, instructions, queue, calls, times)
             await queue.put(None)
             await speaker
         except asyncio.CancelledError:
@@ -308,6 +315,8 @@ class CascadeSession:
                 )
                 self._open_calls.add(c.call_id)
                 self._emit(ai.ToolCall(c.call_id, c.name, c.arguments, rid))
+            if calls and times is not None and "_out" not in times and self._stage_times is None:
+                self._stage_times = times  # no audio yet: the answer after the tool carries on
             if calls and self.settings.filler:
                 self._arm_filler()
         self._emit(ai.ResponseDone(rid, status, usage=usage, reason=reason))
@@ -323,6 +332,7 @@ class CascadeSession:
         instructions: str | None,
         queue: asyncio.Queue[str | None],
         calls: list[FunctionCall],
+        times: dict[str, float] | None,
     ) -> ai.Usage | None:
         assert self._llm is not None
         cfg = self._config
@@ -330,7 +340,6 @@ class CascadeSession:
         if instructions:
             prompt = f"{prompt}\n\n{instructions}" if prompt else instructions
         splitter = SentenceSplitter()
-        times = self._stage_times
         usage: ai.Usage | None = None
         rid = self._response_id or ""
         if times is not None:
@@ -367,7 +376,13 @@ class CascadeSession:
             await queue.put(rest)
         return usage
 
-    async def _speak(self, rid: str, answer: Answer, queue: asyncio.Queue[str | None]) -> None:
+    async def _speak(
+        self,
+        rid: str,
+        answer: Answer,
+        queue: asyncio.Queue[str | None],
+        times: dict[str, float] | None,
+    ) -> None:
         """Synthesise the sentences in order; each becomes a segment of the answer."""
         assert self._tts is not None
         out = self._config.output_format
@@ -376,15 +391,15 @@ class CascadeSession:
             seg_bytes = 0
             odd = b""
             answer.speaking, answer.speaking_ms = sentence, 0.0
-            if self._stage_times is not None:
-                self._stage_times.setdefault("_tts_sent", self._clock())
+            if times is not None:
+                times.setdefault("_tts_sent", self._clock())
             try:
                 stream = self._tts.speak(
                     sentence, self.settings.voice, self.settings.tts_instructions
                 )
                 async for chunk in stream:
-                    if self._stage_times is not None:
-                        self._stage_times.setdefault("tts_first_byte", self._clock())
+                    if times is not None:
+                        times.setdefault("tts_first_byte", self._clock())
                     data = odd + chunk
                     odd = data[len(data) - len(data) % 2 :]
                     pcm = data[: len(data) - len(odd)]
@@ -392,12 +407,12 @@ class CascadeSession:
                     if audio:
                         seg_bytes += len(audio)
                         answer.speaking_ms = seg_bytes / out.bytes_per_ms
-                        self._audio(rid, answer, audio)
+                        self._audio(rid, answer, audio, times)
                 if resampler is not None:
                     tail = self._encode(b"", resampler, flush=True)
                     if tail:
                         seg_bytes += len(tail)
-                        self._audio(rid, answer, tail)
+                        self._audio(rid, answer, tail, times)
             finally:
                 answer.speaking = None
                 answer.segments.append(Segment(sentence, seg_bytes / out.bytes_per_ms))
@@ -410,14 +425,16 @@ class CascadeSession:
             return alaw_encode(pcm8k)
         return ulaw_encode(pcm8k)
 
-    def _audio(self, rid: str, answer: Answer, audio: bytes) -> None:
+    def _audio(
+        self, rid: str, answer: Answer, audio: bytes, times: dict[str, float] | None
+    ) -> None:
         now = self._clock()
         # the caller hears it in real time from now on: barge-in needs longer speech until then
         self._playing_until = max(self._playing_until, now) + (
             self._config.output_format.duration_ms(len(audio)) / 1000.0
         )
-        times, self._stage_times = self._stage_times, None
-        if times is not None:
+        if times is not None and "_out" not in times:
+            times["_out"] = now
             times.setdefault("tts_first_byte", now)
             self._emit(ai.TurnStages(rid, {k: v for k, v in times.items() if k[0] != "_"}))
             self.added_ms.append(_added_ms(times, now))
