@@ -19,9 +19,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("ai", ("ai", "realtime", "localai", "cascade"), ("base", "core", "util")),
     ("data", ("records", "tenants", "knowledge"), ("base", "core", "util", "ai")),
     ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "util", "ai", "data")),
-    ("agent", ("agent",), ("base", "core", "io", "util", "ai", "data", "settings")),
-    ("tools", ("demo_assets",), ("base", "core", "io", "util", "ai", "data", "settings", "agent")),
-    ("cli", ("cli",), ("base", "core", "io", "util", "ai", "data", "settings", "agent", "tools")),
+    ("pbx", ("freeswitch",), ("base", "core", "util", "data", "settings")),
+    ("control", ("control",), ("base", "core", "util", "ai", "data", "settings", "pbx")),
+    ("api", ("api",), ("base", "core", "util", "ai", "data", "settings", "pbx", "control")),
+    ("agent", ("agent",), ("base", "core", "io", "util", "ai", "data", "settings", "pbx", "control")),
+    ("tools", ("demo_assets",), ("base", "core", "io", "util", "ai", "data", "settings", "pbx", "control", "api", "agent")),
+    ("cli", ("cli",), ("base", "core", "io", "util", "ai", "data", "settings", "pbx", "control", "api", "agent", "tools")),
     ("entry", ("__main__",), ("cli",)),
 )
 # fmt: on

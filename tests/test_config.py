@@ -180,7 +180,7 @@ def test_bad_voice_names_file_tenant_key(tmp_path: Path) -> None:
         ),
         (
             "[tenancy]\nresolution_order = ['host']\n",
-            "tenancy.resolution_order.0: must be one of request_uri_host, to_host, registration, did, trusted_header (got 'host')",
+            "tenancy.resolution_order.0: must be one of request_uri_host, to_host, registration, did, trunk, trusted_header (got 'host')",
         ),
     ],
 )
@@ -386,3 +386,61 @@ def test_parse_hostport(text: str, expected: tuple[str, int]) -> None:
 def test_parse_hostport_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_hostport(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[metrics]\ntoken = 'short'\n", "metrics: token: at least 16 characters"),
+        (
+            "[metrics]\ntoken_env = 'bad name'\n",
+            "metrics.token_env: must be an environment variable NAME (letters, digits, _)",
+        ),
+        (
+            "[metrics]\ntoken = '0123456789abcdef'\ntoken_env = 'TOK'\n",
+            "metrics: token, token_env: set one, not both",
+        ),
+        (
+            "[logging]\nsip_trace_max_bytes = 10\n",
+            "logging.sip_trace_max_bytes: input should be greater than or equal to 4096 (got 10)",
+        ),
+        (
+            "[logging]\nsip_trace_files = 0\n",
+            "logging.sip_trace_files: input should be greater than or equal to 1 (got 0)",
+        ),
+        ("[sip.auth]\nnonce_lifetime = 0\n", "sip.auth: nonce_lifetime: must be > 0"),
+        (
+            "[sip.auth]\nalgorithms = ['SHA-1']\n",
+            "sip.auth.algorithms.0: must be one of SHA-512-256, SHA-256, MD5",
+        ),
+    ],
+)
+def test_protection_key_errors(tmp_path: Path, text: str, expected: str) -> None:
+    p = write(tmp_path, text)
+    assert str(error(p)) == f"{p}: {expected}"
+
+
+def test_sip_auth_password_is_a_reference_never_inline(tmp_path: Path) -> None:
+    p = write(tmp_path, "[sip.auth]\nusers = { bob = 'hunter2' }\n")
+    msg = str(error(p))
+    assert msg.startswith(f"{p}: sip.auth.users.bob: must be a reference")
+    assert "hunter2" not in msg
+
+
+def test_protection_keys_load_with_their_defaults(tmp_path: Path) -> None:
+    s = load_settings(None, {}, environ={}, discover=False)
+    assert not s.sip.auth.enabled and s.metrics.bearer_token({}) is None
+    assert (s.logging.sip_trace_max_bytes, s.logging.sip_trace_files) == (50_000_000, 3)
+    p = write(
+        tmp_path,
+        "[sip.auth]\nusers = { bob = { env = 'BOB_PW' } }\nrealm = 'acme.example'\n"
+        "nonce_lifetime = '2m'\n[metrics]\ntoken_env = 'METRICS_TOKEN'\n",
+    )
+    s = load_settings(p, {}, environ={}, discover=False)
+    assert s.sip.auth.enabled and s.sip.auth.nonce_lifetime == 120
+    assert s.metrics.bearer_token({"METRICS_TOKEN": "t" * 20}) == "t" * 20
+    with pytest.raises(ConfigError, match=r"metrics\.token_env: environment variable"):
+        s.metrics.bearer_token({})
+    s = load_settings(None, {}, environ={"W3SIPAGENT_METRICS__TOKEN": "x" * 16}, discover=False)
+    assert s.metrics.bearer_token({}) == "x" * 16
+    assert s.source_of("metrics.token") == "env:W3SIPAGENT_METRICS__TOKEN"

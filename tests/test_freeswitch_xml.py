@@ -15,8 +15,12 @@ FILES = sorted((ROOT / "freeswitch").rglob("*.xml"))
 def test_files_exist() -> None:
     names = {p.relative_to(ROOT / "freeswitch").as_posix() for p in FILES}
     assert "dialplan/public/10_w3sipagent.xml" in names
-    assert "dialplan/default/10_w3sipagent_register.xml" in names
+    assert "dialplan/public/20_w3sipagent_register.xml" in names
+    assert "dialplan/public/05_w3sipagent_transfers.xml" in names
     assert "directory/default/w3sipagent.xml" in names
+    assert "sip_profiles/agent-profile-settings.xml" in names
+    # trunk calls enter `public`: nothing of ours belongs in `default`
+    assert not any(n.startswith("dialplan/default/") for n in names)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -45,14 +49,27 @@ def test_public_dialplan_dial_strings() -> None:
 
 
 def test_register_dialplan_bridges_user() -> None:
-    data = bridges(ROOT / "freeswitch/dialplan/default/10_w3sipagent_register.xml")
+    data = bridges(ROOT / "freeswitch/dialplan/public/20_w3sipagent_register.xml")
     assert any(
-        re.fullmatch(r"\{absolute_codec_string='[A-Za-z0-9,]+'\}user/[\w-]+@\$\{domain_name\}", d)
+        re.fullmatch(r"\{absolute_codec_string='[A-Za-z0-9,]+'\}user/[\w-]+@\$\$\{domain\}", d)
         for d in data
     )
+    text = (ROOT / "freeswitch/dialplan/public/20_w3sipagent_register.xml").read_text()
+    assert "mode=register" not in text  # the flag is `--mode register`, not this
+
+
+def test_transfer_targets_are_not_shadowed_by_stock_extensions() -> None:
+    """The stock public.xml sends 1000-1019 to `default` before including public/*.xml."""
+    root = ET.parse(ROOT / "freeswitch/dialplan/public/05_w3sipagent_transfers.xml").getroot()
+    exprs = [c.get("expression", "") for c in root.iter("condition")]
+    assert exprs
+    for n in range(1000, 1020):
+        assert not any(re.search(e, str(n)) for e in exprs), n
 
 
 def test_profile_sets_confirm_blind_transfer() -> None:
-    root = ET.parse(ROOT / "freeswitch/sip_profiles/external-profile-settings.xml").getroot()
+    root = ET.parse(ROOT / "freeswitch/sip_profiles/agent-profile-settings.xml").getroot()
     params = {p.get("name"): p.get("value") for p in root.iter("param")}
     assert params["confirm-blind-transfer"] == "true"
+    # deprecated in 1.10 (a WARNING per profile start); the stock profiles set them already
+    assert "rtp-timeout-sec" not in params and "rtp-hold-timeout-sec" not in params

@@ -7,8 +7,16 @@ import json
 import logging
 from pathlib import Path
 
-from w3sipagent.logs import JsonFormatter, SipTrace, redact_sip, setup_logging, sip_summary
+from w3sipagent.logs import (
+    JsonFormatter,
+    SipTrace,
+    clean_text,
+    redact_sip,
+    setup_logging,
+    sip_summary,
+)
 from w3sipagent.redact import Redactor
+from w3sipagent.sip.message import parse_message
 
 INVITE = (
     "INVITE sip:support@acme.example SIP/2.0\r\n"
@@ -115,3 +123,50 @@ def test_setup_logging_json_when_not_a_terminal() -> None:
         for h in list(logging.getLogger().handlers):
             if h.get_name() == "w3sipagent":
                 logging.getLogger().removeHandler(h)
+
+
+def _no_surrogates(text: str) -> bool:
+    return not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+def test_a_call_id_with_invalid_utf8_is_logged_as_valid_utf8_and_strict_json() -> None:
+    """The parser keeps invalid bytes as lone surrogates (surrogateescape); a log line must
+    still be UTF-8 and strict JSON (no lone surrogate, not even escaped as \\udcff)."""
+    raw = INVITE.encode().replace(b"abc123@host", b"ab\xff\xfe\xc3(@host")
+    call_id = parse_message(raw).call_id
+    assert not _no_surrogates(call_id)  # what the parser hands the logs
+    rec = logging.LogRecord(
+        "w3sipagent.asyncio.useragent", logging.INFO, __file__, 1, "call %s ended", (call_id,), None
+    )
+    rec.call_id = call_id
+    text = JsonFormatter(Redactor()).format(rec)
+    text.encode("utf-8")  # strict: raises on a lone surrogate
+    line = json.loads(text, strict=True)
+    assert _no_surrogates(line["msg"]) and _no_surrogates(line["call_id"])
+    assert line["call_id"] == "ab\ufffd\ufffd\ufffd(@host"
+    assert clean_text("plain ✓") == "plain ✓"
+    assert clean_text("lone \ud800 high") == "lone \ufffd high"
+
+
+def test_trace_is_rotated_at_its_size_cap(tmp_path: Path) -> None:
+    path = tmp_path / "sip.jsonl"
+    trace = SipTrace(path, redactor=Redactor(), max_bytes=4096, files=3)
+    for _ in range(40):  # ~600 bytes a line: ~24 KB in all, far over 3 x 4 KB
+        trace.record("in", INVITE.encode(), ("127.0.0.1", 5060))
+    trace.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["sip.jsonl", "sip.jsonl.1", "sip.jsonl.2"]
+    for p in tmp_path.iterdir():
+        assert 0 < p.stat().st_size <= 4096
+        assert all(json.loads(x)["method"] == "INVITE" for x in p.read_text().splitlines())
+    assert trace.rotations >= 5 and trace.lines == 40
+
+
+def test_trace_reopened_keeps_counting_the_existing_file(tmp_path: Path) -> None:
+    path = tmp_path / "sip.jsonl"
+    path.write_text("x" * 4000 + "\n")
+    trace = SipTrace(path, redactor=Redactor(), max_bytes=4096, files=2)
+    trace.record("in", INVITE.encode(), ("127.0.0.1", 5060))
+    trace.close()
+    assert (tmp_path / "sip.jsonl.1").read_text().startswith("xxxx")
+    assert json.loads(path.read_text())["method"] == "INVITE"

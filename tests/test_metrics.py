@@ -67,9 +67,9 @@ async def test_ended_without_start_keeps_gauge_at_zero() -> None:
     assert value(m, "w3sipagent_calls_total", tenant="globex", disposition="caller_hangup") == 1
 
 
-async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
+async def http_get(port: int, path: str, method: str = "GET", headers: str = "") -> tuple[int, str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
     await writer.drain()
     data = await reader.read()
     writer.close()
@@ -88,7 +88,7 @@ async def test_http_endpoints_and_draining() -> None:
         assert await http_get(srv.port, "/healthz") == (200, "ok\n")
         status, body = await http_get(srv.port, "/metrics")
         assert status == 200
-        assert 'w3sipagent_rejected_calls_total{code="503"} 1.0' in body
+        assert 'w3sipagent_rejected_calls_total{code="503",reason="other"} 1.0' in body
         assert "w3sipagent_draining 0.0" in body
         health.set_draining()
         assert await http_get(srv.port, "/readyz") == (503, "draining\n")
@@ -97,6 +97,32 @@ async def test_http_endpoints_and_draining() -> None:
         assert (await http_get(srv.port, "/nope"))[0] == 404
         assert (await http_get(srv.port, "/metrics", "POST"))[0] == 405
         assert await http_get(srv.port, "/healthz", "HEAD") == (200, "")
+
+
+def test_rejected_reason_label_stays_bounded() -> None:
+    m = Metrics()
+    m.rejected_call(403, "source_not_allowed")
+    m.rejected_call(403, "anything an attacker chose")
+    assert value(m, "w3sipagent_rejected_calls_total", code="403", reason="source_not_allowed") == 1
+    assert value(m, "w3sipagent_rejected_calls_total", code="403", reason="other") == 1
+
+
+async def test_bearer_token_guards_every_endpoint() -> None:
+    m = Metrics()
+    health = HealthState(m)
+    health.set_started()
+    async with MetricsServer(m, health, "127.0.0.1", 0, token="s3cret-token") as srv:
+        for path in ("/metrics", "/healthz", "/readyz"):
+            assert (await http_get(srv.port, path))[0] == 401
+            wrong = "Authorization: Bearer s3cret-tokem\r\n"
+            assert (await http_get(srv.port, path, headers=wrong))[0] == 401
+            basic = "Authorization: Basic s3cret-token\r\n"
+            assert (await http_get(srv.port, path, headers=basic))[0] == 401
+            right = "Authorization: Bearer s3cret-token\r\n"
+            assert (await http_get(srv.port, path, headers=right))[0] == 200
+        assert (await http_get(srv.port, "/metrics", headers=right))[0] == 200
+        _, body = await http_get(srv.port, "/metrics", headers=right)
+        assert "w3sipagent_draining" in body and "s3cret" not in body
 
 
 async def test_slow_client_is_dropped() -> None:

@@ -15,6 +15,9 @@ the tenant and the key, e.g.::
 
 Secrets (API keys, passwords) are :class:`pydantic.SecretStr` or references to an environment
 variable / file; their values never appear in messages.
+
+The file is longer than most: it holds every section's model together, so that the whole
+settings schema (and each key's validation) reads in one place.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from w3sipagent.configsources import (
     problem_line,
 )
 from w3sipagent.errors import ConfigError
+from w3sipagent.tenants.fields import check_env_name
 from w3sipagent.tenants.loader import (
     ConfigDocument,
     Origins,
@@ -62,6 +66,7 @@ from w3sipagent.tenants.loader import (
 from w3sipagent.tenants.models import (
     Duration,
     NetworkList,
+    SecretRef,
     StrList,
     TenancySettings,
     TenantConfig,
@@ -128,6 +133,41 @@ class _Section(BaseModel):
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
 
+DigestAlgorithm = Literal["SHA-512-256", "SHA-256", "MD5"]
+
+
+def _default_algorithms() -> list[DigestAlgorithm]:
+    return ["SHA-256", "MD5"]
+
+
+class SipAuthSettings(_Section):
+    """Digest authentication of incoming INVITEs (RFC 3261 §22, RFC 8760): on when ``users``
+    is not empty. Each user's password is a reference (``{ env = "NAME" }`` or ``{ file =
+    "PATH" }``), read once at start. ``realm``: the challenge realm (default: the
+    Request-URI host, i.e. the tenant's domain). A nonce is stale ``nonce_lifetime`` after
+    it was issued; a replayed nonce count is refused (401/407 again)."""
+
+    users: dict[str, SecretRef] = Field(default_factory=dict)
+    realm: str | None = None
+    proxy: bool = False
+    """Answer 407 / Proxy-Authenticate instead of 401 / WWW-Authenticate."""
+    nonce_lifetime: Duration = 300.0
+    algorithms: list[DigestAlgorithm] = Field(default_factory=_default_algorithms)
+
+    @model_validator(mode="after")
+    def _checks(self) -> SipAuthSettings:
+        if self.nonce_lifetime <= 0:
+            raise ValueError("nonce_lifetime: must be > 0")
+        if not self.algorithms:
+            raise ValueError("algorithms: at least one")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether INVITEs are challenged."""
+        return bool(self.users)
+
+
 class SipSettings(_Section):
     """SIP listener, transports, timers and global admission limits."""
 
@@ -155,6 +195,8 @@ class SipSettings(_Section):
     max_calls: int = Field(default=200, ge=1)
     drain_timeout: Duration = 30.0
     user_agent: str = "w3sipagent"
+    auth: SipAuthSettings = Field(default_factory=SipAuthSettings)
+    """Digest authentication of incoming INVITEs (off unless ``auth.users`` is set)."""
 
     @model_validator(mode="after")
     def _checks(self) -> SipSettings:
@@ -293,9 +335,41 @@ OFF = "off"
 
 
 class MetricsSettings(_Section):
-    """Prometheus metrics and the health endpoint (None or ``"off"``: off)."""
+    """Prometheus metrics and the health endpoint (None or ``"off"``: off). With ``token``
+    (best from the environment: ``W3SIPAGENT_METRICS__TOKEN``) or ``token_env`` (the name
+    of the variable holding it) every request needs ``Authorization: Bearer <token>``."""
 
     listen: HostPort | None = "127.0.0.1:9464"
+    token: SecretStr | None = None
+    token_env: str | None = None
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        return None if v is None else check_env_name(v)
+
+    @model_validator(mode="after")
+    def _one_token(self) -> MetricsSettings:
+        if self.token is not None and self.token_env is not None:
+            raise ValueError("token, token_env: set one, not both")
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError("token: at least 16 characters")
+        return self
+
+    def bearer_token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The token the endpoints require (None: none). Raises :class:`ConfigError` when
+        ``token_env`` names an unset or empty variable."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_env is None:
+            return None
+        env = os.environ if environ is None else environ
+        value = env.get(self.token_env, "").strip()
+        if not value:
+            raise ConfigError(
+                f"metrics.token_env: environment variable {self.token_env} is not set"
+            )
+        return value
 
     @field_validator("listen", mode="before")
     @classmethod
@@ -311,6 +385,10 @@ class LoggingSettings(_Section):
     """JSON lines (True), human text (False), or JSON unless on a terminal (None)."""
     sip_trace: bool = False
     sip_trace_path: Path = Path("var/sip-trace.jsonl")
+    sip_trace_max_bytes: int = Field(default=50_000_000, ge=4096)
+    """A trace file is rotated (``.1``, ``.2``...) when it reaches this size."""
+    sip_trace_files: int = Field(default=3, ge=1)
+    """How many trace files are kept (the current one and the rotated ones)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -318,6 +396,36 @@ class LoggingSettings(_Section):
     @classmethod
     def _upper(cls, v: Any) -> Any:
         return v.upper() if isinstance(v, str) else v
+
+
+class ControlSettings(_Section):
+    """Where tenants come from: the config file, the control-plane database, or both."""
+
+    source: Literal["file", "database", "both"] = "file"
+    """``file``: [tenants.*] only; ``database``: the records database only; ``both``: the
+    file's tenants (read-only) plus the database's."""
+    poll_interval: Duration = 1.0
+    """Seconds between checks of the database's change counter (changes reach new calls
+    within this time on every process sharing the database)."""
+
+
+class ApiSettings(_Section):
+    """The control-plane HTTP API (off unless ``listen`` is set)."""
+
+    listen: HostPort | None = None
+    admin_token: SecretStr | None = None
+    """The admin bearer token (``W3SIPAGENT_API__ADMIN_TOKEN``); tenant tokens live in the
+    database (``w3sipagent api-token create``)."""
+    agent_addresses: StrList = Field(default_factory=list)
+    """The agents' SIP addresses HOST:PORT for FreeSWITCH's bridge string, in failover order
+    (default: sip.advertised, else sip.listen)."""
+    profile: str = "external"
+    """The Sofia profile the routing endpoints bridge on."""
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() == OFF else v
 
 
 class Settings(BaseSettings):
@@ -334,6 +442,8 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
 
     _origins: Origins = PrivateAttr(default_factory=dict)
@@ -475,8 +585,10 @@ __all__ = [
     "DEFAULT_CONFIG_NAME",
     "ENV_PREFIX",
     "OFF",
+    "ApiSettings",
     "ConfigError",
     "ConfigProblems",
+    "ControlSettings",
     "LoggingSettings",
     "MetricsSettings",
     "RealtimeSettings",

@@ -8,7 +8,9 @@
   whole, headers whose name says token / secret / key / password, SDP ``a=crypto`` keys
   and every secret value registered with :data:`w3sipagent.redact.REDACTOR`.
 - :class:`SipTrace`: writes each SIP message sent or received as a JSON line (one file, or
-  one file per Call-ID), redacted with :func:`redact_sip`.
+  one file per Call-ID), redacted with :func:`redact_sip`, each file rotated at a size cap.
+- :func:`clean_text`: text without lone surrogates (what a SIP value with invalid UTF-8
+  becomes), so every line is valid UTF-8 and strict JSON.
 """
 
 from __future__ import annotations
@@ -31,6 +33,21 @@ _STD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
     | {"message", "asctime", "taskName"}
 )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with no lone surrogate: bytes smuggled in by ``surrogateescape`` (a Call-ID
+    with invalid UTF-8) decoded as UTF-8 with U+FFFD for what is invalid, any other
+    surrogate replaced by U+FFFD. Text without surrogates is returned as is."""
+    if _SURROGATE.search(text) is None:
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -57,7 +74,7 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = record.exc_text
         for key, value in out.items():
             if isinstance(value, str):
-                out[key] = self._redactor.redact(value)
+                out[key] = self._redactor.redact(clean_text(value))
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
@@ -187,6 +204,8 @@ class SipTrace:
          "call_id": "...", "method": "INVITE", "cseq": "1 INVITE", "message": "INVITE ..."}
 
     Thread-safe; writes are line-buffered so a crash loses at most the line being written.
+    A file that would grow past ``max_bytes`` is rotated first (``NAME`` → ``NAME.1`` →
+    ``NAME.2``…), keeping ``files`` files in all (the current one included).
     """
 
     def __init__(
@@ -196,14 +215,22 @@ class SipTrace:
         per_call: bool = False,
         redactor: Redactor = REDACTOR,
         max_open_files: int = 64,
+        max_bytes: int = 50_000_000,
+        files: int = 3,
     ) -> None:
+        if max_bytes < 1 or files < 1:
+            raise ValueError("SipTrace: max_bytes and files must be >= 1")
         self.path = Path(path)
         self.per_call = per_call
+        self.max_bytes = max_bytes
+        self.files = files
         self._redactor = redactor
         self._lock = threading.Lock()
         self._files: dict[str, IO[str]] = {}
+        self._sizes: dict[str, int] = {}
         self._max_open = max_open_files
         self.lines = 0
+        self.rotations = 0
         if per_call:
             self.path.mkdir(parents=True, exist_ok=True)
         else:
@@ -234,22 +261,45 @@ class SipTrace:
             "dir": direction,
             "transport": transport.upper(),
             "peer": f"{peer[0]}:{peer[1]}",
-            **summary,
-            "message": redact_sip(message, self._redactor),
+            **{k: clean_text(v) if isinstance(v, str) else v for k, v in summary.items()},
+            "message": clean_text(redact_sip(message, self._redactor)),
         }
         text = json.dumps(line, ensure_ascii=False) + "\n"
+        size = len(text.encode("utf-8"))
         target = self.file_for(summary.get("call_id"))
+        key = str(target)
         with self._lock:
-            fh = self._files.get(str(target))
+            fh = self._files.get(key)
             if fh is None:
                 if len(self._files) >= self._max_open:
-                    _, oldest = next(iter(self._files.items()))
-                    oldest.close()
-                    del self._files[next(iter(self._files))]
+                    oldest = next(iter(self._files))
+                    self._files.pop(oldest).close()
+                    self._sizes.pop(oldest, None)
                 fh = target.open("a", encoding="utf-8", buffering=1)
-                self._files[str(target)] = fh
+                self._files[key] = fh
+                self._sizes[key] = target.stat().st_size
+            if self._sizes[key] and self._sizes[key] + size > self.max_bytes:
+                fh.close()
+                self._rotate(target)
+                fh = self._files[key] = target.open("a", encoding="utf-8", buffering=1)
+                self._sizes[key] = 0
             fh.write(text)
+            self._sizes[key] += size
             self.lines += 1
+
+    def _rotate(self, target: Path) -> None:
+        """``NAME.(files-1)`` dropped, ``NAME.i`` → ``NAME.(i+1)``, ``NAME`` → ``NAME.1``."""
+        self.rotations += 1
+        if self.files == 1:
+            target.unlink(missing_ok=True)
+            return
+        for i in range(self.files - 1, 0, -1):
+            older = target.with_name(f"{target.name}.{i}")
+            if i == self.files - 1:
+                older.unlink(missing_ok=True)
+            newer = target.with_name(f"{target.name}.{i - 1}") if i > 1 else target
+            if newer.exists():
+                newer.replace(older)
 
     def close(self) -> None:
         """Close the open files."""
@@ -257,6 +307,7 @@ class SipTrace:
             for fh in self._files.values():
                 fh.close()
             self._files.clear()
+            self._sizes.clear()
 
 
 __all__ = [

@@ -5,7 +5,7 @@
 ==========================================  =========  ==================================
 ``w3sipagent_active_calls{tenant}``          gauge      calls in progress
 ``w3sipagent_calls_total{tenant,disposition}``  counter  ended calls by disposition
-``w3sipagent_rejected_calls_total{code}``    counter    INVITEs refused before a call existed
+``w3sipagent_rejected_calls_total{code,reason}``  counter  INVITEs refused before a call existed
 ``w3sipagent_setup_seconds{tenant}``         histogram  INVITE → answer (200 OK sent)
 ``w3sipagent_turn_latency_seconds{tenant}``  histogram  caller speech end → first agent RTP
 ``w3sipagent_barge_ins_total{tenant}``       counter    the caller interrupted the agent
@@ -21,7 +21,8 @@ CDRs the bridge reports, so the bridge needs no metrics code of its own.
 
 :class:`MetricsServer` serves ``GET /metrics`` (Prometheus text format), ``GET /healthz``
 (200 while the process runs) and ``GET /readyz`` (200 when ready, 503 before start-up is
-complete and while draining), on a small asyncio HTTP/1.1 server.
+complete and while draining), on a small asyncio HTTP/1.1 server. With a ``token`` every
+request must carry ``Authorization: Bearer <token>`` (else 401).
 The per-call figures (set-up time, turn latencies, RTP loss and jitter, barge-ins, Realtime
 errors and reconnections) are taken from each CDR when its call ends
 (:meth:`Metrics.call_ended`), so they appear when the call is over.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -61,6 +63,21 @@ CDR_EVENT_CODES = {
 """CDR event kinds counted as Realtime errors (``code``: the event's own, else this)."""
 
 
+REJECT_REASONS = frozenset(
+    {
+        "source_not_allowed",
+        "max_calls",
+        "draining",
+        "unknown_tenant",
+        "forbidden",
+        "tenant_limit",
+        "not_served_here",
+        "other",
+    }
+)
+"""The ``reason`` label values of ``w3sipagent_rejected_calls_total``."""
+
+
 class Metrics:
     """The agent's metrics, in their own registry (several agents can share a process)."""
 
@@ -75,8 +92,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "w3sipagent_rejected_calls",
-            "INVITEs refused before a call existed, by SIP status",
-            ["code"],
+            "INVITEs refused before a call existed, by SIP status and reason",
+            ["code", "reason"],
             registry=r,
         )
         self.setup = Histogram(
@@ -174,9 +191,10 @@ class Metrics:
         elif kind in ("realtime_reconnect", "reconnect", "reconnected", "ai_reconnected"):
             self.realtime_reconnects.labels(t).inc()
 
-    def rejected_call(self, code: int) -> None:
-        """An INVITE was refused with ``code`` before any tenant/call existed."""
-        self.rejected.labels(str(code)).inc()
+    def rejected_call(self, code: int, reason: str = "other") -> None:
+        """An INVITE was refused with ``code`` before any call existed; ``reason`` is one of
+        :data:`REJECT_REASONS` (anything else counts as ``other``: the label stays bounded)."""
+        self.rejected.labels(str(code), reason if reason in REJECT_REASONS else "other").inc()
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
@@ -244,14 +262,21 @@ class HealthState:
             self._metrics.draining.set(1 if draining else 0)
 
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 class MetricsServer:
     """A minimal asyncio HTTP/1.1 server for ``/metrics``, ``/healthz`` and ``/readyz``.
 
     ``port`` 0 picks a free port (see :attr:`port` after :meth:`start`). Requests must
-    arrive within ``read_timeout`` seconds; each connection serves one request.
+    arrive within ``read_timeout`` seconds; each connection serves one request. ``token``:
+    every request must send ``Authorization: Bearer <token>`` (401 otherwise).
     """
 
     def __init__(
@@ -262,8 +287,10 @@ class MetricsServer:
         port: int = 9464,
         *,
         read_timeout: float = 5.0,
+        token: str | None = None,
     ) -> None:
         self.metrics = metrics
+        self._token = token.encode() if token else None
         self.health = health or HealthState(metrics)
         self.host = host
         self._port = port
@@ -302,6 +329,18 @@ class MetricsServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def authorized(self, head: bytes) -> bool:
+        """Whether the request head carries the bearer token (always, without a token)."""
+        if self._token is None:
+            return True
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"authorization":
+                scheme, _, given = value.strip().partition(b" ")
+                if scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self._token):
+                    return True
+        return False
+
     def respond(self, method: str, path: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for a request."""
         path = path.split("?", 1)[0]
@@ -326,12 +365,16 @@ class MetricsServer:
             if len(parts) != 3:
                 status, ctype, body = 400, "text/plain", b"bad request\n"
                 method = "GET"
+            elif not self.authorized(head):
+                method = parts[0]
+                status, ctype, body = 401, "text/plain; charset=utf-8", b"unauthorized\n"
             else:
                 method = parts[0]
                 status, ctype, body = self.respond(method, parts[1])
             reason = _REASONS.get(status, "Bad Request")
+            extra = 'WWW-Authenticate: Bearer realm="w3sipagent"\r\n' if status == 401 else ""
             header = (
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                f"HTTP/1.1 {status} {reason}\r\n{extra}Content-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             ).encode("latin-1")
             writer.write(header if method == "HEAD" else header + body)

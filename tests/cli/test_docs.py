@@ -24,7 +24,7 @@ DOCS = sorted(
         ROOT / "README.md",
     ]
 )
-SECTIONS = ("sip", "rtp", "realtime", "records", "metrics", "logging", "tenancy")
+SECTIONS = ("sip", "rtp", "realtime", "records", "metrics", "logging", "tenancy", "control", "api")
 COMMAND = re.compile(r"w3sipagent((?: +[a-z][a-z-]*)+)((?: +[^\s`|]+)*)")
 SETTING = re.compile(r"`((?:" + "|".join(SECTIONS) + r")\.[a-z_]+(?:\.[a-z_]+)?)(?:[ =][^`]*)?`")
 

@@ -93,11 +93,49 @@ def test_agent_override_profile_fallback(runner, tmp_path: Path) -> None:  # typ
 def test_register_mode(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = write_config(tmp_path, TWO_TENANTS)
     result = invoke(runner, "freeswitch", "dialplan", "-c", str(cfg), "--mode", "register")
-    acts = actions(result.output)
+    acts = actions(result.stdout)
     assert list(acts) == ["w3sipagent-globex-pbx"]
+    # $${domain}: the directory domain, set in the public context too (where trunk calls enter)
     assert dict(acts["w3sipagent-globex-pbx"])["bridge"] == (
-        "{absolute_codec_string='PCMA,PCMU'}user/ai-agent@${domain_name}"
+        "{absolute_codec_string='PCMA,PCMU'}user/ai-agent@$${domain}"
     )
+    # acme has DIDs but no registration: said on stderr and in the XML
+    assert "skipped: tenant acme has no registrations" in result.stderr
+    assert "<!-- skipped: tenant acme has no registrations -->" in result.stdout
+
+
+def test_register_mode_without_dids_says_why(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = write_config(
+        tmp_path,
+        """
+[tenants.globex.agents.main]
+instructions = "Globex."
+[tenants.globex.registrations.pbx]
+registrar = "sip:pbx.globex.example"
+user = "ai-agent"
+[tenants.initech]
+dids = { "+1 555 000 1111" = "main" }
+[tenants.initech.agents.main]
+instructions = "Initech."
+[tenants.initech.agents.other]
+instructions = "Initech, no DID."
+[tenants.initech.registrations.pbx]
+registrar = "sip:pbx.initech.example"
+user = "ai-initech"
+agent = "other"
+""",
+    )
+    result = invoke(runner, "freeswitch", "dialplan", "-c", str(cfg), "--mode", "register")
+    assert result.exit_code == 0, result.output
+    assert actions(result.stdout) == {}
+    assert "skipped: tenant globex has no dids" in result.stderr
+    assert "skipped: tenant initech/pbx registers agent other, which has no DID" in result.stderr
+    assert "no extension generated: REGISTER mode needs tenants with both dids and" in result.stderr
+    root = ET.fromstring(result.stdout)
+    comments = result.stdout.split("<include>", 1)[1]
+    assert "skipped: tenant globex has no dids" in comments
+    assert "no extension: no tenant has both DIDs and registrations" in comments
+    assert root.tag == "include"
 
 
 def test_wildcard_listen_needs_agent(runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

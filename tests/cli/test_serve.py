@@ -171,7 +171,7 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
             status, body = await http_get(mport, "/metrics")
             assert status == 200
             assert ended in body
-            assert 'w3sipagent_rejected_calls_total{code="404"} 1.0' in body
+            assert 'w3sipagent_rejected_calls_total{code="404",reason="unknown_tenant"} 1.0' in body
             assert 'w3sipagent_active_calls{tenant="acme"} 0.0' in body
             # SIGHUP: a new tenant appears without a restart
             cfg.write_text(
@@ -336,3 +336,42 @@ async def test_metrics_off_binds_nothing(tmp_path: Path) -> None:
     assert codes == [0, 0], errs
     for lines in logs:
         assert not lines.has("metrics on")
+
+
+async def test_serve_metrics_bearer_token_from_the_environment(tmp_path: Path) -> None:
+    """``W3SIPAGENT_METRICS__TOKEN``: /metrics and the health paths answer 401 without the
+    token or with a wrong one, 200 with it; the token is never logged."""
+    sip_port, mport = free_port(), free_port(socket.SOCK_STREAM)
+    token = "metrics-token-0123456789"
+    cfg = write_config(tmp_path, sip_port, mport, 9)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("W3SIPAGENT_")}
+    env["W3SIPAGENT_METRICS__TOKEN"] = token
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "w3sipagent", "serve", "-c", str(cfg), "--no-live",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    logs = LogLines(proc.stderr)
+
+    async def get(path: str, auth: str | None) -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", mport)
+        extra = f"Authorization: {auth}\r\n" if auth else ""
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+        data = await reader.read()
+        writer.close()
+        return int(data.split(b" ", 2)[1])
+
+    try:
+        await logs.wait("agent listening on")
+        for path in ("/metrics", "/healthz", "/readyz"):
+            assert await get(path, None) == 401
+            assert await get(path, "Bearer metrics-token-wrong") == 401
+            assert await get(path, f"Bearer {token}") == 200
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    err = await logs.end()
+    assert token not in err

@@ -77,7 +77,8 @@ async def test_migrations_created_tables(store: CdrStore) -> None:
         tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
     assert {"cdrs", "activity", "knowledge_docs", "knowledge_chunks", "alembic_version"} <= tables
-    assert version == head_revision()
+    assert {"control_tenants", "control_dids"} <= tables
+    assert version == head_revision() == "0003"
 
 
 async def test_reopen_is_idempotent(db_url: str) -> None:

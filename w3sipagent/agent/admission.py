@@ -5,8 +5,11 @@ before the 200 OK):
 
 1. the tenant table snapshot resolves the request (Request-URI host, To host, registration,
    DID, trusted header) → 404 unknown tenant, 403 source not allowed;
-2. the tenant's concurrent-call limit → 486 (the user agent enforces it too);
-3. the decision goes to the activity log (aggregated counts, never one row per INVITE);
+2. the tenant's concurrent-call limit → 486: a slot is held from here (before any await,
+   so a burst cannot over-admit) until the call's CDR is written (:meth:`release`);
+3. the decision goes to the activity log (aggregated counts, never one row per INVITE),
+   and so do the INVITEs the user agent refused before asking (:meth:`refused`: 403
+   source not allowed, 503 over capacity or draining);
 4. accepted: the CDR is created (invite time), the usage cap is checked (over it the caller
    gets the tenant's fallback instead of the AI), and the AI session **starts connecting now**,
    in parallel with the SDP answer and the 200 OK, in the format the offer predicts.
@@ -72,6 +75,10 @@ class Admitted:
     api_key_error: str | None = None
     api_key: SecretStr | None = None
     """Read once at admission (a key file off the event loop); the call's sessions use it."""
+    slot: bool = False
+    """A slot of the tenant's concurrent-call limit is held for this call."""
+    done: bool = False
+    """The call's CDR was written (once per admitted call)."""
 
     @property
     def tenant_id(self) -> str:
@@ -80,11 +87,15 @@ class Admitted:
 
 @dataclass
 class ServiceStats:
-    """Counts since start: INVITEs admitted, refused by status code, calls bridged."""
+    """Counts since start: INVITEs admitted, refused by status code, calls bridged, CDRs."""
 
     admitted: int = 0
     rejected: dict[int, int] = field(default_factory=dict)
     bridged: int = 0
+    dialed: int = 0
+    """Outbound calls placed (each gets a CDR too)."""
+    cdrs: int = 0
+    """CDRs written: one per admitted or dialed call once it ended."""
 
 
 class TenantAdmission:
@@ -126,6 +137,26 @@ class TenantAdmission:
         self._http = http
         self.knowledge: KnowledgeRuntime | None = None
         """The tenants' knowledge bases (set by the service when one is configured)."""
+        self._slots: dict[str, int] = {}  # tenant id -> calls admitted and not ended
+
+    def held(self, tenant_id: str) -> int:
+        """The tenant's calls admitted and not finished (its concurrent-call count)."""
+        return self._slots.get(tenant_id, 0)
+
+    def release(self, ctx: Admitted) -> None:
+        """The call is over: give back its tenant slot (idempotent)."""
+        if not ctx.slot:
+            return
+        ctx.slot = False
+        n = self._slots.get(ctx.tenant_id, 0) - 1
+        if n > 0:
+            self._slots[ctx.tenant_id] = n
+        else:
+            self._slots.pop(ctx.tenant_id, None)
+
+    def refused(self, source: tuple[str, int], status: int, reason: str) -> None:
+        """The user agent's ``refused`` hook: an INVITE refused before the admission."""
+        self._activity(source[0], None, status, reason)
 
     def codecs_for(self, resolution: Resolution) -> tuple[str, ...]:
         """The codec preference of the tenant's calls (see :func:`tenant_codec_preference`)."""
@@ -155,9 +186,10 @@ class TenantAdmission:
             self._activity(source, tenant.id, 404, f"only {self.only_tenant} served here")
             return Reject(404, "Not Found")
         limit = tenant.max_concurrent_calls
-        if limit is not None and self._live_calls(tenant.id) >= limit:
+        if limit is not None and self.held(tenant.id) >= limit:
             self._activity(source, tenant.id, 486, "tenant call limit")
             return Reject(486, "Busy Here")
+        self._slots[tenant.id] = self.held(tenant.id) + 1  # held before any await
         self._activity(source, tenant.id, 200, "accepted")
         self.stats.admitted += 1
         cdr = CallRecord(
@@ -165,13 +197,25 @@ class TenantAdmission:
             tenant=tenant.id,
             agent=result.agent_name,
             did=result.did,
+            store_id=result.store_id,
             caller=req.from_uri,
             callee=req.to_uri,
             request_uri=req.request_uri,
             source=f"{req.source[0]}:{req.source[1]}",
         )
         codecs = self.codecs_for(result)
-        ctx = Admitted(result, table, cdr, codecs)
+        ctx = Admitted(result, table, cdr, codecs, slot=True)
+        try:
+            await self._prepare(ctx, req)
+        except BaseException:  # cancelled (shutdown) or failed: no call, no CDR, no slot
+            self.stats.admitted -= 1
+            self.release(ctx)
+            raise
+        return Accept(ctx, limit_key=f"tenant:{tenant.id}", limit=limit, codecs=codecs)
+
+    async def _prepare(self, ctx: Admitted, req: AdmissionRequest) -> None:
+        """The usage cap, the API key and the early AI session of an admitted call."""
+        tenant = ctx.resolution.tenant
         over_cap = getattr(self.store, "over_cap", None)
         if over_cap is not None:
             try:
@@ -182,7 +226,6 @@ class TenantAdmission:
             await self.read_api_key(ctx)
             if self.early_connect:
                 ctx.early = self._early_session(ctx, req)
-        return Accept(ctx, limit_key=f"tenant:{tenant.id}", limit=limit, codecs=codecs)
 
     def _activity(self, source: str, tenant: str | None, code: int, reason: str) -> None:
         record = getattr(self.store, "record_admission", None)
@@ -191,15 +234,7 @@ class TenantAdmission:
         if code >= 300:
             self.stats.rejected[code] = self.stats.rejected.get(code, 0) + 1
             if self.metrics is not None:
-                self.metrics.rejected_call(code)
-
-    def _live_calls(self, tenant_id: str) -> int:
-        n = 0
-        for call in self._calls():
-            ctx = call.context
-            if isinstance(ctx, Admitted) and ctx.tenant_id == tenant_id and not call.ended:
-                n += 1
-        return n
+                self.metrics.rejected_call(code, reject_kind(code, reason))
 
     async def read_api_key(self, ctx: Admitted) -> None:
         """The tenant's key, read now: in a worker thread when it lives in a file."""
@@ -281,6 +316,20 @@ class TenantAdmission:
         task = asyncio.get_running_loop().create_task(session.start(), name="ai-early-start")
         task.add_done_callback(_retrieve)
         return EarlySession(session, task)
+
+
+def reject_kind(code: int, reason: str) -> str:
+    """The bounded ``reason`` label of a refusal (see :data:`w3sipagent.metrics.REJECT_REASONS`)."""
+    text = reason.lower()
+    if "not allowed" in text:
+        return "source_not_allowed"
+    if code == 503:
+        return "draining" if "draining" in text else "max_calls"
+    if code == 486:
+        return "tenant_limit"
+    if "served here" in text:
+        return "not_served_here"
+    return {404: "unknown_tenant", 403: "forbidden"}.get(code, "other")
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "LiveSlot",
     "Outcome",
     "outcome_of_call_end",
+    "outcome_of_unhandled",
 ]
 
 log = logging.getLogger("w3sipagent.agent.bridge")
@@ -70,6 +71,29 @@ def outcome_of_call_end(ev: CallEnded) -> Outcome:
     else:
         disp, by = Disposition.FAILED, "system"
     return Outcome(disp, by, reason, hangup=False, sip_code=ev.sip_code)
+
+
+REFUSED_AFTER_ADMISSION = frozenset({"call_limit", "bad_sdp", "not_acceptable"})
+"""Why the user agent refuses an INVITE the admission accepted (486, 400, 488)."""
+
+
+def outcome_of_unhandled(ev: CallEnded) -> Outcome:
+    """The outcome of an admitted call that never reached its bridge: refused after the
+    admission (rejected), cancelled (caller), never ACKed (failed), RTP timeout, shutdown."""
+    if ev.reason in REFUSED_AFTER_ADMISSION:
+        return Outcome(
+            Disposition.REJECTED, "system", ev.reason, hangup=False, sip_code=ev.sip_code
+        )
+    return outcome_of_call_end(ev)
+
+
+def fallback_outcome(disposition: Disposition, events: list[dict[str, object]]) -> Disposition:
+    """A call that went to the fallback and then ended by the caller is a fallback call."""
+    if disposition is Disposition.CALLER_HANGUP and any(
+        e.get("kind") == "fallback" for e in events
+    ):
+        return Disposition.FALLBACK
+    return disposition
 
 
 class LiveSlot:

@@ -22,6 +22,7 @@ from w3sipagent.errors import AIError, ConfigError, SdpError
 from w3sipagent.sdp import SessionDescription, negotiate_answer
 from w3sipagent.tenants.cascade import CascadeConfig
 from w3sipagent.tenants.resolver import Resolution
+from w3sipagent.tenants.secrets import resolve_secret
 
 __all__ = [
     "CODEC_SPECS",
@@ -139,8 +140,35 @@ def negotiated_encoding(
     return stream.codec.encoding.upper()
 
 
-def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgentConfig:
-    """The user agent configuration of a deployment's ``[sip]`` and ``[rtp]`` settings."""
+def digest_users(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The user agent's digest settings of ``sip.auth`` (empty when off): each password
+    reference read now (a bad one is a :class:`ConfigError` naming the key)."""
+    auth = settings.sip.auth
+    if not auth.enabled:
+        return {}
+    passwords = {
+        user: resolve_secret(ref, what=f"sip.auth.users.{user}", environ=environ)
+        for user, ref in auth.users.items()
+    }
+
+    def lookup(user: str, realm: str) -> str | None:
+        secret = passwords.get(user)
+        return secret.get_secret_value() if secret is not None else None
+
+    return {
+        "auth_password": lookup,
+        "auth_realm": auth.realm,
+        "auth_proxy": auth.proxy,
+        "auth_nonce_lifetime": auth.nonce_lifetime,
+        "auth_algorithms": tuple(auth.algorithms),
+    }
+
+
+def ua_config_from_settings(
+    settings: Settings, *, environ: Mapping[str, str] | None = None, **overrides: object
+) -> UserAgentConfig:
+    """The user agent configuration of a deployment's ``[sip]`` and ``[rtp]`` settings
+    (``environ``: where ``sip.auth`` password references are read)."""
     sip, rtp = settings.sip, settings.rtp
     host, port = sip.listen_address
     adv_host: str | None = None
@@ -178,6 +206,7 @@ def ua_config_from_settings(settings: Settings, **overrides: object) -> UserAgen
         "max_calls": sip.max_calls,
         "drain_timeout": sip.drain_timeout,
         "user_agent": sip.user_agent,
+        **digest_users(settings, environ),
     }
     values.update(overrides)
     return UserAgentConfig(**values)  # type: ignore[arg-type]

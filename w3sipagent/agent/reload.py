@@ -8,6 +8,12 @@ table and logs one line saying why. The CLI wires SIGHUP to :meth:`TenantRegistr
 
 It sits in the agent layer, not in ``tenants/``: it loads :mod:`w3sipagent.config`, which
 itself builds on the tenant models.
+
+With ``control.source`` ``database`` or ``both``, :meth:`TenantRegistry.attach_control` adds
+the control-plane database as a second source: its change counter is polled every
+``control.poll_interval`` (one single-row SELECT, the same on SQLite and PostgreSQL and on
+every machine sharing the database), and a change rebuilds the table for new calls. File
+tenants come first and are read-only: a database tenant with the same id is ignored.
 """
 
 from __future__ import annotations
@@ -16,24 +22,65 @@ import asyncio
 import contextlib
 import glob
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any, Protocol
 
 from w3sipagent.config import Settings, load_settings
 from w3sipagent.errors import ConfigError
+from w3sipagent.tenants.models import TenantConfig
 from w3sipagent.tenants.resolver import TenantTable
+from w3sipagent.tenants.routing import DidRoute, TrunkRoute
 
 log = logging.getLogger("w3sipagent.tenants")
 
 Signature = tuple[tuple[str, int, int], ...]
-RESTART_SECTIONS = ("sip", "rtp", "realtime", "records", "metrics", "logging")
+RESTART_SECTIONS = ("sip", "rtp", "realtime", "records", "metrics", "logging", "control", "api")
 """Sections read once at start: a change is logged as needing a restart, not applied
 (except ``sip.allowed_sources``, which the resolver applies at once)."""
 
 
-def table_from_settings(settings: Settings) -> TenantTable:
-    """The :class:`TenantTable` for ``settings`` (tenants, tenancy, sip.allowed_sources)."""
-    return TenantTable(settings.tenants, settings.tenancy, list(settings.sip.allowed_sources))
+class ControlSnapshot(Protocol):
+    """What the control-plane database holds (:class:`w3sipagent.control.snapshot.Snapshot`)."""
+
+    version: int
+    tenants: dict[str, TenantConfig]
+    routes: dict[str, DidRoute]
+    trunks: list[TrunkRoute]
+    skipped: dict[str, str]
+
+
+class ControlSource(Protocol):
+    """The control-plane database (:class:`w3sipagent.control.repo.ControlRepo`)."""
+
+    async def version(self) -> int: ...
+
+    async def snapshot(self, previous: Any = None) -> ControlSnapshot: ...
+
+
+def table_from_settings(settings: Settings, control: ControlSnapshot | None = None) -> TenantTable:
+    """The :class:`TenantTable` for ``settings`` (tenants, tenancy, sip.allowed_sources) and,
+    per ``control.source``, the control-plane ``control`` snapshot (file tenants win)."""
+    mode = settings.control.source
+    tenants: dict[str, TenantConfig] = dict(settings.tenants) if mode != "database" else {}
+    routes: dict[str, DidRoute] = {}
+    trunks: list[TrunkRoute] = []
+    if control is not None and mode != "file":
+        for tid, tenant in control.tenants.items():
+            if tid in tenants:
+                log.warning("tenant %s is in the config file and the database: file kept", tid)
+                continue
+            tenants[tid] = tenant
+        ours = set(control.tenants) - set(settings.tenants if mode == "both" else ())
+        routes = {n: r for n, r in control.routes.items() if r.tenant_id in ours}
+        trunks = [t for t in control.trunks if t.tenant_id in ours]
+    return TenantTable(
+        tenants,
+        settings.tenancy,
+        list(settings.sip.allowed_sources),
+        routes=routes,
+        trunks=trunks,
+    )
 
 
 def files_signature(settings: Settings) -> Signature:
@@ -74,6 +121,11 @@ class TenantRegistry:
         self._signature = files_signature(settings)
         self._listeners: list[Callable[[TenantTable], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._control: ControlSource | None = None
+        self._snapshot: ControlSnapshot | None = None
+        self._control_task: asyncio.Task[None] | None = None
+        self._refreshes: set[asyncio.Task[bool]] = set()
+        self.control_interval = settings.control.poll_interval
         self.reloads = 0
         """Successful reloads so far."""
         self.failures = 0
@@ -89,6 +141,53 @@ class TenantRegistry:
     def settings(self) -> Settings:
         """The settings the current table was built from."""
         return self._settings
+
+    def readonly_ids(self) -> Collection[str]:
+        """Tenant ids the database may not define (the file's, with source ``both``)."""
+        return set(self._settings.tenants) if self._settings.control.source == "both" else set()
+
+    def attach_control(self, source: ControlSource, *, interval: float | None = None) -> None:
+        """Serve the control-plane database's tenants too (``control.source``)."""
+        self._control = source
+        if interval is not None:
+            self.control_interval = interval
+
+    async def refresh_control(self, *, force: bool = False) -> bool:
+        """Poll the database's change counter; on a change, rebuild the table for new calls.
+
+        True when the table was rebuilt. A database error keeps the running table (logged).
+        """
+        if self._control is None:
+            return False
+        try:
+            version = await self._control.version()
+            if not force and self._snapshot is not None and version == self._snapshot.version:
+                return False
+            snap = await self._control.snapshot(self._snapshot)
+        except Exception as e:  # a database outage must not stop the calls on the old table
+            log.warning("control plane: database not read, keeping the running tenants: %r", e)
+            return False
+        before = self._snapshot.skipped if self._snapshot is not None else {}
+        for tid, why in snap.skipped.items():
+            if before.get(tid) != why:  # once per tenant and reason, not at every change
+                log.info("control plane: tenant %s not served: %s", tid, why)
+        self._snapshot = snap
+        self._table = table_from_settings(self._settings, snap)
+        for cb in self._listeners:
+            cb(self._table)
+        return True
+
+    def schedule_refresh(self) -> None:
+        """Refresh from the database soon (a change was made in this process)."""
+        task = asyncio.get_running_loop().create_task(self.refresh_control(force=True))
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def watch_control(self) -> None:
+        """Poll the database every ``control_interval`` seconds (until cancelled)."""
+        while True:
+            await self.refresh_control()
+            await asyncio.sleep(self.control_interval)
 
     def add_listener(self, callback: Callable[[TenantTable], None]) -> None:
         """Call ``callback(new_table)`` after every successful reload."""
@@ -132,7 +231,7 @@ class TenantRegistry:
             if a != b:
                 log.warning("config reload: [%s] changed; restart to apply it", section)
         self._settings = new
-        self._table = table_from_settings(new)
+        self._table = table_from_settings(new, self._snapshot)
         self._signature = files_signature(new)
         self.reloads += 1
         self.last_error = None
@@ -153,15 +252,22 @@ class TenantRegistry:
                 await self.areload()
 
     def start(self) -> asyncio.Task[None]:
-        """Start :meth:`watch` as a task (idempotent)."""
+        """Start :meth:`watch` (and :meth:`watch_control` with a database) as tasks
+        (idempotent)."""
+        if self._control is not None and (self._control_task is None or self._control_task.done()):
+            self._control_task = asyncio.create_task(
+                self.watch_control(), name="w3sipagent-control-watch"
+            )
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self.watch(), name="w3sipagent-config-watch")
         return self._task
 
     async def stop(self) -> None:
-        """Stop the watcher task."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the watcher tasks."""
+        for task in (self._task, self._control_task, *self._refreshes):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = None
+        self._control_task = None

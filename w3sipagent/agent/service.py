@@ -147,7 +147,7 @@ class AgentService:
         self.admission = TenantAdmission(
             settings,
             self._tables,
-            ua_config=ua_config or ua_config_from_settings(settings),
+            ua_config=ua_config or ua_config_from_settings(settings, environ=self._environ),
             ai_factory=ai_factory or default_ai_factory(settings),
             bridge_defaults=bridge_defaults or BridgeOptions(),
             environ=self._environ,
@@ -230,7 +230,11 @@ class AgentService:
             self.webhooks = CdrWebhookPoster(self._http, environ=self._environ)
         await self.knowledge.start(self._http)
         self.ua = ua = UserAgent(
-            self.ua_config, handler=self.call_runner.handle, admission=self.admission.admit
+            self.ua_config,
+            handler=self.call_runner.handle,
+            admission=self.admission.admit,
+            unhandled=self.call_runner.unhandled,
+            refused=self.admission.refused,
         )
         self.transferer = Transferer(ua, self.transfer_config)
         self.transferer.install(ua)
@@ -264,6 +268,7 @@ class AgentService:
         await self.registration_sync.close(unregister=self.ua is not None and not self.ua.closed)
         if self.ua is not None:
             await self.ua.close(drain=drain, timeout=timeout)
+        await self.call_runner.aclose()  # the CDRs of calls that never reached a bridge
         self.set_trace(False)
         if self.retention is not None:
             await self.retention.stop()
@@ -315,7 +320,8 @@ class AgentService:
 
         ``logging.sip_trace_path`` names a file (every call's messages, one JSON line each
         with its ``call_id``) or a folder (no suffix, or an existing directory): one
-        ``<call-id>.jsonl`` per call. Authorization and other secrets are masked.
+        ``<call-id>.jsonl`` per call. Authorization and other secrets are masked. Each file
+        is rotated at ``logging.sip_trace_max_bytes``, ``logging.sip_trace_files`` kept.
         Returns where the trace goes (None: off).
         """
         if not on:
@@ -324,8 +330,14 @@ class AgentService:
                 self.trace = None
             return None
         if self.trace is None:
-            path = self.settings.logging.sip_trace_path
-            self.trace = SipTrace(path, per_call=path.is_dir() or not path.suffix)
+            logging = self.settings.logging
+            path = logging.sip_trace_path
+            self.trace = SipTrace(
+                path,
+                per_call=path.is_dir() or not path.suffix,
+                max_bytes=logging.sip_trace_max_bytes,
+                files=logging.sip_trace_files,
+            )
         return self.trace.path
 
     def _install_trace(self, ua: UserAgent) -> None:

@@ -32,12 +32,23 @@ from w3sipagent.ai.session import (
 )
 from w3sipagent.records.cdr import CallRecord
 
-__all__ = ["SessionSupervisor"]
+__all__ = ["SessionSupervisor", "close_early"]
 
 log = logging.getLogger("w3sipagent.agent.bridge")
 
 EventHandler = Callable[[AISession, AIEvent], Awaitable[None]]
 """Takes the live session's events other than failures."""
+
+
+async def close_early(early: EarlySession, timeout: float) -> None:
+    """Stop an early AI session nobody will use: its start cancelled, the session closed
+    (never raises; each step bounded by ``timeout``)."""
+    early.start.cancel()
+    await asyncio.wait({early.start}, timeout=timeout)
+    try:
+        await asyncio.wait_for(early.session.close(), timeout)
+    except Exception as exc:
+        log.debug("closing an early AI session: %r", exc)
 
 
 class SessionSupervisor:
@@ -91,11 +102,7 @@ class SessionSupervisor:
             ok = await self._go_live(early.session, early.start, opts.connect_timeout)
         else:
             if early is not None:  # the negotiated codec needs another format
-                early.start.cancel()
-                with contextlib.suppress(BaseException):
-                    await early.start
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(early.session.close(), opts.close_timeout)
+                await close_early(early, opts.close_timeout)
             ok = await self._connect(history=(), timeout=opts.connect_timeout)
         while not ok and self._reconnects_left > 0 and not self._life.ended:
             self._reconnects_left -= 1
@@ -197,8 +204,12 @@ class SessionSupervisor:
         await self._on_unavailable(reason)
 
     async def close_all(self) -> None:
-        """Close every session this call opened (the bridge ends)."""
+        """Close every session this call opened (the bridge ends), and the early one when
+        the bridge ended before taking it."""
         self._live.session = None
+        early, self._early = self._early, None
+        if early is not None:
+            await close_early(early, self.options.close_timeout)
         for s in self.sessions:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(s.close(), self.options.close_timeout)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from w3sipagent.asyncio.call import Call
+from w3sipagent.asyncio.call_api import CallEnded
 from w3sipagent.sip.events import (
     Address,
 )
@@ -98,6 +99,15 @@ class Reject:
 AdmissionDecision = Accept | Reject
 Admission = Callable[[AdmissionRequest], "AdmissionDecision | Awaitable[AdmissionDecision]"]
 Handler = Callable[[Call], Awaitable[None]]
+Unhandled = Callable[[object, "Call | None", CallEnded], None]
+"""``unhandled(context, call, end)``: an INVITE the admission accepted (``context`` is its
+:attr:`Accept.context`) whose call handler never ran: refused after the admission (limit,
+SDP, ports), cancelled, never ACKed, ended before its ACK, shut down. Called exactly once
+for such an INVITE, so that what the admission started (a record, an early AI session, a
+reserved slot) is finished; ``call`` is None when no call was built."""
+Refused = Callable[[Address, int, str], None]
+"""``refused(source, status, reason)``: a new INVITE the user agent refused before asking
+the admission (403 source not allowed, 503 over capacity or draining, other request checks)."""
 
 
 @dataclass(frozen=True)

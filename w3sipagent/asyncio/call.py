@@ -161,6 +161,8 @@ class Call:
         """This call's codec preference (``Accept.codecs``, ``dial(codecs=)``), kept for
         its later offers (re-INVITE / UPDATE, an offer in a 2xx); None: the configured."""
         self.handler_task: asyncio.Task[None] | None = None
+        self.handler_started = False
+        """Whether the call handler began to run (it then owns the call's end)."""
 
     def __repr__(self) -> str:
         return f"<Call {self._info.direction} {self._info.call_id} {self.state}>"
@@ -191,6 +193,10 @@ class Call:
     def end(self) -> CallEnded | None:
         """The :class:`CallEnded` event once the call is over, else None."""
         return self._ended.result() if self._ended.done() else None
+
+    def add_end_callback(self, callback: Callable[[CallEnded], None]) -> None:
+        """Call ``callback(end)`` once the call is over (at once if it is)."""
+        self._ended.add_done_callback(lambda fut: callback(fut.result()))
 
     async def wait_ended(self) -> CallEnded:
         """Wait until the call is over."""

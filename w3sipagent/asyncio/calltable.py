@@ -65,6 +65,7 @@ class CallTable:
         self._ack_wait: dict[TransactionId, Call] = {}
         self._reinvite_ack: dict[TransactionId, tuple[Call, SessionDescription | None]] = {}
         self._limits: dict[str, int] = {}
+        self._pending = 0  # places held for INVITEs being admitted (not in _calls yet)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -82,12 +83,44 @@ class CallTable:
 
     @property
     def full(self) -> bool:
-        """Whether ``max_calls`` calls are in progress (new ones get 503)."""
-        return len(self._calls) >= self._max_calls
+        """Whether ``max_calls`` calls are in progress or being admitted (new ones get 503)."""
+        return len(self._calls) + self._pending >= self._max_calls
 
     def at_limit(self, key: str, limit: int) -> bool:
-        """Whether ``limit`` calls of ``key`` are in progress already."""
+        """Whether ``limit`` calls of ``key`` are in progress (or held) already."""
         return self._limits.get(key, 0) >= limit
+
+    # -- places held while an INVITE is admitted (a burst cannot over-admit) --------------
+
+    def reserve(self) -> bool:
+        """Hold a place for an INVITE being admitted; False when full (503). The place
+        becomes the call's in :meth:`add` (``reserved=True``) or is given back by
+        :meth:`unreserve`."""
+        if self.full:
+            return False
+        self._pending += 1
+        return True
+
+    def unreserve(self) -> None:
+        """Give back a place held by :meth:`reserve` (the INVITE was refused)."""
+        self._pending = max(0, self._pending - 1)
+
+    def reserve_key(self, key: str, limit: int) -> bool:
+        """Count one more call of ``key`` now, if under ``limit`` (False: at the limit). The
+        count becomes the call's in :meth:`add` (``key_reserved=True``) or is given back
+        by :meth:`release_key`."""
+        if self.at_limit(key, limit):
+            return False
+        self._limits[key] = self._limits.get(key, 0) + 1
+        return True
+
+    def release_key(self, key: str) -> None:
+        """Give back one count of ``key``."""
+        n = self._limits.get(key, 0) - 1
+        if n > 0:
+            self._limits[key] = n
+        else:
+            self._limits.pop(key, None)
 
     def awaiting_ack(self, tx: TransactionId) -> Call | None:
         """The call whose INVITE transaction ``tx`` was answered 2xx and is not ACKed yet."""
@@ -95,11 +128,22 @@ class CallTable:
 
     # -- adding and confirming --------------------------------------------------------------
 
-    def add(self, call: Call, *, limit_key: str | None = None) -> None:
-        """A call being set up (its media ready); counted against ``limit_key``."""
+    def add(
+        self,
+        call: Call,
+        *,
+        limit_key: str | None = None,
+        reserved: bool = False,
+        key_reserved: bool = False,
+    ) -> None:
+        """A call being set up (its media ready); counted against ``limit_key``.
+        ``reserved`` / ``key_reserved``: it takes the place / the key count held for it."""
+        if reserved:
+            self.unreserve()
         if limit_key is not None:
             call.limit_key = limit_key
-            self._limits[limit_key] = self._limits.get(limit_key, 0) + 1
+            if not key_reserved:
+                self._limits[limit_key] = self._limits.get(limit_key, 0) + 1
         self._calls[call.call_id] = call
 
     def confirm(
@@ -158,11 +202,7 @@ class CallTable:
             if rc is call:
                 del self._reinvite_ack[tx]
         if call.limit_key is not None:
-            n = self._limits.get(call.limit_key, 0) - 1
-            if n > 0:
-                self._limits[call.limit_key] = n
-            else:
-                self._limits.pop(call.limit_key, None)
+            self.release_key(call.limit_key)
         log.info("call %s ended: %s (%s)", call.call_id, reason, by)
         return True
 

@@ -80,6 +80,9 @@ class ClientRequests:
             request.headers.add("User-Agent", rt.config.user_agent)
         tx = rt.core.send_request(request, destination, rt.now(), transport)
         future: asyncio.Future[ResponseReceived] = asyncio.get_running_loop().create_future()
+        # a waiter that left (cancelled) never reads a later timer F / transport failure:
+        # the failure is retrieved here, a waiter still awaiting gets it all the same
+        future.add_done_callback(_retrieve)
         self._pending[tx] = ClientTx(future, on_provisional)
         rt.transmit()
         return tx, future
@@ -257,6 +260,11 @@ class ClientRequests:
         ):
             return call.peer
         return dialog_address(dialog, call, self._rt.config.outbound_proxy)
+
+
+def _retrieve(future: asyncio.Future[ResponseReceived]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def await_final(

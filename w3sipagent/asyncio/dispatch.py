@@ -102,6 +102,8 @@ class Dispatcher:
         if failure is not None:
             status, reason, headers = failure
             self._rt.respond(ev.transaction, status, reason, headers=headers)
+            if method == "INVITE" and ev.dialog is None:
+                self._invites.report_refused(ev, status, (reason or str(status)).lower())
             return
         if ev.dialog is not None:
             self.in_dialog_request(ev)

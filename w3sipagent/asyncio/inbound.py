@@ -17,10 +17,12 @@ from w3sipagent.asyncio.admission import (
     AdmissionDecision,
     AdmissionRequest,
     Handler,
+    Refused,
     Reject,
+    Unhandled,
 )
 from w3sipagent.asyncio.call import Call
-from w3sipagent.asyncio.call_api import CallInfo, HangupBy
+from w3sipagent.asyncio.call_api import CallEnded, CallInfo, HangupBy
 from w3sipagent.asyncio.callservices import CallServices
 from w3sipagent.asyncio.calltable import CallTable
 from w3sipagent.asyncio.mediasetup import MediaSetup
@@ -62,7 +64,17 @@ _HIDDEN_HEADERS = frozenset({"authorization", "proxy-authorization"})
 class Incoming:
     """An incoming INVITE being admitted / answered."""
 
-    __slots__ = ("auth_user", "call", "cancelled", "request", "task", "tx")
+    __slots__ = (
+        "accepted",
+        "auth_user",
+        "call",
+        "cancelled",
+        "context",
+        "key",
+        "request",
+        "task",
+        "tx",
+    )
 
     def __init__(self, tx: TransactionId, request: SipRequest, auth_user: str | None) -> None:
         self.tx = tx
@@ -71,6 +83,11 @@ class Incoming:
         self.task: asyncio.Task[None] | None = None
         self.call: Call | None = None
         self.cancelled = False
+        self.accepted = False
+        """The admission accepted it: the handler or ``unhandled`` hears of its end."""
+        self.context: object = None
+        self.key: str | None = None
+        """The limit key counted for it in the call table, until the call takes the count."""
 
 
 class InviteServer:
@@ -87,6 +104,8 @@ class InviteServer:
         *,
         handler: Handler | None,
         admission: Admission | None,
+        unhandled: Unhandled | None = None,
+        refused: Refused | None = None,
     ) -> None:
         self._rt = runtime
         self._table = table
@@ -97,6 +116,10 @@ class InviteServer:
         """``handler(call)``, run for each admitted call after its ACK."""
         self.admission = admission
         """``admission(request_view)``, deciding each INVITE before the 200 OK."""
+        self.unhandled = unhandled
+        """``unhandled(context, call, end)``: an admitted INVITE whose handler never ran."""
+        self.refused = refused
+        """``refused(source, status, reason)``: a new INVITE refused before the admission."""
         self.draining = False
         """While True new INVITEs get 503 + Retry-After."""
         self._incoming: dict[TransactionId, Incoming] = {}
@@ -152,18 +175,34 @@ class InviteServer:
             return
         if self.draining:
             self._rt.respond(ev.transaction, 503, "Draining", headers=retry_after(c))
+            self.report_refused(ev, 503, "draining")
             return
         if self._table.full:
             self._rt.respond(ev.transaction, 503, "Over capacity", headers=retry_after(c))
+            self.report_refused(ev, 503, "over capacity (max_calls)")
             return
         auth_user: str | None = None
         if self._digest is not None:
             auth_user = self.authenticate(ev)
             if auth_user is None:
                 return
+        # the place is held from now on (a burst of INVITEs cannot over-admit)
+        if not self._table.reserve():
+            self._rt.respond(ev.transaction, 503, "Over capacity", headers=retry_after(c))
+            return
         inc = Incoming(ev.transaction, request, auth_user)
         self._incoming[ev.transaction] = inc
         inc.task = self._rt.spawn(self.answer_invite(inc, ev))
+
+    def report_refused(self, ev: RequestReceived, status: int, reason: str) -> None:
+        """Tell ``refused`` of a new INVITE refused before the admission."""
+        hook = self.refused
+        if hook is None:
+            return
+        try:
+            hook(ev.source, status, reason)
+        except Exception:
+            log.exception("refused hook failed")
 
     def authenticate(self, ev: RequestReceived) -> str | None:
         """Digest check of an incoming INVITE: the user name, or None after answering
@@ -215,6 +254,8 @@ class InviteServer:
         request = ev.request
         tx = ev.transaction
         call: Call | None = None
+        added = confirmed = False
+        end: CallEnded | None = None  # how an admitted INVITE ended before its call went on
         try:
             registration = self.registration_of(request)
             decision: AdmissionDecision = Accept()
@@ -223,24 +264,27 @@ class InviteServer:
                     AdmissionRequest(request, ev.source, ev.transport, registration, inc.auth_user)
                 )
                 decision = await result if not isinstance(result, (Accept, Reject)) else result
+            if isinstance(decision, Accept):
+                inc.accepted, inc.context = True, decision.context
             if inc.cancelled:
+                end = CallEnded("cancelled", "remote", 487)
                 return
             if isinstance(decision, Reject):
                 self._rt.respond(tx, decision.status, decision.reason, headers=decision.headers)
                 return
-            if (
-                decision.limit_key is not None
-                and decision.limit is not None
-                and self._table.at_limit(decision.limit_key, decision.limit)
-            ):
-                self._rt.respond(tx, 486, "Tenant call limit reached")
-                return
+            if decision.limit_key is not None and decision.limit is not None:
+                if not self._table.reserve_key(decision.limit_key, decision.limit):
+                    self._rt.respond(tx, 486, "Tenant call limit reached")
+                    end = CallEnded("call_limit", "system", 486)
+                    return
+                inc.key = decision.limit_key
             offer: SessionDescription | None = None
             if request.body:
                 try:
                     offer = SessionDescription.parse(request.body)
                 except SdpError as exc:
                     self._rt.respond(tx, 400, f"Malformed SDP: {exc}"[:120])
+                    end = CallEnded("bad_sdp", "system", 400)
                     return
             info = CallInfo(
                 call_id=request.call_id,
@@ -269,11 +313,15 @@ class InviteServer:
                 call.codecs = tuple(decision.codecs)
             answer_sdp = await self._media.prepare_media(call, offer, tx, decision.codecs)
             if answer_sdp is None:
+                end = CallEnded("not_acceptable", "system", 488)
                 return
             if inc.cancelled:
                 self._table.end(call, "cancelled", "remote", 487)
                 return
-            self._table.add(call, limit_key=decision.limit_key)
+            self._table.add(
+                call, limit_key=decision.limit_key, reserved=True, key_reserved=inc.key is not None
+            )
+            added, inc.key = True, None
             headers: list[tuple[str, str]] = [
                 ("Contact", f"<{self._rt.contact(transport=ev.transport)}>"),
                 ("Allow", ALLOW),
@@ -304,22 +352,56 @@ class InviteServer:
             call.answered_at = datetime.now(UTC)
             did = (request.call_id, response.to.tag or "", request.from_.tag or "")
             self._table.confirm(call, did, self._rt.core.dialog(did), ack_tx=tx)
+            confirmed = True
+            answered = call
+            answered.add_end_callback(lambda ev: self._ended_before_handler(answered, ev))
         except PortsExhausted:
             self._rt.respond(tx, 503, "RTP ports exhausted", headers=retry_after(c))
-            if call is not None:
-                self._table.end(call, "ports_exhausted", "system", 503)
+            end = CallEnded("ports_exhausted", "system", 503)
         except asyncio.CancelledError:  # shutdown while admitting: a dispatcher retries elsewhere
             self._rt.respond(tx, 503, "Shutting down", headers=retry_after(c))
-            if call is not None:
-                self._table.end(call, "shutdown", "system", 503)
+            end = CallEnded("shutdown", "system", 503)
             raise
         except Exception:
             log.exception("answering INVITE %s failed", request.call_id)
             self._rt.respond(tx, 500)
-            if call is not None:
-                self._table.end(call, "error", "system", 500)
+            end = CallEnded("error", "system", 500)
         finally:
             self._incoming.pop(tx, None)
+            if not added:
+                self._table.unreserve()
+            if inc.key is not None:
+                self._table.release_key(inc.key)
+            if not confirmed:
+                end = end or CallEnded("error", "system", 500)
+                if call is not None and not call.ended:
+                    self._table.end(call, end.reason, end.by, end.sip_code)
+                if inc.accepted:
+                    self._report_unhandled(inc.context, call, call.end if call else end)
+
+    def _report_unhandled(self, context: object, call: Call | None, end: CallEnded | None) -> None:
+        """Tell ``unhandled`` of an admitted INVITE whose handler never ran (once)."""
+        hook = self.unhandled
+        if hook is None:
+            return
+        try:
+            hook(context, call, end or CallEnded("error", "system", 500))
+        except Exception:
+            log.exception("unhandled hook failed for %s", call.call_id if call else "an INVITE")
+
+    def _ended_before_handler(self, call: Call, end: CallEnded) -> None:
+        """An answered call ended: if no handler was started for it, ``unhandled`` hears."""
+        if call.handler_task is None:
+            self._report_unhandled(call.context, call, end)
+
+    def _handler_done(self, call: Call) -> None:
+        """The handler task is over: cancelled before it began (shutdown), ``unhandled``
+        hears instead (a handler that began owns the call's end)."""
+        if call.handler_started:
+            return
+        if not call.ended:
+            self._table.end(call, "shutdown", "system")
+        self._report_unhandled(call.context, call, call.end)
 
     def ack(self, ev: AckReceived) -> None:
         """The ACK of our 2xx: to an INVITE (the call starts) or a re-INVITE (maybe an answer)."""
@@ -348,7 +430,9 @@ class InviteServer:
         call.state = "active"
         self._timers.arm(call)
         if self.handler is not None:
-            call.handler_task = self._rt.spawn(self.run_handler(self.handler, call))
+            task = self._rt.spawn(self.run_handler(self.handler, call))
+            call.handler_task = task
+            task.add_done_callback(lambda _: self._handler_done(call))
 
     def answer_in_ack(
         self, call: Call, offer: SessionDescription, ack: SipRequest, *, initial: bool
@@ -371,6 +455,7 @@ class InviteServer:
 
     async def run_handler(self, handler: Handler, call: Call) -> None:
         """Run the call handler; the call is hung up when it returns or fails."""
+        call.handler_started = True
         reason = "local_hangup"
         by: HangupBy = "local"
         try:

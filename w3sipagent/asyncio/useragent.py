@@ -75,9 +75,11 @@ from w3sipagent.asyncio.admission import (
     AdmissionRequest,
     Handler,
     HandlerResult,
+    Refused,
     Reject,
     Reply,
     RequestHandler,
+    Unhandled,
 )
 from w3sipagent.asyncio.call import Call, Transferer
 from w3sipagent.asyncio.call_api import TransferOutcome
@@ -124,9 +126,11 @@ __all__ = [
     "DialTimeout",
     "Handler",
     "HandlerResult",
+    "Refused",
     "Reject",
     "Reply",
     "RequestHandler",
+    "Unhandled",
     "UserAgent",
     "UserAgentConfig",
     "get_codec_spec",
@@ -141,7 +145,9 @@ class UserAgent:
 
     Construct inside a running loop, then ``await ua.start()`` (binds the listeners) and
     ``await ua.close()`` (drains). ``handler(call)`` runs for each admitted incoming call
-    after its ACK; ``admission(request_view)`` decides before the 200 OK. ``sender``
+    after its ACK; ``admission(request_view)`` decides before the 200 OK; ``unhandled(context,
+    call, end)`` hears once of each admitted INVITE whose handler never ran; ``refused(source,
+    status, reason)`` of each new INVITE refused before the admission. ``sender``
     replaces the network (``send(payload, destination, transport)``) for in-process tests:
     then :meth:`feed` is the receive path and :meth:`start` is not needed.
     """
@@ -152,6 +158,8 @@ class UserAgent:
         *,
         handler: Handler | None = None,
         admission: Admission | None = None,
+        unhandled: Unhandled | None = None,
+        refused: Refused | None = None,
         ids: IdSource | None = None,
         pacer: Pacer | None = None,
         ports: RtpPortRange | None = None,
@@ -207,7 +215,15 @@ class UserAgent:
         timers = SessionTimers(services)  # RFC 4028: armed, refreshed, expired
         media = MediaSetup(rt, self.ports, self.pacer)
         self._invites = InviteServer(
-            rt, self._table, media, services, timers, handler=handler, admission=admission
+            rt,
+            self._table,
+            media,
+            services,
+            timers,
+            handler=handler,
+            admission=admission,
+            unhandled=unhandled,
+            refused=refused,
         )
         self._dialer = Dialer(
             rt, self._table, self._requests, media, services, timers, self._is_closed
@@ -272,6 +288,24 @@ class UserAgent:
     @admission.setter
     def admission(self, admission: Admission | None) -> None:
         self._invites.admission = admission
+
+    @property
+    def unhandled(self) -> Unhandled | None:
+        """``unhandled(context, call, end)``: an admitted INVITE whose handler never ran."""
+        return self._invites.unhandled
+
+    @unhandled.setter
+    def unhandled(self, unhandled: Unhandled | None) -> None:
+        self._invites.unhandled = unhandled
+
+    @property
+    def refused(self) -> Refused | None:
+        """``refused(source, status, reason)``: a new INVITE refused before the admission."""
+        return self._invites.refused
+
+    @refused.setter
+    def refused(self, refused: Refused | None) -> None:
+        self._invites.refused = refused
 
     @property
     def draining(self) -> bool:

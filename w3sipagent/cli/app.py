@@ -1,7 +1,7 @@
 """The ``w3sipagent`` command (typer + rich): ``main()`` is the console-script entry point.
 
-Commands: serve, run, call, dial, demo, realtime-server, doctor, and the groups cdr, config
-and freeswitch. Exit codes: 0 done, 1 the operation failed, 2 bad command line or
+Commands: serve, run, call, dial, demo, realtime-server, doctor, and the groups cdr, config,
+freeswitch, tenants, dids and api-token. Exit codes: 0 done, 1 the operation failed, 2 bad command line or
 configuration, 3 a needed service or address was unavailable, 130 interrupted.
 """
 
@@ -39,7 +39,7 @@ def _root(
 
 
 def _register() -> None:
-    from w3sipagent.cli import call, demo, dial, knowledge, serve
+    from w3sipagent.cli import call, demo, dial, dids_cmd, knowledge, serve, tenants_cmd, xmlcurl
 
     app.command("serve")(serve.serve)
     app.command("run")(serve.run)
@@ -52,6 +52,10 @@ def _register() -> None:
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(freeswitch.app, name="freeswitch")
     app.add_typer(knowledge.app, name="knowledge")
+    freeswitch.app.command("xml-curl")(xmlcurl.xml_curl)
+    app.add_typer(tenants_cmd.app, name="tenants")
+    app.add_typer(tenants_cmd.token_app, name="api-token")
+    app.add_typer(dids_cmd.app, name="dids")
 
 
 _register()

@@ -162,11 +162,14 @@ async def place_call(
     turn_timeout: float = 20.0,
     accept_refer: bool = False,
     progress: Progress | None = None,
+    hang_up_on: asyncio.Event | None = None,
 ) -> CallSummary:
     """Place one call, play/record, and return its :class:`CallSummary`.
 
     ``play``: PCM16 at 8 kHz (bytes) or a WAV path, started at answer; ``duration``: hang
     up this many seconds after the answer unless the far end hangs up first.
+
+    ``hang_up_on``: hang up as soon as this event is set (still at ``duration`` at the latest).
 
     ``turns`` (PCM16 at 8 kHz each) makes a conversation instead: each one is spoken once
     the far end spoke and then stayed quiet for ``turn_gap`` seconds (or after
@@ -263,13 +266,23 @@ async def place_call(
                 summary.dtmf_sent = dtmf
 
         tasks = [asyncio.create_task(t()) for t in (listen, talk, keys)]
-        try:
-            end = await asyncio.wait_for(asyncio.shield(call.wait_ended()), duration)
+        ended = asyncio.ensure_future(call.wait_ended())
+        waits: set[asyncio.Future[Any]] = {ended}
+        if hang_up_on is not None:
+            waits.add(asyncio.ensure_future(hang_up_on.wait()))
+        done, _ = await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+        for other in waits - {ended}:
+            other.cancel()
+        if ended in done:
+            end = ended.result()
             summary.ended_by, summary.end_reason = "far end", end.reason
             say(f"far end hung up ({end.reason})")
-        except TimeoutError:
-            summary.ended_by, summary.end_reason = "us", "duration reached"
-            say(f"hanging up after {duration:g} s")
+        else:
+            ended.cancel()
+            asked = hang_up_on is not None and hang_up_on.is_set()
+            summary.ended_by = "us"
+            summary.end_reason = "asked to hang up" if asked else "duration reached"
+            say("hanging up" if asked else f"hanging up after {duration:g} s")
             await call.hangup()
         summary.duration_s = time.monotonic() - answered
         stats = call.stats()

@@ -51,6 +51,9 @@ MetricsOption = typer.Option(
     None, "--metrics", help="Metrics/health address HOST:PORT, or 'off' (metrics.listen)."
 )
 DrainOption = typer.Option(None, "--drain-timeout", help="Seconds active calls get on SIGTERM.")
+ApiOption = typer.Option(
+    None, "--api", help="Control-plane HTTP API address HOST:PORT, or 'off' (api.listen)."
+)
 LiveOption = typer.Option(
     None, "--live/--no-live", help="Live table of calls (default: on a terminal)."
 )
@@ -109,7 +112,8 @@ async def run_agent(
     server: MetricsServer | None = None
     if settings.metrics.listen is not None:
         mhost, mport = parse_hostport(settings.metrics.listen)
-        server = MetricsServer(metrics, health, mhost, mport)
+        token = settings.metrics.bearer_token()
+        server = MetricsServer(metrics, health, mhost, mport, token=token)
         await server.start()
         log.info("metrics on %s/metrics, health on /healthz and /readyz", server.url)
     stop = stop or asyncio.Event()
@@ -131,8 +135,12 @@ async def run_agent(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGHUP, hup)
         loop.add_signal_handler(signal.SIGUSR1, usr1)
+    from w3sipagent.cli.controlplane import ControlPlane
+
+    plane: ControlPlane | None = None
     try:
         await store.open()
+        plane = await ControlPlane.start(settings, registry, service)
         await service.start()
         registry.add_listener(lambda table: _sync_later(service, table))
         registry.start()
@@ -175,6 +183,8 @@ async def run_agent(
         await registry.stop()
         if service.ua is not None and not service.ua.closed:
             await service.close(timeout=0)
+        if plane is not None:
+            await plane.close()
         await store.close()
         if server is not None:
             await server.close()
@@ -205,6 +215,7 @@ def serve(
     metrics: str | None = MetricsOption,
     drain_timeout: float | None = DrainOption,
     live: bool | None = LiveOption,
+    api: str | None = ApiOption,
 ) -> None:
     """Answer calls for every tenant of the configuration, in one process.
 
@@ -216,12 +227,15 @@ def serve(
     re-applied on reload and unregistered when draining (the live table shows them).
     """
     flags = overrides(sip, rtp_ports, realtime_url, metrics, drain_timeout)
+    if api is not None:
+        flags["api.listen"] = OFF if api.strip().lower() == OFF else hostport_flag(api, "--api")
     settings = load(config, flags)
-    if not settings.tenants:
+    if not settings.tenants and settings.control.source == "file":
         fail(
             "no tenants configured",
             code=EXIT_USAGE,
-            hint="add [tenants.NAME] tables (see examples/w3sipagent.toml)",
+            hint="add [tenants.NAME] tables (see examples/w3sipagent.toml), or set "
+            'control.source = "database" (docs/control-plane.md)',
         )
     show = is_terminal() if live is None else live
     _setup_logs(settings, show)
@@ -246,7 +260,7 @@ def run(
     """
     flags = overrides(sip, rtp_ports, realtime_url, metrics, drain_timeout)
     settings = load(config, flags)
-    if tenant not in settings.tenants:
+    if tenant not in settings.tenants and settings.control.source == "file":
         fail(
             f"no tenant {tenant!r} in the configuration",
             code=EXIT_USAGE,

@@ -112,6 +112,8 @@ class CallRecord(BaseModel):
     tenant: str | None = None
     agent: str | None = None
     did: str | None = None
+    store_id: str | None = None
+    """The tenant's store (control plane), when the DID or trunk names one."""
     caller: str | None = None
     """The From URI (or its user part)."""
     callee: str | None = None

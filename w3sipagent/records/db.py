@@ -165,6 +165,7 @@ def cdr_values(cdr: CallRecord) -> dict[str, Any]:
         "tenant": cdr.tenant,
         "agent": cdr.agent,
         "did": cdr.did,
+        "store_id": cdr.store_id,
         "caller": cdr.caller,
         "callee": cdr.callee,
         "request_uri": cdr.request_uri,

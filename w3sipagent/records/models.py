@@ -63,6 +63,7 @@ class CdrRow(Base):
     tenant: Mapped[str | None] = mapped_column(String(64))
     agent: Mapped[str | None] = mapped_column(String(64))
     did: Mapped[str | None] = mapped_column(String(32))
+    store_id: Mapped[str | None] = mapped_column(String(64))
     caller: Mapped[str | None] = mapped_column(String(512))
     callee: Mapped[str | None] = mapped_column(String(512))
     request_uri: Mapped[str | None] = mapped_column(String(512))
@@ -95,6 +96,7 @@ class CdrRow(Base):
         Index("ix_cdrs_tenant_invite_at", "tenant", "invite_at"),
         Index("ix_cdrs_invite_at", "invite_at"),
         Index("ix_cdrs_tenant_end_at", "tenant", "end_at"),
+        Index("ix_cdrs_tenant_store_invite_at", "tenant", "store_id", "invite_at"),
     )
 
 

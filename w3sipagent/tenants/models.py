@@ -416,8 +416,10 @@ class TenantConfig(StrictModel):
         return self.dtmf.get(digit.upper())
 
 
-RESOLUTION_STEPS = ("request_uri_host", "to_host", "registration", "did", "trusted_header")
-ResolutionStep = Literal["request_uri_host", "to_host", "registration", "did", "trusted_header"]
+RESOLUTION_STEPS = ("request_uri_host", "to_host", "registration", "did", "trunk", "trusted_header")
+ResolutionStep = Literal[
+    "request_uri_host", "to_host", "registration", "did", "trunk", "trusted_header"
+]
 
 
 class TenancySettings(StrictModel):
@@ -430,6 +432,9 @@ class TenancySettings(StrictModel):
     """A header set by FreeSWITCH naming the tenant id (e.g. ``X-Tenant``)."""
     trusted_sources: NetworkList = Field(default_factory=list)
     """Sources whose ``trusted_header`` is honoured (empty: the header is never trusted)."""
+    trunk_header: str = "X-W3-Gateway"
+    """The header FreeSWITCH sets to the gateway (trunk) a call came in on; honoured only
+    from ``trusted_sources`` (the ``trunk`` step; a trunk's source address needs no header)."""
     country_code: str | None = Field(default=None, pattern=r"^[1-9][0-9]{0,2}$")
     """For national numbers in Request-URI / To users (e.g. ``"44"``); None: bare digits are
     taken as international."""

@@ -7,7 +7,9 @@ The default order (``tenancy.resolution_order``) is:
 2. ``to_host`` — the To URI host, kept when a proxy rewrote the Request-URI;
 3. ``registration`` — the REGISTER binding the call arrived through;
 4. ``did`` — the Request-URI user, then the To user, normalized to E.164;
-5. ``trusted_header`` — e.g. ``X-Tenant: acme``, honoured only from ``trusted_sources``.
+5. ``trunk`` — the trunk the call came in on: the gateway name FreeSWITCH puts in
+   ``tenancy.trunk_header`` (honoured only from ``trusted_sources``), or the source address;
+6. ``trusted_header`` — e.g. ``X-Tenant: acme``, honoured only from ``trusted_sources``.
 
 The first step that names a tenant decides; later steps are not consulted, so a call can
 never mix tenant A's host with tenant B's DID. No tenant → 404 (before answering). A source
@@ -21,7 +23,7 @@ tenant's agents.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from w3sipagent.tenants.models import (
@@ -33,6 +35,7 @@ from w3sipagent.tenants.models import (
     normalize_host,
     source_allowed,
 )
+from w3sipagent.tenants.routing import DidRoute, TrunkRoute
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -69,6 +72,8 @@ class Resolution:
     """The resolution step that found the tenant (``request_uri_host``, ``did``...)."""
     did: str | None = None
     """The dialled number in E.164, when the Request-URI or To user is one."""
+    store_id: str | None = None
+    """The tenant's store the DID or trunk belongs to (control plane), or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,9 @@ def registration_id(tenant_id: str, name: str) -> str:
 class TenantTable:
     """An immutable snapshot of the tenants with their lookup indices.
 
-    Calls keep the table they were admitted with; a reload builds a new one.
+    Calls keep the table they were admitted with; a reload builds a new one. ``routes`` (DID →
+    :class:`DidRoute`, from the control plane) add a store or a non-agent target to a DID,
+    ``trunks`` map a gateway name or a source network to a tenant.
     """
 
     def __init__(
@@ -98,6 +105,9 @@ class TenantTable:
         tenants: Mapping[str, TenantConfig],
         tenancy: TenancySettings | None = None,
         allowed_sources: list[Network] | None = None,
+        *,
+        routes: Mapping[str, DidRoute] | None = None,
+        trunks: Sequence[TrunkRoute] = (),
     ) -> None:
         self.tenants: dict[str, TenantConfig] = dict(tenants)
         self.tenancy = tenancy or TenancySettings()
@@ -118,6 +128,23 @@ class TenantTable:
             for name, reg in t.registrations.items():
                 self._regs[registration_id(tid, name)] = (tid, reg.agent)
         self._wildcards.sort(key=lambda w: len(w[0]), reverse=True)
+        self.routes: dict[str, DidRoute] = {}
+        for number, route in (routes or {}).items():
+            owner = self._dids.get(number)
+            if route.tenant_id in self.tenants and (owner is None or owner[0] == route.tenant_id):
+                self.routes.setdefault(number, route)
+                if route.target_type == "ai_agent":
+                    self._dids.setdefault(number, (route.tenant_id, route.target_ref))
+        self._gateways: dict[str, TrunkRoute] = {}
+        self._trunk_nets: list[TrunkRoute] = []
+        for trunk in trunks:
+            if trunk.tenant_id not in self.tenants:
+                continue
+            if trunk.gateway:
+                self._gateways.setdefault(trunk.gateway.lower(), trunk)
+            if trunk.source is not None:
+                self._trunk_nets.append(trunk)
+        self._trunk_nets.sort(key=lambda t: t.source.prefixlen if t.source else 0, reverse=True)
 
     def __len__(self) -> int:
         return len(self.tenants)
@@ -159,6 +186,27 @@ class TenantTable:
             national_prefix=t.national_prefix,
         )
 
+    def did_route(self, number: str) -> DidRoute | None:
+        """Where the E.164 ``number`` goes (a file tenant's DID is an agent target), or None."""
+        route = self.routes.get(number)
+        if route is not None:
+            return route
+        hit = self._dids.get(number)
+        return None if hit is None else DidRoute(number, hit[0], "ai_agent", hit[1])
+
+    def trunk_for(self, gateway: str | None, source_ip: str | None) -> TrunkRoute | None:
+        """The trunk named ``gateway``, else the most specific one whose network holds
+        ``source_ip``, else None."""
+        if gateway:
+            hit = self._gateways.get(gateway.strip().lower())
+            if hit is not None:
+                return hit
+        if source_ip:
+            for trunk in self._trunk_nets:
+                if trunk.source is not None and source_allowed(source_ip, [trunk.source]):
+                    return trunk
+        return None
+
     # -------------------------------------------------------------- resolve
 
     def resolve(self, req: CallRequest) -> Resolution | Rejection:
@@ -168,7 +216,7 @@ class TenantTable:
         ):
             return Rejection(403, "Forbidden", f"source {req.source_ip} is not allowed")
         did = self.normalize_number(req.request_uri_user) or self.normalize_number(req.to_user)
-        found: tuple[str, str | None, str] | None = None
+        found: tuple[str, str | None, str, str | None] | None = None
         for step_name in self.tenancy.resolution_order:
             found = self._step(step_name, req)
             if found is not None:
@@ -179,21 +227,33 @@ class TenantTable:
                 "Not Found",
                 f"no tenant for {req.request_uri_user or ''}@{req.request_uri_host}",
             )
-        tid, agent_name, step = found
+        tid, agent_name, step, store_id = found
         tenant = self.tenants[tid]
         if tenant.allowed_sources and not source_allowed(req.source_ip, tenant.allowed_sources):
             return Rejection(
                 403, "Forbidden", f"source {req.source_ip} is not allowed for tenant {tid}", tid
             )
+        if store_id is None and did is not None:
+            same = self.routes.get(did)
+            if same is not None and same.tenant_id == tid:
+                store_id = same.store_id  # the dialled number's store, whatever found the tenant
+        route = self.routes.get(did) if did is not None and step == "did" else None
+        if route is not None and route.target_type == "reject":
+            return Rejection(603, "Decline", f"DID {did} is set to reject", tid)
+        if route is not None and route.target_type == "destination":
+            return Rejection(
+                404, "Not Found", f"DID {did} goes to destination {route.target_ref}", tid
+            )
         chosen = agent_name or _agent_by_user(tenant, req.request_uri_user, req.to_user)
         if chosen is None:
             assert tenant.default_agent is not None
             chosen = tenant.default_agent
-        return Resolution(tenant, chosen, tenant.agents[chosen], step, did)
+        return Resolution(tenant, chosen, tenant.agents[chosen], step, did, store_id)
 
-    def _step(self, step: str, req: CallRequest) -> tuple[str, str | None, str] | None:
+    def _step(self, step: str, req: CallRequest) -> tuple[str, str | None, str, str | None] | None:
         tid: str | None = None
         agent: str | None = None
+        store: str | None = None
         if step == "request_uri_host":
             tid = self.tenant_for_host(req.request_uri_host)
         elif step == "to_host":
@@ -204,9 +264,21 @@ class TenantTable:
         elif step == "did":
             for user in (req.request_uri_user, req.to_user):
                 number = self.normalize_number(user)
+                route = self.routes.get(number) if number is not None else None
+                if route is not None:
+                    tid, store = route.tenant_id, route.store_id
+                    agent = route.target_ref if route.target_type == "ai_agent" else None
+                    break
                 if number is not None and number in self._dids:
                     tid, agent = self._dids[number]
                     break
+        elif step == "trunk":
+            gateway = None
+            if source_allowed(req.source_ip, self.tenancy.trusted_sources):
+                gateway = req.header(self.tenancy.trunk_header)
+            trunk = self.trunk_for(gateway, req.source_ip)
+            if trunk is not None:
+                tid, store = trunk.tenant_id, trunk.store_id
         elif step == "trusted_header":
             name = self.tenancy.trusted_header
             if name and source_allowed(req.source_ip, self.tenancy.trusted_sources):
@@ -214,7 +286,7 @@ class TenantTable:
                 if value:
                     candidate = value.strip().lower()
                     tid = candidate if candidate in self.tenants else None
-        return (tid, agent, step) if tid is not None else None
+        return (tid, agent, step, store) if tid is not None else None
 
 
 def _agent_by_user(tenant: TenantConfig, *users: str | None) -> str | None:

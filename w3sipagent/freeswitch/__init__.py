@@ -1,0 +1,1 @@
+"""FreeSWITCH integration: the event-socket client (:mod:`w3sipagent.freeswitch.esl`)."""
