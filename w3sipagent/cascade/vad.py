@@ -14,9 +14,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-import webrtcvad
-
 from w3sipagent.cascade.config import ListenSettings
+from w3sipagent.errors import AIError
 
 FRAME_MS = 20
 RATES = (8000, 16000, 32000, 48000)
@@ -42,6 +41,12 @@ class Listener:
             raise ValueError(f"VAD rate {rate} not one of {RATES}")
         self.settings = settings
         self.rate = rate
+        try:
+            import webrtcvad
+        except ImportError:  # an optional extra: w3sipagent[cascade]
+            raise AIError(
+                "the cascade backend needs the WebRTC VAD: pip install 'w3sipagent[cascade]'"
+            ) from None
         self._vad = webrtcvad.Vad(settings.aggressiveness)
         self._frame_bytes = rate * FRAME_MS // 1000 * 2
         self._rest = b""
