@@ -209,6 +209,7 @@ async def test_barge_in_over_rtp_cuts_history_at_the_audio_played(rig: Any) -> N
     cut = session.cuts[0]
     barge = bridge.barge_ins[0]
     assert barge.item_id == cut.item_id and barge.heard_ms == cut.played_ms
+    assert barge.cut_at - barge.speech_at < 0.02  # playout flushed on SpeechStarted
     assert 2000 <= cut.played_ms <= sum(pcmu_ms(s) for s in LONG_GREETING) - 1000
     assert cut.full_text == " ".join(LONG_GREETING)
     # the text kept is the text of the audio played, sentence by sentence (± the
