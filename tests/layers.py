@@ -16,7 +16,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("core", ("errors", "sip", "sdp", "rtp", "codecs"), ("base",)),
     ("util", ("ids", "logs", "redact"), ("base", "core")),
     ("io", ("asyncio",), ("base", "core", "util")),
-    ("ai", ("ai", "realtime", "live", "localai"), ("base", "core", "util")),
+    ("ai", ("ai", "realtime", "live", "localai", "cascade"), ("base", "core", "util")),
     ("data", ("records", "tenants", "knowledge"), ("base", "core", "util", "ai")),
     ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "util", "ai", "data")),
     ("pbx", ("freeswitch",), ("base", "core", "io", "util", "data", "settings")),
@@ -48,6 +48,12 @@ NEVER: tuple[tuple[str, str], ...] = (
     ("localai", "rtp"),
     ("localai", "realtime"),
     ("localai", "live"),
+    ("cascade", "sip"),
+    ("cascade", "rtp"),
+    ("cascade", "realtime"),
+    ("cascade", "localai"),
+    ("cascade", "live"),
+    ("live", "cascade"),
 )
 
 # The layer whose modules do no I/O, read no clock and draw no randomness.

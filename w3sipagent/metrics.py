@@ -114,6 +114,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.turn_stage = Histogram(  # issue 15: the cascade's stages of each turn
+            "w3sipagent_turn_stage_seconds",
+            "Caller speech end to each stage of the turn (cascade backend)",
+            ["tenant", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.barge_ins = Counter(
             "w3sipagent_barge_ins", "The caller interrupted the agent", ["tenant"], registry=r
         )
@@ -166,6 +173,10 @@ class Metrics:
             )
         for ms in cdr.turn_latencies_ms:
             self.turn_latency.labels(tenant).observe(ms / 1000.0)
+        for stages in cdr.turn_stages_ms():
+            for stage, ms in stages.items():
+                if stage != "caller_speech_end":
+                    self.turn_stage.labels(tenant, stage).observe(ms / 1000.0)
         lost = _number(cdr.rtp, "packets_lost", "lost")
         if lost is not None and lost > 0:
             self.rtp_lost.labels(tenant).inc(lost)

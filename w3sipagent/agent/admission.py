@@ -38,6 +38,7 @@ from w3sipagent.agent.bridge import (
 from w3sipagent.agent.mappers import (
     AIFactory,
     bridge_options,
+    cascade_factory,
     negotiated_encoding,
     tenant_codec_preference,
 )
@@ -280,11 +281,24 @@ class TenantAdmission:
         tenant_id = tenant.id
         make = self.ai_factory
 
-        def factory(cfg: AISessionConfig) -> AISession:
+        def realtime(cfg: AISessionConfig) -> AISession:
             key = ctx.api_key
             if key is None:
                 raise AIError(ctx.api_key_error or f"tenant '{tenant_id}': no API key read")
             return make(tenant_id, key.get_secret_value(), transport, cfg)
+
+        factory: SessionFactory = realtime
+
+        if agent.backend == "cascade" and agent.cascade is not None:  # its own stages' endpoints
+
+            def tenant_key() -> str:
+                if ctx.api_key is None:
+                    raise AIError(ctx.api_key_error or f"tenant '{tenant_id}': no API key read")
+                return ctx.api_key.get_secret_value()
+
+            factory = cascade_factory(
+                self.settings, agent.cascade, tenant_key, environ=self.environ
+            )
 
         return config, tools, options, factory
 

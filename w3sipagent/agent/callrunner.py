@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import statistics
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,6 +58,8 @@ class LiveCall:
     state: str
     """``connecting`` (no AI session yet), ``talking`` or ``fallback``."""
     last_turn_ms: float | None
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    """Median per stage over the call's turns, ms from the caller's speech end (cascade)."""
 
 
 class CallRunner:
@@ -313,7 +316,18 @@ class CallRunner:
                     duration_s=max(0.0, (now - began).total_seconds()),
                     state=state,
                     last_turn_ms=lat[-1] if lat else None,
+                    stages_ms=stage_medians(cdr.turn_stages_ms()),
                 )
             )
         out.sort(key=lambda c: -c.duration_s)
         return out
+
+
+def stage_medians(turns: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each stage over ``turns`` (issue 15: the cascade's stages)."""
+    names = [n for n in (turns[0] if turns else {}) if n != "caller_speech_end"]
+    return {
+        n: round(statistics.median(t[n] for t in turns if n in t), 3)
+        for n in names
+        if any(n in t for t in turns)
+    }

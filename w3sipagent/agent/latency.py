@@ -10,11 +10,15 @@ audio delta arrived, so each turn breaks down into:
 - ``to_first_rtp_ms``: first delta → first RTP frame sent (the bridge and the pacer tick).
 
 A caller who starts speaking again before any answer was heard abandons the turn.
+
+A back end that sees the stages of a turn (the cascade) reports their clock times
+(:class:`~w3sipagent.ai.session.TurnStages`); :meth:`TurnTiming.stages_ms` gives them in
+ms from the caller's speech end, with the first RTP packet last.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -25,6 +29,19 @@ class TurnTiming:
     response_started_at: float | None = None
     first_delta_at: float | None = None
     first_rtp_at: float | None = None
+    stage_times: dict[str, float] = field(default_factory=dict)
+    """Clock times of the back end's stages (``caller_speech_end``, ``end_of_turn``...)."""
+
+    def stages_ms(self) -> dict[str, float]:
+        """Each stage in ms from the caller's speech end, then ``first_rtp`` (empty when
+        the back end reported no stages)."""
+        t = dict(self.stage_times)
+        if not t:
+            return {}
+        if self.first_rtp_at is not None:
+            t["first_rtp"] = self.first_rtp_at
+        origin = t.get("caller_speech_end", self.speech_stopped_at)
+        return {k: round((v - origin) * 1000.0, 3) for k, v in t.items()}
 
     @property
     def total_ms(self) -> float | None:
@@ -72,6 +89,11 @@ class LatencyTracker:
     def speech_stopped(self, now: float) -> None:
         """The caller finished a turn."""
         self._open = TurnTiming(now)
+
+    def stages(self, times: dict[str, float]) -> None:
+        """The back end's stage times of the open turn."""
+        if self._open is not None:
+            self._open.stage_times.update(times)
 
     def response_started(self, now: float) -> None:
         """A response began (the first one after the turn counts)."""

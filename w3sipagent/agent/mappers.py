@@ -19,9 +19,10 @@ from w3sipagent.ai.session import AISession, AISessionConfig
 from w3sipagent.asyncio.media import MediaConfig
 from w3sipagent.asyncio.useragent import UserAgentConfig
 from w3sipagent.config import Settings
-from w3sipagent.errors import SdpError
+from w3sipagent.errors import AIError, ConfigError, SdpError
 from w3sipagent.freeswitch.transfer import EslTransferConfig, EslTransferer
 from w3sipagent.sdp import SessionDescription, negotiate_answer
+from w3sipagent.tenants.cascade import CascadeConfig
 from w3sipagent.tenants.models import TenantConfig
 from w3sipagent.tenants.resolver import Resolution
 from w3sipagent.tenants.secrets import resolve_secret
@@ -30,6 +31,7 @@ __all__ = [
     "CODEC_SPECS",
     "AIFactory",
     "bridge_options",
+    "cascade_factory",
     "default_ai_factory",
     "negotiated_encoding",
     "tenant_codec_preference",
@@ -70,6 +72,35 @@ def default_ai_factory(settings: Settings) -> AIFactory:
             session_timeout=timeout,
             **extra,
         )
+
+    return make
+
+
+def cascade_factory(
+    settings: Settings,
+    cascade: CascadeConfig,
+    key: Callable[[], str],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Callable[[AISessionConfig], AISession]:
+    """Cascaded sessions (issue 15) for one call of an agent with ``[cascade]``: each stage
+    at its own endpoint, by default the deployment's OpenAI URL with the tenant's key
+    (``key()`` reads it, raising AIError when there is none)."""
+    from w3sipagent.cascade import CascadeSession
+
+    base = settings.realtime.base_url.replace("ws", "http", 1)
+
+    def make(config: AISessionConfig) -> AISession:
+        try:
+            resolved = cascade.to_settings(
+                default_base_url=base,
+                default_key=key(),
+                voice=config.voice or "marin",
+                environ=environ,
+            )
+        except ConfigError as exc:
+            raise AIError(str(exc)) from exc
+        return CascadeSession(config, resolved)
 
     return make
 

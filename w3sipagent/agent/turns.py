@@ -36,6 +36,7 @@ from w3sipagent.ai.session import (
     ResponseStarted,
     SpeechStarted,
     SpeechStopped,
+    TurnStages,
     UsageUpdated,
 )
 from w3sipagent.records.cdr import CallRecord
@@ -158,6 +159,8 @@ class Turns:
             if ev.final and ev.text.strip():
                 at = self._speech_offsets.pop(ev.item_id, None)
                 self._cdr.add_transcript("caller", ev.text.strip(), at=at, item_id=ev.item_id)
+        elif isinstance(ev, TurnStages):
+            self.latency.stages(ev.times)
         elif isinstance(ev, AgentTranscript) and ev.final and ev.text.strip():
             self._cdr.add_transcript("agent", ev.text.strip(), item_id=ev.item_id)
 
@@ -170,7 +173,9 @@ class Turns:
         ):
             turn = self.latency.frame_sent(now)
             if turn is not None:
-                self._cdr.add_event("turn", **turn.breakdown())
+                stages = turn.stages_ms()
+                extra = {"stages": stages} if stages else {}
+                self._cdr.add_event("turn", **turn.breakdown(), **extra)
 
     # ------------------------------------------------------------ caller speech
 

@@ -283,6 +283,17 @@ class ResponseDone(AIEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class TurnStages(AIEvent):
+    """When the stages of the caller's last turn happened, for a back end that sees them
+    (the cascade): clock times (``time.monotonic`` seconds) named ``caller_speech_end``,
+    ``end_of_turn``, ``transcript_final``, ``model_first_token``, ``first_sentence``,
+    ``tts_first_byte``. Sent before the first audio of the answer to that turn."""
+
+    response_id: str
+    times: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class AIErrorEvent(AIEvent):
     """The back end reported an error. ``fatal`` means the session is unusable."""
 

@@ -95,6 +95,7 @@ def demo_config(
     codec: str,
     openai: bool = False,
     backend: str = "realtime",
+    cascade_url: str | None = None,
 ) -> str:
     """The demo tenant's configuration file (TOML); the key is read from OPENAI_API_KEY with
     ``openai``, else a placeholder (the local server accepts any key). ``backend``: the
@@ -150,6 +151,16 @@ description = "Find a table booking by the guest's name"
 url = "{tool_url}"
 timeout = "3s"
 parameters = {{ type = "object", properties = {{ name = {{ type = "string" }}, party_size = {{ type = "integer" }} }}, required = ["name"] }}
+""" + (_cascade_table(cascade_url) if cascade_url else "")
+
+
+def _cascade_table(url: str) -> str:
+    """issue 15: the demo agent as a cascade (speech-to-text → model → speech) at ``url``."""
+    return f"""
+[tenants.{TENANT}.agents.{AGENT}.cascade]
+stt = {{ base_url = "{url}", model = "whisper-1" }}
+llm = {{ base_url = "{url}", model = "gpt-4.1-mini" }}
+tts = {{ base_url = "{url}", model = "gpt-4o-mini-tts" }}
 """
 
 
@@ -199,11 +210,25 @@ async def run_demo(
             await stack.enter_async_context(server)
             realtime_url = f"ws://127.0.0.1:{server.port}/v1"
             say(f"local Realtime server on {server.ws_url.split('?')[0]} (scenario bistro-demo)")
+        cascade_url = None
+        if backend == "cascade":
+            from w3sipagent.localai.cascade import CascadeServer
+
+            cascade = CascadeServer(scenario=scenario_path(), tts_engine=tts)  # type: ignore[arg-type]
+            await stack.enter_async_context(cascade)
+            cascade_url = cascade.base_url
+            say(f"local cascade server on {cascade_url} (scenario bistro-demo)")
         tool_url = await stack.enter_async_context(tool_server())
         cfg_path = run_dir / "w3sipagent.toml"
         cfg_path.write_text(
             demo_config(
-                run_dir, realtime_url, tool_url, codec=codec, openai=use_openai, backend=backend
+                run_dir,
+                realtime_url,
+                tool_url,
+                codec=codec,
+                openai=use_openai,
+                backend=backend,
+                cascade_url=cascade_url,
             )
         )
         settings = load_settings(cfg_path, environ={}, discover=False)
@@ -267,6 +292,22 @@ def print_report(cdr: CallRecord | None, summary: Any, cfg_path: Path) -> None:
     for i, ms in enumerate(cdr.turn_latencies_ms, 1):
         t.add_row(str(i), f"{ms:.0f} ms")
     console.print(t)
+    stages = cdr.turn_stages_ms()
+    if stages:  # issue 15: the cascade's stages, ms from the caller's speech end
+        console.print()
+        console.print("[bold]Per-stage latency[/] (ms from the caller's speech end)")
+        st = Table(show_header=True, box=None, padding=(0, 2))
+        names = list(stages[0])
+        st.add_column("turn", justify="right")
+        for n in names[1:]:
+            st.add_column(n, justify="right")
+        for i, row in enumerate(stages, 1):
+            st.add_row(str(i), *(f"{row.get(n, float('nan')):.0f}" for n in names[1:]))
+        console.print(st)
+    for cut in (ev for ev in cdr.events if ev.get("kind") == "barge_in"):
+        console.print(
+            f"barge-in: the caller heard {cut.get('heard_ms')} ms of {cut.get('item_id')}"
+        )
     console.print()
     transfer = (
         f"{cdr.transfer.destination} ({cdr.transfer.uri}): {cdr.transfer.outcome}"
@@ -310,7 +351,8 @@ def demo(
     backend: str = typer.Option(
         "realtime",
         "--backend",
-        help="The agent's AI: realtime (OpenAI Realtime) or live (GPT-Live).",
+        help="The agent's AI: realtime (OpenAI Realtime), live (GPT-Live) or cascade "
+        "(speech-to-text → model → speech; offline only).",
     ),
     codec: str = typer.Option("PCMU", "--codec", help="PCMU, PCMA, G722 or opus."),
     tts: str = typer.Option("auto", "--tts", help="Caller and agent speech: auto, espeak, tone."),
@@ -328,8 +370,10 @@ def demo(
 
     if codec not in ("PCMU", "PCMA", "G722", "opus"):
         fail(f"--codec must be PCMU, PCMA, G722 or opus (got {codec!r})", code=EXIT_USAGE)
-    if backend not in ("realtime", "live"):
-        fail(f"--backend must be realtime or live (got {backend!r})", code=EXIT_USAGE)
+    if backend not in ("realtime", "live", "cascade"):
+        fail(f"--backend must be realtime, live or cascade (got {backend!r})", code=EXIT_USAGE)
+    if backend == "cascade" and openai:
+        fail("--backend cascade runs offline only (no --openai)", code=EXIT_USAGE)
     if tts not in ("auto", "espeak", "tone"):
         fail(f"--tts must be auto, espeak or tone (got {tts!r})", code=EXIT_USAGE)
     if openai and not os.environ.get("OPENAI_API_KEY", "").strip():

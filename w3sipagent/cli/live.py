@@ -15,7 +15,7 @@ def calls_table(service: AgentService, health: HealthState | None = None) -> Tab
     if health is not None and health.draining:
         title += " [yellow](draining: new calls get 503)[/]"
     t = Table(title=title, caption=_caption(service, len(calls)))
-    for col in ("tenant", "caller", "codec", "duration", "state", "last turn"):
+    for col in ("tenant", "caller", "codec", "duration", "state", "last turn", "stages p50"):
         t.add_column(col, overflow="fold")
     for c in calls:
         secs = int(c.duration_s)
@@ -26,8 +26,26 @@ def calls_table(service: AgentService, health: HealthState | None = None) -> Tab
             f"{secs // 60}:{secs % 60:02d}",
             c.state,
             "-" if c.last_turn_ms is None else f"{c.last_turn_ms:.0f} ms",
+            _stages(c.stages_ms),
         )
     return t
+
+
+_SHORT = {
+    "end_of_turn": "eot",
+    "transcript_final": "stt",
+    "model_first_token": "llm",
+    "first_sentence": "sent",
+    "tts_first_byte": "tts",
+    "first_rtp": "rtp",
+}
+
+
+def _stages(stages: dict[str, float]) -> str:
+    """``eot 500 · stt 507 · … · rtp 518`` (ms from the caller's speech end), or ``-``."""
+    if not stages:
+        return "-"
+    return " · ".join(f"{_SHORT.get(k, k)} {v:.0f}" for k, v in stages.items())
 
 
 def _caption(service: AgentService, active: int) -> str:

@@ -150,6 +150,14 @@ class CallRecord(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
     """Notable events (barge-ins, reconnects, fallback...) with ``at`` and ``kind``."""
 
+    def turn_stages_ms(self) -> list[dict[str, float]]:
+        """Per turn, the back end's stages in ms from the caller's speech end (``end_of_turn``,
+        ``transcript_final``, ``model_first_token``, ``first_sentence``, ``tts_first_byte``,
+        ``first_rtp``): the ``stages`` of the ``turn`` events, for back ends that report them."""
+        return [
+            dict(e["stages"]) for e in self.events if e.get("kind") == "turn" and e.get("stages")
+        ]
+
     # -------------------------------------------------------------- filling
 
     def offset(self, when: datetime | None = None) -> float:

@@ -23,6 +23,7 @@ from w3sipagent.ai.session import (
     ToolSpec,
     TurnDetection,
 )
+from w3sipagent.tenants.cascade import CascadeConfig
 from w3sipagent.tenants.fields import (
     LIVE_MODELS,
     LIVE_VOICES,
@@ -225,8 +226,9 @@ _REALTIME_ONLY = (
 class AgentConfig(StrictModel):
     """One agent of a tenant: back end, model, voice, prompt, greeting, turn detection, tools."""
 
-    backend: Literal["realtime", "live"] = "realtime"
-    """The AI: ``realtime`` (OpenAI Realtime) or ``live`` (GPT-Live)."""
+    backend: Literal["realtime", "live", "cascade"] = "realtime"
+    """The AI: ``realtime`` (OpenAI Realtime), ``live`` (GPT-Live) or ``cascade``
+    (speech-to-text → model → text-to-speech)."""
     model: str = "gpt-realtime"
     """``gpt-realtime…`` for realtime; ``gpt-live-1`` (default) or ``gpt-live-1.1`` for live."""
     voice: AgentVoice = "marin"
@@ -248,6 +250,9 @@ class AgentConfig(StrictModel):
     include: list[INCLUDE_FIELDS] = Field(default_factory=list)
     knowledge: bool = False
     """Offer the built-in ``search_knowledge`` tool (the tenant needs a ``[knowledge]`` table)."""
+    cascade: CascadeConfig | None = None
+    """``backend = "cascade"``: speech-to-text → model → text-to-speech, each stage with its
+    own endpoint (docs/backends-cascade.md). A ``[cascade]`` table alone selects the cascade."""
     history: list[HistoryMessage] = Field(default_factory=list, max_length=128)
     """Messages the conversation starts with (context the caller does not hear)."""
     delegation: DelegationConfig | None = None
@@ -293,10 +298,23 @@ class AgentConfig(StrictModel):
             raise ValueError('only a live agent delegates its tools: set backend = "live"')
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cascade_table_selects_the_cascade(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("cascade") is not None and "backend" not in data:
+            return {**data, "backend": "cascade"}
+        return data
+
     @model_validator(mode="after")
     def _backend_defaults(self) -> AgentConfig:
         if self.backend == "live" and "model" not in self.model_fields_set:
             self.model = LIVE_MODELS[0]
+        if self.backend == "cascade" and self.cascade is None:
+            self.cascade = CascadeConfig()
+        if self.backend != "cascade" and self.cascade is not None:
+            raise ValueError(
+                f'cascade: a {self.backend} agent has no cascade: set backend = "cascade"'
+            )
         return self
 
     @field_validator("tools")
