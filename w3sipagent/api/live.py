@@ -36,7 +36,6 @@ TICKET_TTL = 60.0
 """Seconds a stream ticket may be used to open a stream."""
 PUSH_INTERVAL = 0.2
 """How often a stream looks for changes (seconds)."""
-KEEPALIVE = 15.0
 
 _TASKS: set[asyncio.Task[Any]] = set()
 
@@ -150,6 +149,12 @@ def _one(ctx: ApiContext, who: Principal, call_id: str) -> Any:
     return b
 
 
+def _without_durations(payload: Any) -> Any:
+    if isinstance(payload, list):
+        return [_without_durations(p) for p in payload]
+    return {k: v for k, v in payload.items() if k != "duration_s"}
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
@@ -159,7 +164,7 @@ async def _stream(
 ) -> AsyncIterator[str]:
     closing: asyncio.Event = request.app.state.streams_closing
     last: str | None = None
-    quiet_since = time.monotonic()
+    pushed = 0.0
     yield "retry: 1000\n\n"
     while not closing.is_set() and not await request.is_disconnected():
         if call_id is None:
@@ -171,16 +176,12 @@ async def _stream(
                 yield _sse("ended", {"call_id": call_id})
                 return
             payload, event = live_row(call_id, b, detail=True), "call"
-        # duration changes every tick; push when anything else changed, or each second
-        key = json.dumps(payload, default=str)
+        # push at once when anything but the durations changed, else once a second
+        key = json.dumps(_without_durations(payload), default=str)
         now = time.monotonic()
-        if key != last:
-            last = key
-            quiet_since = now
+        if key != last or now - pushed >= 1.0:
+            last, pushed = key, now
             yield _sse(event, payload)
-        elif now - quiet_since > KEEPALIVE:
-            quiet_since = now
-            yield ": keep-alive\n\n"
         try:
             await asyncio.wait_for(closing.wait(), PUSH_INTERVAL)
         except TimeoutError:
