@@ -96,6 +96,7 @@ def _file_tenant(ctx: ApiContext, tenant_id: str) -> TenantOut | None:
     if t is None:
         return None
     doc = t.model_dump(mode="json", exclude={"agents", "dids", "transfers"})
+    doc = {k: v for k, v in doc.items() if k in TenantOut.model_fields}  # e.g. not `knowledge`
     return TenantOut.model_validate({**doc, "source": "file"})
 
 

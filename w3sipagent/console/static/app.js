@@ -225,7 +225,7 @@ async function viewItem(tid, kind, key) {
   let it;
   try { it = await api(`/api/tenants/${enc(tid)}/${kind}/${enc(key)}`); } catch (e) { $main().replaceChildren(h("h1", {}, key), problem(e)); return; }
   const inputs = {};
-  const fields = Object.entries(it).map(([k, v]) => {
+  const fields = Object.entries(it).filter(([k]) => k !== "tenant_id").map(([k, v]) => {
     const id = `e-${k}`, eid = `${id}-error`;
     const long = k === "instructions" || k === "greeting";
     const inp = SIMPLE(v) && !long ? h("input", { id, name: k, value: v ?? "", "aria-describedby": eid }) : h("textarea", { id, name: k, "aria-describedby": eid }, SIMPLE(v) ? (v ?? "") : JSON.stringify(v, null, 2));
@@ -310,7 +310,7 @@ async function route() {
     else if (p0 === "overview") await viewOverview();
     else await viewLive();
   } catch (e) { if (e.status !== 401) $main().append(problem(e)); }
-  document.getElementById("main").focus({ preventScroll: true });
+  if (S.token) document.getElementById("main").focus({ preventScroll: true });
 }
 window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
