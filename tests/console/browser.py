@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None)
+CHROMIUM = next(
+    (p for p in (shutil.which("chromium"), shutil.which("chromium-browser")) if p), None
+)
 DRIVER = shutil.which("chromedriver")
 
 
@@ -92,8 +94,9 @@ class Browser:
 
     def shot(self, path: Path, full: bool = True) -> None:
         if full:
-            h = self.driver.execute_script("return document.documentElement.scrollHeight")
             w = self.driver.get_window_size()["width"]
+            self.driver.set_window_size(w, 700)
+            h = self.driver.execute_script("return document.documentElement.scrollHeight")
             self.driver.set_window_size(w, max(600, min(int(h) + 120, 4000)))
         path.parent.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(path))

@@ -5,6 +5,7 @@ static files with their CSP; each tried across tenants (404) and with a tenant t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import wave
 from pathlib import Path
@@ -12,14 +13,14 @@ from typing import Any
 
 import httpx
 
-
+from tests.agent.helpers import wait_until
 from tests.api.conftest import Api
 from tests.api.provision import ok, provision
 from w3sipagent.api import create_app
 from w3sipagent.api.console import percentile
-from w3sipagent.api.server import ApiServer
-from w3sipagent.api.live import TicketSigner
 from w3sipagent.api.context import Principal
+from w3sipagent.api.live import TicketSigner
+from w3sipagent.api.server import ApiServer
 from w3sipagent.records.cdr import CallRecord, Disposition, TranscriptEntry
 from w3sipagent.records.store import CdrStore
 
@@ -79,9 +80,11 @@ async def test_hangup_and_transfer_admin_only_and_audited(api: Api) -> None:
     acme, _, bridges = await _setup(api)
     r = await api.client.post("/api/live/calls/c-acme/hangup", headers=acme)
     assert r.status_code == 403
-    assert (await api.client.post("/api/live/calls/nope/hangup", headers=api.admin)).status_code == 404
+    assert (
+        await api.client.post("/api/live/calls/nope/hangup", headers=api.admin)
+    ).status_code == 404
     await ok(api.client.post("/api/live/calls/c-acme/hangup", headers=api.admin), 202)
-    await asyncio.sleep(0)  # the hang-up task runs
+    await wait_until(lambda: bridges["c-acme"].call.hung_up, what="the hang-up")
     assert bridges["c-acme"].call.hung_up == [("operator", "local")]
     dests = await ok(api.client.get("/api/live/destinations/c-acme", headers=api.admin))
     assert dests == ["human"]
@@ -95,7 +98,7 @@ async def test_hangup_and_transfer_admin_only_and_audited(api: Api) -> None:
         ),
         202,
     )
-    await asyncio.sleep(0)
+    await wait_until(lambda: bridges["c-acme"].transfers, what="the transfer")
     assert bridges["c-acme"].transfers == [("human", "sip:100@pbx.acme.example")]
     log = await ok(api.client.get("/api/tenants/acme/activity", headers=acme))
     calls = [e for e in log if e["entity"] == "call"]
@@ -139,8 +142,16 @@ async def test_stream_by_ticket_tenant_filtered(api: Api) -> None:
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as c:
             await _stream_checks(c, acme, bridges)
+            # a stream still open does not hold the server's close
+            ticket = (await ok(c.post("/api/live/ticket", headers=acme)))["ticket"]
+            up = asyncio.Event()
+            reader = asyncio.create_task(_stream_open(c, ticket, up))
+            await asyncio.wait_for(up.wait(), 10)
+            await asyncio.wait_for(server.close(), 10)
+            with contextlib.suppress(httpx.HTTPError):
+                await asyncio.wait_for(reader, 10)
     finally:
-        await asyncio.wait_for(server.close(), 10)  # open streams do not hold the close
+        await asyncio.wait_for(server.close(), 10)
 
 
 async def _stream_checks(
@@ -155,24 +166,35 @@ async def _stream_checks(
     r = await c.get("/api/live/stream", params={"ticket": ticket, "call": "c-globex"})
     assert r.status_code == 404
 
-    async def speak_then_end() -> None:
-        await asyncio.sleep(0.5)
-        bridges["c-acme"].cdr.transcript.append(
-            TranscriptEntry(speaker="agent", text="how can I help", at=2.0)
-        )
-        await asyncio.sleep(0.5)
-        del bridges["c-acme"]
-
-    task = asyncio.create_task(speak_then_end())
-    got = await asyncio.wait_for(_events(c, f"/api/live/stream?ticket={ticket}&call=c-acme", 99), 10)
-    await task
-    kinds = [e for e, _ in got]
+    # the call's stream: the transcript grows as it is spoken, then the call ends
+    said: list[list[str]] = []
+    kinds: list[str] = []
+    async with c.stream("GET", f"/api/live/stream?ticket={ticket}&call=c-acme") as r:
+        event = ""
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            if not line.startswith("data: "):
+                continue
+            kinds.append(event)
+            if event == "ended":
+                break
+            said.append([t["text"] for t in json.loads(line[6:])["transcript"]])
+            if said[-1] == ["hello"]:
+                bridges["c-acme"].cdr.transcript.append(
+                    TranscriptEntry(speaker="agent", text="how can I help", at=2.0)
+                )
+            elif "c-acme" in bridges:
+                del bridges["c-acme"]
     assert kinds[-1] == "ended" and set(kinds[:-1]) == {"call"}
-    said = [[t["text"] for t in d["transcript"]] for e, d in got if e == "call"]
     assert said[0] == ["hello"] and said[-1] == ["hello", "how can I help"]
-    # an open stream does not keep the server from closing
-    asyncio.create_task(_events(c, f"/api/live/stream?ticket={ticket}", 99))
-    await asyncio.sleep(0.2)
+
+
+async def _stream_open(c: httpx.AsyncClient, ticket: str, up: asyncio.Event) -> None:
+    async with c.stream("GET", f"/api/live/stream?ticket={ticket}") as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                up.set()
 
 
 async def test_recording_served_with_tenant_check(api: Api, tmp_path: Path) -> None:
@@ -198,10 +220,16 @@ async def test_recording_served_with_tenant_check(api: Api, tmp_path: Path) -> N
     r = await api.client.get("/api/tenants/acme/cdrs/c1/recording", headers=acme)
     assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
     assert r.content == wav.read_bytes()
-    assert (await api.client.get("/api/tenants/acme/cdrs/c1/recording", headers=globex)).status_code == 404
-    assert (await api.client.get("/api/tenants/globex/cdrs/c1/recording", headers=globex)).status_code == 404
+    assert (
+        await api.client.get("/api/tenants/acme/cdrs/c1/recording", headers=globex)
+    ).status_code == 404
+    assert (
+        await api.client.get("/api/tenants/globex/cdrs/c1/recording", headers=globex)
+    ).status_code == 404
     # a path outside recordings_dir is never served
-    assert (await api.client.get("/api/tenants/acme/cdrs/c2/recording", headers=api.admin)).status_code == 404
+    assert (
+        await api.client.get("/api/tenants/acme/cdrs/c2/recording", headers=api.admin)
+    ).status_code == 404
 
 
 async def test_search_text_number_and_overview(api: Api) -> None:
@@ -209,7 +237,9 @@ async def test_search_text_number_and_overview(api: Api) -> None:
     store = CdrStore(api.settings.records.database_url)
     async with store:
         for i, words in enumerate(["table for two", "cancel my booking"]):
-            cdr = CallRecord(call_id=f"s{i}", tenant="acme", caller=f"sip:+3955500{i}@x", did="+39061234567")
+            cdr = CallRecord(
+                call_id=f"s{i}", tenant="acme", caller=f"sip:+3955500{i}@x", did="+39061234567"
+            )
             cdr.answered()
             cdr.transcript.append(TranscriptEntry(speaker="caller", text=words, at=1.0))
             cdr.turn_latencies_ms.extend([100.0 * (i + 1), 900.0])
@@ -218,9 +248,13 @@ async def test_search_text_number_and_overview(api: Api) -> None:
             await store.call_ended(cdr)
     hits = await ok(api.client.get("/api/tenants/acme/cdrs", params={"q": "BOOKING"}, headers=acme))
     assert [h["call_id"] for h in hits] == ["s1"]
-    hits = await ok(api.client.get("/api/tenants/acme/cdrs", params={"number": "555000"}, headers=acme))
+    hits = await ok(
+        api.client.get("/api/tenants/acme/cdrs", params={"number": "555000"}, headers=acme)
+    )
     assert [h["call_id"] for h in hits] == ["s0"]
-    assert (await api.client.get("/api/tenants/acme/cdrs", params={"q": "x"}, headers=globex)).status_code == 404
+    assert (
+        await api.client.get("/api/tenants/acme/cdrs", params={"q": "x"}, headers=globex)
+    ).status_code == 404
     o = await ok(api.client.get("/api/overview", headers=acme))
     assert [t["tenant"] for t in o["tenants"]] == ["acme"]
     t = o["tenants"][0]
@@ -246,5 +280,3 @@ async def test_console_static_with_csp(api: Api) -> None:
     assert "http://" not in r.text and "https://" not in r.text  # nothing from the internet
     root = await api.client.get("/", follow_redirects=False)
     assert root.status_code == 307 and root.headers["location"] == "/console/"
-
-

@@ -52,9 +52,9 @@ def _recording_file(ctx: ApiContext, path: str | None) -> Path | None:
 
 
 async def _overview_of(ctx: ApiContext, tenant: str, since: datetime, hours: int) -> dict[str, Any]:
-    q = select(
-        CdrRow.invite_at, CdrRow.disposition, CdrRow.turn_latencies_ms, CdrRow.events
-    ).where(CdrRow.tenant == tenant, CdrRow.invite_at >= since)
+    q = select(CdrRow.invite_at, CdrRow.disposition, CdrRow.turn_latencies_ms, CdrRow.events).where(
+        CdrRow.tenant == tenant, CdrRow.invite_at >= since
+    )
     async with ctx.repo.engine.connect() as conn:
         rows = (await conn.execute(q)).all()
     per_hour = [0] * hours

@@ -188,7 +188,9 @@ async def _stream(
             pass
 
 
-async def _audit(ctx: ApiContext, who: Principal, action: str, b: Any, after: dict[str, Any]) -> None:
+async def _audit(
+    ctx: ApiContext, who: Principal, action: str, b: Any, after: dict[str, Any]
+) -> None:
     async with AsyncSession(ctx.repo.engine) as s:
         await write_audit(
             s,
@@ -272,7 +274,11 @@ def register(app: FastAPI) -> None:
         uri = None if tenant is None else tenant.transfers.get(body.destination)
         if uri is None:
             detail = [
-                {"loc": ["body", "destination"], "msg": "no such destination", "type": "value_error"}
+                {
+                    "loc": ["body", "destination"],
+                    "msg": "no such destination",
+                    "type": "value_error",
+                }
             ]
             raise HTTPException(422, detail)
         await _audit(ctx, who, "transfer", b, {"destination": body.destination})

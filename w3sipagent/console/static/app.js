@@ -167,13 +167,14 @@ async function viewCalls(params) {
 }
 function latencyChart(values) {
   if (!values.length) return h("p", { class: "muted" }, "No turns measured.");
-  const W = 640, H = 220, L = 50, B = 30, max = Math.max(...values) * 1.15, bw = (W - L - 10) / values.length;
+  const W = 640, H = 220, L = 60, B = 30, max = Math.max(...values) * 1.15, bw = (W - L - 10) / values.length;
+  const ms = (v) => (max < 10 ? v.toFixed(1) : String(Math.round(v)));
   const ns = "http://www.w3.org/2000/svg"; const s = (tag, a, text) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(a)) e.setAttribute(k, v); if (text) e.textContent = text; return e; };
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-labelledby": "lat-title", id: "latency-chart" });
-  svg.append(s("title", { id: "lat-title" }, `Per-turn latency: ${values.map((v, i) => `turn ${i + 1} ${Math.round(v)} ms`).join(", ")}`));
-  for (const f of [0, 0.5, 1]) { const y = H - B - f * (H - B - 10); svg.append(s("line", { x1: L, x2: W - 10, y1: y, y2: y, stroke: "#d0d7de" }), s("text", { x: 4, y: y + 4 }, `${Math.round(f * max)} ms`)); }
+  svg.append(s("title", { id: "lat-title" }, `Per-turn latency: ${values.map((v, i) => `turn ${i + 1} ${ms(v)} ms`).join(", ")}`));
+  for (const f of [0, 0.5, 1]) { const y = H - B - f * (H - B - 10); svg.append(s("line", { x1: L, x2: W - 10, y1: y, y2: y, stroke: "#d0d7de" }), s("text", { x: 4, y: y + 4 }, `${ms(f * max)} ms`)); }
   values.forEach((v, i) => { const bh = (v / max) * (H - B - 10), x = L + i * bw + 4, y = H - B - bh;
-    svg.append(s("rect", { x, y, width: Math.max(4, bw - 8), height: bh, fill: "#0b5cad" }), s("text", { x: x + 2, y: y - 3 }, `${Math.round(v)}`), s("text", { x: x + 2, y: H - 10 }, `#${i + 1}`)); });
+    svg.append(s("rect", { x, y, width: Math.max(4, bw - 8), height: bh, fill: "#0b5cad" }), s("text", { x: x + 2, y: y - 3 }, `${ms(v)} ms`), s("text", { x: x + 2, y: H - 10 }, `#${i + 1}`)); });
   return svg;
 }
 async function viewRecord(tenant, callId) {
