@@ -24,6 +24,7 @@ from tests.console.browser import Browser, why_not
 if why_not() is not None:
     pytest.skip(str(why_not()), allow_module_level=True)
 
+from tests.agent.helpers import wait_until
 from tests.api.provision import ok, provision
 from w3sipagent.agent.reload import TenantRegistry
 from w3sipagent.agent.service import AgentService
