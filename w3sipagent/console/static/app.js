@@ -126,8 +126,10 @@ async function viewLiveCall(callId) {
 
 // ---- call records
 function tenantSelect(id, value, withAll) {
+  const ids = S.tenants.map((t) => t.id);
+  if (value && !ids.includes(value)) ids.push(value); // asked for in the URL: the API answers
   return h("select", { id, name: "tenant" }, withAll ? h("option", { value: "" }, "(choose)") : null,
-    S.tenants.map((t) => h("option", { value: t.id, selected: t.id === value }, t.id)));
+    ids.map((t) => h("option", { value: t, selected: t === value }, t)));
 }
 const DISPOSITIONS = ["", "answered", "caller_hangup", "agent_hangup", "transferred", "failed", "rejected", "fallback", "timeout", "in_progress"];
 async function viewCalls(params) {
