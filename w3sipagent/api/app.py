@@ -96,7 +96,7 @@ def _file_tenant(ctx: ApiContext, tenant_id: str) -> TenantOut | None:
     if t is None:
         return None
     doc = t.model_dump(mode="json", exclude={"agents", "dids", "transfers"})
-    doc = {k: v for k, v in doc.items() if k in TenantOut.model_fields}  # e.g. not `knowledge`
+    doc = {k: v for k, v in doc.items() if k in TenantOut.model_fields}  # only what the API shows
     return TenantOut.model_validate({**doc, "source": "file"})
 
 
