@@ -75,9 +75,11 @@ def step(fn: Any, *args: Any) -> Any:
     return asyncio.to_thread(fn, *args)
 
 
-def login(b: Browser, url: str, token: str) -> None:
+def login(b: Browser, url: str, token: str, shot: Path | None = None) -> None:
     b.go(f"{url}/console/")
     b.wait(lambda: b.css("#token"), what="the login form")
+    if shot is not None:
+        b.shot(shot, False)
     b.css("#token").send_keys(token)
     b.css("#login").click()
     b.wait(lambda: b.css("#nav").is_displayed(), what="logged in")
@@ -104,7 +106,7 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
 
 
 async def _scenario(b: Browser, service: AgentService, url: str, globex: str, shots: Path) -> None:
-    await step(login, b, url, ADMIN)
+    await step(login, b, url, ADMIN, shots / "login.png")
     await step(b.wait, lambda: "No call in progress" in b.text("#live"), 10, "the empty live view")
     utterances = await caller_utterances(8000, engine="tone")
     call = asyncio.create_task(
@@ -175,6 +177,14 @@ async def _record_page(b: Browser, service: AgentService, shots: Path) -> None:
 async def _edit_voice(b: Browser, shots: Path) -> None:
     await step(b.hash, "#/tenants/globex/agents/support")
     voice = await step(b.wait, lambda: b.css("#e-voice"), 10, "the agent form")
+    # a voice the API refuses: its message at the field, the field marked invalid
+    await step(voice.clear)
+    await step(voice.send_keys, "bob")
+    await step(lambda: b.css("#save").click())
+    err = await step(b.wait, lambda: b.text("#e-voice-error"), 10, "the error at the field")
+    assert "marin" in err  # the allowed voices
+    assert await step(voice.get_attribute, "aria-invalid") == "true"
+    await step(b.shot, shots / "agent-field-error.png")
     await step(voice.clear)
     await step(voice.send_keys, "marin")
     await step(lambda: b.css("#save").click())
