@@ -134,6 +134,7 @@ async def _scenario(b: Browser, service: AgentService, url: str, globex: str, sh
     # the transcript grows while the call is up, then the call ends
     first = await step(b.wait, lambda: len(b.all("#transcript li")), 20, "a first line")
     await step(b.wait, lambda: len(b.all("#transcript li")) > first, 30, "the transcript to grow")
+    await step(b.wait, lambda: b.text("#last-turn").endswith("ms"), 30, "a turn's latency")
     await step(b.shot, shots / "live-call.png")
     await step(b.wait, lambda: b.css("#ended"), 60, "the call to end")
     summary = await call
@@ -196,7 +197,10 @@ async def _edit_voice(b: Browser, shots: Path) -> None:
     )
     await step(b.shot, shots / "activity.png")
     await step(b.hash, "#/tenants/globex")
-    await step(b.wait, lambda: "voice marin" in b.text("main"), 10, "the stored voice")
+    await step(
+        b.wait, lambda: b.all("#tenant-objects[aria-busy=false]"), 10, "the tenant's objects"
+    )
+    assert "voice marin" in await step(b.text, "main")  # the stored voice
     await step(b.shot, shots / "tenant.png")
 
 

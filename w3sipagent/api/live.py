@@ -104,7 +104,8 @@ def live_row(call_id: str, bridge: Any, *, detail: bool = False) -> dict[str, An
     """One call in progress as the console shows it (``detail``: with transcript and tools)."""
     cdr = bridge.cdr
     began = cdr.answer_at or cdr.invite_at
-    lat = list(cdr.turn_latencies_ms)
+    meter = getattr(bridge, "latency", None)  # the bridge's turn meter: the CDR has it at the end
+    lat = list(meter.totals_ms() if meter is not None else cdr.turn_latencies_ms)
     session = getattr(bridge, "session", None)
     state = "talking" if session is not None else "connecting"
     if any(e.get("kind") == "fallback" for e in cdr.events):

@@ -107,7 +107,7 @@ async function viewLiveCall(callId) {
   $main().replaceChildren(h("p", {}, h("a", { href: "#/live" }, "← Live calls")), h("h1", {}, `Call ${callId}`), head, acts, h("h2", {}, "Transcript"), tl);
   const show = (c) => {
     head.replaceChildren(...[["Tenant", c.tenant], ["Store", c.store_id], ["Agent", c.agent], ["Caller", c.caller], ["Codec", c.codec], ["Backend", c.backend], ["Duration", fmtDur(c.duration_s)], ["State", c.state], ["Last turn", fmtMs(c.last_turn_ms)]]
-      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "-")]));
+      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", { id: k === "Last turn" ? "last-turn" : null }, v ?? "-")]));
     tl.replaceChildren(timeline(c.transcript, c.tool_calls));
   };
   try { show(await api(`/api/live/calls/${enc(callId)}`)); } catch (e) { $main().append(problem(e)); return; }
@@ -156,7 +156,7 @@ async function viewCalls(params) {
   const download = (name, type, text) => { const a = h("a", { href: URL.createObjectURL(new Blob([text], { type })), download: name }); document.body.append(a); a.click(); a.remove(); };
   const cols = ["invite_at", "call_id", "store_id", "agent", "caller", "did", "duration_s", "disposition"];
   const csv = () => [cols.join(","), ...rows.map((r) => cols.map((c) => `"${String(r[c] ?? "").replaceAll('"', '""')}"`).join(","))].join("\r\n");
-  out.append(h("div", { class: "actions" }, h("span", {}, `${rows.length} calls`),
+  out.append(h("div", { class: "actions" }, h("span", {}, `${rows.length} call${rows.length === 1 ? "" : "s"}`),
     h("button", { type: "button", class: "secondary", onclick: () => download(`calls-${tenant}.csv`, "text/csv", csv()) }, "Export CSV"),
     h("button", { type: "button", class: "secondary", onclick: () => download(`calls-${tenant}.json`, "application/json", JSON.stringify(rows, null, 2)) }, "Export JSON")));
   out.append(h("div", { class: "scroll" }, h("table", { class: "stack", id: "cdr-table" },
@@ -214,7 +214,7 @@ async function viewTenants() {
     ` ${t.name || ""} `, t.source === "file" ? h("span", { class: "badge" }, "config file, read-only") : null))));
 }
 async function viewTenant(tid) {
-  const box = h("div", {});
+  const box = h("div", { id: "tenant-objects", "aria-busy": "true" });
   $main().replaceChildren(h("p", {}, h("a", { href: "#/tenants" }, "← Tenants")), h("h1", {}, `Tenant ${tid}`), box);
   for (const [kind, key] of Object.entries(KINDS)) {
     let items;
@@ -222,6 +222,7 @@ async function viewTenant(tid) {
     box.append(h("h2", {}, kind), items.length ? h("ul", {}, items.map((it) => h("li", {}, h("a", { href: `#/tenants/${enc(tid)}/${kind}/${enc(it[key])}` }, it[key]),
       " ", h("span", { class: "muted" }, kind === "dids" ? `→ ${it.target_type} ${it.target_ref ?? ""}` : kind === "destinations" ? it.uri : kind === "agents" ? `voice ${it.voice ?? "-"}` : it.name ?? "")))) : h("p", { class: "muted" }, "None."));
   }
+  box.setAttribute("aria-busy", "false");
 }
 const SIMPLE = (v) => v === null || ["string", "number", "boolean"].includes(typeof v);
 async function viewItem(tid, kind, key) {
