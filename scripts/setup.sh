@@ -12,6 +12,9 @@ if [ "${W3SIPAGENT_SETUP_PEERS:-1}" = "1" ]; then
   command -v kamailio >/dev/null 2>&1 || need_apt+=(kamailio)
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
   command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+  # the web console's browser tests (tests/console): Debian's Chromium and its WebDriver
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 fi
 ls /usr/lib/*/libopus.so.0 >/dev/null 2>&1 || need_apt+=(libopus0)
 if [ ${#need_apt[@]} -gt 0 ]; then

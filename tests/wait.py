@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 
 async def wait_until(
-    pred: Callable[[], bool], timeout: float = 3.0, what: str = "", *, interval: float = 0.005
+    pred: Callable[[], object], timeout: float = 3.0, what: str = "", *, interval: float = 0.005
 ) -> None:
-    """Return once ``pred()`` holds; AssertionError naming ``what`` after ``timeout`` s."""
+    """Return once ``pred()`` is truthy; AssertionError naming ``what`` after ``timeout`` s."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not pred():

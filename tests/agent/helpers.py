@@ -48,7 +48,7 @@ def config(interrupt: bool = True, create: bool = True, **kw: object) -> AISessi
     return AISessionConfig(instructions="Test agent.", turn_detection=td, **kw)  # type: ignore[arg-type]
 
 
-async def wait_until(pred: Callable[[], bool], timeout: float = 3.0, what: str = "") -> None:
+async def wait_until(pred: Callable[[], object], timeout: float = 3.0, what: str = "") -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not pred():

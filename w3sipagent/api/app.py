@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from w3sipagent import __version__
-from w3sipagent.api import clientsecret, crud, records, voip
+from w3sipagent.api import clientsecret, console, crud, live, records, voip
 from w3sipagent.api.context import (
     ApiContext,
     Principal,
@@ -86,6 +86,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     records.register(app)
     voip.register(app)
     clientsecret.register(app)
+    live.register(app)
+    console.register(app)
     return app
 
 
@@ -94,6 +96,7 @@ def _file_tenant(ctx: ApiContext, tenant_id: str) -> TenantOut | None:
     if t is None:
         return None
     doc = t.model_dump(mode="json", exclude={"agents", "dids", "transfers"})
+    doc = {k: v for k, v in doc.items() if k in TenantOut.model_fields}  # only what the API shows
     return TenantOut.model_validate({**doc, "source": "file"})
 
 

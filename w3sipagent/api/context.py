@@ -46,6 +46,9 @@ class ApiContext:
     admin_token: SecretStr | None = None
     file_tenants: Callable[[], Mapping[str, TenantConfig]] = dict
     live_calls: Callable[[], list[Any]] = list
+    live_bridges: Callable[[], Mapping[str, Any]] = dict
+    """The bridges of the calls in progress by Call-ID (``AgentService.bridges``): their live
+    CDR (transcript so far), call (hang-up) and ``transfer_to`` serve the console."""
     addresses: list[str] = field(default_factory=list)
     """The agents' SIP addresses for FreeSWITCH's bridge string, failover order."""
     http: httpx.AsyncClient | None = None

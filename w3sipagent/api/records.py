@@ -82,14 +82,33 @@ def register(app: FastAPI) -> None:
         disposition: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        number: str | None = Query(None, max_length=64),
+        q: str | None = Query(None, max_length=200),
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0),
         who: Principal = Depends(tenant_scope),
         ctx: ApiContext = Depends(context),
     ) -> list[dict[str, Any]]:
-        """The tenant's calls newest first (summaries; the detail has the transcript)."""
+        """The tenant's calls newest first (summaries; the detail has the transcript).
+
+        ``number``: part of the caller, callee or DID; ``q``: words in the transcript (both
+        look through the newest 1000 calls that match the other filters)."""
         scoped(who, tenant_id)
         await _tenant_known(ctx, tenant_id)
+        if number or q:
+            rows = await cdrs.search_cdrs(
+                ctx.repo.engine,
+                tenant_id,
+                store_id=store_id,
+                agent=agent,
+                did=did,
+                disposition=disposition,
+                since=since,
+                until=until,
+                limit=1000,
+            )
+            found = [r for r in rows if await _matches(ctx, tenant_id, r, number, q)]
+            return found[offset : offset + limit]
         return await cdrs.search_cdrs(
             ctx.repo.engine,
             tenant_id,
@@ -172,6 +191,21 @@ def register(app: FastAPI) -> None:
         except LookupError:
             raise HTTPException(404, f"no tenant {body.tenant_id!r}") from None
         return TokenCreated(token=token, tenant_id=body.tenant_id)
+
+
+async def _matches(
+    ctx: ApiContext, tenant_id: str, row: dict[str, Any], number: str | None, q: str | None
+) -> bool:
+    if number:
+        hay = " ".join(str(row.get(k) or "") for k in ("caller", "callee", "did"))
+        if number not in hay and number.lstrip("+") not in hay:
+            return False
+    if q:
+        cdr = await cdrs.get_cdr(ctx.repo.engine, tenant_id, row["call_id"])
+        text = " ".join(e.text for e in cdr.transcript).lower() if cdr else ""
+        if q.lower() not in text:
+            return False
+    return True
 
 
 def _call(c: Any) -> dict[str, Any]:

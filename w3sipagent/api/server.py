@@ -27,8 +27,15 @@ class ApiServer:
 
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=3,
         )
+        self._app = app
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
         self.host = host
@@ -57,6 +64,9 @@ class ApiServer:
         """Stop accepting, finish the requests in progress, stop."""
         if self._task is None:
             return
+        closing = getattr(self._app.state, "streams_closing", None)
+        if closing is not None:
+            closing.set()  # end the console's event streams, which never finish by themselves
         self._server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

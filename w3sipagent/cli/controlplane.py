@@ -70,6 +70,7 @@ class ControlPlane:
                 registry.settings.tenants if settings.control.source != "database" else {}
             ),
             live_calls=service.live_calls,
+            live_bridges=lambda: service.bridges,
             addresses=agent_addresses(settings),
             on_change=changed,
         )

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -173,6 +174,7 @@ async def run_demo(
     max_duration: float = 50.0,
     progress: Any = None,
     backend: str = "realtime",
+    web_console: bool = False,
 ) -> tuple[CallRecord | None, Any, Path]:
     """Run the demo call; returns (CDR, softphone summary, config path)."""
     from w3sipagent.agent.service import AgentService
@@ -237,6 +239,8 @@ async def run_demo(
         await service.start()
         stack.push_async_callback(service.close, timeout=3.0)
         say(f"agent for tenant '{TENANT}' on udp 127.0.0.1:{service.port}")
+        if web_console:
+            await start_console(stack, settings, service, say)
         utterances = await caller_utterances(8000, engine=tts)
         write_wav(run_dir / "caller.wav", b"".join(u + bytes(16000) for u in utterances))
         say(
@@ -262,7 +266,33 @@ async def run_demo(
         while not service.finished and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         cdr = service.finished[0] if service.finished else None
+        if web_console and sys.stdin.isatty():
+            say("the console stays open: press Enter to stop it")
+            await asyncio.to_thread(sys.stdin.readline)
     return cdr, summary, cfg_path
+
+
+async def start_console(
+    stack: contextlib.AsyncExitStack, settings: Any, service: Any, say: Any
+) -> str:
+    """The API and web console of ``service`` on 127.0.0.1 (a free port), with a one-off
+    admin token; printed with ``say``; closed with ``stack``. Returns the console's URL."""
+    import secrets
+
+    from pydantic import SecretStr
+
+    from w3sipagent.agent.reload import TenantRegistry
+    from w3sipagent.cli.controlplane import ControlPlane
+
+    token = secrets.token_urlsafe(24)
+    settings.api.listen = settings.api.listen or "127.0.0.1:0"
+    settings.api.admin_token = SecretStr(token)
+    plane = await ControlPlane.start(settings, TenantRegistry(settings, lambda: settings), service)
+    stack.push_async_callback(plane.close)
+    assert plane.api is not None
+    url = f"{plane.api.url}/console/"
+    say(f"web console: {url} (log in with the one-off admin token {token})")
+    return url
 
 
 def print_report(cdr: CallRecord | None, summary: Any, cfg_path: Path) -> None:
@@ -360,6 +390,9 @@ def demo(
         50.0, "--max-duration", min=5, help="Hang up after this many seconds at the latest."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the agent's log lines."),
+    web_console: bool = typer.Option(
+        False, "--console", help="Serve the web console during the call and print its URL."
+    ),
 ) -> None:
     """Run a complete phone call offline: local AI server, agent, softphone.
 
@@ -397,6 +430,7 @@ def demo(
             max_duration=max_duration,
             progress=say,
             backend=backend,
+            web_console=web_console,
         )
     )
     print_report(cdr, summary, cfg)

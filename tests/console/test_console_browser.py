@@ -1,0 +1,232 @@
+"""The console in a real Chromium against a running agent with the API and the local AI
+server: a softphone call appears live within a second, its transcript grows, it ends; its
+record page shows the transcript and the recording loads with the call's duration; a tenant
+token cannot see another tenant's calls (URL tampering included); an agent's voice edited in
+the page is stored and shown in the activity log. Screenshots of each page go to
+``$W3SIPAGENT_CONSOLE_SHOTS`` (docs/console to refresh the docs), else to the test's tmp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from tests.console.browser import Browser, why_not
+
+if why_not() is not None:
+    pytest.skip(str(why_not()), allow_module_level=True)
+
+from tests.agent.helpers import wait_until
+from tests.api.provision import ok, provision
+from w3sipagent.agent.reload import TenantRegistry
+from w3sipagent.agent.service import AgentService
+from w3sipagent.cli.call import place_call
+from w3sipagent.cli.controlplane import ControlPlane
+from w3sipagent.cli.demo import AGENT, HOST, TENANT, demo_config, tool_server
+from w3sipagent.config import load_settings
+from w3sipagent.demo_assets import caller_utterances, scenario_path
+from w3sipagent.localai import RealtimeServer
+from w3sipagent.records.store import CdrStore
+
+ADMIN = "console-admin-token-0123456789"
+
+
+@contextlib.asynccontextmanager
+async def running_agent(run_dir: Path) -> AsyncIterator[tuple[AgentService, str]]:
+    """The demo tenant (file) on a live agent, a database tenant beside it, the API on."""
+    async with contextlib.AsyncExitStack() as stack:
+        rt = await stack.enter_async_context(
+            RealtimeServer("127.0.0.1", 0, scenario=scenario_path(), tts_engine="tone")
+        )
+        tool_url = await stack.enter_async_context(tool_server())
+        cfg = run_dir / "w3sipagent.toml"
+        text = demo_config(run_dir, f"ws://127.0.0.1:{rt.port}/v1", tool_url, codec="PCMU")
+        text = text.replace(
+            "[tenancy]", '[control]\nsource = "both"\n[api]\nlisten = "127.0.0.1:0"\n[tenancy]'
+        )
+        text = text.replace("[logging]\nsip_trace = true", "[logging]\nsip_trace = false")
+        cfg.write_text(text)
+        old = os.getcwd()
+        os.chdir(run_dir)  # the demo's relative database and recordings paths
+        stack.callback(os.chdir, old)
+        settings = load_settings(cfg, environ={}, discover=False)
+        settings.api.admin_token = SecretStr(ADMIN)
+        store = await stack.enter_async_context(CdrStore.from_settings(settings.records))
+        service = AgentService(settings, store=store, retention_interval=None)
+        await service.start()
+        stack.push_async_callback(service.close, timeout=3.0)
+        registry = TenantRegistry(settings, lambda: settings)
+        plane = await ControlPlane.start(settings, registry, service)
+        stack.push_async_callback(plane.close)
+        assert plane.api is not None
+        yield service, plane.api.url
+
+
+def step(fn: Any, *args: Any) -> Any:
+    """A blocking browser step, off the event loop (the agent runs on it)."""
+    return asyncio.to_thread(fn, *args)
+
+
+def login(b: Browser, url: str, token: str, shot: Path | None = None) -> None:
+    b.go(f"{url}/console/")
+    b.wait(lambda: b.css("#token"), what="the login form")
+    if shot is not None:
+        b.shot(shot, False)
+    b.css("#token").send_keys(token)
+    b.css("#login").click()
+    b.wait(lambda: b.css("#nav").is_displayed(), what="logged in")
+
+
+async def test_console_in_chromium(tmp_path: Path) -> None:
+    shots = Path(os.environ.get("W3SIPAGENT_CONSOLE_SHOTS", tmp_path / "shots")).resolve()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    async with running_agent(run_dir) as (service, url):
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        async with httpx.AsyncClient(base_url=url) as api:
+            await provision(api, headers, "globex", "+39069999999")
+            globex = (
+                await ok(
+                    api.post("/api/tokens", json={"tenant_id": "globex"}, headers=headers), 201
+                )
+            )["token"]
+        b = await step(Browser)
+        try:
+            await _scenario(b, service, url, globex, shots)
+        finally:
+            await step(b.close)
+
+
+async def _scenario(b: Browser, service: AgentService, url: str, globex: str, shots: Path) -> None:
+    await step(login, b, url, ADMIN, shots / "login.png")
+    await step(b.wait, lambda: "No call in progress" in b.text("#live"), 10, "the empty live view")
+    utterances = await caller_utterances(8000, engine="tone")
+    call = asyncio.create_task(
+        place_call(
+            f"sip:{AGENT}@{HOST}",
+            proxy=("127.0.0.1", service.port),
+            turns=utterances,
+            turn_gap=0.9,
+            turn_timeout=15.0,
+            accept_refer=True,
+            duration=40,
+            rtp_ports=(45000, 45199),
+            from_uri="sip:+15550001234@caller.example",
+        )
+    )
+    # the call appears in the live view within a second of being up
+    t0 = time.monotonic()
+    await wait_until(lambda: service.bridges or call.done(), timeout=30, what="the call up")
+    assert service.bridges, "the call never reached the agent"
+    row = await step(b.wait, lambda: b.all("#live-table tbody tr"), 1.5, "the live row")
+    assert time.monotonic() - t0 < 1.5
+    assert TENANT in row[0].text
+    await step(b.shot, shots / "live.png", False)
+    await step(lambda: b.css("#live-table tbody tr a").click())
+    # the transcript grows while the call is up, then the call ends
+    first = await step(b.wait, lambda: len(b.all("#transcript li")), 20, "a first line")
+    await step(b.wait, lambda: len(b.all("#transcript li")) > first, 30, "the transcript to grow")
+    await step(b.wait, lambda: b.text("#last-turn").endswith("ms"), 30, "a turn's latency")
+    await step(b.shot, shots / "live-call.png")
+    await step(b.wait, lambda: b.css("#ended"), 60, "the call to end")
+    summary = await call
+    assert summary.answered
+    await step(b.shot, shots / "live-call-ended.png")
+    await _record_page(b, service, shots)
+    await _edit_voice(b, shots)
+    await step(b.hash, "#/overview")
+    await step(b.wait, lambda: b.all("#overview section"), 10, "the overview")
+    await step(b.shot, shots / "overview.png")
+    await _tenant_view(b, url, globex, service, shots)
+
+
+async def _record_page(b: Browser, service: AgentService, shots: Path) -> None:
+    await wait_until(lambda: service.finished, timeout=10, what="the CDR")
+    cdr = service.finished[0]
+    assert cdr.answer_at and cdr.end_at
+    await step(b.hash, f"#/calls?tenant={TENANT}")
+    await step(b.wait, lambda: b.all("#cdr-table tbody tr a"), 10, "the call in the records")
+    await step(b.shot, shots / "calls.png")
+    await step(lambda: b.css("#cdr-table tbody tr a").click())
+    said = await step(b.wait, lambda: b.all("#transcript li"), 10, "the transcript")
+    texts = [t.text for t in cdr.transcript]
+    page = await step(lambda: b.text("#transcript"))
+    assert all(t in page for t in texts) and len(said) >= len(texts)
+    duration = await step(
+        b.wait,
+        lambda: b.driver.execute_script(
+            "const a = document.getElementById('recording');"
+            " return a && a.readyState >= 1 && isFinite(a.duration) ? a.duration : 0"
+        ),
+        15,
+        "the recording to load",
+    )
+    call_s = (cdr.end_at - cdr.answer_at).total_seconds()
+    assert abs(float(duration) - call_s) < 1.5, (duration, call_s)
+    await step(b.wait, lambda: b.css("#latency-chart"), 5, "the latency chart")
+    await step(b.shot, shots / "call-record.png")
+
+
+async def _edit_voice(b: Browser, shots: Path) -> None:
+    await step(b.hash, "#/tenants/globex/agents/support")
+    voice = await step(b.wait, lambda: b.css("#e-voice"), 10, "the agent form")
+    # a voice the API refuses: its message at the field, the field marked invalid
+    await step(voice.clear)
+    await step(voice.send_keys, "bob")
+    await step(lambda: b.css("#save").click())
+    err = await step(b.wait, lambda: b.text("#e-voice-error"), 10, "the error at the field")
+    assert "marin" in err  # the allowed voices
+    assert await step(voice.get_attribute, "aria-invalid") == "true"
+    await step(b.shot, shots / "agent-field-error.png")
+    await step(voice.clear)
+    await step(voice.send_keys, "marin")
+    await step(lambda: b.css("#save").click())
+    await step(b.wait, lambda: "Saved" in b.text("#saved"), 10, "saved")
+    await step(b.shot, shots / "agent-edit.png")
+    await step(b.hash, "#/activity?tenant=globex")
+    await step(
+        b.wait, lambda: '"cedar" → "marin"' in b.text("#activity-table"), 10, "the change logged"
+    )
+    await step(b.shot, shots / "activity.png")
+    await step(b.hash, "#/tenants/globex")
+    await step(
+        b.wait, lambda: b.all("#tenant-objects[aria-busy=false]"), 10, "the tenant's objects"
+    )
+    assert "voice marin" in await step(b.text, "main")  # the stored voice
+    await step(b.shot, shots / "tenant.png")
+
+
+async def _tenant_view(
+    b: Browser, url: str, globex: str, service: AgentService, shots: Path
+) -> None:
+    await step(lambda: b.css("#logout").click())
+    await step(login, b, url, globex)
+    assert "tenant globex" in await step(b.text, "#who")
+    await step(b.wait, lambda: "No call in progress" in b.text("#live"), 10, "globex's live view")
+    cdr = service.finished[0]
+    # URL tampering: another tenant's record, records list, tenant and activity
+    for frag in (
+        f"#/calls/{TENANT}/{cdr.call_id}",
+        f"#/calls?tenant={TENANT}",
+        f"#/tenants/{TENANT}",
+        f"#/activity?tenant={TENANT}",
+    ):
+        await step(b.hash, frag)
+        await step(b.wait, lambda: "Not found" in b.text("main"), 10, f"not found at {frag}")
+        assert cdr.call_id not in await step(b.text, "main")
+    await step(b.shot, shots / "tenant-token-denied.png")
+    await step(b.hash, "#/tenants")
+    items = await step(b.wait, lambda: b.text("#tenant-list"), 10, "the tenant list")
+    assert "globex" in items and TENANT not in items
+    await step(b.driver.set_window_size, 390, 844)  # a phone
+    await step(b.hash, "#/calls?tenant=globex")
+    await step(b.wait, lambda: b.css("#cdr-table"), 10, "the records on a phone")
+    await step(b.shot, shots / "phone-calls.png")
