@@ -444,3 +444,21 @@ def test_protection_keys_load_with_their_defaults(tmp_path: Path) -> None:
     s = load_settings(None, {}, environ={"W3SIPAGENT_METRICS__TOKEN": "x" * 16}, discover=False)
     assert s.metrics.bearer_token({}) == "x" * 16
     assert s.source_of("metrics.token") == "env:W3SIPAGENT_METRICS__TOKEN"
+
+
+def test_transfer_timers_come_from_the_transfer_table(tmp_path: Path) -> None:
+    from w3sipagent.agent.mappers import transfer_config_from
+
+    p = tmp_path / "w3sipagent.toml"
+    p.write_text('[transfer]\ntimeout = "12s"\nrtp_silence = "1.5s"\nrefer_timeout = "4s"\n')
+    settings = load_settings(p, {}, environ={}, discover=False)
+    cfg = transfer_config_from(settings)
+    assert (cfg.default_timeout, cfg.rtp_silence, cfg.refer_timeout) == (12.0, 1.5, 4.0)
+    assert (
+        transfer_config_from(load_settings(None, {}, environ={}, discover=False)).rtp_silence
+        is None
+    )
+    p.write_text('[transfer]\nrtp_silence = "soon"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(p, {}, environ={}, discover=False)
+    assert f"{p}" in str(info.value) and "transfer.rtp_silence" in str(info.value)

@@ -447,6 +447,23 @@ class ApiSettings(_Section):
         return None if isinstance(v, str) and v.strip().lower() == OFF else v
 
 
+class TransferSettings(_Section):
+    """Blind transfers (REFER) and how long their outcome is waited for (docs/freeswitch.md)."""
+
+    timeout: Duration = 30.0
+    """How long the agent waits for a transfer's final outcome before reporting it."""
+    refer_timeout: Duration = 8.0
+    """How long the answer to the REFER itself may take (then ``failed`` 408)."""
+    after_bye_grace: Duration = 2.0
+    """When the peer hangs up before a final NOTIFY, how long one may still come."""
+    rtp_silence: Duration | None = None
+    """When set: no final NOTIFY and no caller RTP this long after the 202 end the wait as
+    ``unknown`` (keep it above the targets' ring time: FreeSWITCH mutes the caller while the
+    target rings). Unset: the wait ends at ``timeout``."""
+    rtp_gone: Duration = 1.0
+    """At the timeout, caller RTP missing this long means the caller left our leg."""
+
+
 class Settings(BaseSettings):
     """All settings of one w3sipagent process. Build it with :func:`load_settings`."""
 
@@ -463,6 +480,7 @@ class Settings(BaseSettings):
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
     control: ControlSettings = Field(default_factory=ControlSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    transfer: TransferSettings = Field(default_factory=TransferSettings)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
 
     _origins: Origins = PrivateAttr(default_factory=dict)

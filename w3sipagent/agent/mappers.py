@@ -17,6 +17,7 @@ from pathlib import Path
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.ai.session import AISession, AISessionConfig
 from w3sipagent.asyncio.media import MediaConfig
+from w3sipagent.asyncio.refer import TransferConfig
 from w3sipagent.asyncio.useragent import UserAgentConfig
 from w3sipagent.config import Settings
 from w3sipagent.errors import AIError, ConfigError, SdpError
@@ -35,6 +36,7 @@ __all__ = [
     "default_ai_factory",
     "negotiated_encoding",
     "tenant_codec_preference",
+    "transfer_config_from",
     "ua_config_from_settings",
 ]
 
@@ -267,7 +269,7 @@ def bridge_options(
         dtmf_collect_timeout=d.dtmf_collect_timeout,
         dtmf_actions=dict(tenant.dtmf),
         transfers=dict(tenant.transfers),
-        transfer_timeout=d.transfer_timeout,
+        transfer_timeout=settings.transfer.timeout,
         transferer=esl_transferer(tenant, os.environ if environ is None else environ),
         quiet_timeout=d.quiet_timeout,
         end_call_tail=d.end_call_tail,
@@ -296,3 +298,15 @@ def esl_transferer(tenant: TenantConfig, environ: Mapping[str, str]) -> EslTrans
         return resolve_secret(ref, what=what, environ=environ).get_secret_value()
 
     return EslTransferer(EslTransferConfig(esl.host, esl.port, esl.profile), password)
+
+
+def transfer_config_from(settings: Settings) -> TransferConfig:
+    """The REFER timers of ``[transfer]`` (the outcome wait itself is the bridge's timeout)."""
+    t = settings.transfer
+    return TransferConfig(
+        refer_timeout=t.refer_timeout,
+        default_timeout=t.timeout,
+        after_bye_grace=t.after_bye_grace,
+        rtp_silence=t.rtp_silence,
+        rtp_gone=t.rtp_gone,
+    )

@@ -39,6 +39,7 @@ from w3sipagent.agent.mappers import (
     default_ai_factory,
     negotiated_encoding,
     tenant_codec_preference,
+    transfer_config_from,
     ua_config_from_settings,
 )
 from w3sipagent.agent.registrations import (
@@ -236,7 +237,9 @@ class AgentService:
             unhandled=self.call_runner.unhandled,
             refused=self.admission.refused,
         )
-        self.transferer = Transferer(ua, self.transfer_config)
+        self.transferer = Transferer(
+            ua, self.transfer_config or transfer_config_from(self.settings)
+        )
         self.transferer.install(ua)
         ua.transferer = self.transferer
         self._install_trace(ua)
