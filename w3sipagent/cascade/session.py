@@ -8,7 +8,8 @@ complete and its audio sent in the call's format. Every sentence spoken is kept 
 in the conversation at the words the caller actually heard. Tool calls become
 :class:`~w3sipagent.ai.session.ToolCall` events; their outputs go back into the
 conversation. A stage failure ends the session with an error, as a lost Realtime
-connection does, so the bridge's reconnection and fallback apply.
+connection does, so the bridge's reconnection and fallback apply. The session is one file
+(just over 500 lines) because a turn's stages hand off to each other through its state.
 """
 
 from __future__ import annotations
