@@ -1,25 +1,9 @@
 """``w3sipagent freeswitch dialplan``: FreeSWITCH dialplan XML generated from the tenants.
 
-Direct mode (default): one extension per tenant and agent, matching the agent's DIDs on
-``destination_number`` in the public context, bridging to
-``{absolute_codec_string='PCMU,PCMA',...}sofia/PROFILE/AGENT@TENANT_HOST;fs_path=sip:AGENT_ADDRESS``.
-The Request-URI keeps the tenant's host (that is how the agent knows the tenant) while
-``fs_path`` routes the INVITE to the agent's address without DNS. The codec list is quoted
-with '...' because commas separate variables inside ``{}``.
-
-A tenant without hosts keeps the dialled number as the Request-URI user
-(``sofia/PROFILE/${destination_number}@AGENT_ADDRESS``): the agent resolves it by DID.
-
-Register mode (``--mode register``): tenants with ``registrations`` are bridged with
-``user/USER@$${domain}`` (the agent registered as a directory user of the default domain;
-the output goes to the public context too, where trunk calls enter).
-
-Every extension sets ``sip_h_X-W3-Caller-UUID=${uuid}`` before the bridge: the caller's
-channel UUID reaches the agent in that header (``transfer_method = "esl"`` needs it).
-
-Tenants that yield no extension (no DIDs; in register mode no registrations, or none whose
-agent has a DID) are named on standard error and in an XML comment, with the reason: an
-empty ``<include>`` never comes without one.
+The generator, its two modes (direct with ``fs_path``, ``--mode register`` with ``user/``)
+and the caller-UUID header every extension sets are described in
+:mod:`w3sipagent.freeswitch.dialplan`; this module is the command around it (the agent's
+address, the output file, and the tenants it skipped, named on standard error).
 """
 
 from __future__ import annotations
