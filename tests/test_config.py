@@ -454,6 +454,9 @@ def test_transfer_timers_come_from_the_transfer_table(tmp_path: Path) -> None:
     settings = load_settings(p, {}, environ={}, discover=False)
     cfg = transfer_config_from(settings)
     assert (cfg.default_timeout, cfg.rtp_silence, cfg.refer_timeout) == (12.0, 1.5, 4.0)
+    from w3sipagent.agent.service import AgentService
+
+    assert AgentService(settings, environ={}).bridge_defaults.transfer_timeout == 12.0
     assert (
         transfer_config_from(load_settings(None, {}, environ={}, discover=False)).rtp_silence
         is None

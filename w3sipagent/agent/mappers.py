@@ -269,7 +269,7 @@ def bridge_options(
         dtmf_collect_timeout=d.dtmf_collect_timeout,
         dtmf_actions=dict(tenant.dtmf),
         transfers=dict(tenant.transfers),
-        transfer_timeout=settings.transfer.timeout,
+        transfer_timeout=d.transfer_timeout,
         transferer=esl_transferer(tenant, os.environ if environ is None else environ),
         quiet_timeout=d.quiet_timeout,
         end_call_tail=d.end_call_tail,

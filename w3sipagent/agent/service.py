@@ -150,7 +150,8 @@ class AgentService:
             self._tables,
             ua_config=ua_config or ua_config_from_settings(settings, environ=self._environ),
             ai_factory=ai_factory or default_ai_factory(settings),
-            bridge_defaults=bridge_defaults or BridgeOptions(),
+            bridge_defaults=bridge_defaults
+            or BridgeOptions(transfer_timeout=settings.transfer.timeout),
             environ=self._environ,
             stats=self.stats,
             calls=lambda: self.ua.calls if self.ua is not None else (),
