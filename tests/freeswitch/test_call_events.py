@@ -107,7 +107,8 @@ async def test_hold_and_unhold_from_freeswitch(
 ) -> None:
     ai = Ai()
     async with agent_service({"acme": acme()}, tmp_path, ai) as svc:
-        _, leg = await start_call(freeswitch, esl, svc, tmp_path, seconds=8)
+        # a long call, hung up below once the checks are done (a busy machine needs time)
+        _, leg = await start_call(freeswitch, esl, svc, tmp_path, seconds=60)
         bridge = next(iter(svc.bridges.values()))
 
         def holds() -> list[object]:
@@ -123,6 +124,7 @@ async def test_hold_and_unhold_from_freeswitch(
             lambda: len(session.audio) > before + 8000, timeout=5, what="audio after unhold"
         )
         assert not bridge.ended
+        assert (await esl.api(f"uuid_kill {leg}")).startswith("+OK")
         cdr = await finished_cdr(svc)
     assert cdr.disposition is Disposition.CALLER_HANGUP
 
