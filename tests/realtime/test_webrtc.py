@@ -117,7 +117,10 @@ async def test_webrtc_rejected_session_surfaces_server_code() -> None:
 
 
 async def test_webrtc_cancel_clears_server_playout_and_drops_audio() -> None:
-    async with RealtimeServer(scenario="demo") as srv:
+    # a long answer, so that it is still being generated when the cancel arrives, however
+    # slowly a busy machine delivers the first delta and the cancel
+    script = server_mod.Scenario(greeting=" ".join(["This is a long answer."] * 40))
+    async with RealtimeServer(scenario=script, tts_engine="tone") as srv:
         client = RealtimeWebRTCClient(ai.AISessionConfig(), api_key=KEY, base_url=srv.http_url)
         await client.start()
         await client.create_response()
