@@ -66,6 +66,16 @@ async def start_call(
         xml = xml.replace("{absolute_codec_string=", "{" + dial_vars + ",absolute_codec_string=")
     fs.put("dialplan/public/10_w3sipagent.xml", xml)
     assert fs.reloadxml() == []
+    # an earlier test's leg to the agent may still be tearing down: wait until it is gone,
+    # so that agent_leg() finds this call's leg and no other
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while any(
+        r.get("name", "").startswith("sofia/external/support@")
+        for r in json.loads(await esl.api("show channels as json")).get("rows") or []
+    ):
+        assert loop.time() < end, "an earlier call's leg to the agent is still up"
+        await asyncio.sleep(0.1)
     caller = await originate_to(esl, "15551230000", "public", tmp_path / "rec.wav", seconds=seconds)
     return caller, await agent_leg(esl)
 

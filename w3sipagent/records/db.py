@@ -154,6 +154,16 @@ def run_migrations(connection: Connection) -> None:
     cfg.attributes["connection"] = connection
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
+    database = connection.engine.url.database
+    if connection.dialect.name == "sqlite" and database and database != ":memory:":
+        # two processes starting at once on a new SQLite file would both create the tables
+        # (the second one failing): one migrates at a time, the other then finds it done
+        import fcntl
+
+        with open(f"{database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            command.upgrade(cfg, "head")
+        return
     command.upgrade(cfg, "head")
 
 
