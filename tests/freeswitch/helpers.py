@@ -25,7 +25,7 @@ from tests.asyncio.helpers import fast_config
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.agent.scripted import ScriptedReply, ScriptedSession
 from w3sipagent.agent.service import AgentService
-from w3sipagent.ai.session import AISessionConfig, AudioFormat
+from w3sipagent.ai.session import AIEvent, AISessionConfig, AudioFormat, ToolCall
 from w3sipagent.asyncio.register import RegisterConfig
 from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from w3sipagent.config import Settings
@@ -70,11 +70,33 @@ def rms(samples: np.ndarray) -> float:
 
 
 class TimedSession(ScriptedSession):
-    """A scripted session that also notes when caller audio arrived, and how loud it was."""
+    """A scripted session that also notes when caller audio arrived, and how loud it was.
 
-    def __init__(self, *args: Any, **kw: Any) -> None:
+    With ``tool_gate``, its tool calls wait until the gate is set (the test sets it once
+    the caller's leg is answered, so a transfer never races the caller's own answer)."""
+
+    def __init__(self, *args: Any, tool_gate: asyncio.Event | None = None, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.received: list[tuple[float, float]] = []  # (wall clock, rms)
+        self.tool_gate = tool_gate
+        self.held: list[asyncio.Task[None]] = []
+
+    def emit(self, event: AIEvent) -> None:
+        gate = self.tool_gate
+        if isinstance(event, ToolCall) and gate is not None and not gate.is_set():
+
+            async def later() -> None:
+                await gate.wait()
+                super(TimedSession, self).emit(event)
+
+            self.held.append(asyncio.ensure_future(later()))
+            return
+        super().emit(event)
+
+    async def close(self) -> None:
+        for task in self.held:
+            task.cancel()
+        await super().close()
 
     def send_audio(self, audio: bytes) -> None:
         super().send_audio(audio)
@@ -89,13 +111,20 @@ class Ai:
     replies: Sequence[ScriptedReply] = ()
     after_tool: Sequence[ScriptedReply] = ()
     tool: tuple[str, str] | None = None  # called right after a short greeting
+    tool_gate: asyncio.Event | None = None  # see TimedSession
     made: list[tuple[str, TimedSession]] = field(default_factory=list)
 
     def __call__(self, tenant: str, key: str, transport: str, cfg: AISessionConfig) -> Any:
         greeting = ScriptedReply(ai_tone(cfg.output_format, self.greeting_ms), "Hello.")
         if self.tool is not None:
             greeting = ScriptedReply(greeting.audio[: len(greeting.audio) // 8], "Hi.", self.tool)
-        s = TimedSession(cfg, greeting=greeting, replies=self.replies, after_tool=self.after_tool)
+        s = TimedSession(
+            cfg,
+            greeting=greeting,
+            replies=self.replies,
+            after_tool=self.after_tool,
+            tool_gate=self.tool_gate,
+        )
         self.made.append((tenant, s))
         return s
 

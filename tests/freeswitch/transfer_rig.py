@@ -159,6 +159,8 @@ async def run_row(
     )
     if not out.startswith("+OK"):
         raise RuntimeError(f"originate: {out}")
+    if ai.tool_gate is not None:
+        ai.tool_gate.set()  # the caller is answered: the AI may transfer now
     loop = asyncio.get_running_loop()
     rtp: list[tuple[float, int]] = []  # (wall clock, RTP packets received on our leg)
 
