@@ -1,0 +1,67 @@
+"""Calls through the impairing relay (issue 12): the project's softphone calls an
+AgentService through :class:`~w3sipagent.faults.ImpairingRelay`; SIP and RTP are impaired
+both ways. The call never drops (it lasts until the caller hangs up and ends in that CDR),
+and the audio each side receives keeps a measured similarity with the clean signal
+(benchmarks/impair_bench.py makes the same measurement; docs/performance.md has the table).
+
+Floors, and why they would fail if concealment or jitter buffering broke:
+
+- with 5 % and 20 % loss the 10 ms level envelope keeps a correlation of at least 0.9 with
+  the clean signal both ways (measured 0.97-1.0); the same seeded losses with every
+  concealed frame replaced by silence (the ablation) score at least 0.1 less (measured
+  0.60-0.83 at 20 %);
+- with 30 ms jitter plus 10 % reordering, and with duplicates, no packet is lost on the way,
+  so every concealed frame is a jitter buffer failure: at most 2 on either side.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.impair_bench import Row, measure
+from tests.asyncio.helpers import rtp_range
+
+SECONDS = 1.5
+
+
+async def call(codec: str, condition: str, *, conceal: bool = True) -> Row:
+    row = await measure(codec, condition, seconds=SECONDS, conceal=conceal, rtp_range=rtp_range())
+    # the call lasted until the caller hung up, and ended in its CDR
+    assert row.disposition == "caller_hangup/remote_bye", row
+    return row
+
+
+@pytest.mark.parametrize(
+    ("codec", "condition"), [("PCMU", "loss5"), ("PCMU", "loss20"), ("opus", "loss20")]
+)
+async def test_under_loss_the_concealed_audio_keeps_its_envelope_both_ways(
+    codec: str, condition: str
+) -> None:
+    row = await call(codec, condition)
+    assert row.rtp_lost > 0 and row.agent_concealed > 0 and row.caller_concealed > 0, row
+    assert row.to_ai_envelope >= 0.9 and row.to_caller_envelope >= 0.9, row
+
+
+@pytest.mark.parametrize("codec", ["PCMU", "opus"])
+async def test_concealment_is_what_holds_the_figures_up(codec: str) -> None:
+    """The same seeded 20 % loss with concealed frames left silent scores clearly lower."""
+    with_plc = await call(codec, "loss20")
+    silent = await call(codec, "loss20", conceal=False)
+    assert silent.rtp_lost > 0
+    assert with_plc.to_ai_envelope - silent.to_ai_envelope >= 0.1, (with_plc, silent)
+    assert with_plc.to_caller_envelope - silent.to_caller_envelope >= 0.1, (with_plc, silent)
+
+
+@pytest.mark.parametrize(
+    ("codec", "condition"),
+    [("PCMU", "jitter30+reorder10"), ("opus", "jitter30+reorder10"), ("PCMU", "dup10")],
+)
+async def test_jitter_reordering_and_duplicates_conceal_nothing(codec: str, condition: str) -> None:
+    row = await call(codec, condition)
+    assert row.rtp_lost == 0
+    if condition == "dup10":
+        assert row.to_ai_waveform >= 0.99 and row.to_caller_waveform >= 0.99, row
+    else:
+        assert row.rtp_reordered > 0
+    assert row.agent_concealed <= 2 and row.caller_concealed <= 2, row
+    assert row.to_ai_envelope >= 0.98 and row.to_caller_envelope >= 0.98, row
