@@ -11,7 +11,16 @@
 docs/testing-faults.md shows how to use them against a running agent.
 """
 
+from w3sipagent.faults.aiproxy import AIFault, FaultPlan, FaultProxy
 from w3sipagent.faults.impair import Impairer, Impairment
 from w3sipagent.faults.relay import ImpairingRelay, Impairments
 
-__all__ = ["Impairer", "ImpairingRelay", "Impairment", "Impairments"]
+__all__ = [
+    "AIFault",
+    "FaultPlan",
+    "FaultProxy",
+    "Impairer",
+    "ImpairingRelay",
+    "Impairment",
+    "Impairments",
+]

@@ -405,6 +405,9 @@ class LiveClient:
     async def close(self) -> None:
         """``session.close`` and close; idempotent. Emits Closed(error=False)."""
         if self._closed:
+            conn = self._conn  # lost (Closed already emitted): its writer still waits
+            if conn is not None and not conn.closing:
+                await self._drop(conn)
             return
         self._closed = True
         self._cancel_tasks()
