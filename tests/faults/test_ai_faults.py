@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.agent.helpers import rms_pcm
+from tests.agent.helpers import rms_pcm, tone_pcm
 from tests.asyncio.helpers import fast_config
 from tests.wait import wait_until
 from w3sipagent import live, realtime
@@ -36,6 +37,7 @@ from w3sipagent.localai.live import LiveServer
 from w3sipagent.records.cdr import CallRecord, Disposition
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
 from w3sipagent.tenants.cascade import CascadeConfig, CascadeStageConfig
+from w3sipagent.tenants.models import FallbackConfig
 
 KEY = "sk-test-faults-0001"
 SCRIPT = Scenario.loads(
@@ -53,7 +55,7 @@ FAULTS = list(AIFault)[1:]  # every fault but none
 LOSSY = {AIFault.STALL, AIFault.HALF_OPEN, AIFault.CLOSE, AIFault.GARBAGE}
 
 
-def tenants(backend: str, cascade_url: str | None) -> TenantTable:
+def tenants(backend: str, cascade_url: str | None, fallback_wav: Path | None = None) -> TenantTable:
     values: dict[str, Any] = {"instructions": "You are the shop.", "greeting": "Greet."}
     if backend == "live":
         values["backend"] = "live"
@@ -70,6 +72,7 @@ def tenants(backend: str, cascade_url: str | None) -> TenantTable:
         hosts=["shop.example"],
         api_key=SecretRef(env="SHOP_KEY"),
         agents={"desk": AgentConfig(**values)},
+        fallback=FallbackConfig(wav=fallback_wav),
     )
     return TenantTable({"shop": shop})
 
@@ -126,13 +129,17 @@ async def stack() -> AsyncIterator[AsyncExitStack]:
 
 
 async def place_call(
-    stack: AsyncExitStack, tmp_path: Path, backend: str, plan: FaultPlan
+    stack: AsyncExitStack,
+    tmp_path: Path,
+    backend: str,
+    plan: FaultPlan,
+    fallback_wav: Path | None = None,
 ) -> tuple[AgentService, FaultProxy, Any, list[float]]:
     srv, proxy = await serve(stack, backend, plan)
     cascade_url = proxy.url(srv.base_url) if backend == "cascade" else None
     svc = AgentService(
         Settings(records={"recordings_dir": str(tmp_path / "rec")}),  # type: ignore[arg-type]
-        tenants=tenants(backend, cascade_url),
+        tenants=tenants(backend, cascade_url, fallback_wav),
         ai_factory=factory(backend, srv, proxy),
         ua_config=fast_config(),
         environ={"SHOP_KEY": KEY},
@@ -200,3 +207,29 @@ async def test_the_call_outlives_the_fault_and_its_cdr_says_what_happened(
         assert "ai_lost" not in events and "ai_connect_failed" not in events, events
     tracebacks = [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     assert not tracebacks, [r.getMessage() for r in tracebacks]
+
+
+async def test_a_service_that_keeps_failing_ends_in_the_tenants_fallback(
+    stack: AsyncExitStack, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every connection is reset 0.6 s in: the one reconnection (``reconnect_attempts``) is
+    lost too, and the caller gets the tenant's fallback WAV, then a BYE; the CDR says so."""
+    wav = tmp_path / "sorry.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(tone_pcm(600, 8000, 9000, 500.0))
+    plan = FaultPlan(AIFault.CLOSE, after=0.6, connections=0)
+    svc, proxy, call, heard = await place_call(stack, tmp_path, "realtime", plan, wav)
+    await wait_until(lambda: call.ended, 10, "the agent's BYE after the fallback")
+    await wait_until(lambda: bool(svc.finished), 5, "the CDR")
+    await proxy.close()
+    (cdr,) = svc.finished
+    assert (cdr.disposition, cdr.hangup_by) == (Disposition.FALLBACK, "agent"), cdr
+    events = kinds(cdr)
+    assert events.count("ai_lost") == 2 and "ai_reconnected" in events, events
+    assert "fallback" in events, events
+    assert proxy.faulted == proxy.connections == 2
+    assert sum(r > 3000 for r in heard[-40:]) >= 20  # the 600 ms WAV reached the caller
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
