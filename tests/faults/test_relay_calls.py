@@ -11,7 +11,8 @@ Floors, and why they would fail if concealment or jitter buffering broke:
   concealed frame replaced by silence (the ablation) score at least 0.1 less (measured
   0.60-0.83 at 20 %);
 - with 30 ms jitter plus 10 % reordering, and with duplicates, no packet is lost on the way,
-  so every concealed frame is a jitter buffer failure: at most 2 on either side.
+  so every concealed frame is a jitter buffer failure: at most 4 on either side (the
+  adaptive hold learns from the first 1-2 late packets; ~10 packets are reordered).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ async def test_jitter_reordering_and_duplicates_conceal_nothing(codec: str, cond
     if condition == "dup10":
         assert row.to_ai_waveform >= 0.99 and row.to_caller_waveform >= 0.99, row
     else:
-        assert row.rtp_reordered > 0
-    assert row.agent_concealed <= 2 and row.caller_concealed <= 2, row
+        assert row.rtp_reordered >= 10
+    # the adaptive hold learns the reordering from its first late packets (1-2 per side),
+    # a buffer that did not reorder would conceal every reordered packet
+    assert row.agent_concealed <= 4 and row.caller_concealed <= 4, row
     assert row.to_ai_envelope >= 0.98 and row.to_caller_envelope >= 0.98, row
