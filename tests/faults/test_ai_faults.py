@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,8 @@ import pytest
 from tests.agent.helpers import rms_pcm, tone_pcm
 from tests.asyncio.helpers import fast_config
 from tests.wait import wait_until
-from w3sipagent import live, realtime
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.agent.service import AgentService
-from w3sipagent.ai.session import AISession, AISessionConfig
 from w3sipagent.asyncio.useragent import UserAgent
 from w3sipagent.config import Settings
 from w3sipagent.faults.aiproxy import AIFault, FaultPlan, FaultProxy
@@ -77,9 +75,6 @@ def tenants(backend: str, cascade_url: str | None, fallback_wav: Path | None = N
     return TenantTable({"shop": shop})
 
 
-Factory = Callable[[str, str, str, AISessionConfig], AISession]
-
-
 async def serve(stack: AsyncExitStack, backend: str, plan: FaultPlan) -> tuple[Any, FaultProxy]:
     """The local server of ``backend`` and the fault proxy in front of it."""
     srv: Any
@@ -94,32 +89,18 @@ async def serve(stack: AsyncExitStack, backend: str, plan: FaultPlan) -> tuple[A
     return srv, proxy
 
 
-def factory(backend: str, srv: Any, proxy: FaultProxy) -> Factory | None:
+def settings(backend: str, srv: Any, proxy: FaultProxy, tmp_path: Path) -> Settings:
+    """The agent's settings: the AI service is the proxy, with quick keep-alive pings
+    (``realtime.ping_interval`` / ``ping_timeout``: the same keys a deployment sets)."""
+    values: dict[str, Any] = {"connect_timeout": 2.0, **PING}
     if backend == "realtime":
-        url = proxy.url(srv.http_url).replace("http", "ws", 1)
-
-        def rt(tenant: str, key: str, transport: str, cfg: AISessionConfig) -> AISession:
-            return realtime.open_session(
-                cfg, api_key=key, base_url=url, proxy=None, session_timeout=2, **PING
-            )
-
-        return rt
-    if backend == "live":
-        url = proxy.url(srv.base_url)
-
-        def lv(tenant: str, key: str, transport: str, cfg: AISessionConfig) -> AISession:
-            return live.open_session(
-                cfg,
-                api_key=key,
-                base_url=url,
-                proxy=None,
-                session_timeout=2,
-                close_timeout=0.3,
-                **PING,
-            )
-
-        return lv
-    return None  # cascade: the service builds it from the tenant's [cascade] table
+        values["base_url"] = proxy.url(srv.http_url).replace("http", "ws", 1)
+    elif backend == "live":
+        values["base_url"] = proxy.url(srv.base_url)
+    return Settings(
+        realtime=values,  # type: ignore[arg-type]
+        records={"recordings_dir": str(tmp_path / "rec")},  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture
@@ -138,9 +119,8 @@ async def place_call(
     srv, proxy = await serve(stack, backend, plan)
     cascade_url = proxy.url(srv.base_url) if backend == "cascade" else None
     svc = AgentService(
-        Settings(records={"recordings_dir": str(tmp_path / "rec")}),  # type: ignore[arg-type]
+        settings(backend, srv, proxy, tmp_path),
         tenants=tenants(backend, cascade_url, fallback_wav),
-        ai_factory=factory(backend, srv, proxy),
         ua_config=fast_config(),
         environ={"SHOP_KEY": KEY},
         bridge_defaults=BridgeOptions(
