@@ -1,5 +1,10 @@
 """A real peer through the impairing relay: baresip calls an AgentService with SIP and RTP
-impaired both ways (5 % loss, 30 ms jitter, 10 % reordering, 5 % duplicates; SIP 5 % loss).
+impaired both ways (RTP: 5 % loss, 1 % bursts of 3, 30 ms jitter, 10 % reordering, 5 %
+duplicates, 2 % truncated; SIP: 5 % loss).
+
+A truncated RTP packet whose header survives is a shorter frame to the receiver, which
+shifts the rest of the audio by the missing samples: the waveform correlation drops (0.6
+measured), so the floor is on the level envelope, which that shift does not disturb.
 
 The call never drops: it lasts until baresip hangs up and ends in its CDR. The caller's
 speech (a speech-like WAV as baresip's microphone) reaches the AI through the agent's jitter
@@ -32,7 +37,16 @@ from w3sipagent.faults.quality import similarity, speech_like
 from w3sipagent.records.cdr import Disposition
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
 
-RTP = Impairment(loss=0.05, jitter=0.03, reorder=0.1, reorder_delay=0.03, duplicate=0.05, seed=3)
+RTP = Impairment(
+    loss=0.05,
+    burst_loss=0.01,
+    jitter=0.03,
+    reorder=0.1,
+    reorder_delay=0.03,
+    duplicate=0.05,
+    truncate=0.02,
+    seed=3,
+)
 SIP = Impairment(loss=0.05, seed=4)
 SPEECH_S = 2.0
 

@@ -13,7 +13,8 @@ dialog and the media stay on the relay, it rewrites, as a NAT helper would:
 
 Both sides must put ``rport`` in their Via (RFC 3581; the project's user agent and baresip
 do) so that responses come back through the relay. One peer address at a time (the last
-one heard from). RTP sockets latch on the address each side sends from.
+one heard from). RTP sockets latch on the address each side sends from; a call's RTP
+sockets close :attr:`ImpairingRelay.media_linger` seconds after its BYE.
 
 Messages are handled in arrival order by one task per relay; impaired copies are sent by
 timers of the event loop (delay, jitter, reordering), so a run costs no thread.
@@ -170,6 +171,9 @@ class ImpairingRelay:
         self._front: asyncio.DatagramTransport | None = None
         self._back: asyncio.DatagramTransport | None = None
         self._media: dict[str, _Media] = {}
+        self._forget: dict[str, asyncio.TimerHandle] = {}
+        self.media_linger = 32.0
+        """Seconds a call's RTP sockets stay open after its BYE (late packets, BYE retries)."""
         self._queue: asyncio.Queue[tuple[bool, bytes, Address]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
 
@@ -194,6 +198,9 @@ class ImpairingRelay:
             self._worker = None
         for path in self.paths.values():
             path.cancel()
+        for handle in self._forget.values():
+            handle.cancel()
+        self._forget.clear()
         for media in self._media.values():
             media.close()
         self._media.clear()
@@ -207,6 +214,11 @@ class ImpairingRelay:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def open_calls(self) -> int:
+        """Calls whose RTP sockets are open."""
+        return len(self._media)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per path (sip_to_agent, sip_to_peer, rtp_to_agent, rtp_to_peer): its counters."""
@@ -249,12 +261,27 @@ class ImpairingRelay:
             if self._peer_contact is not None:
                 head = _swap_hostport(head, back, self._peer_contact)
             head = _CONTACT.sub(lambda m: m.group(1) + f"{front[0]}:{front[1]}", head)
+        if head[:4].upper() == "BYE ":
+            self._forget_later(_CALL_ID.search(head))
         if b"m=audio" in body:
             call_id = _CALL_ID.search(head)
             if call_id is not None:
                 body = await self._rewrite_sdp(call_id.group(1), body, to_agent=to_agent)
                 head = _LENGTH.sub(f"Content-Length: {len(body)}", head, count=1)
         return head.encode("latin-1") + sep + body
+
+    def _forget_later(self, call_id: re.Match[str] | None) -> None:
+        """A BYE: close the call's RTP sockets once retransmissions are over (32 s, 64·T1)."""
+        if call_id is None:
+            return
+        key = call_id.group(1)
+
+        def forget() -> None:
+            media = self._media.pop(key, None)
+            if media is not None:
+                media.close()
+
+        self._forget[key] = asyncio.get_running_loop().call_later(self.media_linger, forget)
 
     @property
     def _back_t(self) -> asyncio.DatagramTransport:
