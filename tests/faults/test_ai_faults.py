@@ -33,6 +33,7 @@ from w3sipagent.localai import RealtimeServer, Scenario
 from w3sipagent.localai.cascade import CascadeServer
 from w3sipagent.localai.live import LiveServer
 from w3sipagent.records.cdr import CallRecord, Disposition
+from w3sipagent.records.store import CdrStore
 from w3sipagent.tenants import AgentConfig, SecretRef, TenantConfig, TenantTable
 from w3sipagent.tenants.cascade import CascadeConfig, CascadeStageConfig
 from w3sipagent.tenants.models import FallbackConfig
@@ -118,9 +119,13 @@ async def place_call(
 ) -> tuple[AgentService, FaultProxy, Any, list[float]]:
     srv, proxy = await serve(stack, backend, plan)
     cascade_url = proxy.url(srv.base_url) if backend == "cascade" else None
+    store = CdrStore(f"sqlite+aiosqlite:///{tmp_path / 'cdr.db'}", retry_delay=0.01)
+    await store.open()
+    stack.push_async_callback(store.close)
     svc = AgentService(
         settings(backend, srv, proxy, tmp_path),
         tenants=tenants(backend, cascade_url, fallback_wav),
+        store=store,
         ua_config=fast_config(),
         environ={"SHOP_KEY": KEY},
         bridge_defaults=BridgeOptions(
@@ -146,6 +151,16 @@ async def place_call(
 
 def kinds(cdr: CallRecord) -> list[str]:
     return [str(e.get("kind")) for e in cdr.events]
+
+
+async def stored(svc: AgentService, call_id: str) -> CallRecord:
+    """The call's CDR as the database holds it."""
+    store = svc.store
+    assert isinstance(store, CdrStore)
+    await store.flush()
+    row = await store.get_cdr(call_id)
+    assert row is not None
+    return row
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.value for f in FAULTS])
@@ -177,7 +192,9 @@ async def test_the_call_outlives_the_fault_and_its_cdr_says_what_happened(
     await call.hangup()
     await wait_until(lambda: bool(svc.finished), 5, "the CDR")
     await proxy.close()  # its stalled connections are its own tasks, not the service's
-    (cdr,) = svc.finished
+    (finished,) = svc.finished
+    cdr = await stored(svc, finished.call_id)
+    assert kinds(cdr) == kinds(finished)
     assert (cdr.disposition, cdr.reason) == (Disposition.CALLER_HANGUP, "remote_bye"), cdr
     events = kinds(cdr)
     if fault in LOSSY:
@@ -205,7 +222,8 @@ async def test_a_service_that_keeps_failing_ends_in_the_tenants_fallback(
     await wait_until(lambda: call.ended, 10, "the agent's BYE after the fallback")
     await wait_until(lambda: bool(svc.finished), 5, "the CDR")
     await proxy.close()
-    (cdr,) = svc.finished
+    (finished,) = svc.finished
+    cdr = await stored(svc, finished.call_id)
     assert (cdr.disposition, cdr.hangup_by) == (Disposition.FALLBACK, "agent"), cdr
     events = kinds(cdr)
     assert events.count("ai_lost") == 2 and "ai_reconnected" in events, events
