@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("base", ("__init__", "idsource"), ()),
     ("core", ("errors", "sip", "sdp", "rtp", "codecs"), ("base",)),
     ("util", ("ids", "logs", "redact"), ("base", "core")),
-    ("io", ("asyncio",), ("base", "core", "util")),
+    ("io", ("asyncio", "faults"), ("base", "core", "util")),
     ("ai", ("ai", "realtime", "live", "localai", "cascade"), ("base", "core", "util")),
     ("data", ("records", "tenants", "knowledge"), ("base", "core", "util", "ai")),
     ("settings", ("config", "configsources", "metrics"), ("base", "core", "io", "util", "ai", "data")),

@@ -283,6 +283,11 @@ class RealtimeSettings(_Section):
     model: str = "gpt-realtime"
     connect_timeout: Duration = 10.0
     reconnect_timeout: Duration = 3.0
+    ping_interval: Duration = 5.0
+    """WebSocket keep-alive of the Realtime and GPT-Live sessions: a stalled or half-open
+    connection is noticed within ``ping_interval + ping_timeout`` (+ the client's 2 s
+    closing handshake)."""
+    ping_timeout: Duration = 5.0
     api_key: SecretStr | None = None
     """Key for tenants without their own ``api_key`` reference (None: no default key)."""
 

@@ -51,6 +51,10 @@ def default_ai_factory(settings: Settings) -> AIFactory:
 
     base = settings.realtime.base_url  # ``…/v1``: the settings trim a trailing /realtime
     timeout = settings.realtime.connect_timeout
+    ping = {
+        "ping_interval": settings.realtime.ping_interval,
+        "ping_timeout": settings.realtime.ping_timeout,
+    }
 
     def make(tenant_id: str, api_key: str, transport: str, config: AISessionConfig) -> AISession:
         if config.backend == "live":
@@ -63,9 +67,10 @@ def default_ai_factory(settings: Settings) -> AIFactory:
                 base_url=base,
                 connect_timeout=timeout,
                 session_timeout=timeout,
+                **(ping if transport != "webrtc" else {}),
             )
         url = base if transport == "websocket" else base.replace("ws", "http", 1)
-        extra = {"connect_timeout": timeout} if transport == "websocket" else {}
+        extra = {"connect_timeout": timeout, **ping} if transport == "websocket" else {}
         return open_session(
             config,
             api_key=api_key,

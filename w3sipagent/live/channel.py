@@ -61,6 +61,10 @@ class WebSocketChannel:
     async def close(self) -> None:
         await self._ws.close()
 
+    def abort(self) -> None:
+        """Drop the connection at once (no closing handshake)."""
+        self._ws.transport.abort()
+
 
 class Conn:
     """One session of a client: protocol state, channel, writer queue, tasks; ``extra``

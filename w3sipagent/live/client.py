@@ -282,14 +282,23 @@ class LiveClient:
 
     async def _drop(self, conn: Conn, *, graceful: bool = False) -> None:
         conn.closing = True
-        if graceful and conn.channel is not None and conn.proto.started:
-            conn.proto.close()
-            self._flush(conn)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(conn.ended.wait(), self.close_timeout)
-        for task in conn.tasks:
-            task.cancel()
-        await self._close_channel(conn)
+        try:
+            if graceful and conn.channel is not None and conn.proto.started:
+                conn.proto.close()
+                self._flush(conn)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(conn.ended.wait(), self.close_timeout)
+            for task in conn.tasks:
+                task.cancel()
+            await self._close_channel(conn)
+        except asyncio.CancelledError:
+            # the caller gave up on the close (its own bound is shorter): leave nothing behind
+            for task in conn.tasks:
+                task.cancel()
+            abort = getattr(conn.channel, "abort", None)
+            if abort is not None:
+                abort()
+            raise
         for task in conn.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -405,6 +414,9 @@ class LiveClient:
     async def close(self) -> None:
         """``session.close`` and close; idempotent. Emits Closed(error=False)."""
         if self._closed:
+            conn = self._conn  # lost (Closed already emitted): its writer still waits
+            if conn is not None and not conn.closing:
+                await self._drop(conn)
             return
         self._closed = True
         self._cancel_tasks()
