@@ -46,6 +46,9 @@ class CascadeSettings:
     listen: ListenSettings = field(default_factory=ListenSettings)
     api: Literal["responses", "chat"] = "responses"
     """``chat``: Chat Completions for servers without the Responses API."""
+    stt_mode: Literal["utterance", "stream"] = "utterance"
+    """``utterance``: ``POST /audio/transcriptions`` when the turn ends; ``stream``: the
+    Realtime transcription session, audio sent while the caller speaks."""
     voice: str = "marin"
     tts_instructions: str | None = None
     language: str | None = None

@@ -9,7 +9,7 @@ in the conversation at the words the caller actually heard. Tool calls become
 :class:`~w3sipagent.ai.session.ToolCall` events; their outputs go back into the
 conversation. A stage failure ends the session with an error, as a lost Realtime
 connection does, so the bridge's reconnection and fallback apply. The session is one file
-(just over 500 lines) because a turn's stages hand off to each other through its state.
+(about 550 lines) because a turn's stages hand off to each other through its state.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from w3sipagent.cascade.stages import (
     TextDelta,
     TextToSpeech,
 )
+from w3sipagent.cascade.stt_stream import Pending, StreamFeed, StreamingSpeechToText
 from w3sipagent.cascade.text import Segment, SentenceSplitter, heard_text
 from w3sipagent.cascade.vad import Listener
 from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
@@ -78,6 +79,7 @@ class CascadeSession:
         self._filler: asyncio.TimerHandle | None = None
         self._open_calls: set[str] = set()
         self._stt: SpeechToText | None = None
+        self._feed: StreamFeed | None = None  # stt_mode "stream"
         self._llm: Model | None = None
         self._tts: TextToSpeech | None = None
         self._caller_turns = 0
@@ -113,13 +115,15 @@ class CascadeSession:
         self._stt = SpeechToText(s.stt)
         self._llm = Model(s.llm, s.api)
         self._tts = TextToSpeech(s.tts)
-        if s.probe:
-            try:
+        try:
+            if s.probe:
                 await self._llm.probe()
-            except StageError:
-                for stage in (self._stt, self._llm, self._tts):
-                    await stage.aclose()
-                raise
+            if s.stt_mode == "stream":
+                self._feed = await self._open_stream()
+        except StageError:
+            for stage in (self._stt, self._llm, self._tts):
+                await stage.aclose()
+            raise
         self._started = True
         self._emit(ai.SessionReady())
 
@@ -135,19 +139,28 @@ class CascadeSession:
             assert self._in_resampler is not None
             pcm = self._in_resampler.process(audio[: len(audio) - len(audio) % 2])
         speaking = self._clock() < self._playing_until
+        feed = self._feed
         for ev in self._listener.feed(pcm, agent_speaking=speaking):
             if ev.kind == "start":
                 self._caller_started(ev.at_ms)
             else:
                 now = self._clock()
                 speech_end = now - (ev.at_ms - ev.speech_end_ms) / 1000.0
-                self._emit(ai.SpeechStopped(ev.at_ms, self._caller_item))
+                item = self._caller_item
+                self._emit(ai.SpeechStopped(ev.at_ms, item))
                 times = {"caller_speech_end": speech_end, "end_of_turn": now}
+                committed = None
+                if feed is not None:  # the audio went out while the caller spoke
+                    feed.audio(ev.tail)
+                    committed = feed.commit(self._caller_delta(item))
+                    times["_stt_sent"] = now
                 task = asyncio.get_running_loop().create_task(
-                    self._turn(self._caller_item, ev.audio, times), name="cascade-turn"
+                    self._turn(item, ev.audio, times, committed), name="cascade-turn"
                 )
                 self._turns.append(task)
                 task.add_done_callback(self._turns.remove)
+        if feed is not None and self._listener.speaking:
+            feed.audio(self._listener.take_new())
 
     async def events(self) -> AsyncIterator[ai.AIEvent]:
         while True:
@@ -215,21 +228,57 @@ class CascadeSession:
             task = self._response
             task.cancel()
 
-    async def _turn(self, item_id: str, audio: bytes, times: dict[str, float]) -> None:
+    def _caller_delta(self, item_id: str) -> Callable[[str], None]:
+        def emit(delta: str) -> None:
+            self._emit(ai.CallerTranscript(item_id, delta, False))
+
+        return emit
+
+    async def _open_stream(self) -> StreamFeed:
+        """The Realtime transcription session of ``stt_mode = "stream"`` (stt_stream.py)."""
+        fmt = {
+            ai.AudioFormat.PCMU: "audio/pcmu",
+            ai.AudioFormat.PCMA: "audio/pcma",
+        }.get(self._config.input_format, "audio/pcm")
+        s = self.settings
+        stt = StreamingSpeechToText(
+            s.stt,
+            fmt,
+            language=s.language or self._config.transcription_language,
+            prompt=s.transcription_prompt or self._config.transcription_prompt,
+        )
+        await stt.connect()
+        return StreamFeed(stt, self._stream_failed)
+
+    def _stream_failed(self, exc: StageError) -> None:
+        task = asyncio.get_running_loop().create_task(self._fail(exc), name="cascade-stt-failed")
+        self._turns.append(task)
+        task.add_done_callback(self._turns.remove)
+
+    async def _turn(
+        self,
+        item_id: str,
+        audio: bytes,
+        times: dict[str, float],
+        committed: asyncio.Future[Pending | None] | None = None,
+    ) -> None:
         async with self._turn_lock:
             assert self._stt is not None
             s = self.settings
             lang = s.language or self._config.transcription_language
             prompt = s.transcription_prompt or self._config.transcription_prompt
             try:
-                times["_stt_sent"] = self._clock()
-                text = await self._stt.transcribe(
-                    audio,
-                    self._listener.rate,
-                    language=lang,
-                    prompt=prompt,
-                    on_delta=lambda d: self._emit(ai.CallerTranscript(item_id, d, False)),
-                )
+                if committed is not None and self._feed is not None:
+                    text = await self._feed.transcript(committed)
+                else:
+                    times["_stt_sent"] = self._clock()
+                    text = await self._stt.transcribe(
+                        audio,
+                        self._listener.rate,
+                        language=lang,
+                        prompt=prompt,
+                        on_delta=self._caller_delta(item_id),
+                    )
             except StageError as exc:
                 await self._fail(exc)
                 return
@@ -488,7 +537,7 @@ class CascadeSession:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        for stage in (self._stt, self._llm, self._tts):
+        for stage in (self._stt, self._llm, self._tts, self._feed):
             if stage is not None:
                 await stage.aclose()
         self._emit(ai.Closed(reason, error=error))

@@ -64,6 +64,10 @@ class CascadeConfig(StrictModel):
     )
     api: Literal["responses", "chat"] = "responses"
     """``chat`` for model servers without the Responses API."""
+    stt_mode: Literal["utterance", "stream"] = "utterance"
+    """``utterance``: ``POST /audio/transcriptions`` per turn (any compatible server);
+    ``stream``: the Realtime transcription session (``gpt-4o-transcribe`` /
+    ``gpt-4o-mini-transcribe``), the caller's audio sent while they speak."""
     listen: CascadeListenConfig = Field(default_factory=CascadeListenConfig)
     voice: str | None = None
     """The TTS voice (None: the agent's voice)."""
@@ -112,6 +116,7 @@ class CascadeConfig(StrictModel):
                 padding_ms=ls.padding_ms,
             ),
             api=self.api,
+            stt_mode=self.stt_mode,
             voice=self.voice or voice,
             tts_instructions=self.tts_instructions,
             language=self.language,
