@@ -189,6 +189,11 @@ class CascadeSession:
         answer.truncated = True
         self._set_message(answer, text)
         self.cuts.append(Cut(item_id, audio_end_ms, text, answer.text))
+        spans, end = [], 0.0
+        for seg in answer.spoken_segments():
+            end += seg.audio_ms
+            spans.append((end, seg.text))
+        self._emit(ai.ItemTruncated(item_id, audio_end_ms, text, answer.text, tuple(spans)))
         log.info("cascade: cut %s at %d ms: %r", item_id, audio_end_ms, text)
 
     async def cancel_response(self) -> None:
