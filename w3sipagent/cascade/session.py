@@ -356,8 +356,9 @@ class CascadeSession:
         self._finish_answer(answer, cancelled=status == "cancelled")
         if answer.segments:
             self._emit(ai.AudioDone(rid, answer.item_id))
-        if answer.text:
-            self._emit(ai.AgentTranscript(rid, answer.item_id, answer.text, True))
+        said = str(answer.message["content"]) if answer.truncated else answer.text
+        if said:  # cut before the answer was complete: the words heard
+            self._emit(ai.AgentTranscript(rid, answer.item_id, said, True))
         if status == "completed":
             for c in calls:
                 self._items.append(
