@@ -104,6 +104,11 @@ class CascadeSession:
         return False
 
     @property
+    def caller_speaking(self) -> bool:
+        """The listener is inside a caller turn (speech started, end not decided yet)."""
+        return self._listener.speaking
+
+    @property
     def conversation(self) -> list[Message]:
         """The conversation as the model will next see it (a copy)."""
         return [dict(it) for it in self._items]
