@@ -25,6 +25,7 @@ from typing import Literal
 from w3sipagent.ai import session as ai
 from w3sipagent.cascade.answer import Answer, Cut
 from w3sipagent.cascade.config import CascadeSettings
+from w3sipagent.cascade.eot import TurnCheck
 from w3sipagent.cascade.stages import (
     TTS_RATE,
     FunctionCall,
@@ -80,6 +81,9 @@ class CascadeSession:
         self._open_calls: set[str] = set()
         self._stt: SpeechToText | None = None
         self._feed: StreamFeed | None = None  # stt_mode "stream"
+        self._check: TurnCheck | None = None  # the semantic end-of-turn check (eot.py)
+        self._held: list[str] = []  # caller text of turns judged unfinished, not answered yet
+        self._hold: asyncio.TimerHandle | None = None
         self._llm: Model | None = None
         self._tts: TextToSpeech | None = None
         self._caller_turns = 0
@@ -125,6 +129,8 @@ class CascadeSession:
                 await self._llm.probe()
             if s.stt_mode == "stream":
                 self._feed = await self._open_stream()
+            if s.turn_check is not None:
+                self._check = TurnCheck(s.turn_check, s.api)
         except StageError:
             for stage in (self._stt, self._llm, self._tts):
                 await stage.aclose()
@@ -233,6 +239,7 @@ class CascadeSession:
     def _caller_started(self, at_ms: int) -> None:
         self._caller_turns += 1
         self._pending = _NOTHING  # the caller's own turn replaces a queued response
+        self._cancel_hold()  # a held (unfinished) turn waits for this one to join it
         self._emit(ai.SpeechStarted(at_ms, self._caller_item))
         if self._config.interrupts_itself and self._response is not None:
             task = self._response
@@ -293,14 +300,45 @@ class CascadeSession:
                 await self._fail(exc)
                 return
             times["transcript_final"] = self._clock()
+            if text:
+                self._emit(ai.CallerTranscript(item_id, text, True))
+            joined = bool(self._held)
+            if joined:  # the caller went on after a turn judged unfinished: answer both
+                text = " ".join([*self._held, text]).strip()
+                self._held.clear()
+                self._cancel_hold()
             if not text:
                 return
-            self._emit(ai.CallerTranscript(item_id, text, True))
-            self._items.append({"role": "user", "content": text})
-            self._stage_times = times
-            td = self._config.turn_detection
-            if td is None or td.create_response:
-                await self.create_response()
+            check = self._check
+            if check is not None and not joined and not await check.finished(self._items, text):
+                self._held.append(text)
+                wait = self.settings.listen.turn_check_wait_ms / 1000.0
+                self._hold = asyncio.get_running_loop().call_later(wait, self._release, times)
+                return
+            times["_eot_checked"] = self._clock()
+            await self._answer_turn(text, times)
+
+    async def _answer_turn(self, text: str, times: dict[str, float]) -> None:
+        self._items.append({"role": "user", "content": text})
+        self._stage_times = times
+        td = self._config.turn_detection
+        if td is None or td.create_response:
+            await self.create_response()
+
+    def _release(self, times: dict[str, float]) -> None:
+        """The caller did not go on after a turn judged unfinished: answer it as it is."""
+        self._hold = None
+        text, self._held[:] = " ".join(self._held), []
+        if text and not self._closed:
+            times["_eot_checked"] = self._clock()
+            task = asyncio.get_running_loop().create_task(self._answer_turn(text, times))
+            self._turns.append(task)
+            task.add_done_callback(self._turns.remove)
+
+    def _cancel_hold(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
 
     # ------------------------------------------------------------ responses
 
@@ -548,7 +586,8 @@ class CascadeSession:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        for stage in (self._stt, self._llm, self._tts, self._feed):
+        self._cancel_hold()
+        for stage in (self._stt, self._llm, self._tts, self._feed, self._check):
             if stage is not None:
                 await stage.aclose()
         self._emit(ai.Closed(reason, error=error))
@@ -558,7 +597,7 @@ def _added_ms(times: dict[str, float], out: float) -> float:
     """Our share of a turn (see :attr:`CascadeSession.added_ms`), from its stage times."""
     spans = (
         ("end_of_turn", "_stt_sent"),
-        ("transcript_final", "_llm_sent"),
+        ("_eot_checked" if "_eot_checked" in times else "transcript_final", "_llm_sent"),
         ("first_sentence", "_tts_sent"),
     )
     total = sum(max(0.0, times[b] - times[a]) for a, b in spans if a in times and b in times)
