@@ -9,7 +9,7 @@ in the conversation at the words the caller actually heard. Tool calls become
 :class:`~w3sipagent.ai.session.ToolCall` events; their outputs go back into the
 conversation. A stage failure ends the session with an error, as a lost Realtime
 connection does, so the bridge's reconnection and fallback apply. The session is one file
-(about 550 lines) because a turn's stages hand off to each other through its state.
+(about 600 lines) because a turn's stages hand off to each other through its state.
 """
 
 from __future__ import annotations
