@@ -3,7 +3,9 @@
 baresip plays a spoken sentence (espeak-ng) and records what it hears. The agent (our
 VAD → transcription → model → speech, against the local cascade server) greets, hears the
 sentence, answers it and ends the call with its end_call tool once the answer is played.
-Checked: the answer is in baresip's recording (its energy, after the caller's sentence),
+Both ways of transcribing: per utterance (``/v1/audio/transcriptions``) and streamed over
+the Realtime transcription session (``stt_mode = "stream"``: G.711 for PCMU, 24 kHz PCM
+for Opus). Checked: the answer is in baresip's recording (its energy, after the caller's sentence),
 the transcript, and the CDR's per-stage latencies of the turn.
 """
 
@@ -50,17 +52,25 @@ STAGES = [
     "first_rtp",
 ]
 CODECS = {"PCMU": ("PCMU/8000/1", "PCMU"), "opus": ("opus/48000/2", "opus")}
+CASES = [("PCMU", "utterance"), ("opus", "utterance"), ("PCMU", "stream"), ("opus", "stream")]
 
 
 @pytest.fixture
-async def cascade_agent(tmp_path: Path) -> AsyncIterator[tuple[CascadeServer, AgentService, Any]]:
+async def cascade_agent(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[CascadeServer, AgentService, Any]]:
+    stt_mode = request.node.callspec.params["case"][1]
     async with CascadeServer(scenario=SCRIPT, api_keys=[KEY], tts_engine="tone") as srv:
 
         def stage(model: str) -> CascadeStageConfig:
             return CascadeStageConfig(base_url=srv.base_url, model=model)
 
+        stt = "gpt-4o-mini-transcribe" if stt_mode == "stream" else "whisper-1"
         cascade = CascadeConfig(
-            stt=stage("whisper-1"), llm=stage("gpt-4.1-mini"), tts=stage("gpt-4o-mini-tts")
+            stt=stage(stt),
+            stt_mode=stt_mode,
+            llm=stage("gpt-4.1-mini"),
+            tts=stage("gpt-4o-mini-tts"),
         )
         agent = AgentConfig(instructions="You take bookings.", greeting="Greet.", cascade=cascade)
         tenant = TenantConfig(
@@ -87,14 +97,15 @@ async def cascade_agent(tmp_path: Path) -> AsyncIterator[tuple[CascadeServer, Ag
             await store.close()
 
 
-@pytest.mark.parametrize("codec", list(CODECS))
+@pytest.mark.parametrize("case", CASES, ids=[f"{c}-{m}" for c, m in CASES])
 async def test_baresip_calls_a_cascade_agent_and_hears_it(
-    codec: str,
+    case: tuple[str, str],
     baresip: BaresipFactory,
     cascade_agent: tuple[CascadeServer, AgentService, Any],
     interop_log: list[str],
 ) -> None:
     srv, svc, store = cascade_agent
+    codec, stt_mode = case
     spec, encoding = CODECS[codec]
     phone = await baresip("baresip-caller", codecs=spec)
     await phone.ctrl.command("dial", f"sip:desk@127.0.0.1:{svc.port}")
@@ -124,9 +135,19 @@ async def test_baresip_calls_a_cascade_agent_and_hears_it(
     loud_s = sum(rms_db(f) > -35 for f in frames) * 0.02
     level = rms_db(answer)
     interop_log.append(
-        f"cascade {codec}: heard {heard.size / rate:.1f} s, after the sentence {loud_s:.2f} s "
+        f"cascade {codec} ({stt_mode}): heard {heard.size / rate:.1f} s, after the sentence {loud_s:.2f} s "
         f"loud at {level:.1f} dBFS; stages {st}"
     )
     assert loud_s >= 1.0, "the caller did not hear the agent's answer"
     paths = [r.path for r in srv.requests]
-    assert paths.count("/v1/audio/transcriptions") >= 1
+    if stt_mode == "stream":  # the transcription session got the call's audio as it came
+        assert "/v1/audio/transcriptions" not in paths
+        (sock,) = srv.transcription_sockets
+        fmt = sock.events_in[0]["session"]["audio"]["input"]["format"]
+        assert fmt == ({"type": "audio/pcmu"} if codec == "PCMU" else
+                       {"type": "audio/pcm", "rate": 24000})  # fmt: skip
+        kinds = [e["type"] for e in sock.events_in]
+        assert kinds.count("input_audio_buffer.commit") >= 1
+        assert kinds.index("input_audio_buffer.append") < kinds.index("input_audio_buffer.commit")
+    else:
+        assert paths.count("/v1/audio/transcriptions") >= 1
