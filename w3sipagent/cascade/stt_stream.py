@@ -126,8 +126,8 @@ class StreamingSpeechToText:
             async with asyncio.timeout(ep.timeout):
                 while True:
                     ev = await self._recv()
-                    if ev.get("type") == "session.updated":
-                        break
+                    if ev.get("type") in ("session.updated", "transcription_session.updated"):
+                        break  # (the second: the beta name, sent by some compatible servers)
                     if ev.get("type") == "error":
                         raise _error(ev.get("error") or {})
         except TimeoutError:
