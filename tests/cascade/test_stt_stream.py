@@ -234,3 +234,15 @@ async def test_local_transcription_session_events_and_errors(server: CascadeServ
     assert info.value.response.status_code == 400
     # the HTTP counter and the session share the script: the next line is turn 2
     assert server.audio.next_caller_line(KEY) == "Tell me more."
+
+
+async def test_lost_transcription_session_is_an_ai_failure(server: CascadeServer) -> None:
+    run = stream_session(server)
+    await run.start()
+    await server.close()  # the service goes away: the socket is dropped
+    for f in caller_speech():
+        run.session.send_audio(f)
+    await wait_until(lambda: run.of(Closed), 5, "session closed")
+    closed = run.of(Closed)[0]
+    assert isinstance(closed, Closed) and closed.error
+    assert closed.reason.startswith("stt failed: stt: transcription session")
