@@ -11,7 +11,7 @@ not, the held text is answered as it is (a joined turn is not checked again). A 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from w3sipagent.cascade.config import StageEndpoint
 from w3sipagent.cascade.stages import Message, Model, StageError, TextDelta
@@ -53,3 +53,39 @@ class TurnCheck:
 
     async def aclose(self) -> None:
         await self.model.aclose()
+
+
+class HeldTurn:
+    """Caller text of turns judged unfinished, waiting for the caller to go on."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.texts)
+
+    def hold(self, text: str, wait_s: float, release: Callable[[str], None]) -> None:
+        """Keep ``text``; ``release(all held text)`` after ``wait_s`` unless paused/taken."""
+        self.texts.append(text)
+        self.pause()
+        self._timer = asyncio.get_running_loop().call_later(wait_s, self._fire, release)
+
+    def take(self) -> str:
+        """All held text (joined), no longer held."""
+        self.pause()
+        text, self.texts = " ".join(self.texts), []
+        return text
+
+    def pause(self) -> None:
+        """The caller speaks again: their next turn will join the held text."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self, release: Callable[[str], None]) -> None:
+        self._timer = None
+        text = self.take()
+        if text:
+            release(text)

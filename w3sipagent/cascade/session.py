@@ -9,7 +9,7 @@ in the conversation at the words the caller actually heard. Tool calls become
 :class:`~w3sipagent.ai.session.ToolCall` events; their outputs go back into the
 conversation. A stage failure ends the session with an error, as a lost Realtime
 connection does, so the bridge's reconnection and fallback apply. The session is one file
-(about 600 lines) because a turn's stages hand off to each other through its state.
+(about 590 lines) because a turn's stages hand off to each other through its state.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Literal
 from w3sipagent.ai import session as ai
 from w3sipagent.cascade.answer import Answer, Cut
 from w3sipagent.cascade.config import CascadeSettings
-from w3sipagent.cascade.eot import TurnCheck
+from w3sipagent.cascade.eot import HeldTurn, TurnCheck
 from w3sipagent.cascade.stages import (
     TTS_RATE,
     FunctionCall,
@@ -37,7 +37,7 @@ from w3sipagent.cascade.stages import (
     TextDelta,
     TextToSpeech,
 )
-from w3sipagent.cascade.stt_stream import Pending, StreamFeed, StreamingSpeechToText
+from w3sipagent.cascade.stt_stream import Pending, StreamFeed, open_feed
 from w3sipagent.cascade.text import Segment, SentenceSplitter, heard_text
 from w3sipagent.cascade.vad import Listener
 from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
@@ -82,8 +82,7 @@ class CascadeSession:
         self._stt: SpeechToText | None = None
         self._feed: StreamFeed | None = None  # stt_mode "stream"
         self._check: TurnCheck | None = None  # the semantic end-of-turn check (eot.py)
-        self._held: list[str] = []  # caller text of turns judged unfinished, not answered yet
-        self._hold: asyncio.TimerHandle | None = None
+        self._hold = HeldTurn()  # caller text of turns judged unfinished, not answered yet
         self._llm: Model | None = None
         self._tts: TextToSpeech | None = None
         self._caller_turns = 0
@@ -239,7 +238,7 @@ class CascadeSession:
     def _caller_started(self, at_ms: int) -> None:
         self._caller_turns += 1
         self._pending = _NOTHING  # the caller's own turn replaces a queued response
-        self._cancel_hold()  # a held (unfinished) turn waits for this one to join it
+        self._hold.pause()  # a held (unfinished) turn waits for this one to join it
         self._emit(ai.SpeechStarted(at_ms, self._caller_item))
         if self._config.interrupts_itself and self._response is not None:
             task = self._response
@@ -253,19 +252,14 @@ class CascadeSession:
 
     async def _open_stream(self) -> StreamFeed:
         """The Realtime transcription session of ``stt_mode = "stream"`` (stt_stream.py)."""
-        fmt = {
-            ai.AudioFormat.PCMU: "audio/pcmu",
-            ai.AudioFormat.PCMA: "audio/pcma",
-        }.get(self._config.input_format, "audio/pcm")
-        s = self.settings
-        stt = StreamingSpeechToText(
+        s, cfg = self.settings, self._config
+        return await open_feed(
             s.stt,
-            fmt,
-            language=s.language or self._config.transcription_language,
-            prompt=s.transcription_prompt or self._config.transcription_prompt,
+            cfg.input_format.value,
+            language=s.language or cfg.transcription_language,
+            prompt=s.transcription_prompt or cfg.transcription_prompt,
+            on_error=self._stream_failed,
         )
-        await stt.connect()
-        return StreamFeed(stt, self._stream_failed)
 
     def _stream_failed(self, exc: StageError) -> None:
         task = asyncio.get_running_loop().create_task(self._fail(exc), name="cascade-stt-failed")
@@ -302,18 +296,15 @@ class CascadeSession:
             times["transcript_final"] = self._clock()
             if text:
                 self._emit(ai.CallerTranscript(item_id, text, True))
-            joined = bool(self._held)
+            joined = self._hold.waiting
             if joined:  # the caller went on after a turn judged unfinished: answer both
-                text = " ".join([*self._held, text]).strip()
-                self._held.clear()
-                self._cancel_hold()
+                text = f"{self._hold.take()} {text}".strip()
             if not text:
                 return
             check = self._check
             if check is not None and not joined and not await check.finished(self._items, text):
-                self._held.append(text)
                 wait = self.settings.listen.turn_check_wait_ms / 1000.0
-                self._hold = asyncio.get_running_loop().call_later(wait, self._release, times)
+                self._hold.hold(text, wait, lambda held: self._release(held, times))
                 return
             times["_eot_checked"] = self._clock()
             await self._answer_turn(text, times)
@@ -325,20 +316,13 @@ class CascadeSession:
         if td is None or td.create_response:
             await self.create_response()
 
-    def _release(self, times: dict[str, float]) -> None:
+    def _release(self, text: str, times: dict[str, float]) -> None:
         """The caller did not go on after a turn judged unfinished: answer it as it is."""
-        self._hold = None
-        text, self._held[:] = " ".join(self._held), []
-        if text and not self._closed:
+        if not self._closed:
             times["_eot_checked"] = self._clock()
             task = asyncio.get_running_loop().create_task(self._answer_turn(text, times))
             self._turns.append(task)
             task.add_done_callback(self._turns.remove)
-
-    def _cancel_hold(self) -> None:
-        if self._hold is not None:
-            self._hold.cancel()
-            self._hold = None
 
     # ------------------------------------------------------------ responses
 
@@ -586,7 +570,7 @@ class CascadeSession:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        self._cancel_hold()
+        self._hold.pause()
         for stage in (self._stt, self._llm, self._tts, self._feed, self._check):
             if stage is not None:
                 await stage.aclose()

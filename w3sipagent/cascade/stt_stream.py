@@ -328,3 +328,18 @@ class StreamFeed:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         await self.stt.aclose()
+
+
+async def open_feed(
+    endpoint: StageEndpoint,
+    audio_format: str,
+    *,
+    language: str | None,
+    prompt: str | None,
+    on_error: Callable[[StageError], None],
+) -> StreamFeed:
+    """Connect a transcription session for a call's ``audio_format`` (``audio/pcmu``,
+    ``audio/pcma`` or ``audio/pcm``) and the feed in front of it (raises StageError)."""
+    stt = StreamingSpeechToText(endpoint, audio_format, language=language, prompt=prompt)
+    await stt.connect()
+    return StreamFeed(stt, on_error)
