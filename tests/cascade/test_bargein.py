@@ -19,6 +19,7 @@ from w3sipagent.ai.session import (
     AgentTranscript,
     AISessionConfig,
     AudioDelta,
+    ItemTruncated,
     ResponseDone,
     SpeechStarted,
     ToolCall,
@@ -128,6 +129,14 @@ async def test_cut_after_the_answer_was_synthesised(server: CascadeServer, playe
         await run.session.truncate(item, int(at))
         assistant = [it for it in run.session.conversation if it.get("role") == "assistant"]
         assert assistant[-1]["content"] == expected
+        # the bridge is told what the history keeps, with the sentences' ends (for the CDR)
+        await wait_until(lambda: run.of(ItemTruncated), 5, "ItemTruncated")
+        cut = run.of(ItemTruncated)[-1]
+        assert isinstance(cut, ItemTruncated)
+        assert (cut.item_id, cut.audio_end_ms, cut.text) == (item, int(at), expected)
+        assert cut.full_text == " ".join(AFTER)
+        assert [t for _, t in cut.spans] == list(AFTER)
+        assert abs(cut.spans[0][0] - d0) <= TAIL_MS
         # the next model request carries the cut text, not the whole answer
         for frame in caller_speech():
             run.session.send_audio(frame)

@@ -161,6 +161,9 @@ async def test_cascade_call_heard_transcribed_answered_with_stage_latencies(
         ("caller", "Where is my order?"),
         ("agent", "It shipped today. It arrives tomorrow."),
     ]
+    # the caller was silent while the agent spoke: no barge-in (G.722's silence frames
+    # once decoded to a buzz the VAD took for speech)
+    assert not [e for e in cdr.events if e["kind"] in ("barge_in", "truncated")], cdr.events
     stages = cdr.turn_stages_ms()
     assert len(stages) == 1
     st = stages[0]
@@ -230,6 +233,11 @@ async def test_barge_in_over_rtp_cuts_history_at_the_audio_played(rig: Any) -> N
     assert cdr is not None
     cuts = [e for e in cdr.events if e["kind"] == "barge_in"]
     assert cuts and cuts[0]["heard_ms"] == cut.played_ms
+    # the CDR keeps what the history kept, with where each sentence ended
+    kept = [e for e in cdr.events if e["kind"] == "truncated"]
+    assert len(kept) == 1 and kept[0]["heard_ms"] == cut.played_ms
+    assert kept[0]["kept"] == cut.text and kept[0]["full"] == cut.full_text
+    assert [t for _, t in kept[0]["spans"]][:whole] == LONG_GREETING[:whole]
 
 
 async def test_stage_failure_mid_call_reconnects_and_the_turn_is_answered(rig: Any) -> None:

@@ -32,6 +32,7 @@ from w3sipagent.ai.session import (
     AudioDelta,
     AudioDone,
     CallerTranscript,
+    ItemTruncated,
     ResponseDone,
     ResponseStarted,
     SpeechStarted,
@@ -161,6 +162,15 @@ class Turns:
                 self._cdr.add_transcript("caller", ev.text.strip(), at=at, item_id=ev.item_id)
         elif isinstance(ev, TurnStages):
             self.latency.stages(ev.times)
+        elif isinstance(ev, ItemTruncated):
+            self._cdr.add_event(
+                "truncated",
+                item_id=ev.item_id,
+                heard_ms=ev.audio_end_ms,
+                kept=ev.text,
+                full=ev.full_text,
+                spans=[[round(end, 1), text] for end, text in ev.spans],
+            )
         elif isinstance(ev, AgentTranscript) and ev.final and ev.text.strip():
             self._cdr.add_transcript("agent", ev.text.strip(), item_id=ev.item_id)
 

@@ -294,6 +294,19 @@ class TurnStages(AIEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ItemTruncated(AIEvent):
+    """The back end cut an assistant item in its conversation at ``audio_end_ms`` of audio
+    heard: the model now knows ``text`` of ``full_text``. ``spans``: where each spoken
+    part ends (ms of audio, its text), when the back end knows (the cascade's sentences)."""
+
+    item_id: str
+    audio_end_ms: int
+    text: str
+    full_text: str
+    spans: tuple[tuple[float, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class AIErrorEvent(AIEvent):
     """The back end reported an error. ``fatal`` means the session is unusable."""
 

@@ -151,7 +151,9 @@ class MediaSetup:
                 enc = codec.encoder()
                 zero = bytes(codec.samples_per_frame * 2)
                 payload = b""
-                for _ in range(3):  # let stateful coders settle
+                # let stateful coders settle: G.722's ADPCM needs ~10 frames; the 3rd frame
+                # sent over and over decodes to a -45 dBFS buzz that a VAD takes for speech
+                for _ in range(50):
                     payload = enc.encode(zero)
                 self._silence[key] = payload
             except Exception:

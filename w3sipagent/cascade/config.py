@@ -34,6 +34,9 @@ class ListenSettings:
     silence_ms: int = 500
     padding_ms: int = 300
     max_utterance_ms: int = 30_000
+    turn_check_wait_ms: int = 1200
+    """With the semantic end-of-turn check: how long a turn judged unfinished waits for the
+    caller to go on before it is answered as it is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,9 @@ class CascadeSettings:
     listen: ListenSettings = field(default_factory=ListenSettings)
     api: Literal["responses", "chat"] = "responses"
     """``chat``: Chat Completions for servers without the Responses API."""
+    stt_mode: Literal["utterance", "stream"] = "utterance"
+    """``utterance``: ``POST /audio/transcriptions`` when the turn ends; ``stream``: the
+    Realtime transcription session, audio sent while the caller speaks."""
     voice: str = "marin"
     tts_instructions: str | None = None
     language: str | None = None
@@ -53,6 +59,8 @@ class CascadeSettings:
     filler: str | None = None
     """Said when a tool has not answered after ``filler_after_ms`` (None: nothing)."""
     filler_after_ms: int = 1200
+    turn_check: StageEndpoint | None = None
+    """The semantic end-of-turn check's model (None: off, the silence alone ends a turn)."""
     probe: bool = True
     """Check the model endpoint and key (``GET /models``) when the session starts, so an
     unreachable service or a refused key fails the start (and the bridge falls back)."""

@@ -9,7 +9,7 @@ in the conversation at the words the caller actually heard. Tool calls become
 :class:`~w3sipagent.ai.session.ToolCall` events; their outputs go back into the
 conversation. A stage failure ends the session with an error, as a lost Realtime
 connection does, so the bridge's reconnection and fallback apply. The session is one file
-(just over 500 lines) because a turn's stages hand off to each other through its state.
+(about 590 lines) because a turn's stages hand off to each other through its state.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Literal
 from w3sipagent.ai import session as ai
 from w3sipagent.cascade.answer import Answer, Cut
 from w3sipagent.cascade.config import CascadeSettings
+from w3sipagent.cascade.eot import HeldTurn, TurnCheck
 from w3sipagent.cascade.stages import (
     TTS_RATE,
     FunctionCall,
@@ -36,6 +37,7 @@ from w3sipagent.cascade.stages import (
     TextDelta,
     TextToSpeech,
 )
+from w3sipagent.cascade.stt_stream import Pending, StreamFeed, open_feed
 from w3sipagent.cascade.text import Segment, SentenceSplitter, heard_text
 from w3sipagent.cascade.vad import Listener
 from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
@@ -78,6 +80,9 @@ class CascadeSession:
         self._filler: asyncio.TimerHandle | None = None
         self._open_calls: set[str] = set()
         self._stt: SpeechToText | None = None
+        self._feed: StreamFeed | None = None  # stt_mode "stream"
+        self._check: TurnCheck | None = None  # the semantic end-of-turn check (eot.py)
+        self._hold = HeldTurn()  # caller text of turns judged unfinished, not answered yet
         self._llm: Model | None = None
         self._tts: TextToSpeech | None = None
         self._caller_turns = 0
@@ -102,6 +107,11 @@ class CascadeSession:
         return False
 
     @property
+    def caller_speaking(self) -> bool:
+        """The listener is inside a caller turn (speech started, end not decided yet)."""
+        return self._listener.speaking
+
+    @property
     def conversation(self) -> list[Message]:
         """The conversation as the model will next see it (a copy)."""
         return [dict(it) for it in self._items]
@@ -113,13 +123,17 @@ class CascadeSession:
         self._stt = SpeechToText(s.stt)
         self._llm = Model(s.llm, s.api)
         self._tts = TextToSpeech(s.tts)
-        if s.probe:
-            try:
+        try:
+            if s.probe:
                 await self._llm.probe()
-            except StageError:
-                for stage in (self._stt, self._llm, self._tts):
-                    await stage.aclose()
-                raise
+            if s.stt_mode == "stream":
+                self._feed = await self._open_stream()
+            if s.turn_check is not None:
+                self._check = TurnCheck(s.turn_check, s.api)
+        except StageError:
+            for stage in (self._stt, self._llm, self._tts):
+                await stage.aclose()
+            raise
         self._started = True
         self._emit(ai.SessionReady())
 
@@ -135,19 +149,28 @@ class CascadeSession:
             assert self._in_resampler is not None
             pcm = self._in_resampler.process(audio[: len(audio) - len(audio) % 2])
         speaking = self._clock() < self._playing_until
+        feed = self._feed
         for ev in self._listener.feed(pcm, agent_speaking=speaking):
             if ev.kind == "start":
                 self._caller_started(ev.at_ms)
             else:
                 now = self._clock()
                 speech_end = now - (ev.at_ms - ev.speech_end_ms) / 1000.0
-                self._emit(ai.SpeechStopped(ev.at_ms, self._caller_item))
+                item = self._caller_item
+                self._emit(ai.SpeechStopped(ev.at_ms, item))
                 times = {"caller_speech_end": speech_end, "end_of_turn": now}
+                committed = None
+                if feed is not None:  # the audio went out while the caller spoke
+                    feed.audio(ev.tail)
+                    committed = feed.commit(self._caller_delta(item))
+                    times["_stt_sent"] = now
                 task = asyncio.get_running_loop().create_task(
-                    self._turn(self._caller_item, ev.audio, times), name="cascade-turn"
+                    self._turn(item, ev.audio, times, committed), name="cascade-turn"
                 )
                 self._turns.append(task)
                 task.add_done_callback(self._turns.remove)
+        if feed is not None and self._listener.speaking:
+            feed.audio(self._listener.take_new())
 
     async def events(self) -> AsyncIterator[ai.AIEvent]:
         while True:
@@ -176,6 +199,11 @@ class CascadeSession:
         answer.truncated = True
         self._set_message(answer, text)
         self.cuts.append(Cut(item_id, audio_end_ms, text, answer.text))
+        spans, end = [], 0.0
+        for seg in answer.spoken_segments():
+            end += seg.audio_ms
+            spans.append((end, seg.text))
+        self._emit(ai.ItemTruncated(item_id, audio_end_ms, text, answer.text, tuple(spans)))
         log.info("cascade: cut %s at %d ms: %r", item_id, audio_end_ms, text)
 
     async def cancel_response(self) -> None:
@@ -210,38 +238,91 @@ class CascadeSession:
     def _caller_started(self, at_ms: int) -> None:
         self._caller_turns += 1
         self._pending = _NOTHING  # the caller's own turn replaces a queued response
+        self._hold.pause()  # a held (unfinished) turn waits for this one to join it
         self._emit(ai.SpeechStarted(at_ms, self._caller_item))
         if self._config.interrupts_itself and self._response is not None:
             task = self._response
             task.cancel()
 
-    async def _turn(self, item_id: str, audio: bytes, times: dict[str, float]) -> None:
+    def _caller_delta(self, item_id: str) -> Callable[[str], None]:
+        def emit(delta: str) -> None:
+            self._emit(ai.CallerTranscript(item_id, delta, False))
+
+        return emit
+
+    async def _open_stream(self) -> StreamFeed:
+        """The Realtime transcription session of ``stt_mode = "stream"`` (stt_stream.py)."""
+        s, cfg = self.settings, self._config
+        return await open_feed(
+            s.stt,
+            cfg.input_format.value,
+            language=s.language or cfg.transcription_language,
+            prompt=s.transcription_prompt or cfg.transcription_prompt,
+            on_error=self._stream_failed,
+        )
+
+    def _stream_failed(self, exc: StageError) -> None:
+        task = asyncio.get_running_loop().create_task(self._fail(exc), name="cascade-stt-failed")
+        self._turns.append(task)
+        task.add_done_callback(self._turns.remove)
+
+    async def _turn(
+        self,
+        item_id: str,
+        audio: bytes,
+        times: dict[str, float],
+        committed: asyncio.Future[Pending | None] | None = None,
+    ) -> None:
         async with self._turn_lock:
             assert self._stt is not None
             s = self.settings
             lang = s.language or self._config.transcription_language
             prompt = s.transcription_prompt or self._config.transcription_prompt
             try:
-                times["_stt_sent"] = self._clock()
-                text = await self._stt.transcribe(
-                    audio,
-                    self._listener.rate,
-                    language=lang,
-                    prompt=prompt,
-                    on_delta=lambda d: self._emit(ai.CallerTranscript(item_id, d, False)),
-                )
+                if committed is not None and self._feed is not None:
+                    text = await self._feed.transcript(committed)
+                else:
+                    times["_stt_sent"] = self._clock()
+                    text = await self._stt.transcribe(
+                        audio,
+                        self._listener.rate,
+                        language=lang,
+                        prompt=prompt,
+                        on_delta=self._caller_delta(item_id),
+                    )
             except StageError as exc:
                 await self._fail(exc)
                 return
             times["transcript_final"] = self._clock()
+            if text:
+                self._emit(ai.CallerTranscript(item_id, text, True))
+            joined = self._hold.waiting
+            if joined:  # the caller went on after a turn judged unfinished: answer both
+                text = f"{self._hold.take()} {text}".strip()
             if not text:
                 return
-            self._emit(ai.CallerTranscript(item_id, text, True))
-            self._items.append({"role": "user", "content": text})
-            self._stage_times = times
-            td = self._config.turn_detection
-            if td is None or td.create_response:
-                await self.create_response()
+            check = self._check
+            if check is not None and not joined and not await check.finished(self._items, text):
+                wait = self.settings.listen.turn_check_wait_ms / 1000.0
+                self._hold.hold(text, wait, lambda held: self._release(held, times))
+                return
+            times["_eot_checked"] = self._clock()
+            await self._answer_turn(text, times)
+
+    async def _answer_turn(self, text: str, times: dict[str, float]) -> None:
+        self._items.append({"role": "user", "content": text})
+        self._stage_times = times
+        td = self._config.turn_detection
+        if td is None or td.create_response:
+            await self.create_response()
+
+    def _release(self, text: str, times: dict[str, float]) -> None:
+        """The caller did not go on after a turn judged unfinished: answer it as it is."""
+        if not self._closed:
+            times["_eot_checked"] = self._clock()
+            task = asyncio.get_running_loop().create_task(self._answer_turn(text, times))
+            self._turns.append(task)
+            task.add_done_callback(self._turns.remove)
 
     # ------------------------------------------------------------ responses
 
@@ -302,8 +383,9 @@ class CascadeSession:
         self._finish_answer(answer, cancelled=status == "cancelled")
         if answer.segments:
             self._emit(ai.AudioDone(rid, answer.item_id))
-        if answer.text:
-            self._emit(ai.AgentTranscript(rid, answer.item_id, answer.text, True))
+        said = str(answer.message["content"]) if answer.truncated else answer.text
+        if said:  # cut before the answer was complete: the words heard
+            self._emit(ai.AgentTranscript(rid, answer.item_id, said, True))
         if status == "completed":
             for c in calls:
                 self._items.append(
@@ -488,7 +570,8 @@ class CascadeSession:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        for stage in (self._stt, self._llm, self._tts):
+        self._hold.pause()
+        for stage in (self._stt, self._llm, self._tts, self._feed, self._check):
             if stage is not None:
                 await stage.aclose()
         self._emit(ai.Closed(reason, error=error))
@@ -498,7 +581,7 @@ def _added_ms(times: dict[str, float], out: float) -> float:
     """Our share of a turn (see :attr:`CascadeSession.added_ms`), from its stage times."""
     spans = (
         ("end_of_turn", "_stt_sent"),
-        ("transcript_final", "_llm_sent"),
+        ("_eot_checked" if "_eot_checked" in times else "transcript_final", "_llm_sent"),
         ("first_sentence", "_tts_sent"),
     )
     total = sum(max(0.0, times[b] - times[a]) for a, b in spans if a in times and b in times)

@@ -25,12 +25,14 @@ RATES = (8000, 16000, 32000, 48000)
 class ListenEvent:
     """``start``: the caller began speaking at ``at_ms`` (onset of the voiced run).
     ``end``: the turn ended (silence long enough) at ``at_ms``; ``speech_end_ms`` is the
-    end of the last voiced frame and ``audio`` the utterance (16-bit PCM, padding first)."""
+    end of the last voiced frame and ``audio`` the utterance (16-bit PCM, padding first);
+    ``tail`` the part of it not yet handed out by :meth:`Listener.take_new`."""
 
     kind: Literal["start", "end"]
     at_ms: int
     speech_end_ms: int = 0
     audio: bytes = b""
+    tail: bytes = b""
 
 
 class Listener:
@@ -55,6 +57,7 @@ class Listener:
         self._run: list[bytes] = []
         self._speaking = False
         self._utterance: list[bytes] = []
+        self._taken = 0
         self._silence_ms = 0
         self._last_voice_ms = 0
 
@@ -67,6 +70,15 @@ class Listener:
     def position_ms(self) -> int:
         """Caller audio classified so far, in ms."""
         return self._pos_ms
+
+    def take_new(self) -> bytes:
+        """The audio of the turn in progress not handed out yet (padding first), for a
+        transcription that streams while the caller speaks; b"" outside a turn."""
+        if not self._speaking:
+            return b""
+        new = b"".join(self._utterance[self._taken :])
+        self._taken = len(self._utterance)
+        return new
 
     def feed(self, pcm: bytes, *, agent_speaking: bool = False) -> list[ListenEvent]:
         """Classify ``pcm``; returns the events it completes, in order."""
@@ -97,6 +109,7 @@ class Listener:
             onset = self._pos_ms - len(self._run) * FRAME_MS
             self._speaking = True
             self._utterance = [*self._pre, *self._run]
+            self._taken = 0
             self._pre.clear()
             self._run.clear()
             self._silence_ms = 0
@@ -113,5 +126,7 @@ class Listener:
             return None
         self._speaking = False
         audio = b"".join(self._utterance)
+        tail = b"".join(self._utterance[self._taken :])
         self._utterance = []
-        return ListenEvent("end", self._pos_ms, self._last_voice_ms, audio)
+        self._taken = 0
+        return ListenEvent("end", self._pos_ms, self._last_voice_ms, audio, tail)

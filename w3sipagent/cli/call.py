@@ -161,6 +161,7 @@ async def place_call(
     turns: list[bytes] | None = None,
     turn_gap: float = 0.8,
     turn_timeout: float = 20.0,
+    interrupt: dict[int, float] | None = None,
     accept_refer: bool = False,
     progress: Progress | None = None,
     hang_up_on: asyncio.Event | None = None,
@@ -174,7 +175,8 @@ async def place_call(
 
     ``turns`` (PCM16 at 8 kHz each) makes a conversation instead: each one is spoken once
     the far end spoke and then stayed quiet for ``turn_gap`` seconds (or after
-    ``turn_timeout``). ``accept_refer``: answer a REFER 202 and report the transfer as
+    ``turn_timeout``); a turn ``i`` in ``interrupt`` is said over the far end instead,
+    that many seconds after it started speaking (a barge-in). ``accept_refer``: answer a REFER 202 and report the transfer as
     done (NOTIFY 100 then 200, like a PBX with confirm-blind-transfer), else decline it.
     """
     from w3sipagent.asyncio.useragent import (
@@ -230,12 +232,14 @@ async def place_call(
         if isinstance(play, bytes):
             pcm_out = _resample(play, RECORD_RATE, call.sample_rate)
         heard: list[bytes] = []
-        far = {"spoke": False, "last_loud": 0.0}
+        far = {"spoke": False, "last_loud": 0.0, "first_loud": 0.0}
 
         async def listen() -> None:
             async for frame in call.audio(sample_rate=rate):
                 heard.append(frame)
                 if level_dbfs(frame) > speech_dbfs:
+                    if not far["spoke"]:
+                        far["first_loud"] = time.monotonic()
                     far["spoke"], far["last_loud"] = True, time.monotonic()
                     summary.heard_speech_s += len(frame) / 2 / rate
                     if summary.first_audio_ms is None:
@@ -249,13 +253,21 @@ async def place_call(
                     return
                 await asyncio.sleep(0.05)
 
+        async def far_end_speaking(seconds: float) -> None:
+            deadline = time.monotonic() + turn_timeout
+            while time.monotonic() < deadline:
+                if far["spoke"] and time.monotonic() - float(far["first_loud"]) >= seconds:
+                    return
+                await asyncio.sleep(0.02)
+
         async def talk() -> None:
             if pcm_out:
                 await call.play(pcm_out)
             for i, utterance in enumerate(turns or []):
-                await far_end_done()
+                over = (interrupt or {}).get(i)
+                await (far_end_done() if over is None else far_end_speaking(over))
                 far["spoke"] = False
-                say(f"caller speaks turn {i + 1}")
+                say(f"caller speaks turn {i + 1}" + (" over the agent" if over else ""))
                 await call.play(_resample(utterance, RECORD_RATE, call.sample_rate))
                 summary.turns_spoken = i + 1
 

@@ -145,23 +145,32 @@ voice = "marin"
 instructions = "You are the phone host of Bistro Lumen. Be brief and friendly."
 greeting = "Greet the caller and ask how you can help."
 {agent_ai}
-
+{_cascade_table(cascade_url) if cascade_url else ""}
 [[tenants.{TENANT}.agents.{AGENT}.tools]]
 name = "check_reservation"
 description = "Find a table booking by the guest's name"
 url = "{tool_url}"
 timeout = "3s"
 parameters = {{ type = "object", properties = {{ name = {{ type = "string" }}, party_size = {{ type = "integer" }} }}, required = ["name"] }}
-""" + (_cascade_table(cascade_url) if cascade_url else "")
+"""
 
 
 def _cascade_table(url: str) -> str:
-    """issue 15: the demo agent as a cascade (speech-to-text → model → speech) at ``url``."""
-    return f"""
+    """issue 15: the demo agent as a cascade (speech-to-text streamed over the transcription
+    session → model → speech) at ``url``, with the tenant's knowledge base."""
+    return f"""knowledge = true
+
 [tenants.{TENANT}.agents.{AGENT}.cascade]
-stt = {{ base_url = "{url}", model = "whisper-1" }}
+stt = {{ base_url = "{url}", model = "gpt-4o-transcribe" }}
+stt_mode = "stream"
 llm = {{ base_url = "{url}", model = "gpt-4.1-mini" }}
 tts = {{ base_url = "{url}", model = "gpt-4o-mini-tts" }}
+
+[tenants.{TENANT}.knowledge]
+paths = ["knowledge"]
+base_url = "{url}"
+embedding_model = "text-embedding-3-small"
+top_k = 2
 """
 
 
@@ -180,7 +189,15 @@ async def run_demo(
     from w3sipagent.agent.service import AgentService
     from w3sipagent.cli.call import place_call
     from w3sipagent.config import load_settings
-    from w3sipagent.demo_assets import CALLER_LINES, caller_utterances, scenario_path, write_wav
+    from w3sipagent.demo_assets import (
+        CALLER_LINES,
+        CASCADE_BARGE_IN_TURN,
+        CASCADE_CALLER_LINES,
+        KNOWLEDGE_FILES,
+        caller_utterances,
+        scenario_path,
+        write_wav,
+    )
     from w3sipagent.records.store import CdrStore
 
     say = progress or (lambda _m: None)
@@ -216,10 +233,14 @@ async def run_demo(
         if backend == "cascade":
             from w3sipagent.localai.cascade import CascadeServer
 
-            cascade = CascadeServer(scenario=scenario_path(), tts_engine=tts)  # type: ignore[arg-type]
+            cascade = CascadeServer(scenario=scenario_path("cascade"), tts_engine=tts)  # type: ignore[arg-type]
             await stack.enter_async_context(cascade)
             cascade_url = cascade.base_url
-            say(f"local cascade server on {cascade_url} (scenario bistro-demo)")
+            say(f"local cascade server on {cascade_url} (scenario bistro-cascade-demo)")
+            for name, text in KNOWLEDGE_FILES.items():
+                (run_dir / "knowledge").mkdir(exist_ok=True)
+                (run_dir / "knowledge" / name).write_text(text)
+            say(f"knowledge base: {len(KNOWLEDGE_FILES)} files in {run_dir / 'knowledge'}")
         tool_url = await stack.enter_async_context(tool_server())
         cfg_path = run_dir / "w3sipagent.toml"
         cfg_path.write_text(
@@ -241,10 +262,12 @@ async def run_demo(
         say(f"agent for tenant '{TENANT}' on udp 127.0.0.1:{service.port}")
         if web_console:
             await start_console(stack, settings, service, say)
-        utterances = await caller_utterances(8000, engine=tts)
+        lines = CASCADE_CALLER_LINES if backend == "cascade" else CALLER_LINES
+        interrupt = {CASCADE_BARGE_IN_TURN: 2.5} if backend == "cascade" else None
+        utterances = await caller_utterances(8000, engine=tts, lines=lines)
         write_wav(run_dir / "caller.wav", b"".join(u + bytes(16000) for u in utterances))
         say(
-            f"caller will say {len(CALLER_LINES)} lines ("
+            f"caller will say {len(lines)} lines ("
             + ("espeak-ng" if tts != "tone" else "tones")
             + ")"
         )
@@ -255,6 +278,7 @@ async def run_demo(
             turns=utterances,
             turn_gap=0.9,
             turn_timeout=15.0,
+            interrupt=interrupt,
             accept_refer=True,
             record=run_dir / "caller-heard.wav",
             duration=max_duration,
@@ -338,6 +362,8 @@ def print_report(cdr: CallRecord | None, summary: Any, cfg_path: Path) -> None:
         console.print(
             f"barge-in: the caller heard {cut.get('heard_ms')} ms of {cut.get('item_id')}"
         )
+    for kept in (ev for ev in cdr.events if ev.get("kind") == "truncated"):
+        print_cut(kept)
     console.print()
     transfer = (
         f"{cdr.transfer.destination} ({cdr.transfer.uri}): {cdr.transfer.outcome}"
@@ -368,6 +394,23 @@ def print_report(cdr: CallRecord | None, summary: Any, cfg_path: Path) -> None:
     for k, v in rows:
         console.print(f"[bold]{k:>22}[/]  ", end="")
         console.print(v, markup=False, soft_wrap=True)
+
+
+def print_cut(ev: dict[str, Any]) -> None:
+    """A barge-in's cut: the sentences with where their audio ended, the one being played
+    when the caller spoke, and what the conversation history kept."""
+    heard = float(ev.get("heard_ms") or 0)
+    console.print(
+        f"  cut at {heard:.0f} ms of {ev.get('item_id')}'s audio; its sentences as played:"
+    )
+    start = 0.0
+    for end, text in ev.get("spans") or []:
+        mark = "heard" if end <= heard else ("cut  " if start < heard else "     ")
+        console.print(f"    {mark} {start:6.0f}-{end:6.0f} ms  ", end="")
+        console.print(text, markup=False, soft_wrap=True)
+        start = end
+    console.print("  history keeps: ", end="")
+    console.print(repr(ev.get("kept", "")), markup=False, soft_wrap=True)
 
 
 @cli_errors

@@ -20,22 +20,48 @@ CALLER_LINES: tuple[str, ...] = (
 )
 """What the demo caller says, one line per turn."""
 
+CASCADE_CALLER_LINES: tuple[str, ...] = (
+    *CALLER_LINES[:2],
+    "Where can I park my car near the restaurant?",
+    "What desserts do you have tonight?",
+    "Sorry, can I talk to the manager, please?",
+)
+"""The caller of ``demo --backend cascade``: a knowledge question and a barge-in (the fifth
+line is said over the agent's answer to the fourth) before asking for the manager."""
+
+CASCADE_BARGE_IN_TURN = 4
+"""The 0-based turn the cascade demo's caller says over the agent."""
+
+KNOWLEDGE_FILES: dict[str, str] = {
+    "parking.md": "# Parking\n\nCar parking near the restaurant: park for free in the courtyard "
+    "behind the building, entrance on Rue Verte. Bicycles go in the rack by the door.\n",
+    "menu.md": "# Menu\n\nStarters change every week. Our wine list has forty wines from the "
+    "Loire valley.\n",
+    "events.md": "# Private events\n\nThe back room seats twenty guests for birthdays and "
+    "company dinners; book a week ahead.\n",
+}
+"""The demo tenant's knowledge base (written to the demo folder's ``knowledge/``)."""
+
 CALLER_VOICE = "cedar"
 
 
-def scenario_path() -> Path:
-    """The demo scenario (TOML) for the local Realtime server."""
-    return Path(str(resources.files(__name__).joinpath("bistro.toml")))
+def scenario_path(backend: str = "realtime") -> Path:
+    """The demo scenario (TOML) for the local servers (``cascade``: with the knowledge
+    question and the barge-in)."""
+    name = "bistro-cascade.toml" if backend == "cascade" else "bistro.toml"
+    return Path(str(resources.files(__name__).joinpath(name)))
 
 
-async def caller_utterances(rate: int = 8000, *, engine: str = "auto") -> list[bytes]:
+async def caller_utterances(
+    rate: int = 8000, *, engine: str = "auto", lines: tuple[str, ...] = CALLER_LINES
+) -> list[bytes]:
     """Each caller line as PCM16 mono at ``rate`` (espeak-ng, else tones)."""
     from w3sipagent.localai import Synthesizer
     from w3sipagent.localai.audio import PCM_RATE
 
     synth = Synthesizer(engine)  # type: ignore[arg-type]
     out = []
-    for line in CALLER_LINES:
+    for line in lines:
         pcm = await synth.synthesize(line, CALLER_VOICE)
         if rate != PCM_RATE:
             from w3sipagent.codecs.resample import Resampler
@@ -63,4 +89,13 @@ def write_wav(path: Path, pcm: bytes, rate: int = 8000) -> Path:
     return path
 
 
-__all__ = ["CALLER_LINES", "caller_utterances", "scenario_path", "uses_espeak", "write_wav"]
+__all__ = [
+    "CALLER_LINES",
+    "CASCADE_BARGE_IN_TURN",
+    "CASCADE_CALLER_LINES",
+    "KNOWLEDGE_FILES",
+    "caller_utterances",
+    "scenario_path",
+    "uses_espeak",
+    "write_wav",
+]

@@ -50,6 +50,7 @@ class CascadeListenConfig(StrictModel):
     barge_in_ms: int = Field(default=200, ge=20, le=3000)
     silence_ms: int = Field(default=500, ge=100, le=5000)
     padding_ms: int = Field(default=300, ge=0, le=2000)
+    turn_check_wait_ms: int = Field(default=1200, ge=0, le=10_000)
 
 
 class CascadeConfig(StrictModel):
@@ -64,6 +65,10 @@ class CascadeConfig(StrictModel):
     )
     api: Literal["responses", "chat"] = "responses"
     """``chat`` for model servers without the Responses API."""
+    stt_mode: Literal["utterance", "stream"] = "utterance"
+    """``utterance``: ``POST /audio/transcriptions`` per turn (any compatible server);
+    ``stream``: the Realtime transcription session (``gpt-4o-transcribe`` /
+    ``gpt-4o-mini-transcribe``), the caller's audio sent while they speak."""
     listen: CascadeListenConfig = Field(default_factory=CascadeListenConfig)
     voice: str | None = None
     """The TTS voice (None: the agent's voice)."""
@@ -75,6 +80,9 @@ class CascadeConfig(StrictModel):
     filler: str | None = None
     """Said while a slow tool runs (None: silence)."""
     filler_after_ms: int = Field(default=1200, ge=0, le=10_000)
+    turn_check: CascadeStageConfig | None = None
+    """The semantic end-of-turn check: a model asked whether the caller finished (None:
+    off, the default; the silence alone ends a turn)."""
 
     def to_settings(
         self,
@@ -110,12 +118,17 @@ class CascadeConfig(StrictModel):
                 barge_in_ms=ls.barge_in_ms,
                 silence_ms=ls.silence_ms,
                 padding_ms=ls.padding_ms,
+                turn_check_wait_ms=ls.turn_check_wait_ms,
             ),
             api=self.api,
+            stt_mode=self.stt_mode,
             voice=self.voice or voice,
             tts_instructions=self.tts_instructions,
             language=self.language,
             transcription_prompt=self.prompt,
             filler=self.filler,
             filler_after_ms=self.filler_after_ms,
+            turn_check=(
+                None if self.turn_check is None else endpoint("turn_check", self.turn_check)
+            ),
         )

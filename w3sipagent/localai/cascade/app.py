@@ -45,6 +45,7 @@ from w3sipagent.localai.cascade.http import (
     parse_multipart,
 )
 from w3sipagent.localai.cascade.model import ModelApi, Pacing
+from w3sipagent.localai.cascade.transcription import TranscriptionSocket
 from w3sipagent.localai.scenario import Scenario, load_scenario
 from w3sipagent.localai.tts import Engine, Synthesizer
 
@@ -109,6 +110,9 @@ class CascadeServer:
         """Every request received, in order (bodies included), for tests to inspect."""
         self._window: dict[str, deque[float]] = {}
         self._injected: list[InjectedError] = []
+        self._stt_failures: list[tuple[str, str]] = []
+        self.transcription_sockets: list[TranscriptionSocket] = []
+        """Every transcription session opened (``GET /v1/realtime?intent=transcription``)."""
         self._http = HttpServer(self._handle, host, port, name="cascade")
 
     # ------------------------------------------------------------ lifecycle
@@ -172,6 +176,13 @@ class CascadeServer:
             )
         )
 
+    def fail_next_transcription(
+        self, code: str = "server_error", message: str = "Transcription failed."
+    ) -> None:
+        """The next item committed in a transcription session gets
+        ``conversation.item.input_audio_transcription.failed`` with this error."""
+        self._stt_failures.append((code, message))
+
     # ------------------------------------------------------------ requests
 
     def _key(self, req: HttpRequest) -> tuple[str, HttpResponse | None]:
@@ -233,6 +244,8 @@ class CascadeServer:
     async def _handle(self, req: HttpRequest) -> HttpResponse:
         self.requests.append(req)
         path = req.path.rstrip("/")
+        if path == "/v1/realtime" and req.method == "GET":
+            return self._realtime(req)
         known = path in ROUTES or path == "/v1/models"
         if not known or (path == "/v1/models") != (req.method == "GET"):
             return api_error(404, f"Invalid URL ({req.method} {req.path})")
@@ -276,6 +289,33 @@ class CascadeServer:
             return self.model.chat(body)
         params, error = self.audio.speech_request(body)
         return error if error is not None else self.audio.speech(params)
+
+    def _realtime(self, req: HttpRequest) -> HttpResponse:
+        """A transcription session over a WebSocket (transcription.py)."""
+        if req.headers.get("upgrade", "").lower() != "websocket":
+            return api_error(400, "Expected a WebSocket upgrade request.")
+        if req.query.get("intent") != ["transcription"]:
+            return api_error(
+                400,
+                "The local cascade server serves transcription sessions only "
+                "(?intent=transcription); realtime sessions: the local Realtime server.",
+                param="intent",
+            )
+        key, denied = self._key(req)
+        if denied is not None:
+            return denied
+        failure = self._injected_error("/v1/realtime") or self._rate_limited(key)
+        if failure is not None:
+            return failure
+        sock = TranscriptionSocket(
+            req,
+            self.ids,
+            lambda: self.audio.next_caller_line(key),
+            lambda: self._stt_failures.pop(0) if self._stt_failures else None,
+            delta_delay=self.pacing.token_delay,
+        )
+        self.transcription_sockets.append(sock)
+        return HttpResponse(101, upgrade=sock.run)
 
     def _models(self) -> HttpResponse:
         names = [*MODEL_DIMS, "gpt-4o-mini-transcribe", "gpt-4o-transcribe", "whisper-1"]

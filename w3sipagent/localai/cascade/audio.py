@@ -90,6 +90,13 @@ class AudioApi:
 
     # ------------------------------------------------------------ transcriptions
 
+    def next_caller_line(self, key: str) -> str:
+        """The scenario's caller line of this key's next turn (empty past the script)."""
+        n = self.turns.get(key, 0) + 1
+        self.turns[key] = n
+        entry = self.scenario.turn(n)
+        return entry.caller if entry is not None and entry.caller is not None else ""
+
     def transcribe(self, key: str, fields: dict[str, FormField]) -> HttpResponse:
         """``POST /v1/audio/transcriptions`` (``fields``: the multipart form)."""
         file = fields.get("file")
@@ -150,10 +157,7 @@ class AudioApi:
                     400, f"Invalid WAV file: {exc}", param="file", code="invalid_value"
                 )
             duration = len(pcm) / 2 / rate
-        n = self.turns.get(key, 0) + 1
-        self.turns[key] = n
-        entry = self.scenario.turn(n)
-        text = entry.caller if entry is not None and entry.caller is not None else ""
+        text = self.next_caller_line(key)
         usage: dict[str, Any] = (
             {"type": "duration", "seconds": round(duration, 3)}
             if whisper

@@ -23,6 +23,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "HttpServer",
+    "Upgrade",
     "api_error",
     "json_response",
     "parse_multipart",
@@ -59,8 +60,11 @@ class HttpResponse:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+    upgrade: Upgrade | None = None
+    """Takes the connection over instead of a response being written (a WebSocket)."""
 
 
+Upgrade = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
@@ -212,6 +216,9 @@ class HttpServer:
                         "The server had an error while processing your request.",
                         type="server_error",
                     )
+                if resp.upgrade is not None:
+                    await resp.upgrade(reader, writer)
+                    break
                 keep = req.headers.get("connection", "").lower() != "close"
                 await _write(writer, resp, keep_alive=keep)
                 if not keep:
