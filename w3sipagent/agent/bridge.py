@@ -240,6 +240,11 @@ class CallBridge:
         """Send DTMF on the call."""
         await self._actions.send_dtmf(digits)
 
+    def hang_up(self, reason: str) -> None:
+        """End the call now (an operator's hang-up): the agent's side sends the BYE, the
+        CDR says ``completed``, ended by the agent, with ``reason``."""
+        self._life.finish(Outcome(Disposition.COMPLETED, "agent", reason))
+
     # ================================================================ life cycle
 
     async def run(self) -> CallRecord:

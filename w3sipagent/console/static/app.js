@@ -92,7 +92,8 @@ function liveTable(rows) {
 async function viewLive() {
   const box = h("div", { id: "live" }, h("p", {}, "Connecting…"));
   $main().replaceChildren(h("h1", {}, "Live calls"), h("p", { class: "muted" }, "Updated as it happens."), box);
-  await openStream({}, { calls: (rows) => box.replaceChildren(liveTable(rows)) });
+  let pushes = 0; // each push counted on the box (data-pushes): a page can tell it is live
+  await openStream({}, { calls: (rows) => { box.replaceChildren(liveTable(rows)); box.dataset.pushes = String(++pushes); } });
 }
 function timeline(transcript, tools) {
   const items = transcript.map((e) => ({ at: e.at, who: e.speaker, text: e.text }));
@@ -116,7 +117,7 @@ async function viewLiveCall(callId) {
     const sel = h("select", { id: "dest" }, dests.map((d) => h("option", { value: d }, d)));
     acts.append(h("button", { class: "danger", type: "button", id: "hangup", onclick: async () => { await api(`/api/live/calls/${enc(callId)}/hangup`, { method: "POST" }); say("Hanging up…"); } }, "Hang up"));
     if (dests.length) acts.append(h("label", { for: "dest" }, "Destination", sel),
-      h("button", { type: "button", class: "secondary", onclick: async () => { await api(`/api/live/calls/${enc(callId)}/transfer`, { method: "POST", body: { destination: sel.value } }); say(`Transferring to ${sel.value}…`); } }, "Transfer"));
+      h("button", { type: "button", class: "secondary", id: "transfer", onclick: async () => { await api(`/api/live/calls/${enc(callId)}/transfer`, { method: "POST", body: { destination: sel.value } }); say(`Transferring to ${sel.value}…`); } }, "Transfer"));
   }
   await openStream({ call: callId }, {
     call: show,
@@ -179,6 +180,43 @@ function latencyChart(values) {
     svg.append(s("rect", { x, y, width: Math.max(4, bw - 8), height: bh, fill: "#0b5cad" }), s("text", { x: x + 2, y: y - 3 }, `${ms(v)} ms`), s("text", { x: x + 2, y: H - 10 }, `#${i + 1}`)); });
   return svg;
 }
+// The cascade's stages of each turn: ms from the caller's speech end (CDR "turn" events),
+// cut into the spans STT / model / TTS an operator asks about; a table carries the same figures.
+const STAGES = [["turn end", "end_of_turn", "#8c959f"], ["STT", "transcript_final", "#0b5cad"], ["model", "first_sentence", "#b35900"], ["TTS", "tts_first_byte", "#1a7f37"], ["send", "first_rtp", "#6e40c9"]];
+function stageSpans(st) {
+  let prev = 0;
+  return STAGES.map(([name, key]) => {
+    const v = st[key];
+    if (typeof v !== "number") return [name, null];
+    const span = Math.max(0, v - prev); prev = Math.max(prev, v); return [name, span];
+  });
+}
+function stageChart(stages) {
+  if (!stages.length) return null;
+  const rows = stages.map(stageSpans), totals = rows.map((r) => r.reduce((a, [, v]) => a + (v || 0), 0));
+  const W = 640, L = 44, R = 70, RH = 26, H = rows.length * RH + 34, max = Math.max(1, ...totals);
+  const ns = "http://www.w3.org/2000/svg"; const s = (tag, a, text) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(a)) e.setAttribute(k, v); if (text) e.textContent = text; return e; };
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-labelledby": "stage-title", id: "stage-chart" });
+  svg.append(s("title", { id: "stage-title" }, `Per-stage latency: ${rows.map((r, i) => `turn ${i + 1}: ${r.map(([n, v]) => `${n} ${v == null ? "not seen" : Math.round(v) + " ms"}`).join(", ")}`).join("; ")}`));
+  rows.forEach((r, i) => {
+    const y = 4 + i * RH; let x = L;
+    svg.append(s("text", { x: 4, y: y + 16 }, `#${i + 1}`));
+    r.forEach(([name, v], k) => {
+      if (!v) return; const w = (v / max) * (W - L - R);
+      svg.append(s("rect", { x, y, width: Math.max(1, w), height: RH - 8, fill: STAGES[k][2], "data-stage": name }));
+      if (w > 34) svg.append(s("text", { x: x + 3, y: y + 13, fill: "#fff", class: "in-bar" }, name));
+      x += w;
+    });
+    svg.append(s("text", { x: x + 4, y: y + 14 }, `${Math.round(totals[i])} ms`));
+  });
+  const ly = H - 10; let lx = L;
+  for (const [name, , color] of STAGES) { svg.append(s("rect", { x: lx, y: ly - 9, width: 10, height: 10, fill: color }), s("text", { x: lx + 13, y: ly }, name)); lx += 13 + name.length * 7 + 16; }
+  const table = h("table", { id: "stage-table", class: "stack figures" }, h("caption", {}, "Per-stage latency, ms"),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Turn"), STAGES.map(([n]) => h("th", { scope: "col" }, n)), h("th", { scope: "col" }, "Total"))),
+    h("tbody", {}, rows.map((r, i) => h("tr", {}, h("th", { scope: "row", "data-label": "Turn" }, `#${i + 1}`),
+      r.map(([n, v]) => h("td", { "data-label": n }, v == null ? "-" : String(Math.round(v)))), h("td", { "data-label": "Total" }, String(Math.round(totals[i])))))));
+  return h("div", { id: "stages" }, h("p", { class: "muted" }, "Cascade: from the caller's speech end, the end of turn detection, speech-to-text, the model to its first sentence, text-to-speech to its first audio, and the first RTP packet sent."), svg, h("div", { class: "scroll" }, table));
+}
 async function viewRecord(tenant, callId) {
   let c;
   try { c = await api(`/api/tenants/${enc(tenant)}/cdrs/${enc(callId)}`); } catch (e) { $main().replaceChildren(h("h1", {}, "Call"), problem(e)); return; }
@@ -186,6 +224,7 @@ async function viewRecord(tenant, callId) {
   const audio = h("audio", { controls: true, id: "recording", preload: "metadata" });
   const rec = h("div", {}, c.recording_path ? audio : h("p", { class: "muted" }, "No recording kept for this call."));
   const tr = c.transfer;
+  const stages = (c.events || []).filter((e) => e.kind === "turn" && e.stages).map((e) => e.stages);
   $main().replaceChildren(
     h("p", {}, h("a", { href: `#/calls?tenant=${enc(tenant)}` }, "← Call records")), h("h1", {}, `Call ${c.call_id}`),
     h("div", { class: "grid" },
@@ -196,6 +235,7 @@ async function viewRecord(tenant, callId) {
     h("h2", {}, "Recording (caller left, agent right)"), rec,
     h("h2", {}, "Transcript and tool calls"), timeline(c.transcript || [], c.tool_calls || []),
     h("h2", {}, "Per-turn latency"), latencyChart(c.turn_latencies_ms || []),
+    stages.length ? h("h2", {}, "Per-stage latency") : null, stageChart(stages),
     h("h2", {}, "Tool calls"), (c.tool_calls || []).length ? h("div", {}, c.tool_calls.map((t) => h("div", { class: "card" }, h("strong", {}, t.name), ` ${fmtMs(t.duration_ms)}`,
       h("pre", {}, `arguments: ${JSON.stringify(t.arguments, null, 1)}\n${t.error ? "error: " + t.error : "result: " + JSON.stringify(t.result, null, 1)}`)))) : h("p", { class: "muted" }, "None."));
   if (c.recording_path) {
