@@ -104,6 +104,19 @@ LIVE_BOUND_S = 1.0
 """The issue: a call placed by the softphone appears in the live view within a second."""
 
 
+CHANNELS = """
+const [tenant, call, done] = arguments;
+fetch(`/api/tenants/${tenant}/cdrs/${call}/recording`,
+      {headers: {Authorization: `Bearer ${sessionStorage.getItem('w3.token')}`}})
+  .then((r) => r.arrayBuffer())
+  .then((buf) => new OfflineAudioContext(1, 1, 8000).decodeAudioData(buf))
+  .then((a) => done([...Array(a.numberOfChannels).keys()].map((c) => {
+    const d = a.getChannelData(c); let s = 0; for (const x of d) s += x * x;
+    return Math.sqrt(s / d.length); })))
+  .catch((e) => done(String(e)));
+"""
+
+
 def step(fn: Any, *args: Any) -> Any:
     """A blocking browser step, off the event loop (the agent runs on it)."""
     return asyncio.to_thread(fn, *args)
@@ -201,6 +214,12 @@ async def _scenario(b: Browser, service: AgentService, url: str, globex: str, sh
     await step(b.wait, lambda: b.all("#overview section"), 10, "the overview")
     await step(b.shot, shots / "overview.png")
     await _tenant_view(b, url, globex, service, shots)
+    # everything the pages loaded came from the agent itself
+    loaded = await step(
+        b.driver.execute_script,
+        "return performance.getEntriesByType('resource').map((e) => e.name)",
+    )
+    assert loaded and all(u.startswith(url + "/") for u in loaded), loaded
 
 
 async def _record_page(b: Browser, service: AgentService, shots: Path) -> None:
@@ -226,8 +245,19 @@ async def _record_page(b: Browser, service: AgentService, shots: Path) -> None:
     )
     call_s = (cdr.end_at - cdr.answer_at).total_seconds()
     assert abs(float(duration) - call_s) < 1.5, (duration, call_s)
+    # the recording is stereo and both sides carry sound (caller left, agent right)
+    await step(b.driver.set_script_timeout, 15)
+    levels = await step(b.driver.execute_async_script, CHANNELS, TENANT, cdr.call_id)
+    assert isinstance(levels, list) and len(levels) == 2, levels
+    assert min(levels) > 0.003, levels  # RMS of full scale: silence would be ~0
     await step(b.wait, lambda: b.css("#latency-chart"), 5, "the latency chart")
     await step(b.shot, shots / "call-record.png")
+    # the search by words in the transcript finds it; words never said find nothing
+    word = max(cdr.transcript[0].text.split(), key=len).strip(".,!?")
+    await step(b.hash, f"#/calls?tenant={TENANT}&q={word}")
+    await step(b.wait, lambda: "1 call" in b.text("main"), 10, f"the call found by {word!r}")
+    await step(b.hash, f"#/calls?tenant={TENANT}&q=zanzibar-quokka")
+    await step(b.wait, lambda: "0 calls" in b.text("main"), 10, "nothing found")
 
 
 async def _edit_voice(b: Browser, shots: Path) -> None:
@@ -263,7 +293,7 @@ async def _tenant_view(
     b: Browser, url: str, globex: str, service: AgentService, shots: Path
 ) -> None:
     await step(lambda: b.css("#logout").click())
-    await step(login, b, url, globex)
+    await _keyboard(b, globex)
     assert "tenant globex" in await step(b.text, "#who")
     await step(b.wait, lambda: "No call in progress" in b.text("#live"), 10, "globex's live view")
     cdr = service.finished[0]
@@ -285,3 +315,40 @@ async def _tenant_view(
     await step(b.hash, "#/calls?tenant=globex")
     await step(b.wait, lambda: b.css("#cdr-table"), 10, "the records on a phone")
     await step(b.shot, shots / "phone-calls.png")
+
+
+async def _keyboard(b: Browser, token: str) -> None:
+    """Log in and move around with the keyboard alone."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    def active() -> Any:
+        return b.driver.switch_to.active_element
+
+    def keys(*k: str) -> None:
+        ActionChains(b.driver).send_keys(*k).perform()
+
+    field = await step(b.wait, lambda: b.css("#token"), 10, "the login form")
+    assert await step(lambda: active() == field)  # the form takes the focus
+    await step(keys, token, Keys.ENTER)
+    await step(b.wait, lambda: b.css("#nav").is_displayed(), 10, "logged in by Enter")
+    await step(b.wait, lambda: b.all("#live p, #live table"), 10, "the live view")
+    await step(b.driver.execute_script, "document.activeElement.blur()")
+    await step(keys, Keys.TAB)  # the first stop: the skip link, shown when focused
+    skip = await step(active)
+    assert await step(skip.get_attribute, "class") == "skip"
+    assert (await step(lambda: skip.location))["x"] >= 0
+    await step(keys, Keys.ENTER)
+    assert await step(lambda: active().get_attribute("id")) == "main"
+    assert await step(b.driver.execute_script, "return location.hash") == "#/live"
+    # the navigation by Tab and Enter, with a visible focus ring
+    for _ in range(8):
+        await step(keys, Keys.TAB)
+        if await step(lambda: active().text) == "Call records":
+            break
+    ring = await step(lambda: active().value_of_css_property("outline-style"))
+    assert ring == "solid", ring
+    await step(keys, Keys.ENTER)
+    await step(b.wait, lambda: b.css("#cdr-table, #f-tenant"), 10, "the records by keyboard")
+    assert await step(b.driver.execute_script, "return location.hash") == "#/calls"
+    await step(b.hash, "#/live")

@@ -359,5 +359,7 @@ async function route() {
 window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("logout").addEventListener("click", () => logout("Logged out."));
+  // the skip link moves the focus without touching the hash (the hash is the page's route)
+  document.querySelector(".skip").addEventListener("click", (ev) => { ev.preventDefault(); $main().focus(); });
   route();
 });
