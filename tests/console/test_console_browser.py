@@ -42,13 +42,21 @@ ADMIN = "console-admin-token-0123456789"
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    run_dir: Path, backend: str = "realtime"
+    run_dir: Path, backend: str = "realtime", *, pacing: bool = False
 ) -> AsyncIterator[tuple[AgentService, str]]:
     """The demo tenant (file) on a live agent, a database tenant beside it, the API on;
-    ``backend`` "cascade": the demo agent as a cascade on the local cascade server."""
+    ``backend`` "cascade": the demo agent as a cascade on the local cascade server;
+    ``pacing``: the local Realtime server speaks in real time, its transcript deltas with
+    the audio (as a real model's reach a caller), rather than in one burst."""
     async with contextlib.AsyncExitStack() as stack:
         rt = await stack.enter_async_context(
-            RealtimeServer("127.0.0.1", 0, scenario=scenario_path(), tts_engine="tone")
+            RealtimeServer(
+                "127.0.0.1",
+                0,
+                scenario=scenario_path(),
+                tts_engine="tone",
+                realtime_pacing=pacing,
+            )
         )
         cascade_url = None
         if backend == "cascade":
@@ -136,7 +144,7 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
     shots = Path(os.environ.get("W3SIPAGENT_CONSOLE_SHOTS", tmp_path / "shots")).resolve()
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    async with running_agent(run_dir) as (service, url):
+    async with running_agent(run_dir, pacing=True) as (service, url):
         headers = {"Authorization": f"Bearer {ADMIN}"}
         async with httpx.AsyncClient(base_url=url) as api:
             await provision(api, headers, "globex", "+39069999999")
@@ -187,13 +195,17 @@ async def _scenario(b: Browser, service: AgentService, url: str, globex: str, sh
     first = await step(b.wait, lambda: len(b.all("#transcript li")), 20, "a first line")
     await step(b.wait, lambda: len(b.all("#transcript li")) > first, 30, "the transcript to grow")
     await step(b.wait, lambda: b.text("#last-turn").endswith("ms"), 30, "a turn's latency")
+    # an agent line under way: its words so far, marked as such
+    speaking = await step(b.wait, lambda: b.all("#transcript li.partial"), 30, "words under way")
+    assert "(speaking…)" in await step(lambda: speaking[0].text)
     await step(b.shot, shots / "live-call.png")
     await step(b.wait, lambda: b.css("#ended"), 60, "the call to end")
     summary = await call
     assert summary.answered
     await step(b.shot, shots / "live-call-ended.png")
-    # each agent line reached the page within the bound of the moment the bridge wrote it
-    # (an agent line's ``at`` is when it was added to the CDR; a caller's is its speech start)
+    # each agent line was whole on the page within the bound of the moment the bridge had
+    # its final text (an agent line's ``at`` is when it was added to the CDR; a caller's is
+    # its speech start); with the words shown as they come it is often there before
     seen = await step(b.driver.execute_script, "return window.__seen.lines")
     await wait_until(lambda: service.finished, timeout=10, what="the CDR")
     cdr = service.finished[0]
@@ -204,9 +216,19 @@ async def _scenario(b: Browser, service: AgentService, url: str, globex: str, sh
     ]
     assert lags, "no agent line was said while the call's page was open"
     assert max(lags) < LIVE_BOUND_S, lags
+    # and its first words were there while it was spoken, before the line was final
+    leads = [
+        cdr.invite_at.timestamp()
+        + e.at
+        - min(t for x, t in seen.items() if x and e.text.startswith(x)) / 1000.0
+        for e in cdr.transcript
+        if e.speaker == "agent" and cdr.invite_at.timestamp() + e.at > opened
+    ]
+    assert max(leads) > 0.5, leads
     print(
-        f"\nlive view: call shown {appear_s * 1000:.0f} ms after the INVITE; agent lines "
-        f"{min(lags) * 1000:.0f}..{max(lags) * 1000:.0f} ms after the CDR got them"
+        f"\nlive view: call shown {appear_s * 1000:.0f} ms after the INVITE; each agent "
+        f"line whole on the page {min(lags) * 1000:+.0f}..{max(lags) * 1000:+.0f} ms from its "
+        f"final text in the CDR, its first words {min(leads):.1f}..{max(leads):.1f} s before"
     )
     await _record_page(b, service, shots)
     await _edit_voice(b, shots)
@@ -245,6 +267,17 @@ async def _record_page(b: Browser, service: AgentService, shots: Path) -> None:
     )
     call_s = (cdr.end_at - cdr.answer_at).total_seconds()
     assert abs(float(duration) - call_s) < 1.5, (duration, call_s)
+    # it plays
+    await step(b.driver.execute_script, "document.getElementById('recording').play()")
+    await step(
+        b.wait,
+        lambda: (
+            b.driver.execute_script("return document.getElementById('recording').currentTime") > 0.3
+        ),
+        10,
+        "the recording to play",
+    )
+    await step(b.driver.execute_script, "document.getElementById('recording').pause()")
     # the recording is stereo and both sides carry sound (caller left, agent right)
     await step(b.driver.set_script_timeout, 15)
     levels = await step(b.driver.execute_async_script, CHANNELS, TENANT, cdr.call_id)
@@ -311,6 +344,12 @@ async def _tenant_view(
     await step(b.hash, "#/tenants")
     items = await step(b.wait, lambda: b.text("#tenant-list"), 10, "the tenant list")
     assert "globex" in items and TENANT not in items
+    await step(b.hash, "#/overview")
+    await step(b.wait, lambda: b.all("#overview section"), 10, "globex's overview")
+    sections = await step(
+        lambda: [x.get_attribute("aria-label") for x in b.all("#overview section")]
+    )
+    assert sections == ["tenant globex"], sections
     await step(b.driver.set_window_size, 390, 844)  # a phone
     await step(b.hash, "#/calls?tenant=globex")
     await step(b.wait, lambda: b.css("#cdr-table"), 10, "the records on a phone")

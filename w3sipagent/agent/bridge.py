@@ -204,6 +204,11 @@ class CallBridge:
         return self._media.codec
 
     @property
+    def partial_transcript(self) -> list[dict[str, object]]:
+        """What is being said and not final yet (speaker, text so far, at, item_id)."""
+        return self._turns.partial.lines()
+
+    @property
     def barge_ins(self) -> list[BargeIn]:
         """Every cut of the agent's audio, in order."""
         return self._turns.barge_ins

@@ -136,6 +136,8 @@ def live_row(call_id: str, bridge: Any, *, detail: bool = False) -> dict[str, An
         row["tool_calls"] = [t.model_dump(mode="json") for t in cdr.tool_calls]
         row["turn_latencies_ms"] = lat
         row["turn_stages_ms"] = cdr.turn_stages_ms()
+        # what is being said and not final yet (the CDR only gets final lines)
+        row["partial"] = list(getattr(bridge, "partial_transcript", ()))
         row["transfer"] = None if cdr.transfer is None else cdr.transfer.model_dump(mode="json")
     return row
 

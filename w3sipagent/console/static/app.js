@@ -95,13 +95,15 @@ async function viewLive() {
   let pushes = 0; // each push counted on the box (data-pushes): a page can tell it is live
   await openStream({}, { calls: (rows) => { box.replaceChildren(liveTable(rows)); box.dataset.pushes = String(++pushes); } });
 }
-function timeline(transcript, tools) {
+function timeline(transcript, tools, partial) {
   const items = transcript.map((e) => ({ at: e.at, who: e.speaker, text: e.text }));
+  // an utterance under way: its words so far, marked as not final by a word, not only a style
+  for (const p of partial || []) items.push({ at: p.at, who: p.speaker, text: p.text, partial: true });
   for (const t of tools || []) items.push({ at: t.at, who: "tool", text: `${t.name}(${JSON.stringify(t.arguments)}) → ${t.error ? "error: " + t.error : JSON.stringify(t.result)}` });
   items.sort((a, b) => a.at - b.at);
   if (!items.length) return h("p", { class: "muted" }, "Nothing said yet.");
-  return h("ol", { class: "timeline", id: "transcript" }, items.map((i) => h("li", { class: `spk-${i.who}` },
-    h("span", { class: "t" }, `${i.at.toFixed(1)} s`), h("span", { class: "who-l" }, i.who), h("span", { class: "msg" }, i.text))));
+  return h("ol", { class: "timeline", id: "transcript" }, items.map((i) => h("li", { class: `spk-${i.who}${i.partial ? " partial" : ""}` },
+    h("span", { class: "t" }, `${i.at.toFixed(1)} s`), h("span", { class: "who-l" }, i.partial ? `${i.who} (speaking…)` : i.who), h("span", { class: "msg" }, i.text))));
 }
 async function viewLiveCall(callId) {
   const head = h("dl", { class: "kv" }); const tl = h("div", {}); const acts = h("div", { class: "actions" });
@@ -109,7 +111,7 @@ async function viewLiveCall(callId) {
   const show = (c) => {
     head.replaceChildren(...[["Tenant", c.tenant], ["Store", c.store_id], ["Agent", c.agent], ["Caller", c.caller], ["Codec", c.codec], ["Backend", c.backend], ["Duration", fmtDur(c.duration_s)], ["State", c.state], ["Last turn", fmtMs(c.last_turn_ms)]]
       .flatMap(([k, v]) => [h("dt", {}, k), h("dd", { id: k === "Last turn" ? "last-turn" : null }, v ?? "-")]));
-    tl.replaceChildren(timeline(c.transcript, c.tool_calls));
+    tl.replaceChildren(timeline(c.transcript, c.tool_calls, c.partial));
   };
   try { show(await api(`/api/live/calls/${enc(callId)}`)); } catch (e) { $main().append(problem(e)); return; }
   if (S.me.admin) {
