@@ -42,12 +42,12 @@ ADMIN = "console-admin-token-0123456789"
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    run_dir: Path, backend: str = "realtime", *, pacing: bool = False
+    run_dir: Path, backend: str = "realtime", *, burst_speed: float | None = None
 ) -> AsyncIterator[tuple[AgentService, str]]:
     """The demo tenant (file) on a live agent, a database tenant beside it, the API on;
     ``backend`` "cascade": the demo agent as a cascade on the local cascade server;
-    ``pacing``: the local Realtime server speaks in real time, its transcript deltas with
-    the audio (as a real model's reach a caller), rather than in one burst."""
+    ``burst_speed``: the local Realtime server sends its answers at that many times real
+    time, their transcript deltas along (as a real model's arrive), rather than at once."""
     async with contextlib.AsyncExitStack() as stack:
         rt = await stack.enter_async_context(
             RealtimeServer(
@@ -55,7 +55,7 @@ async def running_agent(
                 0,
                 scenario=scenario_path(),
                 tts_engine="tone",
-                realtime_pacing=pacing,
+                burst_speed=burst_speed,
             )
         )
         cascade_url = None
@@ -108,6 +108,8 @@ if (!window.__watching) {
   }).observe(document.body, {childList: true, subtree: true, characterData: true});
 }
 """
+BURST = 3.0
+"""The local model speaks three times faster than real time, as a real one roughly does."""
 LIVE_BOUND_S = 1.0
 """The issue: a call placed by the softphone appears in the live view within a second."""
 
@@ -144,7 +146,7 @@ async def test_console_in_chromium(tmp_path: Path) -> None:
     shots = Path(os.environ.get("W3SIPAGENT_CONSOLE_SHOTS", tmp_path / "shots")).resolve()
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    async with running_agent(run_dir, pacing=True) as (service, url):
+    async with running_agent(run_dir, burst_speed=BURST) as (service, url):
         headers = {"Authorization": f"Bearer {ADMIN}"}
         async with httpx.AsyncClient(base_url=url) as api:
             await provision(api, headers, "globex", "+39069999999")

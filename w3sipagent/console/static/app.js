@@ -237,7 +237,7 @@ async function viewRecord(tenant, callId) {
     h("h2", {}, "Recording (caller left, agent right)"), rec,
     h("h2", {}, "Transcript and tool calls"), timeline(c.transcript || [], c.tool_calls || []),
     h("h2", {}, "Per-turn latency"), latencyChart(c.turn_latencies_ms || []),
-    stages.length ? h("h2", {}, "Per-stage latency") : null, stageChart(stages),
+    ...(stages.length ? [h("h2", {}, "Per-stage latency"), stageChart(stages)] : []),
     h("h2", {}, "Tool calls"), (c.tool_calls || []).length ? h("div", {}, c.tool_calls.map((t) => h("div", { class: "card" }, h("strong", {}, t.name), ` ${fmtMs(t.duration_ms)}`,
       h("pre", {}, `arguments: ${JSON.stringify(t.arguments, null, 1)}\n${t.error ? "error: " + t.error : "result: " + JSON.stringify(t.result, null, 1)}`)))) : h("p", { class: "muted" }, "None."));
   if (c.recording_path) {
