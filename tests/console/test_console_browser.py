@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
+import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -291,6 +296,7 @@ async def _record_page(b: Browser, service: AgentService, shots: Path) -> None:
     word = max(cdr.transcript[0].text.split(), key=len).strip(".,!?")
     await step(b.hash, f"#/calls?tenant={TENANT}&q={word}")
     await step(b.wait, lambda: "1 call" in b.text("main"), 10, f"the call found by {word!r}")
+    await _exports(b, cdr)
     await step(b.hash, f"#/calls?tenant={TENANT}&q=zanzibar-quokka")
     await step(b.wait, lambda: "0 calls" in b.text("main"), 10, "nothing found")
 
@@ -393,3 +399,28 @@ async def _keyboard(b: Browser, token: str) -> None:
     await step(b.wait, lambda: b.css("#cdr-table, #f-tenant"), 10, "the records by keyboard")
     assert await step(b.driver.execute_script, "return location.hash") == "#/calls"
     await step(b.hash, "#/live")
+
+
+async def _exports(b: Browser, cdr: Any) -> None:
+    """The records found, exported as CSV and JSON files by the browser."""
+    where = Path(tempfile.mkdtemp(prefix="w3-downloads-"))
+    try:
+        await step(
+            b.driver.execute_cdp_cmd,
+            "Browser.setDownloadBehavior",
+            {"behavior": "allow", "downloadPath": str(where)},
+        )
+        await step(lambda: b.css("#export-csv").click())
+        await step(lambda: b.css("#export-json").click())
+        csv_file, json_file = where / f"calls-{TENANT}.csv", where / f"calls-{TENANT}.json"
+        await wait_until(
+            lambda: csv_file.is_file() and json_file.is_file(), 10, what="the downloads"
+        )
+        rows = list(csv.DictReader(io.StringIO(csv_file.read_text())))
+        assert [(r["call_id"], r["disposition"]) for r in rows] == [
+            (cdr.call_id, cdr.disposition.value)
+        ]
+        doc = json.loads(json_file.read_text())
+        assert [d["call_id"] for d in doc] == [cdr.call_id]
+    finally:
+        shutil.rmtree(where, ignore_errors=True)

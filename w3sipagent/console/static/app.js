@@ -109,8 +109,9 @@ async function viewLiveCall(callId) {
   const head = h("dl", { class: "kv" }); const tl = h("div", {}); const acts = h("div", { class: "actions" });
   $main().replaceChildren(h("p", {}, h("a", { href: "#/live" }, "← Live calls")), h("h1", {}, `Call ${callId}`), head, acts, h("h2", {}, "Transcript"), tl);
   const show = (c) => {
-    head.replaceChildren(...[["Tenant", c.tenant], ["Store", c.store_id], ["Agent", c.agent], ["Caller", c.caller], ["Codec", c.codec], ["Backend", c.backend], ["Duration", fmtDur(c.duration_s)], ["State", c.state], ["Last turn", fmtMs(c.last_turn_ms)]]
-      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", { id: k === "Last turn" ? "last-turn" : null }, v ?? "-")]));
+    head.replaceChildren(...[["Tenant", c.tenant], ["Store", c.store_id], ["Agent", c.agent], ["Caller", c.caller], ["Codec", c.codec], ["Backend", c.backend], ["Duration", fmtDur(c.duration_s)], ["State", c.state], ["Last turn", fmtMs(c.last_turn_ms)],
+      ["Transfer", c.transfer ? `${c.transfer.destination}: ${c.transfer.outcome}${c.transfer.status ? " " + c.transfer.status : ""}` : "none"]]
+      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", { id: { "Last turn": "last-turn", Transfer: "transfer-state" }[k] || null }, v ?? "-")]));
     tl.replaceChildren(timeline(c.transcript, c.tool_calls, c.partial));
   };
   try { show(await api(`/api/live/calls/${enc(callId)}`)); } catch (e) { $main().append(problem(e)); return; }
@@ -160,8 +161,8 @@ async function viewCalls(params) {
   const cols = ["invite_at", "call_id", "store_id", "agent", "caller", "did", "duration_s", "disposition"];
   const csv = () => [cols.join(","), ...rows.map((r) => cols.map((c) => `"${String(r[c] ?? "").replaceAll('"', '""')}"`).join(","))].join("\r\n");
   out.append(h("div", { class: "actions" }, h("span", {}, `${rows.length} call${rows.length === 1 ? "" : "s"}`),
-    h("button", { type: "button", class: "secondary", onclick: () => download(`calls-${tenant}.csv`, "text/csv", csv()) }, "Export CSV"),
-    h("button", { type: "button", class: "secondary", onclick: () => download(`calls-${tenant}.json`, "application/json", JSON.stringify(rows, null, 2)) }, "Export JSON")));
+    h("button", { type: "button", class: "secondary", id: "export-csv", onclick: () => download(`calls-${tenant}.csv`, "text/csv", csv()) }, "Export CSV"),
+    h("button", { type: "button", class: "secondary", id: "export-json", onclick: () => download(`calls-${tenant}.json`, "application/json", JSON.stringify(rows, null, 2)) }, "Export JSON")));
   out.append(h("div", { class: "scroll" }, h("table", { class: "stack", id: "cdr-table" },
     h("thead", {}, h("tr", {}, ["When", "Store", "Agent", "Caller", "Number", "Duration", "Disposition", "Call"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, rows.map((r) => h("tr", {},
