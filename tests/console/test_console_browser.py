@@ -297,6 +297,7 @@ async def _record_page(b: Browser, service: AgentService, shots: Path) -> None:
     await step(b.hash, f"#/calls?tenant={TENANT}&q={word}")
     await step(b.wait, lambda: "1 call" in b.text("main"), 10, f"the call found by {word!r}")
     await _exports(b, cdr)
+    await _phone(b, cdr, shots)
     await step(b.hash, f"#/calls?tenant={TENANT}&q=zanzibar-quokka")
     await step(b.wait, lambda: "0 calls" in b.text("main"), 10, "nothing found")
 
@@ -358,10 +359,6 @@ async def _tenant_view(
         lambda: [x.get_attribute("aria-label") for x in b.all("#overview section")]
     )
     assert sections == ["tenant globex"], sections
-    await step(b.driver.set_window_size, 390, 844)  # a phone
-    await step(b.hash, "#/calls?tenant=globex")
-    await step(b.wait, lambda: b.css("#cdr-table"), 10, "the records on a phone")
-    await step(b.shot, shots / "phone-calls.png")
 
 
 async def _keyboard(b: Browser, token: str) -> None:
@@ -424,3 +421,20 @@ async def _exports(b: Browser, cdr: Any) -> None:
         assert [d["call_id"] for d in doc] == [cdr.call_id]
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+async def _phone(b: Browser, cdr: Any, shots: Path) -> None:
+    """On a phone's screen the records are cards and nothing is wider than the screen."""
+    wide = "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    await step(b.driver.set_window_size, 390, 844)
+    try:
+        await step(b.hash, f"#/calls?tenant={TENANT}")
+        await step(b.wait, lambda: b.all("#cdr-table tbody tr"), 10, "the records on a phone")
+        assert await step(b.driver.execute_script, wide) <= 0
+        assert not await step(lambda: b.css("#cdr-table thead").is_displayed())  # cards
+        await step(b.shot, shots / "phone-calls.png")
+        await step(b.hash, f"#/calls/{TENANT}/{cdr.call_id}")
+        await step(b.wait, lambda: b.all("#transcript li"), 10, "the record on a phone")
+        assert await step(b.driver.execute_script, wide) <= 0
+    finally:
+        await step(b.driver.set_window_size, 1280, 900)
