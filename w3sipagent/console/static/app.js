@@ -105,6 +105,7 @@ function timeline(transcript, tools, partial) {
   return h("ol", { class: "timeline", id: "transcript" }, items.map((i) => h("li", { class: `spk-${i.who}${i.partial ? " partial" : ""}` },
     h("span", { class: "t" }, `${i.at.toFixed(1)} s`), h("span", { class: "who-l" }, i.partial ? `${i.who} (speaking…)` : i.who), h("span", { class: "msg" }, i.text))));
 }
+function actionFailed(e) { say(e.status === 404 ? "The call has ended." : `Refused: ${Array.isArray(e.detail) ? e.detail.map((d) => d.msg).join("; ") : e.message}`); }
 async function viewLiveCall(callId) {
   const head = h("dl", { class: "kv" }); const tl = h("div", {}); const acts = h("div", { class: "actions" });
   $main().replaceChildren(h("p", {}, h("a", { href: "#/live" }, "← Live calls")), h("h1", {}, `Call ${callId}`), head, acts, h("h2", {}, "Transcript"), tl);
@@ -113,14 +114,16 @@ async function viewLiveCall(callId) {
       ["Transfer", c.transfer ? `${c.transfer.destination}: ${c.transfer.outcome}${c.transfer.status ? " " + c.transfer.status : ""}` : "none"]]
       .flatMap(([k, v]) => [h("dt", {}, k), h("dd", { id: { "Last turn": "last-turn", Transfer: "transfer-state" }[k] || null }, v ?? "-")]));
     tl.replaceChildren(timeline(c.transcript, c.tool_calls, c.partial));
+    const st = document.getElementById("status");
+    if (c.transfer && c.transfer.outcome !== "pending" && st.textContent.startsWith("Transferring")) say(`Transfer to ${c.transfer.destination}: ${c.transfer.outcome}.`);
   };
   try { show(await api(`/api/live/calls/${enc(callId)}`)); } catch (e) { $main().append(problem(e)); return; }
   if (S.me.admin) {
     const dests = await api(`/api/live/destinations/${enc(callId)}`).catch(() => []);
     const sel = h("select", { id: "dest" }, dests.map((d) => h("option", { value: d }, d)));
-    acts.append(h("button", { class: "danger", type: "button", id: "hangup", onclick: async () => { await api(`/api/live/calls/${enc(callId)}/hangup`, { method: "POST" }); say("Hanging up…"); } }, "Hang up"));
+    acts.append(h("button", { class: "danger", type: "button", id: "hangup", onclick: async () => { say("Hanging up…"); await api(`/api/live/calls/${enc(callId)}/hangup`, { method: "POST" }).catch(actionFailed); } }, "Hang up"));
     if (dests.length) acts.append(h("label", { for: "dest" }, "Destination", sel),
-      h("button", { type: "button", class: "secondary", id: "transfer", onclick: async () => { await api(`/api/live/calls/${enc(callId)}/transfer`, { method: "POST", body: { destination: sel.value } }); say(`Transferring to ${sel.value}…`); } }, "Transfer"));
+      h("button", { type: "button", class: "secondary", id: "transfer", onclick: async () => { say(`Transferring to ${sel.value}…`); await api(`/api/live/calls/${enc(callId)}/transfer`, { method: "POST", body: { destination: sel.value } }).catch(actionFailed); } }, "Transfer"));
   }
   await openStream({ call: callId }, {
     call: show,
