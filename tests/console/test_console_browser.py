@@ -189,11 +189,13 @@ async def _scenario(b: Browser, service: AgentService, url: str, globex: str, sh
     # the call appears in the live view within a second of being placed
     await wait_until(lambda: service.bridges or call.done(), timeout=30, what="the call up")
     assert service.bridges, "the call never reached the agent"
-    row = await step(b.wait, lambda: b.all("#live-table tbody tr"), 5, "the live row")
+    row = await step(
+        b.wait, lambda: [r.text for r in b.all("#live-table tbody tr")], 5, "the live row"
+    )
     shown = await step(b.driver.execute_script, "return window.__seen.row")
     appear_s = shown / 1000.0 - t0
     assert appear_s < LIVE_BOUND_S, f"the call showed {appear_s:.3f} s after it was placed"
-    assert TENANT in row[0].text
+    assert TENANT in row[0]
     await step(b.shot, shots / "live.png", False)
     await step(lambda: b.css("#live-table tbody tr a").click())
     await step(b.wait, lambda: b.css("#last-turn"), 10, "the live call's page")
@@ -203,8 +205,11 @@ async def _scenario(b: Browser, service: AgentService, url: str, globex: str, sh
     await step(b.wait, lambda: len(b.all("#transcript li")) > first, 30, "the transcript to grow")
     await step(b.wait, lambda: b.text("#last-turn").endswith("ms"), 30, "a turn's latency")
     # an agent line under way: its words so far, marked as such
-    speaking = await step(b.wait, lambda: b.all("#transcript li.partial"), 30, "words under way")
-    assert "(speaking…)" in await step(lambda: speaking[0].text)
+    # (the text read inside the wait: each push re-renders the lines)
+    speaking = await step(
+        b.wait, lambda: [e.text for e in b.all("#transcript li.partial")], 30, "words under way"
+    )
+    assert "(speaking…)" in speaking[0]
     await step(b.shot, shots / "live-call.png")
     await step(b.wait, lambda: b.css("#ended"), 60, "the call to end")
     summary = await call
@@ -432,6 +437,9 @@ async def _phone(b: Browser, cdr: Any, shots: Path) -> None:
         await step(b.wait, lambda: b.all("#cdr-table tbody tr"), 10, "the records on a phone")
         assert await step(b.driver.execute_script, wide) <= 0
         assert not await step(lambda: b.css("#cdr-table thead").is_displayed())  # cards
+        inner = "const t = document.getElementById('cdr-table');"
+        inner += " return t.scrollWidth - t.parentElement.clientWidth"
+        assert await step(b.driver.execute_script, inner) <= 0  # no card cut off
         await step(b.shot, shots / "phone-calls.png")
         await step(b.hash, f"#/calls/{TENANT}/{cdr.call_id}")
         await step(b.wait, lambda: b.all("#transcript li"), 10, "the record on a phone")
