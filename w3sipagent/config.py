@@ -445,6 +445,11 @@ class ApiSettings(_Section):
     (default: sip.advertised, else sip.listen)."""
     profile: str = "external"
     """The Sofia profile the routing endpoints bridge on."""
+    live_push_interval: Duration = Field(default=0.1, gt=0, le=5)
+    """How often a console's live stream looks for a change to push (seconds): a new call
+    or transcript line reaches the page within about this plus the network."""
+    live_ticket_ttl: Duration = Field(default=60.0, gt=0, le=3600)
+    """How long a live-stream ticket may be used to open a stream (seconds)."""
 
     @field_validator("listen", mode="before")
     @classmethod

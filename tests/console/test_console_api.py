@@ -25,20 +25,15 @@ from w3sipagent.records.cdr import CallRecord, Disposition, TranscriptEntry
 from w3sipagent.records.store import CdrStore
 
 
-class FakeCall:
-    def __init__(self) -> None:
-        self.hung_up: list[tuple[str, str]] = []
-
-    async def hangup(self, reason: str = "local_hangup", *, by: str = "local") -> None:
-        self.hung_up.append((reason, by))
-
-
 class FakeBridge:
     def __init__(self, cdr: CallRecord) -> None:
         self.cdr = cdr
-        self.call = FakeCall()
+        self.hung_up: list[str] = []
         self.session: object | None = object()
         self.transfers: list[tuple[str, str]] = []
+
+    def hang_up(self, reason: str) -> None:
+        self.hung_up.append(reason)
 
     async def transfer_to(self, destination: str, uri: str, reason: str, **_: Any) -> None:
         self.transfers.append((destination, uri))
@@ -84,8 +79,8 @@ async def test_hangup_and_transfer_admin_only_and_audited(api: Api) -> None:
         await api.client.post("/api/live/calls/nope/hangup", headers=api.admin)
     ).status_code == 404
     await ok(api.client.post("/api/live/calls/c-acme/hangup", headers=api.admin), 202)
-    await wait_until(lambda: bridges["c-acme"].call.hung_up, what="the hang-up")
-    assert bridges["c-acme"].call.hung_up == [("operator", "local")]
+    assert bridges["c-acme"].hung_up == ["operator hang-up (admin)"]
+    assert [e["kind"] for e in bridges["c-acme"].cdr.events] == ["operator_hangup"]
     dests = await ok(api.client.get("/api/live/destinations/c-acme", headers=api.admin))
     assert dests == ["human"]
     bad = await api.client.post(

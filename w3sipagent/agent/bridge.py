@@ -204,6 +204,11 @@ class CallBridge:
         return self._media.codec
 
     @property
+    def partial_transcript(self) -> list[dict[str, object]]:
+        """What is being said and not final yet (speaker, text so far, at, item_id)."""
+        return self._turns.partial.lines()
+
+    @property
     def barge_ins(self) -> list[BargeIn]:
         """Every cut of the agent's audio, in order."""
         return self._turns.barge_ins
@@ -239,6 +244,11 @@ class CallBridge:
     async def send_dtmf(self, digits: str) -> None:
         """Send DTMF on the call."""
         await self._actions.send_dtmf(digits)
+
+    def hang_up(self, reason: str) -> None:
+        """End the call now (an operator's hang-up): the agent's side sends the BYE, the
+        CDR says ``completed``, ended by the agent, with ``reason``."""
+        self._life.finish(Outcome(Disposition.COMPLETED, "agent", reason))
 
     # ================================================================ life cycle
 

@@ -23,6 +23,7 @@ from w3sipagent.agent.bargein import BargeIn, BargeInPolicy, Reaction
 from w3sipagent.agent.latency import LatencyTracker
 from w3sipagent.agent.lifecycle import BridgeLife, LiveSlot
 from w3sipagent.agent.media import BridgeMedia
+from w3sipagent.agent.partial import PartialTranscript
 from w3sipagent.agent.playout import PlayoutItem, PlayoutQueue
 from w3sipagent.agent.watchdog import CallWatchdog
 from w3sipagent.ai.session import (
@@ -65,6 +66,8 @@ class Turns:
         self.playout = playout
         self.latency = latency
         self.barge_ins: list[BargeIn] = []
+        self.partial = PartialTranscript(cdr.offset)
+        """Utterances not final yet (the console's live view shows them)."""
         self._media = media
         self._cdr = cdr
         self._watchdog = watchdog
@@ -115,6 +118,7 @@ class Turns:
         self.playout.clear()
         self._media.drop_agent_audio()
         self.policy.forget_response()
+        self.partial.clear()
 
     def stop(self) -> None:
         """The bridge ends: no guard fires any more."""
@@ -126,6 +130,7 @@ class Turns:
 
     async def on_event(self, session: AISession, ev: AIEvent) -> None:
         """One content event of the live ``session`` (others are ignored)."""
+        self.partial.feed(ev)
         if isinstance(ev, AudioDelta):
             if self.policy.dropped(ev.response_id):
                 return

@@ -4,9 +4,13 @@ and an admin's hang-up and transfer (audited).
 ``EventSource`` cannot send an ``Authorization`` header, and the long-lived API token must
 never appear in a URL (it would reach access logs, proxies and the browser's history). So a
 page first asks ``POST /api/live/ticket`` with its bearer token for a *ticket*: the caller's
-identity and an expiry 60 s ahead, signed with HMAC-SHA256 under a key drawn at random when
+identity and an expiry ``api.live_ticket_ttl`` (60 s) ahead, signed with HMAC-SHA256 under a key drawn at random when
 the app is created (a ticket dies with the process). The ticket only opens a stream; a
 stream already open carries on, and a new one needs a new ticket.
+
+A stream looks for a change every ``api.live_push_interval`` (0.1 s) and pushes at once
+when anything but the durations changed (else once a second, for the durations): a new call
+or a transcript line reaches the page within that interval plus the network.
 """
 
 from __future__ import annotations
@@ -33,9 +37,7 @@ from w3sipagent.control.audit import write_audit
 __all__ = ["TICKET_TTL", "register"]
 
 TICKET_TTL = 60.0
-"""Seconds a stream ticket may be used to open a stream."""
-PUSH_INTERVAL = 0.2
-"""How often a stream looks for changes (seconds)."""
+"""Seconds a stream ticket may be used to open a stream (default of ``api.live_ticket_ttl``)."""
 
 _TASKS: set[asyncio.Task[Any]] = set()
 
@@ -133,6 +135,9 @@ def live_row(call_id: str, bridge: Any, *, detail: bool = False) -> dict[str, An
         row["transcript"] = [e.model_dump(mode="json") for e in cdr.transcript]
         row["tool_calls"] = [t.model_dump(mode="json") for t in cdr.tool_calls]
         row["turn_latencies_ms"] = lat
+        row["turn_stages_ms"] = cdr.turn_stages_ms()
+        # what is being said and not final yet (the CDR only gets final lines)
+        row["partial"] = list(getattr(bridge, "partial_transcript", ()))
         row["transfer"] = None if cdr.transfer is None else cdr.transfer.model_dump(mode="json")
     return row
 
@@ -164,6 +169,7 @@ async def _stream(
     request: Request, ctx: ApiContext, who: Principal, call_id: str | None
 ) -> AsyncIterator[str]:
     closing: asyncio.Event = request.app.state.streams_closing
+    interval = ctx.settings.api.live_push_interval
     last: str | None = None
     pushed = 0.0
     yield "retry: 1000\n\n"
@@ -184,7 +190,7 @@ async def _stream(
             last, pushed = key, now
             yield _sse(event, payload)
         try:
-            await asyncio.wait_for(closing.wait(), PUSH_INTERVAL)
+            await asyncio.wait_for(closing.wait(), interval)
         except TimeoutError:
             pass
 
@@ -208,7 +214,7 @@ async def _audit(
 
 def register(app: FastAPI) -> None:
     """Add the live routes to ``app``."""
-    signer = TicketSigner()
+    signer = TicketSigner(ttl=app.state.ctx.settings.api.live_ticket_ttl)
     app.state.ticket_signer = signer
     app.state.streams_closing = asyncio.Event()
 
@@ -259,7 +265,7 @@ def register(app: FastAPI) -> None:
         b = _one(ctx, who, call_id)
         await _audit(ctx, who, "hangup", b, {})
         b.cdr.add_event("operator_hangup", actor=who.actor)
-        _spawn(b.call.hangup("operator", by="local"))
+        b.hang_up(f"operator hang-up ({who.actor})")
         return {"call_id": call_id, "status": "hanging up"}
 
     @app.post("/api/live/calls/{call_id}/transfer", status_code=202, tags=["live"])

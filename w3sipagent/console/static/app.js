@@ -92,31 +92,38 @@ function liveTable(rows) {
 async function viewLive() {
   const box = h("div", { id: "live" }, h("p", {}, "Connecting…"));
   $main().replaceChildren(h("h1", {}, "Live calls"), h("p", { class: "muted" }, "Updated as it happens."), box);
-  await openStream({}, { calls: (rows) => box.replaceChildren(liveTable(rows)) });
+  let pushes = 0; // each push counted on the box (data-pushes): a page can tell it is live
+  await openStream({}, { calls: (rows) => { box.replaceChildren(liveTable(rows)); box.dataset.pushes = String(++pushes); } });
 }
-function timeline(transcript, tools) {
+function timeline(transcript, tools, partial) {
   const items = transcript.map((e) => ({ at: e.at, who: e.speaker, text: e.text }));
+  // an utterance under way: its words so far, marked as not final by a word, not only a style
+  for (const p of partial || []) items.push({ at: p.at, who: p.speaker, text: p.text, partial: true });
   for (const t of tools || []) items.push({ at: t.at, who: "tool", text: `${t.name}(${JSON.stringify(t.arguments)}) → ${t.error ? "error: " + t.error : JSON.stringify(t.result)}` });
   items.sort((a, b) => a.at - b.at);
   if (!items.length) return h("p", { class: "muted" }, "Nothing said yet.");
-  return h("ol", { class: "timeline", id: "transcript" }, items.map((i) => h("li", { class: `spk-${i.who}` },
-    h("span", { class: "t" }, `${i.at.toFixed(1)} s`), h("span", { class: "who-l" }, i.who), h("span", { class: "msg" }, i.text))));
+  return h("ol", { class: "timeline", id: "transcript" }, items.map((i) => h("li", { class: `spk-${i.who}${i.partial ? " partial" : ""}` },
+    h("span", { class: "t" }, `${i.at.toFixed(1)} s`), h("span", { class: "who-l" }, i.partial ? `${i.who} (speaking…)` : i.who), h("span", { class: "msg" }, i.text))));
 }
+function actionFailed(e) { say(e.status === 404 ? "The call has ended." : `Refused: ${Array.isArray(e.detail) ? e.detail.map((d) => d.msg).join("; ") : e.message}`); }
 async function viewLiveCall(callId) {
   const head = h("dl", { class: "kv" }); const tl = h("div", {}); const acts = h("div", { class: "actions" });
   $main().replaceChildren(h("p", {}, h("a", { href: "#/live" }, "← Live calls")), h("h1", {}, `Call ${callId}`), head, acts, h("h2", {}, "Transcript"), tl);
   const show = (c) => {
-    head.replaceChildren(...[["Tenant", c.tenant], ["Store", c.store_id], ["Agent", c.agent], ["Caller", c.caller], ["Codec", c.codec], ["Backend", c.backend], ["Duration", fmtDur(c.duration_s)], ["State", c.state], ["Last turn", fmtMs(c.last_turn_ms)]]
-      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", { id: k === "Last turn" ? "last-turn" : null }, v ?? "-")]));
-    tl.replaceChildren(timeline(c.transcript, c.tool_calls));
+    head.replaceChildren(...[["Tenant", c.tenant], ["Store", c.store_id], ["Agent", c.agent], ["Caller", c.caller], ["Codec", c.codec], ["Backend", c.backend], ["Duration", fmtDur(c.duration_s)], ["State", c.state], ["Last turn", fmtMs(c.last_turn_ms)],
+      ["Transfer", c.transfer ? `${c.transfer.destination}: ${c.transfer.outcome}${c.transfer.status ? " " + c.transfer.status : ""}` : "none"]]
+      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", { id: { "Last turn": "last-turn", Transfer: "transfer-state" }[k] || null }, v ?? "-")]));
+    tl.replaceChildren(timeline(c.transcript, c.tool_calls, c.partial));
+    const st = document.getElementById("status");
+    if (c.transfer && c.transfer.outcome !== "pending" && st.textContent.startsWith("Transferring")) say(`Transfer to ${c.transfer.destination}: ${c.transfer.outcome}.`);
   };
   try { show(await api(`/api/live/calls/${enc(callId)}`)); } catch (e) { $main().append(problem(e)); return; }
   if (S.me.admin) {
     const dests = await api(`/api/live/destinations/${enc(callId)}`).catch(() => []);
     const sel = h("select", { id: "dest" }, dests.map((d) => h("option", { value: d }, d)));
-    acts.append(h("button", { class: "danger", type: "button", id: "hangup", onclick: async () => { await api(`/api/live/calls/${enc(callId)}/hangup`, { method: "POST" }); say("Hanging up…"); } }, "Hang up"));
+    acts.append(h("button", { class: "danger", type: "button", id: "hangup", onclick: async () => { say("Hanging up…"); await api(`/api/live/calls/${enc(callId)}/hangup`, { method: "POST" }).catch(actionFailed); } }, "Hang up"));
     if (dests.length) acts.append(h("label", { for: "dest" }, "Destination", sel),
-      h("button", { type: "button", class: "secondary", onclick: async () => { await api(`/api/live/calls/${enc(callId)}/transfer`, { method: "POST", body: { destination: sel.value } }); say(`Transferring to ${sel.value}…`); } }, "Transfer"));
+      h("button", { type: "button", class: "secondary", id: "transfer", onclick: async () => { say(`Transferring to ${sel.value}…`); await api(`/api/live/calls/${enc(callId)}/transfer`, { method: "POST", body: { destination: sel.value } }).catch(actionFailed); } }, "Transfer"));
   }
   await openStream({ call: callId }, {
     call: show,
@@ -157,8 +164,8 @@ async function viewCalls(params) {
   const cols = ["invite_at", "call_id", "store_id", "agent", "caller", "did", "duration_s", "disposition"];
   const csv = () => [cols.join(","), ...rows.map((r) => cols.map((c) => `"${String(r[c] ?? "").replaceAll('"', '""')}"`).join(","))].join("\r\n");
   out.append(h("div", { class: "actions" }, h("span", {}, `${rows.length} call${rows.length === 1 ? "" : "s"}`),
-    h("button", { type: "button", class: "secondary", onclick: () => download(`calls-${tenant}.csv`, "text/csv", csv()) }, "Export CSV"),
-    h("button", { type: "button", class: "secondary", onclick: () => download(`calls-${tenant}.json`, "application/json", JSON.stringify(rows, null, 2)) }, "Export JSON")));
+    h("button", { type: "button", class: "secondary", id: "export-csv", onclick: () => download(`calls-${tenant}.csv`, "text/csv", csv()) }, "Export CSV"),
+    h("button", { type: "button", class: "secondary", id: "export-json", onclick: () => download(`calls-${tenant}.json`, "application/json", JSON.stringify(rows, null, 2)) }, "Export JSON")));
   out.append(h("div", { class: "scroll" }, h("table", { class: "stack", id: "cdr-table" },
     h("thead", {}, h("tr", {}, ["When", "Store", "Agent", "Caller", "Number", "Duration", "Disposition", "Call"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, rows.map((r) => h("tr", {},
@@ -179,6 +186,43 @@ function latencyChart(values) {
     svg.append(s("rect", { x, y, width: Math.max(4, bw - 8), height: bh, fill: "#0b5cad" }), s("text", { x: x + 2, y: y - 3 }, `${ms(v)} ms`), s("text", { x: x + 2, y: H - 10 }, `#${i + 1}`)); });
   return svg;
 }
+// The cascade's stages of each turn: ms from the caller's speech end (CDR "turn" events),
+// cut into the spans STT / model / TTS an operator asks about; a table carries the same figures.
+const STAGES = [["turn end", "end_of_turn", "#8c959f"], ["STT", "transcript_final", "#0b5cad"], ["model", "first_sentence", "#b35900"], ["TTS", "tts_first_byte", "#1a7f37"], ["send", "first_rtp", "#6e40c9"]];
+function stageSpans(st) {
+  let prev = 0;
+  return STAGES.map(([name, key]) => {
+    const v = st[key];
+    if (typeof v !== "number") return [name, null];
+    const span = Math.max(0, v - prev); prev = Math.max(prev, v); return [name, span];
+  });
+}
+function stageChart(stages) {
+  if (!stages.length) return null;
+  const rows = stages.map(stageSpans), totals = rows.map((r) => r.reduce((a, [, v]) => a + (v || 0), 0));
+  const W = 640, L = 44, R = 70, RH = 26, H = rows.length * RH + 34, max = Math.max(1, ...totals);
+  const ns = "http://www.w3.org/2000/svg"; const s = (tag, a, text) => { const e = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(a)) e.setAttribute(k, v); if (text) e.textContent = text; return e; };
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-labelledby": "stage-title", id: "stage-chart" });
+  svg.append(s("title", { id: "stage-title" }, `Per-stage latency: ${rows.map((r, i) => `turn ${i + 1}: ${r.map(([n, v]) => `${n} ${v == null ? "not seen" : Math.round(v) + " ms"}`).join(", ")}`).join("; ")}`));
+  rows.forEach((r, i) => {
+    const y = 4 + i * RH; let x = L;
+    svg.append(s("text", { x: 4, y: y + 16 }, `#${i + 1}`));
+    r.forEach(([name, v], k) => {
+      if (!v) return; const w = (v / max) * (W - L - R);
+      svg.append(s("rect", { x, y, width: Math.max(1, w), height: RH - 8, fill: STAGES[k][2], "data-stage": name }));
+      if (w > 34) svg.append(s("text", { x: x + 3, y: y + 13, fill: "#fff", class: "in-bar" }, name));
+      x += w;
+    });
+    svg.append(s("text", { x: x + 4, y: y + 14 }, `${Math.round(totals[i])} ms`));
+  });
+  const ly = H - 10; let lx = L;
+  for (const [name, , color] of STAGES) { svg.append(s("rect", { x: lx, y: ly - 9, width: 10, height: 10, fill: color }), s("text", { x: lx + 13, y: ly }, name)); lx += 13 + name.length * 7 + 16; }
+  const table = h("table", { id: "stage-table", class: "stack figures" }, h("caption", {}, "Per-stage latency, ms"),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Turn"), STAGES.map(([n]) => h("th", { scope: "col" }, n)), h("th", { scope: "col" }, "Total"))),
+    h("tbody", {}, rows.map((r, i) => h("tr", {}, h("th", { scope: "row", "data-label": "Turn" }, `#${i + 1}`),
+      r.map(([n, v]) => h("td", { "data-label": n }, v == null ? "-" : String(Math.round(v)))), h("td", { "data-label": "Total" }, String(Math.round(totals[i])))))));
+  return h("div", { id: "stages" }, h("p", { class: "muted" }, "Cascade: from the caller's speech end, the end of turn detection, speech-to-text, the model to its first sentence, text-to-speech to its first audio, and the first RTP packet sent."), svg, h("div", { class: "scroll" }, table));
+}
 async function viewRecord(tenant, callId) {
   let c;
   try { c = await api(`/api/tenants/${enc(tenant)}/cdrs/${enc(callId)}`); } catch (e) { $main().replaceChildren(h("h1", {}, "Call"), problem(e)); return; }
@@ -186,6 +230,7 @@ async function viewRecord(tenant, callId) {
   const audio = h("audio", { controls: true, id: "recording", preload: "metadata" });
   const rec = h("div", {}, c.recording_path ? audio : h("p", { class: "muted" }, "No recording kept for this call."));
   const tr = c.transfer;
+  const stages = (c.events || []).filter((e) => e.kind === "turn" && e.stages).map((e) => e.stages);
   $main().replaceChildren(
     h("p", {}, h("a", { href: `#/calls?tenant=${enc(tenant)}` }, "← Call records")), h("h1", {}, `Call ${c.call_id}`),
     h("div", { class: "grid" },
@@ -196,6 +241,7 @@ async function viewRecord(tenant, callId) {
     h("h2", {}, "Recording (caller left, agent right)"), rec,
     h("h2", {}, "Transcript and tool calls"), timeline(c.transcript || [], c.tool_calls || []),
     h("h2", {}, "Per-turn latency"), latencyChart(c.turn_latencies_ms || []),
+    ...(stages.length ? [h("h2", {}, "Per-stage latency"), stageChart(stages)] : []),
     h("h2", {}, "Tool calls"), (c.tool_calls || []).length ? h("div", {}, c.tool_calls.map((t) => h("div", { class: "card" }, h("strong", {}, t.name), ` ${fmtMs(t.duration_ms)}`,
       h("pre", {}, `arguments: ${JSON.stringify(t.arguments, null, 1)}\n${t.error ? "error: " + t.error : "result: " + JSON.stringify(t.result, null, 1)}`)))) : h("p", { class: "muted" }, "None."));
   if (c.recording_path) {
@@ -319,5 +365,7 @@ async function route() {
 window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("logout").addEventListener("click", () => logout("Logged out."));
+  // the skip link moves the focus without touching the hash (the hash is the page's route)
+  document.querySelector(".skip").addEventListener("click", (ev) => { ev.preventDefault(); $main().focus(); });
   route();
 });
