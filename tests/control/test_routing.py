@@ -116,6 +116,11 @@ def test_dialplan_documents() -> None:
     )
     acts = _actions(xml)
     assert ("set", "sip_h_X-W3-Gateway=globex-gw") in acts
+    # a DID goes in the agent leg's To (the agent's CDR and store); globex has no host
+    by_did = dialplan_xml(
+        settings, t, one, destination_number="+390600", context="public", addresses=["a:1"]
+    )
+    assert not any(app == "export" for app, _ in _actions(by_did))
     bridge = next(d for app, d in acts if app == "bridge")
     assert bridge is not None and bridge.count("sofia/external/") == 2 and "|" in bridge
     tel = route_inbound(t, did="+390601")

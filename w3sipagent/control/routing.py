@@ -133,6 +133,11 @@ def dialplan_xml(
             actions.append(
                 _action("set", f"sip_h_{settings.tenancy.trunk_header}={answer.gateway}")
             )
+        tenant = table.tenants[answer.tenant_id]
+        if answer.did and tenant.hosts:  # the agent's CDR and store find the number in To
+            actions.append(
+                _action("export", f"nolocal:sip_invite_to_uri=<sip:{answer.did}@{tenant.hosts[0]}>")
+            )
         actions += [
             _action("set", "hangup_after_bridge=true"),
             _action("set", f"call_timeout={call_timeout}"),
