@@ -440,6 +440,10 @@ class ApiSettings(_Section):
     (default: sip.advertised, else sip.listen)."""
     profile: str = "external"
     """The Sofia profile the routing endpoints bridge on."""
+    token_cache_ttl: Duration = 5.0
+    """How long a database token, once found, is trusted without asking the database again
+    (0: every request asks). Keeps FreeSWITCH's route lookups off the database; a tenant
+    deleted meanwhile still gets only 404s."""
 
     @field_validator("listen", mode="before")
     @classmethod
