@@ -234,7 +234,8 @@ class CascadeSession:
                 await self._fail(exc)
                 return
             times["transcript_final"] = self._clock()
-            if not text:
+            if not text:  # not understood: no answer (the agent policy handover_… counts it)
+                self._emit(ai.CallerTranscript(item_id, "", True))
                 return
             self._emit(ai.CallerTranscript(item_id, text, True))
             self._items.append({"role": "user", "content": text})
