@@ -173,6 +173,12 @@ class TenantRegistry:
                 log.info("control plane: tenant %s not served: %s", tid, why)
         self._snapshot = snap
         self._table = table_from_settings(self._settings, snap)
+        log.info(
+            "control plane: change %d applied to new calls (%d tenants, %d re-read)",
+            snap.version,
+            len(snap.tenants),
+            snap.reread,
+        )
         for cb in self._listeners:
             cb(self._table)
         return True
