@@ -8,7 +8,8 @@ the tenant's agent (audio both ways; CDR row: tenant, store, agent, DID); re-poi
 number through the API changes the next call's agent without restarting anything; a number
 set to ``reject`` is hung up with CALL_REJECTED; a number the agent does not know gets the
 "not found" answer and FreeSWITCH's own dialplan goes on (9196, the echo of the loopback
-config; a number in neither is never answered).
+config; a number in neither is never answered). With the first agent draining, FreeSWITCH's
+failover through the bridge string's ``|`` reaches the second agent address.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ REJECTED = "+39061234568"
 @dataclass
 class Rig:
     svc: AgentService
+    spare: AgentService
     plane: ControlPlane
     store: CdrStore
     ai: Ai
@@ -92,27 +94,35 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     store = CdrStore(settings.records.url(), retry_delay=0.01)
     await store.open()
     ai = Ai()
-    svc = AgentService(
-        settings,
-        tenants=lambda: registry.table,
-        store=store,
-        ai_factory=ai,
-        ua_config=fast_config(dial_timeout=10.0, t1=0.5, t2=4.0, t4=5.0, timer_d=1.0),
-        environ=dict(ENV),
-        register_config=RegisterConfig(request_timeout=3, backoff_initial=0.2, backoff_jitter=0),
-        bridge_defaults=BridgeOptions(housekeeping_interval=0.02),
-    )
+
+    def agent(cdrs: CdrStore | None) -> AgentService:
+        return AgentService(
+            settings,
+            tenants=lambda: registry.table,
+            store=cdrs,
+            ai_factory=ai,
+            ua_config=fast_config(dial_timeout=10.0, t1=0.5, t2=4.0, t4=5.0, timer_d=1.0),
+            environ=dict(ENV),
+            register_config=RegisterConfig(
+                request_timeout=3, backoff_initial=0.2, backoff_jitter=0
+            ),
+            bridge_defaults=BridgeOptions(housekeeping_interval=0.02),
+        )
+
+    svc, spare = agent(store), agent(None)  # a second agent machine, for the failover
     await svc.start()
-    settings.api.agent_addresses = [f"127.0.0.1:{svc.port}"]
+    await spare.start()
+    settings.api.agent_addresses = [f"127.0.0.1:{svc.port}", f"127.0.0.1:{spare.port}"]
     plane = await ControlPlane.start(settings, registry, svc)
     assert plane.api is not None
     try:
         async with httpx.AsyncClient(
             base_url=plane.api.url, headers={"Authorization": f"Bearer {ADMIN}"}
         ) as client:
-            yield Rig(svc, plane, store, ai, client)
+            yield Rig(svc, spare, plane, store, ai, client)
     finally:
         await svc.close(timeout=0)
+        await spare.close(timeout=0)
         await plane.close()
         await store.close()
 
@@ -269,5 +279,23 @@ async def test_xml_curl_routes_by_the_database(
             assert out.startswith("-ERR"), out
             interop_log.append(f"xml_curl +15550009999 (unknown anywhere): originate {out}")
             assert len(r.ai.made) == made  # no AI session for any of these
+
+            # 5. the first agent drains (503 to new calls): FreeSWITCH's failover through
+            # the bridge string's "|" takes the next agent address
+            r.svc.drain()
+            record = tmp_path / "xml-curl-failover.wav"
+            await originate_to(esl, DID, "public", record, seconds=2)
+            await wait_until(lambda: r.spare.finished, timeout=15, what="the spare's CDR")
+            cdr = r.spare.finished[-1]
+            await wait_file(record)
+            heard, played, rate = read_stereo(record)
+            assert (cdr.tenant, cdr.agent, cdr.did, cdr.store_id) == ("acme", "sales", DID, "rome")
+            assert agent_tone_seconds(heard, played, rate) >= 1.0
+            assert not any(c.call_id == cdr.call_id for c in r.svc.finished)
+            interop_log.append(
+                f"xml_curl {DID} with the first agent draining: answered by the second "
+                f"(agent={cdr.agent}), FreeSWITCH heard it for "
+                f"{agent_tone_seconds(heard, played, rate):.2f} s"
+            )
         finally:
             await esl.api("unload mod_xml_curl")
