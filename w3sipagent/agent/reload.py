@@ -48,6 +48,8 @@ class ControlSnapshot(Protocol):
     routes: dict[str, DidRoute]
     trunks: list[TrunkRoute]
     skipped: dict[str, str]
+    reread: int
+    """How many tenants this snapshot read and validated anew."""
 
 
 class ControlSource(Protocol):
