@@ -141,3 +141,14 @@ def test_dialplan_documents() -> None:
     xml = dialplan_xml(settings, t, rej, destination_number="+390602", context="c", addresses=[])
     assert ("hangup", "CALL_REJECTED") in _actions(xml)
     assert not any(app == "bridge" for app, _ in _actions(xml))
+    # acme has only a wildcard host: no host to put in the Request-URI, the agent finds the
+    # tenant by the dialled number (never "desk@*.acme.example")
+    to_desk = dataclasses.replace(rej, route_target_type="ai_agent", route_target_ref="desk")
+    acts = _actions(
+        dialplan_xml(
+            settings, t, to_desk, destination_number="+390602", context="c", addresses=["a:1"]
+        )
+    )
+    bridge = next(d for app, d in acts if app == "bridge")
+    assert bridge is not None and bridge.endswith("sofia/external/${destination_number}@a:1")
+    assert "*" not in bridge and not any(app == "export" for app, _ in acts)
