@@ -267,3 +267,41 @@ def test_failed_transcription_is_a_turn_not_understood() -> None:
         event_id="e1", item_id="item_9", error=ev.ErrorInfo(code="bad_audio", message="noise")
     )
     assert CallerTranscript("item_9", "", True) in proto.receive(failed)
+
+
+def test_policy_in_a_toml_tenant() -> None:
+    """The same keys in the TOML file: the handover target resolved (a destination's URI, a
+    URI, else the tenant's fallback transfer), a missing one refused naming the key."""
+    from pydantic import ValidationError
+
+    from w3sipagent.tenants import TenantConfig
+
+    base: dict[str, Any] = {
+        "id": "acme",
+        "hosts": ["acme.example"],
+        "transfers": {"human": HUMAN},
+        "fallback": {"transfer": "sip:op@pbx.acme.example"},
+    }
+    t = TenantConfig.model_validate(
+        {
+            **base,
+            "agents": {
+                "a": {"policy": "handover_when_not_understood", "handover_to": "human"},
+                "b": {"policy": "handover_when_not_understood"},
+                "c": {"policy": "handover_when_not_understood", "handover_to": "tel:+3906"},
+                "d": {"policy": "internal_fallback"},
+            },
+        }
+    )
+    assert [t.handover_uri(t.agents[n]) for n in "abcd"] == [
+        HUMAN,
+        "sip:op@pbx.acme.example",
+        "tel:+3906",
+        None,
+    ]
+    with pytest.raises(ValidationError, match=r"agents\.a\.policy: .* needs handover_to"):
+        TenantConfig.model_validate(
+            {**base, "fallback": {}, "agents": {"a": {"policy": "handover_when_not_understood"}}}
+        )
+    with pytest.raises(ValidationError, match=r"handover_after"):
+        TenantConfig.model_validate({**base, "agents": {"a": {"handover_after": 0}}})
