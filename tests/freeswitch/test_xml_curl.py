@@ -9,7 +9,9 @@ number through the API changes the next call's agent without restarting anything
 set to ``reject`` is hung up with CALL_REJECTED; a number the agent does not know gets the
 "not found" answer and FreeSWITCH's own dialplan goes on (9196, the echo of the loopback
 config; a number in neither is never answered). With the first agent draining, FreeSWITCH's
-failover through the bridge string's ``|`` reaches the second agent address.
+failover through the bridge string's ``|`` reaches the second agent address. A SIP call
+entering FreeSWITCH from a trunk (``X-W3-Gateway``) to a number that is no DID goes to the
+tenant's default agent with the trunk's store.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.agent.reload import TenantRegistry
 from w3sipagent.agent.service import AgentService
 from w3sipagent.asyncio.register import RegisterConfig
+from w3sipagent.asyncio.useragent import UserAgent
 from w3sipagent.config import Settings, load_settings
 from w3sipagent.freeswitch.esl import EslClient
 from w3sipagent.records.store import CdrStore
@@ -79,6 +82,8 @@ def _settings(tmp_path: Path) -> Settings:
             "records.recordings_dir": str(tmp_path / "rec"),
             "control.source": "database",
             "api.listen": "127.0.0.1:0",
+            # FreeSWITCH's trunk header (X-W3-Gateway) is honoured from it
+            "tenancy.trusted_sources": "127.0.0.1/32",
         },
         environ={},
         discover=False,
@@ -280,7 +285,45 @@ async def test_xml_curl_routes_by_the_database(
             interop_log.append(f"xml_curl +15550009999 (unknown anywhere): originate {out}")
             assert len(r.ai.made) == made  # no AI session for any of these
 
-            # 5. the first agent drains (503 to new calls): FreeSWITCH's failover through
+            # 5. a call entering FreeSWITCH from a trunk (the gateway named in X-W3-Gateway,
+            # as a gateway's <variables> set it), to a number that is no DID: the agent finds
+            # the trunk, the call goes to the tenant's default agent with the trunk's store
+            await _ok(
+                r.client.post(
+                    "/api/tenants/acme/trunks",
+                    json={"name": "main", "gateway": "acme-gw", "store_id": "rome"},
+                ),
+                201,
+            )
+            route = await _ok(
+                r.client.get("/api/voip/routes/inbound", params={"gateway": "acme-gw"})
+            )
+            assert isinstance(route, dict) and route["matched_by"] == "gateway"
+            trunk_caller = UserAgent(fast_config(dial_timeout=10.0, t1=0.5, t2=4.0, t4=5.0))
+            await trunk_caller.start()
+            try:
+                before = len(r.svc.finished)
+                call = await trunk_caller.dial(
+                    "sip:0612345678@127.0.0.1:5080",
+                    proxy=("127.0.0.1", 5080),
+                    codecs=["PCMU/8000"],
+                    headers=[("X-W3-Gateway", "acme-gw")],
+                )
+                await wait_until(lambda: r.svc.bridges, timeout=10, what="bridged to the agent")
+                await call.hangup()
+                await wait_until(lambda: len(r.svc.finished) > before, timeout=15, what="cdr")
+            finally:
+                await trunk_caller.close(timeout=0)
+            cdr = r.svc.finished[-1]
+            assert (cdr.tenant, cdr.store_id, cdr.agent) == (
+                "acme", "rome", route["route_target_ref"],
+            ), cdr  # fmt: skip
+            interop_log.append(
+                f"xml_curl gateway acme-gw, number 0612345678: agent={cdr.agent} "
+                f"store={cdr.store_id} (the trunk's)"
+            )
+
+            # 6. the first agent drains (503 to new calls): FreeSWITCH's failover through
             # the bridge string's "|" takes the next agent address
             r.svc.drain()
             record = tmp_path / "xml-curl-failover.wav"
