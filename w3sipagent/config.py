@@ -450,6 +450,10 @@ class ApiSettings(_Section):
     or transcript line reaches the page within about this plus the network."""
     live_ticket_ttl: Duration = Field(default=60.0, gt=0, le=3600)
     """How long a live-stream ticket may be used to open a stream (seconds)."""
+    token_cache_ttl: Duration = 5.0
+    """How long a database token, once found, is trusted without asking the database again
+    (0: every request asks). Keeps FreeSWITCH's route lookups off the database; a tenant
+    deleted meanwhile still gets only 404s."""
 
     @field_validator("listen", mode="before")
     @classmethod

@@ -21,7 +21,7 @@ async def provision(
     *,
     tenant_headers: dict[str, str] | None = None,
 ) -> None:
-    """Tenant (admin), then store, agent, destination and DID (with ``tenant_headers``)."""
+    """Tenant (admin), then store, destination, agent and DID (with ``tenant_headers``)."""
     th = tenant_headers or headers
     await ok(
         client.post(
@@ -37,6 +37,14 @@ async def provision(
     )
     await ok(
         client.post(
+            f"/api/tenants/{tid}/destinations",
+            json={"name": "human", "uri": f"sip:100@pbx.{tid}.example"},
+            headers=th,
+        ),
+        201,
+    )
+    await ok(
+        client.post(
             f"/api/tenants/{tid}/agents",
             json={
                 "name": "support",
@@ -44,15 +52,8 @@ async def provision(
                 "voice": "cedar",
                 "instructions": f"You are {tid}.",
                 "policy": "handover_when_not_understood",
+                "handover_to": "human",
             },
-            headers=th,
-        ),
-        201,
-    )
-    await ok(
-        client.post(
-            f"/api/tenants/{tid}/destinations",
-            json={"name": "human", "uri": f"sip:100@pbx.{tid}.example"},
             headers=th,
         ),
         201,

@@ -136,6 +136,8 @@ async def test_xml_curl_dialplan(api: Api) -> None:
     first = dial_string(api.settings, tenant, "support", "10.0.0.5:5090")
     assert bridge == [first + "|sofia/external/support@acme.example;fs_path=sip:10.0.0.6:5090"]
     assert ("set", "w3_store=rome") in actions
+    # the dialled number reaches the agent in To (its CDR's DID and store)
+    assert ("export", "nolocal:sip_invite_to_uri=<sip:+39061234567@acme.example>") in actions
 
     # destination and rejection
     await ok(

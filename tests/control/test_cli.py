@@ -92,6 +92,8 @@ def test_freeswitch_xml_curl_prints_the_binding(tmp_path: Path) -> None:
         runner, "freeswitch", "xml-curl", "--url", "http://10.0.0.5:8080/", "--token", "tok123"
     )
     assert r.exit_code == 0, r.output
+    # the whole text is well-formed XML, its comments too (FreeSWITCH refuses a "--" in one)
+    ET.fromstring(f"<pasted>{r.output}</pasted>")
     conf = ET.fromstring(r.output.split("\n\n")[0].split("-->", 1)[1])
     params = {p.get("name"): p for p in conf.iter("param")}
     url = params["gateway-url"]

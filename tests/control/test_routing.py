@@ -116,6 +116,11 @@ def test_dialplan_documents() -> None:
     )
     acts = _actions(xml)
     assert ("set", "sip_h_X-W3-Gateway=globex-gw") in acts
+    # a DID goes in the agent leg's To (the agent's CDR and store); globex has no host
+    by_did = dialplan_xml(
+        settings, t, one, destination_number="+390600", context="public", addresses=["a:1"]
+    )
+    assert not any(app == "export" for app, _ in _actions(by_did))
     bridge = next(d for app, d in acts if app == "bridge")
     assert bridge is not None and bridge.count("sofia/external/") == 2 and "|" in bridge
     tel = route_inbound(t, did="+390601")
@@ -136,3 +141,37 @@ def test_dialplan_documents() -> None:
     xml = dialplan_xml(settings, t, rej, destination_number="+390602", context="c", addresses=[])
     assert ("hangup", "CALL_REJECTED") in _actions(xml)
     assert not any(app == "bridge" for app, _ in _actions(xml))
+    # acme has only a wildcard host: no host to put in the Request-URI, the agent finds the
+    # tenant by the dialled number (never "desk@*.acme.example")
+    to_desk = dataclasses.replace(rej, route_target_type="ai_agent", route_target_ref="desk")
+    acts = _actions(
+        dialplan_xml(
+            settings, t, to_desk, destination_number="+390602", context="c", addresses=["a:1"]
+        )
+    )
+    bridge = next(d for app, d in acts if app == "bridge")
+    assert bridge is not None and bridge.endswith("sofia/external/${destination_number}@a:1")
+    assert "*" not in bridge and not any(app == "export" for app, _ in acts)
+
+
+def test_host_found_tenant_takes_its_trunks_store() -> None:
+    """A call the Request-URI host assigns (FreeSWITCH's bridge names the tenant's host)
+    still gets the store of the trunk it came in on, when that trunk is the same tenant's;
+    another tenant's trunk gives nothing away."""
+    acme = TenantConfig(id="acme", hosts=["acme.example"], agents={"desk": AgentConfig()})
+    globex = TenantConfig(id="globex", hosts=["globex.example"], agents={"main": AgentConfig()})
+    trunks = [
+        TrunkRoute("acme", "gw", gateway="acme-gw", store_id="rome"),
+        TrunkRoute("globex", "gw", gateway="globex-gw", store_id="milan"),
+    ]
+    settings = TenancySettings.model_validate({"trusted_sources": [FS]})
+    t = TenantTable({"acme": acme, "globex": globex}, settings, None, trunks=trunks)
+    own = t.resolve(req("desk", host="acme.example", X_W3_Gateway="acme-gw"))
+    assert isinstance(own, Resolution)
+    assert (own.tenant.id, own.matched_by, own.store_id) == ("acme", "request_uri_host", "rome")
+    other = t.resolve(req("desk", host="acme.example", X_W3_Gateway="globex-gw"))
+    assert isinstance(other, Resolution) and (other.tenant.id, other.store_id) == ("acme", None)
+    untrusted = t.resolve(
+        req("desk", host="acme.example", source="198.51.100.9", X_W3_Gateway="acme-gw")
+    )
+    assert isinstance(untrusted, Resolution) and untrusted.store_id is None

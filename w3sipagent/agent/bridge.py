@@ -52,7 +52,14 @@ from w3sipagent.agent.supervisor import SessionSupervisor
 from w3sipagent.agent.tools import ToolRegistry
 from w3sipagent.agent.turns import Turns
 from w3sipagent.agent.watchdog import CallWatchdog
-from w3sipagent.ai.session import AIEvent, AISession, AISessionConfig, HistoryItem, ToolCall
+from w3sipagent.ai.session import (
+    AIEvent,
+    AISession,
+    AISessionConfig,
+    CallerTranscript,
+    HistoryItem,
+    ToolCall,
+)
 from w3sipagent.asyncio.call_api import (
     CallEnded,
     CallLike,
@@ -129,6 +136,8 @@ class CallBridge:
         self._live = live = LiveSlot()
         self._call_gone = False
         self._on_hold = False
+        self._not_understood = 0  # caller turns in a row (agent policy handover_…)
+        self._handed_over = False
         silence = opts.caller_silence_timeout if config.detects_turns else None
         self._watchdog = watchdog = CallWatchdog(opts.max_duration, silence)
         self._media = media = BridgeMedia(
@@ -338,6 +347,26 @@ class CallBridge:
             self._life.spawn(self._actions.run_tool(session, ev), f"tool-{ev.name}")
         else:
             await self._turns.on_event(session, ev)
+            if isinstance(ev, CallerTranscript) and ev.final:
+                self._caller_turn(ev.text)
+
+    def _caller_turn(self, text: str) -> None:
+        """The agent policy ``handover_when_not_understood``: caller turns in a row that were
+        not understood (an empty or failed transcription) hand the caller over to
+        ``options.handover_uri`` once there are ``options.handover_after`` of them."""
+        uri = self.options.handover_uri
+        if uri is None or self._handed_over:
+            return
+        if text.strip():
+            self._not_understood = 0
+            return
+        self._not_understood += 1
+        self.cdr.add_event("not_understood", in_a_row=self._not_understood)
+        if self._not_understood >= self.options.handover_after:
+            self._handed_over = True
+            self._life.spawn(
+                self._actions.transfer_to("handover", uri, "caller not understood"), "handover"
+            )
 
     def _on_frame_sent(self, payload: bytes, item: PlayoutItem | None, now: float) -> None:
         """Called by the playout queue for every frame handed to the pacer."""

@@ -111,6 +111,12 @@ class BridgeOptions:
     its way): end_call waits until the agent's output was quiet this long."""
     fallback_wav: Path | None = None
     fallback_uri: str | None = None
+    """Where the fallback transfers the caller (None: WAV, then hang-up; the agent policy
+    ``internal_fallback`` sets None)."""
+    handover_uri: str | None = None
+    """The agent policy ``handover_when_not_understood``: where the caller goes after
+    ``handover_after`` caller turns in a row that were not understood (None: never)."""
+    handover_after: int = 2
     recording_path: Path | None = None
     announcement: Path | None = None
     """Played before the recording starts."""

@@ -48,6 +48,8 @@ class ControlSnapshot(Protocol):
     routes: dict[str, DidRoute]
     trunks: list[TrunkRoute]
     skipped: dict[str, str]
+    reread: int
+    """How many tenants this snapshot read and validated anew."""
 
 
 class ControlSource(Protocol):
@@ -173,6 +175,12 @@ class TenantRegistry:
                 log.info("control plane: tenant %s not served: %s", tid, why)
         self._snapshot = snap
         self._table = table_from_settings(self._settings, snap)
+        log.info(
+            "control plane: change %d applied to new calls (%d tenants, %d re-read)",
+            snap.version,
+            len(snap.tenants),
+            snap.reread,
+        )
         for cb in self._listeners:
             cb(self._table)
         return True

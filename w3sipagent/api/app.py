@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from w3sipagent import __version__
 from w3sipagent.api import clientsecret, console, crud, live, records, voip
@@ -47,6 +48,24 @@ def _clean_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+class _NoNul:
+    """422 for a NUL in the path or query: it can reach no object (and PostgreSQL refuses
+    it). A plain ASGI middleware: Starlette's ``@app.middleware("http")`` runs each request
+    through extra tasks and streams, which cost more than the route lookup itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b"")
+        ):
+            detail = [{"loc": ["path"], "msg": "NUL character in the URL", "type": "value_error"}]
+            await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(ctx: ApiContext) -> FastAPI:
     """The API over ``ctx`` (mount it with any ASGI server; ``serve --api`` uses uvicorn)."""
     app = FastAPI(
@@ -56,13 +75,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
 
-    @app.middleware("http")
-    async def _no_nul(request: Request, call_next: Any) -> Any:
-        # a NUL in a path or query value can reach no object (and PostgreSQL refuses it)
-        if "\x00" in request.url.path or "%00" in request.url.query:
-            detail = [{"loc": ["path"], "msg": "NUL character in the URL", "type": "value_error"}]
-            return JSONResponse({"detail": detail}, status_code=422)
-        return await call_next(request)
+    app.add_middleware(_NoNul)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -81,10 +94,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
+    voip.register(app)  # first: FreeSWITCH's lookups are matched before the other routes
     _tenant_routes(app)
     crud.register(app)
     records.register(app)
-    voip.register(app)
     clientsecret.register(app)
     live.register(app)
     console.register(app)

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from w3sipagent.api.context import ApiContext, Principal, context, principal, scoped, tenant_scope
 from w3sipagent.control import cdrs
@@ -93,6 +94,37 @@ def _caps(ctx: ApiContext, tenant: str) -> dict[str, Any]:
     return t.usage_caps.model_dump(mode="json")
 
 
+_CONSOLE_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-cache"),
+]
+
+
+class _ConsoleHeaders:
+    """The console's security headers on ``/console`` responses. A plain ASGI middleware
+    that passes every other request straight through (Starlette's ``@app.middleware``
+    would put each API request, FreeSWITCH's route lookups too, through extra tasks)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith("/console"):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {n for n, _ in _CONSOLE_HEADERS}
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+                message = {**message, "headers": kept + _CONSOLE_HEADERS}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def register(app: FastAPI) -> None:
     """Add the recording and overview routes and the console's static files."""
 
@@ -139,14 +171,6 @@ def register(app: FastAPI) -> None:
     async def root() -> RedirectResponse:
         return RedirectResponse("/console/")
 
-    @app.middleware("http")
-    async def _console_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        if request.url.path.startswith("/console"):
-            response.headers["Content-Security-Policy"] = CSP
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Referrer-Policy"] = "no-referrer"
-            response.headers["Cache-Control"] = "no-cache"
-        return response
+    app.add_middleware(_ConsoleHeaders)
 
     app.mount("/console", StaticFiles(directory=STATIC_DIR, html=True), name="console")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 
 from w3sipagent.config import Settings
 from w3sipagent.control.repo import ControlRepo
-from w3sipagent.control.tokens import lookup_token
+from w3sipagent.control.tokens import TokenInfo, hash_token, lookup_token
 from w3sipagent.tenants.models import TenantConfig
 from w3sipagent.tenants.resolver import TenantTable
 
@@ -29,6 +30,10 @@ __all__ = [
     "scoped",
     "tenant_scope",
 ]
+
+
+_TOKEN_CACHE_SIZE = 1024
+"""At most this many tokens are cached (then the cache starts again)."""
 
 
 @dataclass
@@ -58,6 +63,26 @@ class ApiContext:
     on_change: Callable[[], Awaitable[object]] | None = None
     """Awaited after every change made through the API (e.g. the registry's refresh, so that
     this process routes the next call with it at once)."""
+    token_cache_ttl: float = 0.0
+    """Seconds a database token found once is trusted without a query (``api.token_cache_ttl``;
+    0: every request queries). Unknown tokens are never cached."""
+    _tokens: dict[str, tuple[float, TokenInfo]] = field(default_factory=dict, repr=False)
+
+    async def token_info(self, token: str) -> TokenInfo | None:
+        """Who the database says ``token`` is (cached for :attr:`token_cache_ttl`)."""
+        if self.token_cache_ttl <= 0:
+            return await lookup_token(self.repo.engine, token)
+        key = hash_token(token)
+        now = time.monotonic()
+        hit = self._tokens.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        info = await lookup_token(self.repo.engine, token)
+        if info is not None:
+            if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+                self._tokens.clear()
+            self._tokens[key] = (now + self.token_cache_ttl, info)
+        return info
 
     async def changed(self) -> None:
         """Run :attr:`on_change`."""
@@ -77,10 +102,17 @@ class Principal:
         return self.tenant_id is None
 
 
-def context(request: Request) -> ApiContext:
+def _ctx(request: Request) -> ApiContext:
     ctx = request.app.state.ctx
     assert isinstance(ctx, ApiContext)
     return ctx
+
+
+async def context(request: Request) -> ApiContext:
+    """The :class:`ApiContext` (a dependency). ``async``: FastAPI runs a plain ``def``
+    dependency in a worker thread, a thread hop per request that cost more than the whole
+    route lookup (benchmarks/route_bench.py)."""
+    return _ctx(request)
 
 
 def _presented(request: Request) -> str | None:
@@ -108,11 +140,11 @@ async def principal(request: Request) -> Principal:
     token = _presented(request)
     if token is None:
         raise _UNAUTHORIZED
-    ctx = context(request)
+    ctx = _ctx(request)
     admin = ctx.admin_token
     if admin is not None and hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
         return Principal("admin", None)
-    info = await lookup_token(ctx.repo.engine, token)
+    info = await ctx.token_info(token)
     if info is None:
         raise _UNAUTHORIZED
     who = f"token {info.prefix}…" + (f" ({info.name})" if info.name else "")

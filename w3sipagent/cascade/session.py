@@ -299,7 +299,8 @@ class CascadeSession:
             joined = self._hold.waiting
             if joined:  # the caller went on after a turn judged unfinished: answer both
                 text = f"{self._hold.take()} {text}".strip()
-            if not text:
+            if not text:  # not understood: no answer (the agent policy handover_… counts it)
+                self._emit(ai.CallerTranscript(item_id, "", True))
                 return
             check = self._check
             if check is not None and not joined and not await check.finished(self._items, text):

@@ -73,6 +73,7 @@ class ControlPlane:
             live_bridges=lambda: service.bridges,
             addresses=agent_addresses(settings),
             on_change=changed,
+            token_cache_ttl=settings.api.token_cache_ttl,
         )
         host, port = parse_hostport(settings.api.listen)
         self.api = ApiServer(create_app(ctx), host, port)

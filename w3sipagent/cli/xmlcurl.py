@@ -10,10 +10,11 @@ import typer
 
 from w3sipagent.cli.common import ConfigOption, cli_errors, load
 
+# No double hyphen inside the comments: FreeSWITCH would refuse its whole configuration.
 TEMPLATE = """\
 <!-- conf/autoload_configs/xml_curl.conf.xml: FreeSWITCH asks the agent where each call goes.
      Load the module: <load module="mod_xml_curl"/> in modules.conf.xml, then `reload mod_xml_curl`.
-     The password is an admin API token (w3sipagent api-token create --admin):
+     The password is an admin API token (`w3sipagent api-token create` with its admin option):
      keep this file readable by FreeSWITCH only. -->
 <configuration name="xml_curl.conf" description="routing by the agent">
   <bindings>

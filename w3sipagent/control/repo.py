@@ -359,7 +359,7 @@ class ControlRepo:
             tenant_id,
             row.settings,
             list(hosts),
-            [(a.name, a.config) for a in agents],
+            [(a.name, {**a.config, "policy": a.policy}) for a in agents],
             [(d.number, d.target_type, d.target_ref) for d in dids],
             [(d.name, d.uri) for d in dests],
         )

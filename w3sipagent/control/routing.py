@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 from w3sipagent.config import Settings
-from w3sipagent.freeswitch.dialplan import CALLER_UUID_SET, dial_string
+from w3sipagent.freeswitch.dialplan import CALLER_UUID_SET, bridge_host, dial_string
 from w3sipagent.tenants.resolver import TenantTable
 from w3sipagent.tenants.routing import TargetType
 
@@ -132,6 +132,11 @@ def dialplan_xml(
         if answer.gateway:  # the agent's `trunk` step finds the tenant by it
             actions.append(
                 _action("set", f"sip_h_{settings.tenancy.trunk_header}={answer.gateway}")
+            )
+        host = bridge_host(table.tenants[answer.tenant_id])
+        if answer.did and host:  # the agent's CDR and store find the number in To
+            actions.append(
+                _action("export", f"nolocal:sip_invite_to_uri=<sip:{answer.did}@{host}>")
             )
         actions += [
             _action("set", "hangup_after_bridge=true"),

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from w3sipagent.tenants.agents import AgentConfig
+from w3sipagent.tenants.agents import AGENT_POLICIES, AgentConfig, AgentPolicy
 from w3sipagent.tenants.fields import (
     CODECS,
     Duration,
@@ -61,8 +61,8 @@ __all__ = [
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
-Policy = Literal["always_answer", "handover_when_not_understood", "internal_fallback"]
-POLICIES: tuple[str, ...] = ("always_answer", "handover_when_not_understood", "internal_fallback")
+Policy = AgentPolicy
+POLICIES = AGENT_POLICIES
 
 
 def parse_did(value: str) -> str:
@@ -135,7 +135,6 @@ class AgentIn(AgentConfig):
 
     name: str = Field(pattern=NAME_PATTERN)
     store_id: str | None = None
-    policy: Policy = "always_answer"
 
 
 class AgentOut(AgentIn):

@@ -130,12 +130,12 @@ async def _read_parts(
         hosts[tid].append(host)
     agents: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     q = (
-        select(AgentRow.tenant_id, AgentRow.name, AgentRow.config)
+        select(AgentRow.tenant_id, AgentRow.name, AgentRow.config, AgentRow.policy)
         .where(AgentRow.tenant_id.in_(ids))
         .order_by(AgentRow.name)
     )
-    for tid, name, cfg in (await conn.execute(q)).all():
-        agents[tid].append((name, cfg))
+    for tid, name, cfg, policy in (await conn.execute(q)).all():
+        agents[tid].append((name, {**cfg, "policy": policy}))  # the policy has its column
     dids: dict[str, list[tuple[str, str, str | None]]] = defaultdict(list)
     routes: dict[str, dict[str, DidRoute]] = defaultdict(dict)
     q1 = select(

@@ -71,9 +71,17 @@ def dial_string(
     if header:
         variables.append(f"sip_h_{header}={tenant.id}")
     prefix = "{" + ",".join(variables) + "}"
-    if tenant.hosts:
-        return f"{prefix}sofia/{profile}/{agent}@{tenant.hosts[0]};fs_path=sip:{address}"
+    host = bridge_host(tenant)
+    if host is not None:
+        return f"{prefix}sofia/{profile}/{agent}@{host};fs_path=sip:{address}"
     return f"{prefix}sofia/{profile}/${{destination_number}}@{address}"
+
+
+def bridge_host(tenant: TenantConfig) -> str | None:
+    """The host put in the Request-URI to the agent: the tenant's first exact host (a
+    wildcard ``*.acme.example`` names no host to send to), else None (the agent then finds
+    the tenant by the dialled number)."""
+    return next((h for h in tenant.hosts if not h.startswith("*")), None)
 
 
 def _agents_by_did(tenant: TenantConfig) -> dict[str, list[str]]:

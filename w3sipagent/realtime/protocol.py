@@ -406,6 +406,8 @@ class RealtimeProtocol:
     ) -> None:
         err = e.error or ev.ErrorInfo()
         log.warning("input transcription failed for %s: %s %s", e.item_id, err.code, err.message)
+        # a turn not understood (the agent policy handover_when_not_understood counts them)
+        out.append(ai.CallerTranscript(e.item_id, "", final=True))
 
     def _on_ResponseCreated(self, e: ev.ResponseCreated, out: list[ai.AIEvent]) -> None:
         rid = e.response.id

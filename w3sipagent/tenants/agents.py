@@ -9,6 +9,7 @@ realtime one) is an error naming its key.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,12 +33,15 @@ from w3sipagent.tenants.fields import (
     StrictModel,
     check_env_name,
     check_http_url,
+    check_target_uri,
 )
 
 __all__ = [
+    "AGENT_POLICIES",
     "BUILTIN_TOOLS",
     "LIVE_PLAYOUT_LEAD_MS",
     "AgentConfig",
+    "AgentPolicy",
     "CustomVoice",
     "DelegationConfig",
     "HistoryMessage",
@@ -223,6 +227,14 @@ _REALTIME_ONLY = (
 )
 
 
+AgentPolicy = Literal["always_answer", "handover_when_not_understood", "internal_fallback"]
+AGENT_POLICIES: tuple[str, ...] = (
+    "always_answer",
+    "handover_when_not_understood",
+    "internal_fallback",
+)
+
+
 class AgentConfig(StrictModel):
     """One agent of a tenant: back end, model, voice, prompt, greeting, turn detection, tools."""
 
@@ -257,6 +269,37 @@ class AgentConfig(StrictModel):
     """Messages the conversation starts with (context the caller does not hear)."""
     delegation: DelegationConfig | None = None
     """GPT-Live only: the model behind the voice that runs tools (and its effort, tier)."""
+    policy: AgentPolicy = "always_answer"
+    """What the agent does beyond the conversation (docs/control-plane.md, "Agent policy"):
+    ``always_answer`` (the AI answers; when it cannot, the tenant's fallback as configured),
+    ``handover_when_not_understood`` (also: after ``handover_after`` caller turns in a row
+    that were not understood, the caller is transferred to ``handover_to``) or
+    ``internal_fallback`` (when the AI cannot take the call, the fallback stays with the
+    agent: its WAV, then hang-up; never a transfer out)."""
+    handover_to: str | None = None
+    """Where ``handover_when_not_understood`` sends the caller: a transfer destination's
+    name or a ``sip:``/``tel:`` URI (default: the tenant's ``fallback.transfer``)."""
+    handover_after: int = Field(default=2, ge=1, le=10)
+    """How many caller turns in a row not understood (the transcription failed or came back
+    empty) trigger the handover."""
+
+    def check_policy(self, name: str, transfers: Mapping[str, str], fallback: str | None) -> None:
+        """The policy's target exists: ``handover_to`` is one of the tenant's ``transfers``
+        or a URI; ``handover_when_not_understood`` has it (or the tenant's fallback
+        transfer). ValueError naming the key otherwise."""
+        to = self.handover_to
+        if to is not None and to not in transfers:
+            try:
+                check_target_uri(to)
+            except ValueError:
+                raise ValueError(
+                    f"agents.{name}.handover_to: {to!r} is neither a transfer destination nor a URI"
+                ) from None
+        if self.policy == "handover_when_not_understood" and to is None and not fallback:
+            raise ValueError(
+                f"agents.{name}.policy: handover_when_not_understood needs handover_to "
+                "(or the tenant's fallback.transfer)"
+            )
 
     @field_validator("model")
     @classmethod

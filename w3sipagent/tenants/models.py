@@ -422,6 +422,8 @@ class TenantConfig(StrictModel):
                 raise ValueError(
                     f"fallback.transfer: {fb!r} is neither a transfer destination nor a URI"
                 ) from None
+        for agent_name, agent_cfg in self.agents.items():
+            agent_cfg.check_policy(agent_name, self.transfers, self.fallback.transfer)
         return self
 
     @property
@@ -429,6 +431,15 @@ class TenantConfig(StrictModel):
         """The default agent."""
         assert self.default_agent is not None
         return self.agents[self.default_agent]
+
+    def handover_uri(self, agent: AgentConfig) -> str | None:
+        """Where ``agent`` hands a caller it does not understand over to (a URI), or None."""
+        if agent.policy != "handover_when_not_understood":
+            return None
+        target = agent.handover_to
+        if target is None:
+            return self.fallback_uri()
+        return self.transfers.get(target, target)
 
     def fallback_uri(self) -> str | None:
         """The fallback transfer target as a URI (a destination name is looked up)."""

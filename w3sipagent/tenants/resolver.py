@@ -237,6 +237,10 @@ class TenantTable:
             same = self.routes.get(did)
             if same is not None and same.tenant_id == tid:
                 store_id = same.store_id  # the dialled number's store, whatever found the tenant
+        if store_id is None and step != "trunk":
+            trunk = self._step("trunk", req)  # else the store of the trunk it came in on
+            if trunk is not None and trunk[0] == tid:
+                store_id = trunk[3]
         route = self.routes.get(did) if did is not None and step == "did" else None
         if route is not None and route.target_type == "reject":
             return Rejection(603, "Decline", f"DID {did} is set to reject", tid)
