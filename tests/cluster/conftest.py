@@ -214,7 +214,8 @@ async def dispatcher(
         cfg = cfg.replace('"ds_ping_interval", 2', '"ds_ping_interval", 1')
         # the tenants' domains go to the dispatcher set too (Request-URI kept: the tenant)
         cfg = cfg.replace(
-            'if ($rU == "agents") {', 'if ($rU == "agents" || $rd == "acme.example") {'
+            'if ($rU == "agents") {',
+            'if ($rU == "agents" || $rd == "acme.example" || $rd == "globex.example") {',
         )
         assert "acme.example" in cfg
         # failover to the next agent (a draining agent's 503) needs the dispatcher's flag 2
@@ -358,12 +359,19 @@ node_id = "agent-{node}"
 lease = "{lease}s"
 heartbeat = "{heartbeat}s"
 acquire_timeout = "10s"
+usage_refresh = "1s"
 [tenants.acme]
 hosts = ["acme.example"]
 codecs = ["PCMU"]
 max_concurrent_calls = {limit}
 [tenants.acme.agents.support]
 greeting = "Greet the caller."
+[tenants.globex]
+hosts = ["globex.example"]
+codecs = ["PCMU"]
+usage_caps = {{ minutes_per_day = 0.05 }}
+[tenants.globex.agents.main]
+greeting = "Hello."
 """
 
 

@@ -237,3 +237,33 @@ async def test_rolling_restart_drops_no_call(
         rows = [tuple(r) for r in await conn.execute(q)]
     await engine.dispose()
     assert {r[0] for r in rows} == {"caller_hangup"}, rows
+
+
+async def test_usage_caps_hold_across_the_cluster(
+    agents: Agents, caller: UserAgent, db_url: str
+) -> None:
+    """globex may talk 3 s a day (0.05 min): B, which read globex's usage before, sees the
+    call A carried and gives the next caller the fallback instead of the AI."""
+    a, b = await agents("a"), await agents("b")
+    globex = "sip:main@globex.example"
+    first = await caller.dial(globex, proxy=b.sip, timeout=15)  # B reads globex's usage
+    await first.hangup()
+    long = await caller.dial(globex, proxy=a.sip, timeout=15)
+    await asyncio.sleep(4.0)  # the call's length: over the 3 s cap
+    await long.hangup()
+
+    async def a_wrote_it() -> bool:
+        q = "SELECT count(*) FROM cdrs WHERE tenant = 'globex' AND duration_s > 3.5"
+        return await sql(db_url, q) == 1
+
+    await poll(a_wrote_it, 10, "A's CDR of the long call")
+    await asyncio.sleep(1.0)  # cluster.usage_refresh: B's reading is now old enough
+    capped = await caller.dial(globex, proxy=b.sip, timeout=15)
+    end = await asyncio.wait_for(capped.wait_ended(), 15)
+    assert end.by == "remote"  # the agent hung up: no AI for an over-cap tenant
+
+    async def b_wrote_it() -> bool:
+        q = "SELECT count(*) FROM cdrs WHERE reason LIKE '%usage cap reached%'"
+        return await sql(db_url, q) == 1
+
+    await poll(b_wrote_it, 10, "B's CDR of the capped call")
