@@ -479,11 +479,12 @@ class ClusterSettings(_Section):
     slots are free after this)."""
     heartbeat: Duration = 10.0
     """How often each agent renews its lease (keep it well below ``lease``)."""
-    acquire_timeout: Duration = 2.0
-    """How long admission waits for the database's answer about a slot."""
-    fail_open: bool = True
-    """When the database does not answer: admit under the local limit (true) or refuse
-    with 503 (false)."""
+    acquire_timeout: Duration = 5.0
+    """How long admission waits for the database's answer about a slot (the caller has its
+    100 Trying meanwhile)."""
+    fail_open: bool = False
+    """When the database fails or does not answer in time: refuse with 503 (false: the
+    limit is never exceeded) or admit under this agent's local limit (true)."""
     usage_refresh: Duration = 5.0
     """Usage caps: a tenant's usage is read from the database again when older than this."""
 

@@ -61,7 +61,8 @@ async def two_services(
         await store.open()
     services = []
     for i, store in enumerate(stores):
-        settings = Settings(cluster={"node_id": f"svc-{i}", "heartbeat": 1, "lease": 5})  # type: ignore[arg-type]
+        cluster = {"node_id": f"svc-{i}", "heartbeat": 1, "lease": 5, "acquire_timeout": 20}
+        settings = Settings(cluster=cluster)  # type: ignore[arg-type]
         svc = AgentService(
             settings, tenants=limited(3), store=store, ai_factory=Recorder(),
             ua_config=fast_config(), environ=dict(ENV),
@@ -94,6 +95,8 @@ async def test_two_services_share_a_tenant_limit(
         results = await asyncio.gather(*(dial(svc) for svc in (a, b) * 5))
         calls = [r for r in results if isinstance(r, Call)]
         refused = [r for r in results if isinstance(r, CallRejected)]
+        unavailable = a.admission.cluster.unavailable + b.admission.cluster.unavailable
+        assert unavailable == 0, "the database did not answer in time"
         assert len(calls) == 3 and len(refused) == 7
         assert {r.status for r in refused} == {486}
         assert {r.response.headers.get("Reason") for r in refused} == {
@@ -123,3 +126,25 @@ async def test_two_services_share_a_tenant_limit(
     refusals += acts.get(("acme", 486, "tenant call limit"), 0)
     assert refusals == 8
     assert acts.get(("acme", 486, "tenant call limit (cluster)"), 0) >= 1
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+async def test_database_down_refuses_or_admits_locally(fail_open: bool) -> None:
+    """Nothing listens at the database's address: 503 (default) or the local limit."""
+    from tests.ports import free_port
+    from w3sipagent.agent.cluster import ClusterLimits
+    from w3sipagent.config import ClusterSettings
+    from w3sipagent.records.db import make_engine
+    from w3sipagent.records.slots import SlotLedger
+
+    engine = make_engine(f"postgresql+asyncpg://x@127.0.0.1:{free_port()}/none")
+    limits = ClusterLimits(
+        SlotLedger(engine), ClusterSettings(fail_open=fail_open, acquire_timeout=5)
+    )
+    try:
+        answer = await limits.acquire("acme", "call-1", 3)
+    finally:
+        await engine.dispose()
+    assert answer == ("ok" if fail_open else "unavailable")
+    assert limits.unavailable == 1
+    assert limits.ledger.held == {}

@@ -5,9 +5,9 @@ a tenant's ``max_concurrent_calls`` counts the calls of every agent: the admissi
 :class:`~w3sipagent.records.slots.SlotLedger` for a slot (one short transaction under the
 tenant's advisory lock) after the local check, and gives it back when the call's CDR is
 written. Each agent's lease (``cluster.lease``, renewed every ``cluster.heartbeat``) frees the
-slots of an agent that died. When the database does not answer within
-``cluster.acquire_timeout`` the call is admitted under the local limit alone
-(``cluster.fail_open``, the default) or refused with 503. Usage caps re-read the tenants'
+slots of an agent that died. When the database fails or does not answer within
+``cluster.acquire_timeout`` the call is refused with 503 (the default: the limit is never
+exceeded) or, with ``cluster.fail_open``, admitted under this agent's local limit alone. Usage caps re-read the tenants'
 usage every ``cluster.usage_refresh`` so that every agent sees the others' calls.
 
 SQLite (one machine) keeps the local path: the limit is counted in the process.
