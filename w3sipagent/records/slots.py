@@ -4,9 +4,10 @@ Every agent process sharing the database is a node (``cluster_nodes``) with a le
 heartbeat moves forward every ``heartbeat`` seconds to ``lease`` seconds ahead. Each call it
 admits for a tenant with a concurrent-call limit holds a row in ``call_slots``.
 
-:meth:`SlotLedger.acquire` runs one transaction: a transaction-scoped advisory lock on the
-tenant (``pg_advisory_xact_lock``), the count of that tenant's slots held by nodes whose lease
-still runs, and the new slot when the count is under the limit. Two agents admitting calls of
+:meth:`SlotLedger.acquire` runs one transaction (one call of the ``w3s_take_slot`` function,
+migration 0004, then the commit): a transaction-scoped advisory lock on the tenant
+(``pg_advisory_xact_lock``), the count of that tenant's slots held by nodes whose lease still
+runs, and the new slot when the count is under the limit. Two agents admitting calls of
 the same tenant at the same moment are serialized by the lock, so the limit holds across the
 cluster; different tenants never wait for each other. Lease times come from the database's
 clock (one clock for every machine).
@@ -44,11 +45,9 @@ LOCK_CLASS = 0x7733
 
 _NOW = "timezone('utc', now())"
 
-_LOCK = text("SELECT pg_advisory_xact_lock(:cls, hashtext(:tenant))")
-_COUNT = text(
-    "SELECT count(*) FROM call_slots s JOIN cluster_nodes n ON n.node_id = s.node_id "
-    f"WHERE s.tenant = :tenant AND n.expires_at > {_NOW}"
-)
+_ACQUIRE = text("SELECT w3s_take_slot(:cls, :node, :call, :tenant, :limit)")
+"""Lock the tenant, count its live slots, insert one under the limit: one round trip
+(the function is created by migration 0004)."""
 _TAKE = text(
     "INSERT INTO call_slots (node_id, call_id, tenant, acquired_at) "
     f"VALUES (:node, :call, :tenant, {_NOW}) ON CONFLICT DO NOTHING"
@@ -166,13 +165,12 @@ class SlotLedger:
             raise
 
     async def _take(self, conn: AsyncConnection, tenant: str, call_id: str, limit: int) -> bool:
-        await conn.execute(_LOCK, {"cls": LOCK_CLASS, "tenant": tenant})
-        count = int((await conn.execute(_COUNT, {"tenant": tenant})).scalar_one())
-        if count >= limit:
-            return False
         self._held[call_id] = tenant  # before the commit: a cancel then still releases it
-        await conn.execute(_TAKE, {"node": self.node_id, "call": call_id, "tenant": tenant})
-        return True
+        args = {"cls": LOCK_CLASS, "node": self.node_id, "call": call_id, "tenant": tenant}
+        took = bool((await conn.execute(_ACQUIRE, {**args, "limit": limit})).scalar_one())
+        if not took:
+            del self._held[call_id]
+        return took
 
     def release(self, call_id: str) -> None:
         """Give the slot of ``call_id`` back (idempotent; written in the background)."""
