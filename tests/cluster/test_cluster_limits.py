@@ -173,6 +173,14 @@ async def test_a_killed_agents_slots_are_free_after_its_lease(
         assert full.value.status == 486
         q = "SELECT count(*) FROM call_slots s JOIN cluster_nodes n USING (node_id)"
         assert await sql(db_url, q + " WHERE n.expires_at > timezone('utc', now())") == 10
+        # one lease later B forgets A, and the CDRs A left in progress say what happened
+        ids = ", ".join(f"'{c.call_id}'" for c in on_a)
+        lost = f"SELECT count(*) FROM cdrs WHERE call_id IN ({ids}) AND disposition = 'failed'"
+
+        async def marked() -> bool:
+            return await sql(db_url, lost + " AND reason LIKE 'agent lost%'") == 5
+
+        await poll(marked, 2 * lease + 5, "the killed agent's CDRs marked failed")
     finally:
         await hang_up(calls)
 
@@ -219,6 +227,8 @@ async def test_rolling_restart_drops_no_call(
         # 3. its last calls end: it exits by itself, cleanly; it leaves the dispatcher set
         await hang_up(on_a)
         assert await asyncio.wait_for(a.proc.wait(), 20) == 0
+        gone = "SELECT count(*) FROM cluster_nodes WHERE node_id LIKE 'agent-a%'"
+        assert await sql(db_url, gone) == 0  # A left the cluster on its way out
         await kam.set_agents("b", "c")
         for _ in range(2):
             calls.append(await caller.dial(URI, proxy=kam.address, timeout=15))

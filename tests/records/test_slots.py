@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tests.postgres import PostgresCluster
 from tests.records.test_store import make_cdr
 from tests.wait import wait_until
+from w3sipagent.records.cdr import Disposition
 from w3sipagent.records.db import make_engine, run_migrations
 from w3sipagent.records.slots import SlotLedger
 from w3sipagent.records.store import CdrStore
@@ -83,11 +84,17 @@ async def test_two_nodes_racing_never_exceed_the_limit(
 
 
 async def test_a_dead_nodes_slots_free_after_its_lease(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    pg_url: str, engines: tuple[AsyncEngine, AsyncEngine]
 ) -> None:
     dead = SlotLedger(engines[0], node_id="dead", lease=1.0, heartbeat=0.2)
     await dead.start()
     assert all([await dead.acquire("acme", f"d-{i}", 3) for i in range(3)])
+    async with CdrStore(pg_url) as store:  # the dead node's calls were in progress
+        for i in range(3):
+            live = make_cdr(f"d-{i}").model_copy(
+                update={"disposition": Disposition.IN_PROGRESS, "end_at": None}
+            )
+            await store.call_started(live)
     await dead.close(leave=False)  # no heartbeat any more, nothing deleted: a crash
     async with SlotLedger(engines[1], node_id="alive", lease=1.0, heartbeat=0.2) as alive:
         assert not await alive.acquire("acme", "x-0", 3)
@@ -109,6 +116,11 @@ async def test_a_dead_nodes_slots_free_after_its_lease(
             else:
                 raise AssertionError("the dead node was never deleted")
         assert await slots_of(engines[1], "acme") == 1
+        async with engines[1].connect() as conn:
+            q = text("SELECT disposition, reason, end_at FROM cdrs ORDER BY call_id")
+            rows = [tuple(r) for r in await conn.execute(q)]
+        assert [r[:2] for r in rows] == [("failed", "agent lost: its lease ran out")] * 3
+        assert all(r[2] is not None for r in rows)
 
 
 async def test_a_forgotten_node_registers_again_with_its_calls(

@@ -14,7 +14,8 @@ clock (one clock for every machine).
 
 A node that dies without closing (SIGKILL, power loss, a network partition) stops its
 heartbeat: once its lease has run out its slots no longer count, and a later heartbeat of any
-node deletes it (its slots go with it, ``ON DELETE CASCADE``) one lease after that. A node
+node deletes it (its slots go with it, ``ON DELETE CASCADE``) one lease after that, first
+marking the CDRs of those calls still ``in_progress`` as ``failed`` ("agent lost"). A node
 whose heartbeats failed past its lease registers again, with its calls in progress, as soon
 as the database answers. A release that could not be written is retried by the next heartbeat.
 """
@@ -61,6 +62,13 @@ _REGISTER = text(
 _RENEW = text(
     f"UPDATE cluster_nodes SET expires_at = {_NOW} + make_interval(secs => :lease) "
     "WHERE node_id = :node"
+)
+_DEAD = f"n.expires_at < {_NOW} - make_interval(secs => :lease)"
+_FAIL_LOST_CALLS = text(
+    "UPDATE cdrs SET disposition = 'failed', hangup_by = 'system', "
+    f"reason = 'agent lost: its lease ran out', end_at = {_NOW} "
+    "WHERE disposition = 'in_progress' AND call_id IN (SELECT s.call_id FROM call_slots s "
+    f"JOIN cluster_nodes n ON n.node_id = s.node_id WHERE {_DEAD})"
 )
 _FORGET_DEAD = text(
     f"DELETE FROM cluster_nodes WHERE expires_at < {_NOW} - make_interval(secs => :lease)"
@@ -208,6 +216,7 @@ class SlotLedger:
         for call_id in list(self._unreleased):
             await conn.execute(_FREE, {"node": self.node_id, "call": call_id})
             self._unreleased.discard(call_id)
+        await conn.execute(_FAIL_LOST_CALLS, {"lease": self.lease})
         await conn.execute(_FORGET_DEAD, {"lease": self.lease})
 
     async def _register(self, conn: AsyncConnection) -> None:
