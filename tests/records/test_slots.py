@@ -89,8 +89,10 @@ async def test_a_dead_nodes_slots_free_after_its_lease(
     dead = SlotLedger(engines[0], node_id="dead", lease=1.0, heartbeat=0.2)
     await dead.start()
     assert all([await dead.acquire("acme", f"d-{i}", 3) for i in range(3)])
+    dead.note("globex", "d-3")  # a tenant without a limit: recorded in the background
+    await wait_until(lambda: not dead.unwritten_or_pending, 5, "the note written")
     async with CdrStore(pg_url) as store:  # the dead node's calls were in progress
-        for i in range(3):
+        for i in range(4):
             live = make_cdr(f"d-{i}").model_copy(
                 update={"disposition": Disposition.IN_PROGRESS, "end_at": None}
             )
@@ -119,7 +121,7 @@ async def test_a_dead_nodes_slots_free_after_its_lease(
         async with engines[1].connect() as conn:
             q = text("SELECT disposition, reason, end_at FROM cdrs ORDER BY call_id")
             rows = [tuple(r) for r in await conn.execute(q)]
-        assert [r[:2] for r in rows] == [("failed", "agent lost: its lease ran out")] * 3
+        assert [r[:2] for r in rows] == [("failed", "agent lost: its lease ran out")] * 4
         assert all(r[2] is not None for r in rows)
 
 
@@ -194,3 +196,20 @@ async def test_usage_caps_see_the_other_agents_calls(pg_url: str) -> None:
     # without a refresh (one agent, the default) the first reading stays
     async with CdrStore(pg_url) as c:
         assert (await c.usage("acme")).calls == 2
+
+
+async def test_calls_without_a_limit_are_noted_in_the_background(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    async with SlotLedger(engines[0], node_id="n") as n:
+        n.note("globex", "g-1")
+        n.note("globex", "g-2")
+        n.release("g-2")  # before its row was even written: it must not stay
+        await wait_until(lambda: not n.unwritten_or_pending, 5, "the notes written")
+        assert n.held == {"g-1": "globex"}
+        assert await slots_of(engines[1], "globex") == 1
+        # a noted call never counts against a limited tenant, and is released like a slot
+        assert await n.acquire("acme", "a-1", 1)
+        n.release("g-1")
+        await wait_until(lambda: not n.unwritten_or_pending, 5, "the release written")
+        assert await slots_of(engines[1], "globex") == 0

@@ -207,6 +207,8 @@ class TenantAdmission:
             refused = await self._cluster_slot(source, tenant.id, req.request.call_id, limit)
             if refused is not None:
                 return refused
+        elif self.cluster is not None:
+            self.cluster.note(tenant.id, req.request.call_id)
         self._activity(source, tenant.id, 200, "accepted")
         self.stats.admitted += 1
         cdr = CallRecord(

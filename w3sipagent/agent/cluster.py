@@ -100,6 +100,10 @@ class ClusterLimits:
             return "ok" if self.settings.fail_open else "unavailable"
         return "ok" if took else "full"
 
+    def note(self, tenant: str, call_id: str) -> None:
+        """A call of a tenant without a limit: known to the cluster, nothing waited for."""
+        self.ledger.note(tenant, call_id)
+
     def release(self, call_id: str) -> None:
         """The call is over: its slot back (in the background)."""
         self.ledger.release(call_id)

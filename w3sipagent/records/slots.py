@@ -2,7 +2,9 @@
 
 Every agent process sharing the database is a node (``cluster_nodes``) with a lease that its
 heartbeat moves forward every ``heartbeat`` seconds to ``lease`` seconds ahead. Each call it
-admits for a tenant with a concurrent-call limit holds a row in ``call_slots``.
+admits holds a row in ``call_slots``: checked against the limit before the answer for a tenant
+with a concurrent-call limit (:meth:`SlotLedger.acquire`), written in the background for the
+others (:meth:`SlotLedger.note`).
 
 :meth:`SlotLedger.acquire` runs one transaction (one call of the ``w3s_take_slot`` function,
 migration 0004, then the commit): a transaction-scoped advisory lock on the tenant
@@ -28,8 +30,8 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -118,6 +120,7 @@ class SlotLedger:
         """Releases the database refused at first (each retried by the next heartbeat)."""
         self._held: dict[str, str] = {}  # call id -> tenant
         self._unreleased: set[str] = set()  # released here, not yet deleted there
+        self._unwritten: set[str] = set()  # noted here, not yet inserted there
         self._tasks: set[asyncio.Task[None]] = set()
         self._beat: asyncio.Task[None] | None = None
 
@@ -125,6 +128,11 @@ class SlotLedger:
     def held(self) -> dict[str, str]:
         """The slots this node holds: call id → tenant."""
         return dict(self._held)
+
+    @property
+    def unwritten_or_pending(self) -> bool:
+        """Background writes (notes, releases) still running or waiting for a retry."""
+        return bool(self._tasks or self._unwritten or self._unreleased)
 
     @property
     def unreleased(self) -> set[str]:
@@ -180,12 +188,35 @@ class SlotLedger:
             del self._held[call_id]
         return took
 
+    def note(self, tenant: str, call_id: str) -> None:
+        """Record a call of a tenant without a limit: nothing to check, so nothing to wait
+        for; written in the background, so that the cluster knows the call (and marks its
+        CDR failed if this node dies)."""
+        self._held[call_id] = tenant
+        self._spawn(self._write_note(tenant, call_id), "slot-note")
+
+    async def _write_note(self, tenant: str, call_id: str) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(_TAKE, {"node": self.node_id, "call": call_id, "tenant": tenant})
+        except (SQLAlchemyError, OSError) as e:
+            self._unwritten.add(call_id)
+            log.warning("cluster: call %s not recorded yet (retried): %s", call_id, _line(e))
+            return
+        if call_id not in self._held:  # released while it was being written
+            self._unreleased.add(call_id)
+            await self._free(call_id)
+
     def release(self, call_id: str) -> None:
         """Give the slot of ``call_id`` back (idempotent; written in the background)."""
         if self._held.pop(call_id, None) is None:
             return
+        self._unwritten.discard(call_id)
         self._unreleased.add(call_id)
-        task = asyncio.get_running_loop().create_task(self._free(call_id), name="slot-release")
+        self._spawn(self._free(call_id), "slot-release")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -213,6 +244,11 @@ class SlotLedger:
             await self._register(conn)
             for call_id, tenant in list(self._held.items()):
                 await conn.execute(_TAKE, {"node": self.node_id, "call": call_id, "tenant": tenant})
+        for call_id in list(self._unwritten):
+            noted = self._held.get(call_id)
+            if noted is not None:
+                await conn.execute(_TAKE, {"node": self.node_id, "call": call_id, "tenant": noted})
+            self._unwritten.discard(call_id)
         for call_id in list(self._unreleased):
             await conn.execute(_FREE, {"node": self.node_id, "call": call_id})
             self._unreleased.discard(call_id)
