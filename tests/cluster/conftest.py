@@ -224,6 +224,8 @@ async def dispatcher(
             'modparam("dispatcher", "flags", 2)\nmodparam("dispatcher", "list_file"',
         )
         (d / "kamailio.cfg").write_text(cfg)
+        lines = [f"1 sip:{lan.ip(n)}:5090 0 0" for n in nodes]
+        (d / "dispatcher.list").write_text("\n".join(lines) + "\n")  # read at start
         log = open(d / "kamailio.log", "wb")  # noqa: SIM115 - owned by the process
         proc = await asyncio.create_subprocess_exec(
             "kamailio", "-f", str(d / "kamailio.cfg"), "-DD", "-E", "-Y", str(d / "kam"),
@@ -232,7 +234,6 @@ async def dispatcher(
         )  # fmt: skip
         log.close()
         kam = Dispatcher(lan, port, d, proc)
-        kam.write_agents(*nodes)
         started.append(kam)
         await _wait_options(lan.hub, port, proc, kam)
         return kam

@@ -140,6 +140,13 @@ async def test_a_killed_agents_slots_are_free_after_its_lease(
     try:
         on_a = [c for c in calls if answered_by(c) == a.address]
         assert len(on_a) == 5, Counter(answered_by(c) for c in calls)
+        ids = ", ".join(f"'{c.call_id}'" for c in on_a)
+        live = f"SELECT count(*) FROM cdrs WHERE call_id IN ({ids}) AND disposition = 'in_progress'"
+
+        async def recorded() -> bool:
+            return await sql(db_url, live) == 5
+
+        await poll(recorded, 10, "A's calls recorded in progress")
         loop = asyncio.get_running_loop()
         a.proc.send_signal(signal.SIGKILL)  # `ip netns exec` exec'd the agent: this is it
         killed = loop.time()
@@ -174,7 +181,6 @@ async def test_a_killed_agents_slots_are_free_after_its_lease(
         q = "SELECT count(*) FROM call_slots s JOIN cluster_nodes n USING (node_id)"
         assert await sql(db_url, q + " WHERE n.expires_at > timezone('utc', now())") == 10
         # one lease later B forgets A, and the CDRs A left in progress say what happened
-        ids = ", ".join(f"'{c.call_id}'" for c in on_a)
         lost = f"SELECT count(*) FROM cdrs WHERE call_id IN ({ids}) AND disposition = 'failed'"
 
         async def marked() -> bool:

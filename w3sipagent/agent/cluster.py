@@ -73,8 +73,8 @@ class ClusterLimits:
             raise ConfigError(f"cluster limits: the database did not answer: {e}") from None
         store.usage_refresh = c.usage_refresh
         log.info(
-            "cluster: tenant limits counted in the database as node %s (lease %.0f s, "
-            "heartbeat %.0f s)",
+            "cluster: tenant limits counted in the database as node %s (lease %g s, "
+            "heartbeat %g s)",
             ledger.node_id,
             c.lease,
             c.heartbeat,
