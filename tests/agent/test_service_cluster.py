@@ -146,5 +146,8 @@ async def test_database_down_refuses_or_admits_locally(fail_open: bool) -> None:
     finally:
         await engine.dispose()
     assert answer == ("ok" if fail_open else "unavailable")
+    from w3sipagent.agent.admission import reject_kind
+
+    assert reject_kind(503, "cluster limits unavailable") == "cluster_unavailable"
     assert limits.unavailable == 1
     assert limits.ledger.held == {}

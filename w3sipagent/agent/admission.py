@@ -362,6 +362,8 @@ def reject_kind(code: int, reason: str) -> str:
     if "not allowed" in text:
         return "source_not_allowed"
     if code == 503:
+        if "cluster" in text:
+            return "cluster_unavailable"
         return "draining" if "draining" in text else "max_calls"
     if code == 486:
         return "tenant_limit"
