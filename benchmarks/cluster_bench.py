@@ -13,7 +13,7 @@ two agents) share the database. Prints a table, then one JSON object (``--json``
 - **burst**: both nodes ask ``--burst`` slots each at the same moment for one tenant limited to
   ``--limit``: how long until every INVITE has its answer (the advisory lock serializes them),
   and how many were admitted (must be ``--limit``);
-- **spread**: both nodes ask ``4 × --burst`` slots each at once over 20 tenants (no limit
+- **spread**: both nodes ask ``4 x --burst`` slots each at once over 20 tenants (no limit
   reached): slots per second when tenants do not wait for each other;
 - **release**: one release after another (the background delete when a call's CDR is written).
 """
