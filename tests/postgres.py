@@ -46,8 +46,14 @@ def _free_port() -> int:
 class PostgresCluster:
     """One initdb'ed, running PostgreSQL server (trust auth, loopback only)."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(
+        self, bindir: Path, *, listen: str = "127.0.0.1", trust: tuple[str, ...] = ()
+    ) -> None:
         self.bindir = bindir
+        self.listen = listen
+        """``listen_addresses``: 127.0.0.1, or more (``127.0.0.1,10.0.0.1``)."""
+        self.trust = trust
+        """Networks (CIDR) besides loopback whose connections are trusted (pg_hba.conf)."""
         self.base = Path(tempfile.mkdtemp(prefix="w3sipagent-pg-"))
         self.data = self.base / "data"
         self.sock = self.base / "sock"
@@ -83,9 +89,12 @@ class PostgresCluster:
         )
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed: {r.stderr.strip() or r.stdout.strip()}")
+        if self.trust:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.writelines(f"host all all {cidr} trust\n" for cidr in self.trust)
         self.port = _free_port()
         opts = (
-            f"-h 127.0.0.1 -p {self.port} -k {self.sock} -F "
+            f"-h {self.listen} -p {self.port} -k {self.sock} -F "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c shared_buffers=16MB -c max_connections=50"
         )

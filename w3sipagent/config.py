@@ -478,6 +478,37 @@ class TransferSettings(_Section):
     """At the timeout, caller RTP missing this long means the caller left our leg."""
 
 
+class ClusterSettings(_Section):
+    """Several agents sharing one PostgreSQL: tenant limits and usage caps for the whole
+    cluster (docs/cluster.md)."""
+
+    limits: Literal["auto", "local", "database"] = "auto"
+    """Where ``max_concurrent_calls`` is counted: ``database`` (every agent on the records
+    database, PostgreSQL only), ``local`` (this process only), ``auto``: database when
+    ``records.database_url`` is PostgreSQL."""
+    node_id: str | None = None
+    """This agent's name in the database (default: host-pid-random, new at each start)."""
+    lease: Duration = 30.0
+    """How long an agent's calls keep their slots without a heartbeat (a crashed agent's
+    slots are free after this)."""
+    heartbeat: Duration = 10.0
+    """How often each agent renews its lease (keep it well below ``lease``)."""
+    acquire_timeout: Duration = 5.0
+    """How long admission waits for the database's answer about a slot (the caller has its
+    100 Trying meanwhile)."""
+    fail_open: bool = False
+    """When the database fails or does not answer in time: refuse with 503 (false: the
+    limit is never exceeded) or admit under this agent's local limit (true)."""
+    usage_refresh: Duration = 5.0
+    """Usage caps: a tenant's usage is read from the database again when older than this."""
+
+    @model_validator(mode="after")
+    def _heartbeat_below_lease(self) -> ClusterSettings:
+        if not 0 < self.heartbeat < self.lease:
+            raise ValueError("cluster.heartbeat must be positive and shorter than cluster.lease")
+        return self
+
+
 class Settings(BaseSettings):
     """All settings of one w3sipagent process. Build it with :func:`load_settings`."""
 
@@ -495,6 +526,7 @@ class Settings(BaseSettings):
     control: ControlSettings = Field(default_factory=ControlSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     transfer: TransferSettings = Field(default_factory=TransferSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
 
     _origins: Origins = PrivateAttr(default_factory=dict)

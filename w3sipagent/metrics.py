@@ -76,6 +76,7 @@ REJECT_REASONS = frozenset(
         "forbidden",
         "tenant_limit",
         "not_served_here",
+        "cluster_unavailable",
         "other",
     }
 )

@@ -78,7 +78,7 @@ async def test_migrations_created_tables(store: CdrStore) -> None:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
     assert {"cdrs", "activity", "knowledge_docs", "knowledge_chunks", "alembic_version"} <= tables
     assert {"control_tenants", "control_dids"} <= tables
-    assert version == head_revision() == "0003"
+    assert version == head_revision() == "0004"
 
 
 async def test_reopen_is_idempotent(db_url: str) -> None:

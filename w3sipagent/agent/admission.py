@@ -6,7 +6,9 @@ before the 200 OK):
 1. the tenant table snapshot resolves the request (Request-URI host, To host, registration,
    DID, trusted header) → 404 unknown tenant, 403 source not allowed;
 2. the tenant's concurrent-call limit → 486: a slot is held from here (before any await,
-   so a burst cannot over-admit) until the call's CDR is written (:meth:`release`);
+   so a burst cannot over-admit) until the call's CDR is written (:meth:`release`); with
+   cluster limits (:mod:`~w3sipagent.agent.cluster`) a slot in the shared database too, so
+   the limit holds across every agent;
 3. the decision goes to the activity log (aggregated counts, never one row per INVITE),
    and so do the INVITEs the user agent refused before asking (:meth:`refused`: 403
    source not allowed, 503 over capacity or draining);
@@ -35,6 +37,7 @@ from w3sipagent.agent.bridge import (
     bridge_session_config,
     choose_ai_format,
 )
+from w3sipagent.agent.cluster import ClusterLimits
 from w3sipagent.agent.mappers import (
     AIFactory,
     bridge_options,
@@ -59,6 +62,9 @@ from w3sipagent.tenants.secrets import resolve_api_key
 __all__ = ["Admitted", "ServiceStats", "TenantAdmission"]
 
 log = logging.getLogger("w3sipagent.agent.service")
+
+TENANT_LIMIT_REASON = (("Reason", 'SIP;cause=486;text="tenant call limit"'),)
+"""The RFC 3326 Reason header of a 486 for a tenant at its concurrent-call limit."""
 
 
 @dataclass
@@ -137,6 +143,8 @@ class TenantAdmission:
         self._http = http
         self.knowledge: KnowledgeRuntime | None = None
         """The tenants' knowledge bases (set by the service when one is configured)."""
+        self.cluster: ClusterLimits | None = None
+        """Cluster-wide tenant limits (set by the service when the database holds them)."""
         self._slots: dict[str, int] = {}  # tenant id -> calls admitted and not ended
 
     def held(self, tenant_id: str) -> int:
@@ -148,11 +156,16 @@ class TenantAdmission:
         if not ctx.slot:
             return
         ctx.slot = False
-        n = self._slots.get(ctx.tenant_id, 0) - 1
+        self._give_back(ctx.tenant_id, ctx.cdr.call_id)
+
+    def _give_back(self, tenant_id: str, call_id: str) -> None:
+        n = self._slots.get(tenant_id, 0) - 1
         if n > 0:
-            self._slots[ctx.tenant_id] = n
+            self._slots[tenant_id] = n
         else:
-            self._slots.pop(ctx.tenant_id, None)
+            self._slots.pop(tenant_id, None)
+        if self.cluster is not None:
+            self.cluster.release(call_id)
 
     def refused(self, source: tuple[str, int], status: int, reason: str) -> None:
         """The user agent's ``refused`` hook: an INVITE refused before the admission."""
@@ -188,8 +201,14 @@ class TenantAdmission:
         limit = tenant.max_concurrent_calls
         if limit is not None and self.held(tenant.id) >= limit:
             self._activity(source, tenant.id, 486, "tenant call limit")
-            return Reject(486, "Busy Here")
+            return Reject(486, "Busy Here", TENANT_LIMIT_REASON)
         self._slots[tenant.id] = self.held(tenant.id) + 1  # held before any await
+        if limit is not None and self.cluster is not None:
+            refused = await self._cluster_slot(source, tenant.id, req.request.call_id, limit)
+            if refused is not None:
+                return refused
+        elif self.cluster is not None:
+            self.cluster.note(tenant.id, req.request.call_id)
         self._activity(source, tenant.id, 200, "accepted")
         self.stats.admitted += 1
         cdr = CallRecord(
@@ -212,6 +231,25 @@ class TenantAdmission:
             self.release(ctx)
             raise
         return Accept(ctx, limit_key=f"tenant:{tenant.id}", limit=limit, codecs=codecs)
+
+    async def _cluster_slot(
+        self, source: str, tenant_id: str, call_id: str, limit: int
+    ) -> Reject | None:
+        """The tenant's slot in the cluster (the local one is held): None when taken."""
+        assert self.cluster is not None
+        try:
+            answer = await self.cluster.acquire(tenant_id, call_id, limit)
+        except BaseException:  # cancelled (shutdown): nothing held
+            self._give_back(tenant_id, call_id)
+            raise
+        if answer == "ok":
+            return None
+        self._give_back(tenant_id, call_id)
+        if answer == "full":
+            self._activity(source, tenant_id, 486, "tenant call limit (cluster)")
+            return Reject(486, "Busy Here", TENANT_LIMIT_REASON)
+        self._activity(source, tenant_id, 503, "cluster limits unavailable")
+        return Reject(503, "Service Unavailable", (("Retry-After", "5"),))
 
     async def _prepare(self, ctx: Admitted, req: AdmissionRequest) -> None:
         """The usage cap, the API key and the early AI session of an admitted call."""
@@ -324,6 +362,8 @@ def reject_kind(code: int, reason: str) -> str:
     if "not allowed" in text:
         return "source_not_allowed"
     if code == 503:
+        if "cluster" in text:
+            return "cluster_unavailable"
         return "draining" if "draining" in text else "max_calls"
     if code == 486:
         return "tenant_limit"

@@ -14,7 +14,8 @@ It is the composition root; each job lives in its own module:
 - :mod:`~w3sipagent.agent.registrations`: REGISTER mode (``register=True``, the default),
   every tenant ``registrations.NAME`` kept registered and synced on reloads;
 - :mod:`~w3sipagent.agent.mappers`: settings → user agent config, bridge options, AI sessions;
-- :mod:`~w3sipagent.agent.reload`: the reloadable tenant table (SIGHUP, file watch).
+- :mod:`~w3sipagent.agent.reload`: the reloadable tenant table (SIGHUP, file watch);
+- :mod:`~w3sipagent.agent.cluster`: tenant limits shared by every agent on one PostgreSQL.
 
 Here: the life cycle (start, drain, close), the SIP message trace (:meth:`set_trace`) and
 the public face the command line and the tests use.
@@ -33,6 +34,7 @@ import httpx
 from w3sipagent.agent.admission import Admitted, ServiceStats, TenantAdmission
 from w3sipagent.agent.bridge import BridgeOptions, CallBridge
 from w3sipagent.agent.callrunner import CallRunner, LiveCall
+from w3sipagent.agent.cluster import ClusterLimits
 from w3sipagent.agent.mappers import (
     CODEC_SPECS,
     AIFactory,
@@ -231,6 +233,8 @@ class AgentService:
         if self.webhooks is None:
             self.webhooks = CdrWebhookPoster(self._http, environ=self._environ)
         await self.knowledge.start(self._http)
+        if self.admission.cluster is None:
+            self.admission.cluster = await ClusterLimits.start_for(self.settings, self.store)
         self.ua = ua = UserAgent(
             self.ua_config,
             handler=self.call_runner.handle,
@@ -275,6 +279,9 @@ class AgentService:
         if self.ua is not None:
             await self.ua.close(drain=drain, timeout=timeout)
         await self.call_runner.aclose()  # the CDRs of calls that never reached a bridge
+        if self.admission.cluster is not None:  # every call ended: leave the cluster
+            await self.admission.cluster.close()
+            self.admission.cluster = None
         self.set_trace(False)
         if self.retention is not None:
             await self.retention.stop()

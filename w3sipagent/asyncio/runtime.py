@@ -175,6 +175,11 @@ class UaRuntime:
         if not task.cancelled() and task.exception() is not None:
             log.error("user agent task failed", exc_info=task.exception())
 
+    async def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the running tasks to end on their own."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
     async def cancel_tasks(self, timeout: float) -> None:
         """Cancel every task still running and wait up to ``timeout`` for them."""
         for task in list(self._tasks):

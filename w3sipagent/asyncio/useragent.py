@@ -351,6 +351,8 @@ class UserAgent:
             return
         self.draining = True
         wait = self.config.drain_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
         calls = [c for c in self._table.calls if not c.ended]
         if drain and calls and wait > 0:
             await asyncio.wait([asyncio.ensure_future(c.wait_ended()) for c in calls], timeout=wait)
@@ -361,6 +363,8 @@ class UserAgent:
                 *(self._table.hang_up(c, "shutdown", "system") for c in rest),
                 return_exceptions=True,
             )
+        if drain and wait > 0:  # the handlers of calls that just ended finish on their own
+            await self._runtime.settle(max(1.0, deadline - loop.time()))
         await self._runtime.cancel_tasks(timeout=1.0)
         self.closed = True
         self.driver.close()

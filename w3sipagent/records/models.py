@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 ORM tables: ``cdrs`` (one row per call) and ``activity`` (admission counts).
+"""SQLAlchemy 2 ORM tables: ``cdrs`` (one row per call), ``activity`` (admission counts),
+``cluster_nodes`` and ``call_slots`` (cluster-wide tenant limits, :mod:`~w3sipagent.records.slots`).
 
 Scalar columns are the ones queried and filtered on; the structured parts of a CDR
 (transcript, tool calls, transfer, usage, latencies, RTP statistics, events) are JSON
@@ -18,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -124,3 +126,33 @@ class ActivityRow(Base):
         ),
         Index("ix_activity_window_start", "window_start"),
     )
+
+
+class ClusterNodeRow(Base):
+    """One running agent process sharing the database, alive until ``expires_at`` (its
+    lease, moved forward by each heartbeat; database clock, naive UTC)."""
+
+    __tablename__ = "cluster_nodes"
+
+    node_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_cluster_nodes_expires_at", "expires_at"),)
+
+
+class CallSlotRow(Base):
+    """One call of a tenant held by a node: counts against the tenant's concurrent-call
+    limit while the node's lease runs (deleted with the node)."""
+
+    __tablename__ = "call_slots"
+
+    node_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("cluster_nodes.node_id", ondelete="CASCADE"), primary_key=True
+    )
+    call_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_call_slots_tenant", "tenant"),)

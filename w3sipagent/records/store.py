@@ -16,6 +16,10 @@ source ``*`` with reason ``overflow``.
 Migrations (Alembic, shipped in ``migrations/``) run on :meth:`CdrStore.open`. SQLite
 (``sqlite+aiosqlite:///path``) is the default; PostgreSQL by URL (``postgresql+asyncpg://``).
 
+The writer, the activity log and the usage counters stay in this one module (a little over
+500 lines) because they share the one write queue: a usage read is ordered behind the CDRs
+queued before it, which is what keeps a call from being counted twice.
+
 Beside it: :mod:`~w3sipagent.records.sink` (the sink protocol), :mod:`~w3sipagent.records.db`
 (engines, migrations, row mapping) and :mod:`~w3sipagent.records.queries` (the reads).
 """
@@ -69,6 +73,8 @@ log = logging.getLogger("w3sipagent.records")
 class _UsageEntry:
     future: asyncio.Future[UsageTotals]
     delta: UsageTotals = field(default_factory=UsageTotals)
+    asked: float = 0.0  # loop time of the database read
+    before: UsageTotals | None = None  # the previous reading, while a refresh is on its way
 
 
 _ActKey = tuple[datetime, str, str, int, str]
@@ -94,6 +100,7 @@ class CdrStore:
         retry_delay_max: float = 30.0,
         close_timeout: float = 10.0,
         usage_timeout: float = 2.0,
+        usage_refresh: float | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if activity_window <= 0:
@@ -112,6 +119,9 @@ class CdrStore:
         self.retry_delay_max = retry_delay_max
         self.close_timeout = close_timeout
         self.usage_timeout = usage_timeout
+        self.usage_refresh = usage_refresh
+        """Read a tenant's usage from the database again when the last read is older (agents
+        sharing the database see each other's calls); None: read once per day."""
         self._clock = clock
         self._engine: AsyncEngine | None = None
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -141,6 +151,11 @@ class CdrStore:
         if self._engine is None:
             raise RuntimeError("CdrStore is not open")
         return self._engine
+
+    @property
+    def is_open(self) -> bool:
+        """Between :meth:`open` and :meth:`close`."""
+        return self._engine is not None
 
     @property
     def dialect(self) -> str:
@@ -389,17 +404,29 @@ class CdrStore:
     async def usage(self, tenant: str, day: date | None = None) -> UsageTotals:
         """Calls, minutes and tokens of ``tenant`` on UTC ``day`` (default today).
 
-        Loaded from the database once per (tenant, day), then kept current in memory as
-        calls end. If the database does not answer within ``usage_timeout``, the calls
-        counted in memory so far are returned (caps fail open rather than block admission).
+        Loaded from the database once per (tenant, day) — again after ``usage_refresh``
+        seconds when set — and kept current in memory as calls end (the read is queued behind
+        the CDRs already queued, so a call is never counted twice). If the database does not
+        answer within ``usage_timeout``, the last reading plus the calls counted in memory
+        since are returned (caps fail open rather than block admission).
         """
         day = day or self._clock().astimezone(UTC).date()
         key = (tenant, day)
         entry = self._usage.get(key)
+        now = asyncio.get_running_loop().time()
+        before: UsageTotals | None = None
+        if (
+            entry is not None
+            and self.usage_refresh is not None
+            and entry.future.done()
+            and now - entry.asked >= self.usage_refresh
+        ):
+            before, entry = entry.future.result() + entry.delta, None
         if entry is None:
             for old in [k for k in self._usage if k[1] < day - timedelta(days=1)]:
                 del self._usage[old]
-            entry = _UsageEntry(asyncio.get_running_loop().create_future())
+            entry = _UsageEntry(asyncio.get_running_loop().create_future(), asked=now)
+            entry.before = before
             self._usage[key] = entry
             self._enqueue(("usage", key))
         if not entry.future.done():
@@ -407,7 +434,7 @@ class CdrStore:
                 await asyncio.wait_for(asyncio.shield(entry.future), self.usage_timeout)
             except TimeoutError:
                 log.warning("records: usage of %s not loaded in time; caps use memory only", tenant)
-                return UsageTotals() + entry.delta
+                return (entry.before or UsageTotals()) + entry.delta
         return entry.future.result() + entry.delta
 
     async def _load_usage(self, key: tuple[str, date]) -> None:
