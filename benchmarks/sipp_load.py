@@ -237,7 +237,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.metrics_url,
     )
     if args.local:
-        deployment = LocalDeployment(work, args.calls, args.port_base, args.tts)
+        profile = Path(args.profile).resolve() if args.profile else None
+        deployment = LocalDeployment(work, args.calls, args.port_base, args.tts, profile)
         deployment.start()
         target, uri = deployment.sip_target, deployment.uri
         agent_config, metrics_url = str(deployment.config), deployment.metrics_url
@@ -390,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port-base", type=int, default=23000, help="--local: agent RTP ports")
     ap.add_argument("--tts", default="auto", help="caller speech: auto, espeak or tones")
     ap.add_argument("--json", help="also write the report to this file")
+    ap.add_argument("--profile", help="--local: cProfile both processes into this directory")
     args = ap.parse_args(argv)
     if args.calls < 1 or args.rate <= 0 or args.duration <= 0:
         ap.error("--calls, --rate and --duration must be positive")

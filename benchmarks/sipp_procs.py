@@ -183,8 +183,11 @@ def _free_port(kind: int) -> int:
 class LocalDeployment:
     """``w3sipagent realtime-server`` + ``w3sipagent serve`` on 127.0.0.1, one tenant."""
 
-    def __init__(self, work: Path, calls: int, port_base: int, tts: str) -> None:
+    def __init__(
+        self, work: Path, calls: int, port_base: int, tts: str, profile: Path | None = None
+    ) -> None:
         self.work = work
+        self.profile = profile
         self.sip_port = _free_port(socket.SOCK_DGRAM)
         self.metrics_port = _free_port(socket.SOCK_STREAM)
         self.rt_port = _free_port(socket.SOCK_STREAM)
@@ -241,18 +244,24 @@ transcription = {{ enabled = false }}
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("W3SIPAGENT_")}
         env["PYTHONPATH"] = str(ROOT)
-        exe = [sys.executable, "-m", "w3sipagent"]
+
+        def exe(name: str) -> list[str]:
+            if self.profile is None:
+                return [sys.executable, "-m", "w3sipagent"]
+            out = str(self.profile / f"{name}.prof")
+            return [sys.executable, "-m", "cProfile", "-o", out, "-m", "w3sipagent"]
+
         rt_cmd = ["realtime-server", "--port", str(self.rt_port), "--realtime-pacing"]
         agent_log = (self.work / "agent.log").open("wb")
         rt_log = (self.work / "realtime.log").open("wb")
         self.procs.append(
             subprocess.Popen(
-                [*exe, *rt_cmd, "--tts", self.tts], stdout=rt_log, stderr=rt_log, env=env
+                [*exe("realtime-server"), *rt_cmd, "--tts", self.tts], stdout=rt_log, stderr=rt_log, env=env
             )
         )
         self.procs.append(
             subprocess.Popen(
-                [*exe, "serve", "-c", str(self.config), "--no-live"],
+                [*exe("serve"), "serve", "-c", str(self.config), "--no-live"],
                 stdout=agent_log,
                 stderr=agent_log,
                 env=env,

@@ -105,10 +105,13 @@ class RealtimeProtocol:
     # ------------------------------------------------------------ helpers
 
     def _send(self, event: ev.ClientEvent) -> str:
-        self._seq += 1
-        eid = f"w3s_{self._seq}"
+        eid = self._next_event_id()
         self._outbox.append(replace(event, event_id=eid))
         return eid
+
+    def _next_event_id(self) -> str:
+        self._seq += 1
+        return f"w3s_{self._seq}"
 
     def take_outgoing(self) -> list[ev.ClientEvent]:
         """The client events to send now, in order (clears the queue)."""
@@ -170,8 +173,10 @@ class RealtimeProtocol:
                 self._held_ms -= self.config.input_format.duration_ms(len(dropped))
             return
         self._appended_ms += self.config.input_format.duration_ms(len(audio))
-        if self.wire_audio:
-            self._send(ev.InputAudioBufferAppend(audio=audio))
+        if self.wire_audio:  # made with its id (no dataclasses.replace): every 20 ms
+            self._outbox.append(
+                ev.InputAudioBufferAppend(audio=audio, event_id=self._next_event_id())
+            )
 
     def take_held_audio(self) -> list[bytes]:
         """Audio held before the session was ready (for transports that send it themselves)."""
