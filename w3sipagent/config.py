@@ -361,6 +361,10 @@ class MetricsSettings(_Section):
     listen: HostPort | None = "127.0.0.1:9464"
     token: SecretStr | None = None
     token_env: str | None = None
+    loop_lag_interval: Duration = 0.1
+    """How often the event loop lag monitor measures (0: no monitor)."""
+    loop_stall_threshold: Duration = 0.1
+    """A lag this long is a stall, logged with the loop's stack (0: no stack sampling)."""
 
     @field_validator("token_env")
     @classmethod

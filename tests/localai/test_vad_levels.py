@@ -42,6 +42,7 @@ def test_vad_same_events_whatever_the_chunking() -> None:
     for i in range(0, len(audio), 322):  # odd chunk sizes: frames straddle appends
         chunked.extend(vad.feed(audio[i : i + 322], rate))
     assert one == chunked
-    assert [type(e) for e in one] == [VadSpeechStarted, VadSpeechStopped]
-    assert one[0].onset_ms == 300
-    assert one[1].audio_end_ms == 1000 + 500
+    started, stopped = one
+    assert isinstance(started, VadSpeechStarted) and isinstance(stopped, VadSpeechStopped)
+    assert started.onset_ms == 300
+    assert stopped.audio_end_ms == 1000 + 500
