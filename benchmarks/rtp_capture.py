@@ -67,16 +67,21 @@ def open_sniffer(iface: str, port: int) -> socket.socket:
     return sock
 
 
-def sniff(iface: str, port: int, seconds: float) -> dict[str, object]:
+def sniff(
+    iface: str, port: int, seconds: float, src_ports: tuple[int, int] = (0, 65535)
+) -> dict[str, object]:
     """Capture for ``seconds`` (or until SIGINT); the gap histogram (100 µs buckets) and
-    per-stream counts."""
+    per-stream counts. Packets from a source port outside ``src_ports`` are only counted
+    (``foreign``): on a shared machine another program may still be sending to the port
+    number SIPp was given."""
     sock = open_sniffer(iface, port)
     sock.settimeout(0.2)
     print("ready", flush=True)
     hist = [0] * GAP_BUCKETS
     last: dict[int, int] = {}
     packets: dict[int, int] = {}
-    seq_jumps = 0
+    seq_jumps = foreign = 0
+    lo, hi = src_ports
     last_seq: dict[int, int] = {}
     end = time.monotonic() + seconds
     cpu0 = time.process_time()
@@ -91,6 +96,9 @@ def sniff(iface: str, port: int, seconds: float) -> dict[str, object]:
         if len(data) < 40:
             continue
         ihl = (data[0] & 0x0F) * 4
+        if not lo <= int.from_bytes(data[ihl : ihl + 2], "big") <= hi:
+            foreign += 1
+            continue
         rtp = data[ihl + 8 :]
         if len(rtp) < 12 or rtp[0] >> 6 != 2:
             continue
@@ -116,6 +124,8 @@ def sniff(iface: str, port: int, seconds: float) -> dict[str, object]:
         "streams": len(packets),
         "packets": sum(packets.values()),
         "seq_jumps": seq_jumps,
+        "foreign": foreign,
+        "packets_per_stream": sorted(packets.values()),
         "gap_hist_100us": {str(i): n for i, n in enumerate(hist) if n},
         "cpu_s": round(time.process_time() - cpu0, 2),
     }
@@ -194,9 +204,11 @@ def speech_frames(seconds: float, pause: float = 4.0, engine: str = "auto") -> l
 
 
 def main(argv: list[str]) -> int:
-    """``--sniff IFACE PORT SECONDS``: print the capture summary as one JSON line."""
-    if len(argv) == 4 and argv[0] == "--sniff":
-        print(json.dumps(sniff(argv[1], int(argv[2]), float(argv[3]))), flush=True)
+    """``--sniff IFACE PORT SECONDS [SRC_LO SRC_HI]``: print the capture summary as one
+    JSON line."""
+    if len(argv) in (4, 6) and argv[0] == "--sniff":
+        src = (int(argv[4]), int(argv[5])) if len(argv) == 6 else (0, 65535)
+        print(json.dumps(sniff(argv[1], int(argv[2]), float(argv[3]), src)), flush=True)
         return 0
     print(__doc__, file=sys.stderr)
     return 2

@@ -195,12 +195,16 @@ def parse_stats(path: Path) -> dict[str, int]:
     return out
 
 
-def start_sniffer(iface: str, port: int, seconds: float) -> subprocess.Popen[str] | None:
+def start_sniffer(
+    iface: str, port: int, seconds: float, src: tuple[int, int] | None
+) -> subprocess.Popen[str] | None:
     if os.geteuid() != 0:
         print("sipp_load: not root, outbound RTP gaps not measured", file=sys.stderr)
         return None
+    extra = [str(src[0]), str(src[1])] if src else []
+    script = str(HERE / "rtp_capture.py")
     proc = subprocess.Popen(
-        [sys.executable, str(HERE / "rtp_capture.py"), "--sniff", iface, str(port), str(seconds)],
+        [sys.executable, script, "--sniff", iface, str(port), str(seconds), *extra],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -258,7 +262,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ramp = args.calls / args.rate
         run_s = (total - args.calls) / args.rate + ramp + args.duration
         before = tree.sample(metrics_url)
-        sniffer = start_sniffer(args.iface, media_port, run_s + 120)
+        src = None
+        if args.agent_rtp_ports:
+            lo, _, hi = args.agent_rtp_ports.partition("-")
+            src = (int(lo), int(hi or lo))
+        elif deployment is not None:
+            src = deployment.rtp_ports
+        sniffer = start_sniffer(args.iface, media_port, run_s + 120, src)
         cmd = [
             sipp,
             target,
@@ -346,6 +356,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "streams": capture["streams"],
                 "packets": capture["packets"],
                 "seq_jumps": capture["seq_jumps"],
+                "foreign_packets": capture["foreign"],
+                "packets_per_stream_min_max": [
+                    min(capture["packets_per_stream"], default=0),
+                    max(capture["packets_per_stream"], default=0),
+                ],
                 "gap_ms_p50": p50,
                 "gap_ms_p99": p99,
                 "gap_ms_p999": p999,
@@ -382,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agent-config", help="the agent's TOML, for the CDR count")
     ap.add_argument("--metrics-url", help="the agent's metrics base URL (tasks, loop lag)")
     ap.add_argument("--iface", default="lo", help="interface the caller receives RTP on")
+    ap.add_argument(
+        "--agent-rtp-ports", help="LO-HI: count only RTP from these source ports (default: all)"
+    )
     ap.add_argument("--local-ip", default="127.0.0.1", help="SIPp's SIP and media address")
     ap.add_argument("--sipp", default="sipp")
     ap.add_argument("--soak", action="store_true", help="keep --calls up for --soak-minutes")

@@ -164,7 +164,12 @@ def count_cdrs(config: str, call_ids: set[str], wait: float) -> dict[str, int]:
                 rows = await store.list_cdrs(limit=1_000_000)
             mine = [r for r in rows if r.call_id in call_ids]
             if len(mine) >= len(call_ids) or time.monotonic() >= deadline:
-                by: dict[str, int] = {"rows": len(mine)}
+                by: dict[str, int] = {
+                    "rows": len(mine),
+                    # the caller's speech reached the AI and its answer went out as RTP
+                    "calls_with_agent_turns": sum(1 for r in mine if r.turn_latencies_ms),
+                    "agent_turns": sum(len(r.turn_latencies_ms) for r in mine),
+                }
                 for r in mine:
                     key = f"disposition_{r.disposition}"
                     by[key] = by.get(key, 0) + 1
@@ -223,6 +228,7 @@ turn_detection = {{ type = "server_vad", silence_duration_ms = 500 }}
 transcription = {{ enabled = false }}
 """)
         self.tts = tts
+        self.rtp_ports = (port_base, port_base + 4 * calls + 200)
         self.procs: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -256,7 +262,10 @@ transcription = {{ enabled = false }}
         rt_log = (self.work / "realtime.log").open("wb")
         self.procs.append(
             subprocess.Popen(
-                [*exe("realtime-server"), *rt_cmd, "--tts", self.tts], stdout=rt_log, stderr=rt_log, env=env
+                [*exe("realtime-server"), *rt_cmd, "--tts", self.tts],
+                stdout=rt_log,
+                stderr=rt_log,
+                env=env,
             )
         )
         self.procs.append(
