@@ -30,6 +30,7 @@ async def test_stall_caught_with_its_stack(caplog: pytest.LogCaptureFixture) -> 
     assert 0.3 <= stall.seconds < 2.0
     assert "blocking_work_for_the_test" in stall.where  # the cause, named
     assert "test_looplag.py" in stall.where
+    assert 0.0 <= stall.cpu_wait < stall.seconds  # sleeping is not waiting for a CPU
     assert any("event loop stalled" in r.getMessage() for r in caplog.records)
     assert mon.lag_max() >= 0.3
     assert sum(mon.bucket_counts) == mon.count

@@ -8,9 +8,10 @@ the largest lag of the last ``window`` seconds and a stall count (lag >= ``stall
 A *watchdog thread* tells the cause of a stall: it wakes every ``stall_threshold / 2``
 seconds and, when the loop has not run its callback for ``stall_threshold`` seconds,
 captures the stack of the loop's thread at that moment (``sys._current_frames``). When the
-loop runs again the stall is logged with that stack and kept among the ``keep`` longest
-(:attr:`LoopLagMonitor.stalls`). A stall with no stack was the process waiting for a CPU or
-one callback shorter than the sampling period. The thread does nothing else; it costs a
+loop runs again the stall is logged with that stack, and with how long the loop's thread
+waited for a CPU meanwhile (Linux ``schedstat``: when that is most of the stall, the
+machine was busy and the stack is just where the thread was preempted), and kept among the
+``keep`` longest (:attr:`LoopLagMonitor.stalls`). The thread does nothing else; it costs a
 wake-up per half threshold.
 
 :class:`~w3sipagent.metrics.Metrics` exports it (``watch_loop``) as
@@ -44,6 +45,8 @@ class Stall:
     at: float
     where: str
     """The innermost frames of the loop thread during the stall (``""``: not caught)."""
+    cpu_wait: float = 0.0
+    """Of which the loop's thread waited for a CPU (the machine, not this process's code)."""
 
 
 class LoopLagMonitor:
@@ -79,6 +82,8 @@ class LoopLagMonitor:
         self._beat = 0.0
         self._caught = ""
         self._loop_thread = 0
+        self._schedstat = ""  # the loop thread's /proc schedstat (Linux), for the CPU wait
+        self._wait_at_beat = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -92,6 +97,8 @@ class LoopLagMonitor:
             return
         self._loop = loop or asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._schedstat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        self._wait_at_beat = self._cpu_wait()
         self._beat = time.monotonic()
         self._schedule()
         if self.stall_threshold > 0:
@@ -136,11 +143,23 @@ class LoopLagMonitor:
         lag = max(0.0, self._loop.time() - self._due)
         now = time.monotonic()
         self._beat = now
-        self.record(lag, now)
+        wait = self._cpu_wait()
+        waited, self._wait_at_beat = wait - self._wait_at_beat, wait
+        self.record(lag, now, waited)
         self._schedule()
 
-    def record(self, lag: float, now: float) -> None:
-        """Account one measured lag (the loop callback does; public for tests)."""
+    def _cpu_wait(self) -> float:
+        """Seconds the loop's thread has waited for a CPU so far (0.0 where unknown)."""
+        try:
+            with open(self._schedstat) as f:
+                return int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            self._schedstat = ""
+            return 0.0
+
+    def record(self, lag: float, now: float, cpu_wait: float = 0.0) -> None:
+        """Account one measured lag; ``cpu_wait``: how much of the last interval the loop's
+        thread spent waiting for a CPU (the loop callback does; public for tests)."""
         self.last_lag = lag
         self.count += 1
         self.lag_sum += lag
@@ -152,11 +171,12 @@ class LoopLagMonitor:
         if self.stall_threshold > 0 and lag >= self.stall_threshold:
             self.stall_count += 1
             where, self._caught = self._caught, ""
-            stall = Stall(round(lag, 4), now, where)
+            stall = Stall(round(lag, 4), now, where, round(cpu_wait, 4))
             log.warning(
-                "event loop stalled %.0f ms%s",
+                "event loop stalled %.0f ms (%.0f ms of it waiting for a CPU)%s",
                 lag * 1000,
-                f" in: {where}" if where else " (no stack caught: CPU starvation or short)",
+                cpu_wait * 1000,
+                f" in: {where}" if where else " (no stack caught)",
             )
             self.stalls.append(stall)
             self.stalls.sort(key=lambda s: -s.seconds)
