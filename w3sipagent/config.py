@@ -283,6 +283,10 @@ class RealtimeSettings(_Section):
     model: str = "gpt-realtime"
     connect_timeout: Duration = 10.0
     reconnect_timeout: Duration = 3.0
+    append_ms: int = Field(default=0, ge=0, le=1000)
+    """Caller audio is sent in ``input_audio_buffer.append`` events of at least this many
+    ms (0: every RTP frame as it arrives). 40-60 halves or thirds the agent's per-call
+    cost of the AI connection, for up to that much later speech detection."""
     api_key: SecretStr | None = None
     """Key for tenants without their own ``api_key`` reference (None: no default key)."""
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.ai.session import AISession, AISessionConfig
@@ -65,7 +66,9 @@ def default_ai_factory(settings: Settings) -> AIFactory:
                 session_timeout=timeout,
             )
         url = base if transport == "websocket" else base.replace("ws", "http", 1)
-        extra = {"connect_timeout": timeout} if transport == "websocket" else {}
+        extra: dict[str, Any] = {}
+        if transport == "websocket":
+            extra = {"connect_timeout": timeout, "append_ms": settings.realtime.append_ms}
         return open_session(
             config,
             api_key=api_key,

@@ -348,7 +348,9 @@ class InputAudioBufferAppend(ClientEvent):
         audio = base64.b64encode(self.audio).decode("ascii")
         if not self.event_id:
             return f'{{"type":"input_audio_buffer.append","audio":"{audio}"}}'
-        eid = json.dumps(self.event_id, ensure_ascii=False)
+        eid = self.event_id
+        # our ids ("w3s_12") need no escaping; anything else goes through json
+        eid = f'"{eid}"' if eid.isidentifier() else json.dumps(eid, ensure_ascii=False)
         return f'{{"type":"input_audio_buffer.append","event_id":{eid},"audio":"{audio}"}}'
 
 
