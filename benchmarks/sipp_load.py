@@ -242,7 +242,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.local:
         profile = Path(args.profile).resolve() if args.profile else None
-        deployment = LocalDeployment(work, args.calls, args.port_base, args.tts, profile)
+        deployment = LocalDeployment(
+            work, args.calls, args.port_base, args.tts, profile, args.append_ms
+        )
         deployment.start()
         target, uri = deployment.sip_target, deployment.uri
         agent_config, metrics_url = str(deployment.config), deployment.metrics_url
@@ -407,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-every", type=float, default=60.0)
     ap.add_argument("--settle", type=float, default=5.0, help="seconds after the last call")
     ap.add_argument("--port-base", type=int, default=23000, help="--local: agent RTP ports")
+    ap.add_argument("--append-ms", type=int, default=0, help="--local: realtime.append_ms")
     ap.add_argument("--tts", default="auto", help="caller speech: auto, espeak or tones")
     ap.add_argument("--json", help="also write the report to this file")
     ap.add_argument("--profile", help="--local: cProfile both processes into this directory")

@@ -189,7 +189,13 @@ class LocalDeployment:
     """``w3sipagent realtime-server`` + ``w3sipagent serve`` on 127.0.0.1, one tenant."""
 
     def __init__(
-        self, work: Path, calls: int, port_base: int, tts: str, profile: Path | None = None
+        self,
+        work: Path,
+        calls: int,
+        port_base: int,
+        tts: str,
+        profile: Path | None = None,
+        append_ms: int = 0,
     ) -> None:
         self.work = work
         self.profile = profile
@@ -210,6 +216,7 @@ port_max = {port_base + 4 * calls + 200}
 base_url = "ws://127.0.0.1:{self.rt_port}/v1"
 api_key = "sk-load"
 connect_timeout = "20s"
+append_ms = {append_ms}
 [records]
 database_url = "sqlite+aiosqlite:///{work}/cdr.db"
 [metrics]

@@ -93,7 +93,7 @@ def frames_energy(pcm: bytes, frame_samples: int) -> npt.NDArray[np.int64]:
     in one pass (``pcm`` holds whole frames). A frame is at least ``L`` dBFS
     (:func:`rms_dbfs`) when its energy is at least :func:`dbfs_energy` of ``L``."""
     x = np.frombuffer(pcm, dtype="<i2").astype(np.int64).reshape(-1, frame_samples)
-    energy: npt.NDArray[np.int64] = np.einsum("ij,ij->i", x, x)
+    energy: npt.NDArray[np.int64] = (x * x).sum(axis=1)  # cheaper than einsum at this size
     return energy
 
 
