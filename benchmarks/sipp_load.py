@@ -290,8 +290,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "-trace_err", "-error_file", str(work / "errors.log"),
         ]  # fmt: skip
         t0 = time.monotonic()
+        sipp_err = (work / "sipp.stderr").open("wb")  # a file: a full pipe would block SIPp
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sipp_err
         )
         # steady window: every call of the first wave up, none of them ended yet
         w0, w1 = t0 + ramp + 2.0, t0 + args.duration - 1.0
@@ -310,7 +311,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 next_sample += args.sample_every
             time.sleep(0.2)
         wall = time.monotonic() - t0
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        sipp_err.close()
+        stderr = (work / "sipp.stderr").read_text(errors="replace")
         time.sleep(args.settle)
         after = tree.sample(metrics_url)
         capture = stop_sniffer(sniffer)

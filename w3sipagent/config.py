@@ -283,6 +283,11 @@ class RealtimeSettings(_Section):
     model: str = "gpt-realtime"
     connect_timeout: Duration = 10.0
     reconnect_timeout: Duration = 3.0
+    ping_interval: Duration = 5.0
+    """WebSocket keepalive ping to the Realtime server every so often (0: none)."""
+    ping_timeout: Duration = 15.0
+    """A pong later than this ends the session as lost (was 5 s: on an overloaded machine,
+    where either process can wait seconds for a CPU, sessions were lost in bursts)."""
     append_ms: int = Field(default=0, ge=0, le=1000)
     """Caller audio is sent in ``input_audio_buffer.append`` events of at least this many
     ms (0: every RTP frame as it arrives). 40-60 halves or thirds the agent's per-call

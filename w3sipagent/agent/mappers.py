@@ -68,7 +68,13 @@ def default_ai_factory(settings: Settings) -> AIFactory:
         url = base if transport == "websocket" else base.replace("ws", "http", 1)
         extra: dict[str, Any] = {}
         if transport == "websocket":
-            extra = {"connect_timeout": timeout, "append_ms": settings.realtime.append_ms}
+            rt = settings.realtime
+            extra = {
+                "connect_timeout": timeout,
+                "append_ms": rt.append_ms,
+                "ping_interval": rt.ping_interval or None,
+                "ping_timeout": rt.ping_timeout or None,
+            }
         return open_session(
             config,
             api_key=api_key,

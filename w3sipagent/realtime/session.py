@@ -156,6 +156,11 @@ class RealtimeSessionBase:
         return False
 
     @property
+    def append_ms(self) -> int:
+        """Caller audio is sent in appends of at least this many ms (0: every chunk)."""
+        return int(self._proto_options["append_ms"])
+
+    @property
     def usage(self) -> ai.Usage:
         """Token usage of all responses so far (across renewals)."""
         return self._usage
