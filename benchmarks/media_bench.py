@@ -26,6 +26,12 @@ Usage::
 
     .venv/bin/python benchmarks/media_bench.py --calls 100,300,500 --seconds 10 --loop both
     .venv/bin/python benchmarks/media_bench.py --variant transcode --calls 50,100,200
+    .venv/bin/python benchmarks/media_bench.py --quick 2 --calls 40 --seconds 2
+
+``--quick`` is the regression check CI runs (tests/benchmarks/test_media_regression.py):
+the engine's CPU per packet divided by that of a bare asyncio echo loop over the same
+peer, measured back to back in one process, so the ratio does not depend on how fast or
+how busy the machine is.
 """
 
 from __future__ import annotations
@@ -323,6 +329,82 @@ async def _run_point(n: int, seconds: float, variant: str, warmup: float) -> dic
     }
 
 
+class _Echo(asyncio.DatagramProtocol):
+    """The reference: a bare asyncio socket that sends each datagram straight back."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.peer: tuple[str, int] | None = None
+        self.rx = self.tx = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.rx += 1
+        if self.transport is not None and self.peer is not None:
+            self.transport.sendto(data, self.peer)
+            self.tx += 1
+
+
+async def _run_reference(n: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """The same peer and packet rate as a passthrough point, through a minimal echo loop."""
+    loop = asyncio.get_running_loop()
+    protos: list[_Echo] = []
+    for _ in range(n):
+        _, proto = await loop.create_datagram_endpoint(_Echo, local_addr=(HOST, 0))
+        protos.append(proto)
+    ports = [p.transport.get_extra_info("sockname")[1] for p in protos if p.transport]
+    peer = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--peer", "passthrough",
+         str(seconds + warmup + 1)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert peer.stdin is not None and peer.stdout is not None
+    peer.stdin.write(json.dumps(ports) + "\n")
+    peer.stdin.flush()
+    peer_port = json.loads(await loop.run_in_executor(None, peer.stdout.readline))["port"]
+    for p in protos:
+        p.peer = (HOST, peer_port)
+    peer.stdin.write("go\n")
+    peer.stdin.flush()
+    await asyncio.sleep(warmup)
+    pk0 = sum(p.rx + p.tx for p in protos)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu1, wall1 = time.process_time(), time.monotonic()
+    packets = sum(p.rx + p.tx for p in protos) - pk0
+    for p in protos:
+        if p.transport is not None:
+            p.transport.close()
+    await loop.run_in_executor(None, peer.stdout.readline)
+    peer.wait()
+    return {"cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0, "packets": packets}
+
+
+async def _run_quick(n: int, seconds: float, rounds: int) -> dict[str, Any]:
+    """Reference and engine back to back, ``rounds`` times; the cheapest of each."""
+    ref: list[float] = []
+    eng: list[float] = []
+    for _ in range(rounds):
+        r = await _run_reference(n, seconds, 0.5)
+        ref.append(1e6 * r["cpu_s"] / max(1, r["packets"]))
+        e = await _run_point(n, seconds, "passthrough", 0.5)
+        packets = (e["rx_pps"] + e["tx_pps"]) * e["seconds"]
+        eng.append(1e6 * e["cpu_core_pct"] / 100 * e["seconds"] / max(1.0, packets))
+    return {
+        "calls": n,
+        "seconds": seconds,
+        "rounds": rounds,
+        "reference_us_per_packet": [round(x, 2) for x in ref],
+        "engine_us_per_packet": [round(x, 2) for x in eng],
+        "ratio": round(min(eng) / min(ref), 2),
+        "host_load": round(os.getloadavg()[0], 2),
+    }
+
+
 def _new_loop(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
     if kind == "uvloop":
         import uvloop
@@ -377,8 +459,23 @@ def main(argv: list[str] | None = None) -> int:
         help="niceness of the calls' process (negative needs privileges; shows host contention)",
     )
     ap.add_argument("--point", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--quick",
+        type=int,
+        metavar="ROUNDS",
+        help="regression check: CPU per packet of the engine (passthrough, first --calls "
+        "value) against a bare asyncio echo loop in the same process, ROUNDS times each",
+    )
     args = ap.parse_args(argv)
     ns = [int(x) for x in args.calls.split(",") if x]
+    if args.quick:
+        with asyncio.Runner(loop_factory=_new_loop("asyncio")) as runner:
+            quick = runner.run(_run_quick(ns[0], args.seconds, args.quick))
+        print(json.dumps(quick))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(quick, f, indent=1)
+        return 0
     if args.point:
         if args.nice:
             os.nice(args.nice)

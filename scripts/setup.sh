@@ -12,6 +12,8 @@ if [ "${W3SIPAGENT_SETUP_PEERS:-1}" = "1" ]; then
   command -v kamailio >/dev/null 2>&1 || need_apt+=(kamailio)
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_apt+=(postgresql)
   command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+  # SIPp 3.6 for the load test (benchmarks/sipp_load.py, tests/benchmarks/test_sipp_load.py)
+  command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)
   # the web console's browser tests (tests/console): Debian's Chromium and its WebDriver
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)

@@ -284,10 +284,16 @@ class RealtimeSettings(_Section):
     connect_timeout: Duration = 10.0
     reconnect_timeout: Duration = 3.0
     ping_interval: Duration = 5.0
-    """WebSocket keep-alive of the Realtime and GPT-Live sessions: a stalled or half-open
-    connection is noticed within ``ping_interval + ping_timeout`` (+ the client's 2 s
-    closing handshake)."""
-    ping_timeout: Duration = 5.0
+    """WebSocket keepalive ping of the Realtime and GPT-Live sessions every so often (0:
+    none): a stalled or half-open connection is noticed within ``ping_interval +
+    ping_timeout`` (+ the client's 2 s closing handshake)."""
+    ping_timeout: Duration = 15.0
+    """A pong later than this ends the session as lost (was 5 s: on an overloaded machine,
+    where either process can wait seconds for a CPU, sessions were lost in bursts)."""
+    append_ms: int = Field(default=0, ge=0, le=1000)
+    """Caller audio is sent in ``input_audio_buffer.append`` events of at least this many
+    ms (0: every RTP frame as it arrives). 40-60 halves or thirds the agent's per-call
+    cost of the AI connection, for up to that much later speech detection."""
     api_key: SecretStr | None = None
     """Key for tenants without their own ``api_key`` reference (None: no default key)."""
 
@@ -366,6 +372,10 @@ class MetricsSettings(_Section):
     listen: HostPort | None = "127.0.0.1:9464"
     token: SecretStr | None = None
     token_env: str | None = None
+    loop_lag_interval: Duration = 0.1
+    """How often the event loop lag monitor measures (0: no monitor)."""
+    loop_stall_threshold: Duration = 0.1
+    """A lag this long is a stall, logged with the loop's stack (0: no stack sampling)."""
 
     @field_validator("token_env")
     @classmethod

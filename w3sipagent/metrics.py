@@ -16,6 +16,10 @@
 ``w3sipagent_realtime_errors_total{tenant,code}``  counter  Realtime API errors
 ``w3sipagent_realtime_reconnects_total{tenant}``  counter  Realtime sessions re-opened
 ``w3sipagent_draining``                      gauge      1 while draining (SIGTERM)
+``w3sipagent_event_loop_lag_seconds``        histogram  event loop lag (``watch_loop``)
+``w3sipagent_event_loop_lag_max_seconds``    gauge      largest lag of the last minute
+``w3sipagent_event_loop_stalls_total``       counter    lags over the stall threshold
+``w3sipagent_event_loop_tasks``              gauge      asyncio tasks alive
 ==========================================  =========  ==================================
 
 :class:`MetricsSink` wraps a records sink (the CDR store) and updates the metrics from the
@@ -37,7 +41,7 @@ import contextlib
 import hmac
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,7 +51,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from w3sipagent.records.cdr import CallRecord
@@ -58,6 +67,8 @@ log = logging.getLogger("w3sipagent.metrics")
 LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 JITTER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
 NO_TENANT = "-"
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+"""Must equal :data:`w3sipagent.asyncio.looplag.LAG_BUCKETS` (a test compares them)."""
 CDR_EVENT_CODES = {
     "ai_error": "error",
     "ai_connect_failed": "connect_failed",
@@ -146,6 +157,8 @@ class Metrics:
         #: (:meth:`watch_refused_connections`).
         self._refused_connections: Callable[[], int] | None = None
         r.register(_RefusedConnections(self))
+        self.loop: LoopLag | None = None
+        r.register(_LoopLagCollector(self))
         self.realtime_errors = Counter(
             "w3sipagent_realtime_errors", "Realtime API errors", ["tenant", "code"], registry=r
         )
@@ -217,6 +230,11 @@ class Metrics:
         ``w3sipagent_sip_connections_refused_total``."""
         self._refused_connections = count
 
+    def watch_loop(self, monitor: LoopLag) -> None:
+        """Export an event loop lag monitor
+        (:class:`~w3sipagent.asyncio.looplag.LoopLagMonitor`): ``w3sipagent_event_loop_*``."""
+        self.loop = monitor
+
     def refused_connections(self) -> int:
         """TCP/TLS connections refused for the caps so far (0 until watched)."""
         count = self._refused_connections
@@ -230,6 +248,58 @@ class Metrics:
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
         return bytes(generate_latest(self.registry))
+
+
+class LoopLag(Protocol):
+    """What :meth:`Metrics.watch_loop` reads (a
+    :class:`~w3sipagent.asyncio.looplag.LoopLagMonitor`)."""
+
+    bucket_counts: list[int]
+    lag_sum: float
+    stall_count: int
+    stall_threshold: float
+    window: float
+
+    def lag_max(self, now: float | None = None) -> float: ...
+
+    def tasks(self) -> int: ...
+
+
+class _LoopLagCollector(Collector):
+    """The event loop's lag and tasks, read from the monitor when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        mon = self._metrics.loop
+        if mon is None:
+            return
+        cumulative, buckets = 0, []
+        for edge, n in zip((*LOOP_LAG_BUCKETS, float("inf")), mon.bucket_counts, strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if edge == float("inf") else str(edge), cumulative))
+        hist = HistogramMetricFamily(
+            "w3sipagent_event_loop_lag_seconds",
+            "How late the event loop ran a callback that was due (lag monitor ticks)",
+        )
+        hist.add_metric([], buckets, mon.lag_sum)
+        yield hist
+        top = GaugeMetricFamily(
+            "w3sipagent_event_loop_lag_max_seconds",
+            f"Largest event loop lag of the last {mon.window:g} s",
+        )
+        top.add_metric([], mon.lag_max())
+        yield top
+        stalls = CounterMetricFamily(
+            "w3sipagent_event_loop_stalls",
+            f"Event loop lags of {mon.stall_threshold:g} s or more (logged with their stack)",
+        )
+        stalls.add_metric([], mon.stall_count)
+        yield stalls
+        tasks = GaugeMetricFamily("w3sipagent_event_loop_tasks", "asyncio tasks alive")
+        tasks.add_metric([], mon.tasks())
+        yield tasks
 
 
 class _RefusedConnections(Collector):

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from w3sipagent.agent.bridge import BridgeOptions
 from w3sipagent.ai.session import AISession, AISessionConfig
@@ -51,9 +52,9 @@ def default_ai_factory(settings: Settings) -> AIFactory:
 
     base = settings.realtime.base_url  # ``…/v1``: the settings trim a trailing /realtime
     timeout = settings.realtime.connect_timeout
-    ping = {
-        "ping_interval": settings.realtime.ping_interval,
-        "ping_timeout": settings.realtime.ping_timeout,
+    ping = {  # 0: no keepalive
+        "ping_interval": settings.realtime.ping_interval or None,
+        "ping_timeout": settings.realtime.ping_timeout or None,
     }
 
     def make(tenant_id: str, api_key: str, transport: str, config: AISessionConfig) -> AISession:
@@ -70,7 +71,13 @@ def default_ai_factory(settings: Settings) -> AIFactory:
                 **(ping if transport != "webrtc" else {}),
             )
         url = base if transport == "websocket" else base.replace("ws", "http", 1)
-        extra = {"connect_timeout": timeout, **ping} if transport == "websocket" else {}
+        extra: dict[str, Any] = {}
+        if transport == "websocket":
+            extra = {
+                "connect_timeout": timeout,
+                "append_ms": settings.realtime.append_ms,
+                **ping,
+            }
         return open_session(
             config,
             api_key=api_key,

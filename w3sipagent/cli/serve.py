@@ -98,6 +98,16 @@ async def run_agent(
 
     metrics = Metrics()
     health = HealthState(metrics)
+    lag_monitor = None
+    if settings.metrics.loop_lag_interval > 0:
+        from w3sipagent.asyncio.looplag import LoopLagMonitor
+
+        lag_monitor = LoopLagMonitor(
+            interval=settings.metrics.loop_lag_interval,
+            stall_threshold=settings.metrics.loop_stall_threshold,
+        )
+        lag_monitor.start()
+        metrics.watch_loop(lag_monitor)
     path = settings.config_file
     registry = TenantRegistry(settings, lambda: load_settings(path, flags, discover=False))
     store = CdrStore.from_settings(settings.records)
@@ -188,6 +198,8 @@ async def run_agent(
         await store.close()
         if server is not None:
             await server.close()
+        if lag_monitor is not None:
+            lag_monitor.stop()
     log.info("stopped after %d call(s)", service.stats.bridged)
     return service.stats.bridged
 

@@ -73,10 +73,13 @@ class SessionRecording:
 
     def record_event(self, event: dict[str, Any]) -> None:
         """Keep a client event (appends without their payload)."""
-        body = dict(event)
-        if body.get("type") == "input_audio_buffer.append" and isinstance(body.get("audio"), str):
-            body["audio"] = f"<{len(body['audio'])} base64 chars>"
-        self.events.append(ReceivedEvent(self.now(), str(body.get("type")), body))
+        kind = event.get("type")
+        audio = event.get("audio")
+        if kind == "input_audio_buffer.append" and isinstance(audio, str):
+            body = {**event, "audio": f"<{len(audio)} base64 chars>"}  # one copy, not two
+        else:
+            body = dict(event)
+        self.events.append(ReceivedEvent(time.monotonic() - self.started, str(kind), body))
 
     def record_audio(self, data: bytes, fmt: AudioFormat) -> None:
         """Keep appended (or WebRTC-received) input audio."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from w3sipagent.localai.audio import rms_dbfs
+from w3sipagent.localai.audio import dbfs_energy, frames_energy
 
 
 def threshold_to_dbfs(threshold: float) -> float:
@@ -79,6 +79,8 @@ class EnergyVad:
         self._speaking = False
         self._run_start: int | None = None
         self._last_voiced_end = 0
+        self._energy_for = (0, 0.0)  # (frame samples, level) of _min_energy
+        self._min_energy = 0.0
 
     @property
     def position_ms(self) -> int:
@@ -103,20 +105,28 @@ class EnergyVad:
             self._pending = b""
             self._pending_rate = rate
         frame_bytes = 2 * rate * self.FRAME_MS // 1000
-        data = self._pending + pcm
+        data = self._pending + pcm if self._pending else pcm
+        n = len(data) // frame_bytes
+        self._pending = data[n * frame_bytes :]
+        if not n:
+            return []
+        # every whole frame's energy in one numpy pass (one append holds 2 frames or more),
+        # compared with the threshold level as an energy (no log per frame)
+        samples = frame_bytes // 2
+        if self._energy_for != (samples, self.level_dbfs):
+            self._energy_for = (samples, self.level_dbfs)
+            self._min_energy = dbfs_energy(self.level_dbfs, samples)
+        energy = frames_energy(data[: n * frame_bytes], samples)
+        voiced_frames = (energy >= self._min_energy).tolist()
         events: list[VadEvent] = []
-        off = 0
-        while off + frame_bytes <= len(data):
-            events.extend(self._frame(data[off : off + frame_bytes]))
-            off += frame_bytes
-        self._pending = data[off:]
+        for voiced in voiced_frames:
+            events.extend(self._frame(voiced))
         return events
 
-    def _frame(self, frame: bytes) -> list[VadEvent]:
+    def _frame(self, voiced: bool) -> list[VadEvent]:
         start = self._pos_ms
         end = start + self.FRAME_MS
         self._pos_ms = end
-        voiced = rms_dbfs(frame) >= self.level_dbfs
         if not self._speaking:
             if not voiced:
                 self._run_start = None

@@ -341,6 +341,18 @@ class InputAudioBufferAppend(ClientEvent):
     type: ClassVar[str] = "input_audio_buffer.append"
     audio: bytes
 
+    def to_json(self) -> str:
+        """The text frame, built directly: this event goes out every 20 ms of every call,
+        and the generic field walk plus ``json.dumps`` cost more than the base64 itself
+        (same text as the generic path; a test compares them)."""
+        audio = base64.b64encode(self.audio).decode("ascii")
+        if not self.event_id:
+            return f'{{"type":"input_audio_buffer.append","audio":"{audio}"}}'
+        eid = self.event_id
+        # our ids ("w3s_12") need no escaping; anything else goes through json
+        eid = f'"{eid}"' if eid.isidentifier() else json.dumps(eid, ensure_ascii=False)
+        return f'{{"type":"input_audio_buffer.append","event_id":{eid},"audio":"{audio}"}}'
+
 
 @_client
 @dataclass(frozen=True, slots=True, kw_only=True)

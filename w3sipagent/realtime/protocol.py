@@ -71,9 +71,15 @@ class RealtimeProtocol:
         min_commit_ms: int = 100,
         max_held_audio_ms: int = 10_000,
         history_limit: int = 20,
+        append_ms: int = 0,
     ) -> None:
         self.config = config
         self.wire_audio = wire_audio
+        self.append_ms = append_ms
+        """Caller audio goes out in appends of at least this many ms (0: each chunk as it
+        comes, i.e. every 20 ms frame); any other event sends what is gathered first."""
+        self._gathered: list[bytes] = []
+        self._gathered_ms = 0.0
         self.min_commit_ms = min_commit_ms
         self.max_held_audio_ms = max_held_audio_ms
         self.history_limit = history_limit
@@ -105,10 +111,15 @@ class RealtimeProtocol:
     # ------------------------------------------------------------ helpers
 
     def _send(self, event: ev.ClientEvent) -> str:
-        self._seq += 1
-        eid = f"w3s_{self._seq}"
+        if self._gathered:  # caller audio stays ahead of what follows it (a commit...)
+            self._send_gathered()
+        eid = self._next_event_id()
         self._outbox.append(replace(event, event_id=eid))
         return eid
+
+    def _next_event_id(self) -> str:
+        self._seq += 1
+        return f"w3s_{self._seq}"
 
     def take_outgoing(self) -> list[ev.ClientEvent]:
         """The client events to send now, in order (clears the queue)."""
@@ -170,8 +181,22 @@ class RealtimeProtocol:
                 self._held_ms -= self.config.input_format.duration_ms(len(dropped))
             return
         self._appended_ms += self.config.input_format.duration_ms(len(audio))
-        if self.wire_audio:
-            self._send(ev.InputAudioBufferAppend(audio=audio))
+        if not self.wire_audio:
+            return
+        if self.append_ms > 0:
+            self._gathered.append(audio)
+            self._gathered_ms += self.config.input_format.duration_ms(len(audio))
+            if self._gathered_ms >= self.append_ms:
+                self._send_gathered()
+            return
+        # made with its id (no dataclasses.replace): this runs every 20 ms of every call
+        self._outbox.append(ev.InputAudioBufferAppend(audio=audio, event_id=self._next_event_id()))
+
+    def _send_gathered(self) -> None:
+        audio = b"".join(self._gathered)
+        self._gathered.clear()
+        self._gathered_ms = 0.0
+        self._outbox.append(ev.InputAudioBufferAppend(audio=audio, event_id=self._next_event_id()))
 
     def take_held_audio(self) -> list[bytes]:
         """Audio held before the session was ready (for transports that send it themselves)."""

@@ -115,6 +115,7 @@ class RealtimeSessionBase:
         max_held_audio_ms: int = 10_000,
         history_limit: int = 20,
         auto_response_wait_s: float = 2.0,
+        append_ms: int = 0,
     ) -> None:
         self._config = config
         self.auto_response_wait_s = auto_response_wait_s
@@ -130,6 +131,7 @@ class RealtimeSessionBase:
             "min_commit_ms": min_commit_ms,
             "max_held_audio_ms": max_held_audio_ms,
             "history_limit": history_limit,
+            "append_ms": append_ms,
         }
         self._events: asyncio.Queue[ai.AIEvent] = asyncio.Queue()
         self._link: Link | None = None
@@ -152,6 +154,11 @@ class RealtimeSessionBase:
     @property
     def truncates_itself(self) -> bool:
         return False
+
+    @property
+    def append_ms(self) -> int:
+        """Caller audio is sent in appends of at least this many ms (0: every chunk)."""
+        return int(self._proto_options["append_ms"])
 
     @property
     def usage(self) -> ai.Usage:
