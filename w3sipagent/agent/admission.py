@@ -24,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -56,7 +57,7 @@ from w3sipagent.sip.uri import SipUri
 from w3sipagent.tenants.resolver import CallRequest, Rejection, Resolution, TenantTable
 from w3sipagent.tenants.secrets import resolve_api_key
 
-__all__ = ["Admitted", "ServiceStats", "TenantAdmission"]
+__all__ = ["Admitted", "ServiceStats", "SharedSlots", "TenantAdmission"]
 
 log = logging.getLogger("w3sipagent.agent.service")
 
@@ -96,6 +97,18 @@ class ServiceStats:
     """Outbound calls placed (each gets a CDR too)."""
     cdrs: int = 0
     """CDRs written: one per admitted or dialed call once it ended."""
+
+
+class SharedSlots(Protocol):
+    """Limits shared with other processes (``serve --workers N``: the supervisor's ledger)."""
+
+    async def acquire(self, cdr: CallRecord, limit: int | None) -> int:
+        """0: the call may go on; else the SIP status to refuse it with (503, 486)."""
+        ...
+
+    def release(self, call_id: str) -> None:
+        """The call is over (idempotent)."""
+        ...
 
 
 class TenantAdmission:
@@ -138,6 +151,9 @@ class TenantAdmission:
         self.knowledge: KnowledgeRuntime | None = None
         """The tenants' knowledge bases (set by the service when one is configured)."""
         self._slots: dict[str, int] = {}  # tenant id -> calls admitted and not ended
+        self.shared: SharedSlots | None = None
+        """Limits held with the other worker processes of this machine (None: this process
+        alone)."""
 
     def held(self, tenant_id: str) -> int:
         """The tenant's calls admitted and not finished (its concurrent-call count)."""
@@ -148,6 +164,8 @@ class TenantAdmission:
         if not ctx.slot:
             return
         ctx.slot = False
+        if self.shared is not None:
+            self.shared.release(ctx.cdr.call_id)
         n = self._slots.get(ctx.tenant_id, 0) - 1
         if n > 0:
             self._slots[ctx.tenant_id] = n
@@ -190,8 +208,6 @@ class TenantAdmission:
             self._activity(source, tenant.id, 486, "tenant call limit")
             return Reject(486, "Busy Here")
         self._slots[tenant.id] = self.held(tenant.id) + 1  # held before any await
-        self._activity(source, tenant.id, 200, "accepted")
-        self.stats.admitted += 1
         cdr = CallRecord(
             call_id=req.request.call_id,
             tenant=tenant.id,
@@ -205,6 +221,15 @@ class TenantAdmission:
         )
         codecs = self.codecs_for(result)
         ctx = Admitted(result, table, cdr, codecs, slot=True)
+        if self.shared is not None:  # the machine-wide limits (other worker processes)
+            code = await self.shared.acquire(cdr, limit)
+            if code:
+                self.release(ctx)
+                why = "tenant call limit" if code == 486 else "max_calls of the machine"
+                self._activity(source, tenant.id, code, why)
+                return Reject(code, "Busy Here" if code == 486 else "Service Unavailable")
+        self._activity(source, tenant.id, 200, "accepted")
+        self.stats.admitted += 1
         try:
             await self._prepare(ctx, req)
         except BaseException:  # cancelled (shutdown) or failed: no call, no CDR, no slot
