@@ -181,13 +181,16 @@ async def run_agent(
                 loop.create_task(_stop_when(link.closed, stop), name="worker-orphan"),
             )
             link.ready()
-        log.info(
-            "agent listening on %s:%d (%s) for %s",
-            service.ua.config.host,
-            service.port,
-            ",".join(service.ua.config.transports),
-            only_tenant or ", ".join(registry.table.tenants) or "no tenants",
-        )
+        if link is not None:
+            log.info("worker %d taking calls behind %s:%d", link.index, *link.public)
+        else:
+            log.info(
+                "agent listening on %s:%d (%s) for %s",
+                service.ua.config.host,
+                service.port,
+                ",".join(service.ua.config.transports),
+                only_tenant or ", ".join(registry.table.tenants) or "no tenants",
+            )
         if live:
             from rich.live import Live
 
