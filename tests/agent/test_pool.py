@@ -1,0 +1,55 @@
+"""The pure parts of the worker pool: RTP slices, the shared ledger, merged metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+from w3sipagent.agent.pool import SlotLedger, merge_expositions, rtp_slice
+
+
+def test_rtp_slices_are_disjoint_even_and_inside_the_range() -> None:
+    slices = [rtp_slice(20000, 20999, i, 3) for i in range(3)]
+    assert slices == [(20000, 20331), (20332, 20663), (20664, 20995)]
+    assert all(lo % 2 == 0 for lo, _ in slices)
+    with pytest.raises(ValueError, match="too small"):
+        rtp_slice(20000, 20002, 0, 4)
+
+
+def test_ledger_limits_across_workers() -> None:
+    ledger = SlotLedger(max_calls=3)
+    assert ledger.acquire(0, "a", "acme", 2, {}) == 0
+    assert ledger.acquire(1, "b", "acme", 2, {}) == 0
+    assert ledger.acquire(1, "b", "acme", 2, {}) == 0  # the same call again: still its slot
+    assert ledger.acquire(0, "c", "acme", 2, {}) == 486
+    assert ledger.acquire(0, "d", "globex", None, {}) == 0
+    assert ledger.acquire(1, "e", "globex", None, {}) == 503
+    assert ledger.of_worker(1) == ["b"]
+    held = ledger.release("b")
+    assert held is not None and held.worker == 1
+    assert ledger.release("b") is None
+    assert ledger.held("acme") == 1
+    assert ledger.acquire(1, "c", "acme", 2, {}) == 0
+
+
+def test_merged_metrics_label_each_worker_and_keep_one_header() -> None:
+    w0 = (
+        "# HELP calls_total Calls.\n# TYPE calls_total counter\n"
+        'calls_total{tenant="acme"} 2.0\n'
+        "# HELP up Up.\n# TYPE up gauge\nup 1.0\n"
+    )
+    w1 = (
+        "# HELP calls_total Calls.\n# TYPE calls_total counter\n"
+        'calls_total{tenant="acme"} 5.0\n'
+        "# HELP up Up.\n# TYPE up gauge\nup 1.0\n"
+    )
+    assert merge_expositions({1: w1, 0: w0}).splitlines() == [
+        "# HELP calls_total Calls.",
+        "# TYPE calls_total counter",
+        'calls_total{worker="0",tenant="acme"} 2.0',
+        'calls_total{worker="1",tenant="acme"} 5.0',
+        "# HELP up Up.",
+        "# TYPE up gauge",
+        'up{worker="0"} 1.0',
+        'up{worker="1"} 1.0',
+    ]
+    assert merge_expositions({}) == ""
