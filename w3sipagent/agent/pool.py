@@ -350,6 +350,7 @@ class WorkerPool:
             held = self.ledger.release(call_id)
             if held is not None:
                 await self._write_failed(held, w.index, code)
+        await self._reconcile(w, code, set(lost))
         w.calls = 0
         if self.draining:
             if all(x.proc is None or x.proc.returncode is not None for x in self.workers):
@@ -359,6 +360,24 @@ class WorkerPool:
         await asyncio.sleep(self.restart_delay)
         if not self.draining:
             await self._spawn(w)
+
+    async def _reconcile(self, w: _Worker, code: int, done: set[str]) -> None:
+        """In-progress CDR rows of the dead process not in the ledger any more (it said the
+        call was over but died before its final row was written): written as failed."""
+        rows = getattr(self.store, "list_cdrs", None)
+        if rows is None or w.pid is None:
+            return
+        try:
+            found = await rows(disposition="in_progress", limit=10000)
+        except Exception as exc:
+            log.warning("in-progress CDRs of worker %d not checked: %r", w.index, exc)
+            return
+        for cdr in found:
+            mark = [e for e in cdr.events if e.get("kind") == "worker"]
+            if cdr.call_id in done or not mark or mark[0].get("pid") != w.pid:
+                continue
+            held = _Held(w.index, cdr.tenant, cdr.model_dump(mode="json"))
+            await self._write_failed(held, w.index, code)
 
     async def _write_failed(self, held: _Held, index: int, code: int) -> None:
         """The CDR of a call whose worker died: failed, by the system."""
