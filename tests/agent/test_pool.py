@@ -53,3 +53,45 @@ def test_merged_metrics_label_each_worker_and_keep_one_header() -> None:
         'up{worker="1"} 1.0',
     ]
     assert merge_expositions({}) == ""
+
+
+async def test_every_worker_knows_the_registration_contacts() -> None:
+    """Worker 0 registers; a registrar's INVITE to ``reg-TENANT-NAME`` reaching another
+    worker still resolves to that registration (and no longer after a reload drops it)."""
+    from tests.asyncio.helpers import RawUac
+    from w3sipagent.asyncio.useragent import AdmissionRequest, Reject, UserAgent, UserAgentConfig
+    from w3sipagent.cli.workers import RegistrationContacts
+    from w3sipagent.tenants.agents import AgentConfig
+    from w3sipagent.tenants.models import RegistrationConfig, TenantConfig
+    from w3sipagent.tenants.resolver import TenantTable
+
+    seen: list[str | None] = []
+
+    async def admit(req: AdmissionRequest) -> Reject:
+        seen.append(req.registration)
+        return Reject(404)
+
+    def table(*names: str) -> TenantTable:
+        regs = {
+            n: RegistrationConfig.model_validate(
+                {"registrar": "sip:127.0.0.1:5999", "domain": "pbx.example", "user": "1000"}
+            )
+            for n in names
+        }
+        main = AgentConfig(instructions="You are acme.", greeting="Greet.")
+        tenant = TenantConfig(id="acme", hosts=[], agents={"main": main}, registrations=regs)
+        return TenantTable({"acme": tenant})
+
+    async with UserAgent(UserAgentConfig(host="127.0.0.1", port=0), admission=admit) as ua:
+        contacts = RegistrationContacts(ua)
+        contacts.apply(table("pbx"))
+        uac = RawUac(ua.port)
+        try:
+            for n, expected in ((1, "acme/pbx"), (2, None)):
+                uri = f"sip:reg-acme-pbx@127.0.0.1:{ua.port}"
+                uac.send(uac.request("INVITE", uri=uri, call_id=f"reg-{n}", branch=f"z9hG4bKr{n}"))
+                response = await uac.recv_response(any_call=True)
+                assert response.status == 404 and seen[-1] == expected
+                contacts.apply(table())  # the reload removed the registration
+        finally:
+            uac.close()

@@ -180,6 +180,12 @@ async def run_agent(
                 loop.create_task(link.run(), name="worker-link"),
                 loop.create_task(_stop_when(link.closed, stop), name="worker-orphan"),
             )
+            if link.index > 0:  # worker 0 registers; every worker knows the contacts
+                from w3sipagent.cli.workers import RegistrationContacts
+
+                contacts = RegistrationContacts(ua)
+                contacts.apply(registry.table)
+                registry.add_listener(contacts.apply)
             link.ready()
         if link is not None:
             log.info("worker %d taking calls behind %s:%d", link.index, *link.public)

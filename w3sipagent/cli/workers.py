@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from w3sipagent.agent.pool import PoolMetricsServer
     from w3sipagent.agent.workerlink import WorkerLink
     from w3sipagent.asyncio.uaconfig import UserAgentConfig
+    from w3sipagent.asyncio.useragent import UserAgent
+    from w3sipagent.tenants.resolver import TenantTable
 
 log = logging.getLogger("w3sipagent.serve")
 
@@ -163,6 +165,30 @@ def worker_ua_config(settings: Settings, link: WorkerLink) -> UserAgentConfig:
         rtp_port_min=lo,
         rtp_port_max=hi,
     )
+
+
+class RegistrationContacts:
+    """REGISTER mode in workers other than 0: worker 0 registers the tenants' registrations
+    (one REGISTER each, Contact the public address), but the registrar's INVITEs may reach
+    any worker, so every worker knows the Contact users (``reg-TENANT-NAME``) and which
+    registration each stands for, as the tenant table changes."""
+
+    def __init__(self, ua: UserAgent) -> None:
+        self.ua = ua
+        self.users: set[str] = set()
+
+    def apply(self, table: TenantTable) -> None:
+        from w3sipagent.agent.registrations import registration_contact_user
+
+        wanted = {
+            registration_contact_user(tenant.id, rid.partition("/")[2]): rid
+            for rid, tenant, _ in table.registrations()
+        }
+        for user in self.users - set(wanted):
+            self.ua.remove_local_contact(user)
+        for user, rid in wanted.items():
+            self.ua.add_local_contact(user, rid)
+        self.users = set(wanted)
 
 
 @cli_errors
