@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.cli.test_serve import LogLines, http_get, poll
 from tests.ports import free_port, rtp_block
 from w3sipagent.cli.call import CallSummary, place_call
@@ -257,3 +259,42 @@ async def test_limits_hold_across_workers(tmp_path: Path) -> None:
     assert rc == 0, err
     final = await rows(cfg)
     assert len(final) == 5  # the refused INVITEs left no CDR row
+
+
+def test_worker_count_flag_and_tls(tmp_path: Path) -> None:
+    """``--workers`` takes a number or ``auto``; TLS keeps one process (auto) or is refused
+    (an explicit count above 1) with the fix named."""
+    from typer.testing import CliRunner
+
+    from tests.cli.conftest import TWO_TENANTS, invoke
+    from tests.cli.conftest import write_config as plain_config
+    from w3sipagent.cli.common import CliError
+    from w3sipagent.cli.workers import usable_cores, worker_count
+
+    runner = CliRunner()
+    cfg = plain_config(tmp_path, TWO_TENANTS)
+    result = invoke(runner, "serve", "-c", str(cfg), "--workers", "many")
+    assert result.exit_code == 2, result.output
+    assert "--workers: 'many' is not a number of processes or 'auto'" in result.output
+    assert "Traceback" not in result.output
+    settings = load_settings(cfg, environ={}, discover=False)
+    assert worker_count(settings, None) == usable_cores()  # the default: auto
+    assert worker_count(settings, "3") == 3 and worker_count(settings, "auto") == usable_cores()
+    (tmp_path / "c.pem").write_text("x")
+    tls = settings.model_copy(
+        update={
+            "sip": settings.sip.model_copy(
+                update={
+                    "transports": ["udp", "tls"],
+                    "tls_cert": tmp_path / "c.pem",
+                    "tls_key": tmp_path / "c.pem",
+                }
+            )
+        }
+    )
+    assert worker_count(tls, "auto") == 1
+    assert worker_count(tls, "1") == 1
+    with pytest.raises(CliError, match="TLS is served by a single process") as refused:
+        worker_count(tls, "2")
+    assert refused.value.code == 2 and refused.value.hint is not None
+    assert "--workers 1" in refused.value.hint

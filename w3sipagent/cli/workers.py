@@ -34,9 +34,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("w3sipagent.serve")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's or taskset's
+    cpuset), else the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def worker_count(settings: Settings, flag: str | None) -> int:
     """How many workers ``serve`` runs: ``--workers`` (a number or ``auto``), else
-    ``server.workers``; 0 / auto is one per CPU core. TLS is served by a single process."""
+    ``server.workers``; 0 / auto is one per usable CPU core. TLS is served by a single process."""
     value: int = settings.server.workers
     if flag is not None:
         text = flag.strip().lower()
@@ -47,7 +56,7 @@ def worker_count(settings: Settings, flag: str | None) -> int:
         else:
             fail(f"--workers: {flag!r} is not a number of processes or 'auto'", code=EXIT_USAGE)
     auto = value == 0
-    n = (os.cpu_count() or 1) if auto else value
+    n = usable_cores() if auto else value
     if n > 1 and "tls" in settings.sip.transports:
         if not auto:
             fail(
