@@ -21,6 +21,7 @@ merged, each sample with a ``worker`` label, plus the supervisor's own gauges.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -50,6 +51,9 @@ from w3sipagent.records.sink import RecordsSink
 __all__ = ["PoolMetricsServer", "SlotLedger", "WorkerPool", "merge_expositions", "rtp_slice"]
 
 log = logging.getLogger("w3sipagent.pool")
+
+PENDING_WINDOW = 2.0
+"""Seconds a new request routed to a worker counts as its call until admitted."""
 
 
 def rtp_slice(port_min: int, port_max: int, index: int, count: int) -> tuple[int, int]:
@@ -120,6 +124,8 @@ class _Worker:
     restarts: int = 0
     reader_task: asyncio.Task[None] | None = None
     metrics_waits: dict[int, asyncio.Future[str]] = field(default_factory=dict)
+    pending: collections.deque[float] = field(default_factory=collections.deque)
+    """When new requests were routed here and not admitted yet."""
 
 
 class WorkerPool:
@@ -254,6 +260,7 @@ class WorkerPool:
         w.writer = writer
         w.ready = False
         w.calls = 0
+        w.pending.clear()
         w.reader_task = asyncio.get_running_loop().create_task(
             self._read(w, reader, w.proc), name=f"worker-{w.index}"
         )
@@ -279,6 +286,8 @@ class WorkerPool:
     def _control(self, w: _Worker, msg: dict[str, Any]) -> None:
         op = msg.get("op")
         if op == "acquire":
+            if w.pending:
+                w.pending.popleft()
             call_id = str(msg["call_id"])
             code = 503 if self.draining else 0
             if not code:
@@ -322,14 +331,21 @@ class WorkerPool:
         return self._send(w, sip_frame(data, source, transport))
 
     def _pick(self) -> int | None:
-        """The ready worker with the fewest calls; ties (a burst of INVITEs arrives before
-        any is admitted) taken in turn."""
+        """The ready worker with the fewest calls, counting the INVITEs sent to it in the last
+        ``PENDING_WINDOW`` seconds and not admitted yet (a burst arrives before any is);
+        ties taken in turn."""
         ready = [w for w in self.workers if w.ready and w.writer is not None]
         if not ready:
             return None
         turn = next(self._turns)
         n = self.count
-        return min(ready, key=lambda w: (w.calls, (w.index - turn) % n)).index
+        now = asyncio.get_running_loop().time()
+        for w in ready:
+            while w.pending and w.pending[0] < now - PENDING_WINDOW:
+                w.pending.popleft()
+        chosen = min(ready, key=lambda w: (w.calls + len(w.pending), (w.index - turn) % n))
+        chosen.pending.append(now)
+        return chosen.index
 
     async def _exited(self, w: _Worker, code: int) -> None:
         w.ready = False

@@ -123,7 +123,10 @@ async def run_agent(
         store=store,
         metrics=metrics,
         only_tenant=only_tenant,
-        retention_interval=settings.records.retention_interval,
+        # one retention sweep per machine (worker 0's)
+        retention_interval=None
+        if link is not None and link.index > 0
+        else settings.records.retention_interval,
         ua_config=ua_config,
         sender=link.send_sip if link is not None else None,
         register=link is None or link.index == 0,  # one REGISTER per tenant registration

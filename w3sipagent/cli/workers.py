@@ -122,7 +122,10 @@ async def run_pool(
             tcp_max_connections=sip.tcp_max_connections,
             tcp_max_per_source=sip.tcp_max_per_source,
         )
-        address = await pool.start(listen)
+        try:
+            address = await pool.start(listen)
+        except RuntimeError as exc:  # the workers did not come up (their logs say why)
+            fail(str(exc), hint="see the workers' log lines above; try --workers 1")
         if settings.metrics.listen is not None:
             mhost, mport = parse_hostport(settings.metrics.listen)
             server = PoolMetricsServer(
