@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from w3sipagent.agent.pool import SlotLedger, merge_expositions, rtp_slice
+from w3sipagent.agent.pool import SlotLedger, rtp_slice
+from w3sipagent.agent.poolmetrics import merge_expositions
 
 
 def test_rtp_slices_are_disjoint_even_and_inside_the_range() -> None:

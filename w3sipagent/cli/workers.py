@@ -25,7 +25,7 @@ from w3sipagent.cli.common import EXIT_USAGE, cli_errors, fail, load, run_async
 from w3sipagent.config import OFF, Settings, parse_hostport
 
 if TYPE_CHECKING:
-    from w3sipagent.agent.pool import PoolMetricsServer
+    from w3sipagent.agent.poolmetrics import PoolMetricsServer
     from w3sipagent.agent.workerlink import WorkerLink
     from w3sipagent.asyncio.uaconfig import UserAgentConfig
     from w3sipagent.asyncio.useragent import UserAgent
@@ -78,7 +78,8 @@ async def run_pool(
 ) -> int:
     """The supervisor: run ``count`` workers until SIGTERM / SIGINT (or ``stop``), then drain
     them all. Returns the number of workers that died and were started again."""
-    from w3sipagent.agent.pool import PoolMetricsServer, WorkerPool
+    from w3sipagent.agent.pool import WorkerPool
+    from w3sipagent.agent.poolmetrics import PoolMetricsServer
     from w3sipagent.asyncio.transport import TransportConfig
     from w3sipagent.metrics import HealthState
     from w3sipagent.records.store import CdrStore
