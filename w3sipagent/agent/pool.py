@@ -11,7 +11,8 @@ across the workers: each admission asks the ledger before the 200 OK).
 A worker that dies loses its own calls only: the ledger knows them (each admission sent its
 CDR), the supervisor writes each as ``failed`` (reason ``worker N died``), answers later
 requests of those dialogs with 481 (the peer ends its leg), frees their slots and starts the
-worker again after ``server.worker_restart_delay`` seconds. The other workers go on.
+worker again after ``server.worker_restart_delay`` seconds (doubled, up to 30 s, for each
+death in a row before it became ready). The other workers go on.
 
 Drain and reload go to every worker (SIGTERM, SIGHUP, SIGUSR1 forwarded); the supervisor
 exits when every worker has finished draining. ``/metrics`` is the workers' expositions
@@ -124,6 +125,9 @@ class _Worker:
     restarts: int = 0
     reader_task: asyncio.Task[None] | None = None
     metrics_waits: dict[int, asyncio.Future[str]] = field(default_factory=dict)
+    was_ready: bool = False
+    quick_deaths: int = 0
+    """Deaths in a row before becoming ready (each doubles the restart delay, to 30 s)."""
     pending: collections.deque[float] = field(default_factory=collections.deque)
     """When new requests were routed here and not admitted yet."""
 
@@ -258,7 +262,7 @@ class WorkerPool:
         w.pid = w.proc.pid
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         w.writer = writer
-        w.ready = False
+        w.ready = w.was_ready = False
         w.calls = 0
         w.pending.clear()
         w.reader_task = asyncio.get_running_loop().create_task(
@@ -309,7 +313,7 @@ class WorkerPool:
                 w.calls = max(0, w.calls - 1)
             self.front.release(call_id)
         elif op == "ready":
-            w.ready = True
+            w.ready = w.was_ready = True
             log.info("worker %d ready (pid %s)", w.index, msg.get("pid"))
             if all(x.ready for x in self.workers):
                 self._all_ready.set()
@@ -373,7 +377,9 @@ class WorkerPool:
                 self._stopped.set()
             return
         w.restarts += 1
-        await asyncio.sleep(self.restart_delay)
+        w.quick_deaths = 0 if w.was_ready else w.quick_deaths + 1
+        delay = min(30.0, self.restart_delay * 2**w.quick_deaths)
+        await asyncio.sleep(delay)
         if not self.draining:
             await self._spawn(w)
 
