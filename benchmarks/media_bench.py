@@ -22,11 +22,18 @@ call's own deadline (p50 / p99 / max), memory per call (tracemalloc during
 set-up + 1 s warm-up, and the RSS delta), packets received and sent. The
 highest N whose p99 lateness is <= 2 ms is printed per loop.
 
+``--workers W`` runs each point as W such processes at once, N/W calls each (own pacer, own
+peer process, own ports): what ``serve --workers W`` does with the media of its calls. The
+points are merged: CPU summed, lateness percentiles from the summed histograms, packets
+summed. The summary gives the highest N per worker count, and with ``--compare`` (e.g.
+``--workers 1,2``) the ratio of the highest N of the largest count to that of one worker.
+
 Usage::
 
     .venv/bin/python benchmarks/media_bench.py --calls 100,300,500 --seconds 10 --loop both
     .venv/bin/python benchmarks/media_bench.py --variant transcode --calls 50,100,200
     .venv/bin/python benchmarks/media_bench.py --quick 2 --calls 40 --seconds 2
+    .venv/bin/python benchmarks/media_bench.py --loop asyncio --workers 1,2 --calls 100,200,300
 
 ``--quick`` is the regression check CI runs (tests/benchmarks/test_media_regression.py):
 the engine's CPU per packet divided by that of a bare asyncio echo loop over the same
@@ -56,7 +63,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from w3sipagent.asyncio.media import MediaConfig, RtpEndpoint
-from w3sipagent.asyncio.pacer import Pacer
+from w3sipagent.asyncio.pacer import LatenessStats, Pacer
 from w3sipagent.asyncio.ports import RtpPortRange
 from w3sipagent.ids import SecureIdSource
 from w3sipagent.rtp.jitter import Frame
@@ -221,10 +228,12 @@ def _warm_codecs(variant: str) -> None:
         pcmu.encoder().encode(Resampler(24000, 8000).process(Resampler(8000, 24000).process(pcm)))
 
 
-async def _run_point(n: int, seconds: float, variant: str, warmup: float) -> dict[str, Any]:
+async def _run_point(
+    n: int, seconds: float, variant: str, warmup: float, port_base: int = 30000
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     pacer = Pacer(period=PERIOD, slots=10)
-    ports = RtpPortRange(30000, 30000 + 4 * n + 200)
+    ports = RtpPortRange(port_base, port_base + 4 * n + 200)
     ids = SecureIdSource()
     pt, clock, silence = (111, 48000, None) if variant == "opus" else (0, 8000, b"\xff" * 160)
     config = MediaConfig(inactivity_timeout=3600.0)
@@ -292,6 +301,8 @@ async def _run_point(n: int, seconds: float, variant: str, warmup: float) -> dic
     cpu1, wall1, wait1 = time.process_time(), time.monotonic(), _runqueue_wait()
     gc.callbacks.remove(_gc_cb)
     lat = pacer.lateness.as_dict()
+    bins = {i: c for i, c in enumerate(pacer.lateness.bins) if c}
+    lat_total, lat_max = pacer.lateness.total, pacer.lateness.max
     snaps = [c.endpoint.snapshot() for c in calls]
     rx = sum(s.packets_received for s in snaps) - rx0
     tx = sum(c.endpoint.session.packets_sent for c in calls) - tx0
@@ -326,6 +337,7 @@ async def _run_point(n: int, seconds: float, variant: str, warmup: float) -> dic
         "malformed": sum(s.malformed for s in snaps),
         "peer": peer_out,
         "ok": lat["p99_ms"] <= TARGET_P99_MS,
+        "lateness_hist": {"bins": bins, "total": lat_total, "max": lat_max},
     }
 
 
@@ -405,6 +417,41 @@ async def _run_quick(n: int, seconds: float, rounds: int) -> dict[str, Any]:
     }
 
 
+def merge_points(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One point from W worker processes' points measured at the same time."""
+    stats = LatenessStats()
+    for p in parts:
+        h = p["lateness_hist"]
+        for i, c in h["bins"].items():
+            stats.bins[int(i)] += c
+            stats.count += c
+        stats.total += h["total"]
+        stats.max = max(stats.max, h["max"])
+    lat = stats.as_dict()
+    n = sum(p["calls"] for p in parts)
+    cpu = sum(p["cpu_core_pct"] for p in parts)
+    out: dict[str, Any] = {
+        "variant": parts[0]["variant"],
+        "calls": n,
+        "workers": len(parts),
+        "seconds": max(p["seconds"] for p in parts),
+        "cpu_core_pct": round(cpu, 1),
+        "cpu_per_call_pct": round(cpu / n, 3),
+        "runqueue_wait_pct": round(max(p["runqueue_wait_pct"] for p in parts), 1),
+        "lateness_p50_ms": round(lat["p50_ms"], 3),
+        "lateness_p99_ms": round(lat["p99_ms"], 3),
+        "lateness_max_ms": round(lat["max_ms"], 3),
+        "sends_measured": int(lat["count"]),
+        "mem_per_call_kb": round(sum(p["mem_per_call_kb"] * p["calls"] for p in parts) / n, 1),
+        "rss_per_call_kb": round(sum(p["rss_per_call_kb"] * p["calls"] for p in parts) / n, 1),
+        "per_worker_p99_ms": [p["lateness_p99_ms"] for p in parts],
+        "ok": lat["p99_ms"] <= TARGET_P99_MS,
+    }
+    for key in ("rx_pps", "tx_pps", "expected_pps", "lost", "late", "malformed"):
+        out[key] = sum(p[key] for p in parts)
+    return out
+
+
 def _new_loop(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
     if kind == "uvloop":
         import uvloop
@@ -414,7 +461,7 @@ def _new_loop(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def run_point(
-    n: int, seconds: float, variant: str, loop_kind: str, warmup: float
+    n: int, seconds: float, variant: str, loop_kind: str, warmup: float, port_base: int = 30000
 ) -> dict[str, Any]:
     """One measured point in this process."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -422,7 +469,7 @@ def run_point(
     if soft < need:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(need, soft)), hard))
     with asyncio.Runner(loop_factory=_new_loop(loop_kind)) as runner:
-        result = runner.run(_run_point(n, seconds, variant, warmup))
+        result = runner.run(_run_point(n, seconds, variant, warmup, port_base))
     result["loop"] = loop_kind
     return result
 
@@ -435,6 +482,58 @@ def _loops(arg: str) -> list[str]:
     except ImportError:
         return ["asyncio"]
     return ["uvloop", "asyncio"]
+
+
+def _point_cmd(args: argparse.Namespace, loop_kind: str, n: int, port_base: int) -> list[str]:
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--point",
+        "--calls",
+        str(n),
+        "--seconds",
+        str(args.seconds),
+        "--warmup",
+        str(args.warmup),
+        "--variant",
+        args.variant,
+        "--loop",
+        loop_kind,
+        "--nice",
+        str(args.nice),
+        "--port-base",
+        str(port_base),
+    ]
+
+
+def _measure(
+    args: argparse.Namespace, loop_kind: str, n: int, workers: int
+) -> dict[str, Any] | None:
+    """One point: ``workers`` processes of ``n / workers`` calls each, at the same time."""
+    shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+    procs = []
+    base = 30000
+    for share in shares:
+        procs.append(
+            subprocess.Popen(
+                _point_cmd(args, loop_kind, share, base),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+        base += 4 * share + 400
+    parts = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            print(err, file=sys.stderr)
+            return None
+        parts.append(json.loads(out.strip().splitlines()[-1]))
+    if workers == 1:
+        parts[0]["workers"] = 1
+        return parts[0]
+    return merge_points(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="niceness of the calls' process (negative needs privileges; shows host contention)",
     )
+    ap.add_argument(
+        "--workers",
+        default="1",
+        help="comma-separated worker process counts: each point as W processes of N/W calls",
+    )
+    ap.add_argument("--port-base", type=int, default=30000, help=argparse.SUPPRESS)
     ap.add_argument("--point", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument(
         "--quick",
@@ -479,11 +584,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.point:
         if args.nice:
             os.nice(args.nice)
-        print(json.dumps(run_point(ns[0], args.seconds, args.variant, args.loop, args.warmup)))
+        point = run_point(ns[0], args.seconds, args.variant, args.loop, args.warmup, args.port_base)
+        print(json.dumps(point))
         return 0
     results: list[dict[str, Any]] = []
+    worker_counts = [int(x) for x in str(args.workers).split(",") if x]
     cols = (
         "loop",
+        "workers",
         "calls",
         "cpu_core_pct",
         "runqueue_wait_pct",
@@ -503,42 +611,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(" ".join(f"{c:>{len(c)}}" for c in cols))
     for loop_kind in _loops(args.loop):
-        for n in ns:
-            cmd = [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                "--point",
-                "--calls",
-                str(n),
-                "--seconds",
-                str(args.seconds),
-                "--warmup",
-                str(args.warmup),
-                "--variant",
-                args.variant,
-                "--loop",
-                loop_kind,
-                "--nice",
-                str(args.nice),
-            ]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                print(proc.stderr, file=sys.stderr)
-                continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            results.append(r)
-            print(" ".join(f"{r[c]!s:>{len(c)}}" for c in cols), flush=True)
+        for w in worker_counts:
+            for n in ns:
+                r = _measure(args, loop_kind, n, w)
+                if r is None:
+                    continue
+                r["loop"] = loop_kind
+                r["load_1min"] = round(os.getloadavg()[0], 2)
+                results.append(r)
+                print(" ".join(f"{r[c]!s:>{len(c)}}" for c in cols), flush=True)
     summary: dict[str, Any] = {
         "variant": args.variant,
         "target_p99_ms": TARGET_P99_MS,
         "points": results,
     }
     for loop_kind in _loops(args.loop):
-        ok = [r["calls"] for r in results if r["loop"] == loop_kind and r["ok"]]
-        summary[f"max_calls_p99_le_2ms_{loop_kind}"] = max(ok) if ok else None
-        print(
-            f"{loop_kind}: highest N with p99 lateness <= {TARGET_P99_MS} ms: {max(ok) if ok else 'none'}"
-        )
+        best: dict[int, int | None] = {}
+        for w in worker_counts:
+            ok = [
+                r["calls"]
+                for r in results
+                if r["loop"] == loop_kind and r["workers"] == w and r["ok"]
+            ]
+            best[w] = max(ok) if ok else None
+            key = f"max_calls_p99_le_2ms_{loop_kind}" + ("" if w == 1 else f"_{w}_workers")
+            summary[key] = best[w]
+            print(
+                f"{loop_kind}, {w} worker(s): highest N with p99 lateness <= {TARGET_P99_MS} ms: "
+                f"{best[w] if best[w] is not None else 'none'}"
+            )
+        top = max(worker_counts)
+        if 1 in best and top > 1 and best[1] and best[top]:
+            ratio = best[top] / best[1]
+            summary[f"scaling_{top}_workers_{loop_kind}"] = round(ratio, 2)
+            print(f"{loop_kind}: {top} workers carry {ratio:.2f}x the calls of one")
+    for r in results:
+        r.pop("lateness_hist", None)
     print(json.dumps(summary, indent=1))
     if args.json:
         with open(args.json, "w") as f:

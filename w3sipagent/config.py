@@ -519,6 +519,23 @@ class ClusterSettings(_Section):
         return self
 
 
+class ServerSettings(_Section):
+    """The processes of ``serve`` (docs/operations.md, "All cores behind one address")."""
+
+    workers: int = Field(default=0, ge=0, le=256)
+    """Worker processes behind the one SIP address: 0 (or ``"auto"``) one per CPU core,
+    1 the single process of old. ``--workers`` overrides it."""
+    worker_restart_delay: Duration = 1.0
+    """Seconds before a worker that died is started again."""
+    worker_start_timeout: Duration = 60.0
+    """How long the workers may take to start."""
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _auto(cls, v: Any) -> Any:
+        return 0 if isinstance(v, str) and v.strip().lower() == "auto" else v
+
+
 class Settings(BaseSettings):
     """All settings of one w3sipagent process. Build it with :func:`load_settings`."""
 
@@ -537,6 +554,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     transfer: TransferSettings = Field(default_factory=TransferSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
 
     _origins: Origins = PrivateAttr(default_factory=dict)

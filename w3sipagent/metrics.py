@@ -474,6 +474,11 @@ class MetricsServer:
             return 503, "text/plain; charset=utf-8", why
         return 404, "text/plain; charset=utf-8", b"not found: try /metrics, /healthz, /readyz\n"
 
+    async def arespond(self, method: str, path: str) -> tuple[int, str, bytes]:
+        """:meth:`respond`, for servers whose answers need to wait (``serve --workers``:
+        the workers' metrics gathered)."""
+        return self.respond(method, path)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(self.read_timeout):
@@ -487,7 +492,7 @@ class MetricsServer:
                 status, ctype, body = 401, "text/plain; charset=utf-8", b"unauthorized\n"
             else:
                 method = parts[0]
-                status, ctype, body = self.respond(method, parts[1])
+                status, ctype, body = await self.arespond(method, parts[1])
             reason = _REASONS.get(status, "Bad Request")
             extra = 'WWW-Authenticate: Bearer realm="w3sipagent"\r\n' if status == 401 else ""
             header = (

@@ -75,3 +75,31 @@ def test_media_bench_two_calls(tmp_path: Path) -> None:
     (point,) = report["points"]  # "ok" (p99 lateness <= 2 ms) depends on the machine's load
     assert point["calls"] == 2 and point["loop"] == "asyncio"
     assert point["rx_pps"] > 0 and point["tx_pps"] > 0
+
+
+def test_media_bench_two_workers(tmp_path: Path) -> None:
+    """``--workers 1,2``: the same N as one process and as two processes of N/2 at once,
+    merged into one point (calls, packets and the lateness histogram summed)."""
+    out = tmp_path / "media.json"
+    run(
+        "media_bench",
+        "--calls",
+        "4",
+        "--workers",
+        "1,2",
+        "--seconds",
+        "1",
+        "--warmup",
+        "0.5",
+        "--loop",
+        "asyncio",
+        "--json",
+        str(out),
+    )
+    report = json.loads(out.read_text())
+    one, two = report["points"]
+    assert (one["workers"], one["calls"]) == (1, 4) and (two["workers"], two["calls"]) == (2, 4)
+    assert len(two["per_worker_p99_ms"]) == 2
+    # both processes' far ends were answered: about 50 packets/s per call each way
+    assert two["rx_pps"] > 100 and two["tx_pps"] > 100 and two["expected_pps"] == 200
+    assert two["sends_measured"] > one["sends_measured"] / 2

@@ -143,6 +143,8 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
             "-c",
             str(cfg),
             "--no-live",
+            "--workers",
+            "1",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=env,
@@ -297,7 +299,7 @@ async def test_metrics_off_binds_nothing(tmp_path: Path) -> None:
             for sip_port in sip_ports:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "w3sipagent", "serve", "-c", str(cfg), "--no-live",
-                    "--metrics", "off", "--sip", f"127.0.0.1:{sip_port}",
+                    "--workers", "1", "--metrics", "off", "--sip", f"127.0.0.1:{sip_port}",
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.PIPE,
                     env=env,

@@ -26,6 +26,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
@@ -59,7 +60,7 @@ from w3sipagent.sip.uri import SipUri
 from w3sipagent.tenants.resolver import CallRequest, Rejection, Resolution, TenantTable
 from w3sipagent.tenants.secrets import resolve_api_key
 
-__all__ = ["Admitted", "ServiceStats", "TenantAdmission"]
+__all__ = ["Admitted", "ServiceStats", "SharedSlots", "TenantAdmission"]
 
 log = logging.getLogger("w3sipagent.agent.service")
 
@@ -104,6 +105,18 @@ class ServiceStats:
     """CDRs written: one per admitted or dialed call once it ended."""
 
 
+class SharedSlots(Protocol):
+    """Limits shared with other processes (``serve --workers N``: the supervisor's ledger)."""
+
+    async def acquire(self, cdr: CallRecord, limit: int | None) -> int:
+        """0: the call may go on; else the SIP status to refuse it with (503, 486)."""
+        ...
+
+    def release(self, call_id: str) -> None:
+        """The call is over (idempotent)."""
+        ...
+
+
 class TenantAdmission:
     """Admits INVITEs for the tenants of ``tables()`` and builds their calls' AI sessions.
 
@@ -146,6 +159,9 @@ class TenantAdmission:
         self.cluster: ClusterLimits | None = None
         """Cluster-wide tenant limits (set by the service when the database holds them)."""
         self._slots: dict[str, int] = {}  # tenant id -> calls admitted and not ended
+        self.shared: SharedSlots | None = None
+        """Limits held with the other worker processes of this machine (None: this process
+        alone)."""
 
     def held(self, tenant_id: str) -> int:
         """The tenant's calls admitted and not finished (its concurrent-call count)."""
@@ -156,6 +172,8 @@ class TenantAdmission:
         if not ctx.slot:
             return
         ctx.slot = False
+        if self.shared is not None:
+            self.shared.release(ctx.cdr.call_id)
         self._give_back(ctx.tenant_id, ctx.cdr.call_id)
 
     def _give_back(self, tenant_id: str, call_id: str) -> None:
@@ -209,8 +227,6 @@ class TenantAdmission:
                 return refused
         elif self.cluster is not None:
             self.cluster.note(tenant.id, req.request.call_id)
-        self._activity(source, tenant.id, 200, "accepted")
-        self.stats.admitted += 1
         cdr = CallRecord(
             call_id=req.request.call_id,
             tenant=tenant.id,
@@ -224,6 +240,17 @@ class TenantAdmission:
         )
         codecs = self.codecs_for(result)
         ctx = Admitted(result, table, cdr, codecs, slot=True)
+        if self.shared is not None:  # the machine-wide limits (other worker processes)
+            code = await self.shared.acquire(cdr, limit)
+            if code:
+                self.release(ctx)
+                why = "tenant call limit" if code == 486 else "max_calls of the machine"
+                self._activity(source, tenant.id, code, why)
+                if code == 486:
+                    return Reject(486, "Busy Here", TENANT_LIMIT_REASON)
+                return Reject(code, "Service Unavailable")
+        self._activity(source, tenant.id, 200, "accepted")
+        self.stats.admitted += 1
         try:
             await self._prepare(ctx, req)
         except BaseException:  # cancelled (shutdown) or failed: no call, no CDR, no slot

@@ -97,6 +97,8 @@ class AgentService:
     errors, from each CDR). ``only_tenant``: answer that tenant's calls only (others 404).
     ``register``: keep the tenants' ``registrations`` registered (REGISTER mode) with the
     ``register_config`` timers; ``resolve_host`` turns a registrar host name into an address.
+    ``sender(data, addr, transport)``: send SIP messages through it instead of the user
+    agent's sockets (the worker processes of ``serve --workers``).
     """
 
     def __init__(
@@ -119,8 +121,12 @@ class AgentService:
         register: bool = True,
         register_config: RegisterConfig | None = None,
         resolve_host: HostResolver | None = None,
+        sender: Callable[[bytes, tuple[str, int], str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.sender = sender
+        """Where the user agent's SIP messages go (None: its own sockets; a worker process
+        of ``serve --workers``: the supervisor's public address)."""
         self.metrics = metrics
         self.only_tenant = only_tenant
         self.trace: SipTrace | None = None
@@ -241,6 +247,7 @@ class AgentService:
             admission=self.admission.admit,
             unhandled=self.call_runner.unhandled,
             refused=self.admission.refused,
+            sender=self.sender,
         )
         self.transferer = Transferer(
             ua, self.transfer_config or transfer_config_from(self.settings)

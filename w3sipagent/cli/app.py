@@ -39,10 +39,21 @@ def _root(
 
 
 def _register() -> None:
-    from w3sipagent.cli import call, demo, dial, dids_cmd, knowledge, serve, tenants_cmd, xmlcurl
+    from w3sipagent.cli import (
+        call,
+        demo,
+        dial,
+        dids_cmd,
+        knowledge,
+        serve,
+        tenants_cmd,
+        workers,
+        xmlcurl,
+    )
 
     app.command("serve")(serve.serve)
     app.command("run")(serve.run)
+    app.command("_worker", hidden=True)(workers.worker_command)
     app.command("call")(call.call)
     app.command("dial")(dial.dial)
     app.command("demo")(demo.demo)

@@ -38,6 +38,7 @@ from w3sipagent.config import OFF, Settings, load_settings, parse_hostport
 
 if TYPE_CHECKING:
     from w3sipagent.agent.service import AgentService
+    from w3sipagent.agent.workerlink import WorkerLink
     from w3sipagent.tenants.resolver import TenantTable
 
 log = logging.getLogger("w3sipagent.serve")
@@ -53,6 +54,12 @@ MetricsOption = typer.Option(
 DrainOption = typer.Option(None, "--drain-timeout", help="Seconds active calls get on SIGTERM.")
 ApiOption = typer.Option(
     None, "--api", help="Control-plane HTTP API address HOST:PORT, or 'off' (api.listen)."
+)
+WorkersOption = typer.Option(
+    None,
+    "--workers",
+    help="Worker processes behind the one SIP address: N, or 'auto' (one per core; "
+    "server.workers, default auto). 1: a single process.",
 )
 LiveOption = typer.Option(
     None, "--live/--no-live", help="Live table of calls (default: on a terminal)."
@@ -85,11 +92,15 @@ async def run_agent(
     only_tenant: str | None = None,
     live: bool = False,
     stop: asyncio.Event | None = None,
+    link: WorkerLink | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``), then drain. Returns the number of calls handled.
 
     The composition of a deployment: the CDR store, the reloadable tenant table, the metrics
     and health server, and :class:`~w3sipagent.agent.service.AgentService` answering calls.
+    ``link``: this process is a worker of ``serve --workers`` (SIP through the supervisor,
+    its share of the RTP ports, the limits shared with the other workers; it stops when the
+    supervisor is gone).
     """
     from w3sipagent.agent.reload import TenantRegistry
     from w3sipagent.agent.service import AgentService
@@ -111,14 +122,27 @@ async def run_agent(
     path = settings.config_file
     registry = TenantRegistry(settings, lambda: load_settings(path, flags, discover=False))
     store = CdrStore.from_settings(settings.records)
+    ua_config = None
+    if link is not None:
+        from w3sipagent.cli.workers import worker_ua_config
+
+        ua_config = worker_ua_config(settings, link)
     service = AgentService(
         settings,
         tenants=lambda: registry.table,
         store=store,
         metrics=metrics,
         only_tenant=only_tenant,
-        retention_interval=settings.records.retention_interval,
+        # one retention sweep per machine (worker 0's)
+        retention_interval=None
+        if link is not None and link.index > 0
+        else settings.records.retention_interval,
+        ua_config=ua_config,
+        sender=link.send_sip if link is not None else None,
+        register=link is None or link.index == 0,  # one REGISTER per tenant registration
     )
+    if link is not None:
+        service.admission.shared = link
     server: MetricsServer | None = None
     if settings.metrics.listen is not None:
         mhost, mport = parse_hostport(settings.metrics.listen)
@@ -148,6 +172,7 @@ async def run_agent(
     from w3sipagent.cli.controlplane import ControlPlane
 
     plane: ControlPlane | None = None
+    worker_tasks: tuple[asyncio.Task[None], ...] = ()
     try:
         await store.open()
         plane = await ControlPlane.start(settings, registry, service)
@@ -160,13 +185,31 @@ async def run_agent(
         gc.freeze()
         health.set_started()
         assert service.ua is not None
-        log.info(
-            "agent listening on %s:%d (%s) for %s",
-            service.ua.config.host,
-            service.port,
-            ",".join(service.ua.config.transports),
-            only_tenant or ", ".join(registry.table.tenants) or "no tenants",
-        )
+        if link is not None:
+            ua = service.ua
+            link.feed = lambda data, addr, transport: ua.transports.received(data, addr, transport)
+            link.render_metrics = metrics.render
+            worker_tasks = (
+                loop.create_task(link.run(), name="worker-link"),
+                loop.create_task(_stop_when(link.closed, stop), name="worker-orphan"),
+            )
+            if link.index > 0:  # worker 0 registers; every worker knows the contacts
+                from w3sipagent.cli.workers import RegistrationContacts
+
+                contacts = RegistrationContacts(ua)
+                contacts.apply(registry.table)
+                registry.add_listener(contacts.apply)
+            link.ready()
+        if link is not None:
+            log.info("worker %d taking calls behind %s:%d", link.index, *link.public)
+        else:
+            log.info(
+                "agent listening on %s:%d (%s) for %s",
+                service.ua.config.host,
+                service.port,
+                ",".join(service.ua.config.transports),
+                only_tenant or ", ".join(registry.table.tenants) or "no tenants",
+            )
         if live:
             from rich.live import Live
 
@@ -200,8 +243,18 @@ async def run_agent(
             await server.close()
         if lag_monitor is not None:
             lag_monitor.stop()
+        for task in worker_tasks:
+            task.cancel()
+        if link is not None:
+            link.close()
     log.info("stopped after %d call(s)", service.stats.bridged)
     return service.stats.bridged
+
+
+async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
+    """A worker whose supervisor is gone drains and stops."""
+    await event.wait()
+    stop.set()
 
 
 def _sync_later(service: AgentService, table: TenantTable) -> None:
@@ -228,8 +281,12 @@ def serve(
     drain_timeout: float | None = DrainOption,
     live: bool | None = LiveOption,
     api: str | None = ApiOption,
+    workers: str | None = WorkersOption,
 ) -> None:
-    """Answer calls for every tenant of the configuration, in one process.
+    """Answer calls for every tenant of the configuration, on every core.
+
+    ``--workers N`` (default ``server.workers``: auto, one per core) worker processes answer
+    behind the one SIP address; ``--workers 1`` runs a single process.
 
     SIGTERM drains (new calls get 503, active calls finish up to sip.drain_timeout);
     SIGHUP or a change of the config file reloads the tenants; SIGUSR1 switches the SIP
@@ -249,7 +306,21 @@ def serve(
             hint="add [tenants.NAME] tables (see examples/w3sipagent.toml), or set "
             'control.source = "database" (docs/control-plane.md)',
         )
+    from w3sipagent.cli.workers import run_pool, worker_count
+
+    count = worker_count(settings, workers)
     show = is_terminal() if live is None else live
+    if count > 1:
+        if show and live:
+            err_console.print("--live shows one process's calls: not with --workers > 1")
+        if settings.api.listen is not None:
+            err_console.print(
+                f"api.listen with {count} workers: the API and console run in worker 0; "
+                "their live calls are worker 0's (records and routing cover every worker)"
+            )
+        _setup_logs(settings, False)
+        run_async(run_pool(settings, flags, count))
+        return
     _setup_logs(settings, show)
     run_async(run_agent(settings, flags, config, live=show))
 
