@@ -401,6 +401,7 @@ async def agents(
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", lan.namespaces[node],
             sys.executable, "-m", "w3sipagent", "serve", "-c", str(cfg), "--no-live",
+            "--workers", "1",  # one process per agent machine: SIGKILL kills the machine's agent
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             env=env, cwd=d,
         )  # fmt: skip
