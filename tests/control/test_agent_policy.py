@@ -303,5 +303,18 @@ def test_policy_in_a_toml_tenant() -> None:
         TenantConfig.model_validate(
             {**base, "fallback": {}, "agents": {"a": {"policy": "handover_when_not_understood"}}}
         )
+    with pytest.raises(ValidationError, match=r"agents\.a\.policy: .* not available with backend"):
+        TenantConfig.model_validate(
+            {
+                **base,
+                "agents": {
+                    "a": {
+                        "backend": "live",
+                        "policy": "handover_when_not_understood",
+                        "handover_to": "human",
+                    }
+                },
+            }
+        )
     with pytest.raises(ValidationError, match=r"handover_after"):
         TenantConfig.model_validate({**base, "agents": {"a": {"handover_after": 0}}})

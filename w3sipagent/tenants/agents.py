@@ -295,6 +295,13 @@ class AgentConfig(StrictModel):
                 raise ValueError(
                     f"agents.{name}.handover_to: {to!r} is neither a transfer destination nor a URI"
                 ) from None
+        if self.policy == "handover_when_not_understood" and self.backend == "live":
+            # GPT-Live keeps the caller's transcription to itself: it never reports a turn it
+            # did not understand, so the handover could never fire
+            raise ValueError(
+                f"agents.{name}.policy: handover_when_not_understood is not available with "
+                'backend = "live" (GPT-Live reports no failed or empty caller transcripts)'
+            )
         if self.policy == "handover_when_not_understood" and to is None and not fallback:
             raise ValueError(
                 f"agents.{name}.policy: handover_when_not_understood needs handover_to "
