@@ -4,20 +4,30 @@ Run inside a loopback-only namespace only (it refuses otherwise)::
 
     ip netns exec NS .venv/bin/python -m tests.netns.agent_main --port 5090
 
-Prints ``READY <port>`` once listening; stops on SIGTERM / SIGINT (graceful drain).
+Prints ``READY <port>`` once listening; stops on SIGTERM / SIGINT (graceful drain). On
+SIGUSR1 it prints one ``STATS {json}`` line: its asyncio tasks, open descriptors, resident
+memory (kB), calls and RTP ports in use (the fuzz runs compare them before and after). On
+SIGUSR2 the same after ``gc.collect()`` and glibc's ``malloc_trim(0)`` (freed heap handed
+back to the system), so resident memory before and after a run compares live memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
+import ctypes.util
+import gc
+import json
 import logging
+import os
 import signal
 import socket
 import sys
 
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.server import UserAgentConfig, serve
+from w3sipagent.asyncio.useragent import UserAgent
 
 
 def only_loopback() -> bool:
@@ -29,6 +39,39 @@ async def echo(call: Call) -> None:
     """Send back what the caller says."""
     async for pcm in call.audio():
         call.send_audio(pcm)
+
+
+def rss_kb() -> int:
+    """This process' resident set size in kB (``VmRSS`` of /proc/self/status)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def trim() -> None:
+    """Collect garbage and give the freed heap back (glibc only; elsewhere just collect)."""
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc:
+        trim_fn = getattr(ctypes.CDLL(libc), "malloc_trim", None)
+        if trim_fn is not None:
+            trim_fn(0)
+
+
+def print_stats(ua: UserAgent, trimmed: bool = False) -> None:
+    """One ``STATS`` line: what the fuzz runs watch for growth."""
+    if trimmed:
+        trim()
+    stats = {
+        "tasks": len(asyncio.all_tasks()),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "rss_kb": rss_kb(),
+        "calls": len(ua.calls),
+        "rtp_ports": ua.ports.in_use,
+    }
+    print("STATS " + json.dumps(stats), flush=True)
 
 
 async def main(port: int, t1: float) -> None:
@@ -47,6 +90,8 @@ async def main(port: int, t1: float) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with serve(echo, config=config) as ua:
+        loop.add_signal_handler(signal.SIGUSR1, print_stats, ua)
+        loop.add_signal_handler(signal.SIGUSR2, print_stats, ua, True)
         print(f"READY {ua.port}", flush=True)
         await stop.wait()
 
