@@ -180,13 +180,15 @@ class UaRuntime:
         they spawn while ending included (a cancelled call's end callbacks spawn its BYE),
         so none is left running after close. What is still running then is logged."""
         deadline = self._loop.time() + timeout
+        cancelled: set[asyncio.Task[Any]] = set()
         while self._tasks:
             left = deadline - self._loop.time()
             if left <= 0:
                 break
-            for task in list(self._tasks):
+            for task in self._tasks - cancelled:  # once: a second cancel cuts its cleanup
                 task.cancel()
-            await asyncio.wait(list(self._tasks), timeout=left)
+                cancelled.add(task)
+            await asyncio.wait(list(self._tasks), timeout=left, return_when="FIRST_COMPLETED")
         if self._tasks:
             names = sorted(_task_label(t) for t in self._tasks)
             log.warning("user agent closed with %d tasks still ending: %s", len(names), names)
