@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+import tracemalloc
 
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.server import UserAgentConfig, serve
@@ -61,9 +62,14 @@ def trim() -> None:
 
 
 def print_stats(ua: UserAgent, trimmed: bool = False) -> None:
-    """One ``STATS`` line: what the fuzz runs watch for growth."""
+    """One ``STATS`` line: what the fuzz runs watch for growth (with ``--tracemalloc``, the
+    biggest allocation sites go to stderr too)."""
     if trimmed:
         trim()
+    if tracemalloc.is_tracing():
+        top = tracemalloc.take_snapshot().statistics("lineno")[:12]
+        for stat in top:
+            print(f"TRACEMALLOC {stat}", file=sys.stderr, flush=True)
     stats = {
         "tasks": len(asyncio.all_tasks()),
         "fds": len(os.listdir("/proc/self/fd")),
@@ -100,7 +106,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=5090)
     parser.add_argument("--t1", type=float, default=0.05)
+    parser.add_argument("--tracemalloc", action="store_true", help="trace allocations")
     args = parser.parse_args()
+    if args.tracemalloc:
+        tracemalloc.start()
     if not only_loopback():
         sys.exit("refusing to run: this network namespace has interfaces other than lo")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
