@@ -77,6 +77,8 @@ def print_stats(ua: UserAgent, trimmed: bool = False) -> None:
         "calls": len(ua.calls),
         "rtp_ports": ua.ports.in_use,
     }
+    if tracemalloc.is_tracing():
+        stats["traced_kb"] = tracemalloc.get_traced_memory()[0] // 1024
     print("STATS " + json.dumps(stats), flush=True)
 
 
