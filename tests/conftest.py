@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+from tests.leaks import ServiceWatch, check_released
 
 # CI runs reproducible examples (a random find there would fail a landing by chance);
 # developers keep Hypothesis' random exploration, which is how new cases are found.
@@ -27,3 +30,14 @@ def vectors() -> Path:
     if not VECTORS.is_dir():
         pytest.fail(f"test vectors not found at {VECTORS} (tests/vectors, or W3SIPAGENT_VECTORS)")
     return VECTORS
+
+
+@pytest.fixture(autouse=True)
+def release_watch(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServiceWatch]:
+    """The release property after every test (see :mod:`tests.leaks`): the services and
+    user agents the test built are followed; after the test and its fixtures (which close
+    them) it fails when one still holds a call, a port, an AI session, a socket, a task."""
+    watch = ServiceWatch()
+    watch.install(monkeypatch)
+    yield watch
+    check_released(watch)

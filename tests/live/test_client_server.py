@@ -201,3 +201,41 @@ async def test_server_strict_start_and_immutable_update(server: LiveServer) -> N
         await ws.send(json.dumps({"type": "session.close"}))
         closed = json.loads(await ws.recv())
         assert closed["type"] == "session.closed" and closed["reason"] == "close_requested"
+
+
+async def test_start_cancelled_mid_setup_closes_the_socket_and_its_tasks() -> None:
+    """A caller who left while the session was starting (the service cancels the start):
+    the WebSocket and the reader / writer tasks go too (before, they stayed for good)."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    connected = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def mute(ws: ServerConnection) -> None:  # never says session.started
+        try:
+            async for _ in ws:  # session.start came: the client's tasks run
+                connected.set()
+        finally:
+            closed.set()
+
+    async with serve(mute, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        client = LiveClient(
+            ai.AISessionConfig(instructions="x"),
+            api_key="sk-test",
+            base_url=f"ws://127.0.0.1:{port}/v1",
+            session_timeout=30,
+            proxy=None,
+        )
+        before = asyncio.all_tasks()
+        starting = asyncio.ensure_future(client.start())
+        await asyncio.wait_for(connected.wait(), 5)
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        mine = [
+            t.get_name() for t in asyncio.all_tasks() - before if t.get_name().startswith("live-")
+        ]
+        assert mine == []
+        await asyncio.wait_for(closed.wait(), 5)
+        await client.close()

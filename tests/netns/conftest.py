@@ -8,6 +8,7 @@ namespaces cannot be created (not root, no ``ip``, a container without CAP_SYS_A
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import subprocess
@@ -25,7 +26,8 @@ def netns() -> Iterator[str]:
     """The name of a fresh namespace with ``lo`` up and no other interface."""
     if shutil.which("ip") is None:
         pytest.skip("netns: the ip command (iproute2) is not installed")
-    name = f"w3s-{secrets.token_hex(4)}"
+    # W3SIPAGENT_NETNS_PREFIX: runs sharing a machine tell their namespaces apart
+    name = f"{os.environ.get('W3SIPAGENT_NETNS_PREFIX', 'w3s')}-{secrets.token_hex(4)}"
     made = _ip("netns", "add", name)
     if made.returncode != 0:
         pytest.skip(f"netns: 'ip netns add' is not permitted here: {made.stderr.strip()}")

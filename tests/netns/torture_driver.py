@@ -263,8 +263,9 @@ async def run_tcp(
     return out
 
 
-async def normal_call(agent_port: int) -> dict[str, Any]:
-    """OPTIONS over UDP and TCP, then a call whose echo must carry our tone's energy."""
+async def normal_call(agent_port: int, run: str = "") -> dict[str, Any]:
+    """OPTIONS over UDP and TCP, then a call whose echo must carry our tone's energy.
+    ``run`` sets the OPTIONS apart from an earlier run's (else they are merged: 482)."""
     from w3sipagent.asyncio.useragent import UserAgent, UserAgentConfig
     from w3sipagent.sip.message import SipRequest
 
@@ -281,9 +282,9 @@ async def normal_call(agent_port: int) -> dict[str, Any]:
                 f"sip:127.0.0.1:{agent_port}",
                 [
                     ("Max-Forwards", "70"),
-                    ("From", f"<sip:probe@127.0.0.1>;tag=probe{transport}"),
+                    ("From", f"<sip:probe@127.0.0.1>;tag=probe{transport}{run}"),
                     ("To", f"<sip:127.0.0.1:{agent_port}>"),
-                    ("Call-ID", f"after-torture-{transport}"),
+                    ("Call-ID", f"after-torture-{transport}{run}"),
                     ("CSeq", "1 OPTIONS"),
                 ],
             )

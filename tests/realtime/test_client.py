@@ -334,6 +334,29 @@ async def test_no_session_updated_times_out() -> None:
         assert asyncio.get_running_loop().time() - t0 < 1.5
 
 
+async def test_start_cancelled_mid_setup_closes_the_socket_and_its_tasks() -> None:
+    """An early session whose caller left (the service cancels its start): the WebSocket
+    and the reader / writer tasks go with it, and a later close() is harmless. Before, the
+    cancelled start marked the session closed without dropping its link: both tasks and
+    the socket stayed open for good (found by the suite's release check)."""
+
+    async def mute(conn: Conn, event: ev.ClientEvent) -> None:
+        return None
+
+    async with ScriptedServer(mute) as srv:
+        client = make_client(srv.url, session_timeout=30)
+        before = asyncio.all_tasks()
+        starting = asyncio.ensure_future(client.start())
+        await srv.wait_for(lambda: len(srv.conns) == 1, what="connected")
+        starting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starting
+        mine = [t for t in asyncio.all_tasks() - before if t.get_name().startswith("realtime-")]
+        assert mine == [], [t.get_name() for t in mine]
+        await srv.wait_for(lambda: srv.conns[0].ws.state.name == "CLOSED", what="socket closed")
+        await client.close()
+
+
 async def test_auth_failure_never_shows_the_key(caplog: pytest.LogCaptureFixture) -> None:
     body = json.dumps(
         {

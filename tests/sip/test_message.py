@@ -162,6 +162,8 @@ def test_built_request_typed_views_follow_header_changes() -> None:
         (INVITE.replace(b"Content-Length: 4", b"Content-Length: 40"), 400, "Content-Length"),
         (INVITE.replace(b"Call-ID: a84b", b"X-Call-ID: a84b"), 400, "missing Call-ID"),
         (INVITE.replace(b"Require: timer", b"Require: ti mer"), 400, "token"),
+        # found by the fuzzer: a bare CR kept in the Call-ID made the BYE unbuildable
+        (INVITE.replace(b"example.com\r\nCSeq", b"example.com\rX: y\r\nCSeq"), 400, "bare CR"),
     ],
 )
 def test_request_errors_carry_status_and_message(data: bytes, status: int, needle: str) -> None:

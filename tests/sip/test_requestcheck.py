@@ -98,6 +98,16 @@ def test_malformed_require_gets_400() -> None:
     assert refusal is not None and refusal.status == 400
 
 
+def test_malformed_supported_gets_400() -> None:
+    """Found by the fuzzer (tests/netns/test_fuzz_netns.py): a malformed Supported reached
+    the session-timer answer, whose parse error became a traceback and a 500."""
+    request = _request("INVITE", body=SDP)
+    request.headers.add("Content-Type", "application/sdp")
+    request.headers.add("Supported", "timer, 100rel\x00")
+    refusal = _check(request)
+    assert refusal is not None and refusal.status == 400
+
+
 def test_malformed_content_type_of_an_offer_gets_400() -> None:
     request = _request("INVITE", body=SDP)
     request.headers.add("Content-Type", ";;")

@@ -96,8 +96,11 @@ class CallRunner:
     async def aclose(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout``) for the ended calls being finished."""
         await asyncio.sleep(0)  # the user agent's end callbacks of its last calls
-        if self._closing:
-            await asyncio.wait(set(self._closing), timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # again while finishing one started another (a CDR task spawned by a callback)
+        while self._closing and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._closing), timeout=left)
 
     def unhandled(self, context: object, call: Call | None, end: CallEnded) -> None:
         """The user agent's ``unhandled`` hook: an admitted INVITE whose handler never ran

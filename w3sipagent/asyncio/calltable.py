@@ -62,6 +62,7 @@ class CallTable:
         self._max_calls = max_calls
         self._calls: dict[str, Call] = {}  # Call-ID -> call
         self._dialogs: dict[DialogId, Call] = {}
+        self._dialog_key: dict[Call, DialogId] = {}  # the key each call was confirmed under
         self._ack_wait: dict[TransactionId, Call] = {}
         self._reinvite_ack: dict[TransactionId, tuple[Call, SessionDescription | None]] = {}
         self._limits: dict[str, int] = {}
@@ -158,6 +159,7 @@ class CallTable:
         ACK of that INVITE transaction is awaited (:meth:`take_ack`)."""
         call.dialog = dialog
         self._dialogs[dialog_id] = call
+        self._dialog_key[call] = dialog_id  # the core may have no dialog (a bad Contact)
         if ack_tx is not None:
             self._ack_wait[ack_tx] = call
 
@@ -192,6 +194,9 @@ class CallTable:
             return False
         if self._calls.get(call.call_id) is call:
             del self._calls[call.call_id]
+        key = self._dialog_key.pop(call, None)
+        if key is not None and self._dialogs.get(key) is call:
+            del self._dialogs[key]
         if call.dialog is not None:
             self._dialogs.pop(call.dialog.id, None)
             if not keep_dialog:

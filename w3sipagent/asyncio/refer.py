@@ -460,7 +460,9 @@ def dial_attempt(
                 return 408, "Request Timeout"
             log.info("transfer target %s not reachable: %s", refer.target, exc)
             return 503, "Service Unavailable"
-        task = asyncio.ensure_future(run(new_call))
+        # a task of the user agent when it can run one (closing it ends the task too)
+        spawn = getattr(ua, "spawn", asyncio.ensure_future)
+        task = spawn(run(new_call))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return 200, "OK"

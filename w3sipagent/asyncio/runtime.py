@@ -181,8 +181,25 @@ class UaRuntime:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
     async def cancel_tasks(self, timeout: float) -> None:
-        """Cancel every task still running and wait up to ``timeout`` for them."""
-        for task in list(self._tasks):
-            task.cancel()
+        """Cancel every task still running and wait up to ``timeout`` for them, the tasks
+        they spawn while ending included (a cancelled call's end callbacks spawn its BYE),
+        so none is left running after close. What is still running then is logged."""
+        deadline = self._loop.time() + timeout
+        cancelled: set[asyncio.Task[Any]] = set()
+        while self._tasks:
+            left = deadline - self._loop.time()
+            if left <= 0:
+                break
+            for task in self._tasks - cancelled:  # once: a second cancel cuts its cleanup
+                task.cancel()
+                cancelled.add(task)
+            await asyncio.wait(list(self._tasks), timeout=left, return_when="FIRST_COMPLETED")
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+            names = sorted(_task_label(t) for t in self._tasks)
+            log.warning("user agent closed with %d tasks still ending: %s", len(names), names)
+
+
+def _task_label(task: asyncio.Task[Any]) -> str:
+    """A task's name and coroutine, for the log."""
+    coro = task.get_coro()
+    return f"{task.get_name()}:{getattr(coro, '__qualname__', type(coro).__name__)}"

@@ -219,7 +219,9 @@ class StreamConnection(asyncio.Protocol):
         self.last_activity = self.owner.loop.time()
         if self.transport is None:
             self.pending.append(data)
-        elif not self.closed:
+        elif not self.closed and not self.transport.is_closing():
+            # a peer that reset the connection: asyncio closes it on the next loop turn;
+            # writing meanwhile only logs "socket.send() raised exception" (a log flood)
             self.transport.write(data)
 
     def _arm_idle(self) -> None:

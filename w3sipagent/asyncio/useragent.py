@@ -65,8 +65,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from typing import Any, Literal
 
 from w3sipagent.asyncio.admission import (
     Accept,
@@ -369,6 +369,10 @@ class UserAgent:
         self.closed = True
         self.driver.close()
         self.transports.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task of this user agent (cancelled and awaited by close)."""
+        return self._runtime.spawn(coro)
 
     def drain(self) -> None:
         """Stop admitting new calls (503 + Retry-After) without closing."""

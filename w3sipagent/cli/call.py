@@ -359,7 +359,7 @@ def _refer_acceptor(ua: object, summary: CallSummary, say: Progress) -> Callable
         summary.transferred_to = (request.headers.get("Refer-To") or "").strip("<> ")
         cseq = (request.headers.get("CSeq") or "1").split()[0]
         say(f"far end transfers us to {summary.transferred_to}")
-        task = asyncio.get_running_loop().create_task(complete(call, cseq))
+        task = ua.spawn(complete(call, cseq))  # ends with the user agent at the latest
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return 202

@@ -198,7 +198,7 @@ class LiveClient:
             raise AIError(
                 f"no session.started from the GPT-Live server within {self.session_timeout:g} s"
             ) from None
-        except AIError:
+        except BaseException:  # AIError, or cancelled (a caller who left): the link goes too
             await self._drop(conn)
             raise
         err = conn.proto.setup_error

@@ -358,7 +358,11 @@ class RealtimeSessionBase:
         try:
             await self._open(link)
         except BaseException:
+            # failed or cancelled (a caller who left): the link goes too, else its reader,
+            # writer and socket outlive the session (close() returns at once once closed)
             self._closed = True
+            if not link.closing:
+                await self._drop(link)
             raise
         self._last_attempt = time.time()
         self._schedule_renewal()

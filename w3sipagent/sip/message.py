@@ -230,6 +230,12 @@ def _parse(data: bytes | bytearray | memoryview) -> SipRequest | SipResponse:
                 if error is None:
                     error = SipMessageError(e.reason)
                 continue
+        if "\r" in value:
+            # a bare CR (line ends neither CRLF nor LF): not a header value (RFC 3261 §25.1);
+            # kept as a space so the 400 can still echo the header
+            if error is None:
+                error = SipMessageError("bare CR in a header line")
+            value = value.replace("\r", " ")
         append((kc[0], kc[1], value.strip()))
     headers = Headers.from_entries(items)
     cache: dict[str, object] = {}

@@ -101,6 +101,7 @@ def check_request(
             return Refusal(482, "Loop Detected (merged request)")
     try:
         require = request.require
+        _ = request.supported  # read when answering (session timers): malformed is a 400 now
     except SipParseError as exc:
         return Refusal(400, exc.reason)
     unknown = [t for t in require if t.lower() not in REQUIRE_OK]
