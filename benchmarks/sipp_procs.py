@@ -52,8 +52,10 @@ def _udp_inodes() -> set[str]:
     return inodes
 
 
-def metrics_value(url: str | None, name: str) -> float | None:
-    """The value of an unlabelled sample ``name`` on ``url``/metrics, if any."""
+def metrics_value(url: str | None, name: str, how: str = "sum") -> float | None:
+    """The value of sample ``name`` on ``url``/metrics, if any: with ``serve --workers N``
+    each worker's sample has a ``worker`` label, so the samples are summed (``how="sum"``)
+    or their largest taken (``how="max"``)."""
     if not url:
         return None
     try:
@@ -61,10 +63,14 @@ def metrics_value(url: str | None, name: str) -> float | None:
             text = r.read().decode()
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
+    values = [
+        float(line.rsplit(None, 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    ]
+    if not values:
+        return None
+    return max(values) if how == "max" else sum(values)
 
 
 class ProcTree:
@@ -144,7 +150,9 @@ class ProcTree:
             "threads": threads,
             "udp_sockets": udp,
             "tasks": metrics_value(metrics_url, "w3sipagent_event_loop_tasks"),
-            "loop_lag_max_s": metrics_value(metrics_url, "w3sipagent_event_loop_lag_max_seconds"),
+            "loop_lag_max_s": metrics_value(
+                metrics_url, "w3sipagent_event_loop_lag_max_seconds", "max"
+            ),
         }
 
 
