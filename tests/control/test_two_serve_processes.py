@@ -77,6 +77,7 @@ async def serve(cfg: Path, metrics: int) -> AsyncIterator[LogLines]:
     env["W3SIPAGENT_API__ADMIN_TOKEN"] = ADMIN
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "w3sipagent", "serve", "-c", str(cfg), "--no-live",
+        "--workers", "1",  # one process each: the "applied" log line is then the process's
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert proc.stderr is not None
