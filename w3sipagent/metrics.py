@@ -1,5 +1,7 @@
 """Prometheus metrics and the health endpoints of a running agent.
 
+Over 500 lines because it is one registry's declarations plus its small HTTP endpoint.
+
 :class:`Metrics` owns a private :class:`prometheus_client.CollectorRegistry` with:
 
 ==========================================  =========  ==================================

@@ -1,5 +1,7 @@
 """The asyncio SIP user agent: what FreeSWITCH (or Kamailio, baresip) talks to.
 
+Slightly over 500 lines: it is the composition root that wires the owners together; its jobs live in those owners.
+
 :class:`UserAgent` owns a :class:`~w3sipagent.sip.core.SipCore`, the transports
 (:mod:`.transport`), the RTP port range, the shared pacer and every :class:`~.call.Call`.
 

@@ -1,5 +1,7 @@
 """The transport-neutral runner of an OpenAI Realtime (GA) session.
 
+Slightly over 500 lines: one session's lifecycle (start, reconnect, close) reads best as one unit.
+
 :class:`RealtimeSessionBase` runs a :class:`~w3sipagent.realtime.protocol.RealtimeProtocol`
 over a :class:`Channel` (a reader task, a writer queue), implements the
 :class:`~w3sipagent.ai.session.AISession` API and renews the session before the

@@ -1,5 +1,7 @@
 """The CDR store and activity log: SQLAlchemy 2 async, written off the media path.
 
+Over 500 lines because the queue writer, the usage cache and the activity counters share one writer task and one transaction order.
+
 :class:`CdrStore` is the records sink of the bridge. ``call_started`` / ``call_event`` /
 ``call_ended`` only serialize the record and put it on a queue: they never await the
 database. One background writer task drains the queue in batches (one transaction per
