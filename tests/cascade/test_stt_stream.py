@@ -182,11 +182,12 @@ async def test_local_transcription_session_events_and_errors(server: CascadeServ
         await ws.send(json.dumps({"type": "session.update", "session": {
             "type": "transcription", "audio": {"input": {
                 "format": {"type": "audio/pcmu"},
-                "transcription": {"model": "gpt-4o-mini-transcribe"},
+                "transcription": {"model": "gpt-realtime-whisper"},
                 "turn_detection": {"type": "server_vad"}}}}}))  # fmt: skip
-        err = await recv()
-        assert err["error"]["code"] == "unsupported_value"
+        err = await recv()  # the streaming model takes no turn detection
+        assert err["error"]["code"] == "invalid_value"
         assert err["error"]["param"] == "session.audio.input.turn_detection"
+        assert "Turn detection is not supported" in err["error"]["message"]
         await ws.send(json.dumps({"type": "session.update", "session": {
             "type": "transcription", "audio": {"input": {
                 "format": {"type": "audio/pcmu"},

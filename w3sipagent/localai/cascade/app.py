@@ -45,7 +45,7 @@ from w3sipagent.localai.cascade.http import (
     parse_multipart,
 )
 from w3sipagent.localai.cascade.model import ModelApi, Pacing
-from w3sipagent.localai.cascade.transcription import TranscriptionSocket
+from w3sipagent.localai.cascade.transcription import TRANSCRIBE_MODELS, TranscriptionSocket
 from w3sipagent.localai.scenario import Scenario, load_scenario
 from w3sipagent.localai.tts import Engine, Synthesizer
 
@@ -318,7 +318,7 @@ class CascadeServer:
         return HttpResponse(101, upgrade=sock.run)
 
     def _models(self) -> HttpResponse:
-        names = [*MODEL_DIMS, "gpt-4o-mini-transcribe", "gpt-4o-transcribe", "whisper-1"]
+        names = [*MODEL_DIMS, *TRANSCRIBE_MODELS]
         names += ["gpt-4o-mini-tts", "tts-1", "gpt-4.1-mini", "gpt-4o-mini"]
         return json_response(
             200,

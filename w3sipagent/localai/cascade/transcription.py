@@ -2,20 +2,21 @@
 ?intent=transcription``, a WebSocket on the same port as the HTTP routes).
 
 Event shapes follow the OpenAI Python SDK (GA ``types/realtime``): the client sends
-``session.update`` with a ``session`` of ``type: "transcription"`` (``audio.input.format``
-``audio/pcm`` at 24 kHz, ``audio/pcmu`` or ``audio/pcma``; ``audio.input.transcription``
-``{model, language, prompt}``; ``audio.input.turn_detection`` null: the client commits),
-``input_audio_buffer.append`` (base64 audio), ``input_audio_buffer.commit`` and
-``input_audio_buffer.clear``. The server answers ``session.created`` on connect,
-``session.updated``, ``input_audio_buffer.committed {item_id, previous_item_id}``, then for
-the item ``conversation.item.input_audio_transcription.delta`` (word by word) and
-``.completed {transcript, usage}``, or ``.failed {error}``; a bad client event gets an
-``error`` event with the service's ``type``, ``code``, ``message``, ``param`` and the
-client's ``event_id``. The transcript of the N-th committed item of an API key is the
-scenario's turn-N caller line, counted together with ``/v1/audio/transcriptions``.
-
-Server-side VAD is not imitated: a ``turn_detection`` other than null is refused
-(``unsupported_value``), so a client relying on it learns at once.
+``session.update`` with a ``session`` of ``type: "transcription"`` (checked in
+transcription_config.py: ``audio.input.format`` ``audio/pcm`` at 24 kHz, ``audio/pcmu`` or
+``audio/pcma``; ``audio.input.transcription`` ``{model, language, prompt, delay, keywords,
+languages}`` as each model takes them; ``audio.input.turn_detection`` ``server_vad`` (the
+default) or null), ``input_audio_buffer.append`` (base64 audio),
+``input_audio_buffer.commit`` and ``input_audio_buffer.clear``. The server answers
+``session.created`` on connect, ``session.updated``, the buffer's events
+(transcription_input.py: ``speech_started`` / ``speech_stopped`` with server VAD,
+``committed {item_id, previous_item_id}``, ``cleared``), and for each item
+``conversation.item.input_audio_transcription.delta`` (word by word; while the audio
+arrives for a streaming model) and ``.completed {transcript, usage}``, or ``.failed
+{error}``; a bad client event gets an ``error`` event with the service's ``type``,
+``code``, ``message``, ``param`` and the client's ``event_id``. The transcript of the N-th
+item of an API key is the scenario's turn-N caller line, counted together with
+``/v1/audio/transcriptions``.
 """
 
 from __future__ import annotations
@@ -37,21 +38,16 @@ from websockets.server import ServerProtocol
 from w3sipagent.ids import IdSource
 from w3sipagent.localai.cascade.embeddings import token_count
 from w3sipagent.localai.cascade.http import HttpRequest
+from w3sipagent.localai.cascade.transcription_config import MODELS, default_config, update_config
+from w3sipagent.localai.cascade.transcription_input import InputBuffer, Job
+from w3sipagent.localai.realtime.errors import RealtimeProtocolError
 
 __all__ = ["TRANSCRIBE_MODELS", "TranscriptionSocket"]
 
 log = logging.getLogger(__name__)
 
-TRANSCRIBE_MODELS = ("gpt-4o-transcribe", "gpt-4o-mini-transcribe", "whisper-1")
-MIN_COMMIT_MS = 100
-_BYTES_PER_MS = {"audio/pcm": 48, "audio/pcmu": 8, "audio/pcma": 8}
-
-
-class _Refused(ValueError):
-    def __init__(self, message: str, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.param = param
+TRANSCRIBE_MODELS = tuple(MODELS)
+_Refused = RealtimeProtocolError
 
 
 class TranscriptionSocket:
@@ -69,34 +65,25 @@ class TranscriptionSocket:
         failure: Callable[[], tuple[str, str] | None],
         *,
         delta_delay: float = 0.0,
+        word_ms: int = 200,
     ) -> None:
         self._req = req
         self._ids = ids
-        self._transcript = transcript
         self._failure = failure
         self._delay = delta_delay
         self._proto = ServerProtocol(max_size=16 * 1024 * 1024)
         self._writer: asyncio.StreamWriter | None = None
-        self._buf = bytearray()
-        self._last_item: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.events_in: list[dict[str, Any]] = []
         """Every client event received (for tests)."""
-        self.config: dict[str, Any] = {
-            "id": "sess_" + ids.token(12),
-            "object": "realtime.transcription_session",
-            "type": "transcription",
-            "expires_at": 0,
-            "include": None,
-            "audio": {
-                "input": {
-                    "format": {"type": "audio/pcm", "rate": 24000},
-                    "noise_reduction": None,
-                    "transcription": None,
-                    "turn_detection": None,
-                }
-            },
-        }
+        self.config: dict[str, Any] = default_config("sess_" + ids.token(12))
+        self.input = InputBuffer(
+            self.config["audio"]["input"],
+            lambda: "item_" + ids.token(12),
+            transcript,
+            word_ms=word_ms,
+        )
+        """The input audio buffer (server VAD, commits, a streaming model's words)."""
 
     # ------------------------------------------------------------ connection
 
@@ -168,153 +155,96 @@ class TranscriptionSocket:
             ev = json.loads(raw)
         except ValueError:
             await self._error(
-                _Refused("The server could not parse the event: invalid JSON.", "invalid_json"),
+                _Refused(
+                    "The server could not parse the event: invalid JSON.", code="invalid_json"
+                ),
                 None,
             )
             return
         if not isinstance(ev, dict):
-            await self._error(_Refused("An event must be a JSON object.", "invalid_value"), None)
+            await self._error(_Refused("An event must be a JSON object."), None)
             return
         self.events_in.append(ev)
         kind = ev.get("type")
         try:
             if kind == "session.update":
-                self._update(ev.get("session"))
+                update_config(self.config, ev.get("session"))
+                self.input.configure(self.config["audio"]["input"])
                 await self._send({"type": "session.updated", "session": self.config})
             elif kind == "input_audio_buffer.append":
-                self._append(ev.get("audio"))
+                await self._out(self.input.append(self._audio(ev.get("audio"))))
             elif kind == "input_audio_buffer.commit":
-                await self._commit()
+                await self._out(self.input.commit())
             elif kind == "input_audio_buffer.clear":
-                self._buf.clear()
-                await self._send({"type": "input_audio_buffer.cleared"})
+                await self._out(self.input.clear())
             else:
                 raise _Refused(
                     f"Invalid value: '{kind}'. Supported values are: 'session.update', "
                     "'input_audio_buffer.append', 'input_audio_buffer.commit' and "
                     "'input_audio_buffer.clear'.",
-                    "invalid_value",
-                    "type",
+                    param="type",
                 )
         except _Refused as exc:
             await self._error(exc, ev.get("event_id"))
 
-    def _update(self, session: Any) -> None:
-        if not isinstance(session, dict):
-            raise _Refused(
-                "Missing required parameter: 'session'.", "missing_required_parameter", "session"
-            )
-        if session.get("type") != "transcription":
-            raise _Refused(
-                f"Invalid value: '{session.get('type')}'. This is a transcription session: "
-                "session.type must be 'transcription'.",
-                "invalid_value",
-                "session.type",
-            )
-        inp = ((session.get("audio") or {}).get("input")) or {}
-        cur = self.config["audio"]["input"]
-        if "format" in inp:
-            fmt = inp["format"] or {}
-            kind = fmt.get("type")
-            if kind not in _BYTES_PER_MS:
-                raise _Refused(
-                    f"Invalid value: '{kind}'. Supported values are: 'audio/pcm', "
-                    "'audio/pcmu' and 'audio/pcma'.",
-                    "invalid_value",
-                    "session.audio.input.format.type",
-                )
-            if kind == "audio/pcm" and fmt.get("rate", 24000) != 24000:
-                raise _Refused(
-                    "Only a 24kHz sample rate is supported.",
-                    "invalid_value",
-                    "session.audio.input.format.rate",
-                )
-            cur["format"] = {"type": kind, "rate": 24000} if kind == "audio/pcm" else {"type": kind}
-        if "transcription" in inp:
-            tr = inp["transcription"]
-            if tr is not None:
-                model = tr.get("model")
-                if model not in TRANSCRIBE_MODELS:
-                    raise _Refused(
-                        f"Invalid value: '{model}'. Supported values are: "
-                        + ", ".join(f"'{m}'" for m in TRANSCRIBE_MODELS)
-                        + ".",
-                        "invalid_value",
-                        "session.audio.input.transcription.model",
-                    )
-                tr = {k: tr.get(k) for k in ("model", "language", "prompt")}
-            cur["transcription"] = tr
-        if "turn_detection" in inp and inp["turn_detection"] is not None:
-            raise _Refused(
-                "The local server runs no voice activity detection in transcription "
-                "sessions: set turn_detection to null and commit the buffer.",
-                "unsupported_value",
-                "session.audio.input.turn_detection",
-            )
-        if "noise_reduction" in inp:
-            cur["noise_reduction"] = inp["noise_reduction"]
-
-    def _append(self, audio: Any) -> None:
+    @staticmethod
+    def _audio(audio: Any) -> bytes:
         if not isinstance(audio, str):
             raise _Refused(
-                "Missing required parameter: 'audio'.", "missing_required_parameter", "audio"
+                "Missing required parameter: 'audio'.",
+                code="missing_required_parameter",
+                param="audio",
             )
         try:
-            self._buf += base64.b64decode(audio, validate=True)
+            return base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             raise _Refused(
-                "Invalid 'audio'. Expected base64-encoded audio bytes.", "invalid_value", "audio"
+                "Invalid 'audio'. Expected base64-encoded audio bytes.", param="audio"
             ) from None
 
-    async def _commit(self) -> None:
-        per_ms = _BYTES_PER_MS[self.config["audio"]["input"]["format"]["type"]]
-        ms = len(self._buf) / per_ms
-        if ms < MIN_COMMIT_MS:
-            raise _Refused(
-                "Error committing input audio buffer: buffer too small. Expected at least "
-                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2f}ms of audio.",
-                "input_audio_buffer_commit_empty",
-            )
-        self._buf.clear()
-        item_id = "item_" + self._ids.token(12)
-        prev, self._last_item = self._last_item, item_id
-        await self._send(
-            {"type": "input_audio_buffer.committed", "previous_item_id": prev, "item_id": item_id}
-        )
-        tr = self.config["audio"]["input"]["transcription"]
-        if tr is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._transcribe(item_id, tr, ms))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def _out(self, out: list[dict[str, Any] | Job]) -> None:
+        """Send the buffer's events in order; a committed item is transcribed by a task."""
+        for ev in out:
+            if isinstance(ev, Job):
+                task = asyncio.get_running_loop().create_task(self._transcribe(ev))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                await self._send(ev)
 
-    async def _transcribe(self, item_id: str, tr: dict[str, Any], ms: float) -> None:
+    async def _transcribe(self, job: Job) -> None:
         failure = self._failure()
-        text = self._transcript()
+        text = job.text
         if failure is not None:
             code, message = failure
             await self._send(
                 {
                     "type": "conversation.item.input_audio_transcription.failed",
-                    "item_id": item_id,
+                    "item_id": job.item_id,
                     "content_index": 0,
                     "error": {"type": "server_error", "code": code, "message": message,
                               "param": None},
                 }
             )  # fmt: skip
             return
-        for i, word in enumerate(w for w in text.split(" ") if w):
+        words = [w for w in text.split(" ") if w]
+        if job.traits.one_delta:
+            rest = [text] if text else []
+        else:
+            rest = [w if i == 0 else " " + w for i, w in enumerate(words)][job.sent_words :]
+        for piece in rest:
             if self._delay:
                 await asyncio.sleep(self._delay)
             await self._send(
                 {
                     "type": "conversation.item.input_audio_transcription.delta",
-                    "item_id": item_id,
+                    "item_id": job.item_id,
                     "content_index": 0,
-                    "delta": word if i == 0 else " " + word,
+                    "delta": piece,
                 }
             )
-        if tr["model"] == "whisper-1":
+        ms = job.ms
+        if job.traits.usage == "duration":
             usage: dict[str, Any] = {"type": "duration", "seconds": round(ms / 1000.0, 3)}
         else:
             audio_tokens = max(1, round(ms / 100))
@@ -329,7 +259,7 @@ class TranscriptionSocket:
         await self._send(
             {
                 "type": "conversation.item.input_audio_transcription.completed",
-                "item_id": item_id,
+                "item_id": job.item_id,
                 "content_index": 0,
                 "transcript": text,
                 "usage": usage,
