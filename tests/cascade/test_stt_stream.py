@@ -6,14 +6,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.cascade.conftest import CHECK_ORDER, KEY, Run, caller_speech, settings_for, voice
+from tests.cascade.conftest import (
+    CHECK_ORDER,
+    KEY,
+    SCENARIO,
+    Run,
+    caller_speech,
+    settings_for,
+    voice,
+)
 from tests.wait import wait_until
+from w3sipagent.agent.partial import PartialTranscript
 from w3sipagent.ai.session import (
     AIErrorEvent,
     AISessionConfig,
@@ -26,10 +36,11 @@ from w3sipagent.ai.session import (
     ToolCall,
     TurnStages,
 )
-from w3sipagent.cascade import CascadeSession
+from w3sipagent.cascade import CascadeSession, StageEndpoint
 from w3sipagent.cascade.stt_stream import realtime_url
 from w3sipagent.codecs.g711 import ulaw_encode
-from w3sipagent.localai.cascade import CascadeServer
+from w3sipagent.localai import Scenario
+from w3sipagent.localai.cascade import CascadeServer, Pacing
 
 
 def stream_session(server: CascadeServer, fmt: AudioFormat = AudioFormat.PCMU) -> Run:
@@ -247,3 +258,131 @@ async def test_lost_transcription_session_is_an_ai_failure(server: CascadeServer
     closed = run.of(Closed)[0]
     assert isinstance(closed, Closed) and closed.error
     assert closed.reason.startswith("stt failed: stt: transcription session")
+
+
+# ----------------------------------------------------------------- a streaming model
+
+
+def live_session(
+    server: CascadeServer, checker: CascadeServer | None = None, delay: str | None = "minimal"
+) -> Run:
+    settings = settings_for(
+        server,
+        stt_mode="stream",
+        transcription_prompt="Acme orders",
+        transcription_delay=delay,
+        turn_check=None
+        if checker is None
+        else StageEndpoint(checker.base_url, "gpt-4.1-nano", KEY, timeout=5),
+    )
+    settings = replace(settings, stt=replace(settings.stt, model="gpt-realtime-whisper"))
+    cfg = AISessionConfig(input_format=AudioFormat.PCMU, output_format=AudioFormat.PCMU,
+                          tools=(CHECK_ORDER,))  # fmt: skip
+    return Run(CascadeSession(cfg, settings))
+
+
+async def test_streaming_model_words_reach_the_bridge_while_the_caller_speaks(
+    server: CascadeServer,
+) -> None:
+    run = live_session(server)
+    await run.start()
+    try:
+        sock = server.transcription_sockets[0]
+        tr = sock.events_in[0]["session"]["audio"]["input"]["transcription"]
+        # gpt-realtime-whisper takes no prompt (SDK): not sent; the delay is
+        assert tr == {"model": "gpt-realtime-whisper", "delay": "minimal"}
+        frames = caller_speech(ms=1000, silence_ms=700)
+        for f in frames[:47]:  # 940 ms of speech: the caller is still speaking
+            run.session.send_audio(f)
+
+        def so_far() -> str:  # the console's live view (agent/partial.py) of the events
+            partial = PartialTranscript(lambda: 0.0)
+            for ev in run.events:
+                partial.feed(ev)
+            lines = [ln["text"] for ln in partial.lines() if ln["speaker"] == "caller"]
+            return lines[0] if lines else ""
+
+        await wait_until(lambda: so_far() == "Where is my order?", 5, "the words so far")
+        # all of it while the caller speaks: no end of turn, nothing committed
+        assert not run.of(SpeechStopped) and run.session.caller_speaking
+        assert not any(e["type"] == "input_audio_buffer.commit" for e in sock.events_in)
+        started = run.of(SpeechStarted)[0]
+        assert isinstance(started, SpeechStarted)
+        deltas = [e for e in run.of(CallerTranscript) if isinstance(e, CallerTranscript)]
+        assert [d.text for d in deltas] == ["Where", " is", " my", " order?"]
+        assert {d.item_id for d in deltas} == {started.item_id} and not any(d.final for d in deltas)
+        for f in frames[47:]:
+            run.session.send_audio(f)
+        await wait_until(lambda: run.of(ToolCall), 5, "answered")
+        texts = [e for e in run.of(CallerTranscript) if isinstance(e, CallerTranscript)]
+        assert [e.text for e in texts if e.final] == ["Where is my order?"]
+        assert len([e for e in texts if not e.final]) == 4  # no word twice after the commit
+        model_req = next(r for r in server.requests if r.path == "/v1/responses").json()
+        assert model_req["input"][-1] == {"role": "user", "content": "Where is my order?"}
+    finally:
+        await run.stop()
+
+
+JUDGE = Scenario.loads('name = "judge"\n[[turns]]\ncaller = "x"\nsay = "Yes"\n')
+
+
+def checks(srv: CascadeServer) -> list[str]:
+    return [r.json()["input"][-1]["content"] for r in srv.requests if r.path == "/v1/responses"]
+
+
+@pytest.fixture
+async def slow_server() -> AsyncIterator[CascadeServer]:
+    """The service's pass over the committed audio takes a second."""
+    pacing = Pacing(transcript_delay=1.0)
+    async with CascadeServer(scenario=SCENARIO, api_keys=[KEY], tts_engine="tone",
+                             pacing=pacing) as srv:  # fmt: skip
+        yield srv
+
+
+async def test_turn_check_starts_on_the_words_so_far(slow_server: CascadeServer) -> None:
+    server = slow_server
+    async with CascadeServer(scenario=JUDGE, api_keys=[KEY]) as checker:
+        run = live_session(server, checker)
+        await run.start()
+        try:
+            frames = caller_speech(ms=1000, silence_ms=700)
+            for f in frames[:55]:  # (a phone's 20 ms pace: the words come back meanwhile)
+                run.session.send_audio(f)
+            await wait_until(lambda: len(run.of(CallerTranscript)) == 4, 5, "the words")
+            for f in frames[55:]:
+                run.session.send_audio(f)
+            # every word was written before the end of the turn: the check starts at once,
+            # while the final transcript is a second away
+            await wait_until(lambda: checks(checker), 5, "the early check")
+            assert checks(checker) == ["Where is my order?"]
+            assert not [e for e in run.of(CallerTranscript) if getattr(e, "final", False)]
+            await wait_until(lambda: run.of(ToolCall), 5, "answered")
+            assert checks(checker) == ["Where is my order?"]  # its answer was used
+        finally:
+            await run.stop()
+
+
+async def test_turn_check_judges_the_final_words_when_they_differ(
+    slow_server: CascadeServer,
+) -> None:
+    server = slow_server
+    async with CascadeServer(scenario=JUDGE, api_keys=[KEY]) as checker:
+        run = live_session(server, checker)
+        await run.start()
+        try:
+            # 600 ms of speech: three words written before the end of the turn
+            frames = caller_speech(ms=600, silence_ms=700)
+            for f in frames[:40]:
+                run.session.send_audio(f)
+            await wait_until(lambda: len(run.of(CallerTranscript)) == 3, 5, "the words")
+            for f in frames[40:]:
+                run.session.send_audio(f)
+            await wait_until(lambda: checks(checker), 5, "the early check")
+            assert checks(checker) == ["Where is my"]
+            await wait_until(lambda: run.of(ToolCall), 5, "answered")
+            # the final transcript says more: it is checked itself, and answered
+            assert checks(checker) == ["Where is my", "Where is my order?"]
+            model_req = next(r for r in server.requests if r.path == "/v1/responses").json()
+            assert model_req["input"][-1] == {"role": "user", "content": "Where is my order?"}
+        finally:
+            await run.stop()

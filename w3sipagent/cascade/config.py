@@ -56,6 +56,9 @@ class CascadeSettings:
     tts_instructions: str | None = None
     language: str | None = None
     transcription_prompt: str | None = None
+    transcription_delay: str | None = None
+    """``stt_mode = "stream"`` with a streaming model: the session's ``delay`` (``minimal``
+    … ``xhigh``: how long the model listens before it writes; None: the service's default)."""
     filler: str | None = None
     """Said when a tool has not answered after ``filler_after_ms`` (None: nothing)."""
     filler_after_ms: int = 1200

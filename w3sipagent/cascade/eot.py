@@ -5,7 +5,9 @@ Off by default (``CascadeSettings.turn_check`` None). When on, a turn the model 
 unfinished is held for up to ``ListenSettings.turn_check_wait_ms``: if the caller speaks
 again in that time their next utterance is joined to it and the whole is answered once; if
 not, the held text is answered as it is (a joined turn is not checked again). A check that fails or is late counts as
-"finished": the check can delay a turn, never lose it.
+"finished": the check can delay a turn, never lose it. With a transcription model that
+writes while the caller speaks, the check starts at the end of the turn on the words so far
+(:class:`EarlyCheck`), in parallel with the final transcript.
 """
 
 from __future__ import annotations
@@ -89,3 +91,31 @@ class HeldTurn:
         text = self.take()
         if text:
             release(text)
+
+
+class EarlyCheck:
+    """The check started on a streaming model's words so far when the silence ends the turn,
+    while the final transcript is still on its way (``stt_mode = "stream"`` with a model in
+    ``LIVE_MODELS``). :meth:`finished` uses its answer when the final transcript says the same
+    words, and checks the final text otherwise, so the check never judges other words than
+    the ones answered."""
+
+    def __init__(self, check: TurnCheck, items: Sequence[Message], text: str) -> None:
+        self.check = check
+        self.text = text
+        self.task = asyncio.get_running_loop().create_task(
+            check.finished(list(items), text), name="cascade-early-turn-check"
+        )
+        self.used = False
+        """The early answer judged the final transcript (set by :meth:`finished`)."""
+
+    async def finished(self, items: Sequence[Message], text: str) -> bool:
+        if " ".join(text.split()) == " ".join(self.text.split()):
+            self.used = True
+            return await self.task
+        self.cancel()
+        return await self.check.finished(items, text)
+
+    def cancel(self) -> None:
+        if not self.task.done():
+            self.task.cancel()

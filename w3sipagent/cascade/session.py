@@ -9,7 +9,7 @@ in the conversation at the words the caller actually heard. Tool calls become
 :class:`~w3sipagent.ai.session.ToolCall` events; their outputs go back into the
 conversation. A stage failure ends the session with an error, as a lost Realtime
 connection does, so the bridge's reconnection and fallback apply. The session is one file
-(about 590 lines) because a turn's stages hand off to each other through its state.
+(about 620 lines) because a turn's stages hand off to each other through its state.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Literal
 from w3sipagent.ai import session as ai
 from w3sipagent.cascade.answer import Answer, Cut
 from w3sipagent.cascade.config import CascadeSettings
-from w3sipagent.cascade.eot import HeldTurn, TurnCheck
+from w3sipagent.cascade.eot import EarlyCheck, HeldTurn, TurnCheck
 from w3sipagent.cascade.stages import (
     TTS_RATE,
     FunctionCall,
@@ -153,19 +153,22 @@ class CascadeSession:
         for ev in self._listener.feed(pcm, agent_speaking=speaking):
             if ev.kind == "start":
                 self._caller_started(ev.at_ms)
+                if feed is not None:  # a streaming model's words come while the caller speaks
+                    feed.begin(self._caller_delta(self._caller_item))
             else:
                 now = self._clock()
                 speech_end = now - (ev.at_ms - ev.speech_end_ms) / 1000.0
                 item = self._caller_item
                 self._emit(ai.SpeechStopped(ev.at_ms, item))
                 times = {"caller_speech_end": speech_end, "end_of_turn": now}
-                committed = None
+                committed, early = None, None
                 if feed is not None:  # the audio went out while the caller spoke
                     feed.audio(ev.tail)
+                    early = self._early_check(feed.live_text)
                     committed = feed.commit(self._caller_delta(item))
                     times["_stt_sent"] = now
                 task = asyncio.get_running_loop().create_task(
-                    self._turn(item, ev.audio, times, committed), name="cascade-turn"
+                    self._turn(item, ev.audio, times, committed, early), name="cascade-turn"
                 )
                 self._turns.append(task)
                 task.add_done_callback(self._turns.remove)
@@ -259,7 +262,15 @@ class CascadeSession:
             language=s.language or cfg.transcription_language,
             prompt=s.transcription_prompt or cfg.transcription_prompt,
             on_error=self._stream_failed,
+            delay=s.transcription_delay,
         )
+
+    def _early_check(self, said: str) -> EarlyCheck | None:
+        """The end-of-turn check on the words so far (a streaming model wrote them), unless
+        an earlier turn is still in progress or held: its context would be incomplete."""
+        if self._check is None or not said or self._hold.waiting or self._turn_lock.locked():
+            return None
+        return EarlyCheck(self._check, self._items, said)
 
     def _stream_failed(self, exc: StageError) -> None:
         task = asyncio.get_running_loop().create_task(self._fail(exc), name="cascade-stt-failed")
@@ -272,6 +283,21 @@ class CascadeSession:
         audio: bytes,
         times: dict[str, float],
         committed: asyncio.Future[Pending | None] | None = None,
+        early: EarlyCheck | None = None,
+    ) -> None:
+        try:
+            await self._turn_locked(item_id, audio, times, committed, early)
+        finally:
+            if early is not None:
+                early.cancel()
+
+    async def _turn_locked(
+        self,
+        item_id: str,
+        audio: bytes,
+        times: dict[str, float],
+        committed: asyncio.Future[Pending | None] | None,
+        early: EarlyCheck | None,
     ) -> None:
         async with self._turn_lock:
             assert self._stt is not None
@@ -303,7 +329,8 @@ class CascadeSession:
                 self._emit(ai.CallerTranscript(item_id, "", True))
                 return
             check = self._check
-            if check is not None and not joined and not await check.finished(self._items, text):
+            judged = None if check is None or joined else (early or check).finished
+            if judged is not None and not await judged(self._items, text):
                 wait = self.settings.listen.turn_check_wait_ms / 1000.0
                 self._hold.hold(text, wait, lambda held: self._release(held, times))
                 return

@@ -3,12 +3,19 @@
 ``stt_mode = "stream"``: one WebSocket per call to ``{base_url}/realtime?intent=
 transcription`` (ws/wss), configured with ``session.update`` (``type: "transcription"``,
 the call's audio format: ``audio/pcmu`` / ``audio/pcma`` straight from the G.711 payload
-or ``audio/pcm`` at 24 kHz, ``transcription {model, language, prompt}``,
+or ``audio/pcm`` at 24 kHz, ``transcription {model, language, prompt, delay}``,
 ``turn_detection: null``: our own VAD decides the turn). The caller's audio is appended
 while the caller speaks (from the speech onset, its padding first), so when the turn ends
-only ``input_audio_buffer.commit`` remains; the service then streams
-``conversation.item.input_audio_transcription.delta`` and ``.completed`` for the committed
-item (``.failed`` and ``error`` become :class:`~w3sipagent.cascade.stages.StageError`).
+only ``input_audio_buffer.commit`` remains; the service streams
+``conversation.item.input_audio_transcription.delta`` and ``.completed`` for the item
+(``.failed`` and ``error`` become :class:`~w3sipagent.cascade.stages.StageError`).
+
+A streaming model (:data:`LIVE_MODELS`: ``gpt-realtime-whisper``, ``gpt-live-transcribe``)
+writes deltas while the audio still arrives, before any commit: they belong to the turn
+opened by :meth:`StreamingSpeechToText.begin` (the item the next commit reports), so the
+caller's words so far reach the session while the caller speaks
+(:attr:`~StreamingSpeechToText.live_text`). The committed-turn models (``gpt-4o-*``,
+``gpt-transcribe``, ``whisper-1``) write only after the commit.
 Event names and shapes: the OpenAI Python SDK's GA ``types/realtime`` (docs/backends-cascade.md).
 """
 
@@ -28,6 +35,11 @@ from w3sipagent.cascade.stages import StageError
 
 log = logging.getLogger(__name__)
 
+LIVE_MODELS = ("gpt-realtime-whisper", "gpt-live-transcribe")
+"""Models that transcribe while the audio arrives (OpenAI's realtime transcription guide)."""
+NO_PROMPT_MODELS = ("gpt-realtime-whisper",)
+"""Models that take no ``prompt`` (the SDK: "not supported with gpt-realtime-whisper")."""
+
 STREAM_FORMATS = {
     "audio/pcmu": {"type": "audio/pcmu"},
     "audio/pcma": {"type": "audio/pcma"},
@@ -46,12 +58,19 @@ def realtime_url(base_url: str) -> str:
 
 
 class Pending:
-    """One committed turn waiting for its transcript."""
+    """One turn's transcript: written while the caller speaks (a streaming model), or
+    after the commit; ``text`` is what the deltas said so far."""
 
     def __init__(self, on_delta: Callable[[str], None] | None) -> None:
         self.on_delta = on_delta
         self.item_id: str | None = None
+        self.text = ""
         self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def delta(self, text: str) -> None:
+        self.text += text
+        if self.on_delta is not None:
+            self.on_delta(text)
 
 
 class StreamingSpeechToText:
@@ -67,6 +86,7 @@ class StreamingSpeechToText:
         *,
         language: str | None = None,
         prompt: str | None = None,
+        delay: str | None = None,
     ) -> None:
         if audio_format not in STREAM_FORMATS:
             raise ValueError(f"no transcription format {audio_format!r}")
@@ -74,8 +94,10 @@ class StreamingSpeechToText:
         self.audio_format = audio_format
         self.language = language
         self.prompt = prompt
+        self.delay = delay
         self._ws: Any = None
         self._reader: asyncio.Task[None] | None = None
+        self._live: Pending | None = None  # the turn being spoken (begin), not committed
         self._waiting: deque[Pending] = deque()  # committed, item id not yet known
         self._by_item: dict[str, Pending] = {}
         self._failed: StageError | None = None
@@ -105,8 +127,10 @@ class StreamingSpeechToText:
         transcription: dict[str, Any] = {"model": ep.model}
         if self.language:
             transcription["language"] = self.language
-        if self.prompt:
+        if self.prompt and ep.model not in NO_PROMPT_MODELS:
             transcription["prompt"] = self.prompt
+        if self.delay:
+            transcription["delay"] = self.delay
         update = {
             "type": "session.update",
             "session": {
@@ -171,14 +195,31 @@ class StreamingSpeechToText:
                 {"type": "input_audio_buffer.append", "audio": base64.b64encode(audio).decode()}
             )
 
+    @property
+    def streams_words(self) -> bool:
+        """The model writes while the audio arrives (:data:`LIVE_MODELS`)."""
+        return self.endpoint.model in LIVE_MODELS
+
+    def begin(self, on_delta: Callable[[str], None] | None = None) -> None:
+        """A caller turn starts: deltas of an item not committed yet are its words."""
+        self._live = Pending(on_delta)
+
+    @property
+    def live_text(self) -> str:
+        """What the service wrote of the turn under way (before its commit)."""
+        return self._live.text.strip() if self._live is not None else ""
+
     async def send_commit(self, on_delta: Callable[[str], None] | None = None) -> Pending | None:
         """Commit what was appended (None: nothing was); await :meth:`transcript` for it."""
         if self._failed is not None:
             raise self._failed
+        live, self._live = self._live, None
         if self._appended == 0:
             return None
         self._appended = 0
-        pending = Pending(on_delta)
+        pending = live if live is not None else Pending(on_delta)
+        if pending.on_delta is None:
+            pending.on_delta = on_delta
         self._waiting.append(pending)
         await self._send({"type": "input_audio_buffer.commit"})
         return pending
@@ -208,12 +249,19 @@ class StreamingSpeechToText:
         if kind == "input_audio_buffer.committed":
             if self._waiting:
                 p = self._waiting.popleft()
+                if p.item_id is not None:  # named by its live deltas
+                    self._by_item.pop(p.item_id, None)
                 p.item_id = str(ev.get("item_id"))
                 self._by_item[p.item_id] = p
         elif kind == "conversation.item.input_audio_transcription.delta":
-            got = self._by_item.get(str(ev.get("item_id")))
-            if got is not None and got.on_delta is not None and ev.get("delta"):
-                got.on_delta(str(ev["delta"]))
+            item = str(ev.get("item_id"))
+            got = self._by_item.get(item)
+            live = self._live
+            if got is None and live is not None and live.item_id in (None, item):
+                live.item_id = item  # written while the caller speaks: the turn under way
+                got = self._by_item[item] = live
+            if got is not None and ev.get("delta"):
+                got.delta(str(ev["delta"]))
         elif kind == "conversation.item.input_audio_transcription.completed":
             done = self._by_item.pop(str(ev.get("item_id")), None)
             if done is not None and not done.done.done():
@@ -239,6 +287,7 @@ class StreamingSpeechToText:
                 p.done.exception()  # retrieved: nobody may be waiting any more
         self._waiting.clear()
         self._by_item.clear()
+        self._live = None
 
     async def aclose(self) -> None:
         if self._reader is not None:
@@ -283,13 +332,23 @@ class StreamFeed:
         else:
             self._encode = Resampler(16000, 24000).process
         self._q: asyncio.Queue[
-            bytes | tuple[asyncio.Future[Pending | None], Callable[[str], None] | None]
+            bytes | _Begin | tuple[asyncio.Future[Pending | None], Callable[[str], None] | None]
         ] = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._pump(), name="cascade-stt-feed")
 
     def audio(self, pcm: bytes) -> None:
         if pcm:
             self._q.put_nowait(pcm)
+
+    def begin(self, on_delta: Callable[[str], None] | None) -> None:
+        """A caller turn starts (in order with its audio): a streaming model's deltas
+        before the commit go to ``on_delta``."""
+        self._q.put_nowait(_Begin(on_delta))
+
+    @property
+    def live_text(self) -> str:
+        """The words a streaming model wrote so far of the turn not committed yet."""
+        return self.stt.live_text
 
     def commit(
         self, on_delta: Callable[[str], None] | None = None
@@ -313,6 +372,9 @@ class StreamFeed:
                         failed = exc
                         self._on_error(exc)
                 continue
+            if isinstance(item, _Begin):
+                self.stt.begin(item.on_delta)
+                continue
             fut, on_delta = item
             if failed is not None:
                 fut.set_exception(failed)
@@ -330,6 +392,11 @@ class StreamFeed:
         await self.stt.aclose()
 
 
+class _Begin:
+    def __init__(self, on_delta: Callable[[str], None] | None) -> None:
+        self.on_delta = on_delta
+
+
 async def open_feed(
     endpoint: StageEndpoint,
     audio_format: str,
@@ -337,9 +404,12 @@ async def open_feed(
     language: str | None,
     prompt: str | None,
     on_error: Callable[[StageError], None],
+    delay: str | None = None,
 ) -> StreamFeed:
     """Connect a transcription session for a call's ``audio_format`` (``audio/pcmu``,
     ``audio/pcma`` or ``audio/pcm``) and the feed in front of it (raises StageError)."""
-    stt = StreamingSpeechToText(endpoint, audio_format, language=language, prompt=prompt)
+    stt = StreamingSpeechToText(
+        endpoint, audio_format, language=language, prompt=prompt, delay=delay
+    )
     await stt.connect()
     return StreamFeed(stt, on_error)

@@ -67,8 +67,12 @@ class CascadeConfig(StrictModel):
     """``chat`` for model servers without the Responses API."""
     stt_mode: Literal["utterance", "stream"] = "utterance"
     """``utterance``: ``POST /audio/transcriptions`` per turn (any compatible server);
-    ``stream``: the Realtime transcription session (``gpt-4o-transcribe`` /
-    ``gpt-4o-mini-transcribe``), the caller's audio sent while they speak."""
+    ``stream``: the Realtime transcription session, the caller's audio sent while they
+    speak (``gpt-realtime-whisper`` / ``gpt-live-transcribe`` write the words as they come;
+    ``gpt-4o-transcribe``, ``gpt-4o-mini-transcribe``, ``gpt-transcribe`` after the turn)."""
+    delay: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    """``stream`` with a streaming model: how long it listens before it writes (None: the
+    service's default)."""
     listen: CascadeListenConfig = Field(default_factory=CascadeListenConfig)
     voice: str | None = None
     """The TTS voice (None: the agent's voice)."""
@@ -126,6 +130,7 @@ class CascadeConfig(StrictModel):
             tts_instructions=self.tts_instructions,
             language=self.language,
             transcription_prompt=self.prompt,
+            transcription_delay=self.delay,
             filler=self.filler,
             filler_after_ms=self.filler_after_ms,
             turn_check=(

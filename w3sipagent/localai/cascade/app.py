@@ -313,6 +313,7 @@ class CascadeServer:
             lambda: self.audio.next_caller_line(key),
             lambda: self._stt_failures.pop(0) if self._stt_failures else None,
             delta_delay=self.pacing.token_delay,
+            commit_delay=self.pacing.transcript_delay,
         )
         self.transcription_sockets.append(sock)
         return HttpResponse(101, upgrade=sock.run)

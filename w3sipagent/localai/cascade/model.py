@@ -38,6 +38,9 @@ class Pacing:
     first_token_delay: float = 0.0
     token_delay: float = 0.0
     audio_chunk_delay: float = 0.0
+    transcript_delay: float = 0.0
+    """A transcription session: from a commit to the item's first transcription event (the
+    service's pass over the committed audio)."""
 
 
 def _missing(param: str) -> HttpResponse:

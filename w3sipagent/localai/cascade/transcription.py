@@ -65,12 +65,14 @@ class TranscriptionSocket:
         failure: Callable[[], tuple[str, str] | None],
         *,
         delta_delay: float = 0.0,
+        commit_delay: float = 0.0,
         word_ms: int = 200,
     ) -> None:
         self._req = req
         self._ids = ids
         self._failure = failure
         self._delay = delta_delay
+        self._commit_delay = commit_delay
         self._proto = ServerProtocol(max_size=16 * 1024 * 1024)
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -213,6 +215,8 @@ class TranscriptionSocket:
                 await self._send(ev)
 
     async def _transcribe(self, job: Job) -> None:
+        if self._commit_delay:
+            await asyncio.sleep(self._commit_delay)
         failure = self._failure()
         text = job.text
         if failure is not None:
