@@ -157,11 +157,12 @@ parameters = {{ type = "object", properties = {{ name = {{ type = "string" }}, p
 
 def _cascade_table(url: str) -> str:
     """issue 15: the demo agent as a cascade (speech-to-text streamed over the transcription
-    session → model → speech) at ``url``, with the tenant's knowledge base."""
+    session, ``gpt-realtime-whisper`` writing while the caller speaks → model → speech) at
+    ``url``, with the tenant's knowledge base."""
     return f"""knowledge = true
 
 [tenants.{TENANT}.agents.{AGENT}.cascade]
-stt = {{ base_url = "{url}", model = "gpt-4o-transcribe" }}
+stt = {{ base_url = "{url}", model = "gpt-realtime-whisper" }}
 stt_mode = "stream"
 llm = {{ base_url = "{url}", model = "gpt-4.1-mini" }}
 tts = {{ base_url = "{url}", model = "gpt-4o-mini-tts" }}
