@@ -257,3 +257,21 @@ async def test_bad_session_fields_are_refused_as_the_service_does(
     updated = await session.update({})
     assert updated["session"]["audio"]["input"]["transcription"] is None
     assert updated["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+
+
+async def test_server_vad_on_24khz_pcm(session: Session) -> None:
+    await session.update(
+        {"format": {"type": "audio/pcm", "rate": 24000},
+         "transcription": {"model": "gpt-transcribe", "languages": ["en"]}}
+    )  # fmt: skip
+    pcm = silence(300, 24000) + tone(220, 400, 24000, -20.0) + silence(600, 24000)
+    for i in range(0, len(pcm), 960):  # 20 ms of 24 kHz 16-bit PCM an event
+        b64 = base64.b64encode(pcm[i : i + 960]).decode()
+        await session.send({"type": "input_audio_buffer.append", "audio": b64})
+    events = await session.until("completed")
+    assert kinds(events)[:3] == ["input_audio_buffer.speech_started",
+                                 "input_audio_buffer.speech_stopped",
+                                 "input_audio_buffer.committed"]  # fmt: skip
+    assert events[0]["audio_start_ms"] == 0  # 300 ms onset, 300 ms padding
+    assert events[1]["audio_end_ms"] == 700 + 500
+    assert events[-1]["usage"]["input_token_details"]["audio_tokens"] == 12
