@@ -3,6 +3,7 @@
 Run::
 
     .venv/bin/python benchmarks/cascade_bench.py [--turns 50] [--bargeins 20] [--calls 4 --seconds 30]
+        [--stt-mode stream --stt-model gpt-realtime-whisper]
 
 Prints a table, then one JSON object (``--json PATH`` also writes it).
 
@@ -77,7 +78,9 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-async def run_turns(turns: int) -> dict[str, Any]:
+async def run_turns(
+    turns: int, stt_mode: str = "utterance", stt_model: str = "whisper-1"
+) -> dict[str, Any]:
     lines = "\n".join(
         f'[[turns]]\ncaller = "Question {i}."\nsay = "Answer {i}. Thank you for asking."'
         for i in range(turns)
@@ -85,7 +88,13 @@ async def run_turns(turns: int) -> dict[str, Any]:
     scenario = Scenario.loads(f'name = "bench"\n[greeting]\nsay = "Hi."\n{lines}\n')
     async with CascadeServer(scenario=scenario, api_keys=[KEY], tts_engine="tone") as srv:
         ep = StageEndpoint(srv.base_url, "whisper-1", KEY)
-        settings = CascadeSettings(stt=ep, llm=ep, tts=ep, listen=ListenSettings())
+        settings = CascadeSettings(
+            stt=StageEndpoint(srv.base_url, stt_model, KEY),
+            llm=ep,
+            tts=ep,
+            listen=ListenSettings(),
+            stt_mode="stream" if stt_mode == "stream" else "utterance",
+        )
         session = CascadeSession(AISessionConfig(), settings)
         await session.start()
         events = session.events()
@@ -349,9 +358,12 @@ def main() -> None:
     ap.add_argument("--bargeins", type=int, default=0, help="barge-in cuts to measure")
     ap.add_argument("--calls", type=int, default=0, help="concurrent calls for the CPU run")
     ap.add_argument("--seconds", type=float, default=30.0, help="length of the CPU run")
+    ap.add_argument("--stt-mode", choices=("utterance", "stream"), default="utterance")
+    ap.add_argument("--stt-model", default="whisper-1", help="e.g. gpt-realtime-whisper")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    result = asyncio.run(run_turns(args.turns))
+    result = asyncio.run(run_turns(args.turns, args.stt_mode, args.stt_model))
+    result["stt"] = {"mode": args.stt_mode, "model": args.stt_model}
     result["vad"] = vad_cost(args.frames)
     if args.bargeins:
         result["bargein"] = asyncio.run(run_bargeins(args.bargeins))

@@ -166,7 +166,7 @@ class CascadeSession:
                     feed.audio(ev.tail)
                     early = self._early_check(feed.live_text)
                     committed = feed.commit(self._caller_delta(item))
-                    times["_stt_sent"] = now
+                    committed.add_done_callback(self._commit_sent(times))
                 task = asyncio.get_running_loop().create_task(
                     self._turn(item, ev.audio, times, committed, early), name="cascade-turn"
                 )
@@ -264,6 +264,14 @@ class CascadeSession:
             on_error=self._stream_failed,
             delay=s.transcription_delay,
         )
+
+    def _commit_sent(self, times: dict[str, float]) -> Callable[[object], None]:
+        """Stamps when the feed's task sent the turn's commit (our share ends there)."""
+
+        def sent(_: object) -> None:
+            times.setdefault("_stt_sent", self._clock())
+
+        return sent
 
     def _early_check(self, said: str) -> EarlyCheck | None:
         """The end-of-turn check on the words so far (a streaming model wrote them), unless
