@@ -9,7 +9,9 @@ Prints a table, then one JSON object (``--json PATH`` also writes it).
 
 One :class:`~w3sipagent.cascade.CascadeSession` (PCMU) talks to the local cascade server
 (no pacing, tone speech) on loopback; each turn feeds 300 ms of speech-like audio and
-800 ms of silence at once, waits for the answer's audio, and reads:
+800 ms of silence at once (``--stt-mode stream``: a millisecond apart, so the feed's task
+appends each frame before the next, as at a phone's pace), waits for the answer's audio,
+and reads:
 
 - **added** (``CascadeSession.added_ms``): our own time in the turn: end of turn →
   transcription request sent, transcript → model request sent, first sentence → speech
@@ -103,6 +105,8 @@ async def run_turns(
         for _ in range(turns):
             for i in range(0, len(frames), 160):
                 session.send_audio(frames[i : i + 160])
+                if stt_mode == "stream":  # the feed's task appends each frame as it comes,
+                    await asyncio.sleep(0.001)  # as at a phone's pace (no backlog at the end)
             got_audio = False
             while True:
                 ev = await asyncio.wait_for(anext(events), 10)
