@@ -386,3 +386,36 @@ async def test_turn_check_judges_the_final_words_when_they_differ(
             assert model_req["input"][-1] == {"role": "user", "content": "Where is my order?"}
         finally:
             await run.stop()
+
+
+async def test_bridge_shows_the_callers_words_while_they_speak(server: CascadeServer) -> None:
+    """Through a CallBridge on a memory call (the pacer's real 20 ms): the live view the
+    console reads (``partial_transcript``) has the caller's words before the end of turn."""
+    from w3sipagent.agent.bridge import CallBridge
+    from w3sipagent.agent.memcall import MemoryCall
+    from w3sipagent.agent.options import BridgeOptions
+
+    run = live_session(server)
+    cfg = run.session.config
+    call = MemoryCall()
+    bridge = CallBridge(
+        call, lambda _c: run.session, cfg, options=BridgeOptions(caller_silence_timeout=None)
+    )
+    task = asyncio.create_task(bridge.run())
+    try:
+        await wait_until(lambda: bridge.session is not None, 5, "session up")
+        frames = caller_speech(ms=2000, silence_ms=700)
+        speaking = asyncio.create_task(call.play(frames[:100]))  # 2 s of speech, real time
+
+        def caller_so_far() -> str:
+            lines = [ln for ln in bridge.partial_transcript if ln["speaker"] == "caller"]
+            return str(lines[0]["text"]) if lines else ""
+
+        await wait_until(lambda: caller_so_far() == "Where is my order?", 5, "caller words")
+        assert not speaking.done()  # the caller is still talking
+        await speaking
+        await call.play(frames[100:])
+        await wait_until(lambda: not caller_so_far(), 5, "final transcript replaced it")
+    finally:
+        call.remote_hangup()
+        await asyncio.wait_for(task, 10)
