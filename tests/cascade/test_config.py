@@ -74,3 +74,19 @@ def test_demo_config_with_a_cascade_agent_loads(tmp_path: Path) -> None:
     agent = settings.tenants[TENANT].agents[AGENT]
     assert agent.cascade is not None
     assert agent.cascade.llm.base_url == "http://127.0.0.1:9/v1"
+
+
+def test_transcription_delay_is_passed_on_and_checked() -> None:
+    cfg = CascadeConfig.model_validate(
+        {"stt": {"model": "gpt-realtime-whisper"}, "stt_mode": "stream", "delay": "medium"}
+    )
+    s = cfg.to_settings(default_base_url="http://x/v1", default_key="k", voice="v", environ={})
+    assert s.transcription_delay == "medium" and s.stt_mode == "stream"
+    assert (
+        CascadeConfig()
+        .to_settings(default_base_url="http://x/v1", default_key="k", voice="v", environ={})
+        .transcription_delay
+        is None
+    )
+    with pytest.raises(ValidationError, match="'minimal', 'low', 'medium', 'high' or 'xhigh'"):
+        CascadeConfig.model_validate({"delay": "fast"})
