@@ -52,7 +52,9 @@ STAGES = [
     "first_rtp",
 ]
 CODECS = {"PCMU": ("PCMU/8000/1", "PCMU"), "opus": ("opus/48000/2", "opus")}
-CASES = [("PCMU", "utterance"), ("opus", "utterance"), ("PCMU", "stream"), ("opus", "stream")]
+CASES = [("PCMU", "utterance"), ("opus", "utterance"), ("PCMU", "stream"), ("opus", "stream"),
+         ("PCMU", "live")]  # fmt: skip
+"""``live``: streamed with ``gpt-realtime-whisper``, which writes while the caller speaks."""
 
 
 @pytest.fixture
@@ -65,10 +67,12 @@ async def cascade_agent(
         def stage(model: str) -> CascadeStageConfig:
             return CascadeStageConfig(base_url=srv.base_url, model=model)
 
-        stt = "gpt-4o-mini-transcribe" if stt_mode == "stream" else "whisper-1"
+        stt = {"stream": "gpt-4o-mini-transcribe", "live": "gpt-realtime-whisper"}.get(
+            stt_mode, "whisper-1"
+        )
         cascade = CascadeConfig(
             stt=stage(stt),
-            stt_mode=stt_mode,
+            stt_mode="utterance" if stt_mode == "utterance" else "stream",
             llm=stage("gpt-4.1-mini"),
             tts=stage("gpt-4o-mini-tts"),
         )
@@ -140,7 +144,12 @@ async def test_baresip_calls_a_cascade_agent_and_hears_it(
     )
     assert loud_s >= 1.0, "the caller did not hear the agent's answer"
     paths = [r.path for r in srv.requests]
-    if stt_mode == "stream":  # the transcription session got the call's audio as it came
+    if stt_mode == "live":  # words written from baresip's audio before the turn was committed
+        (sock,) = srv.transcription_sockets
+        out = [e["type"] for e in sock.events_out]
+        first_delta = out.index("conversation.item.input_audio_transcription.delta")
+        assert first_delta < out.index("input_audio_buffer.committed")
+    if stt_mode != "utterance":  # the transcription session got the call's audio as it came
         assert "/v1/audio/transcriptions" not in paths
         (sock,) = srv.transcription_sockets
         fmt = sock.events_in[0]["session"]["audio"]["input"]["format"]

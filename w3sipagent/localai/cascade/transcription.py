@@ -78,6 +78,8 @@ class TranscriptionSocket:
         self._tasks: set[asyncio.Task[None]] = set()
         self.events_in: list[dict[str, Any]] = []
         """Every client event received (for tests)."""
+        self.events_out: list[dict[str, Any]] = []
+        """Every server event sent, in order (for tests)."""
         self.config: dict[str, Any] = default_config("sess_" + ids.token(12))
         self.input = InputBuffer(
             self.config["audio"]["input"],
@@ -133,6 +135,7 @@ class TranscriptionSocket:
         if self._proto.state is not State.OPEN:
             return
         ev = {"event_id": "event_" + self._ids.token(12), **ev}
+        self.events_out.append(ev)
         self._proto.send_text(json.dumps(ev, separators=(",", ":")).encode())
         await self._flush()
 
