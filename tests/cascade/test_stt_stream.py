@@ -419,3 +419,49 @@ async def test_bridge_shows_the_callers_words_while_they_speak(server: CascadeSe
     finally:
         call.remote_hangup()
         await asyncio.wait_for(task, 10)
+
+
+async def test_live_words_follow_the_turn_when_the_commit_names_another_item() -> None:
+    """Should the service name the committed item otherwise than its live deltas (not
+    documented either way), the words already written and the rest stay one turn."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from w3sipagent.cascade.stt_stream import StreamingSpeechToText
+
+    async def service(ws: ServerConnection) -> None:
+        async def send(ev: dict) -> None:  # type: ignore[type-arg]
+            await ws.send(json.dumps(ev))
+
+        await send({"type": "session.created", "session": {}})
+        async for raw in ws:
+            kind = json.loads(raw)["type"]
+            if kind == "session.update":
+                await send({"type": "session.updated", "session": {}})
+            elif kind == "input_audio_buffer.append":  # words while the audio comes
+                await send({"type": "conversation.item.input_audio_transcription.delta",
+                            "item_id": "item_live", "content_index": 0, "delta": "Hello"})  # fmt: skip
+            elif kind == "input_audio_buffer.commit":
+                await send({"type": "input_audio_buffer.committed", "item_id": "item_2",
+                            "previous_item_id": None})  # fmt: skip
+                await send({"type": "conversation.item.input_audio_transcription.delta",
+                            "item_id": "item_2", "content_index": 0, "delta": " there"})  # fmt: skip
+                await send({"type": "conversation.item.input_audio_transcription.completed",
+                            "item_id": "item_2", "content_index": 0,
+                            "transcript": "Hello there"})  # fmt: skip
+
+    async with serve(service, "127.0.0.1", 0) as srv:
+        port = srv.sockets[0].getsockname()[1]
+        ep = StageEndpoint(f"http://127.0.0.1:{port}/v1", "gpt-realtime-whisper", KEY, timeout=5)
+        stt = StreamingSpeechToText(ep, "audio/pcmu")
+        await stt.connect()
+        try:
+            got: list[str] = []
+            stt.begin(got.append)
+            await stt.append(bytes(160))
+            await wait_until(lambda: stt.live_text == "Hello", 5, "the live word")
+            pending = await stt.send_commit(got.append)
+            assert await stt.transcript(pending) == "Hello there"
+            assert got == ["Hello", " there"]
+            assert pending is not None and pending.text == "Hello there"  # one turn's words
+        finally:
+            await stt.aclose()
