@@ -11,15 +11,16 @@ Sources, so that what is verified and what is assumed stays apart (docs/localai-
   supported with ``gpt-realtime-whisper``"; ``keywords`` and ``languages`` "supported by
   ``gpt-transcribe`` and ``gpt-live-transcribe``"; for ``gpt-realtime-whisper`` "turn
   detection must be set to ``null``"; server VAD defaults threshold 0.5, prefix 300 ms,
-  silence 500 ms; the session's turn detection object has exactly those four fields.
+  silence 500 ms; the session's turn detection object has exactly those four fields;
+  "transcription begins when the input audio buffer is committed" (the ``.completed``
+  event, written before the streaming models).
 - OpenAI's realtime transcription guide: ``gpt-realtime-whisper`` is "natively streaming"
   (deltas as audio arrives), ``gpt-live-transcribe`` "returns transcript deltas as speech
   arrives and a final transcript when your application commits each audio turn";
   ``gpt-4o-transcribe`` is for workflows "where streaming isn't required".
 - third-party reports (assumed): ``gpt-live-transcribe`` also refuses any turn detection
   ("Turn detection is not supported for this transcription model") and takes ``delay``;
-  ``whisper-1`` sends one delta (the whole transcript); the committed-turn models
-  transcribe only once the buffer is committed.
+  ``whisper-1`` sends one delta (the whole transcript).
 """
 
 from __future__ import annotations
