@@ -144,8 +144,10 @@ def run(
     report: dict[str, Any] = {}
     try:
         cold = agent.stats(trimmed=True)
+        warmup_peak: dict[str, int] = {}
         if warmup:
-            _drive(netns, warmup, nice, timeout, None)
+            warm = _drive(netns, warmup, nice, timeout, None, agent, sample_every)
+            warmup_peak = warm["peak"]
             before = settle(agent, cold, settle_limit)
         else:
             before = cold
@@ -159,6 +161,7 @@ def run(
             "alive": alive,
             "cold": cold,
             "before": before,
+            "warmup_peak": warmup_peak,
             "peak": report.pop("peak"),
             "after": after,
             "samples": report.pop("samples"),
