@@ -91,7 +91,9 @@ class Agent:
             if line.startswith("STATS "):
                 stats: dict[str, int] = json.loads(line[6:])
                 return stats
-        raise RuntimeError("the agent did not report its STATS")
+        if self.alive():  # where is it stuck? (faulthandler in agent_main writes the stacks)
+            self.proc.send_signal(signal.SIGQUIT)
+        raise RuntimeError(f"the agent did not report its STATS in {timeout:.0f} s")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -169,7 +171,10 @@ def run(
     finally:
         code = agent.stop()
         log = log_path.read_text(errors="replace")
-        log_path.unlink(missing_ok=True)
+        if report.get("agent", {}).get("alive") and "Traceback" not in log:
+            log_path.unlink(missing_ok=True)  # kept when the run went wrong, to read it
+        else:
+            print(f"the agent's log is kept: {log_path}", file=sys.stderr)
         report.setdefault("agent", {})
         report["agent"].update(
             exit_code=code,
