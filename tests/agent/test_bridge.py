@@ -174,6 +174,26 @@ async def test_interruption_guard_ignores_short_noises_and_cuts_real_speech() ->
         assert len(s.truncates) == 1 and s.cancels == 1
 
 
+async def test_interrupt_response_off_means_the_agent_is_heard_to_the_end() -> None:
+    """An agent configured with ``interrupt_response = false`` is not cut by the caller's
+    speech: the bridge must not barge in on SpeechStarted either (it used to, so a steady
+    tone on the line silenced every greeting)."""
+    reply = ScriptedReply(tone_ulaw(1500, amp=8000), "Please listen.", chunk_ms=100, pace=0.05)
+    opts = BridgeOptions(greeting="hi", barge_in=False)
+    async with Rig(
+        ScriptedBackend(greeting=reply), options=opts, cfg=config(interrupt=False)
+    ) as rig:
+        await rig.ready()
+        s = rig.session
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 10, what="playing")
+        s.speech_started()  # the caller talks over the agent and goes on talking
+        await wait_until(lambda: len(rig.call.audio_frames()) >= 75, what="whole answer")
+        heard = b"".join(f.payload or b"" for f in rig.call.audio_frames()[:75])
+        assert rms(heard) > 3000  # all 1.5 s of the answer reached the caller
+        assert rig.bridge.barge_ins == [] and s.truncates == [] and s.cancels == 0
+        assert not any(e["kind"] == "barge_in" for e in rig.bridge.cdr.events)
+
+
 async def test_dtmf_reaches_the_model_and_digit_actions() -> None:
     backend = ScriptedBackend()
     opts = BridgeOptions(

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import ctypes
 import ctypes.util
+import faulthandler
 import gc
 import json
 import logging
@@ -112,6 +113,9 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.tracemalloc:
         tracemalloc.start()
+    # SIGQUIT: every thread's stack to the log, the process goes on (the harness sends it
+    # when the agent does not answer for its STATS, to see where it is stuck)
+    faulthandler.register(signal.SIGQUIT, all_threads=True, chain=False)
     if not only_loopback():
         sys.exit("refusing to run: this network namespace has interfaces other than lo")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -152,16 +152,20 @@ class Driver:
             self.probe_rx.waiting.pop(b"Call-ID: " + cid, None)
             fut.cancel()
 
-    async def fuzz_udp(self, n: int) -> None:
+    async def fuzz_udp(self, n: int, min_seconds: float = 0.0) -> None:
+        """``n`` messages at least, and more (the seed's next indices) until the run has
+        lasted ``min_seconds``: the long mode's "at least an hour"."""
         target = Target("127.0.0.1", self.agent[1], self.udp_port, "UDP")
-        for i in range(n):
+        i = 0
+        while i < n or time.monotonic() - self.t0 < min_seconds:
             wire, names = sip_message(self.seed, i, target)
             self.mutations.update(names)
             self.udp.sendto(wire, self.agent)
             self.counts["udp_sent"] += 1
-            if (i + 1) % self.batch == 0 or i + 1 == n:
+            i += 1
+            if i % self.batch == 0 or i == n:
                 await self.probe()
-                self.progress("udp", i + 1, n)
+                self.progress("udp", i, max(n, i))
 
     async def fuzz_tcp(self, n: int) -> None:
         i = 0
@@ -316,7 +320,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     seconds: dict[str, float] = {}
     try:
         t = time.monotonic()
-        await d.fuzz_udp(args.udp)
+        await d.fuzz_udp(args.udp, args.min_seconds)
         seconds["udp"] = time.monotonic() - t
         t = time.monotonic()
         await d.fuzz_tcp(args.tcp)
@@ -354,6 +358,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--batch", type=int, default=100, help="messages between two probes")
     parser.add_argument("--probe-timeout", type=float, default=5.0)
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=0.0,
+        help="keep sending UDP messages past --udp until the run has lasted this long",
+    )
     args = parser.parse_args()
     if not only_loopback():
         sys.exit("refusing to fuzz: this network namespace has interfaces other than lo")

@@ -91,7 +91,9 @@ class Agent:
             if line.startswith("STATS "):
                 stats: dict[str, int] = json.loads(line[6:])
                 return stats
-        raise RuntimeError("the agent did not report its STATS")
+        if self.alive():  # where is it stuck? (faulthandler in agent_main writes the stacks)
+            self.proc.send_signal(signal.SIGQUIT)
+        raise RuntimeError(f"the agent did not report its STATS in {timeout:.0f} s")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -144,8 +146,10 @@ def run(
     report: dict[str, Any] = {}
     try:
         cold = agent.stats(trimmed=True)
+        warmup_peak: dict[str, int] = {}
         if warmup:
-            _drive(netns, warmup, nice, timeout, None)
+            warm = _drive(netns, warmup, nice, timeout, None, agent, sample_every)
+            warmup_peak = warm["peak"]
             before = settle(agent, cold, settle_limit)
         else:
             before = cold
@@ -159,6 +163,7 @@ def run(
             "alive": alive,
             "cold": cold,
             "before": before,
+            "warmup_peak": warmup_peak,
             "peak": report.pop("peak"),
             "after": after,
             "samples": report.pop("samples"),
@@ -166,7 +171,10 @@ def run(
     finally:
         code = agent.stop()
         log = log_path.read_text(errors="replace")
-        log_path.unlink(missing_ok=True)
+        if report.get("agent", {}).get("alive") and "Traceback" not in log:
+            log_path.unlink(missing_ok=True)  # kept when the run went wrong, to read it
+        else:
+            print(f"the agent's log is kept: {log_path}", file=sys.stderr)
         report.setdefault("agent", {})
         report["agent"].update(
             exit_code=code,

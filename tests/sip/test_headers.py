@@ -377,3 +377,42 @@ def test_replace_first_keeps_position_and_later_lines() -> None:
     assert list(h)[-1] == ("Contact", "<sip:x@y>")
     with pytest.raises(SipParseError, match="CR or LF"):
         h.replace_first("Via", "x\r\nEvil: 1")
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "text",
+    [
+        " " * 30000 + "x",  # a long blank run and no "<": cubic backtracking before
+        "a" + " " * 20000 + "b c",
+        "Fuzz" + " \t" * 10000 + "<sip:a@b.example",  # no closing ">"
+        '"q"' + " " * 20000 + "z",
+    ],
+    ids=["blanks", "words", "unclosed", "quoted"],
+)
+def test_name_addr_parse_is_not_quadratic_on_long_blank_runs(text: str) -> None:
+    """The fuzz long mode held the agent's event loop for minutes with one datagram whose
+    ``To`` was 30 kB of blanks (seed 31, message 150,315): the name-addr regex backtracked
+    in cubic time. Each of these took from seconds to hours before; now they are parsed
+    (or refused) at once. The timeout is the failure here, not a speed measurement."""
+    try:
+        na = NameAddr.parse(text)
+    except SipParseError:
+        return
+    assert str(na.uri)
+
+
+@pytest.mark.timeout(20)
+def test_via_parse_is_not_quadratic_on_a_long_blank_run() -> None:
+    """A Via whose sent-by holds 20 kB of blanks took seconds (64 kB: minutes) before."""
+    with pytest.raises(SipParseError):
+        Via.parse("SIP/2.0/UDP a" + " " * 20000 + "x ")
+    v = Via.parse("SIP / 2.0 / UDP   host.example:5060   ;branch=z9hG4bK1")
+    assert (v.transport, v.host, v.port, v.branch) == ("UDP", "host.example", 5060, "z9hG4bK1")
+
+
+def test_name_addr_display_name_blanks_are_stripped() -> None:
+    na = NameAddr.parse("  Alice   Smith \t <sip:alice@a.example>;tag=1")
+    assert na.display_name == "Alice   Smith"
+    assert str(na.uri) == "sip:alice@a.example" and na.params == {"tag": "1"}
+    assert NameAddr.parse("   <sip:b@b.example>").display_name is None

@@ -5,6 +5,8 @@ started or stopped speaking, whether the agent is audible) and answers with deci
 it reads no clock, arms no timer and sends nothing. The turn handler
 (:mod:`w3sipagent.agent.turns`) carries the decisions out.
 
+- With ``enabled`` off (the agent's ``interrupt_response = false``) caller speech never
+  cuts the agent.
 - Caller speech while the agent is audible cuts at once (:attr:`Reaction.CUT`), or, with
   a guard of ``guard_ms``, only if the caller is still speaking when the guard elapses
   (:attr:`Reaction.GUARD`; a speech stop before that is a false interruption).
@@ -67,11 +69,20 @@ class BargeInPolicy:
     ``guard_ms``: the caller must speak this long before the agent is cut (0: at once).
     ``backend_cancels``: the back end stops its own response on caller speech.
     ``memory``: how many cut response ids are remembered to drop their late audio.
+    ``enabled``: False when the agent is configured not to be interrupted
+    (``interrupt_response = false``): caller speech never cuts it.
     """
 
-    def __init__(self, guard_ms: int = 0, backend_cancels: bool = True, memory: int = 64) -> None:
+    def __init__(
+        self,
+        guard_ms: int = 0,
+        backend_cancels: bool = True,
+        memory: int = 64,
+        enabled: bool = True,
+    ) -> None:
         self.guard_ms = guard_ms
         self.backend_cancels = backend_cancels
+        self.enabled = enabled
         self._active: str | None = None
         self._dropped: deque[str] = deque(maxlen=memory)
         self._speaking = False
@@ -113,7 +124,7 @@ class BargeInPolicy:
     def speech_started(self, agent_audible: bool) -> Reaction:
         """The caller started speaking."""
         self._speaking = True
-        if not agent_audible:
+        if not agent_audible or not self.enabled:
             return Reaction.IGNORE
         if self.guard_ms > 0:
             if self._guarding:

@@ -151,7 +151,11 @@ class CallBridge:
             max_held_ms=opts.max_held_audio_ms,
             clock=clock,
         )
-        policy = BargeInPolicy(opts.min_interrupt_ms, backend_cancels=config.interrupts_itself)
+        policy = BargeInPolicy(
+            opts.min_interrupt_ms,
+            backend_cancels=config.interrupts_itself,
+            enabled=opts.barge_in,
+        )
         self._turns = turns = Turns(
             policy=policy,
             playout=self.playout,
