@@ -243,7 +243,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.local:
         profile = Path(args.profile).resolve() if args.profile else None
         deployment = LocalDeployment(
-            work, args.calls, args.port_base, args.tts, profile, args.append_ms
+            work,
+            args.calls,
+            args.port_base,
+            args.tts,
+            profile,
+            args.append_ms,
+            workers=args.workers or ("1" if profile is not None else None),
         )
         deployment.start()
         target, uri = deployment.sip_target, deployment.uri
@@ -415,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tts", default="auto", help="caller speech: auto, espeak or tones")
     ap.add_argument("--json", help="also write the report to this file")
     ap.add_argument("--profile", help="--local: cProfile both processes into this directory")
+    ap.add_argument(
+        "--workers",
+        help="--local: serve --workers (default: serve's own; 1 with --profile, so the "
+        "profile holds the calls)",
+    )
     args = ap.parse_args(argv)
     if args.calls < 1 or args.rate <= 0 or args.duration <= 0:
         ap.error("--calls, --rate and --duration must be positive")
