@@ -72,6 +72,7 @@ async def _session(
     tick: asyncio.Event,
     stop: asyncio.Event,
     counts: Counts,
+    quiet: bool,
 ) -> None:
     async with websockets.connect(
         url, additional_headers={"Authorization": "Bearer sk-load"}, compression=None
@@ -85,10 +86,9 @@ async def _session(
                         "audio": {
                             "input": {
                                 "format": {"type": "audio/pcmu"},
-                                "turn_detection": {
-                                    "type": "server_vad",
-                                    "silence_duration_ms": 500,
-                                },
+                                "turn_detection": None
+                                if quiet
+                                else {"type": "server_vad", "silence_duration_ms": 500},
                             },
                             "output": {"format": {"type": "audio/pcmu"}},
                         },
@@ -149,7 +149,9 @@ async def _run(args: argparse.Namespace, pid: int, url: str, frames: list[bytes]
     for n in range(args.sessions):
         off = (n * 397) % len(frames)
         tasks.append(
-            asyncio.create_task(_session(url, frames, off, args.append_ms, tick, stop, counts))
+            asyncio.create_task(
+                _session(url, frames, off, args.append_ms, tick, stop, counts, args.no_answers)
+            )
         )
         await asyncio.sleep(1.0 / args.rate)
     await asyncio.sleep(2.0)  # all up, the first answers under way
@@ -165,6 +167,7 @@ async def _run(args: argparse.Namespace, pid: int, url: str, frames: list[bytes]
     return {
         "sessions": args.sessions,
         "append_ms": args.append_ms,
+        "server_loop": args.loop or "default",
         "window_s": round(t1 - t0, 1),
         "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
         "server_cpu_core_pct": round(core, 1),
@@ -187,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=20.0, help="new sessions per second")
     ap.add_argument("--append-ms", type=int, default=20, choices=(20, 40, 60, 80, 100))
     ap.add_argument("--tts", default="auto", help="caller speech: auto, espeak or tones")
+    ap.add_argument(
+        "--no-answers",
+        action="store_true",
+        help="turn detection off: the server only takes the appends (their cost alone)",
+    )
+    ap.add_argument("--loop", choices=("asyncio", "uvloop"), help="the server's event loop")
     ap.add_argument("--profile", help="cProfile the server into this file")
     ap.add_argument("--json", help="also write the report to this file")
     args = ap.parse_args(argv)
@@ -194,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("W3SIPAGENT_")}
     env["PYTHONPATH"] = str(ROOT)
+    if args.loop:
+        env["W3SIPAGENT_EVENT_LOOP"] = args.loop
     prof = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     fd, log_name = tempfile.mkstemp(prefix="localai-load-", suffix=".log")
     server = subprocess.Popen(
