@@ -332,6 +332,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "sipp_cpu_core_pct": round(100 * (cpu_b[2] - cpu_a[2]) / span, 1),
                 "by_process": tree.last_by_name(),
             }
+            # per call of each program (serve's workers summed): the agent and the local
+            # Realtime server are separate figures of the targets
+            per_kind: dict[str, float] = {}
+            for label, core_pct in steady["by_process"].items():
+                kind = label.split("[", 1)[0].replace("_worker", "serve")
+                per_kind[kind] = per_kind.get(kind, 0.0) + core_pct
+            steady["per_call_pct_by_program"] = {
+                k: round(v / args.calls, 3) for k, v in per_kind.items()
+            }
         log = parse_log(work / "calls.log")
         stats = parse_stats(work / "stat.csv")
         cdr_rows = None
