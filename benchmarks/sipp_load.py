@@ -243,7 +243,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.local:
         profile = Path(args.profile).resolve() if args.profile else None
         deployment = LocalDeployment(
-            work, args.calls, args.port_base, args.tts, profile, args.append_ms
+            work,
+            args.calls,
+            args.port_base,
+            args.tts,
+            profile,
+            args.append_ms,
+            workers=args.workers or ("1" if profile is not None else None),
         )
         deployment.start()
         target, uri = deployment.sip_target, deployment.uri
@@ -325,6 +331,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "agent_cpu_per_call_pct": round(100 * agent_core / args.calls, 3),
                 "sipp_cpu_core_pct": round(100 * (cpu_b[2] - cpu_a[2]) / span, 1),
                 "by_process": tree.last_by_name(),
+            }
+            # per call of each program (serve's workers summed): the agent and the local
+            # Realtime server are separate figures of the targets
+            per_kind: dict[str, float] = {}
+            for label, core_pct in steady["by_process"].items():
+                kind = label.split("[", 1)[0].replace("_worker", "serve")
+                per_kind[kind] = per_kind.get(kind, 0.0) + core_pct
+            steady["per_call_pct_by_program"] = {
+                k: round(v / args.calls, 3) for k, v in per_kind.items()
             }
         log = parse_log(work / "calls.log")
         stats = parse_stats(work / "stat.csv")
@@ -415,6 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tts", default="auto", help="caller speech: auto, espeak or tones")
     ap.add_argument("--json", help="also write the report to this file")
     ap.add_argument("--profile", help="--local: cProfile both processes into this directory")
+    ap.add_argument(
+        "--workers",
+        help="--local: serve --workers (default: serve's own; 1 with --profile, so the "
+        "profile holds the calls)",
+    )
     args = ap.parse_args(argv)
     if args.calls < 1 or args.rate <= 0 or args.duration <= 0:
         ap.error("--calls, --rate and --duration must be positive")

@@ -204,8 +204,10 @@ class LocalDeployment:
         tts: str,
         profile: Path | None = None,
         append_ms: int = 0,
+        workers: str | None = None,
     ) -> None:
         self.work = work
+        self.workers = workers
         self.profile = profile
         self.sip_port = _free_port(socket.SOCK_DGRAM)
         self.metrics_port = _free_port(socket.SOCK_STREAM)
@@ -285,7 +287,14 @@ transcription = {{ enabled = false }}
         )
         self.procs.append(
             subprocess.Popen(
-                [*exe("serve"), "serve", "-c", str(self.config), "--no-live"],
+                [
+                    *exe("serve"),
+                    "serve",
+                    "-c",
+                    str(self.config),
+                    "--no-live",
+                    *(["--workers", self.workers] if self.workers else []),
+                ],
                 stdout=agent_log,
                 stderr=agent_log,
                 env=env,

@@ -264,6 +264,11 @@ class RtpSettings(_Section):
     receive_batch: int = Field(default=32, ge=1, le=1024)
     """RTP datagrams read per socket wake-up (until the socket is empty): a backlog left by a
     pause drains in one event loop pass. 1: asyncio's one datagram per loop iteration."""
+    receive_budget: int = Field(default=256, ge=0, le=1_000_000)
+    """RTP datagrams all calls of a process may read in one event loop iteration beyond one
+    per socket wake-up (the batches together): after a pause every call's backlog is read
+    over several iterations, with the pacer running between them, not in one long one. 0:
+    no bound."""
 
     @model_validator(mode="after")
     def _range(self) -> RtpSettings:

@@ -134,3 +134,70 @@ def test_setting_reaches_the_media_config_and_is_validated() -> None:
     assert cfg.media.receive_batch == 1
     with pytest.raises(ValidationError, match="receive_batch"):
         Settings(rtp={"receive_batch": 0})  # type: ignore[arg-type]
+
+
+async def test_the_loop_wide_budget_bounds_one_iteration(pacer: Pacer) -> None:
+    """4 endpoints with 30 queued each and a budget of 20: no iteration reads more than the
+    budget plus one datagram per endpoint, and all 120 are read, in order."""
+    config = MediaConfig(receive_buffer=None, receive_budget=20)
+    eps = [await open_ep(pacer, config) for _ in range(4)]
+    per_iteration: dict[int, int] = {}
+    iteration = 0
+    counting = True
+
+    def count_iterations() -> None:  # runs once per loop iteration while counting
+        nonlocal iteration
+        iteration += 1
+        if counting:
+            asyncio.get_running_loop().call_soon(count_iterations)
+
+    def on_frame(frame: Frame) -> None:
+        per_iteration[iteration] = per_iteration.get(iteration, 0) + 1
+
+    got: list[list[Frame]] = []
+    senders = []
+    for ep in eps:
+        frames: list[Frame] = []
+        got.append(frames)
+
+        def deliver(f: Frame, frames: list[Frame] = frames) -> None:
+            frames.append(f)
+            on_frame(f)
+
+        ep.on_frame = deliver
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((HOST, 0))
+        ep.set_remote(s.getsockname())
+        senders.append(s)
+    try:
+        for ep, s in zip(eps, senders, strict=True):
+            for seq in range(30):
+                s.sendto(packet(seq), (HOST, ep.local_port))
+        asyncio.get_running_loop().call_soon(count_iterations)
+        await wait_until(lambda: sum(len(g) for g in got) == 120, what="all 120 read")
+        assert max(per_iteration.values()) <= 20 + 4, per_iteration
+        assert len(per_iteration) >= 120 // 24
+        for frames in got:
+            assert [f.sequence_number for f in frames] == list(range(30))
+        assert eps[0].receiver.budget is not None and eps[0].receiver.budget.exhausted >= 1
+    finally:
+        counting = False
+        for s in senders:
+            s.close()
+        for ep in eps:
+            ep.close()
+
+
+def test_budget_setting_reaches_the_media_config_and_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from w3sipagent.agent.service import ua_config_from_settings
+    from w3sipagent.config import Settings
+
+    assert ua_config_from_settings(Settings()).media.receive_budget == 256
+    cfg = ua_config_from_settings(Settings(rtp={"receive_budget": 0}))  # type: ignore[arg-type]
+    assert cfg.media.receive_budget == 0
+    with pytest.raises(ValidationError, match="receive_budget"):
+        Settings(rtp={"receive_budget": -1})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="receive_budget -1"):
+        MediaConfig(receive_budget=-1)

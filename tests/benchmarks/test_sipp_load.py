@@ -42,6 +42,8 @@ def test_sipp_load_local_soak(tmp_path: Path) -> None:
     assert r["steady"]["agent_cpu_core_pct"] > 0
     names = " ".join(r["steady"]["by_process"])
     assert "serve[" in names and "realtime-server[" in names
+    per_call = r["steady"]["per_call_pct_by_program"]
+    assert set(per_call) == {"serve", "realtime-server"} and per_call["serve"] > 0
     soak = r["soak"]
     assert soak["before"]["fds"] > 0 and soak["after"]["fds"] > 0
     assert soak["before"]["tasks"] is not None  # from the agent's loop monitor metric

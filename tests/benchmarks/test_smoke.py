@@ -103,3 +103,41 @@ def test_media_bench_two_workers(tmp_path: Path) -> None:
     # both processes' far ends were answered: about 50 packets/s per call each way
     assert two["rx_pps"] > 100 and two["tx_pps"] > 100 and two["expected_pps"] == 200
     assert two["sends_measured"] > one["sends_measured"] / 2
+
+
+def test_localai_load_three_sessions(tmp_path: Path) -> None:
+    out = tmp_path / "localai.json"
+    run(
+        "localai_load",
+        "--sessions",
+        "3",
+        "--seconds",
+        "2",
+        "--tts",
+        "tone",
+        "--json",
+        str(out),
+    )
+    report = json.loads(out.read_text())
+    assert report["sessions"] == 3 and report["errors"] == []
+    assert 100 <= report["appends_per_s"] <= 200  # 3 sessions x 50 appends a second
+    assert report["server_cpu_core_pct"] >= 0 and "server_cpu_per_session_pct" in report
+
+
+def test_frame_bench_small(tmp_path: Path) -> None:
+    out = tmp_path / "frame.json"
+    run(
+        "frame_bench",
+        "--seconds",
+        "3",
+        "--repeat",
+        "1",
+        "--cdr-rows",
+        "3",
+        "--json",
+        str(out),
+    )
+    report = json.loads(out.read_text())
+    assert report["frames"] == 151
+    for key in ("append_us", "append_json_us", "vad_codes_us", "vad_pcm_us", "cdr_write_us"):
+        assert report[key] > 0, key

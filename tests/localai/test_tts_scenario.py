@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.wait import wait_until
 from w3sipagent.errors import ConfigError
 from w3sipagent.localai import Scenario, Synthesizer, bundled_scenarios, load_scenario
 from w3sipagent.localai.audio import parse_wav, rms_dbfs, wav_bytes
@@ -92,3 +94,35 @@ def test_scenario_load_missing_file(tmp_path: Path) -> None:
         Scenario.load(tmp_path / "x.toml")
     with pytest.raises(ConfigError, match="not a bundled scenario"):
         load_scenario("no-such-name")
+
+
+async def test_one_synthesis_for_sessions_asking_at_once(tmp_path: Path) -> None:
+    """100 calls arriving together all want the greeting: espeak-ng runs once for it."""
+    wav = tmp_path / "line.wav"
+    wav.write_bytes(wav_bytes(tone_speech("hello there"), 24000))
+    runs = tmp_path / "runs"
+    fake = tmp_path / "espeak-ng"
+    fake.write_text(f"#!/bin/sh\necho run >> {runs}\nsleep 0.3\ncat {wav}\n")
+    fake.chmod(0o755)
+    tts = Synthesizer("espeak", espeak_path=str(fake))
+    out = await asyncio.gather(*(tts.synthesize("Hello there.") for _ in range(20)))
+    other = await tts.synthesize("Another line.")
+    assert all(pcm is out[0] for pcm in out) and out[0] == tone_speech("hello there")
+    assert tts.last_engine == "espeak-ng" and other == out[0]  # the fake says the same
+    assert runs.read_text().splitlines() == ["run", "run"]  # one per distinct line
+
+
+async def test_a_cancelled_synthesis_lets_the_next_caller_synthesize(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    wav = tmp_path / "line.wav"
+    wav.write_bytes(wav_bytes(tone_speech("hi"), 24000))
+    fake = tmp_path / "espeak-ng"
+    fake.write_text(f"#!/bin/sh\necho run >> {runs}\nsleep 0.3\ncat {wav}\n")
+    fake.chmod(0o755)
+    tts = Synthesizer("espeak", espeak_path=str(fake))
+    first = asyncio.create_task(tts.synthesize("Hi."))
+    second = asyncio.create_task(tts.synthesize("Hi."))
+    await wait_until(lambda: runs.exists())
+    first.cancel()  # the one running espeak-ng goes away: the waiting one takes over
+    assert await second == tone_speech("hi")
+    assert len(runs.read_text().splitlines()) == 2

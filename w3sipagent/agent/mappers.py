@@ -230,6 +230,7 @@ def ua_config_from_settings(
             kick=rtp.talkspurt_kick,
             receive_buffer=rtp.receive_buffer,
             receive_batch=rtp.receive_batch,
+            receive_budget=rtp.receive_budget,
             relatch_packets=rtp.relatch_packets,
             max_packet_ms=rtp.max_packet_ms,
         ),

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import socket
 import time
+import weakref
 from collections.abc import Callable
 
 from w3sipagent.asyncio.mediaconfig import (
@@ -46,6 +47,52 @@ _MAX_DATAGRAM = 65536  # read size of the batched RTP reads (asyncio's transport
 _MAX_GAP = 512  # sequence numbers a re-latching stream may skip (packets lost meanwhile)
 _ONE_BYTE_PTS = frozenset((0, 8, 9))  # PCMU, PCMA, G.722: one payload byte per clock tick
 _MAX_BYTES_PER_TICK = 8  # others: L16 up to 4 channels (Opus is bounded by its 120 ms)
+
+
+class ReadBudget:
+    """The datagrams the endpoints of one event loop may still read in this loop iteration
+    beyond one per readiness event (``MediaConfig.receive_budget``); refilled at the start
+    of the next iteration (a ``call_soon`` armed by the first read of an iteration)."""
+
+    __slots__ = ("_armed", "_loop", "exhausted", "left", "per_iteration")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, per_iteration: int) -> None:
+        self._loop = loop
+        self.per_iteration = per_iteration
+        self.left = per_iteration
+        self._armed = False
+        self.exhausted = 0
+        """Iterations in which the budget ran out (reads left for the next one)."""
+
+    def spend(self) -> None:
+        """One datagram read."""
+        if not self._armed:
+            self._armed = True
+            self._loop.call_soon(self._refill)
+        self.left -= 1
+        if not self.left:
+            self.exhausted += 1
+
+    def _refill(self) -> None:
+        self.left = self.per_iteration
+        self._armed = False
+
+
+_BUDGETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, ReadBudget]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def read_budget(loop: asyncio.AbstractEventLoop, per_iteration: int) -> ReadBudget | None:
+    """The :class:`ReadBudget` the endpoints of ``loop`` share (None: ``per_iteration`` 0,
+    no bound)."""
+    if per_iteration <= 0:
+        return None
+    budgets = _BUDGETS.setdefault(loop, {})
+    budget = budgets.get(per_iteration)
+    if budget is None:
+        budget = budgets[per_iteration] = ReadBudget(loop, per_iteration)
+    return budget
 
 
 def max_payload_bytes(
@@ -85,6 +132,7 @@ class RtpReceiver:
         self.peer = peer
         self.signalling_ip = signalling_ip
         self.sock = sock  # read in batches (see datagram_received)
+        self.budget = read_budget(loop, config.receive_budget)
         self.local_port = int(sock.getsockname()[1])
         self._on_error = on_error
         self._emit = emit
@@ -159,18 +207,21 @@ class RtpReceiver:
     # ------------------------------------------------------------ packets
     def datagram_received(self, data: bytes, addr: Address) -> None:
         """The RTP socket is readable: ``data`` was read by the transport, the rest queued
-        on the socket is read here (up to ``MediaConfig.receive_batch``)."""
+        on the socket is read here (up to ``MediaConfig.receive_batch``, within the loop's
+        ``MediaConfig.receive_budget``)."""
         # The transport read one datagram; whatever else is queued on the socket is read
-        # here too (up to receive_batch), so a backlog drains in one loop iteration.
+        # here too (up to receive_batch), so a backlog drains in few loop iterations; the
+        # budget shared by the loop's endpoints bounds one iteration's reads.
         receive = self.receive
         receive(data, addr)
         batch = self.config.receive_batch
         if batch <= 1:
             return
         recvfrom = self.sock.recvfrom
+        budget = self.budget
         for _ in range(batch - 1):
-            if self.closed:
-                return
+            if self.closed or (budget is not None and budget.left <= 0):
+                return  # still readable: the rest is read in the next iteration
             try:
                 data, addr = recvfrom(_MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
@@ -178,6 +229,8 @@ class RtpReceiver:
             except OSError as exc:  # e.g. ICMP port unreachable of an earlier send
                 self._on_error(exc)
                 return
+            if budget is not None:
+                budget.spend()
             receive(data, addr)
 
     def receive(self, data: bytes, addr: Address) -> None:

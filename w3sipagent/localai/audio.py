@@ -9,6 +9,7 @@ from :mod:`w3sipagent.codecs` (bit-exact with ITU-T G.191).
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import wave
@@ -17,7 +18,14 @@ import numpy as np
 import numpy.typing as npt
 
 from w3sipagent.ai.session import AudioFormat
-from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from w3sipagent.codecs.g711 import (
+    ALAW_DECODE_TABLE,
+    ULAW_DECODE_TABLE,
+    alaw_decode,
+    alaw_encode,
+    ulaw_decode,
+    ulaw_encode,
+)
 from w3sipagent.codecs.resample import Resampler
 from w3sipagent.errors import CodecError
 
@@ -26,9 +34,12 @@ __all__ = [
     "WavError",
     "alaw_decode",
     "alaw_encode",
+    "codes_energy",
+    "converted_output",
     "dbfs_energy",
     "frames_energy",
     "from_pcm24k",
+    "g711_squares",
     "parse_wav",
     "resample",
     "rms_dbfs",
@@ -72,6 +83,14 @@ def from_pcm24k(pcm24k: bytes, fmt: AudioFormat) -> bytes:
     return ulaw_encode(pcm8k) if fmt is AudioFormat.PCMU else alaw_encode(pcm8k)
 
 
+@functools.lru_cache(maxsize=64)
+def converted_output(pcm24k: bytes, fmt: AudioFormat) -> bytes:
+    """:func:`from_pcm24k`, kept for the last 64 inputs: a scenario's lines come from the
+    synthesizer's cache as the same bytes again and again, and resampling one to 8 kHz
+    costs milliseconds (the key's hash is computed once per bytes object)."""
+    return from_pcm24k(pcm24k, fmt)
+
+
 def samples(pcm: bytes) -> Int16Array:
     """16-bit PCM bytes as an int16 numpy array (a copy-free view)."""
     return np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
@@ -94,6 +113,35 @@ def frames_energy(pcm: bytes, frame_samples: int) -> npt.NDArray[np.int64]:
     (:func:`rms_dbfs`) when its energy is at least :func:`dbfs_energy` of ``L``."""
     x = np.frombuffer(pcm, dtype="<i2").astype(np.int64).reshape(-1, frame_samples)
     energy: npt.NDArray[np.int64] = (x * x).sum(axis=1)  # cheaper than einsum at this size
+    return energy
+
+
+def _squares(table: npt.NDArray[np.int16]) -> npt.NDArray[np.int64]:
+    sq: npt.NDArray[np.int64] = table.astype(np.int64) ** 2
+    sq.setflags(write=False)
+    return sq
+
+
+_SQUARES = {
+    AudioFormat.PCMU: _squares(ULAW_DECODE_TABLE),
+    AudioFormat.PCMA: _squares(ALAW_DECODE_TABLE),
+}
+
+
+def g711_squares(fmt: AudioFormat) -> npt.NDArray[np.int64] | None:
+    """The square of each G.711 code's decoded sample (256 entries), None for PCM."""
+    return _SQUARES.get(fmt)
+
+
+def codes_energy(
+    data: bytes, squares: npt.NDArray[np.int64], frame_samples: int
+) -> npt.NDArray[np.int64]:
+    """:func:`frames_energy` of G.711 codes without decoding them: the sum of the squares
+    (``squares``: :func:`g711_squares`) of each frame's samples, exactly the energy of the
+    decoded PCM. ``data`` holds whole frames."""
+    energy: npt.NDArray[np.int64] = (
+        squares.take(np.frombuffer(data, dtype=np.uint8)).reshape(-1, frame_samples).sum(axis=1)
+    )
     return energy
 
 

@@ -81,6 +81,17 @@ class SessionRecording:
             body = dict(event)
         self.events.append(ReceivedEvent(time.monotonic() - self.started, str(kind), body))
 
+    def record_append(self, event_id: str | None, audio_chars: int) -> None:
+        """Keep an ``input_audio_buffer.append`` read without ``json.loads`` (the same
+        body :meth:`record_event` keeps for it)."""
+        body: dict[str, Any] = {"type": "input_audio_buffer.append"}
+        if event_id is not None:
+            body["event_id"] = event_id
+        body["audio"] = f"<{audio_chars} base64 chars>"
+        self.events.append(
+            ReceivedEvent(time.monotonic() - self.started, "input_audio_buffer.append", body)
+        )
+
     def record_audio(self, data: bytes, fmt: AudioFormat) -> None:
         """Keep appended (or WebRTC-received) input audio."""
         self.audio += data

@@ -63,6 +63,9 @@ class Synthesizer:
         self.cache_size = cache_size
         self.words_per_minute = words_per_minute
         self._cache: OrderedDict[tuple[str, str, float], bytes] = OrderedDict()
+        # a line being synthesized: the sessions asking for it meanwhile wait for it (100
+        # calls arriving together all want the greeting: one espeak-ng run, not 100)
+        self._inflight: dict[tuple[str, str, float], asyncio.Future[None]] = {}
         self.last_engine: str = "none"
 
     @property
@@ -76,22 +79,33 @@ class Synthesizer:
         if not text:
             return b""
         key = (text, voice, speed)
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
-        pcm: bytes | None = None
-        if self.uses_espeak:
-            pcm = await self._espeak(text, voice, speed)
-        if pcm is None:
-            pcm = tone_speech(text, speed)
-            self.last_engine = "tone"
-        else:
-            self.last_engine = "espeak-ng"
-        self._cache[key] = pcm
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return pcm
+        while True:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+            busy = self._inflight.get(key)
+            if busy is None:
+                break
+            await asyncio.wait({busy})  # not cancelled with this caller; then look again
+        done = asyncio.get_running_loop().create_future()
+        self._inflight[key] = done
+        try:
+            pcm: bytes | None = None
+            if self.uses_espeak:
+                pcm = await self._espeak(text, voice, speed)
+            if pcm is None:
+                pcm = tone_speech(text, speed)
+                self.last_engine = "tone"
+            else:
+                self.last_engine = "espeak-ng"
+            self._cache[key] = pcm
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return pcm
+        finally:
+            del self._inflight[key]
+            done.set_result(None)
 
     async def _espeak(self, text: str, voice: str, speed: float) -> bytes | None:
         assert self.espeak_path is not None

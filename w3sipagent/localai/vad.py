@@ -20,7 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from w3sipagent.localai.audio import dbfs_energy, frames_energy
+import numpy as np
+import numpy.typing as npt
+
+from w3sipagent.localai.audio import codes_energy, dbfs_energy, frames_energy
 
 
 def threshold_to_dbfs(threshold: float) -> float:
@@ -75,7 +78,7 @@ class EnergyVad:
         self.min_speech_ms = max(min_speech_ms, self.FRAME_MS)
         self._pos_ms = start_ms
         self._pending = b""
-        self._pending_rate = 0
+        self._pending_kind = (0, 0)  # (rate, bytes per sample) of _pending
         self._speaking = False
         self._run_start: int | None = None
         self._last_voiced_end = 0
@@ -97,14 +100,21 @@ class EnergyVad:
         self._speaking = False
         self._run_start = None
 
-    def feed(self, pcm: bytes, rate: int) -> list[VadEvent]:
-        """Analyse more audio (16-bit mono PCM at ``rate``) and return the events it caused."""
+    def feed(
+        self, pcm: bytes, rate: int, squares: npt.NDArray[np.int64] | None = None
+    ) -> list[VadEvent]:
+        """Analyse more audio (16-bit mono PCM at ``rate``) and return the events it caused.
+
+        With ``squares`` (:func:`~w3sipagent.localai.audio.g711_squares`) ``pcm`` holds
+        G.711 codes, one byte a sample, measured without decoding them (same energies,
+        same events)."""
         if rate % 100:
             raise ValueError(f"sample rate must be a multiple of 100 Hz, got {rate}")
-        if rate != self._pending_rate:
+        width = 2 if squares is None else 1
+        if (rate, width) != self._pending_kind:
             self._pending = b""
-            self._pending_rate = rate
-        frame_bytes = 2 * rate * self.FRAME_MS // 1000
+            self._pending_kind = (rate, width)
+        frame_bytes = width * rate * self.FRAME_MS // 1000
         data = self._pending + pcm if self._pending else pcm
         n = len(data) // frame_bytes
         self._pending = data[n * frame_bytes :]
@@ -112,12 +122,19 @@ class EnergyVad:
             return []
         # every whole frame's energy in one numpy pass (one append holds 2 frames or more),
         # compared with the threshold level as an energy (no log per frame)
-        samples = frame_bytes // 2
+        samples = frame_bytes // width
         if self._energy_for != (samples, self.level_dbfs):
             self._energy_for = (samples, self.level_dbfs)
             self._min_energy = dbfs_energy(self.level_dbfs, samples)
-        energy = frames_energy(data[: n * frame_bytes], samples)
+        whole = data[: n * frame_bytes]
+        if squares is None:
+            energy = frames_energy(whole, samples)
+        else:
+            energy = codes_energy(whole, squares, samples)
         voiced_frames = (energy >= self._min_energy).tolist()
+        if not self._speaking and self._run_start is None and not any(voiced_frames):
+            self._pos_ms += n * self.FRAME_MS  # silence between turns: nothing can happen
+            return []
         events: list[VadEvent] = []
         for voiced in voiced_frames:
             events.extend(self._frame(voiced))

@@ -47,6 +47,27 @@ def _hints(cls: type) -> dict[str, Any]:
     return hints
 
 
+_PLANS: dict[type, tuple[tuple[str, Any, bool], ...]] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """``(name, hint, required)`` of each field of ``cls``, once per class; an optional
+    hint (``X | None``) is stored as ``X``, as :func:`_convert` unwraps it for any value
+    that is not None (None is a missing field)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = _hints(cls)
+        out = []
+        for f in fields(cls):
+            hint = hints[f.name]
+            if get_origin(hint) in (Union, types.UnionType):
+                hint = next(a for a in get_args(hint) if a is not type(None))
+            required = f.default is MISSING and f.default_factory is MISSING
+            out.append((f.name, hint, required))
+        plan = _PLANS[cls] = tuple(out)
+    return plan
+
+
 def _convert(hint: Any, value: Any, where: str) -> Any:
     """Convert a JSON value to the annotated Python type, or raise EventParseError."""
     if hint is Any:
@@ -112,16 +133,22 @@ class _Wire:
 
     @classmethod
     def from_dict(cls: type[_W], data: Mapping[str, Any], where: str = "") -> _W:
+        # every server event of every call comes through here (audio deltas ten times a
+        # second): the fields are planned once per class, a plain string or integer is
+        # taken as is, and the error path's name is only formatted when needed
         where = where or cls.__name__
-        hints = _hints(cls)
         kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            value = data.get(f.name)
+        for name, hint, required in _plan(cls):
+            value = data.get(name)
             if value is None:
-                if f.default is MISSING and f.default_factory is MISSING:
-                    raise EventParseError(f"{where}: missing field {f.name!r}")
+                if required:
+                    raise EventParseError(f"{where}: missing field {name!r}")
                 continue
-            kwargs[f.name] = _convert(hints[f.name], value, f"{where}.{f.name}")
+            kind = type(value)
+            if (kind is str and hint is str) or (kind is int and hint is int):
+                kwargs[name] = value
+            else:
+                kwargs[name] = _convert(hint, value, f"{where}.{name}")
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:

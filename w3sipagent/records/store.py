@@ -134,6 +134,7 @@ class CdrStore:
         self._activity_keys: dict[datetime, int] = {}
         self._live_events: dict[str, list[dict[str, Any]]] = {}
         self._usage: dict[tuple[str, date], _UsageEntry] = {}
+        self._cdr_stmts: dict[tuple[str, ...], Executable] = {}
         self.written = 0
         """CDR writes committed."""
         self.dropped = 0
@@ -334,10 +335,17 @@ class CdrStore:
     def _insert(self, table: Any) -> Any:
         return pg_insert(table) if self.dialect == "postgresql" else sqlite_insert(table)
 
-    def _cdr_stmt(self, values: dict[str, Any]) -> Executable:
-        ins = self._insert(CdrRow).values(**values)
-        update = {k: ins.excluded[k] for k in values if k != "call_id"}
-        stmt: Executable = ins.on_conflict_do_update(index_elements=["call_id"], set_=update)
+    def _cdr_stmt(self, columns: tuple[str, ...]) -> Executable:
+        """The CDR upsert for rows of ``columns``, built once and executed with each row's
+        values as parameters: building it per CDR (a ``values()`` clause, an ``excluded``
+        proxy per column, a new cache key) took 0.5 ms of the event loop per CDR, and one
+        such build was seen stalling the loop for 177 ms under load."""
+        stmt = self._cdr_stmts.get(columns)
+        if stmt is None:
+            ins = self._insert(CdrRow)
+            update = {k: ins.excluded[k] for k in columns if k != "call_id"}
+            stmt = ins.on_conflict_do_update(index_elements=["call_id"], set_=update)
+            self._cdr_stmts[columns] = stmt
         return stmt
 
     def _activity_stmt(self, values: dict[str, Any]) -> Executable:
@@ -354,16 +362,16 @@ class CdrStore:
             batch = [await self._queue.get()]
             while len(batch) < self.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            stmts: list[tuple[Executable, int]] = []
+            stmts: list[tuple[Executable, dict[str, Any] | None, int]] = []
             for item in batch:
                 if isinstance(item, _Stop):
                     stop = True
                     continue
                 kind = item[0]
                 if kind == "cdr":
-                    stmts.append((self._cdr_stmt(item[1]), 1))
+                    stmts.append((self._cdr_stmt(tuple(item[1])), item[1], 1))
                 elif kind == "activity":
-                    stmts.extend((self._activity_stmt(v), 0) for v in item[1])
+                    stmts.extend((self._activity_stmt(v), None, 0) for v in item[1])
                 else:
                     await self._commit(stmts)
                     stmts = []
@@ -376,7 +384,7 @@ class CdrStore:
             for _ in batch:
                 self._queue.task_done()
 
-    async def _commit(self, stmts: list[tuple[Executable, int]]) -> None:
+    async def _commit(self, stmts: list[tuple[Executable, dict[str, Any] | None, int]]) -> None:
         if not stmts:
             return
         delay = self.retry_delay
@@ -385,9 +393,9 @@ class CdrStore:
             attempts += 1
             try:
                 async with self.engine.begin() as conn:
-                    for stmt, _ in stmts:
-                        await conn.execute(stmt)
-                self.written += sum(n for _, n in stmts)
+                    for stmt, params, _ in stmts:
+                        await conn.execute(stmt, params)
+                self.written += sum(n for _, _, n in stmts)
                 return
             except (SQLAlchemyError, OSError) as e:
                 self.write_errors += 1

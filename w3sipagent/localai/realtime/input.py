@@ -15,7 +15,7 @@ import contextlib
 from typing import Any
 
 from w3sipagent.ai.session import AudioFormat
-from w3sipagent.localai.audio import to_pcm16
+from w3sipagent.localai.audio import g711_squares, to_pcm16
 from w3sipagent.localai.realtime.conversation import Item
 from w3sipagent.localai.realtime.errors import RealtimeProtocolError
 from w3sipagent.localai.realtime.ports import SessionHost
@@ -111,7 +111,9 @@ class InputAudio:
         self.input_ms += len(raw) / fmt.bytes_per_ms
         if self._vad is None:
             return
-        for vev in self._vad.feed(to_pcm16(raw, fmt), fmt.sample_rate):
+        squares = g711_squares(fmt)  # G.711 measured without decoding it
+        pcm = raw if squares is not None else to_pcm16(raw, fmt)
+        for vev in self._vad.feed(pcm, fmt.sample_rate, squares):
             if isinstance(vev, VadSpeechStarted):
                 await self._speech_started(vev.audio_start_ms)
             elif isinstance(vev, VadSpeechStopped):

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from w3sipagent.localai.audio import from_pcm24k
+from w3sipagent.localai.audio import converted_output
 from w3sipagent.localai.realtime.config import format_enum
 from w3sipagent.localai.realtime.conversation import Item
 from w3sipagent.localai.realtime.ports import SessionEnded, SessionHost
@@ -331,7 +331,7 @@ class ResponseRunner:
         words = text.split(" ")
         said: list[str] = []
         if audio_mode:
-            out = from_pcm24k(pcm, fmt)
+            out = converted_output(pcm, fmt)
             bpm = fmt.bytes_per_ms
             chunk = max(1, self.host.options.chunk_ms) * bpm
             n_chunks = max(1, math.ceil(len(out) / chunk))
