@@ -102,6 +102,20 @@ def _visible(who: Principal, cdr: Any) -> bool:
     return who.tenant_id is None or cdr.tenant == who.tenant_id
 
 
+def backend_name(session: object) -> str:
+    """The back end as the agent's configuration names it (``realtime``, ``live``,
+    ``cascade``; ``realtime/webrtc``, ``live/webrtc`` for the WebRTC transport), not a class name: the
+    session's package tells it. A session from elsewhere (a test's, a library user's)
+    shows its class name."""
+    parts = type(session).__module__.split(".")
+    if len(parts) < 2 or parts[0] != "w3sipagent" or parts[1] not in _BACKENDS:
+        return type(session).__name__
+    return f"{parts[1]}/webrtc" if parts[-1] == "webrtc" else parts[1]
+
+
+_BACKENDS = frozenset({"realtime", "live", "cascade"})
+
+
 def live_row(call_id: str, bridge: Any, *, detail: bool = False) -> dict[str, Any]:
     """One call in progress as the console shows it (``detail``: with transcript and tools)."""
     cdr = bridge.cdr
@@ -123,7 +137,7 @@ def live_row(call_id: str, bridge: Any, *, detail: bool = False) -> dict[str, An
         "caller": cdr.caller,
         "callee": cdr.callee,
         "codec": cdr.codec,
-        "backend": (type(session).__name__ if session is not None else None),
+        "backend": backend_name(session) if session is not None else None,
         "ai_format": cdr.ai_format,
         "started_at": began.isoformat(),
         "duration_s": round(max(0.0, (datetime.now(UTC) - began).total_seconds()), 1),
