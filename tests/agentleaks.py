@@ -6,8 +6,9 @@ from the agent's own report (:mod:`w3sipagent.agent.resources`).
   (every worker's, ``serve --workers N``) shows nothing held — no call, bridge, RTP port,
   tenant slot, AI session of any back end, task, socket or file beyond its idle baseline —
   one CDR per admitted or dialed call, nothing waiting to be written; and, given the
-  config, the CDR table holds as many rows as the agent admitted. Waited for (the last
-  call's CDR takes a moment), failing with what is still held.
+  config, the CDR table holds as many rows as the agent admitted (``serve --workers``:
+  plus the CDRs the supervisor wrote for the calls of a worker that died, whose counts died
+  with it). Waited for (the last call's CDR takes a moment), failing with what is held.
 - :func:`assert_released_at_shutdown`: the agent's (each worker's) ``resources at
   shutdown`` log line says nothing was left open (for agents without metrics, and ``demo``).
 """
@@ -114,11 +115,14 @@ async def problems(
     text = await scrape(port, token)
     report = parse(text)
     out: list[str] = []
+    dead = 0.0  # serve --workers: CDRs the supervisor wrote for the calls of a dead worker
     for family in text_string_to_metric_families(text):
         if family.name == "w3sipagent_pool_slots_held":  # serve --workers: the supervisor's
             held = sum(s.value for s in family.samples)
             if held:
                 out.append(f"the supervisor's ledger holds {held:g} calls")
+        elif family.name == "w3sipagent_worker_failed_cdrs":
+            dead = sum(s.value for s in family.samples)
     if not report:
         return ["no resource report in /metrics"]
     if workers is not None and len(report) != workers:
@@ -129,7 +133,7 @@ async def problems(
             out.append(f"worker {worker or '-'}: {sorted(missing)} not reported")
         out += [f"worker {worker or '-'}: {p}" for p in res.problems()]
     if config is not None and not out:
-        calls = sum(r.admitted + r.dialed for r in report.values())
+        calls = sum(r.admitted + r.dialed for r in report.values()) + dead
         rows = await cdr_rows(config, environ)
         if rows != calls:
             out.append(f"{rows} CDR rows for {calls:g} admitted + dialed calls")

@@ -192,6 +192,15 @@ class ResourceReport:
             out.append(f"{self.records_dropped} records dropped")
         return out
 
+    def summary(self) -> str:
+        """One line: ``nothing left open (…)`` or ``left open: …``."""
+        leaks = self.leaks()
+        if leaks:
+            return "left open: " + "; ".join(leaks)
+        return (
+            f"nothing left open ({self.admitted} admitted + {self.dialed} dialed, {self.cdrs} CDRs)"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """For a JSON log line."""
         return {

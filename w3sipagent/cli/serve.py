@@ -265,18 +265,9 @@ def report_resources(watch: ResourceWatch) -> None:
     """The shutdown summary: what the stopped agent still holds (a warning when something
     was not released; see :mod:`w3sipagent.agent.resources`)."""
     report = watch.report()
-    leaks = report.leaks()
     fields = {"resources": json.dumps(report.as_dict(), sort_keys=True)}
-    if leaks:
-        log.warning("resources at shutdown: left open: %s", "; ".join(leaks), extra=fields)
-    else:
-        log.info(
-            "resources at shutdown: nothing left open (%d admitted + %d dialed, %d CDRs)",
-            report.admitted,
-            report.dialed,
-            report.cdrs,
-            extra=fields,
-        )
+    level = logging.WARNING if report.leaks() else logging.INFO
+    log.log(level, "resources at shutdown: %s", report.summary(), extra=fields)
 
 
 async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
