@@ -12,8 +12,8 @@ reads, from the live service and the process, what is held right now:
 - ``tasks``: asyncio tasks alive now that were not at the baseline (taken when the agent
   became ready), the one reading the report excepted;
 - ``sockets`` and ``files``: descriptors open now that were not at the baseline, less the
-  requests being served by the metrics endpoint itself and the database's (its files, and
-  for PostgreSQL the connections its pool added);
+  requests being served by the metrics endpoint itself and the database's (SQLite's files,
+  the TCP connections to the PostgreSQL server, which its pools open as they need them);
 - the counts since start: calls ``admitted`` (inbound) and ``dialed`` (outbound), ``cdrs``
   finished, CDR writes ``records_pending`` and ``records_dropped``.
 
@@ -156,6 +156,32 @@ def descriptors() -> dict[str, str]:
     return out
 
 
+def tcp_remote_ports() -> dict[str, int]:
+    """This process' TCP sockets (``socket:[inode]``) → their remote port."""
+    out: dict[str, int] = {}
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) > 9:
+                out[f"socket:[{cols[9]}]"] = int(cols[2].rsplit(":", 1)[1], 16)
+    return out
+
+
+def database_port(store: object) -> int | None:
+    """The port of the CDR store's PostgreSQL server (None: SQLite or no store). Its pools
+    (records, control plane, cluster limits) open connections as they need them."""
+    if not isinstance(store, CdrStore) or store.url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    return make_url(store.url).port or 5432
+
+
 @dataclass(frozen=True)
 class ResourceReport:
     """What the agent holds now (see the module's docstring)."""
@@ -232,25 +258,14 @@ class ResourceWatch:
         self.own_connections = own_connections
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fds: set[tuple[str, str]] = set()
-        self._db_sockets = 0
+        self.database_port = database_port(service.store)
+        """The PostgreSQL server's port: connections to it are its pools', not judged."""
 
     def baseline(self) -> None:
         """What the ready agent holds with no call: the tasks and descriptors not judged."""
         with contextlib.suppress(RuntimeError):
             self._tasks = set(asyncio.all_tasks())
         self._fds = set(descriptors().items())
-        self._db_sockets = self._database_sockets()
-
-    def _database_sockets(self) -> int:
-        """The PostgreSQL connections the CDR store's pool holds (SQLite: none, files)."""
-        store = self.service.store
-        if not isinstance(store, CdrStore) or not store.is_open or store.dialect == "sqlite":
-            return 0
-        pool: Any = store.engine.pool
-        try:
-            return int(pool.checkedin()) + int(pool.checkedout())
-        except AttributeError:  # a pool without counts
-            return 0
 
     def _database_files(self) -> tuple[str, ...]:
         store = self.service.store
@@ -281,9 +296,9 @@ class ResourceWatch:
         held_slots = sum(admission.held(t) for t in admission.tables().tenants)
         fds = descriptors()
         new = [target for fd, target in fds.items() if (fd, target) not in self._fds]
-        sockets = sum(t.startswith("socket:") for t in new)
+        pools = tcp_remote_ports() if self.database_port is not None else {}
+        sockets = sum(t.startswith("socket:") and pools.get(t) != self.database_port for t in new)
         sockets -= self.own_connections()
-        sockets -= max(0, self._database_sockets() - self._db_sockets)
         db_files = self._database_files()
         files = sum(
             t.startswith("/")
