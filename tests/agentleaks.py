@@ -110,9 +110,10 @@ async def problems(
     token: str | None = None,
     workers: int | None = None,
     environ: Mapping[str, str] | None = None,
+    host: str = "127.0.0.1",
 ) -> list[str]:
     """What the agent on metrics ``port`` still holds (empty: everything released)."""
-    text = await scrape(port, token)
+    text = await scrape(port, token, host)
     report = parse(text)
     out: list[str] = []
     dead = 0.0  # serve --workers: CDRs the supervisor wrote for the calls of a dead worker
@@ -149,6 +150,7 @@ async def assert_agent_released(
     environ: Mapping[str, str] | None = None,
     timeout: float = 15.0,
     min_calls: int = 1,
+    host: str = "127.0.0.1",
 ) -> None:
     """Wait until the agent on metrics ``port`` holds nothing and wrote one CDR (``config``:
     one database row) per admitted call; fail with what it still holds after ``timeout``.
@@ -156,9 +158,11 @@ async def assert_agent_released(
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
-        left = await problems(port, config, token=token, workers=workers, environ=environ)
+        left = await problems(
+            port, config, token=token, workers=workers, environ=environ, host=host
+        )
         if not left:
-            report = parse(await scrape(port, token))
+            report = parse(await scrape(port, token, host))
             calls = sum(r.admitted + r.dialed for r in report.values())
             assert calls >= min_calls, f"the agent admitted {calls:g} calls, expected {min_calls}+"
             return
