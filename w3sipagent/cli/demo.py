@@ -296,7 +296,10 @@ async def run_demo(
         if web_console and sys.stdin.isatty():
             say("the console stays open: press Enter to stop it")
             await asyncio.to_thread(sys.stdin.readline)
-    say(f"resources at shutdown: {watch.report().summary()}")  # everything above closed
+    from rich.markup import escape
+
+    # everything above is closed: what the agent still holds is a leak
+    say(escape(f"resources at shutdown: {watch.report().summary()}"))
     return cdr, summary, cfg_path
 
 
