@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from w3sipagent.agent.resources import HELD
@@ -97,10 +98,12 @@ async def scrape(port: int, token: str | None = None, host: str = "127.0.0.1") -
 
 
 async def cdr_rows(config: Path, environ: Mapping[str, str] | None = None) -> int:
-    """The CDR rows in the database of ``config``."""
+    """The finished CDR rows in the database of ``config`` (a call's row is written
+    ``in_progress`` when it starts: only its end makes it a CDR)."""
     settings = load_settings(config, environ=dict(environ or {}), discover=False)
-    async with CdrStore.from_settings(settings.records) as store:
-        return await store.count_cdrs()
+    async with CdrStore.from_settings(settings.records) as store, store.engine.connect() as c:
+        q = "SELECT count(*) FROM cdrs WHERE disposition <> 'in_progress'"
+        return int((await c.execute(sa.text(q))).scalar_one())
 
 
 async def problems(
