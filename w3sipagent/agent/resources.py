@@ -93,11 +93,20 @@ class SessionLedger:
 
 class TrackedSession:
     """An :class:`~w3sipagent.ai.session.AISession` that reports its first ``close()``
-    (once it has returned, or failed) to ``on_close``; everything else is the session's."""
+    (once it has returned, or failed) to ``on_close``; everything else is the session's,
+    equality included (it equals the session it wraps)."""
 
     def __init__(self, inner: AISession, on_close: Callable[[], None]) -> None:
         self.inner = inner
         self._on_close: Callable[[], None] | None = on_close
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TrackedSession):
+            other = other.inner
+        return other is self.inner
+
+    def __hash__(self) -> int:
+        return id(self.inner)
 
     def __getattr__(self, name: str) -> Any:  # a back end's own attributes (tests, tools)
         return getattr(self.inner, name)
