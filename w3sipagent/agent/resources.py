@@ -305,8 +305,9 @@ class ResourceWatch:
         held_slots = sum(admission.held(t) for t in admission.tables().tenants)
         fds = descriptors()
         new = [target for fd, target in fds.items() if (fd, target) not in self._fds]
-        pools = tcp_remote_ports() if self.database_port is not None else {}
-        sockets = sum(t.startswith("socket:") and pools.get(t) != self.database_port for t in new)
+        db = self.database_port
+        pools = tcp_remote_ports() if db is not None else {}
+        sockets = sum(t.startswith("socket:") and (db is None or pools.get(t) != db) for t in new)
         sockets -= self.own_connections()
         db_files = self._database_files()
         files = sum(
