@@ -127,8 +127,8 @@ class ProcTree:
         return out
 
     def sample(self, metrics_url: str | None) -> dict[str, Any]:
-        """Memory, descriptors, threads, UDP sockets of the tree; tasks and loop lag from
-        the metrics when given."""
+        """Memory, descriptors, threads, UDP sockets of the tree; tasks, loop lag and what
+        the agent holds beyond its idle baseline from the metrics when given."""
         rss = fds = threads = udp = 0
         inodes = _udp_inodes()
         for pid in self.members():
@@ -153,6 +153,9 @@ class ProcTree:
             "loop_lag_max_s": metrics_value(
                 metrics_url, "w3sipagent_event_loop_lag_max_seconds", "max"
             ),
+            # the agent's own leak report (docs/operations.md): 0 once no call is up
+            "open_resources": metrics_value(metrics_url, "w3sipagent_open_resources"),
+            "ai_sessions_open": metrics_value(metrics_url, "w3sipagent_ai_sessions_open"),
         }
 
 

@@ -207,6 +207,9 @@ class ServiceWatch:
             opened = self.open_sessions(svc)
             if opened:
                 out.append(f"{name}: {len(opened)} AI sessions left open")
+            ledger = {b: n for b, n in svc.admission.sessions.open().items() if n}
+            if ledger:  # every back end, the cascade's own factory included
+                out.append(f"{name}: AI sessions left open by back end: {ledger}")
             st = svc.stats
             if st.cdrs != st.admitted + st.dialed:
                 out.append(

@@ -415,6 +415,8 @@ class MetricsServer:
         self._port = port
         self.read_timeout = read_timeout
         self._server: asyncio.Server | None = None
+        self.connections = 0
+        """Requests being served now (their sockets are this server's own)."""
 
     @property
     def port(self) -> int:
@@ -482,6 +484,7 @@ class MetricsServer:
         return self.respond(method, path)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             async with asyncio.timeout(self.read_timeout):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -509,6 +512,7 @@ class MetricsServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+            self.connections -= 1
 
 
 __all__ = ["HealthState", "Metrics", "MetricsServer", "MetricsSink"]

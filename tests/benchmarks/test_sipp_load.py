@@ -49,6 +49,9 @@ def test_sipp_load_local_soak(tmp_path: Path) -> None:
     assert soak["before"]["tasks"] is not None  # from the agent's loop monitor metric
     # the calls' RTP sockets are gone again once they ended
     assert soak["after"]["udp_sockets"] <= soak["before"]["udp_sockets"]
+    # the agent's own report: nothing held (calls, ports, sessions, tasks, sockets…)
+    assert soak["before"]["open_resources"] is not None
+    assert soak["after"]["open_resources"] == 0 and soak["after"]["ai_sessions_open"] == 0
     if os.geteuid() == 0:
         rtp = r["rtp_to_caller"]
         assert rtp["streams"] == 4

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.agentleaks import assert_released_at_shutdown
 from w3sipagent.cascade import Segment, heard_text
 from w3sipagent.config import load_settings
 from w3sipagent.demo_assets import CASCADE_CALLER_LINES
@@ -75,6 +76,8 @@ def test_demo_runs_offline_on_the_cascade(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=150, env={**env, "COLUMNS": "250"},
         )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+    assert_released_at_shutdown(out.stderr)  # the cascade session closed, its CDR written
+    assert "nothing left open (1 admitted + 0 dialed, 1 CDRs)" in out.stderr
     text = out.stdout
     assert "local cascade server on http://127.0.0.1:" in out.stderr
     assert "caller speaks turn 5 over the agent" in out.stderr

@@ -135,7 +135,7 @@ async def test_cascade_call_heard_transcribed_answered_with_stage_latencies(
     listener = asyncio.create_task(_listen(call, heard))
     await wait_until(lambda: sum(r > 1000 for r in heard) >= 10, 15, "greeting heard")
     bridge = svc.bridges[call.call_id]
-    session = bridge.sessions[0]
+    session = bridge.sessions[0].inner  # the service tracks each session (its leak report)
     assert isinstance(session, CascadeSession)
     await wait_until(lambda: quiet_tail(heard), 15, "greeting played")
 
@@ -205,7 +205,7 @@ async def test_barge_in_over_rtp_cuts_history_at_the_audio_played(rig: Any) -> N
     listener = asyncio.create_task(_listen(call, heard))
     await wait_until(lambda: len(heard) >= 100, 15, "two seconds of the greeting")
     bridge = svc.bridges[call.call_id]
-    session = bridge.sessions[0]
+    session = bridge.sessions[0].inner  # the service tracks each session (its leak report)
     assert isinstance(session, CascadeSession)
     await call.play(voice(700) + quiet(900))  # the caller talks over the agent
     await wait_until(lambda: bool(session.cuts), 10, "barge-in cut")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.agentleaks import assert_released_at_shutdown
 from w3sipagent.config import load_settings
 from w3sipagent.demo_assets import CALLER_LINES
 from w3sipagent.records.store import CdrStore
@@ -29,6 +30,8 @@ def test_demo_runs_offline(tmp_path: Path) -> None:
         env={**env, "COLUMNS": "200"},
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    assert_released_at_shutdown(out.stderr)
+    assert "nothing left open (1 admitted + 0 dialed, 1 CDRs)" in out.stderr
     text = out.stdout
     # the conversation: greeting, the three caller lines, the answers, the tool
     assert "agent   Hello, thank you for calling Bistro Lumen." in text

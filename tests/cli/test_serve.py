@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.agent.helpers import wait_until
+from tests.agentleaks import assert_agent_released, assert_released_at_shutdown
 from w3sipagent.asyncio.call import Call
 from w3sipagent.asyncio.server import UserAgentConfig, serve
 from w3sipagent.cli.call import place_call
@@ -175,6 +176,7 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
             assert ended in body
             assert 'w3sipagent_rejected_calls_total{code="404",reason="unknown_tenant"} 1.0' in body
             assert 'w3sipagent_active_calls{tenant="acme"} 0.0' in body
+            await assert_agent_released(mport, cfg)  # the call released everything
             # SIGHUP: a new tenant appears without a restart
             cfg.write_text(
                 cfg.read_text() + '\n[tenants.globex]\nhosts = ["globex.example"]\n'
@@ -227,6 +229,7 @@ async def test_serve_call_metrics_reload_drain(tmp_path: Path) -> None:
     assert any("draining" in ln["msg"] for ln in lines)
     assert any("config reloaded" in ln["msg"] for ln in lines)
     assert "sk-local-test" not in err
+    assert_released_at_shutdown(err)  # the call that finished during the drain too
 
 
 async def test_dial_outbound(tmp_path: Path) -> None:
@@ -336,8 +339,9 @@ async def test_metrics_off_binds_nothing(tmp_path: Path) -> None:
                 await proc.wait()
         holder.close()
     assert codes == [0, 0], errs
-    for lines in logs:
+    for lines, err in zip(logs, errs, strict=True):
         assert not lines.has("metrics on")
+        assert_released_at_shutdown(err)  # no metrics: the shutdown line says it
 
 
 async def test_serve_metrics_bearer_token_from_the_environment(tmp_path: Path) -> None:

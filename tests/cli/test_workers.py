@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.agentleaks import assert_agent_released, assert_released_at_shutdown
 from tests.cli.test_serve import LogLines, http_get, poll
 from tests.ports import free_port, rtp_block
 from w3sipagent.cli.call import CallSummary, place_call
@@ -176,6 +177,8 @@ async def test_calls_spread_a_killed_worker_fails_only_its_calls_and_drain(
             _, body = await http_get(mport, "/metrics")
             assert 'worker="0"' in body and 'worker="1"' in body
             assert "w3sipagent_worker_failed_cdrs_total 1" in body or len(doomed) != 1
+            # the survivor released its calls; rows: its CDRs and the dead worker's
+            await assert_agent_released(mport, cfg, workers=2)
 
             # drain: a call up on each worker; SIGTERM; new calls 503; both finish; exit 0
             active = [call("acme", 4.0), call("globex", 4.0)]
@@ -205,6 +208,7 @@ async def test_calls_spread_a_killed_worker_fails_only_its_calls_and_drain(
         err = await logs.end()
     assert rc == 0, err
     assert logs.count("stopped after") == 2  # both workers drained and exited
+    assert_released_at_shutdown(err, processes=2)
     final = await rows(cfg)
     assert all(r.disposition.value != "in_progress" for r in final.values())
     assert "sk-local-test" not in err
@@ -251,6 +255,7 @@ async def test_limits_hold_across_workers(tmp_path: Path) -> None:
             await poll(ended, 30, "both acme CDRs written (their slots free)")
             globex = await burst("sip:main@globex.example", 4)
             assert sorted(s.status or 0 for s in globex) == [200, 200, 200, 503], globex
+            await assert_agent_released(mport, cfg, workers=2, min_calls=5)
             proc.send_signal(signal.SIGTERM)
             rc = await asyncio.wait_for(proc.wait(), 40)
         finally:
@@ -259,6 +264,7 @@ async def test_limits_hold_across_workers(tmp_path: Path) -> None:
     assert rc == 0, err
     final = await rows(cfg)
     assert len(final) == 5  # the refused INVITEs left no CDR row
+    assert_released_at_shutdown(err, processes=2)
 
 
 def test_worker_count_flag_and_tls(tmp_path: Path) -> None:

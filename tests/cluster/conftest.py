@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agentleaks import assert_agent_released, assert_released_at_shutdown
 from tests.cli.test_serve import LogLines
 from tests.interop.conftest import PEERS
 from tests.ports import free_port
@@ -417,6 +418,18 @@ async def agents(
         return agent
 
     yield start
+    # the release property: every agent still running holds nothing once the test's calls
+    # are over (the CDR rows of the shared database are the tests' to count), and every
+    # agent that stopped by itself or on SIGTERM said so as it stopped (a SIGKILLed one
+    # cannot)
+    try:
+        for agent in started:
+            if agent.proc.returncode is None:
+                await assert_agent_released(9464, host=agent.address, min_calls=0)
+    finally:
+        for agent in started:
+            await stop_process(agent.proc)
+            await agent.logs.task
     for agent in started:
-        await stop_process(agent.proc)
-        await agent.logs.task
+        if agent.proc.returncode == 0:
+            assert_released_at_shutdown("".join(agent.logs.raw))

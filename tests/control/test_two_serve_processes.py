@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.agent.helpers import wait_until
+from tests.agentleaks import assert_agent_released, assert_released_at_shutdown
 from tests.cli.test_serve import LogLines, poll, wait_ready
 from tests.ports import free_port, rtp_block
 from tests.postgres import PostgresCluster
@@ -164,5 +165,10 @@ async def test_change_through_a_reaches_b_next_call(
                     DID,
                     "rome",
                 )
+                # B released both calls; the shared database has B's two CDRs (A took none)
+                await assert_agent_released(met_b, cfg_b, min_calls=2)
+                await assert_agent_released(met_a, min_calls=0)
+        for logs in (logs_a, logs_b):
+            assert_released_at_shutdown("".join(logs.raw))
         assert applied(logs_a) >= 1  # A applied the changes it made at once, too
     await repo.close()

@@ -8,6 +8,7 @@ import asyncio
 import signal
 from pathlib import Path
 
+from tests.agentleaks import assert_agent_released, assert_released_at_shutdown
 from tests.cli.conftest import invoke
 from tests.cli.test_serve import poll
 from tests.cli.test_workers import rows, start_pool, stop, worker_of
@@ -97,8 +98,9 @@ create_response = false
                 f"FreeSWITCH → serve --workers 2: workers {workers}, heard rms "
                 + ", ".join(f"{h:.0f}" for h in heard)
             )
+            await assert_agent_released(mport, cfg, workers=2, min_calls=4)
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 40) == 0
         finally:
             await stop(proc)
-        await logs.end()
+        assert_released_at_shutdown(await logs.end(), processes=2)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agentleaks import assert_released_at_shutdown
 from w3sipagent.demo_assets import CALLER_LINES
 
 
@@ -75,6 +76,8 @@ def _run_demo(
 
 def _check(out: subprocess.CompletedProcess[str], run_dir: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
+    assert_released_at_shutdown(out.stderr)  # the GPT-Live session closed, its CDR written
+    assert "nothing left open (1 admitted + 0 dialed, 1 CDRs)" in out.stderr
     text = out.stdout
     assert "local GPT-Live server on ws://127.0.0.1:" in out.stderr
     assert "agent   Hello, thank you for calling Bistro Lumen." in text

@@ -46,6 +46,7 @@ from w3sipagent.agent.mappers import (
     negotiated_encoding,
     tenant_codec_preference,
 )
+from w3sipagent.agent.resources import SessionLedger
 from w3sipagent.agent.tools import ToolRegistry
 from w3sipagent.ai.session import AISession, AISessionConfig
 from w3sipagent.asyncio.call import Call
@@ -162,6 +163,8 @@ class TenantAdmission:
         self.shared: SharedSlots | None = None
         """Limits held with the other worker processes of this machine (None: this process
         alone)."""
+        self.sessions = SessionLedger()
+        """The AI sessions the calls' factories made and closed, per back end."""
 
     def held(self, tenant_id: str) -> int:
         """The tenant's calls admitted and not finished (its concurrent-call count)."""
@@ -365,7 +368,7 @@ class TenantAdmission:
                 self.settings, agent.cascade, tenant_key, environ=self.environ
             )
 
-        return config, tools, options, factory
+        return config, tools, options, self.sessions.wrap(factory, agent.backend)
 
     def _early_session(self, ctx: Admitted, req: AdmissionRequest) -> EarlySession | None:
         encoding = negotiated_encoding(

@@ -454,5 +454,8 @@ class WorkerPool:
             "# HELP w3sipagent_worker_failed_cdrs_total CDRs written for calls of dead workers.",
             "# TYPE w3sipagent_worker_failed_cdrs_total counter",
             f"w3sipagent_worker_failed_cdrs_total {self.failed_cdrs}",
+            "# HELP w3sipagent_pool_slots_held Calls the machine's ledger holds for the workers.",
+            "# TYPE w3sipagent_pool_slots_held gauge",
+            f"w3sipagent_pool_slots_held {len(self.ledger.calls)}",
         ]
         return merge_expositions(texts) + "\n".join(own) + "\n"

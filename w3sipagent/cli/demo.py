@@ -187,6 +187,7 @@ async def run_demo(
     web_console: bool = False,
 ) -> tuple[CallRecord | None, Any, Path]:
     """Run the demo call; returns (CDR, softphone summary, config path)."""
+    from w3sipagent.agent.resources import ResourceWatch
     from w3sipagent.agent.service import AgentService
     from w3sipagent.cli.call import place_call
     from w3sipagent.config import load_settings
@@ -263,6 +264,8 @@ async def run_demo(
         say(f"agent for tenant '{TENANT}' on udp 127.0.0.1:{service.port}")
         if web_console:
             await start_console(stack, settings, service, say)
+        watch = ResourceWatch(service)
+        watch.baseline()
         lines = CASCADE_CALLER_LINES if backend == "cascade" else CALLER_LINES
         interrupt = {CASCADE_BARGE_IN_TURN: 2.5} if backend == "cascade" else None
         utterances = await caller_utterances(8000, engine=tts, lines=lines)
@@ -294,6 +297,10 @@ async def run_demo(
         if web_console and sys.stdin.isatty():
             say("the console stays open: press Enter to stop it")
             await asyncio.to_thread(sys.stdin.readline)
+    from rich.markup import escape
+
+    # everything above is closed: what the agent still holds is a leak
+    say(escape(f"resources at shutdown: {watch.report().summary()}"))
     return cdr, summary, cfg_path
 
 

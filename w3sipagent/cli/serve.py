@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import signal
 from pathlib import Path
@@ -37,6 +38,7 @@ from w3sipagent.cli.common import (
 from w3sipagent.config import OFF, Settings, load_settings, parse_hostport
 
 if TYPE_CHECKING:
+    from w3sipagent.agent.resources import ResourceWatch
     from w3sipagent.agent.service import AgentService
     from w3sipagent.agent.workerlink import WorkerLink
     from w3sipagent.tenants.resolver import TenantTable
@@ -103,6 +105,7 @@ async def run_agent(
     supervisor is gone).
     """
     from w3sipagent.agent.reload import TenantRegistry
+    from w3sipagent.agent.resources import ResourceCollector, ResourceWatch
     from w3sipagent.agent.service import AgentService
     from w3sipagent.metrics import HealthState, Metrics, MetricsServer
     from w3sipagent.records.store import CdrStore
@@ -150,6 +153,9 @@ async def run_agent(
         server = MetricsServer(metrics, health, mhost, mport, token=token)
         await server.start()
         log.info("metrics on %s/metrics, health on /healthz and /readyz", server.url)
+    watch = ResourceWatch(service, own_connections=lambda: server.connections if server else 0)
+    metrics.registry.register(ResourceCollector(watch))
+    watching = False
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -210,6 +216,8 @@ async def run_agent(
                 ",".join(service.ua.config.transports),
                 only_tenant or ", ".join(registry.table.tenants) or "no tenants",
             )
+        watch.baseline()  # ready, no call yet: what it holds now is not judged
+        watching = True
         if live:
             from rich.live import Live
 
@@ -247,8 +255,19 @@ async def run_agent(
             task.cancel()
         if link is not None:
             link.close()
+    if watching:
+        report_resources(watch)
     log.info("stopped after %d call(s)", service.stats.bridged)
     return service.stats.bridged
+
+
+def report_resources(watch: ResourceWatch) -> None:
+    """The shutdown summary: what the stopped agent still holds (a warning when something
+    was not released; see :mod:`w3sipagent.agent.resources`)."""
+    report = watch.report()
+    fields = {"resources": json.dumps(report.as_dict(), sort_keys=True)}
+    level = logging.WARNING if report.leaks() else logging.INFO
+    log.log(level, "resources at shutdown: %s", report.summary(), extra=fields)
 
 
 async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
