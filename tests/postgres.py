@@ -115,13 +115,38 @@ class PostgresCluster:
             tail = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {r.stderr.strip()} {tail}")
 
-    def create_database(self) -> str:
-        """A fresh empty database; returns its SQLAlchemy asyncpg URL."""
+    def create_database(self, *, owner: str | None = None) -> str:
+        """A fresh empty database; returns its SQLAlchemy asyncpg URL.
+
+        With ``owner`` the database belongs to that role (created as a plain login role,
+        not a superuser, when missing) and the URL connects as it: a user who may create
+        tables but not, for example, extensions that are not trusted (pgvector).
+        """
         name = f"w3test_{os.getpid()}_{next(self._n)}"
-        r = self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        user = owner or "postgres"
+        if owner is not None and not self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{owner}'"):
+            self.sql(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+        args = ["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        if owner is not None:
+            args += ["-O", owner]
+        r = self._run(*args, name)
         if r.returncode != 0:
             raise RuntimeError(f"createdb failed: {r.stderr.strip()}")
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql+asyncpg://{user}@127.0.0.1:{self.port}/{name}"
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run one SQL statement as the superuser with psql; its output (tuples only)."""
+        r = self._run(
+            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+            "-v", "ON_ERROR_STOP=1", "-tAc", statement,
+        )  # fmt: skip
+        if r.returncode != 0:
+            raise RuntimeError(f"psql failed: {r.stderr.strip()}")
+        return r.stdout.strip()
+
+    def has_extension(self, name: str) -> bool:
+        """Whether the server could create extension ``name`` (its files are installed)."""
+        return bool(self.sql(f"SELECT 1 FROM pg_available_extensions WHERE name = '{name}'"))
 
     def stop(self) -> None:
         """Stop the server and delete its files."""

@@ -287,4 +287,5 @@ class KnowledgeStore:
 
 
 def _pg_literal(vec: Vectors) -> str:
-    return "[" + ",".join(f"{float(x):.7g}" for x in vec) + "]"
+    """pgvector's text form; 9 significant digits give back the exact float32 (7 do not)."""
+    return "[" + ",".join(f"{float(x):.9g}" for x in vec) + "]"
