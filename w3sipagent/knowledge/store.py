@@ -175,32 +175,24 @@ class KnowledgeStore:
                     delete(KNOWLEDGE_CHUNKS).where(and_(c.tenant == tenant, c.doc_id == doc_id))
                 )
             if chunks:
-                await conn.execute(
-                    insert(KNOWLEDGE_CHUNKS),
-                    [
-                        {
-                            "tenant": tenant,
-                            "doc_id": doc_id,
-                            "chunk": i,
-                            "text": chunk,
-                            "model": model,
-                            "dims": dims,
-                            "embedding": vec.astype("<f4").tobytes(),
-                        }
-                        for i, (chunk, vec) in enumerate(zip(chunks, vectors, strict=True))
-                    ],
-                )
-                if self._pgvector:
-                    await conn.execute(
-                        text(
-                            "UPDATE knowledge_chunks SET embedding_vec = CAST(:v AS vector) "
-                            "WHERE tenant = :t AND doc_id = :d AND chunk = :i"
-                        ),
-                        [
-                            {"v": _pg_literal(vec), "t": tenant, "d": doc_id, "i": i}
-                            for i, vec in enumerate(vectors)
-                        ],
-                    )
+                rows = [
+                    {
+                        "tenant": tenant,
+                        "doc_id": doc_id,
+                        "chunk": i,
+                        "text": chunk,
+                        "model": model,
+                        "dims": dims,
+                        "embedding": vec.astype("<f4").tobytes(),
+                    }
+                    for i, (chunk, vec) in enumerate(zip(chunks, vectors, strict=True))
+                ]
+                if self._pgvector:  # the vector column is written in the same INSERT
+                    for row, vec in zip(rows, vectors, strict=True):
+                        row["vec"] = _pg_literal(vec)
+                    await conn.execute(_PG_INSERT, rows)
+                else:
+                    await conn.execute(insert(KNOWLEDGE_CHUNKS), rows)
 
     async def remove_documents(self, tenant: str, paths: list[str]) -> None:
         """Forget files of the tenant (and their passages)."""
@@ -240,17 +232,21 @@ class KnowledgeStore:
     async def _search_pgvector(
         self, tenant: str, model: str, q: Vectors, top_k: int
     ) -> list[Passage]:
+        # the distance is computed once per row (named in ORDER BY), the passages' texts and
+        # files are read for the top k only
         sql = text(
-            "SELECT c.text, c.chunk, d.name, 1 - (c.embedding_vec <=> CAST(:q AS vector)) AS score "
-            "FROM knowledge_chunks c JOIN knowledge_docs d ON d.id = c.doc_id "
-            "WHERE c.tenant = :t AND d.tenant = :t AND c.model = :m AND c.dims = :n "
-            "ORDER BY c.embedding_vec <=> CAST(:q AS vector) LIMIT :k"
+            "SELECT c.text, c.chunk, d.name, best.dist FROM ("
+            "SELECT id, embedding_vec <=> CAST(CAST(:q AS real[]) AS vector) AS dist "
+            "FROM knowledge_chunks "
+            "WHERE tenant = :t AND model = :m AND dims = :n ORDER BY dist LIMIT :k) best "
+            "JOIN knowledge_chunks c ON c.id = best.id JOIN knowledge_docs d ON d.id = c.doc_id "
+            "WHERE c.tenant = :t AND d.tenant = :t ORDER BY best.dist, c.id"
         )
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 sql, {"q": _pg_literal(q), "t": tenant, "m": model, "n": len(q), "k": top_k}
             )
-            return [Passage(r.text, r.name, r.chunk, round(float(r.score), 4)) for r in rows]
+            return [Passage(r.text, r.name, r.chunk, round(1.0 - float(r.dist), 4)) for r in rows]
 
     async def _search_blobs(self, tenant: str, model: str, q: Vectors, top_k: int) -> list[Passage]:
         c, d = KNOWLEDGE_CHUNKS.c, KNOWLEDGE_DOCS.c
@@ -286,6 +282,14 @@ class KnowledgeStore:
         return out
 
 
-def _pg_literal(vec: Vectors) -> str:
-    """pgvector's text form; 9 significant digits give back the exact float32 (7 do not)."""
-    return "[" + ",".join(f"{float(x):.9g}" for x in vec) + "]"
+_PG_INSERT = text(
+    "INSERT INTO knowledge_chunks (tenant, doc_id, chunk, text, model, dims, embedding, "
+    "embedding_vec) VALUES (:tenant, :doc_id, :chunk, :text, :model, :dims, :embedding, "
+    "CAST(CAST(:vec AS real[]) AS vector))"
+)
+
+
+def _pg_literal(vec: Vectors) -> list[float]:
+    """A ``real[]`` parameter (cast to ``vector`` in SQL): asyncpg sends it in binary, so the
+    float32 values arrive exact, and far faster than pgvector's text form would be built."""
+    return [float(x) for x in np.asarray(vec, dtype=np.float32).tolist()]
