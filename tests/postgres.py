@@ -47,13 +47,20 @@ class PostgresCluster:
     """One initdb'ed, running PostgreSQL server (trust auth, loopback only)."""
 
     def __init__(
-        self, bindir: Path, *, listen: str = "127.0.0.1", trust: tuple[str, ...] = ()
+        self,
+        bindir: Path,
+        *,
+        listen: str = "127.0.0.1",
+        trust: tuple[str, ...] = (),
+        settings: tuple[str, ...] = (),
     ) -> None:
         self.bindir = bindir
         self.listen = listen
         """``listen_addresses``: 127.0.0.1, or more (``127.0.0.1,10.0.0.1``)."""
         self.trust = trust
         """Networks (CIDR) besides loopback whose connections are trusted (pg_hba.conf)."""
+        self.settings = settings
+        """Server settings (``name=value``) after the defaults, e.g. ``shared_buffers=256MB``."""
         self.base = Path(tempfile.mkdtemp(prefix="w3sipagent-pg-"))
         self.data = self.base / "data"
         self.sock = self.base / "sock"
@@ -97,7 +104,7 @@ class PostgresCluster:
             f"-h {self.listen} -p {self.port} -k {self.sock} -F "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c shared_buffers=16MB -c max_connections=50"
-        )
+        ) + "".join(f" -c {setting}" for setting in self.settings)
         r = self._run(
             "pg_ctl",
             "-D",
