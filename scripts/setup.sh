@@ -28,6 +28,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: missing Debian packages (${need_apt[*]}); tests that need them are skipped" >&2
   fi
 fi
+# pgvector for the knowledge tests' database-side search: bookworm has no package, so it is
+# built from Debian's source (scripts/pgvector.sh); without it those tests are skipped.
+if [ "${W3SIPAGENT_SETUP_PEERS:-1}" = "1" ] && [ -x /usr/lib/postgresql/15/bin/postgres ]; then
+  scripts/pgvector.sh || echo "setup: pgvector not installed; its tests are skipped" >&2
+fi
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3

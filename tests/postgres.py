@@ -47,13 +47,20 @@ class PostgresCluster:
     """One initdb'ed, running PostgreSQL server (trust auth, loopback only)."""
 
     def __init__(
-        self, bindir: Path, *, listen: str = "127.0.0.1", trust: tuple[str, ...] = ()
+        self,
+        bindir: Path,
+        *,
+        listen: str = "127.0.0.1",
+        trust: tuple[str, ...] = (),
+        settings: tuple[str, ...] = (),
     ) -> None:
         self.bindir = bindir
         self.listen = listen
         """``listen_addresses``: 127.0.0.1, or more (``127.0.0.1,10.0.0.1``)."""
         self.trust = trust
         """Networks (CIDR) besides loopback whose connections are trusted (pg_hba.conf)."""
+        self.settings = settings
+        """Server settings (``name=value``) after the defaults, e.g. ``shared_buffers=256MB``."""
         self.base = Path(tempfile.mkdtemp(prefix="w3sipagent-pg-"))
         self.data = self.base / "data"
         self.sock = self.base / "sock"
@@ -97,7 +104,7 @@ class PostgresCluster:
             f"-h {self.listen} -p {self.port} -k {self.sock} -F "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c shared_buffers=16MB -c max_connections=50"
-        )
+        ) + "".join(f" -c {setting}" for setting in self.settings)
         r = self._run(
             "pg_ctl",
             "-D",
@@ -115,13 +122,38 @@ class PostgresCluster:
             tail = self.log.read_text()[-2000:] if self.log.exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {r.stderr.strip()} {tail}")
 
-    def create_database(self) -> str:
-        """A fresh empty database; returns its SQLAlchemy asyncpg URL."""
+    def create_database(self, *, owner: str | None = None) -> str:
+        """A fresh empty database; returns its SQLAlchemy asyncpg URL.
+
+        With ``owner`` the database belongs to that role (created as a plain login role,
+        not a superuser, when missing) and the URL connects as it: a user who may create
+        tables but not, for example, extensions that are not trusted (pgvector).
+        """
         name = f"w3test_{os.getpid()}_{next(self._n)}"
-        r = self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
+        user = owner or "postgres"
+        if owner is not None and not self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{owner}'"):
+            self.sql(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE')
+        args = ["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
+        if owner is not None:
+            args += ["-O", owner]
+        r = self._run(*args, name)
         if r.returncode != 0:
             raise RuntimeError(f"createdb failed: {r.stderr.strip()}")
-        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
+        return f"postgresql+asyncpg://{user}@127.0.0.1:{self.port}/{name}"
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run one SQL statement as the superuser with psql; its output (tuples only)."""
+        r = self._run(
+            "psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+            "-v", "ON_ERROR_STOP=1", "-tAc", statement,
+        )  # fmt: skip
+        if r.returncode != 0:
+            raise RuntimeError(f"psql failed: {r.stderr.strip()}")
+        return r.stdout.strip()
+
+    def has_extension(self, name: str) -> bool:
+        """Whether the server could create extension ``name`` (its files are installed)."""
+        return bool(self.sql(f"SELECT 1 FROM pg_available_extensions WHERE name = '{name}'"))
 
     def stop(self) -> None:
         """Stop the server and delete its files."""

@@ -62,12 +62,40 @@ def tenant(tid: str, folder: Path, base_url: str, **knowledge: object) -> Tenant
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
+BLOB_ROLE = "w3kb_plain"
+"""A database owner that is not a superuser: it may not create the pgvector extension."""
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("postgresql-blobs", marks=pytest.mark.postgres),
+    ]
+)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    """sqlite; postgresql (as superuser: pgvector where installed, see scripts/pgvector.sh);
+    postgresql-blobs (a plain owner who may not create the extension: the blob search)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if db_kind == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'db' / 'w3sipagent.db'}"
     cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    if db_kind == "postgresql-blobs":
+        return cluster.create_database(owner=BLOB_ROLE)
     return cluster.create_database()
+
+
+@pytest.fixture
+def expect_pgvector(db_kind: str, request: pytest.FixtureRequest) -> bool:
+    """Whether the store on ``db_url`` must rank with pgvector."""
+    if db_kind != "postgresql":
+        return False
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    return cluster.has_extension("vector")
 
 
 @pytest.fixture

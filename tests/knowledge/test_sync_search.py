@@ -156,8 +156,12 @@ async def test_watch_resyncs_on_change(
     assert "calzone" in (await kb.search("calzone", top_k=1))[0].text
 
 
-async def test_store_reopens_and_knows_its_search(store: KnowledgeStore, db_url: str) -> None:
-    # no pgvector on this machine's PostgreSQL: both databases rank the blobs with numpy
-    assert store.pgvector is False
+async def test_store_reopens_and_knows_its_search(
+    store: KnowledgeStore, db_url: str, expect_pgvector: bool
+) -> None:
+    # pgvector on PostgreSQL as superuser where scripts/pgvector.sh installed it; SQLite and
+    # a database owner who may not create the extension rank the blobs with numpy
+    assert store.pgvector is expect_pgvector
     async with KnowledgeStore(db_url) as again:
+        assert again.pgvector is expect_pgvector
         assert await again.counts("acme") == (0, 0)

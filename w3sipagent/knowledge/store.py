@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import and_, delete, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from w3sipagent.records.db import KNOWLEDGE_CHUNKS, KNOWLEDGE_DOCS, make_engine, run_migrations
 
@@ -175,32 +175,24 @@ class KnowledgeStore:
                     delete(KNOWLEDGE_CHUNKS).where(and_(c.tenant == tenant, c.doc_id == doc_id))
                 )
             if chunks:
-                await conn.execute(
-                    insert(KNOWLEDGE_CHUNKS),
-                    [
-                        {
-                            "tenant": tenant,
-                            "doc_id": doc_id,
-                            "chunk": i,
-                            "text": chunk,
-                            "model": model,
-                            "dims": dims,
-                            "embedding": vec.astype("<f4").tobytes(),
-                        }
-                        for i, (chunk, vec) in enumerate(zip(chunks, vectors, strict=True))
-                    ],
-                )
-                if self._pgvector:
-                    await conn.execute(
-                        text(
-                            "UPDATE knowledge_chunks SET embedding_vec = CAST(:v AS vector) "
-                            "WHERE tenant = :t AND doc_id = :d AND chunk = :i"
-                        ),
-                        [
-                            {"v": _pg_literal(vec), "t": tenant, "d": doc_id, "i": i}
-                            for i, vec in enumerate(vectors)
-                        ],
-                    )
+                rows = [
+                    {
+                        "tenant": tenant,
+                        "doc_id": doc_id,
+                        "chunk": i,
+                        "text": chunk,
+                        "model": model,
+                        "dims": dims,
+                        "embedding": vec.astype("<f4").tobytes(),
+                    }
+                    for i, (chunk, vec) in enumerate(zip(chunks, vectors, strict=True))
+                ]
+                if self._pgvector:  # the vector column is written in the same INSERT
+                    for row, vec in zip(rows, vectors, strict=True):
+                        row["vec"] = _pg_literal(vec)
+                    await conn.execute(_PG_INSERT, rows)
+                else:
+                    await conn.execute(insert(KNOWLEDGE_CHUNKS), rows)
 
     async def remove_documents(self, tenant: str, paths: list[str]) -> None:
         """Forget files of the tenant (and their passages)."""
@@ -240,20 +232,20 @@ class KnowledgeStore:
     async def _search_pgvector(
         self, tenant: str, model: str, q: Vectors, top_k: int
     ) -> list[Passage]:
+        # the database ranks (the distance computed once per row, named in ORDER BY); the
+        # texts and files are then read for the top k only, by primary key
         sql = text(
-            "SELECT c.text, c.chunk, d.name, 1 - (c.embedding_vec <=> CAST(:q AS vector)) AS score "
-            "FROM knowledge_chunks c JOIN knowledge_docs d ON d.id = c.doc_id "
-            "WHERE c.tenant = :t AND d.tenant = :t AND c.model = :m AND c.dims = :n "
-            "ORDER BY c.embedding_vec <=> CAST(:q AS vector) LIMIT :k"
+            "SELECT id, embedding_vec <=> CAST(CAST(:q AS real[]) AS vector) AS dist "
+            "FROM knowledge_chunks WHERE tenant = :t AND model = :m AND dims = :n "
+            "ORDER BY dist, id LIMIT :k"
         )
+        args = {"q": _pg_literal(q), "t": tenant, "m": model, "n": len(q), "k": top_k}
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sql, {"q": _pg_literal(q), "t": tenant, "m": model, "n": len(q), "k": top_k}
-            )
-            return [Passage(r.text, r.name, r.chunk, round(float(r.score), 4)) for r in rows]
+            ranked = [(int(r.id), 1.0 - float(r.dist)) for r in await conn.execute(sql, args)]
+            return await self._passages(conn, tenant, ranked)
 
     async def _search_blobs(self, tenant: str, model: str, q: Vectors, top_k: int) -> list[Passage]:
-        c, d = KNOWLEDGE_CHUNKS.c, KNOWLEDGE_DOCS.c
+        c = KNOWLEDGE_CHUNKS.c
         where = and_(c.tenant == tenant, c.model == model, c.dims == len(q))
         async with self.engine.connect() as conn:
             n, last = (await conn.execute(select(func.count(), func.max(c.id)).where(where))).one()
@@ -271,20 +263,51 @@ class KnowledgeStore:
             k = min(top_k, len(scores))
             best = np.argpartition(-scores, k - 1)[:k]
             best = best[np.argsort(-scores[best], kind="stable")]
-            chosen = [cached.ids[i] for i in best]
-            hits = await conn.execute(
-                select(c.id, c.text, c.chunk, d.name)
-                .join(KNOWLEDGE_DOCS, d.id == c.doc_id)
-                .where(and_(c.id.in_(chosen), c.tenant == tenant, d.tenant == tenant))
+            ranked = [(cached.ids[i], float(scores[i])) for i in best]
+            return await self._passages(conn, tenant, ranked)
+
+    @staticmethod
+    async def _passages(
+        conn: AsyncConnection, tenant: str, ranked: list[tuple[int, float]]
+    ) -> list[Passage]:
+        """The passages of ``ranked`` (chunk id, score), in that order, read by primary key
+        (two lookups whatever the table's statistics say) and again limited to ``tenant``."""
+        if not ranked:
+            return []
+        c, d = KNOWLEDGE_CHUNKS.c, KNOWLEDGE_DOCS.c
+        chunks = {
+            h.id: h
+            for h in await conn.execute(
+                select(c.id, c.text, c.chunk, c.doc_id).where(
+                    and_(c.id.in_([i for i, _ in ranked]), c.tenant == tenant)
+                )
             )
-            by_id = {h.id: h for h in hits}
+        }
+        names = {
+            r.id: r.name
+            for r in await conn.execute(
+                select(d.id, d.name).where(
+                    and_(d.id.in_(sorted({h.doc_id for h in chunks.values()})), d.tenant == tenant)
+                )
+            )
+        }
         out = []
-        for i in best:
-            h = by_id.get(cached.ids[i])
-            if h is not None:
-                out.append(Passage(h.text, h.name, h.chunk, round(float(scores[i]), 4)))
+        for i, score in ranked:
+            h = chunks.get(i)
+            if h is not None and h.doc_id in names:
+                out.append(Passage(h.text, names[h.doc_id], h.chunk, round(score, 4)))
         return out
 
 
-def _pg_literal(vec: Vectors) -> str:
-    return "[" + ",".join(f"{float(x):.7g}" for x in vec) + "]"
+_PG_INSERT = text(
+    "INSERT INTO knowledge_chunks (tenant, doc_id, chunk, text, model, dims, embedding, "
+    "embedding_vec) VALUES (:tenant, :doc_id, :chunk, :text, :model, :dims, :embedding, "
+    "CAST(CAST(:vec AS real[]) AS vector))"
+)
+
+
+def _pg_literal(vec: Vectors) -> list[float]:
+    """A ``real[]`` parameter (cast to ``vector`` in SQL): asyncpg sends it in binary, so the
+    float32 values arrive exact, and far faster than pgvector's text form would be built."""
+    values: list[float] = np.asarray(vec, dtype=np.float32).tolist()
+    return values
