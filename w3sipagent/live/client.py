@@ -33,6 +33,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai.channel import close_channel, write_events
 from w3sipagent.ai.redaction import redact, wire_logger
 from w3sipagent.errors import AIError
 from w3sipagent.live.audio import silence_frame
@@ -176,9 +177,7 @@ class LiveClient:
 
     async def _close_channel(self, conn: Conn) -> None:
         """Close the transport (WebRTC also stops its tracks)."""
-        if conn.channel is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.channel.close(), self.close_timeout)
+        await close_channel(conn.channel, self.close_timeout)
 
     async def _open(self, config: ai.AISessionConfig) -> Conn:
         conn = Conn(LiveProtocol(config, wire_audio=self._wire_audio, **self._protocol_options))
@@ -215,12 +214,7 @@ class LiveClient:
 
     async def _write(self, conn: Conn) -> None:
         assert conn.channel is not None
-        while True:
-            text = await conn.queue.get()
-            try:
-                await conn.channel.send(text)
-            except ChannelClosed:
-                return  # the reader reports it
+        await write_events(conn.queue, conn.channel)
 
     async def _read(self, conn: Conn) -> None:
         assert conn.channel is not None

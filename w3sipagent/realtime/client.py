@@ -21,15 +21,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai.channel import Channel, ChannelClosed
 from w3sipagent.ai.redaction import redact, wire_logger
 from w3sipagent.errors import AIError
-from w3sipagent.realtime.session import (
-    DEFAULT_MODEL,
-    Channel,
-    ChannelClosed,
-    Link,
-    RealtimeSessionBase,
-)
+from w3sipagent.realtime.session import DEFAULT_MODEL, Link, RealtimeSessionBase
 
 DEFAULT_BASE_URL = "wss://api.openai.com/v1"
 

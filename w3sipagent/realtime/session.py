@@ -17,9 +17,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai.channel import Channel, ChannelClosed, close_channel, write_events
 from w3sipagent.errors import AIError
 from w3sipagent.realtime import events as ev
 from w3sipagent.realtime.protocol import RealtimeProtocol
@@ -46,30 +47,6 @@ _SETUP_HINTS = {
     "missing_model": "check the agent's model",
     "beta_api_shape_disabled": "the beta interface is gone: use the GA one",
 }
-
-
-class ChannelClosed(Exception):
-    """The transport under a session ended; ``reason`` says how."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Channel(Protocol):
-    """A connected transport carrying GA events as JSON text."""
-
-    async def send(self, text: str) -> None:
-        """Send one event; raises :class:`ChannelClosed`."""
-        ...
-
-    async def recv(self) -> str:
-        """The next server event; raises :class:`ChannelClosed`."""
-        ...
-
-    async def close(self) -> None:
-        """Close the transport (idempotent)."""
-        ...
 
 
 class Link:
@@ -199,9 +176,7 @@ class RealtimeSessionBase:
         """Sees every server event before the protocol does (WebRTC audio gating)."""
 
     async def _close_channel(self, link: Link) -> None:
-        if link.channel is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(link.channel.close(), self.close_timeout)
+        await close_channel(link.channel, self.close_timeout)
 
     # ------------------------------------------------------------ plumbing
 
@@ -231,12 +206,7 @@ class RealtimeSessionBase:
 
     async def _write(self, link: Link) -> None:
         assert link.channel is not None
-        while True:
-            text = await link.queue.get()
-            try:
-                await link.channel.send(text)
-            except ChannelClosed:
-                return  # the reader reports it
+        await write_events(link.queue, link.channel)
 
     async def _read(self, link: Link) -> None:
         assert link.channel is not None
