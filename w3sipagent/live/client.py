@@ -362,13 +362,9 @@ class LiveClient:
             self.silence_frames += n
             self._last_feed += n * step
 
-    async def events(self) -> AsyncIterator[ai.AIEvent]:
+    def events(self) -> AsyncIterator[ai.AIEvent]:
         """The events of the session, ending after :class:`~w3sipagent.ai.session.Closed`."""
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, ai.Closed):
-                return
+        return ai.events_until_closed(self._events)
 
     def _act(self) -> Conn | None:
         conn = self._conn

@@ -350,13 +350,9 @@ class RealtimeSessionBase:
             return
         self._send_audio_on(link, audio)
 
-    async def events(self) -> AsyncIterator[ai.AIEvent]:
+    def events(self) -> AsyncIterator[ai.AIEvent]:
         """The events of the session, ending after :class:`~w3sipagent.ai.session.Closed`."""
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, ai.Closed):
-                return
+        return ai.events_until_closed(self._events)
 
     def _act(self, action: Callable[[RealtimeProtocol], object]) -> None:
         link = self._link
