@@ -29,12 +29,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, Literal
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidStatus
 
 from w3sipagent.ai import session as ai
 from w3sipagent.ai.channel import close_channel, write_events
 from w3sipagent.ai.redaction import redact, wire_logger
+from w3sipagent.ai.websocket import connect_websocket
 from w3sipagent.errors import AIError
 from w3sipagent.live.audio import silence_frame
 from w3sipagent.live.channel import Channel, ChannelClosed, Conn, WebSocketChannel
@@ -149,27 +149,24 @@ class LiveClient:
 
     async def _open_channel(self, conn: Conn) -> Channel:
         """Connect the WebSocket (``Authorization: Bearer``; the model is never in the URL)."""
-        try:
-            ws = await connect(
-                self.url,
-                additional_headers={"Authorization": f"Bearer {self._api_key}"},
-                open_timeout=self.connect_timeout,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                close_timeout=self.close_timeout,
-                max_size=16 * 1024 * 1024,
-                compression=None,
-                proxy=self.proxy,
-                logger=_WIRE_LOG,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            hint = ": check the API key" if status in (401, 403) else ""
-            raise AIError(f"GPT-Live server refused {self.url}: HTTP {status}{hint}") from None
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            text = redact(f"{type(exc).__name__}: {exc}", self._api_key)
-            raise AIError(f"cannot connect to {self.url}: {text}") from None
+        ws = await connect_websocket(
+            self.url,
+            self._api_key,
+            refused=self._refused,
+            open_timeout=self.connect_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self.close_timeout,
+            max_size=16 * 1024 * 1024,
+            proxy=self.proxy,
+            logger=_WIRE_LOG,
+        )
         return WebSocketChannel(ws)
+
+    def _refused(self, exc: InvalidStatus) -> str:
+        status = exc.response.status_code
+        hint = ": check the API key" if status in (401, 403) else ""
+        return f"GPT-Live server refused {self.url}: HTTP {status}{hint}"
 
     def _channel_open(self, conn: Conn) -> None:
         """The channel is up: send ``session.start`` (WebRTC: already started by HTTP)."""
@@ -179,6 +176,11 @@ class LiveClient:
         """Close the transport (WebRTC also stops its tracks)."""
         await close_channel(conn.channel, self.close_timeout)
 
+    # _open, _read, _conn_ended and _drop look like realtime/session.py's runner but are not
+    # shared on purpose: GPT-Live starts with session.start (WebRTC: with the HTTP answer),
+    # reports session.started, renews by seeding a new session on "expired" and drops the
+    # connection when set-up is cancelled; the Realtime runner configures with
+    # session.update, renews on session_expired and leaves cancellation to start().
     async def _open(self, config: ai.AISessionConfig) -> Conn:
         conn = Conn(LiveProtocol(config, wire_audio=self._wire_audio, **self._protocol_options))
         conn.channel = await self._open_channel(conn)

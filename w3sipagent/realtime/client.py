@@ -17,13 +17,13 @@ import json
 from typing import Any, Literal
 from urllib.parse import quote
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from w3sipagent.ai import session as ai
 from w3sipagent.ai.channel import Channel, ChannelClosed
 from w3sipagent.ai.redaction import redact, wire_logger
-from w3sipagent.errors import AIError
+from w3sipagent.ai.websocket import connect_websocket
 from w3sipagent.realtime.session import DEFAULT_MODEL, Link, RealtimeSessionBase
 
 DEFAULT_BASE_URL = "wss://api.openai.com/v1"
@@ -122,28 +122,23 @@ class RealtimeClient(RealtimeSessionBase):
         return f"{self.base_url}/realtime?model={quote(self._config.model, safe='')}"
 
     async def _open_channel(self, link: Link) -> Channel:
-        try:
-            ws = await connect(
-                self.url,
-                additional_headers={"Authorization": f"Bearer {self._api_key}"},
-                open_timeout=self.connect_timeout,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                close_timeout=self.close_timeout,
-                max_size=self.max_message_bytes,
-                compression=None,
-                proxy=self.proxy,
-                logger=_WIRE_LOG,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            code = _http_error_code(bytes(exc.response.body or b""))
-            detail = f" ({redact(code, self._api_key)})" if code else ""
-            hint = ": check the API key" if status in (401, 403) else ""
-            raise AIError(
-                f"Realtime server refused {self.url}: HTTP {status}{detail}{hint}"
-            ) from None
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            text = redact(f"{type(exc).__name__}: {exc}", self._api_key)
-            raise AIError(f"cannot connect to {self.url}: {text}") from None
+        ws = await connect_websocket(
+            self.url,
+            self._api_key,
+            refused=self._refused,
+            open_timeout=self.connect_timeout,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self.close_timeout,
+            max_size=self.max_message_bytes,
+            proxy=self.proxy,
+            logger=_WIRE_LOG,
+        )
         return _WebSocketChannel(ws)
+
+    def _refused(self, exc: InvalidStatus) -> str:
+        status = exc.response.status_code
+        code = _http_error_code(bytes(exc.response.body or b""))
+        detail = f" ({redact(code, self._api_key)})" if code else ""
+        hint = ": check the API key" if status in (401, 403) else ""
+        return f"Realtime server refused {self.url}: HTTP {status}{detail}{hint}"
