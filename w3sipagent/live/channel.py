@@ -5,12 +5,11 @@ the Realtime back end in :mod:`w3sipagent.ai.channel`), the GPT-Live WebSocket a
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from w3sipagent.ai.channel import Channel, ChannelClosed
+from w3sipagent.ai.channel import Channel, ChannelClosed, SessionLink
 from w3sipagent.live.protocol import LiveProtocol
 
 __all__ = ["Channel", "ChannelClosed", "Conn", "WebSocketChannel"]
@@ -44,16 +43,10 @@ class WebSocketChannel:
         self._ws.transport.abort()
 
 
-class Conn:
+class Conn(SessionLink[LiveProtocol]):
     """One session of a client: protocol state, channel, writer queue, tasks; ``extra``
-    holds transport state (WebRTC tracks)."""
+    holds transport state (WebRTC tracks); ``ended`` is set when its reader stopped."""
 
     def __init__(self, proto: LiveProtocol) -> None:
-        self.proto = proto
-        self.channel: Channel | None = None
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.closing = False
+        super().__init__(proto)
         self.ended = asyncio.Event()
-        self.extra: Any = None

@@ -20,7 +20,13 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from w3sipagent.ai import session as ai
-from w3sipagent.ai.channel import Channel, ChannelClosed, close_channel, write_events
+from w3sipagent.ai.channel import (
+    Channel,
+    ChannelClosed,
+    SessionLink,
+    close_channel,
+    write_events,
+)
 from w3sipagent.errors import AIError
 from w3sipagent.realtime import events as ev
 from w3sipagent.realtime.protocol import RealtimeProtocol
@@ -49,19 +55,14 @@ _SETUP_HINTS = {
 }
 
 
-class Link:
-    """One connection of a session: protocol state, channel, writer queue, tasks."""
+class Link(SessionLink[RealtimeProtocol]):
+    """One connection of a session: protocol state, channel, writer queue, tasks; whether
+    the server expired it and the timer bounding the wait for an automatic response."""
 
     def __init__(self, proto: RealtimeProtocol) -> None:
-        self.proto = proto
-        self.channel: Channel | None = None
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.closing = False
+        super().__init__(proto)
         self.expired = False
         self.auto_timer: asyncio.TimerHandle | None = None
-        self.extra: Any = None  # transport-specific state (WebRTC tracks)
 
 
 class RealtimeSessionBase:
