@@ -34,7 +34,7 @@ from websockets.exceptions import InvalidStatus
 from w3sipagent.ai import session as ai
 from w3sipagent.ai.channel import close_channel, write_events
 from w3sipagent.ai.redaction import redact, wire_logger
-from w3sipagent.ai.websocket import connect_websocket
+from w3sipagent.ai.websocket import WebSocketConnector
 from w3sipagent.errors import AIError
 from w3sipagent.live.audio import silence_frame
 from w3sipagent.live.channel import Channel, ChannelClosed, Conn, WebSocketChannel
@@ -49,7 +49,7 @@ _WIRE_LOG = wire_logger("w3sipagent.live.wire")
 FRAME_MS = 20
 
 
-class LiveClient:
+class LiveClient(WebSocketConnector):
     """GPT-Live over a WebSocket (see the module docstring).
 
     ``base_url`` may point at a compatible server (``ws://127.0.0.1:PORT/v1``).
@@ -58,6 +58,9 @@ class LiveClient:
     a gap in the caller's frames this long is filled with silence. ``protocol_options``
     go to :class:`~w3sipagent.live.protocol.LiveProtocol`.
     """
+
+    _wire_log = _WIRE_LOG
+    max_message_bytes = 16 * 1024 * 1024
 
     def __init__(
         self,
@@ -149,18 +152,7 @@ class LiveClient:
 
     async def _open_channel(self, conn: Conn) -> Channel:
         """Connect the WebSocket (``Authorization: Bearer``; the model is never in the URL)."""
-        ws = await connect_websocket(
-            self.url,
-            self._api_key,
-            refused=self._refused,
-            open_timeout=self.connect_timeout,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            close_timeout=self.close_timeout,
-            max_size=16 * 1024 * 1024,
-            proxy=self.proxy,
-            logger=_WIRE_LOG,
-        )
+        ws = await self._connect_websocket()
         return WebSocketChannel(ws)
 
     def _refused(self, exc: InvalidStatus) -> str:

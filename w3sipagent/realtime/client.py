@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from w3sipagent.ai import session as ai
 from w3sipagent.ai.channel import Channel, ChannelClosed
 from w3sipagent.ai.redaction import redact, wire_logger
-from w3sipagent.ai.websocket import connect_websocket
+from w3sipagent.ai.websocket import WebSocketConnector
 from w3sipagent.realtime.session import DEFAULT_MODEL, Link, RealtimeSessionBase
 
 DEFAULT_BASE_URL = "wss://api.openai.com/v1"
@@ -80,7 +80,7 @@ def _http_error_code(body: bytes | None) -> str | None:
         return None
 
 
-class RealtimeClient(RealtimeSessionBase):
+class RealtimeClient(RealtimeSessionBase, WebSocketConnector):
     """The OpenAI Realtime GA API over a WebSocket: ``{base_url}/realtime?model=...``.
 
     ``base_url`` may point at a compatible server (``ws://127.0.0.1:PORT/v1``). The key
@@ -90,6 +90,8 @@ class RealtimeClient(RealtimeSessionBase):
     ``proxy`` is passed to websockets (True: from
     the environment).
     """
+
+    _wire_log = _WIRE_LOG
 
     def __init__(
         self,
@@ -122,18 +124,7 @@ class RealtimeClient(RealtimeSessionBase):
         return f"{self.base_url}/realtime?model={quote(self._config.model, safe='')}"
 
     async def _open_channel(self, link: Link) -> Channel:
-        ws = await connect_websocket(
-            self.url,
-            self._api_key,
-            refused=self._refused,
-            open_timeout=self.connect_timeout,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            close_timeout=self.close_timeout,
-            max_size=self.max_message_bytes,
-            proxy=self.proxy,
-            logger=_WIRE_LOG,
-        )
+        ws = await self._connect_websocket()
         return _WebSocketChannel(ws)
 
     def _refused(self, exc: InvalidStatus) -> str:
