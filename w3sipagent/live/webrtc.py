@@ -20,15 +20,9 @@ import httpx
 from aiortc import MediaStreamTrack
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai import webrtc as rtc
 from w3sipagent.ai.redaction import redact
-from w3sipagent.ai.webrtc import (
-    CallerAudioTrack,
-    DataChannel,
-    from_pcm16,
-    negotiate,
-    peer_connection,
-    remote_pcm,
-)
+from w3sipagent.ai.webrtc import CallerAudioTrack
 from w3sipagent.errors import AIError
 from w3sipagent.live.channel import Channel, Conn
 from w3sipagent.live.client import LiveClient
@@ -120,11 +114,11 @@ class LiveWebRTCClient(LiveClient):
         return {"sdp": answer, "session": sess if isinstance(sess, dict) else {}}
 
     async def _open_channel(self, conn: Conn) -> Channel:
-        pc = peer_connection(self.ice_servers)
+        pc = rtc.peer_connection(self.ice_servers)
         media = _Media(CallerAudioTrack(self._config.input_format, gap_s=self.gap_s))
         conn.extra = media
         pc.addTrack(media.track)
-        channel = DataChannel(pc, pc.createDataChannel("oai-events"))
+        channel = rtc.DataChannel(pc, pc.createDataChannel("oai-events"))
 
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
@@ -136,7 +130,7 @@ class LiveWebRTCClient(LiveClient):
             return str(answer["sdp"])
 
         pc.on("track", on_track)
-        await negotiate(pc, channel, post_offer, self.connect_timeout)
+        await rtc.negotiate(pc, channel, post_offer, self.connect_timeout)
         return channel
 
     def _channel_open(self, conn: Conn) -> None:
@@ -162,6 +156,6 @@ class LiveWebRTCClient(LiveClient):
     async def _pump(self, conn: Conn, track: MediaStreamTrack) -> None:
         """The model's track → utterances (AudioDelta …) in the session's format."""
         fmt = self._config.output_format
-        async for pcm in remote_pcm(track, fmt.sample_rate):
-            out = conn.proto.output_audio(from_pcm16(pcm, fmt))
+        async for pcm in rtc.remote_pcm(track, fmt.sample_rate):
+            out = conn.proto.output_audio(rtc.from_pcm16(pcm, fmt))
             self._dispatch(conn, out)
