@@ -12,6 +12,7 @@ G.711 payload bytes (8 kHz, one byte a sample) for ``PCMU`` / ``PCMA``,
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -377,3 +378,13 @@ class AISession(Protocol):
     async def close(self) -> None:
         """End the session; idempotent."""
         ...
+
+
+async def events_until_closed(queue: asyncio.Queue[AIEvent]) -> AsyncIterator[AIEvent]:
+    """The events put in ``queue``, ending after :class:`Closed`: what a back end's
+    :meth:`AISession.events` yields."""
+    while True:
+        event = await queue.get()
+        yield event
+        if isinstance(event, Closed):
+            return

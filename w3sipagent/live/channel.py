@@ -1,41 +1,18 @@
-"""What a GPT-Live client session runs over: a :class:`Channel` of JSON events, and
+"""What a GPT-Live client session runs over: a :class:`Channel` of JSON events (shared with
+the Realtime back end in :mod:`w3sipagent.ai.channel`), the GPT-Live WebSocket as one, and
 :class:`Conn`, one session's protocol state, channel, writer queue and tasks."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from w3sipagent.ai.channel import Channel, ChannelClosed, SessionLink
 from w3sipagent.live.protocol import LiveProtocol
 
 __all__ = ["Channel", "ChannelClosed", "Conn", "WebSocketChannel"]
-
-
-class ChannelClosed(Exception):
-    """The transport under a session ended; ``reason`` says how."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Channel(Protocol):
-    """A connected transport carrying GPT-Live events as JSON text."""
-
-    async def send(self, text: str) -> None:
-        """Send one event; raises :class:`ChannelClosed`."""
-        ...
-
-    async def recv(self) -> str:
-        """The next server event; raises :class:`ChannelClosed`."""
-        ...
-
-    async def close(self) -> None:
-        """Close the transport (idempotent)."""
-        ...
 
 
 class WebSocketChannel:
@@ -66,16 +43,10 @@ class WebSocketChannel:
         self._ws.transport.abort()
 
 
-class Conn:
+class Conn(SessionLink[LiveProtocol]):
     """One session of a client: protocol state, channel, writer queue, tasks; ``extra``
-    holds transport state (WebRTC tracks)."""
+    holds transport state (WebRTC tracks); ``ended`` is set when its reader stopped."""
 
     def __init__(self, proto: LiveProtocol) -> None:
-        self.proto = proto
-        self.channel: Channel | None = None
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.closing = False
+        super().__init__(proto)
         self.ended = asyncio.Event()
-        self.extra: Any = None

@@ -29,11 +29,12 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, Literal
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidStatus
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai.channel import close_channel, write_events
 from w3sipagent.ai.redaction import redact, wire_logger
+from w3sipagent.ai.websocket import WebSocketConnector
 from w3sipagent.errors import AIError
 from w3sipagent.live.audio import silence_frame
 from w3sipagent.live.channel import Channel, ChannelClosed, Conn, WebSocketChannel
@@ -48,7 +49,7 @@ _WIRE_LOG = wire_logger("w3sipagent.live.wire")
 FRAME_MS = 20
 
 
-class LiveClient:
+class LiveClient(WebSocketConnector):
     """GPT-Live over a WebSocket (see the module docstring).
 
     ``base_url`` may point at a compatible server (``ws://127.0.0.1:PORT/v1``).
@@ -57,6 +58,9 @@ class LiveClient:
     a gap in the caller's frames this long is filled with silence. ``protocol_options``
     go to :class:`~w3sipagent.live.protocol.LiveProtocol`.
     """
+
+    _wire_log = _WIRE_LOG
+    max_message_bytes = 16 * 1024 * 1024
 
     def __init__(
         self,
@@ -148,27 +152,13 @@ class LiveClient:
 
     async def _open_channel(self, conn: Conn) -> Channel:
         """Connect the WebSocket (``Authorization: Bearer``; the model is never in the URL)."""
-        try:
-            ws = await connect(
-                self.url,
-                additional_headers={"Authorization": f"Bearer {self._api_key}"},
-                open_timeout=self.connect_timeout,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                close_timeout=self.close_timeout,
-                max_size=16 * 1024 * 1024,
-                compression=None,
-                proxy=self.proxy,
-                logger=_WIRE_LOG,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            hint = ": check the API key" if status in (401, 403) else ""
-            raise AIError(f"GPT-Live server refused {self.url}: HTTP {status}{hint}") from None
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            text = redact(f"{type(exc).__name__}: {exc}", self._api_key)
-            raise AIError(f"cannot connect to {self.url}: {text}") from None
+        ws = await self._connect_websocket()
         return WebSocketChannel(ws)
+
+    def _refused(self, exc: InvalidStatus) -> str:
+        status = exc.response.status_code
+        hint = ": check the API key" if status in (401, 403) else ""
+        return f"GPT-Live server refused {self.url}: HTTP {status}{hint}"
 
     def _channel_open(self, conn: Conn) -> None:
         """The channel is up: send ``session.start`` (WebRTC: already started by HTTP)."""
@@ -176,10 +166,13 @@ class LiveClient:
 
     async def _close_channel(self, conn: Conn) -> None:
         """Close the transport (WebRTC also stops its tracks)."""
-        if conn.channel is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.channel.close(), self.close_timeout)
+        await close_channel(conn.channel, self.close_timeout)
 
+    # _open, _read, _conn_ended and _drop look like realtime/session.py's runner but are not
+    # shared on purpose: GPT-Live starts with session.start (WebRTC: with the HTTP answer),
+    # reports session.started, renews by seeding a new session on "expired" and drops the
+    # connection when set-up is cancelled; the Realtime runner configures with
+    # session.update, renews on session_expired and leaves cancellation to start().
     async def _open(self, config: ai.AISessionConfig) -> Conn:
         conn = Conn(LiveProtocol(config, wire_audio=self._wire_audio, **self._protocol_options))
         conn.channel = await self._open_channel(conn)
@@ -215,12 +208,7 @@ class LiveClient:
 
     async def _write(self, conn: Conn) -> None:
         assert conn.channel is not None
-        while True:
-            text = await conn.queue.get()
-            try:
-                await conn.channel.send(text)
-            except ChannelClosed:
-                return  # the reader reports it
+        await write_events(conn.queue, conn.channel)
 
     async def _read(self, conn: Conn) -> None:
         assert conn.channel is not None
@@ -368,13 +356,9 @@ class LiveClient:
             self.silence_frames += n
             self._last_feed += n * step
 
-    async def events(self) -> AsyncIterator[ai.AIEvent]:
+    def events(self) -> AsyncIterator[ai.AIEvent]:
         """The events of the session, ending after :class:`~w3sipagent.ai.session.Closed`."""
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, ai.Closed):
-                return
+        return ai.events_until_closed(self._events)
 
     def _act(self) -> Conn | None:
         conn = self._conn

@@ -14,118 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 from typing import Any
 
-import av
 import httpx
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection
-from aiortc import RTCSessionDescription as Sdp
-from aiortc.mediastreams import MediaStreamError
+from aiortc import MediaStreamTrack
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai import webrtc as rtc
 from w3sipagent.ai.redaction import redact
-from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from w3sipagent.ai.webrtc import CallerAudioTrack
 from w3sipagent.errors import AIError
-from w3sipagent.live.channel import Channel, ChannelClosed, Conn
+from w3sipagent.live.channel import Channel, Conn
 from w3sipagent.live.client import LiveClient
 from w3sipagent.live.start import session_start_object
 
 __all__ = ["DEFAULT_HTTP_BASE_URL", "CallerAudioTrack", "LiveWebRTCClient"]
 
 DEFAULT_HTTP_BASE_URL = "https://api.openai.com/v1"
-
-
-def _to_pcm16(audio: bytes, fmt: ai.AudioFormat) -> bytes:
-    if fmt is ai.AudioFormat.PCMU:
-        return ulaw_decode(audio)
-    if fmt is ai.AudioFormat.PCMA:
-        return alaw_decode(audio)
-    return audio[: len(audio) & ~1]
-
-
-def _from_pcm16(pcm: bytes, fmt: ai.AudioFormat) -> bytes:
-    if fmt is ai.AudioFormat.PCMU:
-        return ulaw_encode(pcm)
-    if fmt is ai.AudioFormat.PCMA:
-        return alaw_encode(pcm)
-    return pcm
-
-
-class CallerAudioTrack(MediaStreamTrack):
-    """An aiortc audio track fed with caller audio; 20 ms of silence when ``gap_s`` passes
-    without any (the RTP clock keeps running)."""
-
-    kind = "audio"
-
-    def __init__(self, fmt: ai.AudioFormat, *, gap_s: float = 0.06) -> None:
-        super().__init__()
-        self.fmt = fmt
-        self.rate = fmt.sample_rate
-        self.gap_s = gap_s
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._pts = 0
-        self.frames_sent = 0
-
-    def feed(self, audio: bytes) -> None:
-        """Queue caller audio in the session's format."""
-        pcm = _to_pcm16(audio, self.fmt)
-        if pcm:
-            self._queue.put_nowait(pcm)
-
-    async def recv(self) -> av.AudioFrame:
-        try:
-            async with asyncio.timeout(self.gap_s):
-                pcm = await self._queue.get()
-        except TimeoutError:
-            pcm = bytes(2 * self.rate // 50)
-        samples = len(pcm) // 2
-        frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = self.rate
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, self.rate)
-        self._pts += samples
-        self.frames_sent += 1
-        return frame
-
-
-class _DataChannel:
-    """The ``oai-events`` data channel as a :class:`~w3sipagent.live.client.Channel`."""
-
-    def __init__(self, pc: RTCPeerConnection, dc: Any) -> None:
-        self._pc = pc
-        self._dc = dc
-        self._queue: asyncio.Queue[str | ChannelClosed] = asyncio.Queue()
-        self.opened = asyncio.Event()
-        dc.on("open", self.opened.set)
-        dc.on("message", self._message)
-        dc.on("close", lambda: self._queue.put_nowait(ChannelClosed("data channel closed")))
-        pc.on("connectionstatechange", self._state)
-
-    def _message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            message = message.decode("utf-8", "replace")
-        self._queue.put_nowait(message)
-
-    def _state(self) -> None:
-        if self._pc.connectionState in ("failed", "closed"):
-            self._queue.put_nowait(ChannelClosed(f"peer connection {self._pc.connectionState}"))
-
-    async def send(self, text: str) -> None:
-        if self._dc.readyState != "open":
-            raise ChannelClosed("data channel closed")
-        self._dc.send(text)
-
-    async def recv(self) -> str:
-        item = await self._queue.get()
-        if isinstance(item, ChannelClosed):
-            self._queue.put_nowait(item)
-            raise item
-        return item
-
-    async def close(self) -> None:
-        await self._pc.close()
 
 
 class _Media:
@@ -209,36 +114,23 @@ class LiveWebRTCClient(LiveClient):
         return {"sdp": answer, "session": sess if isinstance(sess, dict) else {}}
 
     async def _open_channel(self, conn: Conn) -> Channel:
-        pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[RTCIceServer(u) for u in self.ice_servers])
-        )
+        pc = rtc.peer_connection(self.ice_servers)
         media = _Media(CallerAudioTrack(self._config.input_format, gap_s=self.gap_s))
         conn.extra = media
         pc.addTrack(media.track)
-        channel = _DataChannel(pc, pc.createDataChannel("oai-events"))
+        channel = rtc.DataChannel(pc, pc.createDataChannel("oai-events"))
 
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
                 media.tasks.append(asyncio.create_task(self._pump(conn, track), name="live-rtc"))
 
-        pc.on("track", on_track)
-        try:
-            await pc.setLocalDescription(await pc.createOffer())
-            answer = await self._post_offer(conn.proto.config, pc.localDescription.sdp)
+        async def post_offer(offer_sdp: str) -> str:
+            answer = await self._post_offer(conn.proto.config, offer_sdp)
             media.session = answer["session"]
-            await pc.setRemoteDescription(Sdp(sdp=answer["sdp"], type="answer"))
-            await asyncio.wait_for(channel.opened.wait(), self.connect_timeout)
-        except TimeoutError:
-            await pc.close()
-            raise AIError(
-                f"WebRTC data channel not open within {self.connect_timeout:g} s"
-            ) from None
-        except AIError:
-            await pc.close()
-            raise
-        except ValueError as exc:  # aiortc: unusable answer SDP
-            await pc.close()
-            raise AIError(f"WebRTC set-up failed: {exc}") from None
+            return str(answer["sdp"])
+
+        pc.on("track", on_track)
+        await rtc.negotiate(pc, channel, post_offer, self.connect_timeout)
         return channel
 
     def _channel_open(self, conn: Conn) -> None:
@@ -264,14 +156,6 @@ class LiveWebRTCClient(LiveClient):
     async def _pump(self, conn: Conn, track: MediaStreamTrack) -> None:
         """The model's track → utterances (AudioDelta …) in the session's format."""
         fmt = self._config.output_format
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=fmt.sample_rate)
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if not isinstance(frame, av.AudioFrame):
-                continue
-            pcm = b"".join(bytes(f.planes[0])[: 2 * f.samples] for f in resampler.resample(frame))
-            out = conn.proto.output_audio(_from_pcm16(pcm, fmt))
+        async for pcm in rtc.remote_pcm(track, fmt.sample_rate):
+            out = conn.proto.output_audio(rtc.from_pcm16(pcm, fmt))
             self._dispatch(conn, out)

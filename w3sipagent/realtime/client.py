@@ -17,19 +17,14 @@ import json
 from typing import Any, Literal
 from urllib.parse import quote
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai.channel import Channel, ChannelClosed
 from w3sipagent.ai.redaction import redact, wire_logger
-from w3sipagent.errors import AIError
-from w3sipagent.realtime.session import (
-    DEFAULT_MODEL,
-    Channel,
-    ChannelClosed,
-    Link,
-    RealtimeSessionBase,
-)
+from w3sipagent.ai.websocket import WebSocketConnector
+from w3sipagent.realtime.session import DEFAULT_MODEL, Link, RealtimeSessionBase
 
 DEFAULT_BASE_URL = "wss://api.openai.com/v1"
 
@@ -85,7 +80,7 @@ def _http_error_code(body: bytes | None) -> str | None:
         return None
 
 
-class RealtimeClient(RealtimeSessionBase):
+class RealtimeClient(RealtimeSessionBase, WebSocketConnector):
     """The OpenAI Realtime GA API over a WebSocket: ``{base_url}/realtime?model=...``.
 
     ``base_url`` may point at a compatible server (``ws://127.0.0.1:PORT/v1``). The key
@@ -95,6 +90,8 @@ class RealtimeClient(RealtimeSessionBase):
     ``proxy`` is passed to websockets (True: from
     the environment).
     """
+
+    _wire_log = _WIRE_LOG
 
     def __init__(
         self,
@@ -127,28 +124,12 @@ class RealtimeClient(RealtimeSessionBase):
         return f"{self.base_url}/realtime?model={quote(self._config.model, safe='')}"
 
     async def _open_channel(self, link: Link) -> Channel:
-        try:
-            ws = await connect(
-                self.url,
-                additional_headers={"Authorization": f"Bearer {self._api_key}"},
-                open_timeout=self.connect_timeout,
-                ping_interval=self.ping_interval,
-                ping_timeout=self.ping_timeout,
-                close_timeout=self.close_timeout,
-                max_size=self.max_message_bytes,
-                compression=None,
-                proxy=self.proxy,
-                logger=_WIRE_LOG,
-            )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            code = _http_error_code(bytes(exc.response.body or b""))
-            detail = f" ({redact(code, self._api_key)})" if code else ""
-            hint = ": check the API key" if status in (401, 403) else ""
-            raise AIError(
-                f"Realtime server refused {self.url}: HTTP {status}{detail}{hint}"
-            ) from None
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-            text = redact(f"{type(exc).__name__}: {exc}", self._api_key)
-            raise AIError(f"cannot connect to {self.url}: {text}") from None
+        ws = await self._connect_websocket()
         return _WebSocketChannel(ws)
+
+    def _refused(self, exc: InvalidStatus) -> str:
+        status = exc.response.status_code
+        code = _http_error_code(bytes(exc.response.body or b""))
+        detail = f" ({redact(code, self._api_key)})" if code else ""
+        hint = ": check the API key" if status in (401, 403) else ""
+        return f"Realtime server refused {self.url}: HTTP {status}{detail}{hint}"

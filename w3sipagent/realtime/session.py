@@ -17,9 +17,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from w3sipagent.ai import session as ai
+from w3sipagent.ai.channel import (
+    Channel,
+    ChannelClosed,
+    SessionLink,
+    close_channel,
+    write_events,
+)
 from w3sipagent.errors import AIError
 from w3sipagent.realtime import events as ev
 from w3sipagent.realtime.protocol import RealtimeProtocol
@@ -48,43 +55,14 @@ _SETUP_HINTS = {
 }
 
 
-class ChannelClosed(Exception):
-    """The transport under a session ended; ``reason`` says how."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Channel(Protocol):
-    """A connected transport carrying GA events as JSON text."""
-
-    async def send(self, text: str) -> None:
-        """Send one event; raises :class:`ChannelClosed`."""
-        ...
-
-    async def recv(self) -> str:
-        """The next server event; raises :class:`ChannelClosed`."""
-        ...
-
-    async def close(self) -> None:
-        """Close the transport (idempotent)."""
-        ...
-
-
-class Link:
-    """One connection of a session: protocol state, channel, writer queue, tasks."""
+class Link(SessionLink[RealtimeProtocol]):
+    """One connection of a session: protocol state, channel, writer queue, tasks; whether
+    the server expired it and the timer bounding the wait for an automatic response."""
 
     def __init__(self, proto: RealtimeProtocol) -> None:
-        self.proto = proto
-        self.channel: Channel | None = None
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.closing = False
+        super().__init__(proto)
         self.expired = False
         self.auto_timer: asyncio.TimerHandle | None = None
-        self.extra: Any = None  # transport-specific state (WebRTC tracks)
 
 
 class RealtimeSessionBase:
@@ -199,9 +177,7 @@ class RealtimeSessionBase:
         """Sees every server event before the protocol does (WebRTC audio gating)."""
 
     async def _close_channel(self, link: Link) -> None:
-        if link.channel is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(link.channel.close(), self.close_timeout)
+        await close_channel(link.channel, self.close_timeout)
 
     # ------------------------------------------------------------ plumbing
 
@@ -231,12 +207,7 @@ class RealtimeSessionBase:
 
     async def _write(self, link: Link) -> None:
         assert link.channel is not None
-        while True:
-            text = await link.queue.get()
-            try:
-                await link.channel.send(text)
-            except ChannelClosed:
-                return  # the reader reports it
+        await write_events(link.queue, link.channel)
 
     async def _read(self, link: Link) -> None:
         assert link.channel is not None
@@ -380,13 +351,9 @@ class RealtimeSessionBase:
             return
         self._send_audio_on(link, audio)
 
-    async def events(self) -> AsyncIterator[ai.AIEvent]:
+    def events(self) -> AsyncIterator[ai.AIEvent]:
         """The events of the session, ending after :class:`~w3sipagent.ai.session.Closed`."""
-        while True:
-            event = await self._events.get()
-            yield event
-            if isinstance(event, ai.Closed):
-                return
+        return ai.events_until_closed(self._events)
 
     def _act(self, action: Callable[[RealtimeProtocol], object]) -> None:
         link = self._link

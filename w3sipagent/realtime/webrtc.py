@@ -21,29 +21,29 @@ was played, also after ``response.done`` while the buffer still plays.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import av
 import httpx
 import numpy as np
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import MediaStreamError
+from aiortc import MediaStreamTrack, RTCPeerConnection
 
 from w3sipagent.ai import session as ai
-from w3sipagent.codecs.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from w3sipagent.ai.channel import Channel
+from w3sipagent.ai.webrtc import (
+    CallerAudioTrack,
+    DataChannel,
+    from_pcm16,
+    negotiate,
+    peer_connection,
+    remote_pcm,
+    to_pcm16,
+)
 from w3sipagent.errors import AIError
 from w3sipagent.realtime import events as ev
-from w3sipagent.realtime.client import Channel, ChannelClosed, Link, RealtimeSessionBase, redact
+from w3sipagent.realtime.client import Link, RealtimeSessionBase, redact
 from w3sipagent.realtime.secrets import (
     DEFAULT_HTTP_BASE_URL,
     hangup_call,
@@ -55,68 +55,13 @@ from w3sipagent.realtime.session_object import session_object
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_HTTP_BASE_URL", "CallerAudioTrack", "RealtimeWebRTCClient"]
-
-
-def to_pcm16(audio: bytes, fmt: ai.AudioFormat) -> bytes:
-    """Audio in ``fmt`` as 16-bit PCM at the format's own rate."""
-    if fmt is ai.AudioFormat.PCMU:
-        return ulaw_decode(audio)
-    if fmt is ai.AudioFormat.PCMA:
-        return alaw_decode(audio)
-    return audio[: len(audio) & ~1]
-
-
-def from_pcm16(pcm: bytes, fmt: ai.AudioFormat) -> bytes:
-    """16-bit PCM at the format's rate encoded in ``fmt``."""
-    if fmt is ai.AudioFormat.PCMU:
-        return ulaw_encode(pcm)
-    if fmt is ai.AudioFormat.PCMA:
-        return alaw_encode(pcm)
-    return pcm
-
-
-class CallerAudioTrack(MediaStreamTrack):
-    """An aiortc audio track fed with caller audio; silence when nothing arrives in time.
-
-    Frames go out as they are fed (never held to batch); ``gap_s`` without audio
-    produces one 20 ms silence frame so the RTP clock keeps running.
-    """
-
-    kind = "audio"
-
-    def __init__(self, fmt: ai.AudioFormat, *, gap_s: float = 0.06) -> None:
-        super().__init__()
-        self.fmt = fmt
-        self.rate = fmt.sample_rate
-        self.gap_s = gap_s
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue()
-        self._pts = 0
-        self.frames_sent = 0
-
-    def feed(self, audio: bytes) -> None:
-        """Queue caller audio in the session's input format."""
-        pcm = to_pcm16(audio, self.fmt)
-        if pcm:
-            self._queue.put_nowait(pcm)
-
-    async def recv(self) -> av.AudioFrame:
-        try:
-            # asyncio.timeout(): 3.11's wait_for() can swallow the cancellation that stops
-            # aiortc's sender loop when audio arrives at that very moment
-            async with asyncio.timeout(self.gap_s):
-                pcm = await self._queue.get()
-        except TimeoutError:
-            pcm = bytes(2 * self.rate // 50)
-        samples = len(pcm) // 2
-        frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = self.rate
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, self.rate)
-        self._pts += samples
-        self.frames_sent += 1
-        return frame
+__all__ = [
+    "DEFAULT_HTTP_BASE_URL",
+    "CallerAudioTrack",
+    "RealtimeWebRTCClient",
+    "from_pcm16",
+    "to_pcm16",
+]
 
 
 @dataclass
@@ -132,42 +77,6 @@ class _Playout:
     track: CallerAudioTrack | None = None
     pc: RTCPeerConnection | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-
-class _DataChannel:
-    def __init__(self, pc: RTCPeerConnection, dc: Any) -> None:
-        self._pc = pc
-        self._dc = dc
-        self._queue: asyncio.Queue[str | ChannelClosed] = asyncio.Queue()
-        self.opened = asyncio.Event()
-        dc.on("open", self.opened.set)
-        dc.on("message", self._message)
-        dc.on("close", lambda: self._queue.put_nowait(ChannelClosed("data channel closed")))
-        pc.on("connectionstatechange", self._state)
-
-    def _message(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            message = message.decode("utf-8", "replace")
-        self._queue.put_nowait(message)
-
-    def _state(self) -> None:
-        if self._pc.connectionState in ("failed", "closed"):
-            self._queue.put_nowait(ChannelClosed(f"peer connection {self._pc.connectionState}"))
-
-    async def send(self, text: str) -> None:
-        if self._dc.readyState != "open":
-            raise ChannelClosed("data channel closed")
-        self._dc.send(text)
-
-    async def recv(self) -> str:
-        item = await self._queue.get()
-        if isinstance(item, ChannelClosed):
-            self._queue.put_nowait(item)
-            raise item
-        return item
-
-    async def close(self) -> None:
-        await self._pc.close()
 
 
 class RealtimeWebRTCClient(RealtimeSessionBase):
@@ -273,14 +182,12 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
         return resp.text, location.rstrip("/").rsplit("/", 1)[-1] or None
 
     async def _open_channel(self, link: Link) -> Channel:
-        pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[RTCIceServer(u) for u in self.ice_servers])
-        )
+        pc = peer_connection(self.ice_servers)
         track = CallerAudioTrack(self._config.input_format, gap_s=self.gap_s)
         state = _Playout(track=track, pc=pc)
         link.extra = state
         pc.addTrack(track)
-        channel = _DataChannel(pc, pc.createDataChannel("oai-events"))
+        channel = DataChannel(pc, pc.createDataChannel("oai-events"))
 
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
@@ -288,24 +195,13 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
                     asyncio.create_task(self._pump(link, track), name="webrtc-audio")
                 )
 
-        pc.on("track", on_track)
-        try:
-            await pc.setLocalDescription(await pc.createOffer())
-            answer, state.call_id = await self._post_offer(pc.localDescription.sdp)
+        async def post_offer(offer_sdp: str) -> str:
+            answer, state.call_id = await self._post_offer(offer_sdp)
             self.call_id = state.call_id
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            await asyncio.wait_for(channel.opened.wait(), self.connect_timeout)
-        except TimeoutError:
-            await pc.close()
-            raise AIError(
-                f"WebRTC data channel not open within {self.connect_timeout:g} s"
-            ) from None
-        except AIError:
-            await pc.close()
-            raise
-        except ValueError as exc:  # aiortc: unusable answer SDP
-            await pc.close()
-            raise AIError(f"WebRTC set-up failed: {exc}") from None
+            return answer
+
+        pc.on("track", on_track)
+        await negotiate(pc, channel, post_offer, self.connect_timeout)
         return channel
 
     async def _close_channel(self, link: Link) -> None:
@@ -347,16 +243,8 @@ class RealtimeWebRTCClient(RealtimeSessionBase):
     async def _pump(self, link: Link, track: MediaStreamTrack) -> None:
         """Remote track -> AudioDelta of the item being played, in the output format."""
         fmt = self._config.output_format
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=fmt.sample_rate)
         state: _Playout = link.extra
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if not isinstance(frame, av.AudioFrame):
-                continue
-            pcm = b"".join(bytes(f.planes[0])[: 2 * f.samples] for f in resampler.resample(frame))
+        async for pcm in remote_pcm(track, fmt.sample_rate):
             if state.item_id is None or state.response_id is None:
                 continue
             if link.proto.is_cancelled(state.response_id):

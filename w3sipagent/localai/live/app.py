@@ -38,6 +38,7 @@ from w3sipagent.localai.live.validate import LiveRequestError
 from w3sipagent.localai.realtime.httpconn import MAX_HTTP_BODY, HttpOrWebSocket
 from w3sipagent.localai.recorder import SessionRecording
 from w3sipagent.localai.scenario import Scenario, load_scenario
+from w3sipagent.localai.server import LocalServer
 from w3sipagent.localai.tts import Engine, Synthesizer
 
 __all__ = ["LiveServer"]
@@ -64,7 +65,7 @@ def _error(
     return _json(status, {"error": err})
 
 
-class LiveServer:
+class LiveServer(LocalServer):
     """A stand-in for the GPT-Live WebSocket API on loopback (see the module docstring).
 
     ``scenario``: a :class:`Scenario`, a bundled name or a TOML path — the same files the
@@ -99,13 +100,6 @@ class LiveServer:
         self._server: Server | None = None
 
     @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        if self._server is None:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
     def base_url(self) -> str:
         """``ws://HOST:PORT/v1`` (the client adds ``/live/sessions``)."""
         return f"ws://{self.host}:{self.port}/v1"
@@ -124,29 +118,6 @@ class LiveServer:
             logger=wire_logger("w3sipagent.localai.live.wire"),
         )
         log.info("local GPT-Live server on %s/live/sessions", self.base_url)
-
-    async def close(self) -> None:
-        """Stop serving and end every session and call."""
-        for call in list(self.calls.values()):
-            await call.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def __aenter__(self) -> LiveServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled."""
-        if self._server is None:
-            await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
 
     def _auth(self, request: Request) -> Response | None:
         auth = request.headers.get("Authorization", "")

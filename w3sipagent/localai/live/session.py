@@ -34,6 +34,7 @@ from w3sipagent.localai.live.ports import LiveServerOptions, LiveTransport, Play
 from w3sipagent.localai.live.validate import FORMATS, LiveRequestError, check_start, check_update
 from w3sipagent.localai.recorder import CancelRecord, SessionRecording
 from w3sipagent.localai.scenario import Scenario, Turn
+from w3sipagent.localai.tasks import TaskSet
 from w3sipagent.localai.tts import Synthesizer
 from w3sipagent.localai.vad import EnergyVad, VadSpeechStarted, VadSpeechStopped
 
@@ -86,7 +87,7 @@ class LiveServerSession:
         self._speech: asyncio.Task[None] | None = None
         self._pending: dict[str, tuple[Turn, int]] = {}  # call_id -> (turn entry, turn)
         self._answered: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(expected=(_Ended, ConnectionError), report=self._task_failed)
         self._fired: set[int] = set()
         self._next_event = 0
 
@@ -114,25 +115,17 @@ class LiveServerSession:
         await self.emit({"type": "error", "error": body})
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
+        return self._tasks.spawn(coro)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            if not isinstance(exc, _Ended | ConnectionError):
-                log.error("live session %s: task failed: %r", self.id, exc)
+    def _task_failed(self, exc: BaseException) -> None:
+        log.error("live session %s: task failed: %r", self.id, exc)
 
     def closed(self, reason: str) -> None:
         """The connection is gone: stop every task."""
         if not self.recording.closed:
             self.recording.closed = True
             self.recording.close_reason = reason
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
 
     def _usage(self) -> dict[str, Any]:
         return {"seconds": round(self.input_ms / 1000.0, 3)}

@@ -52,12 +52,13 @@ from w3sipagent.localai.realtime.session import ServerSession
 from w3sipagent.localai.realtime.ws import WebSocketTransport, run_websocket_session
 from w3sipagent.localai.recorder import SessionRecording
 from w3sipagent.localai.scenario import Scenario, load_scenario
+from w3sipagent.localai.server import LocalServer
 from w3sipagent.localai.tts import Engine, Synthesizer
 
 log = logging.getLogger(__name__)
 
 
-class RealtimeServer:
+class RealtimeServer(LocalServer):
     """A protocol-faithful stand-in for the OpenAI Realtime API (GA), on loopback.
 
     ``scenario``: a :class:`Scenario`, a bundled name (``"demo"``) or a TOML path.
@@ -114,13 +115,6 @@ class RealtimeServer:
     # ------------------------------------------------------------ lifecycle
 
     @property
-    def port(self) -> int:
-        """The bound TCP port."""
-        if self._server is None:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
     def http_url(self) -> str:
         """Base URL of the HTTP API, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"http://{self.host}:{self.port}/v1"
@@ -149,29 +143,6 @@ class RealtimeServer:
             self.ws_url,
             self.http_url,
         )
-
-    async def close(self) -> None:
-        """Stop serving, end every session and call."""
-        for call in list(self.calls.values()):
-            await call.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def __aenter__(self) -> RealtimeServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled."""
-        if self._server is None:
-            await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
 
     async def wait_for_sessions(self, n: int = 1, timeout: float = 5.0) -> list[SessionRecording]:
         """Wait until at least ``n`` sessions were opened; returns the recordings."""

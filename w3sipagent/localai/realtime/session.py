@@ -58,6 +58,7 @@ from w3sipagent.localai.realtime.ports import (
 from w3sipagent.localai.realtime.responses import Plan, Response, ResponseRunner, TurnPlanner
 from w3sipagent.localai.recorder import CancelRecord, SessionRecording, TruncateRecord
 from w3sipagent.localai.scenario import Scenario
+from w3sipagent.localai.tasks import TaskSet
 from w3sipagent.localai.tts import Synthesizer
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class ServerSession:
         self.active: Response | None = None
         self.assistant_audio_sent = False
         self._fired: set[int] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(expected=(SessionEnded, ConnectionError), report=self._task_failed)
         self._closed = False
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -147,22 +148,14 @@ class ServerSession:
             self.active.cancel_event.set()
             if self.active.task is not None:
                 self.active.task.cancel()
-        for t in list(self._tasks):
-            t.cancel()
+        self._tasks.cancel_all()
 
     def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         """Run ``coro`` as a task of this session (cancelled when it closes)."""
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
+        return self._tasks.spawn(coro)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            if not isinstance(exc, SessionEnded | ConnectionError):
-                log.debug("session %s task failed: %r", self.id, exc)
+    def _task_failed(self, exc: BaseException) -> None:
+        log.debug("session %s task failed: %r", self.id, exc)
 
     # ------------------------------------------------------------ helpers
 

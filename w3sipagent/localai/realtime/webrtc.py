@@ -23,7 +23,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
@@ -180,30 +180,51 @@ def audio_frame_to_pcm24k(frame: AudioFrame) -> bytes:
     return resample(mono, frame.sample_rate, 24000)
 
 
-class WebRtcCall:
-    """One WebRTC call: a peer connection, its session and its tracks."""
+class _EventSession(Protocol):
+    async def handle_text(self, text: str | bytes) -> None: ...
 
-    def __init__(
-        self,
-        call_id: str,
-        session_factory: Callable[[WebRtcCall], ServerSession],
-        *,
-        on_closed: Callable[[WebRtcCall], Awaitable[None]] | None = None,
-    ) -> None:
-        self.call_id = call_id
-        self.on_closed = on_closed
+    def closed(self, reason: str) -> None: ...
+
+
+S = TypeVar("S", bound=_EventSession)
+
+
+class PeerCall(Generic[S]):
+    """One WebRTC call of the local server, whichever API it serves (Realtime here, GPT-Live
+    in :mod:`w3sipagent.localai.live.webrtc`): a peer connection, the :class:`PlayoutTrack`,
+    the client's ``oai-events`` data channel feeding the session, and the call's tasks.
+
+    Subclasses set ``session`` and give :meth:`_open_session` (what the session sends first),
+    :meth:`_caller_frame` (what a caller frame becomes) and ``label`` (for the log).
+    """
+
+    session: S
+    _log = log
+
+    def __init__(self, *, on_closed: Callable[[Self], Awaitable[None]] | None = None) -> None:
+        self.on_closed: Callable[[Self], Awaitable[None]] | None = on_closed
         self.pc = RTCPeerConnection()
         self.player = PlayoutTrack()
         self.channel: Any = None
-        self.session = session_factory(self)
-        self.player.on_started = self.session.playout_started
-        self.player.on_stopped = self.session.playout_stopped
         self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def label(self) -> str:
+        """How the log names the call."""
+        raise NotImplementedError
+
+    async def _open_session(self) -> None:
+        """Run once the data channel is there, before the first client event."""
+        raise NotImplementedError
+
+    async def _caller_frame(self, frame: AudioFrame) -> None:
+        """One decoded frame of the caller's track."""
+        raise NotImplementedError
 
     def spawn(self, coro: Any) -> None:
         """Run ``coro`` as a task owned by the call."""
@@ -222,7 +243,7 @@ class WebRtcCall:
 
     def _on_datachannel(self, channel: Any) -> None:
         if channel.label != "oai-events" or self.channel is not None:
-            log.info("call %s: ignoring data channel %r", self.call_id, channel.label)
+            self._log.info("%s: ignoring data channel %r", self.label, channel.label)
             return
         self.channel = channel
         channel.on("message", self._inbox.put_nowait)
@@ -230,7 +251,7 @@ class WebRtcCall:
 
     async def _run_events(self) -> None:
         try:
-            await self.session.start()
+            await self._open_session()
             while True:
                 msg = await self._inbox.get()
                 await self.session.handle_text(msg)
@@ -249,17 +270,14 @@ class WebRtcCall:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            with contextlib.suppress(SessionEnded, ConnectionError):
-                if isinstance(frame, AudioFrame):
-                    await self.session.append_audio(
-                        audio_frame_to_pcm24k(frame), AudioFormat.PCM24K
-                    )
+            if isinstance(frame, AudioFrame):
+                await self._caller_frame(frame)
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
             await self.close()
 
-    async def close(self) -> None:
+    async def close(self: Self) -> None:
         """Hang up: stop the session and the peer connection."""
         if self._closed.is_set():
             return
@@ -271,6 +289,35 @@ class WebRtcCall:
         await self.pc.close()
         if self.on_closed is not None:
             await self.on_closed(self)
+
+
+class WebRtcCall(PeerCall[ServerSession]):
+    """One WebRTC call of the Realtime API: its session and its tracks."""
+
+    def __init__(
+        self,
+        call_id: str,
+        session_factory: Callable[[WebRtcCall], ServerSession],
+        *,
+        on_closed: Callable[[WebRtcCall], Awaitable[None]] | None = None,
+    ) -> None:
+        self.call_id = call_id
+        super().__init__(on_closed=on_closed)
+        self.session = session_factory(self)
+        self.player.on_started = self.session.playout_started
+        self.player.on_stopped = self.session.playout_stopped
+
+    @property
+    def label(self) -> str:
+        """``call rtc_…``."""
+        return f"call {self.call_id}"
+
+    async def _open_session(self) -> None:
+        await self.session.start()
+
+    async def _caller_frame(self, frame: AudioFrame) -> None:
+        with contextlib.suppress(SessionEnded, ConnectionError):
+            await self.session.append_audio(audio_frame_to_pcm24k(frame), AudioFormat.PCM24K)
 
 
 def parse_multipart(body: bytes, content_type: str) -> dict[str, bytes]:
