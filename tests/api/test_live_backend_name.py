@@ -12,7 +12,7 @@ from w3sipagent.realtime.webrtc import RealtimeWebRTCClient
 
 
 def test_backend_names_are_the_configuration_names() -> None:
-    cases = {
+    cases: dict[type, str] = {
         RealtimeClient: "realtime",
         RealtimeWebRTCClient: "realtime/webrtc",
         LiveClient: "live",
@@ -21,4 +21,4 @@ def test_backend_names_are_the_configuration_names() -> None:
         ScriptedSession: "ScriptedSession",  # not a configured back end: its class
     }
     for cls, name in cases.items():
-        assert backend_name(cls.__new__(cls)) == name, cls
+        assert backend_name(object.__new__(cls)) == name, cls
