@@ -10,4 +10,8 @@ ruff format --check -q w3sipagent tests examples benchmarks
 echo "== mypy --strict"; mypy
 echo "== mypy (tests)"; mypy --config-file tests/mypy.ini tests
 echo "== pytest"
-exec pytest -q -p no:cacheprovider "$@"
+# The suite mostly waits (real-time calls, timers, peer processes): two worker processes
+# (pytest-xdist) halve its wall time on CI's two cores, and more workers start to disturb the
+# tests that measure real time. Units of work are test files, with tests/freeswitch as one
+# unit (tests/conftest.py). W3SIPAGENT_TEST_WORKERS=0 runs it in one process.
+exec pytest -q -p no:cacheprovider -n "${W3SIPAGENT_TEST_WORKERS:-2}" --dist loadfile "$@"

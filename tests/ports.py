@@ -6,7 +6,8 @@ hands out for port 0 or an outgoing connection is then never one a test, or a pe
 started later (baresip, Kamailio, PostgreSQL), is about to bind: "free when probed, taken
 when bound" cannot happen with sockets of this run. Within a block each process starts at
 an offset taken from its pid, so that suites run side by side mostly keep apart; user
-agents skip a taken RTP port anyway.
+agents skip a taken RTP port anyway. Under pytest-xdist (scripts/test.sh runs the suite on
+several worker processes) the workers of one run take distinct slots (:func:`process_slot`).
 
 =============  ========================================================================
 20000-20999    ``UserAgentConfig``'s default RTP range (no test relies on it)
@@ -30,6 +31,16 @@ _handed_out: set[int] = set()
 _next_rtp = [0]
 
 
+def process_slot() -> int:
+    """This process' slot, 0-9, for spreading port blocks: from the pid, or under pytest-xdist
+    from the controller's pid plus the worker's number (``gw0``, ``gw1``, ...), so that the
+    workers of one run never share a slot (up to ten of them) and parallel runs still spread."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return (os.getppid() + int(worker[2:])) % 10
+    return os.getpid() % 10
+
+
 def _free_on_both(port: int) -> bool:
     """True when ``port`` can be bound on 127.0.0.1 over TCP and UDP right now."""
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
@@ -49,7 +60,7 @@ def free_port() -> int:
     """
     lo, hi = SERVICE_PORTS
     size = hi - lo - 1
-    start = (os.getpid() * 37) % size
+    start = (process_slot() * size // 10 + os.getpid() % 37) % size
     for i in range(size):
         port = lo + (start + i) % size
         pair = (port, port + 1)
@@ -66,7 +77,7 @@ def rtp_block(size: int = 20) -> tuple[int, int]:
     span = hi - lo
     if not 2 <= size <= span:
         raise ValueError(f"rtp_block size {size}: between 2 and {span}")
-    offset = (os.getpid() % 10) * 200
+    offset = process_slot() * 200
     start = lo + (offset + _next_rtp[0]) % (span - size)
     start += start % 2  # RTP on even ports
     _next_rtp[0] += size + (size % 2)

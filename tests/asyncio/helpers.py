@@ -9,6 +9,7 @@ import socket
 import struct
 from collections.abc import Iterable
 
+from tests.ports import process_slot
 from w3sipagent.asyncio.useragent import UserAgentConfig
 from w3sipagent.sip.message import SipRequest, SipResponse, parse_message
 
@@ -16,11 +17,12 @@ _NEXT_RANGE = [0]
 
 
 def rtp_range(size: int = 40) -> tuple[int, int]:
-    """A port range of its own for one user agent (spread by pid: parallel runs).
+    """A port range of its own for one user agent (spread by :func:`tests.ports.process_slot`:
+    parallel runs and xdist workers).
 
     23000-26999, below the ephemeral range (see tests/ports.py).
     """
-    base = 23000 + (os.getpid() % 10) * 400
+    base = 23000 + process_slot() * 400
     start = base + (_NEXT_RANGE[0] * size) % 400
     _NEXT_RANGE[0] += 1
     return start, start + size - 1
