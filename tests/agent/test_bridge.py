@@ -174,10 +174,8 @@ async def test_interruption_guard_ignores_short_noises_and_cuts_real_speech() ->
         assert len(s.truncates) == 1 and s.cancels == 1
 
 
-async def test_interrupt_response_off_means_the_agent_is_heard_to_the_end() -> None:
-    """An agent configured with ``interrupt_response = false`` is not cut by the caller's
-    speech: the bridge must not barge in on SpeechStarted either (it used to, so a steady
-    tone on the line silenced every greeting)."""
+async def test_barge_in_off_means_the_agent_is_heard_to_the_end() -> None:
+    """With ``BridgeOptions.barge_in`` off the agent is not cut by the caller's speech."""
     reply = ScriptedReply(tone_ulaw(1500, amp=8000), "Please listen.", chunk_ms=100, pace=0.05)
     opts = BridgeOptions(greeting="hi", barge_in=False)
     async with Rig(

@@ -58,12 +58,12 @@ dids = {{ "+1 555 123 0000" = "support" }}
 codecs = ["PCMU"]
 [tenants.acme.agents.support]
 greeting = "Greet the caller."
-# FreeSWITCH plays a steady tone, which the local server's VAD takes for speech: the
-# greeting must not be cut by it (the test is about where calls land, not barge-in); the
-# bridge used to cut it anyway, silencing a random share of the four recordings
+# FreeSWITCH plays a steady tone, which the local server's VAD takes for speech: without
+# turn detection the greeting is not cut by it (the test is about where calls land, not
+# barge-in; with server_vad the tone barged in 80 ms into each greeting, leaving a random
+# share of the four recordings silent)
 [tenants.acme.agents.support.turn_detection]
-interrupt_response = false
-create_response = false
+type = "none"
 """)
         result = invoke(runner, "freeswitch", "dialplan", "-c", str(cfg))
         assert result.exit_code == 0, result.output

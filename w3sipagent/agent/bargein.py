@@ -5,8 +5,7 @@ started or stopped speaking, whether the agent is audible) and answers with deci
 it reads no clock, arms no timer and sends nothing. The turn handler
 (:mod:`w3sipagent.agent.turns`) carries the decisions out.
 
-- With ``enabled`` off (the agent's ``interrupt_response = false``) caller speech never
-  cuts the agent.
+- With ``enabled`` off (``BridgeOptions.barge_in``) caller speech never cuts the agent.
 - Caller speech while the agent is audible cuts at once (:attr:`Reaction.CUT`), or, with
   a guard of ``guard_ms``, only if the caller is still speaking when the guard elapses
   (:attr:`Reaction.GUARD`; a speech stop before that is a false interruption).
@@ -69,8 +68,7 @@ class BargeInPolicy:
     ``guard_ms``: the caller must speak this long before the agent is cut (0: at once).
     ``backend_cancels``: the back end stops its own response on caller speech.
     ``memory``: how many cut response ids are remembered to drop their late audio.
-    ``enabled``: False when the agent is configured not to be interrupted
-    (``interrupt_response = false``): caller speech never cuts it.
+    ``enabled``: False: caller speech never cuts the agent (``BridgeOptions.barge_in``).
     """
 
     def __init__(

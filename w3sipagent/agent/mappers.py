@@ -279,7 +279,6 @@ def bridge_options(
         max_duration=tenant.max_call_duration or None,
         caller_silence_timeout=tenant.caller_silence_timeout or None,
         min_interrupt_ms=agent.turn_detection.min_interrupt_ms,
-        barge_in=agent.turn_detection.interrupt_response,
         dtmf_collect_timeout=d.dtmf_collect_timeout,
         dtmf_actions=dict(tenant.dtmf),
         transfers=dict(tenant.transfers),

@@ -93,8 +93,9 @@ class BridgeOptions:
     min_interrupt_ms: int = 0
     """Guard against false interruptions (0 = off: the back end's own barge-in decides)."""
     barge_in: bool = True
-    """The caller's speech cuts the agent (the agent's ``turn_detection.interrupt_response``);
-    False: every answer is heard to its end, whatever the caller says over it."""
+    """The caller's speech cuts the agent; False: every answer is heard to its end, whatever
+    the caller says over it (a library option; ``interrupt_response = false`` in an agent's
+    configuration only means the service does not cancel by itself: the bridge still cuts)."""
     dtmf_collect_timeout: float = 1.0
     """Digits pressed within this time of each other reach the model as one message."""
     dtmf_actions: Mapping[str, str] = field(default_factory=dict)
